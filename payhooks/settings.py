@@ -1,0 +1,161 @@
+"""Typed settings, read once from the environment at start-up.
+
+Every variable is listed in the README's configuration table. Secrets are kept out of
+``repr`` so a settings object can be logged or printed safely.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+
+class ConfigError(Exception):
+    """A missing or malformed environment variable; the message names it."""
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = _text(env, name, default)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if not parts.scheme or not parts.netloc:
+        raise ConfigError(f"{name} must be a URL such as https://host, got {redact_url(value)!r}")
+    return value.rstrip("/")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for printing and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str | None = None
+    queue_name: str = "payhooks"
+
+    nexudus_base_url: str = "https://spaces.nexudus.com"
+    nexudus_username: str | None = None
+    nexudus_password: str | None = field(default=None, repr=False)
+    nexudus_timeout_seconds: int = 30
+    nexudus_writes_per_minute: int = 60
+    nexudus_writes_per_day: int = 5000
+    nexudus_calls_per_minute: int = 120
+    nexudus_min_interval_ms: int = 100
+
+    stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    stripe_api_key: str | None = field(default=None, repr=False)
+    stripe_api_base: str | None = None
+    stripe_tolerance_seconds: int = 300
+    invoice_metadata_key: str = "nexudus_invoice_id"
+
+    job_max_attempts: int = 8
+    job_retry_base_seconds: int = 10
+    job_timeout_seconds: int = 300
+    event_retention_days: int = 30
+    failed_job_retention_days: int = 14
+
+    log_format: str = "json"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        log_format = (_text(env, "LOG_FORMAT", "json") or "json").lower()
+        if log_format not in ("json", "text"):
+            raise ConfigError(f"LOG_FORMAT must be 'json' or 'text', got {log_format!r}")
+        return cls(
+            redis_url=_url(env, "REDIS_URL"),
+            queue_name=_text(env, "PAYHOOKS_QUEUE", "payhooks") or "payhooks",
+            nexudus_base_url=_url(env, "NEXUDUS_BASE_URL", "https://spaces.nexudus.com")
+            or "https://spaces.nexudus.com",
+            nexudus_username=_text(env, "NEXUDUS_USERNAME"),
+            nexudus_password=_text(env, "NEXUDUS_PASSWORD"),
+            nexudus_timeout_seconds=_int(env, "NEXUDUS_TIMEOUT_SECONDS", 30, minimum=1),
+            nexudus_writes_per_minute=_int(env, "NEXUDUS_WRITES_PER_MINUTE", 60, minimum=1),
+            nexudus_writes_per_day=_int(env, "NEXUDUS_WRITES_PER_DAY", 5000, minimum=1),
+            nexudus_calls_per_minute=_int(env, "NEXUDUS_CALLS_PER_MINUTE", 120, minimum=1),
+            nexudus_min_interval_ms=_int(env, "NEXUDUS_MIN_INTERVAL_MS", 100),
+            stripe_webhook_secrets=_list(env, "STRIPE_WEBHOOK_SECRETS"),
+            stripe_api_key=_text(env, "STRIPE_API_KEY"),
+            stripe_api_base=_url(env, "STRIPE_API_BASE"),
+            stripe_tolerance_seconds=_int(env, "STRIPE_TOLERANCE_SECONDS", 300, minimum=1),
+            invoice_metadata_key=_text(env, "INVOICE_METADATA_KEY", "nexudus_invoice_id")
+            or "nexudus_invoice_id",
+            job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 8, minimum=1),
+            job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 10),
+            job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 300, minimum=10),
+            event_retention_days=_int(env, "EVENT_RETENTION_DAYS", 30, minimum=1),
+            failed_job_retention_days=_int(env, "FAILED_JOB_RETENTION_DAYS", 14, minimum=1),
+            log_format=log_format,
+            log_level=(_text(env, "LOG_LEVEL", "INFO") or "INFO").upper(),
+        )
+
+    # What each role cannot start without. Checked at start-up, so a misconfigured
+    # deployment fails loudly instead of acknowledging webhooks it cannot handle.
+
+    def require_redis(self) -> str:
+        if self.redis_url is None:
+            raise ConfigError("REDIS_URL is required (e.g. redis://localhost:6379/0)")
+        return self.redis_url
+
+    def check_receiver(self) -> None:
+        self.require_redis()
+        if not self.enabled_providers():
+            raise ConfigError(
+                "no provider is configured: set STRIPE_WEBHOOK_SECRETS "
+                "(comma-separated whsec_... endpoint secrets)"
+            )
+
+    def check_worker(self) -> None:
+        self.require_redis()
+        if self.nexudus_username is None:
+            raise ConfigError("NEXUDUS_USERNAME is required for the worker")
+        if self.nexudus_password is None:
+            raise ConfigError("NEXUDUS_PASSWORD is required for the worker")
+
+    def enabled_providers(self) -> list[str]:
+        enabled = []
+        if self.stripe_webhook_secrets:
+            enabled.append("stripe")
+        return enabled
+
+    @property
+    def event_ttl_seconds(self) -> int:
+        return self.event_retention_days * 86400
+
+    @property
+    def failed_job_ttl_seconds(self) -> int:
+        return self.failed_job_retention_days * 86400

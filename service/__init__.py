@@ -1,0 +1,1 @@
+"""The webhook receiver: verify, normalise, enqueue, acknowledge. It never calls Nexudus."""

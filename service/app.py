@@ -1,0 +1,91 @@
+"""The receiver's composition root: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+import prometheus_client
+from aiohttp import web
+from redis.asyncio import Redis
+
+from payhooks.jobspec import JobFactory
+from payhooks.settings import Settings
+from service.errors import WebhookError
+from service.handlers import webhook_handler
+from service.inbox import EventInbox
+from service.providers import build_providers
+from service.providers.base import WebhookProvider
+
+MAX_BODY_BYTES = 1024 * 1024
+
+SETTINGS = web.AppKey("settings", Settings)
+INBOX = web.AppKey("inbox", EventInbox)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error becomes a short JSON reason; none echoes the body or a secret."""
+    try:
+        return await handler(request)
+    except WebhookError as exc:
+        return web.json_response({"error": exc.code, "reason": exc.message}, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response(
+            {"error": exc.reason.lower().replace(" ", "_"), "reason": exc.reason},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+        )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    providers: Mapping[str, WebhookProvider] | None = None,
+) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    providers = build_providers(settings) if providers is None else providers
+
+    if redis is None:
+        redis = Redis.from_url(
+            settings.require_redis(),
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
+        )
+    inbox = EventInbox(redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
+    app[INBOX] = inbox
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await redis.aclose()
+
+    app.cleanup_ctx.append(redis_ctx)
+    for name, provider in providers.items():
+        app.router.add_post(f"/webhooks/{name}", webhook_handler(provider, inbox))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if await request.app[INBOX].ping():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "unavailable", "reason": "redis unreachable"}, status=503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    return web.Response(
+        body=prometheus_client.generate_latest(),
+        headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST},
+    )

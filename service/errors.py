@@ -1,0 +1,32 @@
+"""Receiver errors, each with the HTTP status it maps to (in one middleware, app.py)."""
+
+
+class WebhookError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class InvalidSignature(WebhookError):
+    code = "invalid_signature"
+
+
+class MalformedPayload(WebhookError):
+    code = "malformed_payload"
+
+
+class UnsupportedMediaType(WebhookError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class QueueUnavailable(WebhookError):
+    """Redis did not accept the job: the provider must retry, so we answer 503."""
+
+    status = 503
+    code = "queue_unavailable"

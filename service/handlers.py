@@ -1,0 +1,83 @@
+"""POST /webhooks/{provider}: read raw bytes, verify, normalise, queue, acknowledge."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from payhooks.events import Ignored, PaymentEvent
+from service import metrics
+from service.errors import UnsupportedMediaType, WebhookError
+from service.inbox import Accepted, EventInbox
+from service.providers.base import WebhookProvider
+
+log = logging.getLogger("payhooks.webhook")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
+    name = provider.name
+    ack_seconds = metrics.ACK_SECONDS.labels(name)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response = await _handle(request)
+        except WebhookError as exc:
+            metrics.WEBHOOKS.labels(name, exc.code).inc()
+            log.warning("webhook.rejected", extra={"provider": name, "reason": exc.message})
+            raise
+        ack_seconds.observe(time.perf_counter() - started)
+        return response
+
+    async def _handle(request: web.Request) -> web.StreamResponse:
+        if request.content_type not in provider.content_types:
+            raise UnsupportedMediaType(
+                f"expected {', '.join(sorted(provider.content_types))}, got {request.content_type}"
+            )
+        body = await request.read()
+        provider.verify(body, request.headers)
+        normalised = provider.normalise(body)
+        events = [item for item in normalised if isinstance(item, PaymentEvent)]
+        results = await inbox.accept(events)
+
+        queued = duplicates = 0
+        for event, result in zip(events, results, strict=True):
+            if result is Accepted.QUEUED:
+                queued += 1
+            else:
+                duplicates += 1
+            metrics.EVENTS.labels(name, result.value).inc()
+            log.info(
+                "webhook.%s" % result.value,
+                extra={
+                    "provider": name,
+                    "event_id": event.event_id,
+                    "event_type": event.event_type,
+                    "kind": event.kind.value,
+                    "invoice": event.invoice.describe(),
+                },
+            )
+        ignored = [item for item in normalised if isinstance(item, Ignored)]
+        for item in ignored:
+            metrics.EVENTS.labels(name, "ignored").inc()
+            log.info(
+                "webhook.ignored",
+                extra={
+                    "provider": name,
+                    "event_id": item.event_id,
+                    "event_type": item.event_type,
+                    "reason": item.reason,
+                },
+            )
+        outcome = "accepted" if queued else "duplicate" if duplicates else "ignored"
+        metrics.WEBHOOKS.labels(name, outcome).inc()
+        return web.json_response(
+            {"status": outcome, "queued": queued, "duplicates": duplicates, "ignored": len(ignored)}
+        )
+
+    return handle

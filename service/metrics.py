@@ -1,0 +1,20 @@
+"""Prometheus metrics of the receiver, served at GET /metrics."""
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOKS = Counter(
+    "payhooks_webhooks_total",
+    "Webhook requests by provider and outcome.",
+    ["provider", "outcome"],
+)
+EVENTS = Counter(
+    "payhooks_events_total",
+    "Provider events in verified webhooks by provider and outcome (queued, duplicate, ignored).",
+    ["provider", "outcome"],
+)
+ACK_SECONDS = Histogram(
+    "payhooks_ack_seconds",
+    "Time from reading a webhook to answering it.",
+    ["provider"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)

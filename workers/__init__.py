@@ -1,0 +1,1 @@
+"""RQ jobs that apply payment events to Nexudus, and the Nexudus client they use."""

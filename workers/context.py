@@ -1,0 +1,69 @@
+"""The worker's composition root: everything a job needs, built once per process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+from redis import Redis
+
+from payhooks.events import PaymentEvent
+from payhooks.settings import Settings
+from workers.ledger import Ledger
+from workers.nexudus import NexudusClient
+from workers.nexudus_auth import NexudusAuth
+from workers.ratelimit import RateLimiter
+from workers.stripe_lookup import StripePaymentMethodLookup
+
+Enricher = Callable[[PaymentEvent], PaymentEvent]
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis: Redis
+    nexudus: NexudusClient
+    ledger: Ledger
+    #: Per provider: complete an event from the provider's API before it is applied.
+    enrichers: Mapping[str, Enricher]
+
+
+def build_context(settings: Settings) -> WorkerContext:
+    settings.check_worker()
+    redis = Redis.from_url(settings.require_redis(), socket_timeout=10, socket_connect_timeout=5)
+    http = httpx.Client(
+        base_url=settings.nexudus_base_url,
+        timeout=settings.nexudus_timeout_seconds,
+        headers={"User-Agent": "payhooks"},
+    )
+    assert settings.nexudus_username is not None and settings.nexudus_password is not None
+    auth = NexudusAuth(
+        redis, http, username=settings.nexudus_username, password=settings.nexudus_password
+    )
+    nexudus = NexudusClient(http, auth, RateLimiter.for_nexudus(redis, settings))
+    return WorkerContext(
+        settings=settings,
+        redis=redis,
+        nexudus=nexudus,
+        ledger=Ledger(redis, lock_seconds=settings.job_timeout_seconds),
+        enrichers={
+            "stripe": StripePaymentMethodLookup(settings.stripe_api_key, settings.stripe_api_base)
+        },
+    )
+
+
+_current: WorkerContext | None = None
+
+
+def install(context: WorkerContext) -> None:
+    global _current
+    _current = context
+
+
+def current() -> WorkerContext:
+    """The installed context; a plain `rq worker` process builds one from the environment."""
+    global _current
+    if _current is None:
+        _current = build_context(Settings.from_env())
+    return _current

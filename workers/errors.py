@@ -1,0 +1,113 @@
+"""Why a job did not apply: transient (retried with backoff) or permanent (failed at once).
+
+Each error carries the fields an ops person needs as attributes, and a message that
+says what to do. No message ever contains a secret or a bearer token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class JobError(Exception):
+    """Base of every expected job failure."""
+
+    transient = False
+    retry_after: float | None = None
+
+    @property
+    def error_class(self) -> str:
+        return type(self).__name__
+
+
+class TransientError(JobError):
+    transient = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(JobError):
+    """Retrying cannot help until someone fixes the cause; then replay the job."""
+
+
+class NexudusError(JobError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        status: int | None,
+        errors: Sequence[str] = (),
+    ) -> None:
+        detail = f"Nexudus {method} {path}"
+        if status is not None:
+            detail += f" -> {status}"
+        text = f"{detail}: {message}"
+        if errors:
+            text += " [" + "; ".join(errors) + "]"
+        super().__init__(text)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.errors = list(errors)
+
+
+class NexudusTransientError(NexudusError, TransientError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        status: int | None,
+        retry_after: float | None = None,
+    ) -> None:
+        NexudusError.__init__(self, message, method=method, path=path, status=status)
+        self.retry_after = retry_after
+
+
+class NexudusThrottled(NexudusTransientError):
+    """409 or 429: Nexudus asked us to slow down."""
+
+
+class NexudusPermanentError(NexudusError, PermanentError):
+    pass
+
+
+class InvoiceNotFound(PermanentError):
+    def __init__(self, reference: str) -> None:
+        super().__init__(
+            f"no Nexudus invoice matches {reference}; create or correct it, then replay the job"
+        )
+        self.reference = reference
+
+
+class InvoiceNotPayable(PermanentError):
+    pass
+
+
+class AmountMismatch(PermanentError):
+    """Money arrived but does not settle the invoice: the token is recorded, PaidOn is not."""
+
+    def __init__(self, invoice_id: int, reason: str) -> None:
+        super().__init__(
+            f"invoice {invoice_id} not marked paid: {reason}; the payment token was recorded "
+            "with this note. Check the invoice in Nexudus."
+        )
+        self.invoice_id = invoice_id
+        self.reason = reason
+
+
+class EventMissing(PermanentError):
+    pass
+
+
+class ProviderLookupError(PermanentError):
+    pass
+
+
+class ProviderLookupUnavailable(TransientError):
+    pass

@@ -1,0 +1,54 @@
+"""Our own record of Nexudus writes, in Redis: per-invoice locks and token markers.
+
+Nexudus has no idempotency keys, so before creating a payment token we would have to
+search for it. The marker tells us when that search is needed: it is set to "pending"
+before the POST and to the new token's id after it. No marker: we never tried, so no
+search. "pending": an earlier attempt may have written (a timeout or a crash after
+sending), so search first. An id: the token exists, nothing to do.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+from redis import Redis
+from redis.lock import Lock
+
+from payhooks import keys
+
+PENDING = "pending"
+# A marker must outlive every redelivery and replay of the payment's events: providers
+# retry for days, failed jobs are kept for weeks. Kept for 400 days.
+MARKER_TTL_SECONDS = 400 * 86400
+
+
+class InvoiceLockTimeout(Exception):
+    pass
+
+
+class Ledger:
+    def __init__(self, redis: Redis, *, lock_seconds: int) -> None:
+        self._redis = redis
+        self._lock_seconds = lock_seconds
+
+    def lock(self, invoice_id: int) -> AbstractContextManager[Lock]:
+        """Serialise all work on one invoice across workers (one token, one PUT)."""
+        return self._redis.lock(
+            keys.invoice_lock(invoice_id),
+            timeout=self._lock_seconds,
+            blocking_timeout=self._lock_seconds,
+        )
+
+    def token_state(self, invoice_id: int, token: str) -> str | None:
+        value = self._redis.get(keys.token_marker(invoice_id, token))
+        return None if value is None else value.decode()
+
+    def mark_pending(self, invoice_id: int, token: str) -> None:
+        self._redis.set(keys.token_marker(invoice_id, token), PENDING, ex=MARKER_TTL_SECONDS)
+
+    def mark_created(self, invoice_id: int, token: str, token_id: int) -> None:
+        self._redis.set(keys.token_marker(invoice_id, token), str(token_id), ex=MARKER_TTL_SECONDS)
+
+    def forget(self, invoice_id: int, token: str) -> None:
+        """The POST was refused, so nothing was written."""
+        self._redis.delete(keys.token_marker(invoice_id, token))

@@ -1,0 +1,239 @@
+"""A thin, synchronous Nexudus REST client (RQ workers are synchronous).
+
+One private ``_request`` does authentication, rate limiting and status handling:
+- 401: re-authenticate once and retry; a second 401 is permanent (credentials or roles).
+- 409 and 429: throttling (409 is Nexudus's legacy throttle code, never a conflict).
+  Short ``Retry-After`` waits are honoured in place; longer ones go back to RQ.
+- 5xx, timeouts and connection errors: transient, retried by RQ with backoff.
+- 400 and other 4xx: permanent, with Nexudus's ``Errors`` list in the reason.
+Writes also check ``WasSuccessful``, since Nexudus can answer 200 to a failed write.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from workers.errors import NexudusPermanentError, NexudusThrottled, NexudusTransientError
+from workers.nexudus_auth import NexudusAuth
+from workers.ratelimit import RateLimiter
+
+log = logging.getLogger("payhooks.nexudus")
+
+INVOICES = "/api/billing/coworkerinvoices"
+PAYMENT_TOKENS = "/api/billing/coworkerinvoicepaymenttokens"
+
+# Throttle waits up to this long are slept in place; longer ones are left to RQ.
+MAX_INLINE_THROTTLE_WAIT = 30.0
+INLINE_THROTTLE_RETRIES = 3
+_WAIT_IN_BODY = re.compile(r"Wait ([\d.]+) seconds")
+
+Record = dict[str, Any]
+
+
+class NexudusClient:
+    def __init__(
+        self,
+        http: httpx.Client,
+        auth: NexudusAuth,
+        limiter: RateLimiter,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._http = http
+        self._auth = auth
+        self._limiter = limiter
+        self._sleep = sleep
+
+    # -- invoices ---------------------------------------------------------------
+
+    def get_invoice(self, invoice_id: int) -> Record | None:
+        """The full record, or None when there is no such invoice."""
+        response = self._request("GET", f"{INVOICES}/{invoice_id}", allow_404=True)
+        if response.status_code == 404:
+            return None
+        return _object(response, "GET", INVOICES)
+
+    def search_invoices(self, filters: Mapping[str, str]) -> list[Record]:
+        """Listing records (partial: never a base for a PUT)."""
+        return self._search(INVOICES, filters)
+
+    def put_invoice(self, record: Record) -> None:
+        """PUT replaces the whole record: ``record`` must come from ``get_invoice``."""
+        response = self._request("PUT", INVOICES, json=record, write=True)
+        _check_write(response, "PUT", INVOICES)
+
+    # -- payment tokens ---------------------------------------------------------
+
+    def search_payment_tokens(self, invoice_id: int, token: str) -> list[Record]:
+        return self._search(
+            PAYMENT_TOKENS,
+            {
+                "CoworkerInvoicePaymentToken_CoworkerInvoice": str(invoice_id),
+                "CoworkerInvoicePaymentToken_Token": token,
+            },
+        )
+
+    def create_payment_token(
+        self, *, invoice_id: int, provider: int, token: str, notes: str
+    ) -> int:
+        response = self._request(
+            "POST",
+            PAYMENT_TOKENS,
+            json={
+                "CoworkerInvoiceId": invoice_id,
+                "RegularPaymentProvider": provider,
+                "Token": token,
+                "Notes": notes,
+            },
+            write=True,
+        )
+        body = _check_write(response, "POST", PAYMENT_TOKENS)
+        value = body.get("Value")
+        if isinstance(value, dict) and isinstance(value.get("Id"), int):
+            return int(value["Id"])
+        raise NexudusPermanentError(
+            "created, but the response carries no Value.Id",
+            method="POST",
+            path=PAYMENT_TOKENS,
+            status=response.status_code,
+        )
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _search(self, path: str, filters: Mapping[str, str]) -> list[Record]:
+        records: list[Record] = []
+        page = 1
+        while True:
+            params = {**filters, "page": str(page), "size": "100"}
+            body = _object(self._request("GET", path, params=params), "GET", path)
+            found = body.get("Records")
+            if isinstance(found, list):
+                records.extend(r for r in found if isinstance(r, dict))
+            if not body.get("HasNextPage") or page >= 50:
+                return records
+            page += 1
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        write: bool = False,
+        allow_404: bool = False,
+    ) -> httpx.Response:
+        reauthenticated = False
+        throttled = 0
+        while True:
+            self._limiter.acquire(write=write)
+            token = self._auth.token()
+            response = self._send(method, path, params, json, token)
+            status = response.status_code
+            if status == 401 and not reauthenticated:
+                reauthenticated = True
+                self._auth.invalidate(token)
+                continue
+            if status in (409, 429):
+                wait = _retry_after(response)
+                if wait <= MAX_INLINE_THROTTLE_WAIT and throttled < INLINE_THROTTLE_RETRIES:
+                    throttled += 1
+                    log.info("nexudus.throttled", extra={"path": path, "wait_s": wait})
+                    self._sleep(wait)
+                    continue
+                raise NexudusThrottled(
+                    "throttled", method=method, path=path, status=status, retry_after=wait
+                )
+            if status >= 500:
+                raise NexudusTransientError("server error", method=method, path=path, status=status)
+            if status == 401:
+                raise NexudusPermanentError(
+                    "unauthorised after re-authenticating; check that NEXUDUS_USERNAME holds "
+                    "the CoworkerInvoice and CoworkerInvoicePaymentToken roles",
+                    method=method,
+                    path=path,
+                    status=status,
+                )
+            if status == 404 and allow_404:
+                return response
+            if status >= 400:
+                message, errors = _error_details(response)
+                raise NexudusPermanentError(
+                    message, method=method, path=path, status=status, errors=errors
+                )
+            return response
+
+    def _send(
+        self, method: str, path: str, params: Any, json: Any, token: str
+    ) -> httpx.Response:
+        try:
+            return self._http.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.TimeoutException:
+            raise NexudusTransientError("timed out", method=method, path=path, status=None) from None
+        except httpx.TransportError as exc:
+            raise NexudusTransientError(
+                f"connection failed ({exc.__class__.__name__})",
+                method=method,
+                path=path,
+                status=None,
+            ) from None
+
+
+def _retry_after(response: httpx.Response) -> float:
+    header = response.headers.get("Retry-After", "")
+    try:
+        return max(float(header), 0.0)
+    except ValueError:
+        pass
+    match = _WAIT_IN_BODY.search(response.text)
+    if match:
+        return float(match.group(1)) + 0.25
+    return 1.0
+
+
+def _object(response: httpx.Response, method: str, path: str) -> Record:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise NexudusTransientError(
+            "response is not a JSON object", method=method, path=path, status=response.status_code
+        )
+    return body
+
+
+def _check_write(response: httpx.Response, method: str, path: str) -> Record:
+    body = _object(response, method, path)
+    if body.get("WasSuccessful") is not True:
+        message, errors = _error_details(response)
+        raise NexudusPermanentError(
+            message, method=method, path=path, status=response.status_code, errors=errors
+        )
+    return body
+
+
+def _error_details(response: httpx.Response) -> tuple[str, list[str]]:
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text[:200] or "no message"), []
+    if not isinstance(body, dict):
+        return str(body)[:200], []
+    errors = []
+    for item in body.get("Errors") or []:
+        if isinstance(item, dict):
+            errors.append(f"{item.get('PropertyName')}: {item.get('Message')}")
+    return str(body.get("Message") or "request rejected"), errors
