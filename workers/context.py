@@ -27,6 +27,11 @@ class WorkerContext:
     ledger: Ledger
     #: Per provider: complete an event from the provider's API before it is applied.
     enrichers: Mapping[str, Enricher]
+    http: httpx.Client
+
+    def close(self) -> None:
+        self.http.close()
+        self.redis.close()
 
 
 def build_context(settings: Settings) -> WorkerContext:
@@ -50,6 +55,7 @@ def build_context(settings: Settings) -> WorkerContext:
         enrichers={
             "stripe": StripePaymentMethodLookup(settings.stripe_api_key, settings.stripe_api_base)
         },
+        http=http,
     )
 
 

@@ -1,0 +1,96 @@
+"""Fixtures: a real redis-server, the Nexudus sandbox over HTTP, real RQ workers."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.sandbox.server import ThreadedServer
+from payhooks.settings import Settings
+from workers import context
+
+STRIPE_SECRET = DEV_WEBHOOK_SECRET
+OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis(redis_server: EmbeddedRedis) -> Iterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def sandbox_state() -> SandboxState:
+    state = SandboxState(writes_per_minute=10_000, calls_per_minute=10_000)
+    for invoice_id in (42, 43, 44):
+        state.invoices[invoice_id] = invoice_record(invoice_id)
+    return state
+
+
+@pytest.fixture
+def sandbox(sandbox_state: SandboxState) -> Iterator[ThreadedServer]:
+    server = ThreadedServer(lambda: create_sandbox_app(sandbox_state)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis, sandbox: ThreadedServer, sandbox_state: SandboxState) -> Settings:
+    return Settings(
+        redis_url=redis_server.url,
+        nexudus_base_url=sandbox.url,
+        nexudus_username=sandbox_state.username,
+        nexudus_password=sandbox_state.password,
+        nexudus_timeout_seconds=5,
+        nexudus_writes_per_minute=10_000,
+        nexudus_calls_per_minute=10_000,
+        nexudus_min_interval_ms=0,
+        stripe_webhook_secrets=(STRIPE_SECRET, OLD_STRIPE_SECRET),
+        job_retry_base_seconds=0,
+        log_format="text",
+    )
+
+
+@pytest.fixture
+def worker_context(settings: Settings, redis: Redis) -> Iterator[context.WorkerContext]:
+    ctx = context.build_context(settings)
+    context.install(ctx)
+    yield ctx
+    context._current = None
+    ctx.close()
+
+
+@pytest.fixture
+def queue(redis: Redis, settings: Settings) -> Queue:
+    return Queue(settings.queue_name, connection=redis)
+
+
+@pytest.fixture
+def run_worker(queue: Queue, redis: Redis, worker_context: context.WorkerContext) -> Callable[[], None]:
+    """Drain the queue with a real RQ worker in burst mode (retries included)."""
+
+    def run() -> None:
+        SimpleWorker([queue], connection=redis).work(burst=True)
+
+    return run
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,164 @@
+"""POST /webhooks/stripe against a real Redis: what is acknowledged is queued, once."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+
+from payhooks import keys
+from payhooks.embedded_redis import free_port
+from payhooks.events import PaymentEvent
+from payhooks.samples import stripe as samples
+from payhooks.settings import Settings
+from service.app import create_app
+from tests.conftest import OLD_STRIPE_SECRET, STRIPE_SECRET, with_settings
+
+AiohttpClient = Any
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, settings: Settings, redis: Redis) -> TestClient:
+    return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
+
+
+def paid_event(invoice_id: int = 42) -> dict[str, Any]:
+    intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal("100.00"))
+    return samples.event("payment_intent.succeeded", intent)
+
+
+async def post(client: TestClient, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    response = await client.post("/webhooks/stripe", data=body, headers=headers)
+    return response.status, await response.json()
+
+
+class TestAccepted:
+    async def test_signed_event_becomes_one_rq_job(self, client: TestClient, queue: Queue) -> None:
+        event = paid_event()
+        status, answer = await post(client, *samples.signed(event, STRIPE_SECRET))
+        assert (status, answer["status"], answer["queued"]) == (200, "accepted", 1)
+
+        assert queue.count == 1
+        job = Job.fetch(queue.job_ids[0], connection=queue.connection)
+        assert job.func_name == "workers.jobs.apply_payment_event"
+        assert job.args == (f"stripe:{event['id']}",)
+        assert job.get_status() == "queued"
+        assert job.failure_ttl == 14 * 86400
+        stored = queue.connection.get(keys.event(f"stripe:{event['id']}"))
+        assert PaymentEvent.from_json(stored).token == event["data"]["object"]["id"]
+
+    async def test_previous_secret_still_accepted_during_a_roll(
+        self, client: TestClient, queue: Queue
+    ) -> None:
+        status, _ = await post(client, *samples.signed(paid_event(), OLD_STRIPE_SECRET))
+        assert status == 200
+        assert queue.count == 1
+
+    async def test_same_event_delivered_twice_is_one_job(
+        self, client: TestClient, queue: Queue
+    ) -> None:
+        event = paid_event()
+        first = await post(client, *samples.signed(event, STRIPE_SECRET))
+        second = await post(client, *samples.signed(event, STRIPE_SECRET))
+        assert first[1]["status"] == "accepted"
+        assert second == (200, {"status": "duplicate", "queued": 0, "duplicates": 1, "ignored": 0})
+        assert queue.count == 1
+
+    async def test_unhandled_event_type_is_acknowledged_without_a_job(
+        self, client: TestClient, queue: Queue
+    ) -> None:
+        event = samples.event("customer.updated", {"id": "cus_1", "object": "customer"})
+        status, answer = await post(client, *samples.signed(event, STRIPE_SECRET))
+        assert (status, answer["status"], answer["ignored"]) == (200, "ignored", 1)
+        assert queue.count == 0
+        metrics = await (await client.get("/metrics")).text()
+        assert 'payhooks_events_total{outcome="ignored",provider="stripe"} 1.0' in metrics
+
+
+class TestRejected:
+    @pytest.mark.parametrize(
+        ("make_headers", "reason"),
+        [
+            (lambda body: {"Content-Type": "application/json"}, "missing Stripe-Signature header"),
+            (
+                lambda body: samples.signed(body, "whsec_some_other_secret")[1],
+                "signature does not match",
+            ),
+            (
+                lambda body: samples.signed(body, STRIPE_SECRET, timestamp=int(time.time()) - 301)[1],
+                "timestamp outside the tolerance window",
+            ),
+            (
+                lambda body: {"Stripe-Signature": "garbage", "Content-Type": "application/json"},
+                "malformed Stripe-Signature header",
+            ),
+        ],
+    )
+    async def test_bad_signature_is_400_and_queues_nothing(
+        self, client: TestClient, queue: Queue, make_headers: Any, reason: str
+    ) -> None:
+        body = json.dumps(paid_event()).encode()
+        status, answer = await post(client, body, make_headers(body))
+        assert (status, answer["reason"]) == (400, reason)
+        assert queue.count == 0
+        assert queue.connection.keys("payhooks:event:*") == []
+
+    async def test_tampered_body_fails_verification(self, client: TestClient, queue: Queue) -> None:
+        body, headers = samples.signed(paid_event(), STRIPE_SECRET)
+        status, answer = await post(client, body.replace(b"100", b"999"), headers)
+        assert (status, answer["error"]) == (400, "invalid_signature")
+        assert queue.count == 0
+
+    async def test_wrong_content_type_is_415(self, client: TestClient, queue: Queue) -> None:
+        body, headers = samples.signed(paid_event(), STRIPE_SECRET)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        status, answer = await post(client, body, headers)
+        assert (status, answer["error"]) == (415, "unsupported_media_type")
+        assert queue.count == 0
+
+    async def test_body_over_one_mebibyte_is_413(self, client: TestClient, queue: Queue) -> None:
+        event = paid_event()
+        event["data"]["object"]["description"] = "x" * (1024 * 1024)
+        response = await client.post(
+            "/webhooks/stripe", data=io.BytesIO(json.dumps(event).encode()),
+            headers=samples.signed(event, STRIPE_SECRET)[1],
+        )
+        assert response.status == 413
+        assert queue.count == 0
+
+    async def test_signed_body_that_is_not_json_is_400(self, client: TestClient, queue: Queue) -> None:
+        status, answer = await post(client, *samples.signed(b'{"id": "evt_1", "type": ', STRIPE_SECRET))
+        assert (status, answer["error"]) == (400, "malformed_payload")
+        assert queue.count == 0
+
+    async def test_only_post_is_allowed(self, client: TestClient) -> None:
+        response = await client.get("/webhooks/stripe")
+        assert response.status == 405
+
+
+async def test_redis_down_is_503_so_stripe_retries(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    down = with_settings(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = await aiohttp_client(create_app(down))
+    status, answer = await post(client, *samples.signed(paid_event(), STRIPE_SECRET))
+    assert (status, answer["error"]) == (503, "queue_unavailable")
+    assert (await client.get("/readyz")).status == 503
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_errors_never_echo_the_secret(client: TestClient) -> None:
+    body = json.dumps(paid_event()).encode()
+    for headers in (samples.signed(body, "whsec_wrong")[1], {"Content-Type": "application/json"}):
+        response = await client.post("/webhooks/stripe", data=body, headers=headers)
+        text = await response.text()
+        assert STRIPE_SECRET not in text
+        assert "whsec" not in text

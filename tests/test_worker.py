@@ -1,0 +1,316 @@
+"""Jobs applied by real RQ workers to the Nexudus sandbox over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from payhooks import keys
+from payhooks.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
+from payhooks.samples import stripe as samples
+from payhooks.settings import Settings
+from tests.helpers import api_calls, deliver, writes
+
+RunWorker = Callable[[], None]
+
+
+def paid_event(invoice_id: int | None = 42, amount: str = "100.00", **kw: Any) -> dict[str, Any]:
+    intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal(amount), **kw)
+    return samples.event("payment_intent.succeeded", intent)
+
+
+def failure_of(queue: Queue, job_id: str) -> dict[str, Any]:
+    job = Job.fetch(job_id, connection=queue.connection)
+    assert job.get_status() == "failed"
+    return dict(job.meta["failure"])
+
+
+class TestPaid:
+    def test_marks_invoice_paid_with_three_calls(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        event = paid_event(42)
+        deliver(settings, event)
+        run_worker()
+
+        invoice = sandbox_state.invoices[42]
+        assert invoice["Paid"] is True
+        assert invoice["PaidOn"] is not None
+        [token] = sandbox_state.tokens.values()
+        assert token["CoworkerInvoiceId"] == 42
+        assert token["Token"] == event["data"]["object"]["id"]
+        assert token["RegularPaymentProvider"] == 2
+        assert event["id"] in token["Notes"] and "100.00 EUR" in token["Notes"]
+        assert api_calls(sandbox_state) == [
+            ("GET", f"{INVOICES}/42", 200),
+            ("POST", TOKENS, 200),
+            ("PUT", INVOICES, 200),
+        ]
+
+    def test_put_keeps_every_other_field(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        sandbox_state.invoices[42].update(SystemId="ops-7", CustomData="keep me", BillToState="Kent")
+        before = dict(sandbox_state.invoices[42])
+        deliver(settings, paid_event(42))
+        run_worker()
+        after = sandbox_state.invoices[42]
+        changed = {k for k in before if before[k] != after.get(k)}
+        assert changed == {"PaidOn", "Paid", "PaidAmount", "UpdatedOn"}
+
+    def test_bacs_payment_recorded_as_stripe_bacs(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        deliver(settings, paid_event(42, method="bacs_debit"))
+        run_worker()
+        [token] = sandbox_state.tokens.values()
+        assert token["RegularPaymentProvider"] == 13
+
+    def test_paid_events_of_one_payment_together_give_one_token_one_put(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
+        deliver(
+            settings,
+            samples.event("payment_intent.succeeded", intent),
+            samples.event("charge.succeeded", samples.charge(intent)),
+            samples.event("invoice.paid", samples.invoice_paid(intent)),
+            samples.event("checkout.session.completed", samples.checkout_session(intent)),
+        )
+        run_worker()
+        assert len(sandbox_state.tokens) == 1
+        assert writes(sandbox_state) == [("POST", TOKENS, 200), ("PUT", INVOICES, 200)]
+
+    def test_duplicate_of_applied_event_writes_nothing(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
+    ) -> None:
+        event = paid_event(42)
+        deliver(settings, event)
+        run_worker()
+        # Replaying the same job (as ops would) after it was applied.
+        sandbox_state.calls.clear()
+        job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=redis)
+        job.requeue() if job.get_status() == "failed" else Queue(
+            settings.queue_name, connection=redis
+        ).enqueue_job(job)
+        run_worker()
+        assert writes(sandbox_state) == []
+        assert len(sandbox_state.tokens) == 1
+
+    def test_invoice_found_by_number_ignores_substring_matches(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        sandbox_state.invoices[50] = invoice_record(50, InvoiceNumber="INV-7-2026")
+        sandbox_state.invoices[51] = invoice_record(51, InvoiceNumber="INV-7")
+        deliver(settings, paid_event(None, metadata={"nexudus_invoice_number": "INV-7"}))
+        run_worker()
+        assert sandbox_state.invoices[51]["PaidOn"] is not None
+        assert sandbox_state.invoices[50]["PaidOn"] is None
+        assert [t["CoworkerInvoiceId"] for t in sandbox_state.tokens.values()] == [51]
+        assert len([c for c in sandbox_state.calls if not c.write]) == 2  # search + GET
+
+    def test_invoice_found_by_payment_reference(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        sandbox_state.invoices[60] = invoice_record(60, PaymentReference="BANKREF-60")
+        deliver(settings, paid_event(None, metadata={"nexudus_invoice_number": "BANKREF-60"}))
+        run_worker()
+        assert sandbox_state.invoices[60]["PaidOn"] is not None
+
+
+class TestPendingFailedRefunded:
+    def test_pending_records_token_then_paid_sets_paid_on(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        intent = samples.payment_intent(
+            invoice_id=43, amount=Decimal("100.00"), method="us_bank_account", status="processing"
+        )
+        deliver(settings, samples.event("payment_intent.processing", intent))
+        run_worker()
+        assert sandbox_state.invoices[43]["PaidOn"] is None
+        [token] = sandbox_state.tokens.values()
+        assert token["RegularPaymentProvider"] == 11
+        assert "pending" in token["Notes"]
+
+        succeeded = dict(intent, status="succeeded", amount_received=intent["amount"])
+        deliver(settings, samples.event("payment_intent.succeeded", succeeded))
+        run_worker()
+        assert sandbox_state.invoices[43]["PaidOn"] is not None
+        assert len(sandbox_state.tokens) == 1
+
+    @pytest.mark.parametrize("event_type", ["payment_intent.payment_failed", "charge.refunded"])
+    def test_failed_and_refunded_write_nothing(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker,
+        queue: Queue, event_type: str,
+    ) -> None:
+        sandbox_state.invoices[44]["PaidOn"] = "2026-11-02T10:00:00Z"
+        intent = samples.payment_intent(invoice_id=44, amount=Decimal("100.00"))
+        obj = samples.charge(intent) if event_type.startswith("charge") else intent
+        obj["amount_refunded"] = obj["amount"]
+        deliver(settings, samples.event(event_type, obj))
+        run_worker()
+        assert sandbox_state.calls == []
+        assert sandbox_state.invoices[44]["PaidOn"] == "2026-11-02T10:00:00Z"
+        assert len(queue.finished_job_registry) == 1
+
+
+class TestAmountGuard:
+    def test_amount_below_outstanding_records_token_but_not_paid_on(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        event = paid_event(42, amount="60.00")
+        deliver(settings, event)
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is None
+        [token] = sandbox_state.tokens.values()
+        assert "NOT marked paid" in token["Notes"] and "below the outstanding 100.00" in token["Notes"]
+        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        assert failure["error_class"] == "AmountMismatch"
+        assert failure["attempt"] == 1
+
+    def test_partly_paid_invoice_needs_only_the_rest(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        sandbox_state.invoices[42]["PaidAmount"] = 40.0
+        deliver(settings, paid_event(42, amount="60.00"))
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+    def test_other_currency_is_not_paid(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        event = paid_event(42, currency="GBP")
+        deliver(settings, event)
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is None
+        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        assert "currency GBP differs from the invoice's EUR" in failure["reason"]
+
+
+class TestNexudusFailures:
+    def test_401_re_authenticates_once(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        deliver(settings, paid_event(42))
+        run_worker()
+        sandbox_state.access_tokens.clear()  # every token now answers 401
+        deliver(settings, paid_event(43))
+        run_worker()
+        assert sandbox_state.invoices[43]["PaidOn"] is not None
+        assert sandbox_state.grants == 2
+
+    def test_expiring_token_is_refreshed_with_the_rotated_refresh_token(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        sandbox_state.token_lifetime_seconds = 200  # inside the 300 s refresh margin
+        for invoice_id in (42, 43, 44):
+            deliver(settings, paid_event(invoice_id))
+        run_worker()
+        assert all(sandbox_state.invoices[i]["PaidOn"] for i in (42, 43, 44))
+        # The first grant is a password grant; each later one used the newest refresh token.
+        assert sandbox_state.grants >= 3
+        assert len(sandbox_state.refresh_tokens) == 1
+
+    def test_429_is_honoured_and_applied(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        sandbox_state.faults.append(Fault("PUT", INVOICES, 429, times=2, retry_after=0.1))
+        deliver(settings, paid_event(42))
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        assert [c.status for c in sandbox_state.calls if c.method == "PUT"] == [429, 429, 200]
+
+    def test_409_is_throttling_not_a_conflict(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        sandbox_state.faults.append(Fault("POST", TOKENS, 409, times=1, retry_after=0))
+        deliver(settings, paid_event(42))
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        assert len(sandbox_state.tokens) == 1
+
+    def test_5xx_is_retried_by_rq_then_applied(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 503, times=2))
+        event = paid_event(42)
+        deliver(settings, event)
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+        assert job.get_status() == "finished"
+        assert job.retries_left == settings.job_max_attempts - 1 - 2
+
+    def test_post_that_may_have_landed_is_searched_not_repeated(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        # The token is written but the answer is lost: the retry must find it.
+        sandbox_state.faults.append(Fault("POST", TOKENS, 502, after_apply=True))
+        deliver(settings, paid_event(42))
+        run_worker()
+        assert len(sandbox_state.tokens) == 1
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        assert ("GET", TOKENS, 200) in api_calls(sandbox_state)
+
+    def test_token_search_near_miss_is_not_a_match(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        event = paid_event(42)
+        token = event["data"]["object"]["id"]
+        sandbox_state.tokens[1] = {
+            "Id": 1, "CoworkerInvoiceId": 42, "Token": token + "_other", "Notes": None,
+            "RegularPaymentProvider": 2,
+        }
+        # The first POST fails before writing, so the retry searches, and the search
+        # (a substring match in Nexudus) returns only the near miss.
+        sandbox_state.faults.append(Fault("POST", TOKENS, 503))
+        deliver(settings, event)
+        run_worker()
+        assert sorted(t["Token"] for t in sandbox_state.tokens.values()) == [token, token + "_other"]
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+    def test_400_fails_at_once_with_nexudus_errors(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue,
+        redis: Redis,
+    ) -> None:
+        del sandbox_state.invoices[42]["BillToCity"]  # the PUT will be refused
+        event = paid_event(42)
+        deliver(settings, event)
+        run_worker()
+        job_id = keys.job_id(f"stripe:{event['id']}")
+        assert job_id in FailedJobRegistry(queue=queue).get_job_ids()
+        failure = failure_of(queue, job_id)
+        assert failure["error_class"] == "NexudusPermanentError"
+        assert "PUT /api/billing/coworkerinvoices -> 400" in failure["reason"]
+        assert "BillToCity: is a required field" in failure["reason"]
+        assert failure["attempt"] == 1
+        assert [c.method for c in sandbox_state.calls].count("PUT") == 1
+
+    def test_unknown_invoice_fails_with_a_reason(
+        self, settings: Settings, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        event = paid_event(4040)
+        deliver(settings, event)
+        run_worker()
+        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        assert failure["error_class"] == "InvoiceNotFound"
+        assert "invoice id 4040" in failure["reason"]
+
+    def test_transient_failures_end_in_the_failed_registry(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 500, times=100))
+        event = paid_event(42)
+        deliver(settings, event)
+        run_worker()
+        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        assert failure["transient"] is True
+        assert failure["attempt"] == settings.job_max_attempts
+        assert len([c for c in sandbox_state.calls if c.method == "GET"]) == settings.job_max_attempts
