@@ -69,7 +69,11 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     # run_app answers SIGTERM by closing the listener and letting in-flight requests
     # (and their enqueue) finish before the process exits.
     web.run_app(
-        create_app(settings), host=host, port=port, access_log=None, print=None,
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
         shutdown_timeout=30,
     )
     return 0

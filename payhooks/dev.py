@@ -97,7 +97,7 @@ payhooks dev is running (Ctrl-C stops everything)
   receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
   Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state)
   Redis            {settings.redis_url}
-  Stripe secret    {'(from STRIPE_WEBHOOK_SECRETS)' if settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET else DEV_WEBHOOK_SECRET}
+  Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET else DEV_WEBHOOK_SECRET}
 
 Sandbox invoices:
 {invoices}

@@ -142,5 +142,5 @@ class Ignored:
 Normalised = PaymentEvent | Ignored
 
 
-def utc_from_timestamp(seconds: int | float) -> datetime:
+def utc_from_timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)

@@ -3,6 +3,11 @@
 PREFIX = "payhooks"
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (clients return bytes unless decode_responses is set)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def event(event_key: str) -> str:
     """The stored normalised event; its existence is the receiver's dedupe record."""
     return f"{PREFIX}:event:{event_key}"

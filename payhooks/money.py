@@ -5,9 +5,26 @@ from decimal import Decimal
 # Currencies whose minor unit is not 1/100. Stripe's list of zero-decimal currencies,
 # plus the three-decimal ones; everything else has two decimals.
 _ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
 )
-_THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
+_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
 
 def exponent(currency: str) -> int:

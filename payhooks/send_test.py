@@ -30,6 +30,8 @@ def send_test(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"could not reach {url}: {exc.__class__.__name__}; is `payhooks dev` running?")
         return 1
-    print(f"POST {url} ({event['type']} {event['id']}, {amount} {args.currency.upper()}, "
-          f"invoice {args.invoice}) -> {response.status_code} {response.text}")
+    print(
+        f"POST {url} ({event['type']} {event['id']}, {amount} {args.currency.upper()}, "
+        f"invoice {args.invoice}) -> {response.status_code} {response.text}"
+    )
     return 0 if response.is_success else 1

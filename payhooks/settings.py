@@ -45,7 +45,10 @@ def _url(env: Mapping[str, str], name: str, default: str | None = None) -> str |
         return None
     parts = urlsplit(value)
     if not parts.scheme or not parts.netloc:
-        raise ConfigError(f"{name} must be a URL such as https://host, got {redact_url(value)!r}")
+        # The value is not echoed: a malformed URL may still hold a password.
+        raise ConfigError(
+            f"{name} must be a URL with a scheme and host, such as scheme://host:port"
+        )
     return value.rstrip("/")
 
 

@@ -53,7 +53,7 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
                 duplicates += 1
             metrics.EVENTS.labels(name, result.value).inc()
             log.info(
-                "webhook.%s" % result.value,
+                f"webhook.{result.value}",
                 extra={
                     "provider": name,
                     "event_id": event.event_id,

@@ -71,7 +71,7 @@ class EventInbox:
         job_id, job_key, mapping = self._jobs.job_mapping(
             event.key, f"{event.provider} {event.event_type} {event.event_id}"
         )
-        args: list[object] = [event.to_json(), self._ttl, job_id]
+        args: list[str | int | bytes] = [event.to_json(), self._ttl, job_id]
         for field, value in mapping.items():
             args.extend((field, value))
         return await self._script(

@@ -52,7 +52,9 @@ def sandbox(sandbox_state: SandboxState) -> Iterator[ThreadedServer]:
 
 
 @pytest.fixture
-def settings(redis_server: EmbeddedRedis, sandbox: ThreadedServer, sandbox_state: SandboxState) -> Settings:
+def settings(
+    redis_server: EmbeddedRedis, sandbox: ThreadedServer, sandbox_state: SandboxState
+) -> Settings:
     return Settings(
         redis_url=redis_server.url,
         nexudus_base_url=sandbox.url,
@@ -83,7 +85,9 @@ def queue(redis: Redis, settings: Settings) -> Queue:
 
 
 @pytest.fixture
-def run_worker(queue: Queue, redis: Redis, worker_context: context.WorkerContext) -> Callable[[], None]:
+def run_worker(
+    queue: Queue, redis: Redis, worker_context: context.WorkerContext
+) -> Callable[[], None]:
     """Drain the queue with a real RQ worker in burst mode (retries included)."""
 
     def run() -> None:

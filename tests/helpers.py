@@ -22,7 +22,9 @@ def deliver(settings: Settings, *events: dict[str, Any]) -> list[Accepted]:
 
     async def run() -> list[Accepted]:
         redis = AsyncRedis.from_url(settings.require_redis())
-        inbox = EventInbox(redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
+        inbox = EventInbox(
+            redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds
+        )
         results: list[Accepted] = []
         for event in events:
             normalised = provider.normalise(json.dumps(event).encode())

@@ -93,7 +93,9 @@ class TestRejected:
                 "signature does not match",
             ),
             (
-                lambda body: samples.signed(body, STRIPE_SECRET, timestamp=int(time.time()) - 301)[1],
+                lambda body: samples.signed(body, STRIPE_SECRET, timestamp=int(time.time()) - 301)[
+                    1
+                ],
                 "timestamp outside the tolerance window",
             ),
             (
@@ -128,14 +130,19 @@ class TestRejected:
         event = paid_event()
         event["data"]["object"]["description"] = "x" * (1024 * 1024)
         response = await client.post(
-            "/webhooks/stripe", data=io.BytesIO(json.dumps(event).encode()),
+            "/webhooks/stripe",
+            data=io.BytesIO(json.dumps(event).encode()),
             headers=samples.signed(event, STRIPE_SECRET)[1],
         )
         assert response.status == 413
         assert queue.count == 0
 
-    async def test_signed_body_that_is_not_json_is_400(self, client: TestClient, queue: Queue) -> None:
-        status, answer = await post(client, *samples.signed(b'{"id": "evt_1", "type": ', STRIPE_SECRET))
+    async def test_signed_body_that_is_not_json_is_400(
+        self, client: TestClient, queue: Queue
+    ) -> None:
+        status, answer = await post(
+            client, *samples.signed(b'{"id": "evt_1", "type": ', STRIPE_SECRET)
+        )
         assert (status, answer["error"]) == (400, "malformed_payload")
         assert queue.count == 0
 

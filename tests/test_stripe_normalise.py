@@ -35,19 +35,19 @@ def paid(event: dict) -> PaymentEvent:  # type: ignore[type-arg]
 )
 class TestPaymentMethod:
     def test_charge_uses_payment_method_details(self, method: str, provider: int) -> None:
-        intent = samples.payment_intent(invoice_id=42, amount=Decimal("10"), method=method)
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal(10), method=method)
         event = paid(samples.event("charge.succeeded", samples.charge(intent)))
         assert event.regular_payment_provider == provider
         assert event.payment_method == method
 
     def test_intent_with_single_method_type(self, method: str, provider: int) -> None:
-        intent = samples.payment_intent(invoice_id=42, amount=Decimal("10"), method=method)
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal(10), method=method)
         event = paid(samples.event("payment_intent.succeeded", intent))
         assert event.regular_payment_provider == provider
 
     def test_intent_with_several_types_is_left_to_the_job(self, method: str, provider: int) -> None:
         intent = samples.payment_intent(
-            invoice_id=42, amount=Decimal("10"), method=method, single_method_type=False
+            invoice_id=42, amount=Decimal(10), method=method, single_method_type=False
         )
         event = paid(samples.event("payment_intent.succeeded", intent))
         assert event.regular_payment_provider is None
@@ -84,7 +84,7 @@ def test_event_type_maps_to_kind(event_type: str, kind: PaymentKind) -> None:
 
 
 def test_every_paid_event_of_one_payment_has_the_same_token() -> None:
-    intent = samples.payment_intent(invoice_id=42, amount=Decimal("100"))
+    intent = samples.payment_intent(invoice_id=42, amount=Decimal(100))
     events = [
         samples.event("payment_intent.succeeded", intent),
         samples.event("charge.succeeded", samples.charge(intent)),
@@ -98,19 +98,19 @@ def test_every_paid_event_of_one_payment_has_the_same_token() -> None:
 
 
 def test_charge_without_payment_intent_uses_the_charge_id() -> None:
-    intent = samples.payment_intent(invoice_id=42, amount=Decimal("5"))
+    intent = samples.payment_intent(invoice_id=42, amount=Decimal(5))
     charge = {**samples.charge(intent), "payment_intent": None}
     assert paid(samples.event("charge.succeeded", charge)).token == charge["id"]
 
 
 def test_unpaid_checkout_session_is_pending() -> None:
-    intent = samples.payment_intent(invoice_id=42, amount=Decimal("5"), method="bacs_debit")
+    intent = samples.payment_intent(invoice_id=42, amount=Decimal(5), method="bacs_debit")
     session = samples.checkout_session(intent, payment_status="unpaid")
     assert paid(samples.event("checkout.session.completed", session)).kind is PaymentKind.PENDING
 
 
 def test_subscription_checkout_without_payment_intent_is_ignored() -> None:
-    intent = samples.payment_intent(invoice_id=42, amount=Decimal("5"))
+    intent = samples.payment_intent(invoice_id=42, amount=Decimal(5))
     session = {**samples.checkout_session(intent), "payment_intent": None, "mode": "subscription"}
     result = normalise(samples.event("checkout.session.completed", session))
     assert isinstance(result, Ignored)
@@ -118,8 +118,16 @@ def test_subscription_checkout_without_payment_intent_is_ignored() -> None:
 
 
 def test_dispute_won_is_ignored_and_lost_is_refunded() -> None:
-    dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_1", "payment_intent": "pi_1",
-               "amount": 500, "currency": "eur", "metadata": {}, "status": "won"}
+    dispute = {
+        "id": "dp_1",
+        "object": "dispute",
+        "charge": "ch_1",
+        "payment_intent": "pi_1",
+        "amount": 500,
+        "currency": "eur",
+        "metadata": {},
+        "status": "won",
+    }
     assert isinstance(normalise(samples.event("charge.dispute.closed", dispute)), Ignored)
     lost = paid(samples.event("charge.dispute.closed", {**dispute, "status": "lost"}))
     assert lost.kind is PaymentKind.REFUNDED
@@ -134,11 +142,11 @@ def test_unknown_event_type_is_ignored() -> None:
 
 class TestInvoiceReference:
     def test_metadata_id(self) -> None:
-        intent = samples.payment_intent(invoice_id=77, amount=Decimal("1"))
+        intent = samples.payment_intent(invoice_id=77, amount=Decimal(1))
         assert paid(samples.event("payment_intent.succeeded", intent)).invoice.invoice_id == 77
 
     def test_configured_metadata_key(self) -> None:
-        intent = samples.payment_intent(invoice_id=None, amount=Decimal("1"), metadata={"inv": "9"})
+        intent = samples.payment_intent(invoice_id=None, amount=Decimal(1), metadata={"inv": "9"})
         event = normalise_event(
             samples.event("payment_intent.succeeded", intent), invoice_metadata_key="inv"
         )
@@ -146,19 +154,19 @@ class TestInvoiceReference:
         assert event.invoice.invoice_id == 9
 
     def test_checkout_client_reference_id(self) -> None:
-        intent = samples.payment_intent(invoice_id=None, amount=Decimal("1"))
+        intent = samples.payment_intent(invoice_id=None, amount=Decimal(1))
         session = {**samples.checkout_session(intent), "client_reference_id": "123"}
         assert paid(samples.event("checkout.session.completed", session)).invoice.invoice_id == 123
 
     def test_invoice_number(self) -> None:
         intent = samples.payment_intent(
-            invoice_id=None, amount=Decimal("1"), metadata={"nexudus_invoice_number": "INV-7"}
+            invoice_id=None, amount=Decimal(1), metadata={"nexudus_invoice_number": "INV-7"}
         )
         ref = paid(samples.event("payment_intent.succeeded", intent)).invoice
         assert (ref.invoice_id, ref.number) == (None, "INV-7")
 
     def test_paid_without_reference_is_ignored(self) -> None:
-        intent = samples.payment_intent(invoice_id=None, amount=Decimal("1"))
+        intent = samples.payment_intent(invoice_id=None, amount=Decimal(1))
         result = normalise(samples.event("payment_intent.succeeded", intent))
         assert isinstance(result, Ignored)
         assert "invoice reference" in result.reason
@@ -166,10 +174,14 @@ class TestInvoiceReference:
 
 @pytest.mark.parametrize(
     ("minor", "currency", "major"),
-    [(1050, "eur", Decimal("10.50")), (1050, "jpy", Decimal("1050")), (1050, "kwd", Decimal("1.050"))],
+    [
+        (1050, "eur", Decimal("10.50")),
+        (1050, "jpy", Decimal(1050)),
+        (1050, "kwd", Decimal("1.050")),
+    ],
 )
 def test_amount_in_major_units(minor: int, currency: str, major: Decimal) -> None:
-    intent = samples.payment_intent(invoice_id=1, amount=Decimal("0"), currency=currency)
+    intent = samples.payment_intent(invoice_id=1, amount=Decimal(0), currency=currency)
     intent.update(amount=minor, amount_received=minor)
     event = paid(samples.event("payment_intent.succeeded", intent))
     assert event.amount == major

@@ -13,8 +13,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from payhooks import keys
-from payhooks.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.samples import stripe as samples
+from payhooks.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
 from tests.helpers import api_calls, deliver, writes
 
@@ -47,7 +47,8 @@ class TestPaid:
         assert token["CoworkerInvoiceId"] == 42
         assert token["Token"] == event["data"]["object"]["id"]
         assert token["RegularPaymentProvider"] == 2
-        assert event["id"] in token["Notes"] and "100.00 EUR" in token["Notes"]
+        assert event["id"] in token["Notes"]
+        assert "100.00 EUR" in token["Notes"]
         assert api_calls(sandbox_state) == [
             ("GET", f"{INVOICES}/42", 200),
             ("POST", TOKENS, 200),
@@ -57,7 +58,9 @@ class TestPaid:
     def test_put_keeps_every_other_field(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
-        sandbox_state.invoices[42].update(SystemId="ops-7", CustomData="keep me", BillToState="Kent")
+        sandbox_state.invoices[42].update(
+            SystemId="ops-7", CustomData="keep me", BillToState="Kent"
+        )
         before = dict(sandbox_state.invoices[42])
         deliver(settings, paid_event(42))
         run_worker()
@@ -147,8 +150,12 @@ class TestPendingFailedRefunded:
 
     @pytest.mark.parametrize("event_type", ["payment_intent.payment_failed", "charge.refunded"])
     def test_failed_and_refunded_write_nothing(
-        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker,
-        queue: Queue, event_type: str,
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        run_worker: RunWorker,
+        queue: Queue,
+        event_type: str,
     ) -> None:
         sandbox_state.invoices[44]["PaidOn"] = "2026-11-02T10:00:00Z"
         intent = samples.payment_intent(invoice_id=44, amount=Decimal("100.00"))
@@ -170,7 +177,8 @@ class TestAmountGuard:
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
         [token] = sandbox_state.tokens.values()
-        assert "NOT marked paid" in token["Notes"] and "below the outstanding 100.00" in token["Notes"]
+        assert "NOT marked paid" in token["Notes"]
+        assert "below the outstanding 100.00" in token["Notes"]
         failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
         assert failure["error_class"] == "AmountMismatch"
         assert failure["attempt"] == 1
@@ -265,7 +273,10 @@ class TestNexudusFailures:
         event = paid_event(42)
         token = event["data"]["object"]["id"]
         sandbox_state.tokens[1] = {
-            "Id": 1, "CoworkerInvoiceId": 42, "Token": token + "_other", "Notes": None,
+            "Id": 1,
+            "CoworkerInvoiceId": 42,
+            "Token": token + "_other",
+            "Notes": None,
             "RegularPaymentProvider": 2,
         }
         # The first POST fails before writing, so the retry searches, and the search
@@ -273,11 +284,18 @@ class TestNexudusFailures:
         sandbox_state.faults.append(Fault("POST", TOKENS, 503))
         deliver(settings, event)
         run_worker()
-        assert sorted(t["Token"] for t in sandbox_state.tokens.values()) == [token, token + "_other"]
+        assert sorted(t["Token"] for t in sandbox_state.tokens.values()) == [
+            token,
+            token + "_other",
+        ]
         assert sandbox_state.invoices[42]["PaidOn"] is not None
 
     def test_400_fails_at_once_with_nexudus_errors(
-        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue,
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        run_worker: RunWorker,
+        queue: Queue,
         redis: Redis,
     ) -> None:
         del sandbox_state.invoices[42]["BillToCity"]  # the PUT will be refused
@@ -313,4 +331,6 @@ class TestNexudusFailures:
         failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
         assert failure["transient"] is True
         assert failure["attempt"] == settings.job_max_attempts
-        assert len([c for c in sandbox_state.calls if c.method == "GET"]) == settings.job_max_attempts
+        assert (
+            len([c for c in sandbox_state.calls if c.method == "GET"]) == settings.job_max_attempts
+        )

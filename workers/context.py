@@ -42,7 +42,8 @@ def build_context(settings: Settings) -> WorkerContext:
         timeout=settings.nexudus_timeout_seconds,
         headers={"User-Agent": "payhooks"},
     )
-    assert settings.nexudus_username is not None and settings.nexudus_password is not None
+    assert settings.nexudus_username is not None
+    assert settings.nexudus_password is not None
     auth = NexudusAuth(
         redis, http, username=settings.nexudus_username, password=settings.nexudus_password
     )

@@ -53,7 +53,7 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         # A bug, not a condition we know: retrying will not fix it; a replay after the fix will.
         _fail(PermanentError(f"unexpected {exc.__class__.__name__}: {exc}"), fields, ctx)
         raise
-    log.info("billing.%s" % outcome.result, extra={**fields, **outcome.as_dict()})
+    log.info(f"billing.{outcome.result}", extra={**fields, **outcome.as_dict()})
     return outcome.as_dict()
 
 
@@ -61,7 +61,7 @@ def backoff_seconds(attempt: int, base: int, retry_after: float | None) -> int:
     """Exponential backoff with +-20% jitter, never shorter than ``retry_after``."""
     if base <= 0:
         return math.ceil(retry_after or 0)
-    delay = min(base * 2 ** max(attempt - 1, 0), MAX_BACKOFF_SECONDS)
+    delay = float(min(base * 2 ** max(attempt - 1, 0), MAX_BACKOFF_SECONDS))
     delay *= random.uniform(0.8, 1.2)
     return math.ceil(max(delay, retry_after or 0))
 
@@ -87,7 +87,7 @@ def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -
             job.retries_left = 0
         job.meta["failure"] = failure
         try:
-            job.save_meta()
+            job.save_meta()  # type: ignore[no-untyped-call]
         except RedisError:
             pass
     log.warning("billing.retry" if will_retry else "billing.failed", extra=failure)

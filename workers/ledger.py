@@ -15,6 +15,7 @@ from redis import Redis
 from redis.lock import Lock
 
 from payhooks import keys
+from payhooks.keys import text
 
 PENDING = "pending"
 # A marker must outlive every redelivery and replay of the payment's events: providers
@@ -33,15 +34,16 @@ class Ledger:
 
     def lock(self, invoice_id: int) -> AbstractContextManager[Lock]:
         """Serialise all work on one invoice across workers (one token, one PUT)."""
-        return self._redis.lock(
+        lock: Lock = self._redis.lock(
             keys.invoice_lock(invoice_id),
             timeout=self._lock_seconds,
             blocking_timeout=self._lock_seconds,
         )
+        return lock
 
     def token_state(self, invoice_id: int, token: str) -> str | None:
         value = self._redis.get(keys.token_marker(invoice_id, token))
-        return None if value is None else value.decode()
+        return None if value is None else text(value)
 
     def mark_pending(self, invoice_id: int, token: str) -> None:
         self._redis.set(keys.token_marker(invoice_id, token), PENDING, ex=MARKER_TTL_SECONDS)

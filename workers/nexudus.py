@@ -169,9 +169,7 @@ class NexudusClient:
                 )
             return response
 
-    def _send(
-        self, method: str, path: str, params: Any, json: Any, token: str
-    ) -> httpx.Response:
+    def _send(self, method: str, path: str, params: Any, json: Any, token: str) -> httpx.Response:
         try:
             return self._http.request(
                 method,
@@ -181,7 +179,9 @@ class NexudusClient:
                 headers={"Authorization": f"Bearer {token}"},
             )
         except httpx.TimeoutException:
-            raise NexudusTransientError("timed out", method=method, path=path, status=None) from None
+            raise NexudusTransientError(
+                "timed out", method=method, path=path, status=None
+            ) from None
         except httpx.TransportError as exc:
             raise NexudusTransientError(
                 f"connection failed ({exc.__class__.__name__})",

@@ -16,11 +16,12 @@ import httpx
 from redis import Redis
 
 from payhooks import keys
+from payhooks.keys import text
 from workers.errors import NexudusPermanentError, NexudusThrottled, NexudusTransientError
 
 log = logging.getLogger("payhooks.nexudus.auth")
 
-TOKEN_PATH = "/api/token"
+TOKEN_PATH = "/api/token"  # noqa: S105 (a path, not a password)
 # Refresh this long before expiry, so no call goes out with a token about to lapse.
 REFRESH_MARGIN_SECONDS = 300
 
@@ -56,7 +57,7 @@ class NexudusAuth:
         """Forget ``token`` after a 401, unless another worker already replaced it."""
         with self._redis.lock(keys.NEXUDUS_AUTH_LOCK, timeout=60, blocking_timeout=60):
             current = self._redis.hget(keys.NEXUDUS_AUTH, "access_token")
-            if current is not None and current.decode() == token:
+            if current is not None and text(current) == token:
                 self._redis.hset(keys.NEXUDUS_AUTH, "expires_at", "0")
 
     def _cached(self) -> str | None:
@@ -66,13 +67,13 @@ class NexudusAuth:
             return None
         if float(expires_at) - REFRESH_MARGIN_SECONDS <= self._clock():
             return None
-        return str(access.decode())
+        return text(access)
 
     def _renew(self) -> str:
         refresh = self._redis.hget(keys.NEXUDUS_AUTH, "refresh_token")
         if refresh is not None:
             grant = self._grant(
-                {"grant_type": "refresh_token", "refresh_token": refresh.decode()},
+                {"grant_type": "refresh_token", "refresh_token": text(refresh)},
                 allow_invalid=True,
             )
             if grant is not None:
@@ -92,7 +93,10 @@ class NexudusAuth:
                 "token response without access_token", method="POST", path=TOKEN_PATH, status=200
             )
         expires_in = float(grant.get("expires_in") or 0)
-        mapping = {"access_token": access, "expires_at": str(self._clock() + expires_in)}
+        mapping: dict[Any, str] = {
+            "access_token": access,
+            "expires_at": str(self._clock() + expires_in),
+        }
         refresh = grant.get("refresh_token")
         if isinstance(refresh, str) and refresh:
             mapping["refresh_token"] = refresh
@@ -118,7 +122,9 @@ class NexudusAuth:
         if status in (409, 429):
             raise NexudusThrottled("throttled", method="POST", path=TOKEN_PATH, status=status)
         if status >= 500:
-            raise NexudusTransientError("server error", method="POST", path=TOKEN_PATH, status=status)
+            raise NexudusTransientError(
+                "server error", method="POST", path=TOKEN_PATH, status=status
+            )
         if status == 200:
             body = response.json()
             return body if isinstance(body, dict) else {}

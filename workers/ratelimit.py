@@ -84,7 +84,7 @@ class RateLimiter:
         """Block until this call fits every window, then record it."""
         windows = self._writes if write else self._calls
         bucket_keys = [keys.rate_bucket(w.name) for w in windows]
-        args: list[object] = [secrets.token_hex(8)]
+        args: list[str | int] = [secrets.token_hex(8)]
         for window in windows:
             args.extend((window.limit, window.window_ms))
         while True:

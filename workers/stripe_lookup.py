@@ -35,7 +35,8 @@ class StripePaymentMethodLookup:
             )
         method = self._lookup(event.token)
         return event.with_changes(
-            regular_payment_provider=provider_for_method(method) if method
+            regular_payment_provider=provider_for_method(method)
+            if method
             else RegularPaymentProvider.STRIPE,
             payment_method=method or "unknown",
         )
@@ -51,11 +52,13 @@ class StripePaymentMethodLookup:
                 intent = client.v1.payment_intents.retrieve(
                     token, params={"expand": ["latest_charge"]}
                 )
-                return _method_of(intent.get("latest_charge"))
+                return _method_of(intent.to_dict().get("latest_charge"))
             if token.startswith(("ch_", "py_")):
-                return _method_of(client.v1.charges.retrieve(token))
+                return _method_of(client.v1.charges.retrieve(token).to_dict())
         except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-            raise ProviderLookupUnavailable(f"Stripe API unavailable: {exc.__class__.__name__}")
+            raise ProviderLookupUnavailable(
+                f"Stripe API unavailable: {exc.__class__.__name__}"
+            ) from None
         except stripe.InvalidRequestError as exc:
             raise ProviderLookupError(
                 f"Stripe could not find {token} with STRIPE_API_KEY ({exc.code or 'invalid request'});"
@@ -69,7 +72,7 @@ class StripePaymentMethodLookup:
 
 
 def _method_of(charge: Any) -> str | None:
-    if not charge or isinstance(charge, str):
+    if not isinstance(charge, dict):
         return None
     details = charge.get("payment_method_details")
     if details and isinstance(details.get("type"), str):

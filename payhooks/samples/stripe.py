@@ -12,7 +12,8 @@ import stripe
 
 from payhooks.money import to_minor_units
 
-DEV_WEBHOOK_SECRET = "whsec_payhooks_dev_only"
+# Not a secret: the endpoint secret of `payhooks dev`, known to `send-test`.
+DEV_WEBHOOK_SECRET = "whsec_payhooks_dev_only"  # noqa: S105
 
 
 def _id(prefix: str) -> str:
@@ -116,7 +117,9 @@ def event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) 
     }
 
 
-def signed(body: dict[str, Any] | bytes, secret: str, *, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+def signed(
+    body: dict[str, Any] | bytes, secret: str, *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     """(raw body, headers) exactly as Stripe would send them."""
     raw = body if isinstance(body, bytes) else json.dumps(body, indent=2).encode()
     header = stripe.WebhookSignature.generate_signature_header(

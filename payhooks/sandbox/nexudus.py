@@ -24,6 +24,7 @@ import secrets
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,23 +35,63 @@ INVOICES = "/api/billing/coworkerinvoices"
 TOKENS = "/api/billing/coworkerinvoicepaymenttokens"
 
 REQUIRED_ON_PUT = (
-    "Id", "CoworkerId", "BusinessId", "InvoiceNumber", "BillToName", "BillToAddress",
-    "BillToCity", "BillToPostCode", "BillToCountryId", "CurrencyId",
+    "Id",
+    "CoworkerId",
+    "BusinessId",
+    "InvoiceNumber",
+    "BillToName",
+    "BillToAddress",
+    "BillToCity",
+    "BillToPostCode",
+    "BillToCountryId",
+    "CurrencyId",
 )
 READ_ONLY = frozenset(
     {
-        "Paid", "PaidAmount", "ReceivedAmount", "CreditedAmount", "CreditNote", "Refunded",
-        "RefundedAmount", "RefundedOn", "Sent", "SentOn", "TotalAmount", "TaxAmount",
-        "DiscountAmount", "Description", "OriginalInvoiceGuid", "ContractGuid", "CurrencyCode",
-        "CoworkerFullName", "BusinessName", "BillToCountryName", "Void", "UniqueId", "CreatedOn",
-        "UpdatedOn", "UpdatedBy", "IsNew", "ToStringText", "LocalizationDetails",
+        "Paid",
+        "PaidAmount",
+        "ReceivedAmount",
+        "CreditedAmount",
+        "CreditNote",
+        "Refunded",
+        "RefundedAmount",
+        "RefundedOn",
+        "Sent",
+        "SentOn",
+        "TotalAmount",
+        "TaxAmount",
+        "DiscountAmount",
+        "Description",
+        "OriginalInvoiceGuid",
+        "ContractGuid",
+        "CurrencyCode",
+        "CoworkerFullName",
+        "BusinessName",
+        "BillToCountryName",
+        "Void",
+        "UniqueId",
+        "CreatedOn",
+        "UpdatedOn",
+        "UpdatedBy",
+        "IsNew",
+        "ToStringText",
+        "LocalizationDetails",
     }
 )
 # What the invoice listing leaves out: a PUT built from a listing fails validation.
 NOT_IN_LISTING = (
-    "BillToAddress", "BillToCity", "BillToPostCode", "BillToPhone", "BillToState",
-    "PurchaseOrder", "CustomData", "SystemId", "CustomFields", "InvoiceFromDate",
-    "InvoiceToDate", "DueDate",
+    "BillToAddress",
+    "BillToCity",
+    "BillToPostCode",
+    "BillToPhone",
+    "BillToState",
+    "PurchaseOrder",
+    "CustomData",
+    "SystemId",
+    "CustomFields",
+    "InvoiceFromDate",
+    "InvoiceToDate",
+    "DueDate",
 )
 PROVIDERS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 94, 95, 96, 97, 98, 99})
 
@@ -133,7 +174,7 @@ class Call:
 @dataclass
 class SandboxState:
     username: str = "api@sandbox.example"
-    password: str = "sandbox-password"
+    password: str = "sandbox-password"  # noqa: S105 (the sandbox's fixed test user)
     token_lifetime_seconds: int = 3600
     writes_per_minute: int = 60
     calls_per_minute: int = 1000
@@ -152,6 +193,7 @@ class SandboxState:
 
 
 STATE = web.AppKey("sandbox_state", SandboxState)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, prop: str, message: str) -> web.Response:
@@ -212,7 +254,7 @@ def _page(records: list[dict[str, Any]], request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def api_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
     state = request.app[STATE]
@@ -224,7 +266,7 @@ async def api_middleware(request: web.Request, handler: Any) -> web.StreamRespon
 
 
 async def _guarded(
-    request: web.Request, handler: Any, state: SandboxState, write: bool
+    request: web.Request, handler: Handler, state: SandboxState, write: bool
 ) -> web.StreamResponse:
     if request.path != "/api/token":
         bearer = request.headers.get("Authorization", "")
@@ -294,14 +336,18 @@ async def token(request: web.Request) -> web.Response:
     if grant == "password":
         if form.get("username") != state.username or form.get("password") != state.password:
             return web.json_response(
-                {"error": "invalid_grant", "error_description": "The user name or password is incorrect."},
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The user name or password is incorrect.",
+                },
                 status=400,
             )
     elif grant == "refresh_token":
         presented = str(form.get("refresh_token", ""))
         if presented not in state.refresh_tokens:
             return web.json_response(
-                {"error": "invalid_grant", "error_description": "Invalid refresh token."}, status=400
+                {"error": "invalid_grant", "error_description": "Invalid refresh token."},
+                status=400,
             )
         state.refresh_tokens.discard(presented)  # refresh tokens rotate
     else:
@@ -452,7 +498,10 @@ async def control_config(request: web.Request) -> web.Response:
     state = request.app[STATE]
     for name, value in (await request.json()).items():
         if name not in (
-            "fail_rate", "writes_per_minute", "calls_per_minute", "token_lifetime_seconds"
+            "fail_rate",
+            "writes_per_minute",
+            "calls_per_minute",
+            "token_lifetime_seconds",
         ):
             return web.json_response({"error": f"unknown setting {name}"}, status=400)
         setattr(state, name, value)

@@ -45,6 +45,5 @@ class ThreadedServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1])

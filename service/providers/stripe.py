@@ -91,7 +91,9 @@ class StripeWebhook:
         try:
             payload = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidSignature("body is not UTF-8, so it cannot carry a valid signature")
+            raise InvalidSignature(
+                "body is not UTF-8, so it cannot carry a valid signature"
+            ) from None
         failure = "signature does not match"
         # Several secrets are valid at once while an endpoint secret is rolled.
         for secret in self._secrets:
@@ -150,7 +152,8 @@ def normalise_event(event: Mapping[str, Any], *, invoice_metadata_key: str) -> N
         kind=kind,
         token=token,
         invoice=invoice,
-        amount=None if amount_minor is None or currency is None
+        amount=None
+        if amount_minor is None or currency is None
         else from_minor_units(amount_minor, currency),
         currency=None if currency is None else currency.upper(),
         occurred_at=utc_from_timestamp(created if isinstance(created, int | float) else 0),
@@ -201,8 +204,8 @@ def _token(obj: Mapping[str, Any]) -> str | None:
     if object_type == "invoice":
         # Newer API versions drop payment_intent from Invoice; the invoice id still
         # identifies the payment (one Stripe invoice is paid once).
-        return _id_of(obj.get("payment_intent")) or _id_of(obj.get("charge")) or _id_of(
-            obj.get("id")
+        return (
+            _id_of(obj.get("payment_intent")) or _id_of(obj.get("charge")) or _id_of(obj.get("id"))
         )
     return None
 
@@ -233,9 +236,11 @@ def _amount(obj: Mapping[str, Any], event_type: str) -> tuple[int | None, str | 
     if object_type == "payment_intent":
         candidates = ["amount_received", "amount"]
     elif object_type == "charge":
-        candidates = ["amount_refunded"] if event_type == "charge.refunded" else [
-            "amount_captured", "amount"
-        ]
+        candidates = (
+            ["amount_refunded"]
+            if event_type == "charge.refunded"
+            else ["amount_captured", "amount"]
+        )
     elif object_type == "invoice":
         candidates = ["amount_paid", "total"]
     elif object_type == "checkout.session":

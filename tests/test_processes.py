@@ -1,0 +1,167 @@
+"""The `payhooks` command as a user runs it: real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from payhooks.embedded_redis import free_port
+from payhooks.samples import stripe as samples
+from payhooks.sandbox.nexudus import INVOICES, TOKENS, SandboxState
+from payhooks.settings import Settings
+from tests.conftest import STRIPE_SECRET
+from tests.helpers import deliver, writes
+
+PAYHOOKS = [sys.executable, "-m", "payhooks.cli"]
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "REDIS_URL": settings.require_redis(),
+        "NEXUDUS_BASE_URL": settings.nexudus_base_url,
+        "NEXUDUS_USERNAME": settings.nexudus_username or "",
+        "NEXUDUS_PASSWORD": settings.nexudus_password or "",
+        "NEXUDUS_WRITES_PER_MINUTE": "10000",
+        "NEXUDUS_CALLS_PER_MINUTE": "10000",
+        "NEXUDUS_MIN_INTERVAL_MS": "0",
+        "JOB_RETRY_BASE_SECONDS": "0",
+        "STRIPE_WEBHOOK_SECRETS": STRIPE_SECRET,
+    }
+
+
+def test_parallel_workers_give_one_token_and_one_put_per_payment(
+    settings: Settings, sandbox_state: SandboxState, redis: object
+) -> None:
+    events = []
+    intents = []
+    for invoice_id in (42, 43):
+        intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal("100.00"))
+        intents.append(intent)
+        events += [
+            samples.event("payment_intent.succeeded", intent),
+            samples.event("charge.succeeded", samples.charge(intent)),
+            samples.event("invoice.paid", samples.invoice_paid(intent)),
+            samples.event("checkout.session.completed", samples.checkout_session(intent)),
+        ]
+    deliver(settings, *events)
+
+    env = worker_env(settings)
+    workers = [
+        subprocess.Popen([*PAYHOOKS, "worker", "--burst"], env=env, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    logs = b"".join(w.communicate(timeout=60)[1] for w in workers)
+    assert [w.returncode for w in workers] == [0, 0, 0]
+
+    assert sorted(t["Token"] for t in sandbox_state.tokens.values()) == sorted(
+        i["id"] for i in intents
+    )
+    assert len(writes(sandbox_state, "PUT")) == 2
+    assert sandbox_state.invoices[42]["PaidOn"]
+    assert sandbox_state.invoices[43]["PaidOn"]
+    # Structured logs name the event, never a credential or token.
+    assert b'"event":"billing.applied"' in logs
+    for secret in (settings.nexudus_password, *sandbox_state.access_tokens, STRIPE_SECRET):
+        assert secret is not None
+        assert secret.encode() not in logs
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "named"),
+    [
+        ("serve", {"STRIPE_WEBHOOK_SECRETS": "whsec_x"}, "REDIS_URL"),
+        ("serve", {"REDIS_URL": "redis://127.0.0.1:1/0"}, "STRIPE_WEBHOOK_SECRETS"),
+        (
+            "worker",
+            {"REDIS_URL": "redis://127.0.0.1:1/0", "NEXUDUS_USERNAME": "a"},
+            "NEXUDUS_PASSWORD",
+        ),
+        ("serve", {"REDIS_URL": "not a url"}, "REDIS_URL"),
+        ("worker", {"JOB_MAX_ATTEMPTS": "many"}, "JOB_MAX_ATTEMPTS"),
+        ("serve", {"STRIPE_TOLERANCE_SECONDS": "-5"}, "STRIPE_TOLERANCE_SECONDS"),
+    ],
+)
+def test_missing_or_malformed_setting_stops_start_up_naming_it(
+    command: str, env: dict[str, str], named: str
+) -> None:
+    result = subprocess.run(  # noqa: PLW1510
+        [*PAYHOOKS, command],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _wait_until(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():  # type: ignore[operator]
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
+    port, sandbox_port = free_port(), free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "NEXUDUS_", "STRIPE_"))
+    }
+    dev = subprocess.Popen(
+        [*PAYHOOKS, "dev", "--port", str(port), "--sandbox-port", str(sandbox_port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sandbox = f"http://127.0.0.1:{sandbox_port}/_sandbox/state"
+    try:
+        assert _wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200, 20
+        )
+        sent = subprocess.run(  # noqa: PLW1510
+            [
+                *PAYHOOKS,
+                "send-test",
+                "stripe",
+                "--invoice",
+                "42",
+                "--url",
+                f"http://127.0.0.1:{port}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "-> 200" in sent.stdout
+
+        def paid() -> bool:
+            state = httpx.get(sandbox).json()
+            invoice = next(i for i in state["invoices"] if i["Id"] == 42)
+            return bool(invoice["PaidOn"]) and len(state["tokens"]) == 1
+
+        assert _wait_until(paid, 20)
+        calls = [(c["method"], c["path"]) for c in httpx.get(sandbox).json()["calls"]]
+        assert calls == [("GET", f"{INVOICES}/42"), ("POST", TOKENS), ("PUT", INVOICES)]
+    finally:
+        dev.send_signal(signal.SIGINT)
+        output, _ = dev.communicate(timeout=30)
+    assert dev.returncode == 0, output
+    assert "send-test stripe --invoice 42" in output
