@@ -7,7 +7,7 @@ Receiver and workers share this one shape. It travels through Redis as JSON
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import IntEnum, StrEnum
@@ -97,14 +97,25 @@ class PaymentEvent:
         return replace(self, **changes)
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["kind"] = self.kind.value
-        data["amount"] = None if self.amount is None else str(self.amount)
-        data["occurred_at"] = self.occurred_at.isoformat()
-        data["regular_payment_provider"] = (
-            None if self.regular_payment_provider is None else int(self.regular_payment_provider)
-        )
-        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+        # Built by hand: dataclasses.asdict deep-copies, and this runs on every webhook.
+        data = {
+            "provider": self.provider,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "kind": self.kind.value,
+            "token": self.token,
+            "invoice": {"invoice_id": self.invoice.invoice_id, "number": self.invoice.number},
+            "amount": None if self.amount is None else str(self.amount),
+            "currency": self.currency,
+            "occurred_at": self.occurred_at.isoformat(),
+            "object_id": self.object_id,
+            "regular_payment_provider": None
+            if self.regular_payment_provider is None
+            else int(self.regular_payment_provider),
+            "payment_method": self.payment_method,
+            "details": self.details,
+        }
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> PaymentEvent:

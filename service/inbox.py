@@ -6,12 +6,15 @@ plus the dedupe record, in a single round trip; a batch of events is one pipelin
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
+from redis._parsers.encoders import Encoder
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from payhooks import keys
 from payhooks.events import PaymentEvent
@@ -19,19 +22,41 @@ from payhooks.jobspec import JobFactory
 from service.errors import QueueUnavailable
 
 # KEYS: event key, job key, queue key, rq:queues
-# ARGV: event json, event ttl seconds, job id, job hash field/value pairs...
-RECORD_AND_ENQUEUE = """
+# ARGV: event json, event ttl seconds, job id, job data, description, timestamp
+_RECORD_AND_ENQUEUE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
     return 0
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
     return 0
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], 'data', ARGV[4], 'description', ARGV[5],
+           'created_at', ARGV[6], 'enqueued_at', ARGV[6]%s)
 redis.call('SADD', KEYS[4], KEYS[3])
 redis.call('RPUSH', KEYS[3], ARGV[3])
 return 1
 """
+
+
+_ENCODER = Encoder(  # type: ignore[no-untyped-call]
+    encoding="utf-8", encoding_errors="strict", decode_responses=False
+)
+
+
+def _lua_string(value: Any) -> str:
+    """A Lua string literal holding exactly the bytes redis-py would send for ``value``;
+    every byte is escaped, so nothing can break out of the literal."""
+    raw: bytes = _ENCODER.encode(value)  # type: ignore[no-untyped-call]
+    return '"' + "".join(f"\\{byte}" for byte in raw) + '"'
+
+
+def record_and_enqueue_script(jobs: JobFactory) -> str:
+    """The script, with the job fields that never vary written into it as constants."""
+    constants = "".join(
+        f", {_lua_string(name)}, {_lua_string(value)}"
+        for name, value in jobs.constant_fields.items()
+    )
+    return _RECORD_AND_ENQUEUE % constants
 
 
 class Accepted(StrEnum):
@@ -40,11 +65,23 @@ class Accepted(StrEnum):
 
 
 class EventInbox:
+    """Queues events with group commit: whatever arrives while one pipeline is in flight
+    goes out together in the next, as soon as it returns (no timer, no added wait).
+
+    Under load this turns fifty concurrent webhooks into a few Redis round trips
+    instead of fifty, which is most of the receiver's CPU. Every caller still waits for
+    Redis to confirm its own events before it answers.
+    """
+
     def __init__(self, redis: Redis, jobs: JobFactory, *, event_ttl_seconds: int) -> None:
         self._redis = redis
         self._jobs = jobs
         self._ttl = event_ttl_seconds
-        self._script = redis.register_script(RECORD_AND_ENQUEUE)
+        self._source = record_and_enqueue_script(jobs)
+        self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324 (Redis's script id)
+        self._waiting: list[tuple[list[list[Any]], asyncio.Future[list[Any]]]] = []
+        self._flushing = False
+        self._flush_task: asyncio.Task[None] | None = None
 
     async def accept(self, events: Sequence[PaymentEvent]) -> list[Accepted]:
         """Queue a job per new event; return what happened to each, in order.
@@ -55,30 +92,67 @@ class EventInbox:
         """
         if not events:
             return []
+        calls = [self._call(event) for event in events]
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((calls, future))
+        if not self._flushing:
+            self._flushing = True
+            # Keep a reference: the loop holds tasks only weakly.
+            self._flush_task = asyncio.create_task(self._flush())
         try:
-            if len(events) == 1:
-                results = [await self._run(None, events[0])]
-            else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for event in events:
-                        await self._run(pipe, event)
-                    results = await pipe.execute()
+            results = await future
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(f"queue unavailable: {exc.__class__.__name__}") from None
         return [Accepted.QUEUED if result == 1 else Accepted.DUPLICATE for result in results]
 
-    async def _run(self, client: Pipeline | None, event: PaymentEvent) -> object:
-        job_id, job_key, mapping = self._jobs.job_mapping(
-            event.key, f"{event.provider} {event.event_type} {event.event_id}"
-        )
-        args: list[str | int | bytes] = [event.to_json(), self._ttl, job_id]
-        for field, value in mapping.items():
-            args.extend((field, value))
-        return await self._script(
-            keys=[keys.event(event.key), job_key, self._jobs.queue_key, "rq:queues"],
-            args=args,
-            client=client,
-        )
+    def _call(self, event: PaymentEvent) -> list[Any]:
+        job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
+        return [
+            4,
+            keys.event(event.key),
+            job.job_key,
+            self._jobs.queue_key,
+            "rq:queues",
+            event.to_json(),
+            self._ttl,
+            job.job_id,
+            job.data,
+            job.description,
+            job.timestamp,
+        ]
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    results = await self._execute([call for calls, _ in batch for call in calls])
+                except Exception as exc:  # noqa: BLE001 (handed to every caller in the batch)
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                offset = 0
+                for calls, future in batch:
+                    if not future.done():
+                        future.set_result(results[offset : offset + len(calls)])
+                    offset += len(calls)
+        finally:
+            self._flushing = False
+
+    async def _execute(self, calls: list[list[Any]]) -> list[Any]:
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.evalsha(self._sha, *call)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    # First use, or Redis restarted and lost its script cache.
+                    if attempt == 2:
+                        raise
+                    await self._redis.script_load(self._source)
+        raise AssertionError("unreachable")
 
     async def ping(self) -> bool:
         try:

@@ -169,3 +169,29 @@ async def test_errors_never_echo_the_secret(client: TestClient) -> None:
         text = await response.text()
         assert STRIPE_SECRET not in text
         assert "whsec" not in text
+
+
+async def test_queued_job_is_the_job_rq_itself_would_write(
+    client: TestClient, queue: Queue, settings: Settings
+) -> None:
+    from payhooks.jobspec import JobFactory
+
+    event = paid_event()
+    await post(client, *samples.signed(event, STRIPE_SECRET))
+    key = f"stripe:{event['id']}"
+    written = {
+        k.decode(): v for k, v in queue.connection.hgetall(f"rq:job:{keys.job_id(key)}").items()
+    }
+    expected = JobFactory(settings).full_mapping(
+        key, f"stripe payment_intent.succeeded {event['id']}"
+    )
+    assert set(written) == set(expected)
+    for name, value in expected.items():
+        if name in ("created_at", "enqueued_at"):
+            continue
+        raw = (
+            value
+            if isinstance(value, bytes)
+            else str(value.value if hasattr(value, "value") else value).encode()
+        )
+        assert written[name] == raw, name

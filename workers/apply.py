@@ -21,7 +21,7 @@ from redis.exceptions import LockError
 from payhooks.events import InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.money import exponent
 from workers.errors import AmountMismatch, InvoiceNotFound, InvoiceNotPayable, TransientError
-from workers.ledger import PENDING, Ledger
+from workers.ledger import Ledger, TokenState
 from workers.nexudus import NexudusClient, Record
 
 
@@ -55,6 +55,12 @@ def apply_event(event: PaymentEvent, nexudus: NexudusClient, ledger: Ledger) -> 
 def _apply_locked(
     event: PaymentEvent, invoice_id: int, nexudus: NexudusClient, ledger: Ledger
 ) -> Outcome:
+    known = ledger.token_state(invoice_id, event.token)
+    if known.token_id is not None and (known.invoice_paid or event.kind is PaymentKind.PENDING):
+        # Another event of this payment was applied already: nothing to ask Nexudus.
+        result = "token_only" if event.kind is PaymentKind.PENDING else "already_applied"
+        return Outcome(result, invoice_id, known.token_id, note="applied by an earlier event")
+
     invoice = nexudus.get_invoice(invoice_id)
     if invoice is None:
         raise InvoiceNotFound(f"invoice id {invoice_id}")
@@ -64,11 +70,12 @@ def _apply_locked(
     blocker = None
     if event.kind is PaymentKind.PAID and not already_paid:
         blocker = amount_blocker(event, invoice)
-    token_id, created = _ensure_token(event, invoice_id, nexudus, ledger, blocker)
+    token_id, created = _ensure_token(event, invoice_id, known, nexudus, ledger, blocker)
 
     if event.kind is PaymentKind.PENDING:
         return Outcome("token_only", invoice_id, token_id, created, note="payment pending")
     if already_paid:
+        ledger.mark_paid(invoice_id, event.token, token_id)
         return Outcome("already_applied", invoice_id, token_id, created, note="PaidOn already set")
     if blocker is not None:
         raise AmountMismatch(invoice_id, blocker)
@@ -76,6 +83,7 @@ def _apply_locked(
     # PUT replaces the whole record: send back everything GET gave, changing only PaidOn.
     paid_on = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     nexudus.put_invoice({**invoice, "PaidOn": paid_on})
+    ledger.mark_paid(invoice_id, event.token, token_id)
     return Outcome("applied", invoice_id, token_id, created, paid_on_set=True)
 
 
@@ -146,14 +154,14 @@ def token_notes(event: PaymentEvent, blocker: str | None) -> str:
 def _ensure_token(
     event: PaymentEvent,
     invoice_id: int,
+    known: TokenState,
     nexudus: NexudusClient,
     ledger: Ledger,
     blocker: str | None,
-) -> tuple[int | None, bool]:
-    state = ledger.token_state(invoice_id, event.token)
-    if state is not None and state != PENDING:
-        return int(state), False
-    if state == PENDING:
+) -> tuple[int, bool]:
+    if known.token_id is not None:
+        return known.token_id, False
+    if known.may_exist:
         for record in nexudus.search_payment_tokens(invoice_id, event.token):
             if record.get("Token") == event.token and record.get("CoworkerInvoiceId") == invoice_id:
                 token_id = int(record["Id"])

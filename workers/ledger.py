@@ -4,12 +4,15 @@ Nexudus has no idempotency keys, so before creating a payment token we would hav
 search for it. The marker tells us when that search is needed: it is set to "pending"
 before the POST and to the new token's id after it. No marker: we never tried, so no
 search. "pending": an earlier attempt may have written (a timeout or a crash after
-sending), so search first. An id: the token exists, nothing to do.
+sending), so search first. An id: the token exists, nothing to do. "<id>:paid": the
+invoice was also seen paid, so a later event of the same payment needs no call at all
+(and a redelivery cannot undo what someone changed in Nexudus since).
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from redis import Redis
 from redis.lock import Lock
@@ -23,8 +26,20 @@ PENDING = "pending"
 MARKER_TTL_SECONDS = 400 * 86400
 
 
-class InvoiceLockTimeout(Exception):
-    pass
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    token_id: int | None = None
+    may_exist: bool = False  # a POST was sent and its outcome is unknown
+    invoice_paid: bool = False
+
+    @classmethod
+    def parse(cls, value: str | None) -> TokenState:
+        if value is None:
+            return cls()
+        if value == PENDING:
+            return cls(may_exist=True)
+        token_id, _, paid = value.partition(":")
+        return cls(token_id=int(token_id), invoice_paid=paid == "paid")
 
 
 class Ledger:
@@ -41,15 +56,20 @@ class Ledger:
         )
         return lock
 
-    def token_state(self, invoice_id: int, token: str) -> str | None:
+    def token_state(self, invoice_id: int, token: str) -> TokenState:
         value = self._redis.get(keys.token_marker(invoice_id, token))
-        return None if value is None else text(value)
+        return TokenState.parse(None if value is None else text(value))
 
     def mark_pending(self, invoice_id: int, token: str) -> None:
         self._redis.set(keys.token_marker(invoice_id, token), PENDING, ex=MARKER_TTL_SECONDS)
 
     def mark_created(self, invoice_id: int, token: str, token_id: int) -> None:
         self._redis.set(keys.token_marker(invoice_id, token), str(token_id), ex=MARKER_TTL_SECONDS)
+
+    def mark_paid(self, invoice_id: int, token: str, token_id: int) -> None:
+        self._redis.set(
+            keys.token_marker(invoice_id, token), f"{token_id}:paid", ex=MARKER_TTL_SECONDS
+        )
 
     def forget(self, invoice_id: int, token: str) -> None:
         """The POST was refused, so nothing was written."""

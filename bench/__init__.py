@@ -1,0 +1,1 @@
+"""Benchmarks: `scripts/bench` runs them all and prints ratios against baselines."""

@@ -1,0 +1,220 @@
+"""Receiver benchmark: signed Stripe webhooks acknowledged per second, p99 latency at
+50 connections, and server CPU time per acknowledged webhook, for `payhooks serve`
+and, under the same load generator in the same run:
+  (a) Flask + gunicorn (2 sync workers) + construct_event + Queue.enqueue
+  (b) a bare aiohttp handler: hand-written HMAC check + LPUSH with redis.asyncio
+
+Usage: python -m bench.receiver [--seconds 6] [--connections 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from redis import Redis
+
+from bench import loadgen
+from payhooks.embedded_redis import EmbeddedRedis, free_port
+from payhooks.samples import stripe as samples
+
+SECRET = samples.DEV_WEBHOOK_SECRET
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Measurement:
+    name: str
+    acknowledged: int
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_us: float
+    redis_cpu_us: float
+    errors: int
+    acknowledged_total: int
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a process and all its descendants, from /proc."""
+    total = 0.0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def build_requests(port: int, count: int) -> list[bytes]:
+    requests = []
+    for n in range(count):
+        intent = samples.payment_intent(invoice_id=1000 + n % 500, amount=Decimal("100.00"))
+        body = json.dumps(samples.event("payment_intent.succeeded", intent)).encode()
+        _, headers = samples.signed(body, SECRET)
+        requests.append(loadgen.build_request("127.0.0.1", port, "/webhooks/stripe", body, headers))
+    return requests
+
+
+def measure(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    redis: EmbeddedRedis,
+    args: argparse.Namespace,
+    requests: list[bytes],
+) -> Measurement:
+    server = subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, server)
+        redis_pid = redis._process.pid if redis._process else 0
+        cpu_before, redis_before = _cpu_seconds(server.pid), _cpu_seconds(redis_pid)
+        result = asyncio.run(
+            loadgen.run(
+                "127.0.0.1",
+                port,
+                requests,
+                connections=args.connections,
+                seconds=args.seconds,
+                warmup=1.0,
+            )
+        )
+        cpu_used = _cpu_seconds(server.pid) - cpu_before
+        redis_used = _cpu_seconds(redis_pid) - redis_before
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    ok = result.statuses.get(200, 0)
+    # CPU covers the warm-up too: divide by every answer, not only the measured ones.
+    total_answers = max(result.answered_total, 1)
+    latencies = sorted(result.latencies)
+    return Measurement(
+        name=name,
+        acknowledged=ok,
+        per_second=ok / result.seconds if result.seconds else 0.0,
+        p50_ms=statistics.median(latencies) * 1000,
+        p99_ms=latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        server_cpu_us=cpu_used / total_answers * 1e6,
+        redis_cpu_us=redis_used / total_answers * 1e6,
+        acknowledged_total=result.acknowledged_total,
+        errors=sum(v for k, v in result.statuses.items() if k != 200),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=90_000)
+    args = parser.parse_args()
+
+    port = free_port()
+    print(f"building {args.requests} signed, distinct webhooks...", flush=True)
+    requests = build_requests(port, args.requests)
+    python = sys.executable
+    stacks = [
+        (
+            "payhooks serve",
+            [python, "-m", "payhooks.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            {"STRIPE_WEBHOOK_SECRETS": SECRET, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"},
+        ),
+        (
+            "(a) flask+gunicorn+rq",
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "-w",
+                "2",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "bench.flask_app:app",
+            ],
+            {"BENCH_STRIPE_SECRET": SECRET},
+        ),
+        (
+            "(b) bare aiohttp+LPUSH",
+            [python, "-m", "bench.bare_app", str(port), "{redis}", SECRET],
+            {},
+        ),
+    ]
+    results = []
+    for name, command, env in stacks:
+        with EmbeddedRedis() as redis:
+            command = [part.replace("{redis}", redis.url) for part in command]
+            env = {**env, "REDIS_URL": redis.url, "BENCH_REDIS_URL": redis.url}
+            print(
+                f"measuring {name} for {args.seconds:.0f}s at {args.connections} connections...",
+                flush=True,
+            )
+            measurement = measure(name, command, env, port, redis, args, requests)
+            if name == "payhooks serve":
+                queued = Redis.from_url(redis.url).llen("rq:queue:payhooks")
+                print(
+                    f"  check: {queued} RQ jobs queued for {measurement.acknowledged_total} "
+                    "acknowledged webhooks (must be equal)"
+                )
+                if queued != measurement.acknowledged_total:
+                    raise SystemExit("acknowledged webhooks and queued jobs differ")
+            results.append(measurement)
+
+    print()
+    print(
+        f"{'stack':<24} {'acked/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/webhook':>15} "
+        f"{'redis us':>9} {'errors':>7}"
+    )
+    for m in results:
+        print(
+            f"{m.name:<24} {m.per_second:>9.0f} {m.p50_ms:>8.2f} {m.p99_ms:>8.2f} "
+            f"{m.server_cpu_us:>15.0f} {m.redis_cpu_us:>9.0f} {m.errors:>7}"
+        )
+    ours, flask, bare = results
+    print()
+    print(f"throughput vs (a):     {ours.per_second / flask.per_second:5.2f}x   (target >= 3x)")
+    print(
+        f"CPU per webhook vs (b): {ours.server_cpu_us / bare.server_cpu_us:5.2f}x   (target <= 2x)"
+    )
+    print(f"p99 latency:           {ours.p99_ms:5.1f} ms (target < 20 ms)")
+
+
+if __name__ == "__main__":
+    main()

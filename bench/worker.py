@@ -1,0 +1,184 @@
+"""Worker benchmark: Nexudus calls and writes per payment, counted by the sandbox.
+
+Nexudus allows 60 writes and 120 calls a minute and 5,000 writes a day, so calls per
+payment decide how fast a billing run clears. The baseline, measured in the same run,
+is the same pipeline searching for the payment token before every POST (the usual way
+to make a POST idempotent against an API without idempotency keys).
+
+Usage: python -m bench.worker [--payments 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.events import PaymentEvent
+from payhooks.samples import stripe as samples
+from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.sandbox.server import ThreadedServer
+from payhooks.settings import Settings
+from workers import context
+from workers.ledger import Ledger, TokenState
+
+
+class AlwaysSearchLedger(Ledger):
+    """The baseline: no memory of our own writes, so every event GETs the invoice and
+    searches for the token before POSTing it."""
+
+    def token_state(self, invoice_id: int, token: str) -> TokenState:
+        return TokenState(may_exist=True)
+
+
+def deliver(settings: Settings, events: list[dict[str, Any]]) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis as AsyncRedis
+
+    from payhooks.jobspec import JobFactory
+    from service.inbox import EventInbox
+    from service.providers import build_providers
+
+    provider = build_providers(settings)["stripe"]
+
+    async def run() -> None:
+        redis = AsyncRedis.from_url(settings.require_redis())
+        inbox = EventInbox(redis, JobFactory(settings), event_ttl_seconds=3600)
+        for event in events:
+            found = provider.normalise(json.dumps(event).encode())
+            await inbox.accept([e for e in found if isinstance(e, PaymentEvent)])
+        await redis.aclose()
+
+    asyncio.run(run())
+
+
+def scenario(
+    name: str,
+    settings: Settings,
+    state: SandboxState,
+    redis: Redis,
+    events: list[dict[str, Any]],
+    payments: int,
+    baseline: bool,
+) -> dict[str, float]:
+    ctx = context.build_context(settings)
+    if baseline:
+        ctx.ledger = AlwaysSearchLedger(redis, lock_seconds=60)
+    context.install(ctx)
+    state.calls.clear()
+    deliver(settings, events)
+    SimpleWorker([Queue(settings.queue_name, connection=redis)], connection=redis).work(
+        burst=True, logging_level="WARNING"
+    )
+    ctx.close()
+    calls = [c for c in state.calls if c.status == 200]
+    return {
+        "calls": len(calls) / payments,
+        "writes": len([c for c in calls if c.write]) / payments,
+    }
+
+
+def run(payments: int, *, baseline: bool) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    with EmbeddedRedis() as redis_server:
+        state = SandboxState(writes_per_minute=100_000, calls_per_minute=100_000)
+        sandbox = ThreadedServer(lambda: create_sandbox_app(state)).start()
+        settings = Settings(
+            redis_url=redis_server.url,
+            nexudus_base_url=sandbox.url,
+            nexudus_username=state.username,
+            nexudus_password=state.password,
+            nexudus_writes_per_minute=100_000,
+            nexudus_calls_per_minute=100_000,
+            nexudus_min_interval_ms=0,
+            stripe_webhook_secrets=(samples.DEV_WEBHOOK_SECRET,),
+        )
+        redis = Redis.from_url(redis_server.url)
+        for i in range(payments * 3):
+            state.invoices[1000 + i] = invoice_record(1000 + i)
+
+        intents = [
+            samples.payment_intent(invoice_id=1000 + i, amount=Decimal("100.00"))
+            for i in range(payments)
+        ]
+        single = [samples.event("payment_intent.succeeded", it) for it in intents]
+        results["new payment, invoice id in metadata"] = scenario(
+            "by id", settings, state, redis, single, payments, baseline
+        )
+        results["same events delivered again"] = scenario(
+            "replay",
+            replace(settings, queue_name="again"),
+            state,
+            redis,
+            [dict(e, id=e["id"] + "_again") for e in single],
+            payments,
+            baseline,
+        )
+
+        by_number = [
+            samples.event(
+                "payment_intent.succeeded",
+                samples.payment_intent(
+                    invoice_id=None,
+                    amount=Decimal("100.00"),
+                    metadata={"nexudus_invoice_number": f"INV-{1000 + payments + i:05d}"},
+                ),
+            )
+            for i in range(payments)
+        ]
+        results["new payment, found by invoice number"] = scenario(
+            "by number", settings, state, redis, by_number, payments, baseline
+        )
+
+        together = []
+        for i in range(payments):
+            intent = samples.payment_intent(
+                invoice_id=1000 + 2 * payments + i, amount=Decimal("100.00")
+            )
+            together += [
+                samples.event("payment_intent.succeeded", intent),
+                samples.event("charge.succeeded", samples.charge(intent)),
+                samples.event("invoice.paid", samples.invoice_paid(intent)),
+                samples.event("checkout.session.completed", samples.checkout_session(intent)),
+            ]
+        results["4 paid events of one payment"] = scenario(
+            "together", settings, state, redis, together, payments, baseline
+        )
+        redis.close()
+        sandbox.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--payments", type=int, default=40)
+    args = parser.parse_args()
+    ours = run(args.payments, baseline=False)
+    base = run(args.payments, baseline=True)
+    print(
+        f"\nNexudus calls and writes per payment ({args.payments} payments per scenario; "
+        "token grants not counted)"
+    )
+    print(f"{'scenario':<40} {'calls':>6} {'writes':>7} {'baseline calls':>15} {'ratio':>6}")
+    for name, figures in ours.items():
+        baseline_calls = base[name]["calls"]
+        ratio = figures["calls"] / baseline_calls if baseline_calls else 0.0
+        print(
+            f"{name:<40} {figures['calls']:>6.2f} {figures['writes']:>7.2f} "
+            f"{baseline_calls:>15.2f} {ratio:>6.2f}"
+        )
+    print(
+        "\ntargets: new payment with id 2 writes and at most 3 calls; by number one more read;"
+        " no write for a duplicate or an already applied event"
+    )
+
+
+if __name__ == "__main__":
+    main()
