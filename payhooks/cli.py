@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--sandbox-port", type=int, default=8090, help="Nexudus sandbox port")
 
     send = commands.add_parser("send-test", help="send a correctly signed sample webhook")
-    send.add_argument("provider", choices=["stripe"])
+    send.add_argument("provider", choices=["stripe", "gocardless"])
     send.add_argument("--invoice", type=int, required=True, help="Nexudus CoworkerInvoice Id")
     send.add_argument("--amount", default="100.00", help="major units (default 100.00)")
     send.add_argument("--currency", default="EUR")
@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--method", default="card", choices=["card", "us_bank_account", "ach_debit", "bacs_debit"]
     )
     send.add_argument("--url", default="http://127.0.0.1:8080", help="the receiver's base URL")
+    send.add_argument(
+        "--sandbox-url",
+        default="http://127.0.0.1:8090",
+        help="gocardless only: the dev sandbox, where the sample payment is registered",
+    )
 
     args = parser.parse_args(argv)
     try:

@@ -15,7 +15,9 @@ from aiohttp import web
 
 from payhooks import logs
 from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.sandbox.gocardless import GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.settings import Settings
 from service.app import create_app
@@ -32,6 +34,7 @@ SEEDED = (
 def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
     with EmbeddedRedis() as redis_server:
         state = SandboxState()
+        gocardless_state = GoCardlessState()
         env = {
             **os.environ,
             "REDIS_URL": redis_server.url,
@@ -40,12 +43,16 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "NEXUDUS_PASSWORD": state.password,
             "STRIPE_WEBHOOK_SECRETS": os.environ.get("STRIPE_WEBHOOK_SECRETS")
             or DEV_WEBHOOK_SECRET,
+            "GOCARDLESS_WEBHOOK_SECRETS": os.environ.get("GOCARDLESS_WEBHOOK_SECRETS")
+            or GOCARDLESS_DEV_SECRET,
+            "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
+            "GOCARDLESS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
             "LOG_FORMAT": "text",
             "JOB_RETRY_BASE_SECONDS": os.environ.get("JOB_RETRY_BASE_SECONDS", "2"),
         }
         settings = Settings.from_env(env)
         logs.configure("text", settings.log_level)
-        asyncio.run(_run(settings, env, state, receiver_port, sandbox_port))
+        asyncio.run(_run(settings, env, state, gocardless_state, receiver_port, sandbox_port))
     return 0
 
 
@@ -53,14 +60,17 @@ async def _run(
     settings: Settings,
     env: dict[str, str],
     state: SandboxState,
+    gocardless_state: GoCardlessState,
     receiver_port: int,
     sandbox_port: int,
 ) -> None:
     for record in SEEDED:
         state.invoices[record["Id"]] = dict(record)
+    sandbox = create_sandbox_app(state)
+    add_gocardless_routes(sandbox, gocardless_state)
     runners = []
     for app, port in (
-        (create_sandbox_app(state), sandbox_port),
+        (sandbox, sandbox_port),
         (create_app(settings), receiver_port),
     ):
         runner = web.AppRunner(app, access_log=None)
@@ -95,7 +105,8 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     return f"""
 payhooks dev is running (Ctrl-C stops everything)
   receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
-  Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state)
+                   http://127.0.0.1:{receiver_port}/webhooks/gocardless
+  Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state; also GoCardless's /payments)
   Redis            {settings.redis_url}
   Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET else DEV_WEBHOOK_SECRET}
 
@@ -106,4 +117,5 @@ Try, in another terminal:
   .venv/bin/payhooks send-test stripe --invoice 42
   curl -s http://127.0.0.1:{sandbox_port}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn|Token)"'
   .venv/bin/payhooks send-test stripe --invoice 45 --amount 100.00   # below the 250.00 due: not marked paid
+  .venv/bin/payhooks send-test gocardless --invoice 43
 """

@@ -8,6 +8,8 @@ from decimal import Decimal, InvalidOperation
 
 import httpx
 
+from payhooks.money import to_minor_units
+from payhooks.samples import gocardless as gocardless_samples
 from payhooks.samples import stripe as stripe_samples
 
 
@@ -17,21 +19,66 @@ def send_test(args: argparse.Namespace) -> int:
     except InvalidOperation:
         print(f"--amount must be a number such as 100.00, got {args.amount!r}")
         return 2
-    secrets = [s.strip() for s in os.environ.get("STRIPE_WEBHOOK_SECRETS", "").split(",")]
-    secret = next((s for s in secrets if s), stripe_samples.DEV_WEBHOOK_SECRET)
+    url = f"{args.url.rstrip('/')}/webhooks/{args.provider}"
+    try:
+        if args.provider == "gocardless":
+            body, headers, summary = _gocardless(args, amount)
+        else:
+            body, headers, summary = _stripe(args, amount)
+        response = httpx.post(url, content=body, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        print(
+            f"could not reach {exc.request.url}: {exc.__class__.__name__}; "
+            "is `payhooks dev` running?"
+        )
+        return 1
+    print(f"POST {url} ({summary}) -> {response.status_code} {response.text}")
+    return 0 if response.is_success else 1
+
+
+def _secret(variable: str, default: str) -> str:
+    configured = [s.strip() for s in os.environ.get(variable, "").split(",")]
+    return next((s for s in configured if s), default)
+
+
+def _stripe(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
     intent = stripe_samples.payment_intent(
         invoice_id=args.invoice, amount=amount, currency=args.currency, method=args.method
     )
     event = stripe_samples.event("payment_intent.succeeded", intent)
+    secret = _secret("STRIPE_WEBHOOK_SECRETS", stripe_samples.DEV_WEBHOOK_SECRET)
     body, headers = stripe_samples.signed(event, secret)
-    url = f"{args.url.rstrip('/')}/webhooks/stripe"
-    try:
-        response = httpx.post(url, content=body, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        print(f"could not reach {url}: {exc.__class__.__name__}; is `payhooks dev` running?")
-        return 1
-    print(
-        f"POST {url} ({event['type']} {event['id']}, {amount} {args.currency.upper()}, "
-        f"invoice {args.invoice}) -> {response.status_code} {response.text}"
+    return (
+        body,
+        headers,
+        (
+            f"{event['type']} {event['id']}, {amount} {args.currency.upper()}, invoice {args.invoice}"
+        ),
     )
-    return 0 if response.is_success else 1
+
+
+def _gocardless(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
+    # The job reads the payment from the GoCardless API, so the sample payment is first
+    # registered with the sandbox's GoCardless stand-in.
+    payment = gocardless_samples.payment_id()
+    httpx.post(
+        f"{args.sandbox_url.rstrip('/')}/_sandbox/gocardless/payments",
+        json={
+            "id": payment,
+            "amount": to_minor_units(amount, args.currency),
+            "currency": args.currency,
+            "invoice_id": args.invoice,
+        },
+        timeout=10,
+    ).raise_for_status()
+    event = gocardless_samples.payment_event(payment, "confirmed")
+    secret = _secret("GOCARDLESS_WEBHOOK_SECRETS", gocardless_samples.DEV_WEBHOOK_SECRET)
+    body, headers = gocardless_samples.signed([event], secret)
+    return (
+        body,
+        headers,
+        (
+            f"payments/confirmed {event['id']} for {payment}, {amount} {args.currency.upper()}, "
+            f"invoice {args.invoice}"
+        ),
+    )

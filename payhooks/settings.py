@@ -34,6 +34,13 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (_text(env, name, default) or default).lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "")
     return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -84,6 +91,12 @@ class Settings:
     stripe_tolerance_seconds: int = 300
     invoice_metadata_key: str = "nexudus_invoice_id"
 
+    gocardless_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    gocardless_access_token: str | None = field(default=None, repr=False)
+    gocardless_environment: str = "live"
+    gocardless_base_url: str | None = None
+    gocardless_paid_action: str = "confirmed"
+
     job_max_attempts: int = 8
     job_retry_base_seconds: int = 10
     job_timeout_seconds: int = 300
@@ -96,9 +109,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        log_format = (_text(env, "LOG_FORMAT", "json") or "json").lower()
-        if log_format not in ("json", "text"):
-            raise ConfigError(f"LOG_FORMAT must be 'json' or 'text', got {log_format!r}")
+        log_format = _choice(env, "LOG_FORMAT", "json", ("json", "text"))
         return cls(
             redis_url=_url(env, "REDIS_URL"),
             queue_name=_text(env, "PAYHOOKS_QUEUE", "payhooks") or "payhooks",
@@ -117,6 +128,15 @@ class Settings:
             stripe_tolerance_seconds=_int(env, "STRIPE_TOLERANCE_SECONDS", 300, minimum=1),
             invoice_metadata_key=_text(env, "INVOICE_METADATA_KEY", "nexudus_invoice_id")
             or "nexudus_invoice_id",
+            gocardless_webhook_secrets=_list(env, "GOCARDLESS_WEBHOOK_SECRETS"),
+            gocardless_access_token=_text(env, "GOCARDLESS_ACCESS_TOKEN"),
+            gocardless_environment=_choice(
+                env, "GOCARDLESS_ENVIRONMENT", "live", ("live", "sandbox")
+            ),
+            gocardless_base_url=_url(env, "GOCARDLESS_BASE_URL"),
+            gocardless_paid_action=_choice(
+                env, "GOCARDLESS_PAID_ACTION", "confirmed", ("confirmed", "paid_out")
+            ),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 8, minimum=1),
             job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 10),
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 300, minimum=10),
@@ -138,8 +158,8 @@ class Settings:
         self.require_redis()
         if not self.enabled_providers():
             raise ConfigError(
-                "no provider is configured: set STRIPE_WEBHOOK_SECRETS "
-                "(comma-separated whsec_... endpoint secrets)"
+                "no provider is configured: set STRIPE_WEBHOOK_SECRETS and/or "
+                "GOCARDLESS_WEBHOOK_SECRETS (comma-separated endpoint secrets)"
             )
 
     def check_worker(self) -> None:
@@ -153,6 +173,8 @@ class Settings:
         enabled = []
         if self.stripe_webhook_secrets:
             enabled.append("stripe")
+        if self.gocardless_webhook_secrets:
+            enabled.append("gocardless")
         return enabled
 
     @property

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from payhooks.events import Ignored, PaymentEvent
 from service import metrics
-from service.errors import UnsupportedMediaType, WebhookError
+from service.errors import InvalidSignature, UnsupportedMediaType, WebhookError
 from service.inbox import Accepted, EventInbox
 from service.providers.base import WebhookProvider
 
@@ -28,6 +28,8 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
         try:
             response = await _handle(request)
         except WebhookError as exc:
+            if isinstance(exc, InvalidSignature):
+                exc.status = provider.bad_signature_status
             metrics.WEBHOOKS.labels(name, exc.code).inc()
             log.warning("webhook.rejected", extra={"provider": name, "reason": exc.message})
             raise
@@ -76,6 +78,8 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
             )
         outcome = "accepted" if queued else "duplicate" if duplicates else "ignored"
         metrics.WEBHOOKS.labels(name, outcome).inc()
+        if not events and provider.nothing_to_do_status == 204:
+            return web.Response(status=204)
         return web.json_response(
             {"status": outcome, "queued": queued, "duplicates": duplicates, "ignored": len(ignored)}
         )

@@ -7,11 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
@@ -19,6 +22,8 @@ from workers import context
 
 STRIPE_SECRET = DEV_WEBHOOK_SECRET
 OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
+GOCARDLESS_SECRET = GOCARDLESS_DEV_SECRET
+OLD_GOCARDLESS_SECRET = "previous_gocardless_secret"
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +50,20 @@ def sandbox_state() -> SandboxState:
 
 
 @pytest.fixture
-def sandbox(sandbox_state: SandboxState) -> Iterator[ThreadedServer]:
-    server = ThreadedServer(lambda: create_sandbox_app(sandbox_state)).start()
+def gocardless_state() -> GoCardlessState:
+    return GoCardlessState()
+
+
+@pytest.fixture
+def sandbox(
+    sandbox_state: SandboxState, gocardless_state: GoCardlessState
+) -> Iterator[ThreadedServer]:
+    def make() -> web.Application:
+        app = create_sandbox_app(sandbox_state)
+        add_gocardless_routes(app, gocardless_state)
+        return app
+
+    server = ThreadedServer(make).start()
     yield server
     server.stop()
 
@@ -65,6 +82,9 @@ def settings(
         nexudus_calls_per_minute=10_000,
         nexudus_min_interval_ms=0,
         stripe_webhook_secrets=(STRIPE_SECRET, OLD_STRIPE_SECRET),
+        gocardless_webhook_secrets=(GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET),
+        gocardless_access_token=ACCESS_TOKEN,
+        gocardless_base_url=sandbox.url,
         job_retry_base_seconds=0,
         log_format="text",
     )

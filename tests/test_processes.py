@@ -160,6 +160,33 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
         assert _wait_until(paid, 20)
         calls = [(c["method"], c["path"]) for c in httpx.get(sandbox).json()["calls"]]
         assert calls == [("GET", f"{INVOICES}/42"), ("POST", TOKENS), ("PUT", INVOICES)]
+
+        sent = subprocess.run(  # noqa: PLW1510
+            [
+                *PAYHOOKS,
+                "send-test",
+                "gocardless",
+                "--invoice",
+                "43",
+                "--url",
+                f"http://127.0.0.1:{port}",
+                "--sandbox-url",
+                f"http://127.0.0.1:{sandbox_port}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+
+        def gocardless_paid() -> bool:
+            state = httpx.get(sandbox).json()
+            invoice = next(i for i in state["invoices"] if i["Id"] == 43)
+            tokens = [t for t in state["tokens"] if t["CoworkerInvoiceId"] == 43]
+            return bool(invoice["PaidOn"]) and [t["RegularPaymentProvider"] for t in tokens] == [12]
+
+        assert _wait_until(gocardless_paid, 20)
     finally:
         dev.send_signal(signal.SIGINT)
         output, _ = dev.communicate(timeout=30)

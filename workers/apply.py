@@ -43,6 +43,10 @@ def apply_event(event: PaymentEvent, nexudus: NexudusClient, ledger: Ledger) -> 
         return Outcome("no_write", event.invoice.invoice_id, note=f"{event.kind.value} event")
     if event.regular_payment_provider is None:
         raise ValueError("payment provider must be resolved before applying")
+    if not event.invoice:
+        # Known only once the provider's API was asked (GoCardless): a payment that is
+        # not for a Nexudus invoice is none of our business.
+        return Outcome("ignored", note="the payment names no Nexudus invoice")
 
     invoice_id = resolve_invoice_id(event.invoice, nexudus)
     try:

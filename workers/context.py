@@ -10,6 +10,7 @@ from redis import Redis
 
 from payhooks.events import PaymentEvent
 from payhooks.settings import Settings
+from workers.gocardless_lookup import GoCardlessPaymentLookup
 from workers.ledger import Ledger
 from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
@@ -54,7 +55,13 @@ def build_context(settings: Settings) -> WorkerContext:
         nexudus=nexudus,
         ledger=Ledger(redis, lock_seconds=settings.job_timeout_seconds),
         enrichers={
-            "stripe": StripePaymentMethodLookup(settings.stripe_api_key, settings.stripe_api_base)
+            "stripe": StripePaymentMethodLookup(settings.stripe_api_key, settings.stripe_api_base),
+            "gocardless": GoCardlessPaymentLookup(
+                settings.gocardless_access_token,
+                environment=settings.gocardless_environment,
+                base_url=settings.gocardless_base_url,
+                invoice_metadata_key=settings.invoice_metadata_key,
+            ),
         },
         http=http,
     )

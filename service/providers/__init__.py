@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from payhooks.settings import Settings
 from service.providers.base import WebhookProvider
+from service.providers.gocardless import GoCardlessWebhook
 from service.providers.stripe import StripeWebhook
 
 
@@ -13,6 +14,12 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
         providers["stripe"] = StripeWebhook(
             settings.stripe_webhook_secrets,
             tolerance_seconds=settings.stripe_tolerance_seconds,
+            invoice_metadata_key=settings.invoice_metadata_key,
+        )
+    if settings.gocardless_webhook_secrets:
+        providers["gocardless"] = GoCardlessWebhook(
+            settings.gocardless_webhook_secrets,
+            paid_action=settings.gocardless_paid_action,
             invoice_metadata_key=settings.invoice_metadata_key,
         )
     return providers

@@ -21,6 +21,8 @@ class WebhookProvider(Protocol):
     content_types: frozenset[str]
     #: What the provider expects for a bad signature (GoCardless documents 498).
     bad_signature_status: int
+    #: The answer to a verified request that held nothing to queue (GoCardless: 204).
+    nothing_to_do_status: int
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise ``InvalidSignature`` unless the raw body is authentic and fresh."""

@@ -74,6 +74,7 @@ class StripeWebhook:
     name = "stripe"
     content_types = frozenset({"application/json"})
     bad_signature_status = 400
+    nothing_to_do_status = 200
 
     def __init__(
         self, secrets: tuple[str, ...], *, tolerance_seconds: int, invoice_metadata_key: str

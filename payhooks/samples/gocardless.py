@@ -1,0 +1,71 @@
+"""GoCardless sample webhooks, shaped like GoCardless's documented events, and signed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+# Not a secret: the webhook endpoint secret of `payhooks dev`, known to `send-test`.
+DEV_WEBHOOK_SECRET = "payhooks_dev_only_gocardless_secret"  # noqa: S105
+
+
+def event_id() -> str:
+    return "EV" + secrets.token_hex(6).upper()
+
+
+def payment_id() -> str:
+    return "PM" + secrets.token_hex(6).upper()
+
+
+def payment_event(
+    payment: str,
+    action: str = "confirmed",
+    *,
+    ev_id: str | None = None,
+    resource_type: str = "payments",
+) -> dict[str, Any]:
+    links: dict[str, str] = {"payment": payment}
+    if resource_type == "refunds":
+        links["refund"] = "RF" + secrets.token_hex(6).upper()
+    return {
+        "id": ev_id or event_id(),
+        "created_at": "2026-11-20T09:13:51.404Z",
+        "resource_type": resource_type,
+        "action": action,
+        "links": links,
+        "details": {
+            "origin": "gocardless",
+            "cause": f"payment_{action}",
+            "description": f"Payment {action}.",
+        },
+        "metadata": {},
+    }
+
+
+def other_event(resource_type: str, action: str) -> dict[str, Any]:
+    singular = resource_type.rstrip("s")
+    return {
+        "id": event_id(),
+        "created_at": "2026-11-20T09:13:51.404Z",
+        "resource_type": resource_type,
+        "action": action,
+        "links": {singular: singular[:2].upper() + secrets.token_hex(6).upper()},
+        "details": {"origin": "api", "cause": f"{singular}_{action}"},
+        "metadata": {},
+    }
+
+
+def signed(events: list[dict[str, Any]], secret: str) -> tuple[bytes, dict[str, str]]:
+    """(raw body, headers) as GoCardless sends a batch."""
+    body = json.dumps(
+        {"events": events, "meta": {"webhook_id": "WB" + secrets.token_hex(5).upper()}}
+    ).encode()
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {
+        "Webhook-Signature": signature,
+        "Content-Type": "application/json",
+        "User-Agent": "gocardless-webhook-service/1.1",
+    }

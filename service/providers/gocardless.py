@@ -1,0 +1,155 @@
+"""GoCardless: batched webhooks verified with the official SDK, and a pure normaliser.
+
+One request carries many unrelated events. Each payment event becomes its own job,
+deduplicated by its event id (``EV…``). A payment event names only its payment
+(``links.payment``); the job fetches the payment for its amount, currency, metadata
+and mandate (workers/gocardless_lookup.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from gocardless_pro import webhooks
+from gocardless_pro.errors import InvalidSignatureError
+
+from payhooks.events import (
+    Ignored,
+    InvoiceRef,
+    Normalised,
+    PaymentEvent,
+    PaymentKind,
+    RegularPaymentProvider,
+)
+from service.errors import InvalidSignature, MalformedPayload
+from service.providers.base import load_json_object
+
+PENDING = frozenset({"created", "submitted", "customer_approval_granted"})
+FAILED = frozenset(
+    {"failed", "charged_back", "cancelled", "late_failure_settled", "customer_approval_denied"}
+)
+
+
+class GoCardlessWebhook:
+    name = "gocardless"
+    content_types = frozenset({"application/json"})
+    bad_signature_status = 498  # "Token Invalid", what GoCardless documents
+    #: GoCardless recommends 204 for a request with nothing of interest.
+    nothing_to_do_status = 204
+
+    def __init__(
+        self, secrets: tuple[str, ...], *, paid_action: str, invoice_metadata_key: str
+    ) -> None:
+        if not secrets:
+            raise ValueError("at least one GoCardless webhook secret is required")
+        self._secrets = secrets
+        self._paid_action = paid_action
+        self._invoice_metadata_key = invoice_metadata_key
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        signature = headers.get("Webhook-Signature")
+        # The SDK raises TypeError, not InvalidSignatureError, for a missing header.
+        if not signature:
+            raise InvalidSignature("missing Webhook-Signature header")
+        for secret in self._secrets:  # several during a secret change
+            try:
+                webhooks.parse(body, secret, signature)
+                return
+            except InvalidSignatureError:
+                continue
+            except (ValueError, KeyError, TypeError):
+                # The signature matched (it is checked first), the JSON did not parse.
+                raise MalformedPayload("signed body is not a GoCardless event batch") from None
+        raise InvalidSignature("signature does not match")
+
+    def normalise(self, body: bytes) -> list[Normalised]:
+        batch = load_json_object(body)
+        events = batch.get("events")
+        if not isinstance(events, list):
+            raise MalformedPayload("GoCardless webhook without an events list")
+        return [
+            normalise_event(
+                event,
+                paid_action=self._paid_action,
+                invoice_metadata_key=self._invoice_metadata_key,
+            )
+            for event in events
+        ]
+
+
+def normalise_event(event: Any, *, paid_action: str, invoice_metadata_key: str) -> Normalised:
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        raise MalformedPayload("GoCardless event without an id")
+    event_id = event["id"]
+    resource = str(event.get("resource_type", ""))
+    action = str(event.get("action", ""))
+    event_type = f"{resource}.{action}"
+    links: dict[str, Any] = event["links"] if isinstance(event.get("links"), dict) else {}
+
+    kind = _kind(resource, action, paid_action)
+    if kind is None:
+        return Ignored(event_id, event_type, "event type not handled")
+    payment_id = links.get("payment") if isinstance(links.get("payment"), str) else None
+    token = payment_id or (links.get("refund") if isinstance(links.get("refund"), str) else None)
+    if not token:
+        return Ignored(event_id, event_type, "event without links.payment")
+
+    # resource_metadata, when GoCardless includes it, is the payment's own metadata.
+    metadata = event.get("resource_metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    raw_invoice = metadata.get(invoice_metadata_key)
+    invoice = (
+        InvoiceRef(invoice_id=int(raw_invoice))
+        if isinstance(raw_invoice, str) and raw_invoice.strip().isdigit()
+        else InvoiceRef()
+    )
+    details = {"event": event_id}
+    cause = (
+        event.get("details", {}).get("cause") if isinstance(event.get("details"), dict) else None
+    )
+    if isinstance(cause, str):
+        details["cause"] = cause
+    return PaymentEvent(
+        provider="gocardless",
+        event_id=event_id,
+        event_type=event_type,
+        kind=kind,
+        token=token,
+        invoice=invoice,
+        amount=None,  # read from the payment by the job
+        currency=None,
+        occurred_at=_parse_time(event.get("created_at")),
+        object_id=token,
+        regular_payment_provider=RegularPaymentProvider.GOCARDLESS,
+        payment_method="direct debit",
+        details=details,
+    )
+
+
+def _kind(resource: str, action: str, paid_action: str) -> PaymentKind | None:
+    if resource == "refunds":
+        return PaymentKind.REFUNDED
+    if resource != "payments":
+        return None
+    if action == paid_action:
+        return PaymentKind.PAID
+    if action == "paid_out":
+        # After `confirmed` this changes nothing (the payment is already applied); alone,
+        # for example for a payment confirmed before the webhook existed, it still pays.
+        return PaymentKind.PAID
+    if action in PENDING or action == "confirmed":
+        return PaymentKind.PENDING
+    if action in FAILED:
+        return PaymentKind.FAILED
+    return None
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(0, tz=UTC)

@@ -1,0 +1,94 @@
+"""Completes a GoCardless payment event from the GoCardless API.
+
+A webhook names only the payment; its amount (minor units), currency, metadata (the
+Nexudus invoice id under INVOICE_METADATA_KEY), reference and mandate come from
+``GET /payments/{id}``, with the official ``gocardless-pro`` client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gocardless_pro
+from gocardless_pro import errors
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import Timeout
+
+from payhooks.events import InvoiceRef, PaymentEvent
+from payhooks.money import from_minor_units
+from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+
+
+class GoCardlessPaymentLookup:
+    def __init__(
+        self,
+        access_token: str | None,
+        *,
+        environment: str,
+        base_url: str | None,
+        invoice_metadata_key: str,
+    ) -> None:
+        self._access_token = access_token
+        self._environment = environment
+        self._base_url = base_url
+        self._invoice_metadata_key = invoice_metadata_key
+
+    def __call__(self, event: PaymentEvent) -> PaymentEvent:
+        if not event.token.startswith("PM"):
+            return event  # a refund event without its payment: nothing to look up
+        payment = self._fetch(event.token)
+        metadata = payment.get("metadata") or {}
+        links = payment.get("links") or {}
+        invoice = event.invoice
+        if not invoice:
+            raw_id = str(metadata.get(self._invoice_metadata_key, "")).strip()
+            reference = str(payment.get("reference") or "").strip()
+            if raw_id.isdigit():
+                invoice = InvoiceRef(invoice_id=int(raw_id))
+            elif raw_id or reference:
+                invoice = InvoiceRef(number=raw_id or reference)
+        details = dict(event.details)
+        if links.get("mandate"):
+            details["mandate"] = str(links["mandate"])
+        currency = str(payment["currency"]).upper()
+        return event.with_changes(
+            invoice=invoice,
+            amount=from_minor_units(int(payment["amount"]), currency),
+            currency=currency,
+            details=details,
+        )
+
+    def _fetch(self, payment_id: str) -> dict[str, Any]:
+        if not self._access_token:
+            raise ProviderLookupError(
+                "GOCARDLESS_ACCESS_TOKEN is not set, so the payment cannot be read"
+            )
+        client = gocardless_pro.Client(
+            access_token=self._access_token,
+            environment=None if self._base_url else self._environment,
+            base_url=self._base_url,
+        )
+        try:
+            payment = client.payments.get(payment_id)
+        except (
+            errors.RateLimitError,
+            errors.GoCardlessInternalError,
+            errors.MalformedResponseError,
+            Timeout,
+            RequestsConnectionError,
+        ) as exc:
+            raise ProviderLookupUnavailable(
+                f"GoCardless API unavailable ({exc.__class__.__name__})"
+            ) from None
+        except (errors.AuthenticationError, errors.PermissionsError) as exc:
+            raise ProviderLookupError(
+                f"GoCardless refused GOCARDLESS_ACCESS_TOKEN ({exc.__class__.__name__})"
+            ) from None
+        except errors.ApiError as exc:
+            if exc.code == 404:
+                raise ProviderLookupError(
+                    f"GoCardless has no payment {payment_id} (is GOCARDLESS_ENVIRONMENT right?)"
+                ) from None
+            raise ProviderLookupError(f"GoCardless rejected the lookup: {exc.message}") from None
+        attributes: dict[str, Any] = dict(payment.attributes)
+        return attributes
