@@ -52,8 +52,23 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
         }
         settings = Settings.from_env(env)
         logs.configure("text", settings.log_level)
-        asyncio.run(_run(settings, env, state, gocardless_state, receiver_port, sandbox_port))
+        try:
+            asyncio.run(_run(settings, env, state, gocardless_state, receiver_port, sandbox_port))
+        except PortBusy as exc:
+            print(
+                f"payhooks dev: cannot listen on port {exc.port} ({exc.reason}); "
+                "choose others with --port and --sandbox-port",
+                file=sys.stderr,
+            )
+            return 1
     return 0
+
+
+class PortBusy(Exception):
+    def __init__(self, port: int, reason: str) -> None:
+        super().__init__(port, reason)
+        self.port = port
+        self.reason = reason
 
 
 async def _run(
@@ -75,10 +90,17 @@ async def _run(
     ):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
         runners.append(runner)
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        except OSError as exc:
+            for started in reversed(runners):
+                await started.cleanup()
+            raise PortBusy(port, exc.strerror or str(exc)) from None
+    # Its own session, so a terminal's Ctrl-C reaches only us: we stop the worker once,
+    # with SIGTERM (RQ's warm shutdown), and Redis after it.
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "payhooks.cli", "worker", env=env
+        sys.executable, "-m", "payhooks.cli", "worker", env=env, start_new_session=True
     )
     print(_banner(settings, receiver_port, sandbox_port), flush=True)
 
@@ -102,20 +124,23 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
         f"    {r['Id']}  {r['InvoiceNumber']:<14} {r['TotalAmount']:>7.2f} {r['CurrencyCode']}"
         for r in SEEDED
     )
+    url = "" if receiver_port == 8080 else f" --url http://127.0.0.1:{receiver_port}"
+    sandbox_url = "" if sandbox_port == 8090 else f" --sandbox-url http://127.0.0.1:{sandbox_port}"
+    custom_secret = settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET
     return f"""
 payhooks dev is running (Ctrl-C stops everything)
   receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
                    http://127.0.0.1:{receiver_port}/webhooks/gocardless
   Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state; also GoCardless's /payments)
   Redis            {settings.redis_url}
-  Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET else DEV_WEBHOOK_SECRET}
+  Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if custom_secret else DEV_WEBHOOK_SECRET}
 
 Sandbox invoices:
 {invoices}
 
 Try, in another terminal:
-  .venv/bin/payhooks send-test stripe --invoice 42
+  .venv/bin/payhooks send-test stripe --invoice 42{url}
   curl -s http://127.0.0.1:{sandbox_port}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn|Token)"'
-  .venv/bin/payhooks send-test stripe --invoice 45 --amount 100.00   # below the 250.00 due: not marked paid
-  .venv/bin/payhooks send-test gocardless --invoice 43
+  .venv/bin/payhooks send-test stripe --invoice 45 --amount 100.00{url}   # below the 250.00 due: not marked paid
+  .venv/bin/payhooks send-test gocardless --invoice 43{url}{sandbox_url}
 """

@@ -73,6 +73,9 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own session: a terminal's Ctrl-C must not stop Redis before the
+            # processes that still need it have shut down.
+            start_new_session=True,
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
