@@ -27,6 +27,11 @@ def token_marker(invoice_id: int, token: str) -> str:
     return f"{PREFIX}:token:{invoice_id}:{token}"
 
 
+def payment_binding(provider: str, token: str) -> str:
+    """Which invoice a payment was applied to: one payment settles one invoice."""
+    return f"{PREFIX}:payment:{provider}:{token}"
+
+
 NEXUDUS_AUTH = f"{PREFIX}:nexudus:auth"
 NEXUDUS_AUTH_LOCK = f"{PREFIX}:nexudus:auth:lock"
 

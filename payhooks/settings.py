@@ -73,7 +73,7 @@ def redact_url(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
     queue_name: str = "payhooks"
 
     nexudus_base_url: str = "https://spaces.nexudus.com"

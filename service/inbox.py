@@ -23,17 +23,17 @@ from service.errors import QueueUnavailable
 
 # KEYS: event key, job key, queue key, rq:queues
 # ARGV: event json, event ttl seconds, job id, job data, description, timestamp
+# The dedupe record is written last: Redis does not undo a script's earlier writes when a
+# later command fails, and a record without its job would turn every redelivery away.
 _RECORD_AND_ENQUEUE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-    return 0
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
     return 0
 end
 redis.call('HSET', KEYS[2], 'data', ARGV[4], 'description', ARGV[5],
            'created_at', ARGV[6], 'enqueued_at', ARGV[6]%s)
 redis.call('SADD', KEYS[4], KEYS[3])
 redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
@@ -132,6 +132,12 @@ class EventInbox:
                         if not future.done():
                             future.set_exception(exc)
                     continue
+                except BaseException:
+                    # Cancelled (shutdown): no caller may wait forever for an answer.
+                    for _, future in [*batch, *self._waiting]:
+                        if not future.done():
+                            future.set_exception(ConnectionError("enqueue cancelled"))
+                    raise
                 offset = 0
                 for calls, future in batch:
                     if not future.done():

@@ -200,3 +200,36 @@ def test_event_round_trips_through_json() -> None:
 def test_malformed_event_is_rejected(body: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(MalformedPayload):
         normalise(json.loads(json.dumps(body)))
+
+
+class TestMoneyReceived:
+    def test_authorised_but_not_captured_charge_is_pending(self) -> None:
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal(100))
+        charge = {**samples.charge(intent), "captured": False, "amount_captured": 0}
+        assert paid(samples.event("charge.succeeded", charge)).kind is PaymentKind.PENDING
+
+    def test_captured_charge_is_paid_with_the_captured_amount(self) -> None:
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal(100))
+        charge = {**samples.charge(intent), "captured": True, "amount_captured": 6000}
+        event = paid(samples.event("charge.captured", charge))
+        assert (event.kind, event.amount) == (PaymentKind.PAID, Decimal("60.00"))
+
+    def test_intent_amount_asked_for_is_not_money_received(self) -> None:
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal(100))
+        intent["amount_received"] = 0
+        result = normalise(samples.event("payment_intent.succeeded", intent))
+        assert isinstance(result, Ignored)
+        assert "without money received" in result.reason
+
+    def test_invoice_paid_without_payment_is_ignored(self) -> None:
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal(100))
+        invoice = {**samples.invoice_paid(intent), "amount_paid": 0}
+        assert isinstance(normalise(samples.event("invoice.paid", invoice)), Ignored)
+
+
+def test_event_without_created_time_is_rejected() -> None:
+    intent = samples.payment_intent(invoice_id=42, amount=Decimal(100))
+    event = samples.event("payment_intent.succeeded", intent)
+    del event["created"]
+    with pytest.raises(MalformedPayload):
+        normalise(event)

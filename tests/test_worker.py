@@ -16,6 +16,7 @@ from payhooks import keys
 from payhooks.samples import stripe as samples
 from payhooks.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
+from tests.conftest import with_settings
 from tests.helpers import api_calls, deliver, writes
 
 RunWorker = Callable[[], None]
@@ -298,7 +299,25 @@ class TestNexudusFailures:
         queue: Queue,
         redis: Redis,
     ) -> None:
-        del sandbox_state.invoices[42]["BillToCity"]  # the PUT will be refused
+        sandbox_state.faults.append(
+            Fault(
+                "PUT",
+                INVOICES,
+                400,
+                body={
+                    "Message": "BillToCity: is a required field",
+                    "Value": None,
+                    "WasSuccessful": False,
+                    "Errors": [
+                        {
+                            "AttemptedValue": None,
+                            "Message": "is a required field",
+                            "PropertyName": "BillToCity",
+                        }
+                    ],
+                },
+            )
+        )
         event = paid_event(42)
         deliver(settings, event)
         run_worker()
@@ -310,6 +329,17 @@ class TestNexudusFailures:
         assert "BillToCity: is a required field" in failure["reason"]
         assert failure["attempt"] == 1
         assert [c.method for c in sandbox_state.calls].count("PUT") == 1
+
+    def test_incomplete_invoice_record_is_never_put_back(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        del sandbox_state.invoices[42]["BillToCity"]
+        event = paid_event(42)
+        deliver(settings, event)
+        run_worker()
+        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        assert "refusing to PUT an incomplete invoice record (no BillToCity)" in failure["reason"]
+        assert [c.method for c in sandbox_state.calls].count("PUT") == 0
 
     def test_unknown_invoice_fails_with_a_reason(
         self, settings: Settings, run_worker: RunWorker, queue: Queue
@@ -334,3 +364,90 @@ class TestNexudusFailures:
         assert (
             len([c for c in sandbox_state.calls if c.method == "GET"]) == settings.job_max_attempts
         )
+
+
+class TestOnePaymentOneInvoice:
+    def test_payment_to_an_already_paid_invoice_is_flagged_not_hidden(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        sandbox_state.invoices[42].update(PaidOn="2026-11-10T09:00:00Z", Paid=True)
+        event = paid_event(42)
+        deliver(settings, event)
+        run_worker()
+        [token] = sandbox_state.tokens.values()
+        assert "already paid" in token["Notes"]
+        assert writes(sandbox_state, "PUT") == []
+        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        assert failure["error_class"] == "InvoiceAlreadyPaid"
+
+    def test_already_paid_with_its_token_recorded_elsewhere_is_applied(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        # Paid and recorded by Nexudus's own Stripe integration, say: no marker of ours.
+        event = paid_event(42)
+        token = event["data"]["object"]["id"]
+        sandbox_state.invoices[42].update(PaidOn="2026-11-10T09:00:00Z", Paid=True)
+        sandbox_state.tokens[5] = {
+            "Id": 5,
+            "CoworkerInvoiceId": 42,
+            "Token": token,
+            "RegularPaymentProvider": 2,
+            "Notes": None,
+        }
+        deliver(settings, event)
+        run_worker()
+        assert writes(sandbox_state) == []
+        assert len(queue.finished_job_registry) == 1
+
+    def test_one_payment_cannot_settle_two_invoices(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
+        session = {**samples.checkout_session(intent), "client_reference_id": "43"}
+        first = samples.event("payment_intent.succeeded", intent)
+        second = samples.event("checkout.session.completed", session)
+        deliver(settings, first)
+        run_worker()
+        deliver(settings, second)
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        assert sandbox_state.invoices[43]["PaidOn"] is None
+        failure = failure_of(queue, keys.job_id(f"stripe:{second['id']}"))
+        assert failure["error_class"] == "PaymentAlreadyApplied"
+        assert "already applied to invoice 42" in failure["reason"]
+
+    def test_overpayment_is_applied_and_noted(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    ) -> None:
+        deliver(settings, paid_event(42, amount="150.00"))
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        [token] = sandbox_state.tokens.values()
+        assert "overpaid: 150.00 EUR for 100.00 outstanding" in token["Notes"]
+
+
+@pytest.mark.slow
+class TestSlowNexudus:
+    def test_job_timeout_is_transient_and_a_landed_post_is_not_repeated(
+        self, settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
+    ) -> None:
+        from rq import SimpleWorker
+
+        from workers import context
+
+        slow = with_settings(settings, job_timeout_seconds=10, nexudus_timeout_seconds=30)
+        ctx = context.build_context(slow)
+        context.install(ctx)
+        # The token is written at once, but the answer comes after the job's time is up.
+        sandbox_state.faults.append(Fault("POST", TOKENS, 503, delay=12, after_apply=True))
+        event = paid_event(42)
+        try:
+            deliver(slow, event)
+            SimpleWorker([queue], connection=redis).work(burst=True)
+        finally:
+            context._current = None
+            ctx.close()
+        assert len(sandbox_state.tokens) == 1
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=redis)
+        assert job.get_status() == "finished"

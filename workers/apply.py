@@ -11,6 +11,7 @@ written (see workers/ledger.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC
 from decimal import Decimal, InvalidOperation
@@ -20,9 +21,18 @@ from redis.exceptions import LockError
 
 from payhooks.events import InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.money import exponent
-from workers.errors import AmountMismatch, InvoiceNotFound, InvoiceNotPayable, TransientError
+from workers.errors import (
+    AmountMismatch,
+    InvoiceAlreadyPaid,
+    InvoiceNotFound,
+    InvoiceNotPayable,
+    NexudusPermanentError,
+    TransientError,
+)
 from workers.ledger import Ledger, TokenState
 from workers.nexudus import NexudusClient, Record
+
+log = logging.getLogger("payhooks.job")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +59,16 @@ def apply_event(event: PaymentEvent, nexudus: NexudusClient, ledger: Ledger) -> 
         return Outcome("ignored", note="the payment names no Nexudus invoice")
 
     invoice_id = resolve_invoice_id(event.invoice, nexudus)
+    lock = ledger.lock(invoice_id)
+    if not lock.acquire():
+        raise TransientError(f"invoice {invoice_id} is locked by another job")
     try:
-        with ledger.lock(invoice_id):
-            return _apply_locked(event, invoice_id, nexudus, ledger)
-    except LockError:
-        raise TransientError(f"invoice {invoice_id} is locked by another job") from None
+        return _apply_locked(event, invoice_id, nexudus, ledger)
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("billing.lock_expired", extra={"invoice_id": invoice_id})
 
 
 def _apply_locked(
@@ -70,15 +85,24 @@ def _apply_locked(
         raise InvoiceNotFound(f"invoice id {invoice_id}")
     _check_payable(invoice, invoice_id)
     already_paid = bool(invoice.get("PaidOn"))
+    ledger.bind_payment(event.provider, event.token, invoice_id)
 
-    blocker = None
+    blocker = remark = None
     if event.kind is PaymentKind.PAID and not already_paid:
-        blocker = amount_blocker(event, invoice)
-    token_id, created = _ensure_token(event, invoice_id, known, nexudus, ledger, blocker)
+        blocker, remark = assess_amount(event, invoice)
+    elif event.kind is PaymentKind.PAID and known.token_id is None:
+        # Paid before this payment was recorded on it: by another payment, or by us with
+        # our marker lost. Only a search tells; a new token here means paid twice.
+        known = TokenState(may_exist=True)
+        remark = f"the invoice was already paid (PaidOn {invoice.get('PaidOn')})"
+    note = f"NOT marked paid: {blocker}" if blocker else remark
+    token_id, created = _ensure_token(event, invoice_id, known, nexudus, ledger, note)
 
     if event.kind is PaymentKind.PENDING:
         return Outcome("token_only", invoice_id, token_id, created, note="payment pending")
     if already_paid:
+        if created:
+            raise InvoiceAlreadyPaid(invoice_id, str(invoice.get("PaidOn")), event.token)
         ledger.mark_paid(invoice_id, event.token, token_id)
         return Outcome("already_applied", invoice_id, token_id, created, note="PaidOn already set")
     if blocker is not None:
@@ -88,7 +112,7 @@ def _apply_locked(
     paid_on = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     nexudus.put_invoice({**invoice, "PaidOn": paid_on})
     ledger.mark_paid(invoice_id, event.token, token_id)
-    return Outcome("applied", invoice_id, token_id, created, paid_on_set=True)
+    return Outcome("applied", invoice_id, token_id, created, paid_on_set=True, note=remark or "")
 
 
 def resolve_invoice_id(ref: InvoiceRef, nexudus: NexudusClient) -> int:
@@ -121,25 +145,36 @@ def _check_payable(invoice: Record, invoice_id: int) -> None:
         raise InvoiceNotPayable(f"invoice {invoice_id} is a credit note")
 
 
-def amount_blocker(event: PaymentEvent, invoice: Record) -> str | None:
-    """Why this payment must not mark the invoice paid, or None when it may."""
+def assess_amount(event: PaymentEvent, invoice: Record) -> tuple[str | None, str | None]:
+    """(why this payment must not mark the invoice paid, a remark for the record).
+
+    The first is None when it may; the second notes an overpayment.
+    """
     invoice_currency = str(invoice.get("CurrencyCode") or "").upper()
     if not invoice_currency:
-        return "the invoice has no CurrencyCode to compare with"
+        return "the invoice has no CurrencyCode to compare with", None
     if event.currency != invoice_currency:
-        return f"payment currency {event.currency} differs from the invoice's {invoice_currency}"
+        return (
+            f"payment currency {event.currency} differs from the invoice's {invoice_currency}",
+            None,
+        )
     try:
         total = Decimal(str(invoice.get("TotalAmount") or 0))
         paid = Decimal(str(invoice.get("PaidAmount") or 0))
     except InvalidOperation:
-        return "the invoice's TotalAmount or PaidAmount is not a number"
+        return "the invoice's TotalAmount or PaidAmount is not a number", None
     outstanding = (total - paid).quantize(Decimal(1).scaleb(-exponent(invoice_currency)))
     if event.amount is None or event.amount < outstanding:
-        return f"payment {event.amount} {event.currency} is below the outstanding {outstanding}"
-    return None
+        return (
+            f"payment {event.amount} {event.currency} is below the outstanding {outstanding}",
+            None,
+        )
+    if event.amount > outstanding:
+        return None, f"overpaid: {event.amount} {event.currency} for {outstanding} outstanding"
+    return None, None
 
 
-def token_notes(event: PaymentEvent, blocker: str | None) -> str:
+def token_notes(event: PaymentEvent, remark: str | None) -> str:
     parts = [f"payhooks: {event.provider} {event.event_type} {event.event_id}"]
     if event.payment_method:
         parts.append(f"method {event.payment_method}")
@@ -150,8 +185,8 @@ def token_notes(event: PaymentEvent, blocker: str | None) -> str:
             parts.append(f"{name} {value}")
     if event.kind is PaymentKind.PENDING:
         parts.append("payment pending")
-    if blocker:
-        parts.append(f"NOT marked paid: {blocker}")
+    if remark:
+        parts.append(remark)
     return "; ".join(parts)
 
 
@@ -161,13 +196,16 @@ def _ensure_token(
     known: TokenState,
     nexudus: NexudusClient,
     ledger: Ledger,
-    blocker: str | None,
+    remark: str | None,
 ) -> tuple[int, bool]:
     if known.token_id is not None:
         return known.token_id, False
     if known.may_exist:
         for record in nexudus.search_payment_tokens(invoice_id, event.token):
-            if record.get("Token") == event.token and record.get("CoworkerInvoiceId") == invoice_id:
+            # Listings are partial records: the invoice filter was applied by Nexudus,
+            # the token is compared exactly here (its filter matches substrings).
+            same_invoice = record.get("CoworkerInvoiceId", invoice_id) == invoice_id
+            if record.get("Token") == event.token and same_invoice:
                 token_id = int(record["Id"])
                 ledger.mark_created(invoice_id, event.token, token_id)
                 return token_id, False
@@ -179,12 +217,15 @@ def _ensure_token(
             invoice_id=invoice_id,
             provider=int(event.regular_payment_provider),
             token=event.token,
-            notes=token_notes(event, blocker),
+            notes=token_notes(event, remark),
         )
-    except TransientError:
-        raise  # the POST may have landed: the marker stays "pending"
-    except Exception:
-        ledger.forget(invoice_id, event.token)
+    except NexudusPermanentError as exc:
+        # A 4xx is Nexudus saying no: nothing was written. Anything else (a timeout, a
+        # 5xx, a 200 we cannot read) may have written, so the marker stays "pending"
+        # and the next attempt searches first.
+        if exc.status is not None and 400 <= exc.status < 500:
+            ledger.forget(invoice_id, event.token)
+            ledger.unbind_payment(event.provider, event.token, invoice_id)
         raise
     ledger.mark_created(invoice_id, event.token, token_id)
     return token_id, True

@@ -46,7 +46,11 @@ def build_context(settings: Settings) -> WorkerContext:
     assert settings.nexudus_username is not None
     assert settings.nexudus_password is not None
     auth = NexudusAuth(
-        redis, http, username=settings.nexudus_username, password=settings.nexudus_password
+        redis,
+        http,
+        username=settings.nexudus_username,
+        password=settings.nexudus_password,
+        http_timeout_seconds=settings.nexudus_timeout_seconds,
     )
     nexudus = NexudusClient(http, auth, RateLimiter.for_nexudus(redis, settings))
     return WorkerContext(

@@ -101,6 +101,28 @@ class AmountMismatch(PermanentError):
         self.reason = reason
 
 
+class InvoiceAlreadyPaid(PermanentError):
+    """A payment arrived for an invoice that another payment had already settled."""
+
+    def __init__(self, invoice_id: int, paid_on: str, token: str) -> None:
+        super().__init__(
+            f"invoice {invoice_id} was already paid (PaidOn {paid_on}) when payment {token} "
+            "arrived; its token was recorded with a note. Check for a double payment."
+        )
+        self.invoice_id = invoice_id
+
+
+class PaymentAlreadyApplied(PermanentError):
+    """One payment must settle one invoice; this event names another."""
+
+    def __init__(self, token: str, bound_to: int, named: int) -> None:
+        super().__init__(
+            f"payment {token} was already applied to invoice {bound_to}, but this event names "
+            f"invoice {named}; check the payment's metadata"
+        )
+        self.token = token
+
+
 class EventMissing(PermanentError):
     pass
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from rq import get_current_job
+from rq.timeouts import BaseTimeoutException
 
 from payhooks import keys
 from payhooks.events import PaymentEvent
@@ -45,6 +46,10 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         outcome = apply_event(event, ctx.nexudus, ctx.ledger)
     except RedisError as exc:
         _fail(TransientError(f"Redis unavailable: {exc.__class__.__name__}"), fields, ctx)
+        raise
+    except BaseTimeoutException:
+        # RQ's job timeout: slow, not wrong. Another attempt may well finish in time.
+        _fail(TransientError("the job ran out of time (JOB_TIMEOUT_SECONDS)"), fields, ctx)
         raise
     except JobError as exc:
         _fail(exc, fields, ctx)

@@ -11,7 +11,6 @@ invoice was also seen paid, so a later event of the same payment needs no call a
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from redis import Redis
@@ -19,6 +18,7 @@ from redis.lock import Lock
 
 from payhooks import keys
 from payhooks.keys import text
+from workers.errors import PaymentAlreadyApplied
 
 PENDING = "pending"
 # A marker must outlive every redelivery and replay of the payment's events: providers
@@ -47,12 +47,13 @@ class Ledger:
         self._redis = redis
         self._lock_seconds = lock_seconds
 
-    def lock(self, invoice_id: int) -> AbstractContextManager[Lock]:
+    def lock(self, invoice_id: int) -> Lock:
         """Serialise all work on one invoice across workers (one token, one PUT)."""
         lock: Lock = self._redis.lock(
             keys.invoice_lock(invoice_id),
             timeout=self._lock_seconds,
-            blocking_timeout=self._lock_seconds,
+            # Well inside the job timeout: better to retry later than to time out.
+            blocking_timeout=min(30, self._lock_seconds // 4),
         )
         return lock
 
@@ -70,6 +71,21 @@ class Ledger:
         self._redis.set(
             keys.token_marker(invoice_id, token), f"{token_id}:paid", ex=MARKER_TTL_SECONDS
         )
+
+    def bind_payment(self, provider: str, token: str, invoice_id: int) -> None:
+        """Tie a payment to one invoice, for good: its events may not name another."""
+        key = keys.payment_binding(provider, token)
+        if self._redis.set(key, str(invoice_id), nx=True, ex=MARKER_TTL_SECONDS):
+            return
+        bound = self._redis.get(key)
+        if bound is not None and int(text(bound)) != invoice_id:
+            raise PaymentAlreadyApplied(token, int(text(bound)), invoice_id)
+
+    def unbind_payment(self, provider: str, token: str, invoice_id: int) -> None:
+        key = keys.payment_binding(provider, token)
+        bound = self._redis.get(key)
+        if bound is not None and int(text(bound)) == invoice_id:
+            self._redis.delete(key)
 
     def forget(self, invoice_id: int, token: str) -> None:
         """The POST was refused, so nothing was written."""

@@ -35,6 +35,20 @@ _WAIT_IN_BODY = re.compile(r"Wait ([\d.]+) seconds")
 
 Record = dict[str, Any]
 
+#: The fields the PUT documentation marks required.
+INVOICE_REQUIRED_ON_PUT = (
+    "Id",
+    "CoworkerId",
+    "BusinessId",
+    "InvoiceNumber",
+    "BillToName",
+    "BillToAddress",
+    "BillToCity",
+    "BillToPostCode",
+    "BillToCountryId",
+    "CurrencyId",
+)
+
 
 class NexudusClient:
     def __init__(
@@ -57,14 +71,34 @@ class NexudusClient:
         response = self._request("GET", f"{INVOICES}/{invoice_id}", allow_404=True)
         if response.status_code == 404:
             return None
-        return _object(response, "GET", INVOICES)
+        record = _object(response, "GET", INVOICES)
+        if record.get("Id") != invoice_id:
+            raise NexudusTransientError(
+                f"asked for invoice {invoice_id}, got a record with Id {record.get('Id')!r}",
+                method="GET",
+                path=INVOICES,
+                status=response.status_code,
+            )
+        return record
 
     def search_invoices(self, filters: Mapping[str, str]) -> list[Record]:
         """Listing records (partial: never a base for a PUT)."""
         return self._search(INVOICES, filters)
 
     def put_invoice(self, record: Record) -> None:
-        """PUT replaces the whole record: ``record`` must come from ``get_invoice``."""
+        """PUT replaces the whole record: ``record`` must come from ``get_invoice``.
+
+        A record missing a field Nexudus requires would be refused at best and clear
+        fields at worst, so it is not sent.
+        """
+        missing = [name for name in INVOICE_REQUIRED_ON_PUT if record.get(name) in (None, "")]
+        if missing:
+            raise NexudusPermanentError(
+                f"refusing to PUT an incomplete invoice record (no {', '.join(missing)})",
+                method="PUT",
+                path=INVOICES,
+                status=None,
+            )
         response = self._request("PUT", INVOICES, json=record, write=True)
         _check_write(response, "PUT", INVOICES)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 from redis import Redis
+from redis.exceptions import LockError
 
 from payhooks import keys
 from payhooks.keys import text
@@ -34,8 +36,12 @@ class NexudusAuth:
         *,
         username: str,
         password: str,
+        http_timeout_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # Held across up to two token requests (refresh, then password): it must not
+        # lapse mid-way, or two workers could spend the same rotating refresh token.
+        self._lock_seconds = 2 * http_timeout_seconds + 15
         self._redis = redis
         self._http = http
         self._username = username
@@ -46,7 +52,7 @@ class NexudusAuth:
         cached = self._cached()
         if cached is not None:
             return cached
-        with self._redis.lock(keys.NEXUDUS_AUTH_LOCK, timeout=60, blocking_timeout=60):
+        with self._locked():
             # Another worker may have refreshed while we waited for the lock.
             cached = self._cached()
             if cached is not None:
@@ -55,10 +61,30 @@ class NexudusAuth:
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` after a 401, unless another worker already replaced it."""
-        with self._redis.lock(keys.NEXUDUS_AUTH_LOCK, timeout=60, blocking_timeout=60):
+        with self._locked():
             current = self._redis.hget(keys.NEXUDUS_AUTH, "access_token")
             if current is not None and text(current) == token:
                 self._redis.hset(keys.NEXUDUS_AUTH, "expires_at", "0")
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock = self._redis.lock(
+            keys.NEXUDUS_AUTH_LOCK, timeout=self._lock_seconds, blocking_timeout=self._lock_seconds
+        )
+        if not lock.acquire():
+            raise NexudusTransientError(
+                "another worker is renewing the Nexudus token",
+                method="POST",
+                path=TOKEN_PATH,
+                status=None,
+            )
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                log.warning("nexudus.auth_lock_expired")
 
     def _cached(self) -> str | None:
         state = self._redis.hmget(keys.NEXUDUS_AUTH, ["access_token", "expires_at"])

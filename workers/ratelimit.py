@@ -19,8 +19,17 @@ from redis import Redis
 
 from payhooks import keys
 from payhooks.settings import Settings
+from workers.errors import TransientError
 
 log = logging.getLogger("payhooks.ratelimit")
+
+#: Waits up to this long are slept in place (a minute window frees within 60 s).
+MAX_INLINE_WAIT_MS = 61_000
+
+
+class RateLimited(TransientError):
+    """Our own limiter says Nexudus's budget is spent for longer than a job should wait."""
+
 
 # KEYS: bucket keys. ARGV[1]: unique member; then limit, window_ms per bucket.
 # Returns 0 when the call was recorded, else the milliseconds to wait.
@@ -91,6 +100,13 @@ class RateLimiter:
             wait_ms = int(self._script(keys=bucket_keys, args=args))
             if wait_ms <= 0:
                 return
+            if wait_ms > MAX_INLINE_WAIT_MS:
+                # A full daily budget, say: give the worker back and retry later.
+                raise RateLimited(
+                    f"Nexudus {'write' if write else 'call'} budget spent for "
+                    f"{wait_ms / 1000:.0f} s",
+                    retry_after=wait_ms / 1000,
+                )
             if wait_ms > 1000:
                 log.info("nexudus.rate_limit_wait", extra={"wait_ms": wait_ms, "write": write})
             self.waited_seconds += wait_ms / 1000

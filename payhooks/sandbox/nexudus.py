@@ -160,6 +160,8 @@ class Fault:
     delay: float = 0.0
     #: Apply the write before failing: the caller cannot tell whether it landed.
     after_apply: bool = False
+    #: A JSON body to answer with (default: the generic 500 envelope).
+    body: Any = None
 
 
 @dataclass
@@ -279,14 +281,13 @@ async def _guarded(
         return throttled
     fault = _take_fault(state, request)
     if fault is not None:
-        if fault.delay:
-            await asyncio.sleep(fault.delay)
         if fault.after_apply:
             await handler(request)
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        return web.json_response(
-            {"Message": "An error has occurred."}, status=fault.status, headers=headers
-        )
+        body = fault.body if fault.body is not None else {"Message": "An error has occurred."}
+        return web.json_response(body, status=fault.status, headers=headers)
     if state.fail_rate and state.rng.random() < state.fail_rate:
         if state.rng.random() < 0.5:
             return web.json_response({"Message": "An error has occurred."}, status=503)

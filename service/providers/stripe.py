@@ -30,6 +30,7 @@ PAID = frozenset(
     {
         "payment_intent.succeeded",
         "charge.succeeded",
+        "charge.captured",
         "invoice.paid",
         "invoice.payment_succeeded",
         "checkout.session.completed",
@@ -141,11 +142,13 @@ def normalise_event(event: Mapping[str, Any], *, invoice_metadata_key: str) -> N
     if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
         return Ignored(event_id, event_type, "no Nexudus invoice reference in metadata")
 
-    amount_minor, currency = _amount(obj, event_type)
+    amount_minor, currency = _amount(obj, event_type, kind)
     if kind is PaymentKind.PAID and (amount_minor is None or currency is None):
-        return Ignored(event_id, event_type, "paid event without amount or currency")
+        return Ignored(event_id, event_type, "paid event without money received")
     method = _method_type(obj)
     created = event.get("created")
+    if not isinstance(created, int | float) or isinstance(created, bool):
+        raise MalformedPayload("Stripe event without its created time")
     return PaymentEvent(
         provider="stripe",
         event_id=event_id,
@@ -157,7 +160,7 @@ def normalise_event(event: Mapping[str, Any], *, invoice_metadata_key: str) -> N
         if amount_minor is None or currency is None
         else from_minor_units(amount_minor, currency),
         currency=None if currency is None else currency.upper(),
-        occurred_at=utc_from_timestamp(created if isinstance(created, int | float) else 0),
+        occurred_at=utc_from_timestamp(created),
         object_id=str(obj.get("id", "")),
         regular_payment_provider=None if method is None else provider_for_method(method),
         payment_method=method,
@@ -172,6 +175,9 @@ def _kind(event_type: str, obj: Mapping[str, Any]) -> PaymentKind | None:
         return PaymentKind.PAID if obj.get("payment_status") == "paid" else PaymentKind.PENDING
     if event_type == "charge.dispute.closed":
         return PaymentKind.REFUNDED if obj.get("status") == "lost" else None
+    if event_type == "charge.succeeded" and obj.get("captured") is False:
+        # Authorised with manual capture: no money has moved until charge.captured.
+        return PaymentKind.PENDING
     if event_type in PAID:
         return PaymentKind.PAID
     if event_type in PENDING:
@@ -230,28 +236,31 @@ def _invoice_ref(obj: Mapping[str, Any], invoice_metadata_key: str) -> InvoiceRe
     return InvoiceRef()
 
 
-def _amount(obj: Mapping[str, Any], event_type: str) -> tuple[int | None, str | None]:
+def _amount(
+    obj: Mapping[str, Any], event_type: str, kind: PaymentKind
+) -> tuple[int | None, str | None]:
+    """The money that moved, in minor units. For a paid event only what was actually
+    received counts (never the amount asked for), so the amount guard sees the truth."""
     object_type = obj.get("object")
     currency = obj.get("currency")
     currency = currency if isinstance(currency, str) and currency else None
+    paid = kind is PaymentKind.PAID
     if object_type == "payment_intent":
-        candidates = ["amount_received", "amount"]
+        name = "amount_received" if paid else "amount"
     elif object_type == "charge":
-        candidates = (
-            ["amount_refunded"]
-            if event_type == "charge.refunded"
-            else ["amount_captured", "amount"]
-        )
+        if event_type == "charge.refunded":
+            name = "amount_refunded"
+        else:
+            name = "amount_captured" if paid else "amount"
     elif object_type == "invoice":
-        candidates = ["amount_paid", "total"]
+        name = "amount_paid" if paid else "amount_due"
     elif object_type == "checkout.session":
-        candidates = ["amount_total"]
+        name = "amount_total"
     else:
-        candidates = ["amount"]
-    for name in candidates:
-        value = obj.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value, currency
+        name = "amount"
+    value = obj.get(name)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value, currency
     return None, currency
 
 
