@@ -138,11 +138,34 @@ def measure(
     )
 
 
+def _median(name: str, measured: list[Measurement]) -> Measurement:
+    def mid(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    return Measurement(
+        name=name,
+        acknowledged=int(mid([m.acknowledged for m in measured])),
+        per_second=mid([m.per_second for m in measured]),
+        p50_ms=mid([m.p50_ms for m in measured]),
+        p99_ms=mid([m.p99_ms for m in measured]),
+        server_cpu_us=mid([m.server_cpu_us for m in measured]),
+        redis_cpu_us=mid([m.redis_cpu_us for m in measured]),
+        errors=sum(m.errors for m in measured),
+        acknowledged_total=sum(m.acknowledged_total for m in measured),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds, the stacks interleaved; the median of each figure is reported",
+    )
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=90_000)
+    parser.add_argument("--requests", type=int, default=60_000)
     args = parser.parse_args()
 
     port = free_port()
@@ -177,27 +200,30 @@ def main() -> None:
             {},
         ),
     ]
-    results = []
-    for name, command, env in stacks:
-        with EmbeddedRedis() as redis:
-            command = [part.replace("{redis}", redis.url) for part in command]
-            env = {**env, "REDIS_URL": redis.url, "BENCH_REDIS_URL": redis.url}
-            print(
-                f"measuring {name} for {args.seconds:.0f}s at {args.connections} connections...",
-                flush=True,
-            )
-            measurement = measure(name, command, env, port, redis, args, requests)
-            if name == "payhooks serve":
-                queued = Redis.from_url(redis.url).llen("rq:queue:payhooks")
+    rounds: dict[str, list[Measurement]] = {name: [] for name, _, _ in stacks}
+    for round_number in range(1, args.rounds + 1):
+        for name, command, env in stacks:
+            with EmbeddedRedis() as redis:
+                command = [part.replace("{redis}", redis.url) for part in command]
+                env = {**env, "REDIS_URL": redis.url, "BENCH_REDIS_URL": redis.url}
                 print(
-                    f"  check: {queued} RQ jobs queued for {measurement.acknowledged_total} "
-                    "acknowledged webhooks (must be equal)"
+                    f"round {round_number}: {name}, {args.seconds:.0f}s at "
+                    f"{args.connections} connections...",
+                    flush=True,
                 )
-                if queued != measurement.acknowledged_total:
-                    raise SystemExit("acknowledged webhooks and queued jobs differ")
-            results.append(measurement)
+                measurement = measure(name, command, env, port, redis, args, requests)
+                if name == "payhooks serve":
+                    queued = Redis.from_url(redis.url).llen("rq:queue:payhooks")
+                    print(
+                        f"  check: {queued} RQ jobs queued for "
+                        f"{measurement.acknowledged_total} acknowledged webhooks"
+                    )
+                    if queued != measurement.acknowledged_total:
+                        raise SystemExit("acknowledged webhooks and queued jobs differ")
+                rounds[name].append(measurement)
+    results = [_median(name, measured) for name, measured in rounds.items()]
 
-    print()
+    print(f"\nmedian of {args.rounds} rounds:")
     print(
         f"{'stack':<24} {'acked/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/webhook':>15} "
         f"{'redis us':>9} {'errors':>7}"

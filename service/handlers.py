@@ -22,6 +22,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
     name = provider.name
     ack_seconds = metrics.ACK_SECONDS.labels(name)
+    # Label lookups cost more than the increments: resolve the hot ones once.
+    event_outcomes = {
+        outcome: metrics.EVENTS.labels(name, outcome)
+        for outcome in (*(a.value for a in Accepted), "ignored")
+    }
+    webhook_outcomes = {
+        outcome: metrics.WEBHOOKS.labels(name, outcome)
+        for outcome in ("accepted", "duplicate", "ignored")
+    }
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -53,7 +62,7 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
                 queued += 1
             else:
                 duplicates += 1
-            metrics.EVENTS.labels(name, result.value).inc()
+            event_outcomes[result.value].inc()
             log.info(
                 f"webhook.{result.value}",
                 extra={
@@ -66,7 +75,7 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
             )
         ignored = [item for item in normalised if isinstance(item, Ignored)]
         for item in ignored:
-            metrics.EVENTS.labels(name, "ignored").inc()
+            event_outcomes["ignored"].inc()
             log.info(
                 "webhook.ignored",
                 extra={
@@ -77,7 +86,7 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
                 },
             )
         outcome = "accepted" if queued else "duplicate" if duplicates else "ignored"
-        metrics.WEBHOOKS.labels(name, outcome).inc()
+        webhook_outcomes[outcome].inc()
         if not events and provider.nothing_to_do_status == 204:
             return web.Response(status=204)
         return web.json_response(
