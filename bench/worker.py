@@ -20,8 +20,8 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.embedded_redis import EmbeddedRedis
-from payhooks.events import PaymentEvent
 from payhooks.samples import stripe as samples
+from payhooks.samples.deliver import deliver_bodies
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
@@ -38,25 +38,7 @@ class AlwaysSearchLedger(Ledger):
 
 
 def deliver(settings: Settings, events: list[dict[str, Any]]) -> None:
-    import asyncio
-
-    from redis.asyncio import Redis as AsyncRedis
-
-    from payhooks.jobspec import JobFactory
-    from service.inbox import EventInbox
-    from service.providers import build_providers
-
-    provider = build_providers(settings)["stripe"]
-
-    async def run() -> None:
-        redis = AsyncRedis.from_url(settings.require_redis())
-        inbox = EventInbox(redis, JobFactory(settings), event_ttl_seconds=3600)
-        for event in events:
-            found = provider.normalise(json.dumps(event).encode())
-            await inbox.accept([e for e in found if isinstance(e, PaymentEvent)])
-        await redis.aclose()
-
-    asyncio.run(run())
+    deliver_bodies(settings, "stripe", [json.dumps(e).encode() for e in events])
 
 
 def scenario(

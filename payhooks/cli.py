@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="gocardless only: the dev sandbox, where the sample payment is registered",
     )
 
+    _add_ops_commands(commands)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "dev":
@@ -55,12 +57,53 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return send_test(args)
         settings = Settings.from_env()
+        if args.command in ("failed", "trace", "replay-event"):
+            from payhooks.ops_cli import run_ops
+
+            return run_ops(settings, args)
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
         return _work(settings, burst=args.burst)
     except ConfigError as exc:
         print(f"payhooks: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def filters(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--provider", choices=["stripe", "gocardless"])
+        p.add_argument("--invoice", help="Nexudus invoice Id")
+        p.add_argument("--error-class", help="e.g. InvoiceNotFound, NexudusPermanentError")
+        p.add_argument("--since", help="30m, 2h, 3d, or a date such as 2026-11-20")
+
+    failed = commands.add_parser("failed", help="inspect, replay and purge failed jobs")
+    actions = failed.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="failed jobs, newest reasons first")
+    filters(listing)
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="one failed job: its reason and event trail")
+    show.add_argument("job_id")
+    show.add_argument("--json", action="store_true")
+    replay = actions.add_parser("replay", help="requeue failed jobs (idempotent)")
+    replay.add_argument("job_ids", nargs="*")
+    replay.add_argument("--all", action="store_true", help="every failed job matching the filters")
+    filters(replay)
+    replay.add_argument("--dry-run", action="store_true", help="show what would be replayed")
+    replay.add_argument("--yes", action="store_true", help="do not ask before a bulk replay")
+    replay.add_argument("--json", action="store_true")
+    purge = actions.add_parser("purge", help="delete failed jobs matching the filters")
+    filters(purge)
+    purge.add_argument("--yes", action="store_true", help="do not ask")
+    purge.add_argument("--json", action="store_true")
+
+    trace = commands.add_parser("trace", help="the history of an event, or of an invoice's events")
+    trace.add_argument("reference", help="a provider event id (evt_…, EV…) or a Nexudus invoice Id")
+    trace.add_argument("--json", action="store_true")
+
+    replay_event = commands.add_parser(
+        "replay-event", help="re-normalise a stored webhook with the current code and queue it"
+    )
+    replay_event.add_argument("event_id", help="a provider event id (evt_…, EV…)")
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
@@ -96,9 +139,11 @@ def _work(settings: Settings, *, burst: bool) -> int:
     context.install(context.build_context(settings))
     connection = Redis.from_url(settings.require_redis())
     queue = Queue(settings.queue_name, connection=connection)
-    Worker([queue], connection=connection).work(
-        burst=burst, with_scheduler=True, logging_level=settings.log_level
-    )
+    # Maintenance is when a worker finds jobs whose worker died (their heartbeat lapsed)
+    # and retries or fails them: RQ's default of 10 minutes is too slow for payments.
+    Worker(
+        [queue], connection=connection, maintenance_interval=settings.worker_maintenance_seconds
+    ).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
     return 0
 
 

@@ -32,6 +32,18 @@ def payment_binding(provider: str, token: str) -> str:
     return f"{PREFIX}:payment:{provider}:{token}"
 
 
+def trail(event_key: str) -> str:
+    return f"{PREFIX}:trail:{event_key}"
+
+
+def webhook(digest: str) -> str:
+    return f"{PREFIX}:webhook:{digest}"
+
+
+def invoice_events(invoice_id: int) -> str:
+    return f"{PREFIX}:invoice:{invoice_id}:events"
+
+
 NEXUDUS_AUTH = f"{PREFIX}:nexudus:auth"
 NEXUDUS_AUTH_LOCK = f"{PREFIX}:nexudus:auth:lock"
 

@@ -62,6 +62,7 @@ def create_app(
     app[INBOX] = inbox
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        await inbox.prepare()
         yield
         await redis.aclose()
 

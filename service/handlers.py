@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from payhooks.events import Ignored, PaymentEvent
+from payhooks.trail import StoredWebhook
 from service import metrics
 from service.errors import InvalidSignature, UnsupportedMediaType, WebhookError
 from service.inbox import Accepted, EventInbox
@@ -54,7 +55,14 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
         provider.verify(body, request.headers)
         normalised = provider.normalise(body)
         events = [item for item in normalised if isinstance(item, PaymentEvent)]
-        results = await inbox.accept(events)
+        ignored = [item for item in normalised if isinstance(item, Ignored)]
+        webhook = StoredWebhook.of(
+            name,
+            body,
+            {h: request.headers[h] for h in provider.signature_headers if h in request.headers},
+            provider.redact(body),
+        )
+        results = await inbox.accept(webhook, events, ignored)
 
         queued = duplicates = 0
         for event, result in zip(events, results, strict=True):
@@ -73,7 +81,6 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
                     "invoice": event.invoice.describe(),
                 },
             )
-        ignored = [item for item in normalised if isinstance(item, Ignored)]
         for item in ignored:
             event_outcomes["ignored"].inc()
             log.info(

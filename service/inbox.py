@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
@@ -16,17 +17,23 @@ from redis._parsers.encoders import Encoder
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from payhooks import keys
-from payhooks.events import PaymentEvent
+from payhooks import keys, trail
+from payhooks.events import Ignored, PaymentEvent
 from payhooks.jobspec import JobFactory
+from payhooks.trail import StoredWebhook
 from service.errors import QueueUnavailable
 
-# KEYS: event key, job key, queue key, rq:queues
-# ARGV: event json, event ttl seconds, job id, job data, description, timestamp
-# The dedupe record is written last: Redis does not undo a script's earlier writes when a
-# later command fails, and a record without its job would turn every redelivery away.
+# KEYS: event key, job key, queue key, rq:queues, trail key, invoice index key
+# ARGV: event json, ttl seconds, job id, job data, description, timestamp,
+#       trail "received", trail "enqueued", trail "duplicate", invoice index score ('' = none),
+#       event key
+# The dedupe record is written after the job: Redis does not undo a script's earlier
+# writes when a later command fails, and a record without its job would turn every
+# redelivery away.
 _RECORD_AND_ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('RPUSH', KEYS[5], ARGV[9])
+    redis.call('EXPIRE', KEYS[5], ARGV[2])
     return 0
 end
 redis.call('HSET', KEYS[2], 'data', ARGV[4], 'description', ARGV[5],
@@ -34,6 +41,12 @@ redis.call('HSET', KEYS[2], 'data', ARGV[4], 'description', ARGV[5],
 redis.call('SADD', KEYS[4], KEYS[3])
 redis.call('RPUSH', KEYS[3], ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('RPUSH', KEYS[5], ARGV[7], ARGV[8])
+redis.call('EXPIRE', KEYS[5], ARGV[2])
+if ARGV[10] ~= '' then
+    redis.call('ZADD', KEYS[6], 'NX', ARGV[10], ARGV[11])
+    redis.call('EXPIRE', KEYS[6], ARGV[2])
+end
 return 1
 """
 
@@ -57,6 +70,10 @@ def record_and_enqueue_script(jobs: JobFactory) -> str:
         for name, value in jobs.constant_fields.items()
     )
     return _RECORD_AND_ENQUEUE % constants
+
+
+def _flatten(mapping: dict[str, Any]) -> list[Any]:
+    return [item for pair in mapping.items() for item in pair]
 
 
 class Accepted(StrEnum):
@@ -83,16 +100,29 @@ class EventInbox:
         self._flushing = False
         self._flush_task: asyncio.Task[None] | None = None
 
-    async def accept(self, events: Sequence[PaymentEvent]) -> list[Accepted]:
-        """Queue a job per new event; return what happened to each, in order.
+    async def accept(
+        self,
+        webhook: StoredWebhook,
+        events: Sequence[PaymentEvent],
+        ignored: Sequence[Ignored] = (),
+    ) -> list[Accepted]:
+        """Keep the webhook, queue a job per new event, note ignored ones in the trail;
+        return what happened to each event, in order.
 
-        Raises QueueUnavailable unless Redis confirmed every event, so the caller
+        Raises QueueUnavailable unless Redis confirmed everything, so the caller
         acknowledges only what is safely stored. A redelivery after a partial failure
         re-queues nothing that was already accepted.
         """
-        if not events:
-            return []
-        calls = [self._call(event) for event in events]
+        calls: list[list[Any]] = [
+            ["HSET", webhook.key, *_flatten(webhook.mapping())],
+            ["EXPIRE", webhook.key, self._ttl],
+        ]
+        calls += [self._call(event, webhook.key) for event in events]
+        for item in ignored:
+            trail_key = keys.trail(f"{webhook.provider}:{item.event_id}")
+            received = trail.entry("received", event_type=item.event_type, webhook=webhook.key)
+            calls.append(["RPUSH", trail_key, received, trail.entry("ignored", reason=item.reason)])
+            calls.append(["EXPIRE", trail_key, self._ttl])
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append((calls, future))
         if not self._flushing:
@@ -103,22 +133,35 @@ class EventInbox:
             results = await future
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(f"queue unavailable: {exc.__class__.__name__}") from None
-        return [Accepted.QUEUED if result == 1 else Accepted.DUPLICATE for result in results]
-
-    def _call(self, event: PaymentEvent) -> list[Any]:
-        job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
         return [
-            4,
+            Accepted.QUEUED if result == 1 else Accepted.DUPLICATE
+            for result in results[2 : 2 + len(events)]
+        ]
+
+    def _call(self, event: PaymentEvent, webhook_key: str) -> list[Any]:
+        job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
+        invoice_id = event.invoice.invoice_id
+        return [
+            "EVALSHA",
+            self._sha,
+            6,
             keys.event(event.key),
             job.job_key,
             self._jobs.queue_key,
             "rq:queues",
+            keys.trail(event.key),
+            keys.invoice_events(invoice_id if invoice_id is not None else 0),
             event.to_json(),
             self._ttl,
             job.job_id,
             job.data,
             job.description,
             job.timestamp,
+            trail.entry("received", event_type=event.event_type, webhook=webhook_key),
+            trail.entry("enqueued", job_id=job.job_id),
+            trail.entry("duplicate"),
+            "" if invoice_id is None else f"{time.time():.3f}",
+            event.key,
         ]
 
     async def _flush(self) -> None:
@@ -150,7 +193,7 @@ class EventInbox:
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for call in calls:
-                    pipe.evalsha(self._sha, *call)
+                    pipe.execute_command(*call)
                 try:
                     return list(await pipe.execute())
                 except NoScriptError:
@@ -159,6 +202,13 @@ class EventInbox:
                         raise
                     await self._redis.script_load(self._source)
         raise AssertionError("unreachable")
+
+    async def prepare(self) -> None:
+        """Load the script now, so the first webhooks need not; Redis may still be down."""
+        try:
+            await self._redis.script_load(self._source)
+        except (RedisError, OSError):
+            pass
 
     async def ping(self) -> bool:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from rq.job import Job
 from payhooks import keys
 from payhooks.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.samples import gocardless as samples
+from payhooks.samples.deliver import deliver_bodies
 from payhooks.sandbox.gocardless import GoCardlessState, payment_record
 from payhooks.sandbox.nexudus import INVOICES, TOKENS, SandboxState
 from payhooks.settings import Settings
@@ -184,25 +186,7 @@ def test_other_resources_are_ignored() -> None:
 
 class TestWorker:
     def deliver(self, settings: Settings, events: list[dict[str, Any]]) -> None:
-        import asyncio
-        import json as json_module
-
-        from redis.asyncio import Redis as AsyncRedis
-
-        from payhooks.jobspec import JobFactory
-        from service.inbox import EventInbox
-        from service.providers import build_providers
-
-        provider = build_providers(settings)["gocardless"]
-
-        async def run() -> None:
-            redis = AsyncRedis.from_url(settings.require_redis())
-            inbox = EventInbox(redis, JobFactory(settings), event_ttl_seconds=3600)
-            body = json_module.dumps({"events": events}).encode()
-            await inbox.accept([e for e in provider.normalise(body) if isinstance(e, PaymentEvent)])
-            await redis.aclose()
-
-        asyncio.run(run())
+        deliver_bodies(settings, "gocardless", [json.dumps({"events": events}).encode()])
 
     def test_several_payment_events_for_different_invoices(
         self,

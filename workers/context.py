@@ -10,6 +10,7 @@ from redis import Redis
 
 from payhooks.events import PaymentEvent
 from payhooks.settings import Settings
+from payhooks.trail import Trail
 from workers.gocardless_lookup import GoCardlessPaymentLookup
 from workers.ledger import Ledger
 from workers.nexudus import NexudusClient
@@ -29,6 +30,7 @@ class WorkerContext:
     #: Per provider: complete an event from the provider's API before it is applied.
     enrichers: Mapping[str, Enricher]
     http: httpx.Client
+    trail: Trail
 
     def close(self) -> None:
         self.http.close()
@@ -68,6 +70,7 @@ def build_context(settings: Settings) -> WorkerContext:
             ),
         },
         http=http,
+        trail=Trail(redis, ttl_seconds=settings.event_ttl_seconds),
     )
 
 

@@ -43,6 +43,9 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         enrich = ctx.enrichers.get(event.provider)
         if enrich is not None:
             event = enrich(event)
+            fields.update(invoice=event.invoice.describe())
+        if event.invoice.invoice_id is not None:
+            fields["invoice_id"] = event.invoice.invoice_id
         outcome = apply_event(event, ctx.nexudus, ctx.ledger)
     except RedisError as exc:
         _fail(TransientError(f"Redis unavailable: {exc.__class__.__name__}"), fields, ctx)
@@ -59,7 +62,17 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         _fail(PermanentError(f"unexpected {exc.__class__.__name__}: {exc}"), fields, ctx)
         raise
     log.info(f"billing.{outcome.result}", extra={**fields, **outcome.as_dict()})
+    details = {k: v for k, v in outcome.as_dict().items() if k not in ("result", "invoice_id")}
+    _note(ctx, event_key, outcome.result, invoice_id=outcome.invoice_id, **details)
     return outcome.as_dict()
+
+
+def _note(ctx: context.WorkerContext, event_key: str, stage: str, **fields: Any) -> None:
+    """Add to the event's trail; the trail must never be why a job fails."""
+    try:
+        ctx.trail.append(event_key, stage, **fields)
+    except RedisError:
+        log.warning("trail.unavailable", extra={"event_key": event_key, "stage": stage})
 
 
 def backoff_seconds(attempt: int, base: int, retry_after: float | None) -> int:
@@ -96,3 +109,13 @@ def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -
         except RedisError:
             pass
     log.warning("billing.retry" if will_retry else "billing.failed", extra=failure)
+    trail_fields = {
+        k: v for k, v in failure.items() if k not in ("event_key", "kind", "invoice", "invoice_id")
+    }
+    _note(
+        ctx,
+        str(fields["event_key"]),
+        "retrying" if will_retry else "failed",
+        invoice_id=fields.get("invoice_id"),
+        **trail_fields,
+    )

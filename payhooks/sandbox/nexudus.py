@@ -150,7 +150,8 @@ def invoice_record(invoice_id: int, **overrides: Any) -> dict[str, Any]:
 
 @dataclass
 class Fault:
-    """A scripted failure for the next ``times`` matching calls."""
+    """A scripted failure for the next ``times`` matching calls (status 0: the connection
+    is dropped without an answer)."""
 
     method: str
     path: str
@@ -285,6 +286,9 @@ async def _guarded(
             await handler(request)
         if fault.delay:
             await asyncio.sleep(fault.delay)
+        if fault.status == 0 and request.transport is not None:
+            request.transport.abort()  # a dropped connection, no answer at all
+            return web.Response(status=500)
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         body = fault.body if fault.body is not None else {"Message": "An error has occurred."}
         return web.json_response(body, status=fault.status, headers=headers)

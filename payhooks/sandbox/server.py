@@ -41,7 +41,8 @@ class ThreadedServer:
 
     async def _start(self) -> None:
         self.app = self._make_app()
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # A stand-in's hanging handlers (scripted slow answers) must not hold up a stop.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()

@@ -24,11 +24,60 @@ class WebhookProvider(Protocol):
     #: The answer to a verified request that held nothing to queue (GoCardless: 204).
     nothing_to_do_status: int
 
+    #: The request headers kept with the body in the trail, to re-verify it later.
+    signature_headers: tuple[str, ...]
+
+    def redact(self, body: bytes) -> bytes | None:
+        """The body with card and bank details removed, or None when it holds none."""
+
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise ``InvalidSignature`` unless the raw body is authentic and fresh."""
 
     def normalise(self, body: bytes) -> list[Normalised]:
         """Turn a verified body into events; pure (no I/O, no clock)."""
+
+
+#: Fields that identify a card or a bank account (Stripe's names, and common ones).
+SENSITIVE_FIELDS = frozenset(
+    {
+        "last4",
+        "dynamic_last4",
+        "fingerprint",
+        "exp_month",
+        "exp_year",
+        "iin",
+        "account_number",
+        "routing_number",
+        "sort_code",
+        "iban",
+        "bsb_number",
+        "account_holder_name",
+        "network_token",
+        "mandate_reference",
+    }
+)
+_SENSITIVE_MARKERS = tuple(f'"{name}"'.encode() for name in SENSITIVE_FIELDS)
+
+
+def redact_json(body: bytes) -> bytes | None:
+    """The JSON body with every sensitive field's value replaced, or None if it has none.
+
+    A cheap byte search first: most payment events carry no card or bank details.
+    """
+    if not any(marker in body for marker in _SENSITIVE_MARKERS):
+        return None
+    return json.dumps(_redact(json.loads(body))).encode()
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: "[redacted]" if k in SENSITIVE_FIELDS and v is not None else _redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
 
 
 def load_json_object(body: bytes) -> dict[str, Any]:

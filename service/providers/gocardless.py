@@ -24,7 +24,7 @@ from payhooks.events import (
     RegularPaymentProvider,
 )
 from service.errors import InvalidSignature, MalformedPayload
-from service.providers.base import load_json_object
+from service.providers.base import load_json_object, redact_json
 
 PENDING = frozenset({"created", "submitted", "customer_approval_granted"})
 FAILED = frozenset(
@@ -38,6 +38,7 @@ class GoCardlessWebhook:
     bad_signature_status = 498  # "Token Invalid", what GoCardless documents
     #: GoCardless recommends 204 for a request with nothing of interest.
     nothing_to_do_status = 204
+    signature_headers: tuple[str, ...] = ("Webhook-Signature",)
 
     def __init__(
         self, secrets: tuple[str, ...], *, paid_action: str, invoice_metadata_key: str
@@ -47,6 +48,9 @@ class GoCardlessWebhook:
         self._secrets = secrets
         self._paid_action = paid_action
         self._invoice_metadata_key = invoice_metadata_key
+
+    def redact(self, body: bytes) -> bytes | None:
+        return redact_json(body)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         signature = headers.get("Webhook-Signature")

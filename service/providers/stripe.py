@@ -24,7 +24,7 @@ from payhooks.events import (
 )
 from payhooks.money import from_minor_units
 from service.errors import InvalidSignature, MalformedPayload
-from service.providers.base import load_json_object
+from service.providers.base import load_json_object, redact_json
 
 PAID = frozenset(
     {
@@ -76,6 +76,7 @@ class StripeWebhook:
     content_types = frozenset({"application/json"})
     bad_signature_status = 400
     nothing_to_do_status = 200
+    signature_headers: tuple[str, ...] = ("Stripe-Signature",)
 
     def __init__(
         self, secrets: tuple[str, ...], *, tolerance_seconds: int, invoice_metadata_key: str
@@ -85,6 +86,9 @@ class StripeWebhook:
         self._secrets = secrets
         self._tolerance = tolerance_seconds
         self._invoice_metadata_key = invoice_metadata_key
+
+    def redact(self, body: bytes) -> bytes | None:
+        return redact_json(body)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         header = headers.get("Stripe-Signature")

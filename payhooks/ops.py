@@ -1,0 +1,290 @@
+"""Ops commands: failed jobs (list, show, replay, purge), the event trail, event replay.
+
+Failed jobs are RQ's own (its failed-job registry), so `rq info` and rq-dashboard see
+the same ones. Every replay goes through the same idempotent job: replaying an event
+that was applied changes nothing in Nexudus.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+
+from payhooks import keys
+from payhooks.events import Ignored, PaymentEvent
+from payhooks.jobspec import JOB_FUNCTION, RESULT_TTL_SECONDS
+from payhooks.settings import Settings
+from payhooks.trail import Trail
+from service.providers import build_providers
+
+PROVIDERS = ["stripe", "gocardless"]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedJob:
+    job_id: str
+    provider: str
+    event_id: str
+    invoice: str
+    error_class: str
+    reason: str
+    failed_at: str
+    attempts: int
+
+    @property
+    def event_key(self) -> str:
+        return f"{self.provider}:{self.event_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    provider: str | None = None
+    invoice: str | None = None
+    error_class: str | None = None
+    since: datetime | None = None
+
+    def match(self, job: FailedJob) -> bool:
+        if self.provider and job.provider != self.provider:
+            return False
+        if self.invoice and job.invoice != self.invoice:
+            return False
+        if self.error_class and job.error_class != self.error_class:
+            return False
+        return not (
+            self.since and job.failed_at and datetime.fromisoformat(job.failed_at) < self.since
+        )
+
+
+def parse_since(value: str, *, now: datetime | None = None) -> datetime:
+    """``2h``, ``3d``, ``30m`` ago, or an ISO 8601 date or time (UTC unless it says)."""
+    now = now or datetime.now(tz=UTC)
+    match = re.fullmatch(r"(\d+)([mhd])", value.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        return now - timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"--since takes 30m, 2h, 3d or a date like 2026-11-20; got {value!r}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class Ops:
+    def __init__(self, settings: Settings, redis: Redis, out: TextIO = sys.stdout) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.queue = Queue(settings.queue_name, connection=redis)
+        self.registry = FailedJobRegistry(queue=self.queue)
+        self.trail = Trail(redis, ttl_seconds=settings.event_ttl_seconds)
+        self.out = out
+
+    # -- failed jobs ----------------------------------------------------------------
+
+    def failed_jobs(self, filters: Filters) -> tuple[list[FailedJob], list[str]]:
+        """The failed jobs matching ``filters``, and the ids whose job has expired."""
+        ids = self.registry.get_job_ids()
+        found: list[FailedJob] = []
+        expired: list[str] = []
+        for start in range(0, len(ids), 500):  # registries can hold very many
+            chunk = ids[start : start + 500]
+            for job_id, job in zip(
+                chunk, Job.fetch_many(chunk, connection=self.redis), strict=True
+            ):
+                if job is None:
+                    expired.append(job_id)
+                    continue
+                failed = describe(job)
+                if filters.match(failed):
+                    found.append(failed)
+        return found, expired
+
+    def replay(self, job_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Requeue failed jobs with a fresh set of attempts: (replayed, skipped with why)."""
+        replayed: list[str] = []
+        skipped: list[str] = []
+        for job_id in job_ids:
+            try:
+                job = Job.fetch(job_id, connection=self.redis)
+            except NoSuchJobError:
+                skipped.append(f"{job_id}: the job has expired; use `payhooks replay-event`")
+                self.registry.remove(job_id)
+                continue
+            if job.get_status() != JobStatus.FAILED:
+                skipped.append(f"{job_id}: not failed (status {job.get_status()})")
+                continue
+            job.retries_left = self.settings.job_max_attempts - 1
+            job.retry_intervals = None
+            job.meta.pop("failure", None)
+            try:
+                self.registry.requeue(job)
+            except (InvalidJobOperation, NoSuchJobError):
+                skipped.append(f"{job_id}: left the failed registry meanwhile")
+                continue
+            self.trail.append(str(job.args[0]), "replayed", job_id=job_id)
+            replayed.append(job_id)
+        return replayed, skipped
+
+    def purge(self, job_ids: Iterable[str]) -> int:
+        purged = 0
+        for job_id in job_ids:
+            try:
+                Job.fetch(job_id, connection=self.redis).delete()
+            except NoSuchJobError:
+                self.registry.remove(job_id)
+            purged += 1
+        return purged
+
+    # -- events -----------------------------------------------------------------------
+
+    def find_event(self, event_id: str) -> str | None:
+        return self.trail.find_event(event_id, PROVIDERS)
+
+    def replay_event(self, event_key: str) -> str:
+        """Re-normalise the stored webhook with the current code and queue its job."""
+        history = self.trail.history(event_key)
+        webhook_key = next((e.get("webhook") for e in history if e.get("webhook")), None)
+        stored = self.trail.webhook(str(webhook_key)) if webhook_key else None
+        if stored is None:
+            return f"{event_key}: the stored webhook has expired (EVENT_RETENTION_DAYS)"
+        provider_name, event_id = event_key.split(":", 1)
+        providers = build_providers(self.settings)
+        if provider_name not in providers:
+            return f"{event_key}: provider {provider_name} is not configured here"
+        normalised = [
+            n for n in providers[provider_name].normalise(stored["body"]) if n.event_id == event_id
+        ]
+        if not normalised:
+            return f"{event_key}: not found in its stored webhook"
+        item = normalised[0]
+        if isinstance(item, Ignored):
+            self.trail.append(event_key, "replay_ignored", reason=item.reason)
+            return f"{event_key}: still ignored by the current code ({item.reason})"
+        return self._enqueue(item)
+
+    def _enqueue(self, event: PaymentEvent) -> str:
+        job_id = keys.job_id(event.key)
+        self.redis.set(keys.event(event.key), event.to_json(), ex=self.settings.event_ttl_seconds)
+        try:
+            job = Job.fetch(job_id, connection=self.redis)
+            status = job.get_status()
+        except NoSuchJobError:
+            job, status = None, None
+        if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):
+            return f"{event.key}: job {job_id} is already {status}; it will use the new event"
+        if job is not None:
+            job.delete()  # a finished or failed run; the new one takes its id
+        self.queue.enqueue(
+            JOB_FUNCTION,
+            event.key,
+            job_id=job_id,
+            description=f"{event.provider} {event.event_type} {event.event_id} (replayed)",
+            job_timeout=self.settings.job_timeout_seconds,
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=self.settings.failed_job_ttl_seconds,
+            retry=Retry(max=self.settings.job_max_attempts - 1)
+            if self.settings.job_max_attempts > 1
+            else None,
+        )
+        self.trail.append(event.key, "replayed", job_id=job_id, source="stored webhook")
+        return f"{event.key}: queued as {job_id}"
+
+
+def describe(job: Job) -> FailedJob:
+    failure: dict[str, Any] = dict(job.meta.get("failure") or {})
+    event_key = str(job.args[0]) if job.args else ":"
+    provider, _, event_id = event_key.partition(":")
+    if not failure:
+        # Not failed by our code: RQ's own verdict (a killed worker, say).
+        latest = job.latest_result()
+        text = (latest.exc_string or "") if latest else ""
+        last = text.strip().splitlines()[-1] if text.strip() else "unknown"
+        failure = {"error_class": last.split(":")[0].split(".")[-1], "reason": last}
+    invoice_id = failure.get("invoice_id")
+    return FailedJob(
+        job_id=job.id,
+        provider=provider,
+        event_id=event_id,
+        invoice="" if invoice_id is None else str(invoice_id),
+        error_class=str(failure.get("error_class", "")),
+        reason=str(failure.get("reason", "")),
+        failed_at=job.ended_at.replace(tzinfo=UTC).isoformat(timespec="seconds")
+        if job.ended_at
+        else "",
+        attempts=int(failure.get("attempt", 0) or 0),
+    )
+
+
+# -- output ------------------------------------------------------------------------
+
+
+def table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    out: TextIO,
+    widths: dict[str, int] | None = None,
+) -> None:
+    """Aligned columns for a terminal; long cells are cut to the given width."""
+    widths = widths or {}
+
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = str(row.get(column, ""))
+        limit = widths.get(column)
+        return value if limit is None or len(value) <= limit else value[: limit - 1] + "…"
+
+    cells = [[cell(row, c) for c in columns] for row in rows]
+    sizes = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(sizes[i]) for i, c in enumerate(columns)).rstrip(), file=out)
+    for r in cells:
+        print("  ".join(v.ljust(sizes[i]) for i, v in enumerate(r)).rstrip(), file=out)
+
+
+FAILED_COLUMNS = ("job_id", "provider", "event_id", "invoice", "reason", "failed_at", "attempts")
+
+
+def print_failed(jobs: list[FailedJob], out: TextIO, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([asdict(j) for j in jobs], indent=2), file=out)
+        return
+    table([asdict(j) for j in jobs], FAILED_COLUMNS, out, widths={"reason": 70})
+
+
+def print_trail(ops: Ops, event_keys: list[str], out: TextIO, *, as_json: bool) -> None:
+    histories = {key: ops.trail.history(key) for key in event_keys}
+    if as_json:
+        print(json.dumps(histories, indent=2), file=out)
+        return
+    for key, history in histories.items():
+        print(f"{key}", file=out)
+        rows = []
+        for item in history:
+            detail = {k: v for k, v in item.items() if k not in ("at", "stage")}
+            rows.append(
+                {
+                    "at": item["at"],
+                    "stage": item["stage"],
+                    "detail": " ".join(f"{k}={v}" for k, v in detail.items()),
+                }
+            )
+        table(rows, ("at", "stage", "detail"), out, widths={"detail": 110})
+        print(file=out)
+
+
+def confirm(question: str, *, assume_yes: bool, ask: Callable[[str], str] = input) -> bool:
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    return ask(f"{question} [y/N] ").strip().lower() in ("y", "yes")

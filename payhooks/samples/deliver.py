@@ -1,0 +1,40 @@
+"""Queue provider bodies exactly as the receiver does once they are verified.
+
+For tests and benchmarks that exercise the worker without going through HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from payhooks.events import Ignored, PaymentEvent
+from payhooks.jobspec import JobFactory
+from payhooks.settings import Settings
+from payhooks.trail import StoredWebhook
+from service.inbox import Accepted, EventInbox
+from service.providers import build_providers
+
+
+def deliver_bodies(settings: Settings, provider_name: str, bodies: list[bytes]) -> list[Accepted]:
+    provider = build_providers(settings)[provider_name]
+
+    async def run() -> list[Accepted]:
+        redis = Redis.from_url(settings.require_redis())
+        inbox = EventInbox(
+            redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds
+        )
+        results: list[Accepted] = []
+        for body in bodies:
+            normalised = provider.normalise(body)
+            webhook = StoredWebhook.of(provider_name, body, {}, provider.redact(body))
+            results += await inbox.accept(
+                webhook,
+                [n for n in normalised if isinstance(n, PaymentEvent)],
+                [n for n in normalised if isinstance(n, Ignored)],
+            )
+        await redis.aclose()
+        return results
+
+    return asyncio.run(run())

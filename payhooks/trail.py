@@ -1,0 +1,113 @@
+"""The event trail: what happened to every verified provider event, kept in Redis.
+
+Per event, a list of JSON entries (``payhooks:trail:<provider>:<event id>``):
+received -> enqueued | duplicate | ignored -> (retrying ...) -> applied | ignored | failed.
+Per webhook request, its verified body and signature headers
+(``payhooks:webhook:<sha256>``), so the event can be re-verified or re-normalised; card
+and bank details are redacted before storing (then only re-normalisation is possible).
+Per invoice, the events that named it. Everything expires after EVENT_RETENTION_DAYS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from payhooks import keys
+from payhooks.keys import text
+
+
+def now_iso() -> str:
+    t = time.time()
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(t))}.{int(t % 1 * 1000):03d}Z"
+
+
+def entry(stage: str, **fields: Any) -> str:
+    return json.dumps({"at": now_iso(), "stage": stage, **fields}, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWebhook:
+    """A verified request as it is kept: body (redacted if needed) and signature headers."""
+
+    provider: str
+    key: str
+    body: bytes
+    headers: dict[str, str]
+    redacted: bool
+
+    @classmethod
+    def of(
+        cls, provider: str, body: bytes, headers: dict[str, str], redacted_body: bytes | None
+    ) -> StoredWebhook:
+        digest = hashlib.sha256(body).hexdigest()
+        return cls(
+            provider=provider,
+            key=keys.webhook(digest),
+            body=body if redacted_body is None else redacted_body,
+            headers=headers,
+            redacted=redacted_body is not None,
+        )
+
+    def mapping(self) -> dict[str, str | bytes]:
+        return {
+            "provider": self.provider,
+            "body": self.body,
+            "headers": json.dumps(self.headers),
+            "redacted": "1" if self.redacted else "0",
+            "received_at": now_iso(),
+        }
+
+
+class Trail:
+    """Reads and appends to the trail (workers and the ops commands)."""
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+
+    def append(
+        self, event_key: str, stage: str, *, invoice_id: int | None = None, **fields: Any
+    ) -> None:
+        trail_key = keys.trail(event_key)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(trail_key, entry(stage, **fields))
+            pipe.expire(trail_key, self._ttl)
+            if invoice_id is not None:
+                index = keys.invoice_events(invoice_id)
+                pipe.zadd(index, {event_key: time.time()}, nx=True)
+                pipe.expire(index, self._ttl)
+            pipe.execute()
+
+    def history(self, event_key: str) -> list[dict[str, Any]]:
+        return [json.loads(item) for item in self._redis.lrange(keys.trail(event_key), 0, -1)]
+
+    def events_for_invoice(self, invoice_id: int) -> list[str]:
+        members = self._redis.zrange(keys.invoice_events(invoice_id), 0, -1)
+        return [text(k) for k in members if isinstance(k, bytes | str)]
+
+    def find_event(self, event_id: str, providers: list[str]) -> str | None:
+        """The event key of a provider event id, whichever provider sent it."""
+        for provider in providers:
+            event_key = f"{provider}:{event_id}"
+            if self._redis.exists(keys.trail(event_key)):
+                return event_key
+        return None
+
+    def webhook(self, webhook_key: str) -> dict[str, Any] | None:
+        raw = self._redis.hgetall(webhook_key)
+        if not raw:
+            return None
+        stored = {text(k): v for k, v in raw.items()}
+        return {
+            "provider": text(stored["provider"]),
+            "body": stored["body"],
+            "headers": json.loads(text(stored["headers"])),
+            "redacted": text(stored["redacted"]) == "1",
+            "received_at": text(stored["received_at"]),
+        }
