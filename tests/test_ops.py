@@ -265,7 +265,8 @@ class TestReplay:
         jobs, expired = ops.failed_jobs(Filters())
         assert (jobs, expired) == ([], [job_id(event)])
         replayed, skipped = ops.replay([job_id(event)])
-        assert replayed == [] and "expired" in skipped[0]
+        assert replayed == []
+        assert "expired" in skipped[0]
 
         sandbox_state.invoices[88] = invoice_record(88)
         assert "queued" in ops.replay_event(f"stripe:{event['id']}")
@@ -310,7 +311,8 @@ class TestTrail:
         stages = [e["stage"] for e in ops.trail.history(f"stripe:{second['id']}")]
         assert stages == ["received", "enqueued", "duplicate", "retrying", "applied"]
         applied = ops.trail.history(f"stripe:{second['id']}")[-1]
-        assert applied["paid_on_set"] is True and applied["token_id"]
+        assert applied["paid_on_set"] is True
+        assert applied["token_id"]
         first_stages = [e["stage"] for e in ops.trail.history(f"stripe:{first['id']}")]
         assert first_stages == ["received", "enqueued", "token_only"]
 
@@ -319,8 +321,10 @@ class TestTrail:
             [*PAYHOOKS, "trace", "42"], env=env, capture_output=True, text=True, timeout=30
         )
         assert traced.returncode == 0
-        assert f"stripe:{first['id']}" in traced.stdout and "applied" in traced.stdout
-        assert "retrying" in traced.stdout and "duplicate" in traced.stdout
+        assert f"stripe:{first['id']}" in traced.stdout
+        assert "applied" in traced.stdout
+        assert "retrying" in traced.stdout
+        assert "duplicate" in traced.stdout
 
     def test_stored_webhook_redacts_card_details(
         self, settings: Settings, ops: Ops, redis: Redis
@@ -330,10 +334,12 @@ class TestTrail:
         deliver(settings, event)
         [entry, *_] = ops.trail.history(f"stripe:{event['id']}")
         stored = ops.trail.webhook(entry["webhook"])
-        assert stored is not None and stored["redacted"] is True
+        assert stored is not None
+        assert stored["redacted"] is True
         body = json.loads(stored["body"])
         card = body["data"]["object"]["payment_method_details"]["card"]
-        assert card["last4"] == "[redacted]" and card["brand"] == "visa"
+        assert card["last4"] == "[redacted]"
+        assert card["brand"] == "visa"
         assert b"4242" not in stored["body"]
 
     def test_unredacted_webhook_keeps_its_exact_bytes_and_signature(
@@ -358,7 +364,8 @@ class TestTrail:
         [entry, *_] = ops.trail.history(f"stripe:{event['id']}")
         stored = ops.trail.webhook(entry["webhook"])
         assert stored is not None
-        assert stored["body"] == body and stored["redacted"] is False
+        assert stored["body"] == body
+        assert stored["redacted"] is False
         assert stored["headers"] == {"Stripe-Signature": headers["Stripe-Signature"]}
 
 
