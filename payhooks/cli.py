@@ -140,9 +140,15 @@ def _work(settings: Settings, *, burst: bool) -> int:
     connection = Redis.from_url(settings.require_redis())
     queue = Queue(settings.queue_name, connection=connection)
     # Maintenance is when a worker finds jobs whose worker died (their heartbeat lapsed)
-    # and retries or fails them: RQ's default of 10 minutes is too slow for payments.
+    # and retries or fails them, and takes over the scheduler (which moves retries due
+    # back to the queue) if its owner died. RQ's defaults (every 10 minutes, and an idle
+    # worker waiting ~7 minutes for a job before it looks) are too slow for payments:
+    # the worker TTL sets how long an idle worker waits.
     Worker(
-        [queue], connection=connection, maintenance_interval=settings.worker_maintenance_seconds
+        [queue],
+        connection=connection,
+        maintenance_interval=settings.worker_maintenance_seconds,
+        worker_ttl=settings.worker_maintenance_seconds + 15,
     ).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
     return 0
 

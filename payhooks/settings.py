@@ -99,6 +99,7 @@ class Settings:
 
     job_max_attempts: int = 8
     job_retry_base_seconds: int = 10
+    job_retry_max_seconds: int = 3600
     job_timeout_seconds: int = 300
     worker_maintenance_seconds: int = 60
     event_retention_days: int = 30
@@ -140,6 +141,7 @@ class Settings:
             ),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 8, minimum=1),
             job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 10),
+            job_retry_max_seconds=_int(env, "JOB_RETRY_MAX_SECONDS", 3600, minimum=1),
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 300, minimum=10),
             worker_maintenance_seconds=_int(env, "WORKER_MAINTENANCE_SECONDS", 60, minimum=10),
             event_retention_days=_int(env, "EVENT_RETENTION_DAYS", 30, minimum=1),

@@ -75,11 +75,13 @@ def _note(ctx: context.WorkerContext, event_key: str, stage: str, **fields: Any)
         log.warning("trail.unavailable", extra={"event_key": event_key, "stage": stage})
 
 
-def backoff_seconds(attempt: int, base: int, retry_after: float | None) -> int:
+def backoff_seconds(
+    attempt: int, base: int, retry_after: float | None, cap: int = MAX_BACKOFF_SECONDS
+) -> int:
     """Exponential backoff with +-20% jitter, never shorter than ``retry_after``."""
     if base <= 0:
         return math.ceil(retry_after or 0)
-    delay = float(min(base * 2 ** max(attempt - 1, 0), MAX_BACKOFF_SECONDS))
+    delay = float(min(base * 2 ** max(attempt - 1, 0), cap))
     delay *= random.uniform(0.8, 1.2)
     return math.ceil(max(delay, retry_after or 0))
 
@@ -98,7 +100,12 @@ def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -
     }
     if job is not None:
         if will_retry:
-            delay = backoff_seconds(attempt, settings.job_retry_base_seconds, error.retry_after)
+            delay = backoff_seconds(
+                attempt,
+                settings.job_retry_base_seconds,
+                error.retry_after,
+                settings.job_retry_max_seconds,
+            )
             job.retry_intervals = [delay]
             failure["retry_in_seconds"] = delay
         else:

@@ -23,7 +23,7 @@ import random
 import secrets
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -189,6 +189,8 @@ class SandboxState:
     faults: list[Fault] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     grants: int = 0
+    #: Invoice PUTs that were applied, per invoice (whatever the caller was answered).
+    puts_applied: Counter[int] = field(default_factory=Counter)
     recent_writes: deque[float] = field(default_factory=deque)
     recent_calls: deque[float] = field(default_factory=deque)
     next_token_id: itertools.count[int] = field(default_factory=lambda: itertools.count(900001))
@@ -293,7 +295,12 @@ async def _guarded(
         body = fault.body if fault.body is not None else {"Message": "An error has occurred."}
         return web.json_response(body, status=fault.status, headers=headers)
     if state.fail_rate and state.rng.random() < state.fail_rate:
-        if state.rng.random() < 0.5:
+        roll = state.rng.random()
+        if write and roll < 0.3:
+            # The worst kind: the write lands, the answer says it failed.
+            await handler(request)
+            return web.json_response({"Message": "An error has occurred."}, status=502)
+        if roll < 0.65:
             return web.json_response({"Message": "An error has occurred."}, status=503)
         return web.Response(status=429, headers={"Retry-After": "1"}, text="Wait 1 seconds")
     return await handler(request)
@@ -414,6 +421,7 @@ async def put_invoice(request: web.Request) -> web.Response:
         updated["PaidAmount"] = current.get("TotalAmount")
     updated["UpdatedOn"] = now_iso()
     state.invoices[current["Id"]] = updated
+    state.puts_applied[current["Id"]] += 1
     return _write_ok("CoworkerInvoice", current["Id"], "updated")
 
 

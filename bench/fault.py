@@ -1,0 +1,258 @@
+"""Fault test: every acknowledged webhook is applied exactly once, whatever fails.
+
+Sends N signed Stripe webhooks (several events per payment, some delivered twice, some
+payments short of the invoice) through a real `payhooks serve` to real `payhooks worker`
+processes, while the Nexudus sandbox fails 20% of requests (some after writing), throttles
+writes, and one worker is killed (SIGKILL, with its work horse) and replaced. At the end
+it counts, from the sandbox's own records and the event trail: one token per (invoice,
+payment), PaidOn on every fully paid invoice and on no other, no event lost.
+
+Usage: python -m bench.fault [--webhooks 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from payhooks.embedded_redis import EmbeddedRedis, free_port
+from payhooks.samples import stripe as samples
+from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.sandbox.server import ThreadedServer
+from payhooks.trail import Trail
+
+TERMINAL = {"applied", "already_applied", "token_only", "no_write", "ignored", "failed"}
+
+
+def build_webhooks(total: int, rng: random.Random) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """Events for payments of invoices 1000..: (events to send, invoice -> 'full'|'short')."""
+    events: list[dict[str, Any]] = []
+    plan: dict[int, str] = {}
+    invoice_id = 1000
+    while len(events) < total:
+        short = rng.random() < 0.1
+        amount = Decimal("40.00") if short else Decimal("100.00")
+        intent = samples.payment_intent(invoice_id=invoice_id, amount=amount)
+        group = [
+            samples.event("payment_intent.succeeded", intent),
+            samples.event("charge.succeeded", samples.charge(intent)),
+        ]
+        if rng.random() < 0.5:
+            group.append(samples.event("invoice.paid", samples.invoice_paid(intent)))
+        if rng.random() < 0.3:
+            processing = dict(intent, status="processing", amount_received=0)
+            group.insert(0, samples.event("payment_intent.processing", processing))
+        group += [e for e in group if rng.random() < 0.25]  # redeliveries
+        events += group
+        plan[invoice_id] = "short" if short else "full"
+        invoice_id += 1
+    rng.shuffle(events)
+    return events, plan
+
+
+async def send(url: str, secret: str, events: list[dict[str, Any]]) -> Counter[int]:
+    statuses: Counter[int] = Counter()
+    semaphore = asyncio.Semaphore(20)
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def one(event: dict[str, Any]) -> None:
+            body, headers = samples.signed(event, secret)
+            async with semaphore:
+                for _ in range(5):  # as Stripe does, retry what is not acknowledged
+                    response = await client.post(url, content=body, headers=headers)
+                    statuses[response.status_code] += 1
+                    if response.is_success:
+                        return
+                    await asyncio.sleep(0.5)
+
+        await asyncio.gather(*(one(e) for e in events))
+    return statuses
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "payhooks.cli", "worker"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--webhooks", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=20261121)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    events, plan = build_webhooks(args.webhooks, rng)
+
+    state = SandboxState(fail_rate=0.2, writes_per_minute=900, calls_per_minute=100_000)
+    for invoice_id in plan:
+        state.invoices[invoice_id] = invoice_record(invoice_id)
+    sandbox = ThreadedServer(lambda: create_sandbox_app(state)).start()
+    secret = samples.DEV_WEBHOOK_SECRET
+    port = free_port()
+    started = time.monotonic()
+    with EmbeddedRedis() as redis_server:
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_server.url,
+            "STRIPE_WEBHOOK_SECRETS": secret,
+            "NEXUDUS_BASE_URL": sandbox.url,
+            "NEXUDUS_USERNAME": state.username,
+            "NEXUDUS_PASSWORD": state.password,
+            "NEXUDUS_WRITES_PER_MINUTE": "100000",
+            "NEXUDUS_CALLS_PER_MINUTE": "100000",
+            "NEXUDUS_MIN_INTERVAL_MS": "0",
+            "JOB_MAX_ATTEMPTS": "40",
+            "JOB_RETRY_BASE_SECONDS": "1",
+            "JOB_RETRY_MAX_SECONDS": "4",
+            "JOB_TIMEOUT_SECONDS": "30",
+            "WORKER_MAINTENANCE_SECONDS": "10",
+            "LOG_LEVEL": "WARNING",
+        }
+        receiver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "payhooks.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        workers = [start_worker(env), start_worker(env)]
+        redis = Redis.from_url(redis_server.url)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            sending = asyncio.run(send(f"http://127.0.0.1:{port}/webhooks/stripe", secret, events))
+            print(f"sent {len(events)} webhooks for {len(plan)} invoices: HTTP {dict(sending)}")
+
+            # Kill a worker while it works, the way a node dies, and start another.
+            time.sleep(3)
+            os.killpg(workers[0].pid, signal.SIGKILL)
+            workers[0].wait()
+            workers[0] = start_worker(env)
+            print("killed worker 1 (SIGKILL, with its work horse) and started a replacement")
+
+            queue = Queue("payhooks", connection=redis)
+            registries = [StartedJobRegistry(queue=queue), ScheduledJobRegistry(queue=queue)]
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                busy = queue.count + sum(len(r.get_job_ids()) for r in registries)
+                if busy == 0:
+                    break
+                time.sleep(1)
+            else:
+                print("timed out waiting for the queue to drain")
+                return 1
+            return report(redis, state, plan, events, started)
+        finally:
+            for process in (*workers, receiver):
+                if process.poll() is None:
+                    os.kill(process.pid, signal.SIGTERM)
+                    process.wait(timeout=30)
+            sandbox.stop()
+
+
+def report(
+    redis: Redis,
+    state: SandboxState,
+    plan: dict[int, str],
+    events: list[dict[str, Any]],
+    started: float,
+) -> int:
+    trail = Trail(redis, ttl_seconds=3600)
+    unique = {e["id"]: e for e in events}
+    final = Counter()
+    lost = []
+    for event_id in unique:
+        history = trail.history(f"stripe:{event_id}")
+        stages = [h["stage"] for h in history]
+        terminal = [s for s in stages if s in TERMINAL]
+        if not terminal and "ignored" not in stages:
+            lost.append(event_id)
+        final[terminal[-1] if terminal else "none"] += 1
+
+    tokens = Counter((t["CoworkerInvoiceId"], t["Token"]) for t in state.tokens.values())
+    duplicates = sum(n - 1 for n in tokens.values() if n > 1)
+    payments = {
+        (inv, e["data"]["object"].get("payment_intent") or e["data"]["object"]["id"])
+        for e in events
+        for inv in [int(e["data"]["object"]["metadata"]["nexudus_invoice_id"])]
+    }
+    missing_tokens = len(payments - set(tokens))
+    puts = state.puts_applied
+    full = [i for i, kind in plan.items() if kind == "full"]
+    short = [i for i, kind in plan.items() if kind == "short"]
+    unpaid_full = [i for i in full if not state.invoices[i]["PaidOn"]]
+    paid_short = [i for i in short if state.invoices[i]["PaidOn"]]
+    failed_ids = FailedJobRegistry(queue=Queue("payhooks", connection=redis)).get_job_ids()
+    failed_reasons = Counter(
+        json.loads(json.dumps(trail.history(f"stripe:{j.split('-', 1)[1]}")[-1])).get("error_class")
+        for j in failed_ids
+    )
+    faults = Counter(c.status for c in state.calls)
+    print(f"\nfinished in {time.monotonic() - started:.0f}s; Nexudus answers: {dict(faults)}")
+    print(f"distinct events          {len(unique)}")
+    print(f"final stages             {dict(final)}")
+    print(
+        f"payments                 {len(payments)}  tokens {len(state.tokens)}  "
+        f"missing {missing_tokens}  duplicate tokens {duplicates}"
+    )
+    print(
+        f"fully paid invoices      {len(full)}  PaidOn set {len(full) - len(unpaid_full)}  "
+        f"missing {len(unpaid_full)}"
+    )
+    print(f"short-paid invoices      {len(short)}  PaidOn wrongly set {len(paid_short)}")
+    print(
+        f"failed jobs              {len(failed_ids)} {dict(failed_reasons)} (AmountMismatch expected, one per short payment event)"
+    )
+    print(f"lost events              {len(lost)}")
+    extra_puts = sum(n - 1 for n in puts.values() if n > 1)
+    ok = (
+        not lost
+        and not duplicates
+        and not missing_tokens
+        and not unpaid_full
+        and not paid_short
+        and set(failed_reasons) <= {"AmountMismatch"}
+        and not extra_puts
+    )
+    print(
+        f"invoice PUTs applied     {sum(puts.values())} on {len(puts)} invoices; "
+        f"second PUTs {extra_puts}"
+    )
+    print("RESULT: exactly once" if ok else "RESULT: FAILED")
+
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
