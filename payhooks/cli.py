@@ -44,6 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="gocardless only: the dev sandbox, where the sample payment is registered",
     )
 
+    check = commands.add_parser(
+        "check-config", help="validate the environment and say what is configured (no secrets)"
+    )
+    check.add_argument("--role", choices=["serve", "worker", "all"], default="all")
+
+    health = commands.add_parser("healthcheck", help="exit 0 when this container is healthy")
+    health.add_argument("--url", default="http://127.0.0.1:8080/healthz")
+    health.add_argument("--worker", action="store_true", help="check a worker instead")
+
     _add_ops_commands(commands)
 
     args = parser.parse_args(argv)
@@ -56,7 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from payhooks.send_test import send_test
 
             return send_test(args)
+        if args.command == "healthcheck":
+            from payhooks.health import healthcheck
+
+            return healthcheck(url=args.url, worker=args.worker)
         settings = Settings.from_env()
+        if args.command == "check-config":
+            from payhooks.health import check_config
+
+            return check_config(settings, role=args.role)
         if args.command in ("failed", "trace", "replay-event"):
             from payhooks.ops_cli import run_ops
 

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import prometheus_client
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from payhooks.jobspec import JobFactory
 from payhooks.settings import Settings
+from service import cluster_metrics
 from service.errors import WebhookError
 from service.handlers import webhook_handler
 from service.inbox import EventInbox
@@ -20,6 +22,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 SETTINGS = web.AppKey("settings", Settings)
 INBOX = web.AppKey("inbox", EventInbox)
+REDIS = web.AppKey("redis", Redis)
 
 
 @web.middleware
@@ -60,6 +63,7 @@ def create_app(
         )
     inbox = EventInbox(redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
     app[INBOX] = inbox
+    app[REDIS] = redis
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await inbox.prepare()
@@ -86,7 +90,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    return web.Response(
-        body=prometheus_client.generate_latest(),
-        headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST},
-    )
+    body = prometheus_client.generate_latest()
+    try:
+        body += await cluster_metrics.render(request.app[REDIS], request.app[SETTINGS].queue_name)
+    except (RedisError, OSError):
+        pass  # the receiver's own metrics still say Redis is failing (outcome="queue_unavailable")
+    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})

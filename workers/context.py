@@ -10,6 +10,7 @@ from redis import Redis
 
 from payhooks.events import PaymentEvent
 from payhooks.settings import Settings
+from payhooks.shared_metrics import WorkerMetrics
 from payhooks.trail import Trail
 from workers.gocardless_lookup import GoCardlessPaymentLookup
 from workers.ledger import Ledger
@@ -31,6 +32,7 @@ class WorkerContext:
     enrichers: Mapping[str, Enricher]
     http: httpx.Client
     trail: Trail
+    metrics: WorkerMetrics
 
     def close(self) -> None:
         self.http.close()
@@ -54,7 +56,9 @@ def build_context(settings: Settings) -> WorkerContext:
         password=settings.nexudus_password,
         http_timeout_seconds=settings.nexudus_timeout_seconds,
     )
-    nexudus = NexudusClient(http, auth, RateLimiter.for_nexudus(redis, settings))
+    metrics = WorkerMetrics(redis)
+    limiter = RateLimiter.for_nexudus(redis, settings, on_wait=metrics.throttle_wait)
+    nexudus = NexudusClient(http, auth, limiter, metrics=metrics)
     return WorkerContext(
         settings=settings,
         redis=redis,
@@ -71,6 +75,7 @@ def build_context(settings: Settings) -> WorkerContext:
         },
         http=http,
         trail=Trail(redis, ttl_seconds=settings.event_ttl_seconds),
+        metrics=metrics,
     )
 
 

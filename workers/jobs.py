@@ -62,6 +62,7 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         _fail(PermanentError(f"unexpected {exc.__class__.__name__}: {exc}"), fields, ctx)
         raise
     log.info(f"billing.{outcome.result}", extra={**fields, **outcome.as_dict()})
+    ctx.metrics.job(outcome.result)
     details = {k: v for k, v in outcome.as_dict().items() if k not in ("result", "invoice_id")}
     _note(ctx, event_key, outcome.result, invoice_id=outcome.invoice_id, **details)
     return outcome.as_dict()
@@ -116,6 +117,7 @@ def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -
         except RedisError:
             pass
     log.warning("billing.retry" if will_retry else "billing.failed", extra=failure)
+    ctx.metrics.job("retrying" if will_retry else "failed", error.error_class)
     trail_fields = {
         k: v for k, v in failure.items() if k not in ("event_key", "kind", "invoice", "invoice_id")
     }

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from payhooks.shared_metrics import WorkerMetrics
 from workers.errors import NexudusPermanentError, NexudusThrottled, NexudusTransientError
 from workers.nexudus_auth import NexudusAuth
 from workers.ratelimit import RateLimiter
@@ -57,11 +58,13 @@ class NexudusClient:
         auth: NexudusAuth,
         limiter: RateLimiter,
         *,
+        metrics: WorkerMetrics | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._http = http
         self._auth = auth
         self._limiter = limiter
+        self._metrics = metrics
         self._sleep = sleep
 
     # -- invoices ---------------------------------------------------------------
@@ -179,6 +182,8 @@ class NexudusClient:
                 if wait <= MAX_INLINE_THROTTLE_WAIT and throttled < INLINE_THROTTLE_RETRIES:
                     throttled += 1
                     log.info("nexudus.throttled", extra={"path": path, "wait_s": wait})
+                    if self._metrics is not None:
+                        self._metrics.throttle_wait(wait)
                     self._sleep(wait)
                     continue
                 raise NexudusThrottled(
@@ -204,15 +209,20 @@ class NexudusClient:
             return response
 
     def _send(self, method: str, path: str, params: Any, json: Any, token: str) -> httpx.Response:
+        started = time.perf_counter()
+        status: int | str = "error"
         try:
-            return self._http.request(
+            response = self._http.request(
                 method,
                 path,
                 params=params,
                 json=json,
                 headers={"Authorization": f"Bearer {token}"},
             )
+            status = response.status_code
+            return response
         except httpx.TimeoutException:
+            status = "timeout"
             raise NexudusTransientError(
                 "timed out", method=method, path=path, status=None
             ) from None
@@ -223,6 +233,9 @@ class NexudusClient:
                 path=path,
                 status=None,
             ) from None
+        finally:
+            if self._metrics is not None:
+                self._metrics.nexudus_call(method, path, status, time.perf_counter() - started)
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -71,7 +71,9 @@ class RateLimiter:
         calls: list[Window],
         writes: list[Window],
         sleep: Callable[[float], None] = time.sleep,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
+        self._on_wait = on_wait
         self._script = redis.register_script(_ACQUIRE)
         self._calls = calls
         self._writes = calls + writes
@@ -79,7 +81,9 @@ class RateLimiter:
         self.waited_seconds = 0.0
 
     @classmethod
-    def for_nexudus(cls, redis: Redis, settings: Settings) -> RateLimiter:
+    def for_nexudus(
+        cls, redis: Redis, settings: Settings, on_wait: Callable[[float], None] | None = None
+    ) -> RateLimiter:
         calls = [Window("calls-minute", settings.nexudus_calls_per_minute, 60_000)]
         if settings.nexudus_min_interval_ms > 0:
             calls.append(Window("calls-interval", 1, settings.nexudus_min_interval_ms))
@@ -87,7 +91,7 @@ class RateLimiter:
             Window("writes-minute", settings.nexudus_writes_per_minute, 60_000),
             Window("writes-day", settings.nexudus_writes_per_day, 86_400_000),
         ]
-        return cls(redis, calls=calls, writes=writes)
+        return cls(redis, calls=calls, writes=writes, on_wait=on_wait)
 
     def acquire(self, *, write: bool) -> None:
         """Block until this call fits every window, then record it."""
@@ -110,4 +114,6 @@ class RateLimiter:
             if wait_ms > 1000:
                 log.info("nexudus.rate_limit_wait", extra={"wait_ms": wait_ms, "write": write})
             self.waited_seconds += wait_ms / 1000
+            if self._on_wait is not None:
+                self._on_wait(wait_ms / 1000)
             self._sleep(wait_ms / 1000)

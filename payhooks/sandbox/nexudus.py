@@ -151,7 +151,7 @@ def invoice_record(invoice_id: int, **overrides: Any) -> dict[str, Any]:
 @dataclass
 class Fault:
     """A scripted failure for the next ``times`` matching calls (status 0: the connection
-    is dropped without an answer)."""
+    is dropped without an answer; status 200: a slow answer after ``delay``)."""
 
     method: str
     path: str
@@ -283,6 +283,9 @@ async def _guarded(
     if throttled is not None:
         return throttled
     fault = _take_fault(state, request)
+    if fault is not None and fault.status == 200:
+        await asyncio.sleep(fault.delay)  # slow, but it works
+        return await handler(request)
     if fault is not None:
         if fault.after_apply:
             await handler(request)

@@ -1,0 +1,89 @@
+"""`payhooks check-config` and `payhooks healthcheck` (the image's HEALTHCHECK)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import httpx
+from redis import Redis
+from redis.exceptions import RedisError
+
+from payhooks.settings import ConfigError, Settings, redact_url
+
+
+def check_config(settings: Settings, *, role: str) -> int:
+    """Print what is configured, never a secret; exit 2 if a role cannot start."""
+    problems = []
+    for name, check in (("serve", settings.check_receiver), ("worker", settings.check_worker)):
+        if role in (name, "all"):
+            try:
+                check()
+            except ConfigError as exc:
+                problems.append(f"{name}: {exc}")
+
+    def secret(value: object) -> str:
+        return "set" if value else "not set"
+
+    lines = [
+        ("Redis", redact_url(settings.redis_url) if settings.redis_url else "not set"),
+        ("queue", settings.queue_name),
+        ("providers enabled", ", ".join(settings.enabled_providers()) or "none"),
+        ("Stripe webhook secrets", f"{len(settings.stripe_webhook_secrets)} set"),
+        ("Stripe API key", secret(settings.stripe_api_key)),
+        ("GoCardless webhook secrets", f"{len(settings.gocardless_webhook_secrets)} set"),
+        ("GoCardless access token", secret(settings.gocardless_access_token)),
+        ("GoCardless environment", settings.gocardless_base_url or settings.gocardless_environment),
+        ("GoCardless paid on", settings.gocardless_paid_action),
+        ("Nexudus", settings.nexudus_base_url),
+        ("Nexudus user", settings.nexudus_username or "not set"),
+        ("Nexudus password", secret(settings.nexudus_password)),
+        (
+            "Nexudus limits",
+            (
+                f"{settings.nexudus_writes_per_minute} writes/min, "
+                f"{settings.nexudus_writes_per_day} writes/day, "
+                f"{settings.nexudus_calls_per_minute} calls/min"
+            ),
+        ),
+        ("job attempts", str(settings.job_max_attempts)),
+        (
+            "retention",
+            (
+                f"events {settings.event_retention_days} d, "
+                f"failed jobs {settings.failed_job_retention_days} d"
+            ),
+        ),
+    ]
+    for label, value in lines:
+        print(f"{label:<28} {value}")
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    print("configuration is valid" + ("" if role == "all" else f" for {role}"))
+    return 0
+
+
+def healthcheck(*, url: str, worker: bool) -> int:
+    if not worker:
+        try:
+            return 0 if httpx.get(url, timeout=3).status_code == 200 else 1
+        except httpx.HTTPError:
+            return 1
+    # A worker is healthy when Redis answers and a worker of this host is registered
+    # (RQ keeps the registration alive with heartbeats, so a hung worker drops out).
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        return 1
+    try:
+        redis = Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
+        from rq import Worker
+
+        hostname = socket.gethostname()
+        alive = any(w.hostname == hostname for w in Worker.all(connection=redis))
+        redis.close()
+    except RedisError:
+        return 1
+    return 0 if alive else 1

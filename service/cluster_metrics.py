@@ -1,0 +1,110 @@
+"""Metrics that live in Redis: the queue's state and the workers' counters.
+
+Read on each scrape with the async client, so a scrape never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.asyncio import Redis
+from rq.utils import utcparse
+
+from payhooks import shared_metrics
+from payhooks.keys import text
+
+
+class _Fetched(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+async def render(redis: Redis, queue_name: str) -> bytes:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.llen(f"rq:queue:{queue_name}")
+        pipe.zcard(f"rq:failed:{queue_name}")
+        pipe.zcard(f"rq:scheduled:{queue_name}")
+        pipe.zcard(f"rq:wip:{queue_name}")
+        pipe.lindex(f"rq:queue:{queue_name}", 0)
+        pipe.hgetall(shared_metrics.JOBS)
+        pipe.hgetall(shared_metrics.NEXUDUS_CALLS)
+        pipe.hgetall(shared_metrics.NEXUDUS_SECONDS)
+        pipe.hgetall(shared_metrics.THROTTLE)
+        (
+            depth,
+            failed,
+            scheduled,
+            started,
+            oldest,
+            jobs,
+            calls,
+            seconds,
+            throttle,
+        ) = await pipe.execute()
+    oldest_age = 0.0
+    if oldest is not None:
+        enqueued_at = await redis.hget(f"rq:job:{text(oldest)}", "enqueued_at")
+        if enqueued_at:
+            oldest_age = max(time.time() - utcparse(text(enqueued_at)).timestamp(), 0.0)
+
+    families: list[Metric] = []
+    for name, doc, value in (
+        ("payhooks_queue_depth", "Jobs waiting in the queue.", depth),
+        ("payhooks_queue_oldest_job_age_seconds", "Age of the oldest queued job.", oldest_age),
+        ("payhooks_failed_jobs", "Jobs in RQ's failed-job registry.", failed),
+        ("payhooks_scheduled_jobs", "Jobs waiting for a retry.", scheduled),
+        ("payhooks_started_jobs", "Jobs being worked on.", started),
+    ):
+        families.append(GaugeMetricFamily(name, doc, value=float(value)))
+
+    job_outcomes = CounterMetricFamily(
+        "payhooks_jobs", "Job runs by outcome and failure class.", labels=["outcome", "error_class"]
+    )
+    for field, count in jobs.items():
+        outcome, _, error_class = text(field).partition("|")
+        job_outcomes.add_metric([outcome, error_class], float(count))
+    families.append(job_outcomes)
+
+    nexudus = CounterMetricFamily(
+        "payhooks_nexudus_calls",
+        "Nexudus API calls by endpoint and status.",
+        labels=["endpoint", "status"],
+    )
+    for field, count in calls.items():
+        endpoint, _, status = text(field).partition("|")
+        nexudus.add_metric([endpoint, status], float(count))
+    families.append(nexudus)
+    latency = CounterMetricFamily(
+        "payhooks_nexudus_call_seconds",
+        "Time spent in Nexudus calls by endpoint.",
+        labels=["endpoint"],
+    )
+    for field, total in seconds.items():
+        latency.add_metric([text(field)], float(total))
+    families.append(latency)
+
+    throttle_fields = {text(k): float(v) for k, v in throttle.items()}
+    families.append(
+        CounterMetricFamily(
+            "payhooks_throttle_waits",
+            "Waits for Nexudus throttling or our own rate limit.",
+            value=throttle_fields.get("waits", 0.0),
+        )
+    )
+    families.append(
+        CounterMetricFamily(
+            "payhooks_throttle_wait_seconds",
+            "Time spent waiting on throttling.",
+            value=throttle_fields.get("seconds", 0.0),
+        )
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fetched(families))
+    return generate_latest(registry)
