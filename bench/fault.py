@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import signal
@@ -33,7 +32,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from payhooks.embedded_redis import EmbeddedRedis, free_port
 from payhooks.samples import stripe as samples
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.sandbox.server import ThreadedServer
+from payhooks.sandbox.server import ThreadedServer, wait_until_ready
 from payhooks.trail import Trail
 
 TERMINAL = {"applied", "already_applied", "token_only", "no_write", "ignored", "failed"}
@@ -144,13 +143,9 @@ def main() -> int:
         workers = [start_worker(env), start_worker(env)]
         redis = Redis.from_url(redis_server.url)
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            if not wait_until_ready(f"http://127.0.0.1:{port}/readyz"):
+                print("the receiver did not start")
+                return 1
             sending = asyncio.run(send(f"http://127.0.0.1:{port}/webhooks/stripe", secret, events))
             print(f"sent {len(events)} webhooks for {len(plan)} invoices: HTTP {dict(sending)}")
 
@@ -215,7 +210,10 @@ def report(
     paid_short = [i for i in short if state.invoices[i]["PaidOn"]]
     failed_ids = FailedJobRegistry(queue=Queue("payhooks", connection=redis)).get_job_ids()
     failed_reasons = Counter(
-        json.loads(json.dumps(trail.history(f"stripe:{j.split('-', 1)[1]}")[-1])).get("error_class")
+        # The last failure of the job (a redelivery may have been noted after it).
+        [h for h in trail.history(f"stripe:{j.split('-', 1)[1]}") if h["stage"] == "failed"][
+            -1
+        ].get("error_class")
         for j in failed_ids
     )
     faults = Counter(c.status for c in state.calls)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from payhooks import keys
 from payhooks.events import Ignored, PaymentEvent
 from payhooks.trail import StoredWebhook
 from service import metrics
@@ -77,6 +78,7 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
                     "provider": name,
                     "event_id": event.event_id,
                     "event_type": event.event_type,
+                    "job_id": keys.job_id(event.key),
                     "kind": event.kind.value,
                     "invoice": event.invoice.describe(),
                 },

@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from payhooks.embedded_redis import free_port
 from payhooks.samples import stripe as samples
 from payhooks.sandbox.nexudus import SandboxState
+from payhooks.sandbox.server import wait_until_ready
 from payhooks.settings import Settings
 from service.app import create_app
 from tests.conftest import STRIPE_SECRET
@@ -246,13 +246,7 @@ def test_installs_as_the_dockerfile_does_and_runs_both_roles(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        assert wait_until_ready(f"http://127.0.0.1:{port}/readyz", timeout=30)
         assert (
             subprocess.run(  # noqa: PLW1510
                 [payhooks, "healthcheck", "--url", f"http://127.0.0.1:{port}/healthz"],

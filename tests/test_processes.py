@@ -15,6 +15,7 @@ import pytest
 from payhooks.embedded_redis import free_port
 from payhooks.samples import stripe as samples
 from payhooks.sandbox.nexudus import INVOICES, TOKENS, SandboxState
+from payhooks.sandbox.server import wait_until_ready
 from payhooks.settings import Settings
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import deliver, writes
@@ -131,9 +132,7 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
     )
     sandbox = f"http://127.0.0.1:{sandbox_port}/_sandbox/state"
     try:
-        assert _wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200, 20
-        )
+        assert wait_until_ready(f"http://127.0.0.1:{port}/readyz")
         sent = subprocess.run(  # noqa: PLW1510
             [
                 *PAYHOOKS,

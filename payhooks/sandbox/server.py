@@ -48,3 +48,20 @@ class ThreadedServer:
         await site.start()
         addresses = self._runner.addresses
         self.port = int(addresses[0][1])
+
+
+def wait_until_ready(url: str, timeout: float = 20.0) -> bool:
+    """Poll ``url`` until it answers 200 (a just-started server), or give up."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
