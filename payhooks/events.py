@@ -13,6 +13,8 @@ from decimal import Decimal
 from enum import IntEnum, StrEnum
 from typing import Any
 
+import orjson
+
 
 class RegularPaymentProvider(IntEnum):
     """Nexudus ``eRegularPaymentProvider`` (the enum of CoworkerInvoicePaymentToken)."""
@@ -115,7 +117,7 @@ class PaymentEvent:
             "payment_method": self.payment_method,
             "details": self.details,
         }
-        return json.dumps(data, separators=(",", ":"))
+        return orjson.dumps(data).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> PaymentEvent:

@@ -1,5 +1,7 @@
 """Every Redis key payhooks writes, in one place (RQ's own keys are RQ's business)."""
 
+import re
+
 PREFIX = "payhooks"
 
 
@@ -13,9 +15,12 @@ def event(event_key: str) -> str:
     return f"{PREFIX}:event:{event_key}"
 
 
+_NOT_IN_JOB_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
 def job_id(event_key: str) -> str:
-    """RQ job ids allow letters, digits, '_' and '-' only."""
-    return "".join(ch if ch.isalnum() or ch in "_-" else "-" for ch in event_key)
+    """RQ job ids allow ASCII letters, digits, '_' and '-' only."""
+    return _NOT_IN_JOB_ID.sub("-", event_key)
 
 
 def invoice_lock(invoice_id: int) -> str:

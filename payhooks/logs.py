@@ -7,17 +7,19 @@ Bodies, signatures, secrets and bearer tokens are never passed to a logger.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from datetime import datetime
 
+import orjson
+
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    attributes = record.__dict__
+    return {k: attributes[k] for k in attributes.keys() - _STANDARD if not k.startswith("_")}
 
 
 def _utc_iso(created: float) -> str:
@@ -38,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         data.update(_fields(record))
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str, separators=(",", ":"))
+        return orjson.dumps(data, default=str).decode()
 
 
 class TextFormatter(logging.Formatter):
@@ -52,6 +54,12 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(log_format: str, level: str) -> None:
+    # What no payhooks line uses, and what costs the receiver on every webhook: the
+    # caller's file and line, thread and process names (the logging docs' "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()

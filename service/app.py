@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import prometheus_client
 from aiohttp import web
@@ -12,7 +12,6 @@ from redis.exceptions import RedisError
 from payhooks.jobspec import JobFactory
 from payhooks.settings import Settings
 from service import cluster_metrics
-from service.errors import WebhookError
 from service.handlers import webhook_handler
 from service.inbox import EventInbox
 from service.providers import build_providers
@@ -25,32 +24,14 @@ INBOX = web.AppKey("inbox", EventInbox)
 REDIS = web.AppKey("redis", Redis)
 
 
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error becomes a short JSON reason; none echoes the body or a secret."""
-    try:
-        return await handler(request)
-    except WebhookError as exc:
-        return web.json_response({"error": exc.code, "reason": exc.message}, status=exc.status)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return web.json_response(
-            {"error": exc.reason.lower().replace(" ", "_"), "reason": exc.reason},
-            status=exc.status,
-            headers={k: v for k, v in exc.headers.items() if k == "Allow"},
-        )
-
-
 def create_app(
     settings: Settings,
     *,
     redis: Redis | None = None,
     providers: Mapping[str, WebhookProvider] | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    # No middleware: it would wrap every webhook; handlers answer their own errors.
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     providers = build_providers(settings) if providers is None else providers
 

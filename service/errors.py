@@ -25,6 +25,11 @@ class UnsupportedMediaType(WebhookError):
     code = "unsupported_media_type"
 
 
+class BodyTooLarge(WebhookError):
+    status = 413
+    code = "body_too_large"
+
+
 class QueueUnavailable(WebhookError):
     """Redis did not accept the job: the provider must retry, so we answer 503."""
 

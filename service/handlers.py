@@ -12,7 +12,7 @@ from payhooks import keys
 from payhooks.events import Ignored, PaymentEvent
 from payhooks.trail import StoredWebhook
 from service import metrics
-from service.errors import InvalidSignature, UnsupportedMediaType, WebhookError
+from service.errors import BodyTooLarge, InvalidSignature, UnsupportedMediaType, WebhookError
 from service.inbox import Accepted, EventInbox
 from service.providers.base import WebhookProvider
 
@@ -38,14 +38,20 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
         started = time.perf_counter()
         try:
             response = await _handle(request)
+        except web.HTTPRequestEntityTooLarge:
+            return reject(BodyTooLarge("body over 1 MiB"))
         except WebhookError as exc:
             if isinstance(exc, InvalidSignature):
                 exc.status = provider.bad_signature_status
-            metrics.WEBHOOKS.labels(name, exc.code).inc()
-            log.warning("webhook.rejected", extra={"provider": name, "reason": exc.message})
-            raise
+            return reject(exc)
         ack_seconds.observe(time.perf_counter() - started)
         return response
+
+    def reject(exc: WebhookError) -> web.Response:
+        """Every refusal is a short JSON reason; none echoes the body or a secret."""
+        metrics.WEBHOOKS.labels(name, exc.code).inc()
+        log.warning("webhook.rejected", extra={"provider": name, "reason": exc.message})
+        return web.json_response({"error": exc.code, "reason": exc.message}, status=exc.status)
 
     async def _handle(request: web.Request) -> web.StreamResponse:
         if request.content_type not in provider.content_types:

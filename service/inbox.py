@@ -23,14 +23,19 @@ from payhooks.jobspec import JobFactory
 from payhooks.trail import StoredWebhook
 from service.errors import QueueUnavailable
 
-# KEYS: event key, job key, queue key, rq:queues, trail key, invoice index key
+# KEYS: event key, job key, queue key, rq:queues, trail key, invoice index key, webhook key
 # ARGV: event json, ttl seconds, job id, job data, description, timestamp,
 #       trail "received", trail "enqueued", trail "duplicate", invoice index score ('' = none),
-#       event key
-# The dedupe record is written after the job: Redis does not undo a script's earlier
-# writes when a later command fails, and a record without its job would turn every
-# redelivery away.
+#       event key, webhook body ('' = stored already), its headers, redacted flag, provider
+# The webhook is kept first, for the trail; the dedupe record is written after the job:
+# Redis does not undo a script's earlier writes when a later command fails, and a record
+# without its job would turn every redelivery away.
 _RECORD_AND_ENQUEUE = """
+if ARGV[12] ~= '' then
+    redis.call('HSET', KEYS[7], 'body', ARGV[12], 'headers', ARGV[13], 'redacted', ARGV[14],
+               'provider', ARGV[15], 'received_at', ARGV[6])
+    redis.call('EXPIRE', KEYS[7], ARGV[2])
+end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('RPUSH', KEYS[5], ARGV[9])
     redis.call('EXPIRE', KEYS[5], ARGV[2])
@@ -113,15 +118,21 @@ class EventInbox:
         acknowledges only what is safely stored. A redelivery after a partial failure
         re-queues nothing that was already accepted.
         """
+        at = trail.now_iso()
+        # The first event's script stores the webhook; without events, a plain HSET does.
         calls: list[list[Any]] = [
-            ["HSET", webhook.key, *_flatten(webhook.mapping())],
-            ["EXPIRE", webhook.key, self._ttl],
+            self._call(event, webhook, at, store_webhook=n == 0) for n, event in enumerate(events)
         ]
-        calls += [self._call(event, webhook.key) for event in events]
+        if not events:
+            calls.append(["HSET", webhook.key, *_flatten(webhook.mapping())])
+            calls.append(["EXPIRE", webhook.key, self._ttl])
         for item in ignored:
             trail_key = keys.trail(f"{webhook.provider}:{item.event_id}")
-            received = trail.entry("received", event_type=item.event_type, webhook=webhook.key)
-            calls.append(["RPUSH", trail_key, received, trail.entry("ignored", reason=item.reason)])
+            received = trail.entry_at(
+                at, "received", event_type=item.event_type, webhook=webhook.key
+            )
+            ignored_entry = trail.entry_at(at, "ignored", reason=item.reason)
+            calls.append(["RPUSH", trail_key, received, ignored_entry])
             calls.append(["EXPIRE", trail_key, self._ttl])
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append((calls, future))
@@ -135,33 +146,40 @@ class EventInbox:
             raise QueueUnavailable(f"queue unavailable: {exc.__class__.__name__}") from None
         return [
             Accepted.QUEUED if result == 1 else Accepted.DUPLICATE
-            for result in results[2 : 2 + len(events)]
+            for result in results[: len(events)]
         ]
 
-    def _call(self, event: PaymentEvent, webhook_key: str) -> list[Any]:
+    def _call(
+        self, event: PaymentEvent, webhook: StoredWebhook, at: str, *, store_webhook: bool
+    ) -> list[Any]:
         job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
         invoice_id = event.invoice.invoice_id
         return [
             "EVALSHA",
             self._sha,
-            6,
+            7,
             keys.event(event.key),
             job.job_key,
             self._jobs.queue_key,
             "rq:queues",
             keys.trail(event.key),
             keys.invoice_events(invoice_id if invoice_id is not None else 0),
+            webhook.key,
             event.to_json(),
             self._ttl,
             job.job_id,
             job.data,
             job.description,
             job.timestamp,
-            trail.entry("received", event_type=event.event_type, webhook=webhook_key),
-            trail.entry("enqueued", job_id=job.job_id),
-            trail.entry("duplicate"),
+            trail.entry_at(at, "received", event_type=event.event_type, webhook=webhook.key),
+            trail.entry_at(at, "enqueued", job_id=job.job_id),
+            trail.entry_at(at, "duplicate"),
             "" if invoice_id is None else f"{time.time():.3f}",
             event.key,
+            webhook.body if store_webhook else "",
+            webhook.headers_json,
+            "1" if webhook.redacted else "0",
+            webhook.provider,
         ]
 
     async def _flush(self) -> None:
