@@ -16,6 +16,7 @@ from aiohttp import web
 from payhooks import logs
 from payhooks.embedded_redis import EmbeddedRedis
 from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
+from payhooks.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.sandbox.gocardless import GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
@@ -46,6 +47,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "GOCARDLESS_WEBHOOK_SECRETS": os.environ.get("GOCARDLESS_WEBHOOK_SECRETS")
             or GOCARDLESS_DEV_SECRET,
             "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
+            "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
             "GOCARDLESS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
             "LOG_FORMAT": "text",
             "JOB_RETRY_BASE_SECONDS": os.environ.get("JOB_RETRY_BASE_SECONDS", "2"),
@@ -131,6 +133,7 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
 payhooks dev is running (Ctrl-C stops everything)
   receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
                    http://127.0.0.1:{receiver_port}/webhooks/gocardless
+                   http://127.0.0.1:{receiver_port}/webhooks/liqpay
   Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state; also GoCardless's /payments)
   Redis            {settings.redis_url}
   Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if custom_secret else DEV_WEBHOOK_SECRET}
@@ -143,4 +146,5 @@ Try, in another terminal:
   curl -s http://127.0.0.1:{sandbox_port}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn|Token)"'
   .venv/bin/payhooks send-test stripe --invoice 45 --amount 100.00{url}   # below the 250.00 due: not marked paid
   .venv/bin/payhooks send-test gocardless --invoice 43{url}{sandbox_url}
+  .venv/bin/payhooks send-test liqpay --invoice 44 --currency EUR{url}
 """

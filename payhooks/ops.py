@@ -26,9 +26,9 @@ from payhooks.events import Ignored, PaymentEvent
 from payhooks.jobspec import JOB_FUNCTION, RESULT_TTL_SECONDS
 from payhooks.settings import Settings
 from payhooks.trail import Trail
-from service.providers import build_providers
+from service.providers import PROVIDER_NAMES, build_providers
 
-PROVIDERS = ["stripe", "gocardless"]
+PROVIDERS = list(PROVIDER_NAMES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import httpx
 
 from payhooks.money import to_minor_units
 from payhooks.samples import gocardless as gocardless_samples
+from payhooks.samples import liqpay as liqpay_samples
 from payhooks.samples import stripe as stripe_samples
 
 
@@ -23,6 +24,8 @@ def send_test(args: argparse.Namespace) -> int:
     try:
         if args.provider == "gocardless":
             body, headers, summary = _gocardless(args, amount)
+        elif args.provider == "liqpay":
+            body, headers, summary = _liqpay(args, amount)
         else:
             body, headers, summary = _stripe(args, amount)
         response = httpx.post(url, content=body, headers=headers, timeout=10)
@@ -80,5 +83,21 @@ def _gocardless(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[
         (
             f"payments/confirmed {event['id']} for {payment}, {amount} {args.currency.upper()}, "
             f"invoice {args.invoice}"
+        ),
+    )
+
+
+def _liqpay(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
+    payment = liqpay_samples.payment(
+        order_id=str(args.invoice), amount=amount, currency=args.currency
+    )
+    key = _secret("LIQPAY_PRIVATE_KEYS", liqpay_samples.DEV_PRIVATE_KEY)
+    body, headers = liqpay_samples.signed(payment, key)
+    return (
+        body,
+        headers,
+        (
+            f"status success, payment {payment['payment_id']}, {amount} {args.currency.upper()}, "
+            f"order {args.invoice}"
         ),
     )

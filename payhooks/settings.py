@@ -97,6 +97,9 @@ class Settings:
     gocardless_base_url: str | None = None
     gocardless_paid_action: str = "confirmed"
 
+    liqpay_private_keys: tuple[str, ...] = field(default=(), repr=False)
+    liqpay_allow_sandbox: bool = False
+
     job_max_attempts: int = 8
     job_retry_base_seconds: int = 10
     job_retry_max_seconds: int = 3600
@@ -139,6 +142,9 @@ class Settings:
             gocardless_paid_action=_choice(
                 env, "GOCARDLESS_PAID_ACTION", "confirmed", ("confirmed", "paid_out")
             ),
+            liqpay_private_keys=_list(env, "LIQPAY_PRIVATE_KEYS"),
+            liqpay_allow_sandbox=_choice(env, "LIQPAY_ALLOW_SANDBOX", "false", ("true", "false"))
+            == "true",
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 8, minimum=1),
             job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 10),
             job_retry_max_seconds=_int(env, "JOB_RETRY_MAX_SECONDS", 3600, minimum=1),
@@ -162,8 +168,8 @@ class Settings:
         self.require_redis()
         if not self.enabled_providers():
             raise ConfigError(
-                "no provider is configured: set STRIPE_WEBHOOK_SECRETS and/or "
-                "GOCARDLESS_WEBHOOK_SECRETS (comma-separated endpoint secrets)"
+                "no provider is configured: set STRIPE_WEBHOOK_SECRETS, "
+                "GOCARDLESS_WEBHOOK_SECRETS or LIQPAY_PRIVATE_KEYS"
             )
 
     def check_worker(self) -> None:
@@ -179,6 +185,8 @@ class Settings:
             enabled.append("stripe")
         if self.gocardless_webhook_secrets:
             enabled.append("gocardless")
+        if self.liqpay_private_keys:
+            enabled.append("liqpay")
         return enabled
 
     @property

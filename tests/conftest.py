@@ -13,6 +13,7 @@ from rq import Queue, SimpleWorker
 
 from payhooks.embedded_redis import EmbeddedRedis
 from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
+from payhooks.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
@@ -24,6 +25,8 @@ STRIPE_SECRET = DEV_WEBHOOK_SECRET
 OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
 GOCARDLESS_SECRET = GOCARDLESS_DEV_SECRET
 OLD_GOCARDLESS_SECRET = "previous_gocardless_secret"
+LIQPAY_KEY = LIQPAY_DEV_KEY
+OLD_LIQPAY_KEY = "previous_liqpay_private_key"
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +87,7 @@ def settings(
         stripe_webhook_secrets=(STRIPE_SECRET, OLD_STRIPE_SECRET),
         gocardless_webhook_secrets=(GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET),
         gocardless_access_token=ACCESS_TOKEN,
+        liqpay_private_keys=(LIQPAY_KEY, OLD_LIQPAY_KEY),
         gocardless_base_url=sandbox.url,
         job_retry_base_seconds=0,
         log_format="text",

@@ -5,7 +5,11 @@ from __future__ import annotations
 from payhooks.settings import Settings
 from service.providers.base import WebhookProvider
 from service.providers.gocardless import GoCardlessWebhook
+from service.providers.liqpay import LiqPayWebhook
 from service.providers.stripe import StripeWebhook
+
+#: Every provider payhooks knows, by the name in its URL (/webhooks/<name>).
+PROVIDER_NAMES = ("stripe", "gocardless", "liqpay")
 
 
 def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
@@ -21,5 +25,9 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
             settings.gocardless_webhook_secrets,
             paid_action=settings.gocardless_paid_action,
             invoice_metadata_key=settings.invoice_metadata_key,
+        )
+    if settings.liqpay_private_keys:
+        providers["liqpay"] = LiqPayWebhook(
+            settings.liqpay_private_keys, allow_sandbox=settings.liqpay_allow_sandbox
         )
     return providers

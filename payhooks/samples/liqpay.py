@@ -1,0 +1,54 @@
+"""LiqPay sample callbacks, shaped like LiqPay's documented callback, and signed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from service.providers.liqpay import signature_of
+
+# Not a secret: the private key of `payhooks dev`, known to `send-test`.
+DEV_PRIVATE_KEY = "payhooks_dev_only_liqpay_key"
+
+
+def payment(
+    *,
+    order_id: str,
+    amount: Decimal,
+    currency: str = "UAH",
+    status: str = "success",
+    payment_id: int | None = None,
+) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
+    return {
+        "action": "pay",
+        "payment_id": payment_id or secrets.randbelow(10**9),
+        "status": status,
+        "version": 3,
+        "type": "buy",
+        "paytype": "card",
+        "public_key": "sandbox_i00000000",
+        "acq_id": 414963,
+        "order_id": order_id,
+        "liqpay_order_id": "NYMK3AE61501685438251925",
+        "description": "Coworking membership",
+        "sender_card_mask2": "424242*42",
+        "amount": float(amount),
+        "currency": currency,
+        "sender_commission": 0.0,
+        "receiver_commission": 0.0,
+        "create_date": now_ms - 5000,
+        "end_date": now_ms,
+        "transaction_id": secrets.randbelow(10**9),
+    }
+
+
+def signed(payment_data: dict[str, Any], private_key: str) -> tuple[bytes, dict[str, str]]:
+    data = base64.b64encode(json.dumps(payment_data).encode()).decode()
+    body = urlencode({"data": data, "signature": signature_of(private_key, data)}).encode()
+    return body, {"Content-Type": "application/x-www-form-urlencoded"}
