@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--sandbox-port", type=int, default=8090, help="Nexudus sandbox port")
 
     send = commands.add_parser("send-test", help="send a correctly signed sample webhook")
-    send.add_argument("provider", choices=["stripe", "gocardless", "liqpay"])
+    send.add_argument("provider", choices=["stripe", "gocardless", "liqpay", "generic"])
     send.add_argument("--invoice", type=int, required=True, help="Nexudus CoworkerInvoice Id")
     send.add_argument("--amount", default="100.00", help="major units (default 100.00)")
     send.add_argument("--currency", default="EUR")
@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--method", default="card", choices=["card", "us_bank_account", "ach_debit", "bacs_debit"]
     )
     send.add_argument("--url", default="http://127.0.0.1:8080", help="the receiver's base URL")
+    send.add_argument("--source", default="bank", help="generic only: the source name")
     send.add_argument(
         "--sandbox-url",
         default="http://127.0.0.1:8090",

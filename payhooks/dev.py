@@ -15,6 +15,8 @@ from aiohttp import web
 
 from payhooks import logs
 from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
+from payhooks.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
 from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
@@ -48,6 +50,8 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             or GOCARDLESS_DEV_SECRET,
             "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
             "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
+            "GENERIC_WEBHOOK_SECRETS": os.environ.get("GENERIC_WEBHOOK_SECRETS")
+            or f"{GENERIC_DEV_SOURCE}:{GENERIC_DEV_SECRET}",
             "GOCARDLESS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
             "LOG_FORMAT": "text",
             "JOB_RETRY_BASE_SECONDS": os.environ.get("JOB_RETRY_BASE_SECONDS", "2"),
@@ -134,6 +138,7 @@ payhooks dev is running (Ctrl-C stops everything)
   receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
                    http://127.0.0.1:{receiver_port}/webhooks/gocardless
                    http://127.0.0.1:{receiver_port}/webhooks/liqpay
+                   http://127.0.0.1:{receiver_port}/webhooks/generic/bank
   Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state; also GoCardless's /payments)
   Redis            {settings.redis_url}
   Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if custom_secret else DEV_WEBHOOK_SECRET}
@@ -147,4 +152,5 @@ Try, in another terminal:
   .venv/bin/payhooks send-test stripe --invoice 45 --amount 100.00{url}   # below the 250.00 due: not marked paid
   .venv/bin/payhooks send-test gocardless --invoice 43{url}{sandbox_url}
   .venv/bin/payhooks send-test liqpay --invoice 44 --currency EUR{url}
+  .venv/bin/payhooks send-test generic --source bank --invoice 43{url}
 """

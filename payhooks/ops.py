@@ -150,7 +150,8 @@ class Ops:
     # -- events -----------------------------------------------------------------------
 
     def find_event(self, event_id: str) -> str | None:
-        return self.trail.find_event(event_id, PROVIDERS)
+        providers = [*PROVIDERS, *build_providers(self.settings)]
+        return self.trail.find_event(event_id, list(dict.fromkeys(providers)))
 
     def replay_event(self, event_key: str) -> str:
         """Re-normalise the stored webhook with the current code and queue its job."""
@@ -164,7 +165,9 @@ class Ops:
         if provider_name not in providers:
             return f"{event_key}: provider {provider_name} is not configured here"
         normalised = [
-            n for n in providers[provider_name].normalise(stored["body"]) if n.event_id == event_id
+            n
+            for n in providers[provider_name].normalise(stored["body"], stored["headers"])
+            if n.event_id == event_id
         ]
         if not normalised:
             return f"{event_key}: not found in its stored webhook"

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 import httpx
 
 from payhooks.money import to_minor_units
+from payhooks.samples import generic as generic_samples
 from payhooks.samples import gocardless as gocardless_samples
 from payhooks.samples import liqpay as liqpay_samples
 from payhooks.samples import stripe as stripe_samples
@@ -20,12 +21,15 @@ def send_test(args: argparse.Namespace) -> int:
     except InvalidOperation:
         print(f"--amount must be a number such as 100.00, got {args.amount!r}")
         return 2
-    url = f"{args.url.rstrip('/')}/webhooks/{args.provider}"
+    path = f"generic/{args.source}" if args.provider == "generic" else args.provider
+    url = f"{args.url.rstrip('/')}/webhooks/{path}"
     try:
         if args.provider == "gocardless":
             body, headers, summary = _gocardless(args, amount)
         elif args.provider == "liqpay":
             body, headers, summary = _liqpay(args, amount)
+        elif args.provider == "generic":
+            body, headers, summary = _generic(args, amount)
         else:
             body, headers, summary = _stripe(args, amount)
         response = httpx.post(url, content=body, headers=headers, timeout=10)
@@ -99,5 +103,22 @@ def _liqpay(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
         (
             f"status success, payment {payment['payment_id']}, {amount} {args.currency.upper()}, "
             f"order {args.invoice}"
+        ),
+    )
+
+
+def _generic(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
+    notification = generic_samples.notification(
+        invoice_id=args.invoice, amount=f"{amount:.2f}", currency=args.currency.upper()
+    )
+    pairs = [p.partition(":") for p in os.environ.get("GENERIC_WEBHOOK_SECRETS", "").split(",")]
+    secret = next((s for source, _, s in pairs if source.strip() == args.source and s), None)
+    body, headers = generic_samples.signed(notification, secret or generic_samples.DEV_SECRET)
+    return (
+        body,
+        headers,
+        (
+            f"bank transfer {notification['reference']}, {amount} {args.currency.upper()}, "
+            f"invoice {args.invoice}"
         ),
     )

@@ -7,6 +7,7 @@ Every variable is listed in the README's configuration table. Secrets are kept o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +40,20 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
+
+
+def _sources(env: Mapping[str, str], name: str) -> dict[str, tuple[str, ...]]:
+    """``bank:whsec_a,bank:whsec_b,cashdesk:whsec_c`` -> {bank: (a, b), cashdesk: (c,)}."""
+    sources: dict[str, tuple[str, ...]] = {}
+    for item in _list(env, name):
+        source, _, secret = item.partition(":")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", source) or not secret:
+            raise ConfigError(
+                f"{name} takes source:secret pairs such as bank:whsec_…, with a lower-case "
+                "source name (letters, digits, '-')"
+            )
+        sources[source] = (*sources.get(source, ()), secret)
+    return sources
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -99,6 +114,8 @@ class Settings:
 
     liqpay_private_keys: tuple[str, ...] = field(default=(), repr=False)
     liqpay_allow_sandbox: bool = False
+    #: Operators' own systems: source name -> its Standard Webhooks secrets.
+    generic_webhook_secrets: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     job_max_attempts: int = 8
     job_retry_base_seconds: int = 10
@@ -145,6 +162,7 @@ class Settings:
             liqpay_private_keys=_list(env, "LIQPAY_PRIVATE_KEYS"),
             liqpay_allow_sandbox=_choice(env, "LIQPAY_ALLOW_SANDBOX", "false", ("true", "false"))
             == "true",
+            generic_webhook_secrets=_sources(env, "GENERIC_WEBHOOK_SECRETS"),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 8, minimum=1),
             job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 10),
             job_retry_max_seconds=_int(env, "JOB_RETRY_MAX_SECONDS", 3600, minimum=1),
@@ -169,7 +187,7 @@ class Settings:
         if not self.enabled_providers():
             raise ConfigError(
                 "no provider is configured: set STRIPE_WEBHOOK_SECRETS, "
-                "GOCARDLESS_WEBHOOK_SECRETS or LIQPAY_PRIVATE_KEYS"
+                "GOCARDLESS_WEBHOOK_SECRETS, LIQPAY_PRIVATE_KEYS or GENERIC_WEBHOOK_SECRETS"
             )
 
     def check_worker(self) -> None:
@@ -187,6 +205,7 @@ class Settings:
             enabled.append("gocardless")
         if self.liqpay_private_keys:
             enabled.append("liqpay")
+        enabled += [f"generic/{source}" for source in self.generic_webhook_secrets]
         return enabled
 
     @property

@@ -20,6 +20,17 @@ class MalformedPayload(WebhookError):
     code = "malformed_payload"
 
 
+class InvalidPayload(WebhookError):
+    """Well-formed JSON that breaks the published schema: 422 with every complaint."""
+
+    status = 422
+    code = "invalid_payload"
+
+    def __init__(self, message: str, errors: list[str]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 class UnsupportedMediaType(WebhookError):
     status = 415
     code = "unsupported_media_type"

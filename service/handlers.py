@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -12,7 +13,13 @@ from payhooks import keys
 from payhooks.events import Ignored, PaymentEvent
 from payhooks.trail import StoredWebhook
 from service import metrics
-from service.errors import BodyTooLarge, InvalidSignature, UnsupportedMediaType, WebhookError
+from service.errors import (
+    BodyTooLarge,
+    InvalidPayload,
+    InvalidSignature,
+    UnsupportedMediaType,
+    WebhookError,
+)
 from service.inbox import Accepted, EventInbox
 from service.providers.base import WebhookProvider
 
@@ -39,19 +46,13 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
         try:
             response = await _handle(request)
         except web.HTTPRequestEntityTooLarge:
-            return reject(BodyTooLarge("body over 1 MiB"))
+            return _reject(name, BodyTooLarge("body over 1 MiB"))
         except WebhookError as exc:
             if isinstance(exc, InvalidSignature):
                 exc.status = provider.bad_signature_status
-            return reject(exc)
+            return _reject(name, exc)
         ack_seconds.observe(time.perf_counter() - started)
         return response
-
-    def reject(exc: WebhookError) -> web.Response:
-        """Every refusal is a short JSON reason; none echoes the body or a secret."""
-        metrics.WEBHOOKS.labels(name, exc.code).inc()
-        log.warning("webhook.rejected", extra={"provider": name, "reason": exc.message})
-        return web.json_response({"error": exc.code, "reason": exc.message}, status=exc.status)
 
     async def _handle(request: web.Request) -> web.StreamResponse:
         if request.content_type not in provider.content_types:
@@ -60,7 +61,7 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
             )
         body = await request.read()
         provider.verify(body, request.headers)
-        normalised = provider.normalise(body)
+        normalised = provider.normalise(body, request.headers)
         events = [item for item in normalised if isinstance(item, PaymentEvent)]
         ignored = [item for item in normalised if isinstance(item, Ignored)]
         webhook = StoredWebhook.of(
@@ -71,35 +72,7 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
         )
         results = await inbox.accept(webhook, events, ignored)
 
-        queued = duplicates = 0
-        for event, result in zip(events, results, strict=True):
-            if result is Accepted.QUEUED:
-                queued += 1
-            else:
-                duplicates += 1
-            event_outcomes[result.value].inc()
-            log.info(
-                f"webhook.{result.value}",
-                extra={
-                    "provider": name,
-                    "event_id": event.event_id,
-                    "event_type": event.event_type,
-                    "job_id": keys.job_id(event.key),
-                    "kind": event.kind.value,
-                    "invoice": event.invoice.describe(),
-                },
-            )
-        for item in ignored:
-            event_outcomes["ignored"].inc()
-            log.info(
-                "webhook.ignored",
-                extra={
-                    "provider": name,
-                    "event_id": item.event_id,
-                    "event_type": item.event_type,
-                    "reason": item.reason,
-                },
-            )
+        queued, duplicates = _note_outcomes(name, events, results, ignored, event_outcomes)
         outcome = "accepted" if queued else "duplicate" if duplicates else "ignored"
         webhook_outcomes[outcome].inc()
         if not events and provider.nothing_to_do_status == 204:
@@ -109,3 +82,53 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
         )
 
     return handle
+
+
+def _reject(name: str, exc: WebhookError) -> web.Response:
+    """Every refusal is a short JSON reason; none echoes the body or a secret."""
+    metrics.WEBHOOKS.labels(name, exc.code).inc()
+    log.warning("webhook.rejected", extra={"provider": name, "reason": exc.message})
+    answer: dict[str, object] = {"error": exc.code, "reason": exc.message}
+    if isinstance(exc, InvalidPayload):
+        answer["errors"] = exc.errors
+    return web.json_response(answer, status=exc.status)
+
+
+def _note_outcomes(
+    name: str,
+    events: list[PaymentEvent],
+    results: list[Accepted],
+    ignored: list[Ignored],
+    counters: dict[str, Any],
+) -> tuple[int, int]:
+    """Count and log each event's outcome: one line per event. (queued, duplicates)."""
+    queued = duplicates = 0
+    for event, result in zip(events, results, strict=True):
+        if result is Accepted.QUEUED:
+            queued += 1
+        else:
+            duplicates += 1
+        counters[result.value].inc()
+        log.info(
+            f"webhook.{result.value}",
+            extra={
+                "provider": name,
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "job_id": keys.job_id(event.key),
+                "kind": event.kind.value,
+                "invoice": event.invoice.describe(),
+            },
+        )
+    for item in ignored:
+        counters["ignored"].inc()
+        log.info(
+            "webhook.ignored",
+            extra={
+                "provider": name,
+                "event_id": item.event_id,
+                "event_type": item.event_type,
+                "reason": item.reason,
+            },
+        )
+    return queued, duplicates

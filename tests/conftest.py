@@ -12,6 +12,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
 from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
@@ -25,6 +26,8 @@ STRIPE_SECRET = DEV_WEBHOOK_SECRET
 OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
 GOCARDLESS_SECRET = GOCARDLESS_DEV_SECRET
 OLD_GOCARDLESS_SECRET = "previous_gocardless_secret"
+GENERIC_SECRET = GENERIC_DEV_SECRET
+OLD_GENERIC_SECRET = "whsec_b2xkLWdlbmVyaWMtc2VjcmV0"  # base64 of "old-generic-secret"
 LIQPAY_KEY = LIQPAY_DEV_KEY
 OLD_LIQPAY_KEY = "previous_liqpay_private_key"
 
@@ -88,6 +91,7 @@ def settings(
         gocardless_webhook_secrets=(GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET),
         gocardless_access_token=ACCESS_TOKEN,
         liqpay_private_keys=(LIQPAY_KEY, OLD_LIQPAY_KEY),
+        generic_webhook_secrets={"bank": (GENERIC_SECRET, OLD_GENERIC_SECRET)},
         gocardless_base_url=sandbox.url,
         job_retry_base_seconds=0,
         log_format="text",

@@ -37,7 +37,7 @@ def test_documentation_vector_verifies() -> None:
     ).encode()
     provider.verify(body, {})  # no exception: authentic
     with pytest.raises(MalformedPayload):
-        provider.normalise(body)  # but the doc's data is a placeholder, not a payment
+        provider.normalise(body, {})  # but the doc's data is a placeholder, not a payment
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ class TestReceiver:
 def test_status_maps_to_kind(status: str, allow_sandbox: bool, kind: PaymentKind | None) -> None:
     provider = LiqPayWebhook((LIQPAY_KEY,), allow_sandbox=allow_sandbox)
     payment = samples.payment(order_id="42", amount=Decimal("12.34"), status=status, payment_id=77)
-    [result] = provider.normalise(samples.signed(payment, LIQPAY_KEY)[0])
+    [result] = provider.normalise(samples.signed(payment, LIQPAY_KEY)[0], {})
     if kind is None:
         assert isinstance(result, Ignored)
         return

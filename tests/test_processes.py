@@ -213,6 +213,35 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
             return bool(invoice["PaidOn"]) and [t["RegularPaymentProvider"] for t in tokens] == [10]
 
         assert _wait_until(liqpay_paid, 20)
+
+        sent = subprocess.run(  # noqa: PLW1510
+            [
+                *PAYHOOKS,
+                "send-test",
+                "generic",
+                "--source",
+                "bank",
+                "--invoice",
+                "45",
+                "--amount",
+                "250.00",
+                "--url",
+                f"http://127.0.0.1:{port}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+
+        def generic_paid() -> bool:
+            state = httpx.get(sandbox).json()
+            invoice = next(i for i in state["invoices"] if i["Id"] == 45)
+            tokens = [t for t in state["tokens"] if t["CoworkerInvoiceId"] == 45]
+            return bool(invoice["PaidOn"]) and [t["RegularPaymentProvider"] for t in tokens] == [96]
+
+        assert _wait_until(generic_paid, 20)
     finally:
         dev.send_signal(signal.SIGINT)
         output, _ = dev.communicate(timeout=30)

@@ -17,7 +17,12 @@ from service.inbox import Accepted, EventInbox
 from service.providers import build_providers
 
 
-def deliver_bodies(settings: Settings, provider_name: str, bodies: list[bytes]) -> list[Accepted]:
+def deliver_bodies(
+    settings: Settings,
+    provider_name: str,
+    bodies: list[bytes],
+    headers: dict[str, str] | None = None,
+) -> list[Accepted]:
     provider = build_providers(settings)[provider_name]
 
     async def run() -> list[Accepted]:
@@ -27,8 +32,8 @@ def deliver_bodies(settings: Settings, provider_name: str, bodies: list[bytes]) 
         )
         results: list[Accepted] = []
         for body in bodies:
-            normalised = provider.normalise(body)
-            webhook = StoredWebhook.of(provider_name, body, {}, provider.redact(body))
+            normalised = provider.normalise(body, headers or {})
+            webhook = StoredWebhook.of(provider_name, body, headers or {}, provider.redact(body))
             results += await inbox.accept(
                 webhook,
                 [n for n in normalised if isinstance(n, PaymentEvent)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from payhooks.settings import Settings
 from service.providers.base import WebhookProvider
+from service.providers.generic import GenericWebhook
 from service.providers.gocardless import GoCardlessWebhook
 from service.providers.liqpay import LiqPayWebhook
 from service.providers.stripe import StripeWebhook
@@ -30,4 +31,7 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
         providers["liqpay"] = LiqPayWebhook(
             settings.liqpay_private_keys, allow_sandbox=settings.liqpay_allow_sandbox
         )
+    for source, secrets in settings.generic_webhook_secrets.items():
+        provider = GenericWebhook(source, secrets)
+        providers[provider.name] = provider
     return providers

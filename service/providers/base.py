@@ -36,8 +36,8 @@ class WebhookProvider(Protocol):
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise ``InvalidSignature`` unless the raw body is authentic and fresh."""
 
-    def normalise(self, body: bytes) -> list[Normalised]:
-        """Turn a verified body into events; pure (no I/O, no clock)."""
+    def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
+        """Turn a verified body (and its headers) into events; pure (no I/O, no clock)."""
 
 
 #: Fields that identify a card or a bank account (Stripe's names, and common ones).

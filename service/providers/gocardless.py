@@ -68,7 +68,7 @@ class GoCardlessWebhook:
                 raise MalformedPayload("signed body is not a GoCardless event batch") from None
         raise InvalidSignature("signature does not match")
 
-    def normalise(self, body: bytes) -> list[Normalised]:
+    def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
         batch = load_json_object(body)
         events = batch.get("events")
         if not isinstance(events, list):

@@ -69,7 +69,7 @@ class LiqPayWebhook:
         if not any(hmac.compare_digest(signature_of(k, data), signature) for k in self._keys):
             raise InvalidSignature("signature does not match")
 
-    def normalise(self, body: bytes) -> list[Normalised]:
+    def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
         data = _fields(body).get("data", "")
         try:
             payment = json.loads(base64.b64decode(data, validate=True), parse_float=Decimal)

@@ -114,7 +114,7 @@ class StripeWebhook:
                     raise InvalidSignature("malformed Stripe-Signature header") from None
         raise InvalidSignature(failure)
 
-    def normalise(self, body: bytes) -> list[Normalised]:
+    def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
         event = load_json_object(body)
         return [normalise_event(event, invoice_metadata_key=self._invoice_metadata_key)]
 

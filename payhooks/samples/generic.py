@@ -1,0 +1,57 @@
+"""Signed payment notifications from an operator's own system (Standard Webhooks)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook
+
+# Not a secret: the `bank` source's secret in `payhooks dev`, known to `send-test`.
+DEV_SOURCE = "bank"
+# Standard Webhooks secrets are base64 (a "whsec_" prefix is optional): "payhooks-dev-only".
+DEV_SECRET = "cGF5aG9va3MtZGV2LW9ubHk="  # noqa: S105
+
+
+def notification(
+    *,
+    invoice_id: int | None,
+    amount: str,
+    currency: str = "EUR",
+    kind: str = "paid",
+    provider: int = 96,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "provider": provider,
+        "reference": f"BANK-TX-{secrets.token_hex(6).upper()}",
+        "amount": amount,
+        "currency": currency,
+        "paid_at": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kind": kind,
+    }
+    if invoice_id is not None:
+        body["invoice_id"] = invoice_id
+    body.update(extra)
+    return body
+
+
+def signed(
+    body: dict[str, Any] | bytes,
+    secret: str,
+    *,
+    msg_id: str | None = None,
+    timestamp: datetime | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    msg_id = msg_id or f"msg_{secrets.token_hex(10)}"
+    when = timestamp or datetime.now(tz=UTC)
+    signature = Webhook(secret).sign(msg_id, when, raw.decode())
+    return raw, {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": signature,
+    }
