@@ -15,6 +15,7 @@ from aiohttp import web
 
 from payhooks import logs
 from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples.epay import DEV_SECRET as EPAY_DEV_SECRET
 from payhooks.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
 from payhooks.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
 from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
@@ -50,6 +51,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             or GOCARDLESS_DEV_SECRET,
             "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
             "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
+            "EPAY_MD5_SECRETS": os.environ.get("EPAY_MD5_SECRETS") or EPAY_DEV_SECRET,
             "GENERIC_WEBHOOK_SECRETS": os.environ.get("GENERIC_WEBHOOK_SECRETS")
             or f"{GENERIC_DEV_SOURCE}:{GENERIC_DEV_SECRET}",
             "GOCARDLESS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
@@ -138,6 +140,7 @@ payhooks dev is running (Ctrl-C stops everything)
   receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
                    http://127.0.0.1:{receiver_port}/webhooks/gocardless
                    http://127.0.0.1:{receiver_port}/webhooks/liqpay
+                   http://127.0.0.1:{receiver_port}/webhooks/epay (GET)
                    http://127.0.0.1:{receiver_port}/webhooks/generic/bank
   Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state; also GoCardless's /payments)
   Redis            {settings.redis_url}
@@ -153,4 +156,5 @@ Try, in another terminal:
   .venv/bin/payhooks send-test gocardless --invoice 43{url}{sandbox_url}
   .venv/bin/payhooks send-test liqpay --invoice 44 --currency EUR{url}
   .venv/bin/payhooks send-test generic --source bank --invoice 43{url}
+  .venv/bin/payhooks send-test epay --invoice 42{url}
 """

@@ -9,10 +9,12 @@ from decimal import Decimal, InvalidOperation
 import httpx
 
 from payhooks.money import to_minor_units
+from payhooks.samples import epay as epay_samples
 from payhooks.samples import generic as generic_samples
 from payhooks.samples import gocardless as gocardless_samples
 from payhooks.samples import liqpay as liqpay_samples
 from payhooks.samples import stripe as stripe_samples
+from service.providers.epay import CURRENCIES
 
 
 def send_test(args: argparse.Namespace) -> int:
@@ -30,6 +32,11 @@ def send_test(args: argparse.Namespace) -> int:
             body, headers, summary = _liqpay(args, amount)
         elif args.provider == "generic":
             body, headers, summary = _generic(args, amount)
+        elif args.provider == "epay":
+            query, summary = _epay(args, amount)
+            response = httpx.get(f"{url}?{query}", timeout=10)
+            print(f"GET {url} ({summary}) -> {response.status_code} {response.text}")
+            return 0 if response.is_success else 1
         else:
             body, headers, summary = _stripe(args, amount)
         response = httpx.post(url, content=body, headers=headers, timeout=10)
@@ -121,4 +128,18 @@ def _generic(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str
             f"bank transfer {notification['reference']}, {amount} {args.currency.upper()}, "
             f"invoice {args.invoice}"
         ),
+    )
+
+
+def _epay(args: argparse.Namespace, amount: Decimal) -> tuple[str, str]:
+    alpha_to_numeric = {alpha: numeric for numeric, alpha in CURRENCIES.items()}
+    currency = alpha_to_numeric.get(args.currency.upper(), args.currency)
+    parameters = epay_samples.callback(
+        orderid=str(args.invoice),
+        amount_minor=to_minor_units(amount, args.currency),
+        currency=currency,
+    )
+    secret = _secret("EPAY_MD5_SECRETS", epay_samples.DEV_SECRET)
+    return epay_samples.signed_query(parameters, secret), (
+        f"txnid {parameters[0][1]}, {amount} {args.currency.upper()}, order {args.invoice}"
     )

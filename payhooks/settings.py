@@ -114,6 +114,7 @@ class Settings:
 
     liqpay_private_keys: tuple[str, ...] = field(default=(), repr=False)
     liqpay_allow_sandbox: bool = False
+    epay_md5_secrets: tuple[str, ...] = field(default=(), repr=False)
     #: Operators' own systems: source name -> its Standard Webhooks secrets.
     generic_webhook_secrets: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
@@ -163,6 +164,7 @@ class Settings:
             liqpay_allow_sandbox=_choice(env, "LIQPAY_ALLOW_SANDBOX", "false", ("true", "false"))
             == "true",
             generic_webhook_secrets=_sources(env, "GENERIC_WEBHOOK_SECRETS"),
+            epay_md5_secrets=_list(env, "EPAY_MD5_SECRETS"),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 8, minimum=1),
             job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 10),
             job_retry_max_seconds=_int(env, "JOB_RETRY_MAX_SECONDS", 3600, minimum=1),
@@ -187,7 +189,8 @@ class Settings:
         if not self.enabled_providers():
             raise ConfigError(
                 "no provider is configured: set STRIPE_WEBHOOK_SECRETS, "
-                "GOCARDLESS_WEBHOOK_SECRETS, LIQPAY_PRIVATE_KEYS or GENERIC_WEBHOOK_SECRETS"
+                "GOCARDLESS_WEBHOOK_SECRETS, LIQPAY_PRIVATE_KEYS, EPAY_MD5_SECRETS or "
+                "GENERIC_WEBHOOK_SECRETS"
             )
 
     def check_worker(self) -> None:
@@ -205,6 +208,8 @@ class Settings:
             enabled.append("gocardless")
         if self.liqpay_private_keys:
             enabled.append("liqpay")
+        if self.epay_md5_secrets:
+            enabled.append("epay")
         enabled += [f"generic/{source}" for source in self.generic_webhook_secrets]
         return enabled
 

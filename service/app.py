@@ -53,7 +53,7 @@ def create_app(
 
     app.cleanup_ctx.append(redis_ctx)
     for name, provider in providers.items():
-        app.router.add_post(f"/webhooks/{name}", webhook_handler(provider, inbox))
+        app.router.add_route(provider.method, f"/webhooks/{name}", webhook_handler(provider, inbox))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

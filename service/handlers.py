@@ -55,11 +55,14 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
         return response
 
     async def _handle(request: web.Request) -> web.StreamResponse:
-        if request.content_type not in provider.content_types:
+        if request.method == "GET":
+            body = request.query_string.encode()  # as received: the hash covers its order
+        elif request.content_type not in provider.content_types:
             raise UnsupportedMediaType(
                 f"expected {', '.join(sorted(provider.content_types))}, got {request.content_type}"
             )
-        body = await request.read()
+        else:
+            body = await request.read()
         provider.verify(body, request.headers)
         normalised = provider.normalise(body, request.headers)
         events = [item for item in normalised if isinstance(item, PaymentEvent)]

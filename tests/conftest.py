@@ -26,6 +26,7 @@ STRIPE_SECRET = DEV_WEBHOOK_SECRET
 OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
 GOCARDLESS_SECRET = GOCARDLESS_DEV_SECRET
 OLD_GOCARDLESS_SECRET = "previous_gocardless_secret"
+EPAY_SECRET = "payhooks_dev_only_epay_secret"
 GENERIC_SECRET = GENERIC_DEV_SECRET
 OLD_GENERIC_SECRET = "whsec_b2xkLWdlbmVyaWMtc2VjcmV0"  # base64 of "old-generic-secret"
 LIQPAY_KEY = LIQPAY_DEV_KEY
@@ -92,6 +93,7 @@ def settings(
         gocardless_access_token=ACCESS_TOKEN,
         liqpay_private_keys=(LIQPAY_KEY, OLD_LIQPAY_KEY),
         generic_webhook_secrets={"bank": (GENERIC_SECRET, OLD_GENERIC_SECRET)},
+        epay_md5_secrets=(EPAY_SECRET,),
         gocardless_base_url=sandbox.url,
         job_retry_base_seconds=0,
         log_format="text",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from payhooks.settings import Settings
 from service.providers.base import WebhookProvider
+from service.providers.epay import EPayCallback
 from service.providers.generic import GenericWebhook
 from service.providers.gocardless import GoCardlessWebhook
 from service.providers.liqpay import LiqPayWebhook
 from service.providers.stripe import StripeWebhook
 
 #: Every provider payhooks knows, by the name in its URL (/webhooks/<name>).
-PROVIDER_NAMES = ("stripe", "gocardless", "liqpay")
+PROVIDER_NAMES = ("stripe", "gocardless", "liqpay", "epay")
 
 
 def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
@@ -31,6 +32,8 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
         providers["liqpay"] = LiqPayWebhook(
             settings.liqpay_private_keys, allow_sandbox=settings.liqpay_allow_sandbox
         )
+    if settings.epay_md5_secrets:
+        providers["epay"] = EPayCallback(settings.epay_md5_secrets)
     for source, secrets in settings.generic_webhook_secrets.items():
         provider = GenericWebhook(source, secrets)
         providers[provider.name] = provider

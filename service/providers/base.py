@@ -20,6 +20,8 @@ from service.errors import MalformedPayload
 
 class WebhookProvider(Protocol):
     name: str
+    #: POST (the body is verified) or GET (the query string is: ePay).
+    method: str
     #: Media types the provider sends; anything else is answered 415.
     content_types: frozenset[str]
     #: What the provider expects for a bad signature (GoCardless documents 498).

@@ -40,6 +40,7 @@ def notification_schema() -> dict[str, Any]:
 
 class GenericWebhook:
     content_types = frozenset({"application/json"})
+    method = "POST"
     bad_signature_status = 401
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("webhook-id", "webhook-timestamp", "webhook-signature")

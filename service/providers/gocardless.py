@@ -35,6 +35,7 @@ FAILED = frozenset(
 class GoCardlessWebhook:
     name = "gocardless"
     content_types = frozenset({"application/json"})
+    method = "POST"
     bad_signature_status = 498  # "Token Invalid", what GoCardless documents
     #: GoCardless recommends 204 for a request with nothing of interest.
     nothing_to_do_status = 204

@@ -48,6 +48,7 @@ def _fields(body: bytes) -> dict[str, str]:
 class LiqPayWebhook:
     name = "liqpay"
     content_types = frozenset({"application/x-www-form-urlencoded"})
+    method = "POST"
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ()  # the signature is a form field

@@ -74,6 +74,7 @@ def provider_for_method(method_type: str) -> RegularPaymentProvider:
 class StripeWebhook:
     name = "stripe"
     content_types = frozenset({"application/json"})
+    method = "POST"
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("Stripe-Signature",)

@@ -1,0 +1,36 @@
+"""ePay sample callbacks: the query string ePay sends to callbackurl, with its hash."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from service.providers.epay import hash_of
+
+# Not a secret: the MD5 secret of `payhooks dev`, known to `send-test`.
+DEV_SECRET = "payhooks_dev_only_epay_secret"  # noqa: S105
+
+
+def callback(
+    *, orderid: str, amount_minor: int, currency: str = "978", txnid: int | None = None
+) -> list[tuple[str, str]]:
+    now = datetime.now(tz=ZoneInfo("Europe/Copenhagen"))
+    return [
+        ("txnid", str(txnid or secrets.randbelow(10**10))),
+        ("orderid", orderid),
+        ("amount", str(amount_minor)),
+        ("currency", currency),
+        ("date", now.strftime("%Y%m%d")),
+        ("time", now.strftime("%H%M")),
+        ("txnfee", "0"),
+        ("paymenttype", "3"),
+        ("cardno", "444444XXXXXX4444"),
+    ]
+
+
+def signed_query(parameters: list[tuple[str, str]], secret: str) -> str:
+    """The query string, hash last, as ePay sends it."""
+    digest = hash_of([value for _, value in parameters], secret)
+    return urlencode([*parameters, ("hash", digest)])

@@ -1,0 +1,90 @@
+"""ePay: GET callbacks, the MD5 over the values in received order, minor units."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis import Redis
+from rq import Queue
+
+from payhooks.events import PaymentEvent
+from payhooks.samples import epay as samples
+from payhooks.samples.deliver import deliver_bodies
+from payhooks.sandbox.nexudus import SandboxState
+from payhooks.settings import Settings
+from service.app import create_app
+from service.errors import InvalidSignature
+from service.providers.epay import EPayCallback
+from tests.conftest import EPAY_SECRET
+
+RunWorker = Callable[[], None]
+
+
+def test_published_vector_verifies() -> None:
+    # tech.epay.dk/MD5_6.html: md5("20820000Order1ABC") = 18aa5a1a173e5e5e6245a620b814f176
+    query = b"currency=208&amount=20000&orderid=Order1&hash=18aa5a1a173e5e5e6245a620b814f176"
+    EPayCallback(("ABC",)).verify(query, {})
+    reordered = b"amount=20000&currency=208&orderid=Order1&hash=18aa5a1a173e5e5e6245a620b814f176"
+    with pytest.raises(InvalidSignature):
+        EPayCallback(("ABC",)).verify(reordered, {})  # order is part of what is hashed
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, redis: Redis) -> TestClient:
+    return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
+
+
+async def test_hashed_callback_is_queued_once(client: TestClient, queue: Queue) -> None:
+    query = samples.signed_query(samples.callback(orderid="42", amount_minor=10000), EPAY_SECRET)
+    first = await client.get(f"/webhooks/epay?{query}")
+    second = await client.get(f"/webhooks/epay?{query}")
+    assert (first.status, (await first.json())["status"]) == (200, "accepted")
+    assert (await second.json())["status"] == "duplicate"
+    assert queue.count == 1
+
+
+@pytest.mark.parametrize("tamper", ["amount", "hash", "missing"])
+async def test_bad_hash_is_400_and_queues_nothing(
+    client: TestClient, queue: Queue, tamper: str
+) -> None:
+    parameters = samples.callback(orderid="42", amount_minor=10000)
+    query = samples.signed_query(parameters, EPAY_SECRET)
+    if tamper == "amount":
+        query = query.replace("amount=10000", "amount=1")
+    elif tamper == "hash":
+        query = samples.signed_query(parameters, "another secret")
+    else:
+        query = urlencode(parameters)
+    response = await client.get(f"/webhooks/epay?{query}")
+    assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")
+    assert queue.count == 0
+
+
+def test_normalised_from_minor_units_and_numeric_currency() -> None:
+    parameters = samples.callback(orderid="INV-7", amount_minor=12345, currency="208", txnid=99)
+    query = samples.signed_query(parameters, EPAY_SECRET).encode()
+    [event] = EPayCallback((EPAY_SECRET,)).normalise(query, {})
+    assert isinstance(event, PaymentEvent)
+    assert (event.token, event.invoice.number, event.amount, event.currency) == (
+        "99",
+        "INV-7",
+        Decimal("123.45"),
+        "DKK",
+    )
+    assert event.regular_payment_provider == 7
+
+
+def test_callback_marks_the_invoice_paid(
+    settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+) -> None:
+    parameters = samples.callback(orderid="42", amount_minor=10000, currency="978")
+    deliver_bodies(settings, "epay", [samples.signed_query(parameters, EPAY_SECRET).encode()])
+    run_worker()
+    [token] = sandbox_state.tokens.values()
+    assert (token["Token"], token["RegularPaymentProvider"]) == (parameters[0][1], 7)
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
