@@ -97,7 +97,7 @@ def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
     failed = commands.add_parser("failed", help="inspect, replay and purge failed jobs")
     actions = failed.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="failed jobs, newest reasons first")
+    listing = actions.add_parser("list", help="failed jobs, oldest first")
     filters(listing)
     listing.add_argument("--json", action="store_true")
     show = actions.add_parser("show", help="one failed job: its reason and event trail")

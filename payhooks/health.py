@@ -22,6 +22,14 @@ def check_config(settings: Settings, *, role: str) -> int:
                 check()
             except ConfigError as exc:
                 problems.append(f"{name}: {exc}")
+    gocardless_unusable = settings.gocardless_webhook_secrets and not (
+        settings.gocardless_access_token
+    )
+    if role in ("worker", "all") and gocardless_unusable:
+        problems.append(
+            "worker: GOCARDLESS_WEBHOOK_SECRETS is set but GOCARDLESS_ACCESS_TOKEN is not: "
+            "every GoCardless payment would fail its lookup"
+        )
 
     def secret(value: object) -> str:
         return "set" if value else "not set"
@@ -66,7 +74,19 @@ def check_config(settings: Settings, *, role: str) -> int:
     return 0
 
 
+def _container_role() -> str:
+    """What the container's main process runs: `payhooks worker` or `payhooks serve`."""
+    try:
+        command = open("/proc/1/cmdline", "rb").read().split(b"\0")  # noqa: SIM115
+    except OSError:
+        return "serve"
+    return "worker" if b"worker" in command else "serve"
+
+
 def healthcheck(*, url: str, worker: bool) -> int:
+    # One image, one HEALTHCHECK: a container started as `payhooks worker` is checked as one.
+    if not worker and _container_role() == "worker":
+        worker = True
     if not worker:
         try:
             return 0 if httpx.get(url, timeout=3).status_code == 200 else 1

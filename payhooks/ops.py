@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -126,26 +126,38 @@ class Ops:
                 skipped.append(f"{job_id}: not failed (status {job.get_status()})")
                 continue
             job.retries_left = self.settings.job_max_attempts - 1
-            job.retry_intervals = None
+            job.retry_intervals = [0]  # None would leave the last backoff in Redis
             job.meta.pop("failure", None)
             try:
                 self.registry.requeue(job)
             except (InvalidJobOperation, NoSuchJobError):
                 skipped.append(f"{job_id}: left the failed registry meanwhile")
                 continue
+            # A failed job's key expires (failure TTL) and requeue keeps that expiry: a job
+            # replayed into a backlog could vanish before a worker takes it.
+            self.redis.persist(job.key)
             self.trail.append(str(job.args[0]), "replayed", job_id=job_id)
             replayed.append(job_id)
         return replayed, skipped
 
     def purge(self, job_ids: Iterable[str]) -> int:
+        """Delete failed jobs; a job replayed since it was listed is left alone."""
         purged = 0
         for job_id in job_ids:
+            if not self.redis.zrem(self.registry.key, job_id):
+                continue  # no longer failed
             try:
                 Job.fetch(job_id, connection=self.redis).delete()
             except NoSuchJobError:
-                self.registry.remove(job_id)
+                pass
+            self.trail_note(job_id, "purged")
             purged += 1
         return purged
+
+    def trail_note(self, job_id: str, stage: str) -> None:
+        event_key = job_id.replace("-", ":", 1)
+        if self.redis.exists(keys.trail(event_key)):
+            self.trail.append(event_key, stage, job_id=job_id)
 
     # -- events -----------------------------------------------------------------------
 
@@ -185,8 +197,13 @@ class Ops:
             status = job.get_status()
         except NoSuchJobError:
             job, status = None, None
-        if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):
-            return f"{event.key}: job {job_id} is already {status}; it will use the new event"
+        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED):
+            return f"{event.key}: job {job_id} is already {status.value}; it will use the new event"
+        if status is JobStatus.STARTED:
+            return (
+                f"{event.key}: job {job_id} is running now, with the event as it was; "
+                "run replay-event again once it has finished"
+            )
         if job is not None:
             job.delete()  # a finished or failed run; the new one takes its id
         self.queue.enqueue(
@@ -285,9 +302,13 @@ def print_trail(ops: Ops, event_keys: list[str], out: TextIO, *, as_json: bool) 
         print(file=out)
 
 
-def confirm(question: str, *, assume_yes: bool, ask: Callable[[str], str] = input) -> bool:
+def confirm(question: str, *, assume_yes: bool) -> bool:
     if assume_yes:
         return True
     if not sys.stdin.isatty():
         return False
-    return ask(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)  # not into piped output
+    try:
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    except (EOFError, KeyboardInterrupt):
+        return False

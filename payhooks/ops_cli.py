@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from payhooks.ops import (
     Filters,
@@ -19,6 +20,7 @@ from payhooks.ops import (
     print_trail,
 )
 from payhooks.settings import Settings
+from service.errors import WebhookError
 
 
 def run_ops(settings: Settings, args: argparse.Namespace) -> int:
@@ -30,9 +32,15 @@ def run_ops(settings: Settings, args: argparse.Namespace) -> int:
         if args.command == "replay-event":
             return _replay_event(ops, args)
         return _failed(ops, args)
+    except WebhookError as exc:
+        print(f"payhooks: the stored webhook no longer normalises: {exc.message}", file=sys.stderr)
+        return 1
     except ValueError as exc:
         print(f"payhooks: {exc}", file=sys.stderr)
         return 2
+    except RedisError as exc:
+        print(f"payhooks: Redis unavailable ({exc.__class__.__name__})", file=sys.stderr)
+        return 1
     finally:
         redis.close()
 
@@ -90,6 +98,12 @@ def _replay(ops: Ops, args: argparse.Namespace) -> int:
     if args.all == bool(args.job_ids):
         print("payhooks: name job ids, or use --all with filters", file=sys.stderr)
         return 2
+    if args.job_ids and any((args.provider, args.invoice, args.error_class, args.since)):
+        print("payhooks: filters go with --all, not with job ids", file=sys.stderr)
+        return 2
+    if args.job_ids and args.dry_run:
+        print(f"would replay: {' '.join(args.job_ids)}")
+        return 0
     if args.job_ids:
         replayed, skipped = ops.replay(args.job_ids)
     else:

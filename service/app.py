@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from payhooks.jobspec import JobFactory
 from payhooks.settings import Settings
-from service import cluster_metrics
+from service import cluster_metrics, metrics
 from service.handlers import webhook_handler
 from service.inbox import EventInbox
 from service.providers import build_providers
@@ -71,9 +71,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    body = prometheus_client.generate_latest()
     try:
-        body += await cluster_metrics.render(request.app[REDIS], request.app[SETTINGS].queue_name)
+        cluster = await cluster_metrics.render(request.app[REDIS], request.app[SETTINGS].queue_name)
+        metrics.REDIS_UP.set(1)
     except (RedisError, OSError):
-        pass  # the receiver's own metrics still say Redis is failing (outcome="queue_unavailable")
+        cluster = b""
+        metrics.REDIS_UP.set(0)
+    body = prometheus_client.generate_latest() + cluster
     return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})

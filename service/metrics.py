@@ -1,6 +1,8 @@
 """Prometheus metrics of the receiver, served at GET /metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+REDIS_UP = Gauge("payhooks_redis_up", "1 when this receiver could read Redis at the last scrape.")
 
 WEBHOOKS = Counter(
     "payhooks_webhooks_total",

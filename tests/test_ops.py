@@ -405,3 +405,43 @@ def test_worker_killed_mid_job_is_recovered_not_lost(
     assert len(sandbox_state.tokens) == 1  # the landed POST was found, not repeated
     assert sandbox_state.invoices[42]["PaidOn"] is not None
     assert Job.fetch(job_id(event), connection=redis).get_status() == "finished"
+
+
+class TestReplaySafety:
+    def test_replayed_job_no_longer_expires_while_queued(
+        self, settings: Settings, run_worker: RunWorker, ops: Ops, redis: Redis
+    ) -> None:
+        event = paid_event(90)
+        deliver(settings, event)
+        run_worker()
+        assert redis.ttl(f"rq:job:{job_id(event)}") > 0  # a failed job expires
+        ops.replay([job_id(event)])
+        assert redis.ttl(f"rq:job:{job_id(event)}") == -1  # a queued one must not
+
+    def test_purge_leaves_a_job_replayed_since_it_was_listed(
+        self, settings: Settings, run_worker: RunWorker, ops: Ops, queue: Queue
+    ) -> None:
+        event = paid_event(90)
+        deliver(settings, event)
+        run_worker()
+        listed, _ = ops.failed_jobs(Filters())
+        ops.replay([job_id(event)])  # someone replays it meanwhile
+        assert ops.purge([j.job_id for j in listed]) == 0
+        assert queue.job_ids == [job_id(event)]
+
+    def test_cli_dry_run_with_job_ids_replays_nothing(
+        self, settings: Settings, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        event = paid_event(90)
+        deliver(settings, event)
+        run_worker()
+        result = subprocess.run(  # noqa: PLW1510
+            [*PAYHOOKS, "failed", "replay", job_id(event), "--dry-run"],
+            env=worker_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0
+        assert "would replay" in result.stdout
+        assert len(FailedJobRegistry(queue=queue)) == 1

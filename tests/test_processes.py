@@ -247,3 +247,22 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
         output, _ = dev.communicate(timeout=30)
     assert dev.returncode == 0, output
     assert "send-test stripe --invoice 42" in output
+
+
+def test_check_config_names_what_is_missing_and_never_a_secret() -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "REDIS_URL": "redis://:redis-password@127.0.0.1:6379/0",
+        "GOCARDLESS_WEBHOOK_SECRETS": "gc-secret-value",
+        "NEXUDUS_USERNAME": "api@example.com",
+        "NEXUDUS_PASSWORD": "nexudus-password",
+    }
+    result = subprocess.run(  # noqa: PLW1510
+        [*PAYHOOKS, "check-config"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "GOCARDLESS_ACCESS_TOKEN is not" in result.stderr
+    assert "redis://:***@127.0.0.1:6379/0" in result.stdout
+    assert "providers enabled            gocardless" in result.stdout
+    for secret in ("redis-password", "gc-secret-value", "nexudus-password"):
+        assert secret not in result.stdout + result.stderr

@@ -195,3 +195,43 @@ async def test_queued_job_is_the_job_rq_itself_would_write(
             else str(value.value if hasattr(value, "value") else value).encode()
         )
         assert written[name] == raw, name
+
+
+def test_bank_and_billing_details_are_redacted() -> None:
+    from service.providers.base import redact_json
+
+    body = json.dumps(
+        {
+            "data": {
+                "object": {
+                    "payment_method_details": {
+                        "type": "ideal",
+                        "ideal": {
+                            "bank": "ing",
+                            "bic": "INGBNL2A",
+                            "iban_last4": "5678",
+                            "verified_name": "J. Doe",
+                        },
+                    },
+                    "billing_details": {"name": "J. Doe", "email": "j@example.com"},
+                    "sepa": {"bank_code": "37040044", "branch_code": "532", "last4": "3000"},
+                }
+            }
+        }
+    ).encode()
+    redacted = redact_json(body)
+    assert redacted is not None
+    for value in (b"INGBNL2A", b"5678", b"J. Doe", b"j@example.com", b"37040044", b"3000"):
+        assert value not in redacted
+    assert b'"bank": "ing"' in redacted
+
+
+async def test_metrics_say_whether_redis_answers(
+    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    assert "payhooks_redis_up 1.0" in await (await client.get("/metrics")).text()
+    down = await aiohttp_client(
+        create_app(with_settings(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    )
+    assert "payhooks_redis_up 0.0" in await (await down.get("/metrics")).text()

@@ -59,10 +59,21 @@ SENSITIVE_FIELDS = frozenset(
         "account_holder_name",
         "network_token",
         "mandate_reference",
+        "iban_last4",
+        "bic",
+        "verified_name",
+        "bank_code",
+        "branch_code",
+        "transit_number",
+        "institution_number",
+        "billing_details",
+        "customer_details",
     }
 )
 _SENSITIVE_MARKER = re.compile(
-    b'"(?:' + b"|".join(re.escape(name.encode()) for name in sorted(SENSITIVE_FIELDS)) + b')"'
+    b'"(?:[a-z_]*last4|'
+    + b"|".join(re.escape(name.encode()) for name in sorted(SENSITIVE_FIELDS))
+    + b')"'
 )
 
 
@@ -79,7 +90,9 @@ def redact_json(body: bytes) -> bytes | None:
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            k: "[redacted]" if k in SENSITIVE_FIELDS and v is not None else _redact(v)
+            k: "[redacted]"
+            if (k in SENSITIVE_FIELDS or k.endswith("last4")) and v is not None
+            else _redact(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
