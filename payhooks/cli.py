@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--sandbox-port", type=int, default=8090, help="Nexudus sandbox port")
 
     send = commands.add_parser("send-test", help="send a correctly signed sample webhook")
-    send.add_argument("provider", choices=["stripe", "gocardless", "liqpay", "epay", "generic"])
+    send.add_argument(
+        "provider", choices=["stripe", "gocardless", "braintree", "liqpay", "epay", "generic"]
+    )
     send.add_argument("--invoice", type=int, required=True, help="Nexudus CoworkerInvoice Id")
     send.add_argument("--amount", default="100.00", help="major units (default 100.00)")
     send.add_argument("--currency", default="EUR")

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from payhooks import logs
 from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples import braintree as braintree_samples
 from payhooks.samples.epay import DEV_SECRET as EPAY_DEV_SECRET
 from payhooks.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
 from payhooks.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
@@ -52,6 +53,11 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
             "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
             "EPAY_MD5_SECRETS": os.environ.get("EPAY_MD5_SECRETS") or EPAY_DEV_SECRET,
+            "BRAINTREE_KEYS": os.environ.get("BRAINTREE_KEYS")
+            or f"{braintree_samples.DEV_PUBLIC_KEY}:{braintree_samples.DEV_PRIVATE_KEY}",
+            "BRAINTREE_MERCHANT_ID": os.environ.get("BRAINTREE_MERCHANT_ID")
+            or braintree_samples.DEV_MERCHANT_ID,
+            "BRAINTREE_ENVIRONMENT": os.environ.get("BRAINTREE_ENVIRONMENT") or "sandbox",
             "GENERIC_WEBHOOK_SECRETS": os.environ.get("GENERIC_WEBHOOK_SECRETS")
             or f"{GENERIC_DEV_SOURCE}:{GENERIC_DEV_SECRET}",
             "GOCARDLESS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
@@ -139,6 +145,7 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
 payhooks dev is running (Ctrl-C stops everything)
   receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
                    http://127.0.0.1:{receiver_port}/webhooks/gocardless
+                   http://127.0.0.1:{receiver_port}/webhooks/braintree
                    http://127.0.0.1:{receiver_port}/webhooks/liqpay
                    http://127.0.0.1:{receiver_port}/webhooks/epay (GET)
                    http://127.0.0.1:{receiver_port}/webhooks/generic/bank
@@ -157,4 +164,5 @@ Try, in another terminal:
   .venv/bin/payhooks send-test liqpay --invoice 44 --currency EUR{url}
   .venv/bin/payhooks send-test generic --source bank --invoice 43{url}
   .venv/bin/payhooks send-test epay --invoice 42{url}
+  .venv/bin/payhooks send-test braintree --invoice 43{url}
 """

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 import httpx
 
 from payhooks.money import to_minor_units
+from payhooks.samples import braintree as braintree_samples
 from payhooks.samples import epay as epay_samples
 from payhooks.samples import generic as generic_samples
 from payhooks.samples import gocardless as gocardless_samples
@@ -32,6 +33,8 @@ def send_test(args: argparse.Namespace) -> int:
             body, headers, summary = _liqpay(args, amount)
         elif args.provider == "generic":
             body, headers, summary = _generic(args, amount)
+        elif args.provider == "braintree":
+            body, headers, summary = _braintree(args, amount)
         elif args.provider == "epay":
             query, summary = _epay(args, amount)
             response = httpx.get(f"{url}?{query}", timeout=10)
@@ -142,4 +145,23 @@ def _epay(args: argparse.Namespace, amount: Decimal) -> tuple[str, str]:
     secret = _secret("EPAY_MD5_SECRETS", epay_samples.DEV_SECRET)
     return epay_samples.signed_query(parameters, secret), (
         f"txnid {parameters[0][1]}, {amount} {args.currency.upper()}, order {args.invoice}"
+    )
+
+
+def _braintree(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
+    pair = _secret("BRAINTREE_KEYS", "")
+    public, _, private = pair.partition(":")
+    if not private:
+        public, private = braintree_samples.DEV_PUBLIC_KEY, braintree_samples.DEV_PRIVATE_KEY
+    xml = braintree_samples.transaction_notification(
+        "transaction_settled",
+        order_id=str(args.invoice),
+        amount=amount,
+        currency=args.currency.upper(),
+    )
+    body, headers = braintree_samples.signed(xml, public, private)
+    return (
+        body,
+        headers,
+        f"transaction_settled, {amount} {args.currency.upper()}, order {args.invoice}",
     )

@@ -56,6 +56,17 @@ def _sources(env: Mapping[str, str], name: str) -> dict[str, tuple[str, ...]]:
     return sources
 
 
+def _pairs(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """``public:private,public:private`` -> ((public, private), ...)."""
+    pairs = []
+    for item in _list(env, name):
+        public, _, private = item.partition(":")
+        if not public or not private:
+            raise ConfigError(f"{name} takes public_key:private_key pairs, comma-separated")
+        pairs.append((public, private))
+    return tuple(pairs)
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "")
     return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -115,6 +126,10 @@ class Settings:
     liqpay_private_keys: tuple[str, ...] = field(default=(), repr=False)
     liqpay_allow_sandbox: bool = False
     epay_md5_secrets: tuple[str, ...] = field(default=(), repr=False)
+    braintree_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    braintree_merchant_id: str | None = None
+    braintree_environment: str = "production"
+    braintree_invoice_field: str | None = None
     #: Operators' own systems: source name -> its Standard Webhooks secrets.
     generic_webhook_secrets: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
@@ -165,6 +180,12 @@ class Settings:
             == "true",
             generic_webhook_secrets=_sources(env, "GENERIC_WEBHOOK_SECRETS"),
             epay_md5_secrets=_list(env, "EPAY_MD5_SECRETS"),
+            braintree_keys=_pairs(env, "BRAINTREE_KEYS"),
+            braintree_merchant_id=_text(env, "BRAINTREE_MERCHANT_ID"),
+            braintree_environment=_choice(
+                env, "BRAINTREE_ENVIRONMENT", "production", ("production", "sandbox")
+            ),
+            braintree_invoice_field=_text(env, "BRAINTREE_INVOICE_FIELD"),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 8, minimum=1),
             job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 10),
             job_retry_max_seconds=_int(env, "JOB_RETRY_MAX_SECONDS", 3600, minimum=1),
@@ -186,12 +207,17 @@ class Settings:
 
     def check_receiver(self) -> None:
         self.require_redis()
+        self.check_braintree()
         if not self.enabled_providers():
             raise ConfigError(
                 "no provider is configured: set STRIPE_WEBHOOK_SECRETS, "
-                "GOCARDLESS_WEBHOOK_SECRETS, LIQPAY_PRIVATE_KEYS, EPAY_MD5_SECRETS or "
-                "GENERIC_WEBHOOK_SECRETS"
+                "GOCARDLESS_WEBHOOK_SECRETS, BRAINTREE_KEYS, LIQPAY_PRIVATE_KEYS, "
+                "EPAY_MD5_SECRETS or GENERIC_WEBHOOK_SECRETS"
             )
+
+    def check_braintree(self) -> None:
+        if self.braintree_keys and not self.braintree_merchant_id:
+            raise ConfigError("BRAINTREE_MERCHANT_ID is required with BRAINTREE_KEYS")
 
     def check_worker(self) -> None:
         self.require_redis()
@@ -210,6 +236,8 @@ class Settings:
             enabled.append("liqpay")
         if self.epay_md5_secrets:
             enabled.append("epay")
+        if self.braintree_keys:
+            enabled.append("braintree")
         enabled += [f"generic/{source}" for source in self.generic_webhook_secrets]
         return enabled
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import prometheus_client
 from aiohttp import web
@@ -54,10 +54,25 @@ def create_app(
     app.cleanup_ctx.append(redis_ctx)
     for name, provider in providers.items():
         app.router.add_route(provider.method, f"/webhooks/{name}", webhook_handler(provider, inbox))
+        answer = getattr(provider, "answer_challenge", None)
+        if answer is not None:  # Braintree's legacy endpoint check: GET ?bt_challenge=
+            app.router.add_get(f"/webhooks/{name}", challenge_handler(answer))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     return app
+
+
+def challenge_handler(
+    answer: Callable[[str], str],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        challenge = request.query.get("bt_challenge", "")
+        if not challenge:
+            return web.json_response({"error": "missing bt_challenge"}, status=400)
+        return web.Response(text=answer(challenge))
+
+    return handle
 
 
 async def healthz(request: web.Request) -> web.Response:

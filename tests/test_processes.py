@@ -242,6 +242,34 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
             return bool(invoice["PaidOn"]) and [t["RegularPaymentProvider"] for t in tokens] == [96]
 
         assert _wait_until(generic_paid, 20)
+
+        for provider, invoice, value in (("braintree", "43", 8), ("epay", "42", 7)):
+            sent = subprocess.run(  # noqa: PLW1510
+                [
+                    *PAYHOOKS,
+                    "send-test",
+                    provider,
+                    "--invoice",
+                    invoice,
+                    "--url",
+                    f"http://127.0.0.1:{port}",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+
+            def token_recorded(invoice_id: int = int(invoice), provider_value: int = value) -> bool:
+                state = httpx.get(sandbox).json()
+                return any(
+                    t["CoworkerInvoiceId"] == invoice_id
+                    and t["RegularPaymentProvider"] == provider_value
+                    for t in state["tokens"]
+                )
+
+            assert _wait_until(token_recorded, 20), provider
     finally:
         dev.send_signal(signal.SIGINT)
         output, _ = dev.communicate(timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from payhooks.settings import Settings
 from service.providers.base import WebhookProvider
+from service.providers.braintree import BraintreeWebhook
 from service.providers.epay import EPayCallback
 from service.providers.generic import GenericWebhook
 from service.providers.gocardless import GoCardlessWebhook
@@ -11,7 +12,7 @@ from service.providers.liqpay import LiqPayWebhook
 from service.providers.stripe import StripeWebhook
 
 #: Every provider payhooks knows, by the name in its URL (/webhooks/<name>).
-PROVIDER_NAMES = ("stripe", "gocardless", "liqpay", "epay")
+PROVIDER_NAMES = ("stripe", "gocardless", "braintree", "liqpay", "epay")
 
 
 def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
@@ -31,6 +32,13 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
     if settings.liqpay_private_keys:
         providers["liqpay"] = LiqPayWebhook(
             settings.liqpay_private_keys, allow_sandbox=settings.liqpay_allow_sandbox
+        )
+    if settings.braintree_keys:
+        providers["braintree"] = BraintreeWebhook(
+            settings.braintree_keys,
+            merchant_id=settings.braintree_merchant_id or "",
+            environment=settings.braintree_environment,
+            invoice_field=settings.braintree_invoice_field,
         )
     if settings.epay_md5_secrets:
         providers["epay"] = EPayCallback(settings.epay_md5_secrets)

@@ -1,0 +1,177 @@
+"""Braintree: form-encoded notifications verified and parsed with the official SDK.
+
+``bt_signature`` / ``bt_payload`` go to ``webhook_notification.parse``, which checks the
+HMAC for the public key named in the signature (several key pairs may be configured, for
+rotation or several merchant accounts). The legacy endpoint check (``GET ?bt_challenge=``)
+is answered with ``webhook_notification.verify``. Braintree notifications carry no event
+id: (kind, timestamp, subject id) is the dedupe key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs
+
+import braintree
+from braintree.exceptions.invalid_signature_error import InvalidSignatureError
+
+from payhooks.events import (
+    Ignored,
+    InvoiceRef,
+    Normalised,
+    PaymentEvent,
+    PaymentKind,
+    RegularPaymentProvider,
+)
+from service.errors import InvalidSignature, MalformedPayload
+
+Kind = braintree.WebhookNotification.Kind
+PAID = frozenset(
+    {Kind.SubscriptionChargedSuccessfully, Kind.TransactionSettled, Kind.LocalPaymentCompleted}
+)
+FAILED = frozenset({Kind.SubscriptionChargedUnsuccessfully, Kind.TransactionSettlementDeclined})
+
+
+def _fields(body: bytes) -> tuple[str, str]:
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise MalformedPayload("body is not a form") from None
+    return (parsed.get("bt_signature") or [""])[0], (parsed.get("bt_payload") or [""])[0]
+
+
+class BraintreeWebhook:
+    name = "braintree"
+    method = "POST"
+    content_types = frozenset({"application/x-www-form-urlencoded"})
+    bad_signature_status = 400
+    nothing_to_do_status = 200
+    signature_headers: tuple[str, ...] = ()  # the signature is a form field
+
+    def __init__(
+        self,
+        keys: tuple[tuple[str, str], ...],
+        *,
+        merchant_id: str,
+        environment: str,
+        invoice_field: str | None,
+    ) -> None:
+        if not keys:
+            raise ValueError("at least one Braintree key pair is required")
+        env = (
+            braintree.Environment.Production
+            if environment == "production"
+            else (braintree.Environment.Sandbox)
+        )
+        self._gateways = {
+            public: braintree.BraintreeGateway(
+                braintree.Configuration(env, merchant_id, public, private)
+            )
+            for public, private in keys
+        }
+        self._invoice_field = invoice_field
+
+    def redact(self, body: bytes) -> bytes | None:
+        # The payload is base64 XML signed as a whole: kept as sent, re-verifiable.
+        return None
+
+    def answer_challenge(self, challenge: str) -> str:
+        gateway = next(iter(self._gateways.values()))
+        return str(gateway.webhook_notification.verify(challenge))
+
+    def _parse(self, body: bytes) -> Any:
+        signature, payload = _fields(body)
+        if not signature or not payload:
+            raise InvalidSignature("missing bt_signature or bt_payload")
+        public = signature.split("&")[0].split("|")[0]
+        gateway = self._gateways.get(public)
+        if gateway is None:
+            raise InvalidSignature("signed with a public key that is not configured")
+        try:
+            return gateway.webhook_notification.parse(signature, payload)
+        except InvalidSignatureError as exc:
+            raise InvalidSignature(f"signature rejected ({exc})") from None
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        self._parse(body)
+
+    def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
+        notification = self._parse(body)
+        kind = str(notification.kind)
+        when: datetime = notification.timestamp.replace(tzinfo=UTC)
+        transaction, extra = _transaction_of(notification)
+        subject = getattr(transaction, "id", None) or extra.get("subscription", "")
+        event_id = f"{kind}-{int(when.timestamp())}-{subject}"
+        payment_kind = _kind(kind)
+        if payment_kind is None:
+            return [Ignored(event_id, kind, "notification kind not handled")]
+        if transaction is None:
+            return [Ignored(event_id, kind, "no transaction in the notification")]
+        invoice = self._invoice_of(transaction)
+        if not invoice and payment_kind is PaymentKind.PAID:
+            return [Ignored(event_id, kind, "no order_id on the transaction")]
+        amount = getattr(transaction, "amount", None)
+        currency = getattr(transaction, "currency_iso_code", None)
+        return [
+            PaymentEvent(
+                provider=self.name,
+                event_id=event_id,
+                event_type=kind,
+                kind=payment_kind,
+                token=str(transaction.id),
+                invoice=invoice,
+                amount=Decimal(str(amount)) if amount is not None else None,
+                currency=str(currency).upper() if currency else None,
+                occurred_at=when,
+                object_id=str(transaction.id),
+                regular_payment_provider=RegularPaymentProvider.BRAINTREE,
+                payment_method=getattr(transaction, "payment_instrument_type", None),
+                details=extra,
+            )
+        ]
+
+    def _invoice_of(self, transaction: Any) -> InvoiceRef:
+        value = getattr(transaction, "order_id", None)
+        if self._invoice_field:
+            custom = getattr(transaction, "custom_fields", None) or {}
+            value = custom.get(self._invoice_field, value) if isinstance(custom, dict) else value
+        text = str(value or "").strip()
+        if not text:
+            return InvoiceRef()
+        return InvoiceRef(invoice_id=int(text)) if text.isdigit() else InvoiceRef(number=text)
+
+
+def _kind(kind: str) -> PaymentKind | None:
+    if kind in PAID:
+        return PaymentKind.PAID
+    if kind in FAILED:
+        return PaymentKind.FAILED
+    if kind.startswith("dispute_"):
+        return PaymentKind.REFUNDED
+    return None
+
+
+def _transaction_of(notification: Any) -> tuple[Any, dict[str, str]]:
+    """The transaction a notification is about, and references for the token's Notes."""
+    extra: dict[str, str] = {}
+    subscription = getattr(notification, "subscription", None)
+    if subscription is not None:
+        extra["subscription"] = str(subscription.id)
+        if getattr(subscription, "payment_method_token", None):
+            extra["payment_method_token"] = str(subscription.payment_method_token)
+        transactions = getattr(subscription, "transactions", None) or []
+        return (transactions[0] if transactions else None), extra
+    dispute = getattr(notification, "dispute", None)
+    if dispute is not None:
+        return getattr(dispute, "transaction", None), extra
+    local = getattr(notification, "local_payment_completed", None)
+    if local is not None:
+        return getattr(local, "transaction", None), extra
+    transaction = getattr(notification, "transaction", None)
+    details = getattr(transaction, "credit_card_details", None)
+    if details is not None and getattr(details, "token", None):
+        extra["payment_method_token"] = str(details.token)
+    return transaction, extra

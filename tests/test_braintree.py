@@ -1,0 +1,141 @@
+"""Braintree: the SDK verifies and parses; its own signed samples are accepted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import braintree
+import pytest
+from aiohttp.test_utils import TestClient
+from redis import Redis
+from rq import Queue
+
+from payhooks.events import Ignored, PaymentEvent, PaymentKind
+from payhooks.samples import braintree as samples
+from payhooks.samples.deliver import deliver_bodies
+from payhooks.sandbox.nexudus import SandboxState
+from payhooks.settings import Settings
+from service.app import create_app
+from tests.conftest import BRAINTREE_PRIVATE, BRAINTREE_PUBLIC
+
+RunWorker = Callable[[], None]
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def sdk_sample(kind: str, subject_id: str) -> bytes:
+    gateway = braintree.BraintreeGateway(
+        braintree.Configuration(
+            braintree.Environment.Sandbox,
+            "payhooks_test_merchant",
+            BRAINTREE_PUBLIC,
+            BRAINTREE_PRIVATE,
+        )
+    )
+    sample = gateway.webhook_testing.sample_notification(kind, subject_id)
+    return urlencode(
+        {"bt_signature": sample["bt_signature"], "bt_payload": sample["bt_payload"]}
+    ).encode()
+
+
+def ours(
+    kind: str = "transaction_settled",
+    order_id: str = "42",
+    amount: str = "100.00",
+    public: str = BRAINTREE_PUBLIC,
+    private: str = BRAINTREE_PRIVATE,
+) -> bytes:
+    xml = samples.transaction_notification(kind, order_id=order_id, amount=Decimal(amount))
+    return samples.signed(xml, public, private)[0]
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, redis: Redis) -> TestClient:
+    return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
+
+
+async def test_sdk_samples_verify_and_are_acknowledged(client: TestClient, queue: Queue) -> None:
+    for kind in ("transaction_settled", "subscription_charged_successfully", "check"):
+        response = await client.post(
+            "/webhooks/braintree", data=sdk_sample(kind, "sub_or_txn_1"), headers=FORM
+        )
+        assert response.status == 200, await response.text()
+    # The SDK's samples carry no order id: acknowledged, nothing to apply.
+    assert queue.count == 0
+
+
+async def test_signed_transaction_is_queued_once(client: TestClient, queue: Queue) -> None:
+    body = ours()
+    first = await client.post("/webhooks/braintree", data=body, headers=FORM)
+    second = await client.post("/webhooks/braintree", data=body, headers=FORM)
+    assert ((await first.json())["status"], (await second.json())["status"]) == (
+        "accepted",
+        "duplicate",
+    )
+    assert queue.count == 1
+
+
+@pytest.mark.parametrize(
+    "tamper", ["wrong private key", "unknown public key", "modified payload", "missing"]
+)
+async def test_bad_signature_is_400(client: TestClient, queue: Queue, tamper: str) -> None:
+    if tamper == "wrong private key":
+        body = ours(private="not_the_key")
+    elif tamper == "unknown public key":
+        body = ours(public="someone_else", private="their_key")
+    elif tamper == "modified payload":
+        body = ours().replace(b"bt_payload=", b"bt_payload=AAAA")
+    else:
+        body = b"bt_payload=abc"
+    response = await client.post("/webhooks/braintree", data=body, headers=FORM)
+    assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")
+    assert queue.count == 0
+
+
+async def test_legacy_challenge_is_answered(client: TestClient) -> None:
+    response = await client.get("/webhooks/braintree?bt_challenge=20f9f8ed05f77439fe955c977e4c8a53")
+    text = await response.text()
+    assert response.status == 200
+    assert text.startswith(f"{BRAINTREE_PUBLIC}|")
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("transaction_settled", PaymentKind.PAID),
+        ("subscription_charged_successfully", PaymentKind.PAID),
+        ("transaction_settlement_declined", PaymentKind.FAILED),
+        ("subscription_charged_unsuccessfully", PaymentKind.FAILED),
+        ("dispute_opened", PaymentKind.REFUNDED),
+        ("subscription_went_past_due", None),
+    ],
+)
+def test_kind_mapping(settings: Settings, kind: str, expected: PaymentKind | None) -> None:
+    from service.providers import build_providers
+
+    provider = build_providers(settings)["braintree"]
+    [result] = provider.normalise(ours(kind), {})
+    if expected is None:
+        assert isinstance(result, Ignored)
+        return
+    assert isinstance(result, PaymentEvent)
+    assert (result.kind, result.invoice.invoice_id, result.amount) == (
+        expected,
+        42,
+        Decimal("100.00"),
+    )
+    assert result.regular_payment_provider == 8
+
+
+def test_settled_transaction_marks_the_invoice_paid(
+    settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+) -> None:
+    deliver_bodies(settings, "braintree", [ours(kind="subscription_charged_successfully")])
+    run_worker()
+    [token] = sandbox_state.tokens.values()
+    assert token["RegularPaymentProvider"] == 8
+    assert "payment_method_token pm_token_1" in token["Notes"]
+    assert "subscription sub_" in token["Notes"]
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
