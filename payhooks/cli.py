@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     send = commands.add_parser("send-test", help="send a correctly signed sample webhook")
     send.add_argument(
-        "provider", choices=["stripe", "gocardless", "braintree", "liqpay", "epay", "generic"]
+        "provider",
+        choices=["stripe", "gocardless", "braintree", "authorizenet", "liqpay", "epay", "generic"],
     )
     send.add_argument("--invoice", type=int, required=True, help="Nexudus CoworkerInvoice Id")
     send.add_argument("--amount", default="100.00", help="major units (default 100.00)")
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument(
         "--sandbox-url",
         default="http://127.0.0.1:8090",
-        help="gocardless only: the dev sandbox, where the sample payment is registered",
+        help="gocardless, authorizenet: the dev sandbox, where the sample payment is registered",
     )
 
     check = commands.add_parser(

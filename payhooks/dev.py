@@ -15,6 +15,7 @@ from aiohttp import web
 
 from payhooks import logs
 from payhooks.embedded_redis import EmbeddedRedis
+from payhooks.samples import authorizenet as authorizenet_samples
 from payhooks.samples import braintree as braintree_samples
 from payhooks.samples.epay import DEV_SECRET as EPAY_DEV_SECRET
 from payhooks.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
@@ -22,6 +23,9 @@ from payhooks.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
 from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
+from payhooks.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
+from payhooks.sandbox.authorizenet import add_authorizenet_routes
 from payhooks.sandbox.gocardless import GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.settings import Settings
@@ -53,6 +57,12 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
             "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
             "EPAY_MD5_SECRETS": os.environ.get("EPAY_MD5_SECRETS") or EPAY_DEV_SECRET,
+            "AUTHORIZENET_SIGNATURE_KEYS": os.environ.get("AUTHORIZENET_SIGNATURE_KEYS")
+            or authorizenet_samples.DEV_SIGNATURE_KEY,
+            "AUTHORIZENET_LOGIN_ID": ANET_LOGIN_ID,
+            "AUTHORIZENET_TRANSACTION_KEY": ANET_TRANSACTION_KEY,
+            "AUTHORIZENET_API_URL": f"http://127.0.0.1:{sandbox_port}/xml/v1/request.api",
+            "AUTHORIZENET_CURRENCY": "EUR",
             "BRAINTREE_KEYS": os.environ.get("BRAINTREE_KEYS")
             or f"{braintree_samples.DEV_PUBLIC_KEY}:{braintree_samples.DEV_PRIVATE_KEY}",
             "BRAINTREE_MERCHANT_ID": os.environ.get("BRAINTREE_MERCHANT_ID")
@@ -97,6 +107,7 @@ async def _run(
         state.invoices[record["Id"]] = dict(record)
     sandbox = create_sandbox_app(state)
     add_gocardless_routes(sandbox, gocardless_state)
+    add_authorizenet_routes(sandbox)
     runners = []
     for app, port in (
         (sandbox, sandbox_port),
@@ -146,6 +157,7 @@ payhooks dev is running (Ctrl-C stops everything)
   receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
                    http://127.0.0.1:{receiver_port}/webhooks/gocardless
                    http://127.0.0.1:{receiver_port}/webhooks/braintree
+                   http://127.0.0.1:{receiver_port}/webhooks/authorizenet
                    http://127.0.0.1:{receiver_port}/webhooks/liqpay
                    http://127.0.0.1:{receiver_port}/webhooks/epay (GET)
                    http://127.0.0.1:{receiver_port}/webhooks/generic/bank
@@ -165,4 +177,5 @@ Try, in another terminal:
   .venv/bin/payhooks send-test generic --source bank --invoice 43{url}
   .venv/bin/payhooks send-test epay --invoice 42{url}
   .venv/bin/payhooks send-test braintree --invoice 43{url}
+  .venv/bin/payhooks send-test authorizenet --invoice 44{url}{sandbox_url}
 """

@@ -25,6 +25,15 @@ def check_config(settings: Settings, *, role: str) -> int:
     gocardless_unusable = settings.gocardless_webhook_secrets and not (
         settings.gocardless_access_token
     )
+    if (
+        role in ("worker", "all")
+        and settings.authorizenet_signature_keys
+        and not (settings.authorizenet_login_id and settings.authorizenet_transaction_key)
+    ):
+        problems.append(
+            "worker: AUTHORIZENET_SIGNATURE_KEYS is set but AUTHORIZENET_LOGIN_ID or "
+            "AUTHORIZENET_TRANSACTION_KEY is not: no Authorize.Net payment could be confirmed"
+        )
     if role in ("worker", "all") and gocardless_unusable:
         problems.append(
             "worker: GOCARDLESS_WEBHOOK_SECRETS is set but GOCARDLESS_ACCESS_TOKEN is not: "

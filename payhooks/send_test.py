@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 import httpx
 
 from payhooks.money import to_minor_units
+from payhooks.samples import authorizenet as authorizenet_samples
 from payhooks.samples import braintree as braintree_samples
 from payhooks.samples import epay as epay_samples
 from payhooks.samples import generic as generic_samples
@@ -35,6 +36,8 @@ def send_test(args: argparse.Namespace) -> int:
             body, headers, summary = _generic(args, amount)
         elif args.provider == "braintree":
             body, headers, summary = _braintree(args, amount)
+        elif args.provider == "authorizenet":
+            body, headers, summary = _authorizenet(args, amount)
         elif args.provider == "epay":
             query, summary = _epay(args, amount)
             response = httpx.get(f"{url}?{query}", timeout=10)
@@ -165,3 +168,17 @@ def _braintree(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[s
         headers,
         f"transaction_settled, {amount} {args.currency.upper()}, order {args.invoice}",
     )
+
+
+def _authorizenet(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
+    # The job confirms the transaction with the API: register it with the sandbox first.
+    notification = authorizenet_samples.notification(amount=amount)
+    transaction_id = notification["payload"]["id"]
+    httpx.post(
+        f"{args.sandbox_url.rstrip('/')}/_sandbox/authorizenet/transactions",
+        json={"id": transaction_id, "invoice_number": str(args.invoice), "amount": str(amount)},
+        timeout=10,
+    ).raise_for_status()
+    key = _secret("AUTHORIZENET_SIGNATURE_KEYS", authorizenet_samples.DEV_SIGNATURE_KEY)
+    body, headers = authorizenet_samples.signed(notification, key)
+    return body, headers, f"authcapture.created {transaction_id}, {amount}, invoice {args.invoice}"

@@ -126,6 +126,11 @@ class Settings:
     liqpay_private_keys: tuple[str, ...] = field(default=(), repr=False)
     liqpay_allow_sandbox: bool = False
     epay_md5_secrets: tuple[str, ...] = field(default=(), repr=False)
+    authorizenet_signature_keys: tuple[str, ...] = field(default=(), repr=False)
+    authorizenet_login_id: str | None = field(default=None, repr=False)
+    authorizenet_transaction_key: str | None = field(default=None, repr=False)
+    authorizenet_api_url: str = "https://api.authorize.net/xml/v1/request.api"
+    authorizenet_currency: str = "USD"
     braintree_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     braintree_merchant_id: str | None = None
     braintree_environment: str = "production"
@@ -180,6 +185,14 @@ class Settings:
             == "true",
             generic_webhook_secrets=_sources(env, "GENERIC_WEBHOOK_SECRETS"),
             epay_md5_secrets=_list(env, "EPAY_MD5_SECRETS"),
+            authorizenet_signature_keys=_list(env, "AUTHORIZENET_SIGNATURE_KEYS"),
+            authorizenet_login_id=_text(env, "AUTHORIZENET_LOGIN_ID"),
+            authorizenet_transaction_key=_text(env, "AUTHORIZENET_TRANSACTION_KEY"),
+            authorizenet_api_url=_url(
+                env, "AUTHORIZENET_API_URL", "https://api.authorize.net/xml/v1/request.api"
+            )
+            or "https://api.authorize.net/xml/v1/request.api",
+            authorizenet_currency=(_text(env, "AUTHORIZENET_CURRENCY", "USD") or "USD").upper(),
             braintree_keys=_pairs(env, "BRAINTREE_KEYS"),
             braintree_merchant_id=_text(env, "BRAINTREE_MERCHANT_ID"),
             braintree_environment=_choice(
@@ -211,7 +224,8 @@ class Settings:
         if not self.enabled_providers():
             raise ConfigError(
                 "no provider is configured: set STRIPE_WEBHOOK_SECRETS, "
-                "GOCARDLESS_WEBHOOK_SECRETS, BRAINTREE_KEYS, LIQPAY_PRIVATE_KEYS, "
+                "GOCARDLESS_WEBHOOK_SECRETS, BRAINTREE_KEYS, AUTHORIZENET_SIGNATURE_KEYS, "
+                "LIQPAY_PRIVATE_KEYS, "
                 "EPAY_MD5_SECRETS or GENERIC_WEBHOOK_SECRETS"
             )
 
@@ -238,6 +252,8 @@ class Settings:
             enabled.append("epay")
         if self.braintree_keys:
             enabled.append("braintree")
+        if self.authorizenet_signature_keys:
+            enabled.append("authorizenet")
         enabled += [f"generic/{source}" for source in self.generic_webhook_secrets]
         return enabled
 

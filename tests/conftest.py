@@ -16,6 +16,9 @@ from payhooks.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
 from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
+from payhooks.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
+from payhooks.sandbox.authorizenet import AuthorizeNetState, add_authorizenet_routes
 from payhooks.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.sandbox.server import ThreadedServer
@@ -27,6 +30,7 @@ OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
 GOCARDLESS_SECRET = GOCARDLESS_DEV_SECRET
 OLD_GOCARDLESS_SECRET = "previous_gocardless_secret"
 EPAY_SECRET = "payhooks_dev_only_epay_secret"
+AUTHORIZENET_KEY = "52CB4A002C634B84E397DC8A218E1A160BA7CAB7CBE4C05B35E9CBB05E14FE4A"
 BRAINTREE_PUBLIC = "payhooks_test_public"
 BRAINTREE_PRIVATE = "payhooks_test_private"
 GENERIC_SECRET = GENERIC_DEV_SECRET
@@ -64,12 +68,20 @@ def gocardless_state() -> GoCardlessState:
 
 
 @pytest.fixture
+def authorizenet_state() -> AuthorizeNetState:
+    return AuthorizeNetState()
+
+
+@pytest.fixture
 def sandbox(
-    sandbox_state: SandboxState, gocardless_state: GoCardlessState
+    sandbox_state: SandboxState,
+    gocardless_state: GoCardlessState,
+    authorizenet_state: AuthorizeNetState,
 ) -> Iterator[ThreadedServer]:
     def make() -> web.Application:
         app = create_sandbox_app(sandbox_state)
         add_gocardless_routes(app, gocardless_state)
+        add_authorizenet_routes(app, authorizenet_state)
         return app
 
     server = ThreadedServer(make).start()
@@ -96,6 +108,10 @@ def settings(
         liqpay_private_keys=(LIQPAY_KEY, OLD_LIQPAY_KEY),
         generic_webhook_secrets={"bank": (GENERIC_SECRET, OLD_GENERIC_SECRET)},
         epay_md5_secrets=(EPAY_SECRET,),
+        authorizenet_signature_keys=(AUTHORIZENET_KEY,),
+        authorizenet_login_id=ANET_LOGIN_ID,
+        authorizenet_transaction_key=ANET_TRANSACTION_KEY,
+        authorizenet_api_url=f"{sandbox.url}/xml/v1/request.api",
         braintree_keys=((BRAINTREE_PUBLIC, BRAINTREE_PRIVATE), ("old_public", "old_private")),
         braintree_merchant_id="payhooks_test_merchant",
         braintree_environment="sandbox",

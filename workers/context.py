@@ -12,6 +12,7 @@ from payhooks.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.shared_metrics import WorkerMetrics
 from payhooks.trail import Trail
+from workers.authorizenet_lookup import AuthorizeNetLookup
 from workers.gocardless_lookup import GoCardlessPaymentLookup
 from workers.ledger import Ledger
 from workers.nexudus import NexudusClient
@@ -66,6 +67,12 @@ def build_context(settings: Settings) -> WorkerContext:
         ledger=Ledger(redis, lock_seconds=settings.job_timeout_seconds),
         enrichers={
             "stripe": StripePaymentMethodLookup(settings.stripe_api_key, settings.stripe_api_base),
+            "authorizenet": AuthorizeNetLookup(
+                api_url=settings.authorizenet_api_url,
+                login_id=settings.authorizenet_login_id,
+                transaction_key=settings.authorizenet_transaction_key,
+                currency=settings.authorizenet_currency,
+            ),
             "gocardless": GoCardlessPaymentLookup(
                 settings.gocardless_access_token,
                 environment=settings.gocardless_environment,

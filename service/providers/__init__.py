@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from payhooks.settings import Settings
+from service.providers.authorizenet import AuthorizeNetWebhook
 from service.providers.base import WebhookProvider
 from service.providers.braintree import BraintreeWebhook
 from service.providers.epay import EPayCallback
@@ -12,7 +13,7 @@ from service.providers.liqpay import LiqPayWebhook
 from service.providers.stripe import StripeWebhook
 
 #: Every provider payhooks knows, by the name in its URL (/webhooks/<name>).
-PROVIDER_NAMES = ("stripe", "gocardless", "braintree", "liqpay", "epay")
+PROVIDER_NAMES = ("stripe", "gocardless", "braintree", "authorizenet", "liqpay", "epay")
 
 
 def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
@@ -40,6 +41,8 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
             environment=settings.braintree_environment,
             invoice_field=settings.braintree_invoice_field,
         )
+    if settings.authorizenet_signature_keys:
+        providers["authorizenet"] = AuthorizeNetWebhook(settings.authorizenet_signature_keys)
     if settings.epay_md5_secrets:
         providers["epay"] = EPayCallback(settings.epay_md5_secrets)
     for source, secrets in settings.generic_webhook_secrets.items():

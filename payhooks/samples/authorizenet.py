@@ -1,0 +1,45 @@
+"""Authorize.Net sample notifications, shaped like Authorize.Net's, and signed."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from service.providers.authorizenet import signature_of
+
+# Not a secret: the Signature Key of `payhooks dev`, known to `send-test`.
+DEV_SIGNATURE_KEY = "PAYHOOKS-DEV-ONLY-SIGNATURE-KEY"
+
+
+def notification(
+    transaction_id: str | None = None,
+    *,
+    amount: Decimal = Decimal("100.00"),
+    event: str = "authcapture.created",
+) -> dict[str, Any]:
+    return {
+        "notificationId": str(uuid.uuid4()),
+        "eventType": f"net.authorize.payment.{event}",
+        "eventDate": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z"),
+        "webhookId": str(uuid.uuid4()),
+        "payload": {
+            "responseCode": 1,
+            "authCode": "Z3PV5H",
+            "avsResponse": "Y",
+            "authAmount": float(amount),
+            "entityName": "transaction",
+            "id": transaction_id or str(secrets.randbelow(10**11)),
+        },
+    }
+
+
+def signed(body: dict[str, Any] | bytes, key: str) -> tuple[bytes, dict[str, str]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return raw, {
+        "Content-Type": "application/json",
+        "X-ANET-Signature": "sha512=" + signature_of(key, raw).upper(),
+    }
