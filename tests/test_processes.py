@@ -243,7 +243,11 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
 
         assert _wait_until(generic_paid, 20)
 
-        for provider, invoice, value in (("braintree", "43", 8), ("epay", "42", 7)):
+        for provider, invoice, value in (
+            ("braintree", "43", 8),
+            ("epay", "42", 7),
+            ("authorizenet", "44", 4),
+        ):
             sent = subprocess.run(  # noqa: PLW1510
                 [
                     *PAYHOOKS,
@@ -253,6 +257,8 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
                     invoice,
                     "--url",
                     f"http://127.0.0.1:{port}",
+                    "--sandbox-url",
+                    f"http://127.0.0.1:{sandbox_port}",
                 ],
                 env=env,
                 capture_output=True,
