@@ -131,151 +131,48 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
         text=True,
     )
     sandbox = f"http://127.0.0.1:{sandbox_port}/_sandbox/state"
+    urls = [
+        "--url",
+        f"http://127.0.0.1:{port}",
+        "--sandbox-url",
+        f"http://127.0.0.1:{sandbox_port}",
+    ]
+    # (send-test arguments, invoice, the provider value its token must carry). The last three
+    # pay invoices already paid: their token is recorded (and the job flagged for a look).
+    cases = [
+        (["stripe", "--invoice", "42"], 42, 2),
+        (["gocardless", "--invoice", "43"], 43, 12),
+        (["liqpay", "--invoice", "44", "--currency", "EUR"], 44, 10),
+        (["generic", "--source", "bank", "--invoice", "45", "--amount", "250.00"], 45, 96),
+        (["braintree", "--invoice", "43"], 43, 8),
+        (["epay", "--invoice", "42"], 42, 7),
+        (["authorizenet", "--invoice", "44"], 44, 4),
+    ]
     try:
         assert wait_until_ready(f"http://127.0.0.1:{port}/readyz")
-        sent = subprocess.run(  # noqa: PLW1510
-            [
-                *PAYHOOKS,
-                "send-test",
-                "stripe",
-                "--invoice",
-                "42",
-                "--url",
-                f"http://127.0.0.1:{port}",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert sent.returncode == 0, sent.stdout + sent.stderr
-        assert "-> 200" in sent.stdout
-
-        def paid() -> bool:
-            state = httpx.get(sandbox).json()
-            invoice = next(i for i in state["invoices"] if i["Id"] == 42)
-            return bool(invoice["PaidOn"]) and len(state["tokens"]) == 1
-
-        assert _wait_until(paid, 20)
-        calls = [(c["method"], c["path"]) for c in httpx.get(sandbox).json()["calls"]]
-        assert calls == [("GET", f"{INVOICES}/42"), ("POST", TOKENS), ("PUT", INVOICES)]
-
-        sent = subprocess.run(  # noqa: PLW1510
-            [
-                *PAYHOOKS,
-                "send-test",
-                "gocardless",
-                "--invoice",
-                "43",
-                "--url",
-                f"http://127.0.0.1:{port}",
-                "--sandbox-url",
-                f"http://127.0.0.1:{sandbox_port}",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert sent.returncode == 0, sent.stdout + sent.stderr
-
-        def gocardless_paid() -> bool:
-            state = httpx.get(sandbox).json()
-            invoice = next(i for i in state["invoices"] if i["Id"] == 43)
-            tokens = [t for t in state["tokens"] if t["CoworkerInvoiceId"] == 43]
-            return bool(invoice["PaidOn"]) and [t["RegularPaymentProvider"] for t in tokens] == [12]
-
-        assert _wait_until(gocardless_paid, 20)
-
-        sent = subprocess.run(  # noqa: PLW1510
-            [
-                *PAYHOOKS,
-                "send-test",
-                "liqpay",
-                "--invoice",
-                "44",
-                "--currency",
-                "EUR",
-                "--url",
-                f"http://127.0.0.1:{port}",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert sent.returncode == 0, sent.stdout + sent.stderr
-
-        def liqpay_paid() -> bool:
-            state = httpx.get(sandbox).json()
-            invoice = next(i for i in state["invoices"] if i["Id"] == 44)
-            tokens = [t for t in state["tokens"] if t["CoworkerInvoiceId"] == 44]
-            return bool(invoice["PaidOn"]) and [t["RegularPaymentProvider"] for t in tokens] == [10]
-
-        assert _wait_until(liqpay_paid, 20)
-
-        sent = subprocess.run(  # noqa: PLW1510
-            [
-                *PAYHOOKS,
-                "send-test",
-                "generic",
-                "--source",
-                "bank",
-                "--invoice",
-                "45",
-                "--amount",
-                "250.00",
-                "--url",
-                f"http://127.0.0.1:{port}",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert sent.returncode == 0, sent.stdout + sent.stderr
-
-        def generic_paid() -> bool:
-            state = httpx.get(sandbox).json()
-            invoice = next(i for i in state["invoices"] if i["Id"] == 45)
-            tokens = [t for t in state["tokens"] if t["CoworkerInvoiceId"] == 45]
-            return bool(invoice["PaidOn"]) and [t["RegularPaymentProvider"] for t in tokens] == [96]
-
-        assert _wait_until(generic_paid, 20)
-
-        for provider, invoice, value in (
-            ("braintree", "43", 8),
-            ("epay", "42", 7),
-            ("authorizenet", "44", 4),
-        ):
+        for arguments, invoice_id, provider_value in cases:
             sent = subprocess.run(  # noqa: PLW1510
-                [
-                    *PAYHOOKS,
-                    "send-test",
-                    provider,
-                    "--invoice",
-                    invoice,
-                    "--url",
-                    f"http://127.0.0.1:{port}",
-                    "--sandbox-url",
-                    f"http://127.0.0.1:{sandbox_port}",
-                ],
+                [*PAYHOOKS, "send-test", *arguments, *urls],
                 env=env,
                 capture_output=True,
                 text=True,
                 timeout=30,
             )
             assert sent.returncode == 0, sent.stdout + sent.stderr
+            assert "-> 200" in sent.stdout
 
-            def token_recorded(invoice_id: int = int(invoice), provider_value: int = value) -> bool:
+            def applied(invoice_id: int = invoice_id, value: int = provider_value) -> bool:
                 state = httpx.get(sandbox).json()
-                return any(
-                    t["CoworkerInvoiceId"] == invoice_id
-                    and t["RegularPaymentProvider"] == provider_value
+                invoice = next(i for i in state["invoices"] if i["Id"] == invoice_id)
+                return bool(invoice["PaidOn"]) and any(
+                    t["CoworkerInvoiceId"] == invoice_id and t["RegularPaymentProvider"] == value
                     for t in state["tokens"]
                 )
 
-            assert _wait_until(token_recorded, 20), provider
+            assert _wait_until(applied, 20), arguments[0]
+            if arguments[0] == "stripe":
+                calls = [(c["method"], c["path"]) for c in httpx.get(sandbox).json()["calls"]]
+                assert calls == [("GET", f"{INVOICES}/42"), ("POST", TOKENS), ("PUT", INVOICES)]
     finally:
         dev.send_signal(signal.SIGINT)
         output, _ = dev.communicate(timeout=30)
