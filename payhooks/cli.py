@@ -1,6 +1,6 @@
-"""The `payhooks` command: serve, worker, dev, send-test.
+"""payhooks: payment-provider webhooks to Nexudus invoices, exactly once.
 
-Settings are read from the environment once, here, and passed down.
+Settings come from the environment (see the README's configuration table).
 """
 
 from __future__ import annotations
@@ -37,12 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     send.add_argument("--invoice", type=int, required=True, help="Nexudus CoworkerInvoice Id")
     send.add_argument("--amount", default="100.00", help="major units (default 100.00)")
-    send.add_argument("--currency", default="EUR")
+    send.add_argument("--currency", default="EUR", help="ISO code (default %(default)s)")
     send.add_argument(
-        "--method", default="card", choices=["card", "us_bank_account", "ach_debit", "bacs_debit"]
+        "--method",
+        default="card",
+        choices=["card", "us_bank_account", "ach_debit", "bacs_debit"],
+        help="stripe only: the payment method (default %(default)s)",
     )
-    send.add_argument("--url", default="http://127.0.0.1:8080", help="the receiver's base URL")
-    send.add_argument("--source", default="bank", help="generic only: the source name")
+    send.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="the receiver's base URL (%(default)s)"
+    )
+    send.add_argument(
+        "--source", default="bank", help="generic only: the source name (default %(default)s)"
+    )
     send.add_argument(
         "--sandbox-url",
         default="http://127.0.0.1:8090",
@@ -55,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--role", choices=["serve", "worker", "all"], default="all")
 
     health = commands.add_parser("healthcheck", help="exit 0 when this container is healthy")
-    health.add_argument("--url", default="http://127.0.0.1:8080/healthz")
+    health.add_argument(
+        "--url",
+        default="http://127.0.0.1:8080/healthz",
+        help="the receiver's full health URL (default %(default)s)",
+    )
     health.add_argument("--worker", action="store_true", help="check a worker instead")
 
     _add_ops_commands(commands)
@@ -93,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def filters(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--provider", choices=["stripe", "gocardless"])
+        p.add_argument(
+            "--provider",
+            help="stripe, gocardless, braintree, authorizenet, liqpay, epay, generic/<source>",
+        )
         p.add_argument("--invoice", help="Nexudus invoice Id")
         p.add_argument("--error-class", help="e.g. InvoiceNotFound, NexudusPermanentError")
         p.add_argument("--since", help="30m, 2h, 3d, or a date such as 2026-11-20")
@@ -119,13 +133,17 @@ def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     purge.add_argument("--json", action="store_true")
 
     trace = commands.add_parser("trace", help="the history of an event, or of an invoice's events")
-    trace.add_argument("reference", help="a provider event id (evt_…, EV…) or a Nexudus invoice Id")
+    trace.add_argument(
+        "reference",
+        help="a provider event id (evt_…, EV…, a notification or webhook id, or provider:id) "
+        "or a Nexudus invoice Id",
+    )
     trace.add_argument("--json", action="store_true")
 
     replay_event = commands.add_parser(
         "replay-event", help="re-normalise a stored webhook with the current code and queue it"
     )
-    replay_event.add_argument("event_id", help="a provider event id (evt_…, EV…)")
+    replay_event.add_argument("event_id", help="a provider event id, as `trace` shows it")
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:

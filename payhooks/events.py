@@ -64,7 +64,9 @@ class InvoiceRef:
     def describe(self) -> str:
         if self.invoice_id is not None:
             return f"invoice id {self.invoice_id}"
-        return f"invoice number {self.number!r}"
+        if self.number:
+            return f"invoice number {self.number!r}"
+        return "invoice not known yet (read from the provider's API by the job)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,9 +98,13 @@ def healthcheck(*, url: str, worker: bool) -> int:
         worker = True
     if not worker:
         try:
-            return 0 if httpx.get(url, timeout=3).status_code == 200 else 1
-        except httpx.HTTPError:
+            status = httpx.get(url, timeout=3).status_code
+        except httpx.HTTPError as exc:
+            print(f"unhealthy: {url} unreachable ({exc.__class__.__name__})", file=sys.stderr)
             return 1
+        if status != 200:
+            print(f"unhealthy: {url} answered {status}", file=sys.stderr)
+        return 0 if status == 200 else 1
     # A worker is healthy when Redis answers and a worker of this host is registered
     # (RQ keeps the registration alive with heartbeats, so a hung worker drops out).
     redis_url = os.environ.get("REDIS_URL")

@@ -26,9 +26,7 @@ from payhooks.events import Ignored, PaymentEvent
 from payhooks.jobspec import JOB_FUNCTION, RESULT_TTL_SECONDS
 from payhooks.settings import Settings
 from payhooks.trail import Trail
-from service.providers import PROVIDER_NAMES, build_providers
-
-PROVIDERS = list(PROVIDER_NAMES)
+from service.providers import build_providers
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +159,8 @@ class Ops:
 
     # -- events -----------------------------------------------------------------------
 
-    def find_event(self, event_id: str) -> str | None:
-        providers = [*PROVIDERS, *build_providers(self.settings)]
-        return self.trail.find_event(event_id, list(dict.fromkeys(providers)))
+    def find_event(self, reference: str) -> str | None:
+        return self.trail.find_event(reference)
 
     def replay_event(self, event_key: str) -> str:
         """Re-normalise the stored webhook with the current code and queue its job."""
@@ -175,7 +172,10 @@ class Ops:
         provider_name, event_id = event_key.split(":", 1)
         providers = build_providers(self.settings)
         if provider_name not in providers:
-            return f"{event_key}: provider {provider_name} is not configured here"
+            raise ValueError(
+                f"{event_key}: provider {provider_name} is not configured here; run replay-event "
+                "with the receiver's environment (its secrets build the normaliser)"
+            )
         normalised = [
             n
             for n in providers[provider_name].normalise(stored["body"], stored["headers"])

@@ -149,7 +149,8 @@ def _purge(ops: Ops, args: argparse.Namespace) -> int:
 
 def _trace(ops: Ops, args: argparse.Namespace) -> int:
     reference = args.reference.strip()
-    if reference.isdigit():
+    found = ops.find_event(reference)
+    if found is None and reference.isdigit():
         event_keys = ops.trail.events_for_invoice(int(reference))
         if not event_keys:
             print(
@@ -157,13 +158,10 @@ def _trace(ops: Ops, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    elif found is None:
+        print(f"no trail for event {reference} (kept EVENT_RETENTION_DAYS days)", file=sys.stderr)
+        return 1
     else:
-        found = ops.find_event(reference)
-        if found is None:
-            print(
-                f"no trail for event {reference} (kept EVENT_RETENTION_DAYS days)", file=sys.stderr
-            )
-            return 1
         event_keys = [found]
     print_trail(ops, event_keys, sys.stdout, as_json=args.json)
     return 0
@@ -176,5 +174,6 @@ def _replay_event(ops: Ops, args: argparse.Namespace) -> int:
             f"no trail for event {args.event_id} (kept EVENT_RETENTION_DAYS days)", file=sys.stderr
         )
         return 1
-    print(ops.replay_event(event_key))
-    return 0
+    message = ops.replay_event(event_key)
+    print(message)
+    return 0 if ("queued" in message or "already" in message) else 1

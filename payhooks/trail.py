@@ -23,6 +23,10 @@ from payhooks import keys
 from payhooks.keys import text
 
 
+def _glob_escape(value: str) -> str:
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in value)
+
+
 def now_iso() -> str:
     t = time.time()
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(t))}.{int(t % 1 * 1000):03d}Z"
@@ -106,12 +110,13 @@ class Trail:
         members = self._redis.zrange(keys.invoice_events(invoice_id), 0, -1)
         return [text(k) for k in members if isinstance(k, bytes | str)]
 
-    def find_event(self, event_id: str, providers: list[str]) -> str | None:
-        """The event key of a provider event id, whichever provider sent it."""
-        for provider in providers:
-            event_key = f"{provider}:{event_id}"
-            if self._redis.exists(keys.trail(event_key)):
-                return event_key
+    def find_event(self, reference: str) -> str | None:
+        """The event key of a provider event id (or of ``provider:id``), whoever sent it."""
+        if ":" in reference and self._redis.exists(keys.trail(reference)):
+            return reference
+        pattern = keys.trail("*:" + _glob_escape(reference))
+        for found in self._redis.scan_iter(match=pattern, count=1000):
+            return text(found).removeprefix(keys.trail(""))
         return None
 
     def webhook(self, webhook_key: str) -> dict[str, Any] | None:

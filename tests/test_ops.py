@@ -445,3 +445,24 @@ class TestReplaySafety:
         assert result.returncode == 0
         assert "would replay" in result.stdout
         assert len(FailedJobRegistry(queue=queue)) == 1
+
+
+def test_events_are_found_by_any_provider_id_without_provider_settings(
+    settings: Settings, redis: Redis
+) -> None:
+    bare = Ops(Settings(redis_url=settings.redis_url), redis)  # no provider configured
+    bare.trail.append("epay:3212292612", "received")
+    bare.trail.append("generic/bank:msg_1a2b", "received")
+    assert bare.find_event("3212292612") == "epay:3212292612"  # digits: an event, not an invoice
+    assert bare.find_event("epay:3212292612") == "epay:3212292612"
+    assert bare.find_event("msg_1a2b") == "generic/bank:msg_1a2b"
+    assert bare.find_event("nope") is None
+    traced = subprocess.run(  # noqa: PLW1510
+        [*PAYHOOKS, "trace", "3212292612"],
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert traced.returncode == 0
+    assert "epay:3212292612" in traced.stdout

@@ -179,7 +179,8 @@ def token_notes(event: PaymentEvent, remark: str | None) -> str:
     if event.payment_method:
         parts.append(f"method {event.payment_method}")
     if event.amount is not None:
-        parts.append(f"{event.amount} {event.currency}")
+        places = Decimal(1).scaleb(-exponent(event.currency or ""))
+        parts.append(f"{event.amount.quantize(places)} {event.currency}")
     for name, value in sorted(event.details.items()):
         if name != "livemode":
             parts.append(f"{name} {value}")

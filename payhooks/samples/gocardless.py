@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 # Not a secret: the webhook endpoint secret of `payhooks dev`, known to `send-test`.
@@ -32,7 +33,7 @@ def payment_event(
         links["refund"] = "RF" + secrets.token_hex(6).upper()
     return {
         "id": ev_id or event_id(),
-        "created_at": "2026-11-20T09:13:51.404Z",
+        "created_at": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "resource_type": resource_type,
         "action": action,
         "links": links,
