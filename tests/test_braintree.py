@@ -139,3 +139,30 @@ def test_settled_transaction_marks_the_invoice_paid(
     assert "payment_method_token pm_token_1" in token["Notes"]
     assert "subscription sub_" in token["Notes"]
     assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+
+def test_card_details_are_redacted_in_the_trail(settings: Settings, redis: Redis) -> None:
+    from payhooks.trail import Trail
+    from service.providers import build_providers
+
+    xml = samples.transaction_notification("transaction_settled", order_id="42", amount=Decimal(1))
+    xml = xml.replace(
+        "</transaction>",
+        "<credit-card><bin>411111</bin><last-4>1111</last-4><expiration-month>12</expiration-month>"
+        "<card-type>Visa</card-type></credit-card></transaction>",
+    )
+    body = samples.signed(xml, BRAINTREE_PUBLIC, BRAINTREE_PRIVATE)[0]
+    assert build_providers(settings)["braintree"].redact(body) is not None
+    deliver_bodies(settings, "braintree", [body])
+    trail = Trail(redis, ttl_seconds=60)
+    [key] = [k.decode() for k in redis.scan_iter("payhooks:webhook:*")]
+    stored = trail.webhook(key)
+    assert stored is not None
+    assert stored["redacted"] is True
+    from base64 import b64decode
+    from urllib.parse import parse_qs
+
+    payload = b64decode(parse_qs(stored["body"].decode())["bt_payload"][0]).decode()
+    assert "411111" not in payload
+    assert "<last-4>[redacted]</last-4>" in payload
+    assert "<card-type>Visa</card-type>" in payload

@@ -88,3 +88,12 @@ def test_callback_marks_the_invoice_paid(
     [token] = sandbox_state.tokens.values()
     assert (token["Token"], token["RegularPaymentProvider"]) == (parameters[0][1], 7)
     assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+
+def test_card_number_is_redacted() -> None:
+    parameters = samples.callback(orderid="42", amount_minor=100)
+    query = samples.signed_query(parameters, EPAY_SECRET).encode()
+    redacted = EPayCallback((EPAY_SECRET,)).redact(query)
+    assert redacted is not None
+    assert b"444444XXXXXX4444" not in redacted
+    assert b"cardno=%5Bredacted%5D" in redacted

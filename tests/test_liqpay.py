@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -148,3 +148,14 @@ def test_sandbox_payments_are_applied_only_when_allowed(
     deliver_bodies(allowed, "liqpay", [samples.signed(dict(payment, payment_id=5), LIQPAY_KEY)[0]])
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+
+def test_card_mask_is_redacted() -> None:
+    provider = LiqPayWebhook((LIQPAY_KEY,), allow_sandbox=False)
+    body, _ = samples.signed(samples.payment(order_id="42", amount=Decimal(1)), LIQPAY_KEY)
+    redacted = provider.redact(body)
+    assert redacted is not None
+    [event] = provider.normalise(redacted, {})  # still re-normalisable
+    assert isinstance(event, PaymentEvent)
+    data = dict(parse_qsl(redacted.decode()))["data"]
+    assert b"424242" not in base64.b64decode(data)

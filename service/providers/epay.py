@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 from payhooks.events import (
@@ -71,7 +71,13 @@ class EPayCallback:
         self._secrets = secrets
 
     def redact(self, body: bytes) -> bytes | None:
-        return None  # cardno arrives masked (444444XXXXXX4444)
+        """``cardno`` (a masked card number, BIN and last digits) removed."""
+        parameters = _parameters(body)
+        if not any(name == "cardno" for name, _ in parameters):
+            return None
+        return urlencode(
+            [(n, "[redacted]" if n == "cardno" else v) for n, v in parameters]
+        ).encode()
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         parameters = _parameters(body)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from payhooks.events import (
     Ignored,
@@ -60,7 +60,22 @@ class LiqPayWebhook:
         self._allow_sandbox = allow_sandbox
 
     def redact(self, body: bytes) -> bytes | None:
-        return None  # LiqPay sends masked card numbers at most (sender_card_mask2)
+        """The card mask and card holder's details removed from ``data``."""
+        fields = _fields(body)
+        try:
+            payment = json.loads(base64.b64decode(fields.get("data", ""), validate=True))
+        except (binascii.Error, ValueError):
+            return None
+        if not isinstance(payment, dict):
+            return None
+        sensitive = {
+            k for k in payment if k.startswith(("sender_card", "sender_first", "sender_last"))
+        }
+        if not sensitive:
+            return None
+        payment.update({k: "[redacted]" for k in sensitive})
+        data = base64.b64encode(json.dumps(payment).encode()).decode()
+        return urlencode({"data": data, "signature": fields.get("signature", "")}).encode()
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         fields = _fields(body)
