@@ -33,7 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     send = commands.add_parser("send-test", help="send a correctly signed sample webhook")
     send.add_argument(
         "provider",
-        choices=["stripe", "gocardless", "braintree", "authorizenet", "liqpay", "epay", "generic"],
+        choices=[
+            "stripe",
+            "gocardless",
+            "braintree",
+            "authorizenet",
+            "paypal",
+            "paypal-ipn",
+            "liqpay",
+            "epay",
+            "generic",
+        ],
     )
     send.add_argument("--invoice", type=int, required=True, help="Nexudus CoworkerInvoice Id")
     send.add_argument("--amount", default="100.00", help="major units (default 100.00)")
@@ -53,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument(
         "--sandbox-url",
         default="http://127.0.0.1:8090",
-        help="gocardless, authorizenet: the dev sandbox, where the sample payment is registered",
+        help="gocardless, authorizenet, paypal: the dev sandbox (registers the sample payment, "
+        "signs as PayPal)",
     )
 
     check = commands.add_parser(

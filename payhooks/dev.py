@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from payhooks import logs
 from payhooks.embedded_redis import EmbeddedRedis
 from payhooks.samples import authorizenet as authorizenet_samples
 from payhooks.samples import braintree as braintree_samples
+from payhooks.samples import paypal as paypal_samples
 from payhooks.samples.epay import DEV_SECRET as EPAY_DEV_SECRET
 from payhooks.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
 from payhooks.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
@@ -28,6 +30,7 @@ from payhooks.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KE
 from payhooks.sandbox.authorizenet import add_authorizenet_routes
 from payhooks.sandbox.gocardless import GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.sandbox.paypal import PayPalState, add_paypal_routes
 from payhooks.settings import Settings
 from service.app import create_app
 
@@ -44,6 +47,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
     with EmbeddedRedis() as redis_server:
         state = SandboxState()
         gocardless_state = GoCardlessState()
+        paypal_state = PayPalState()
         env = {
             **os.environ,
             "REDIS_URL": redis_server.url,
@@ -63,6 +67,13 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "AUTHORIZENET_TRANSACTION_KEY": ANET_TRANSACTION_KEY,
             "AUTHORIZENET_API_URL": f"http://127.0.0.1:{sandbox_port}/xml/v1/request.api",
             "AUTHORIZENET_CURRENCY": "EUR",
+            "PAYPAL_WEBHOOK_IDS": os.environ.get("PAYPAL_WEBHOOK_IDS")
+            or paypal_samples.DEV_WEBHOOK_ID,
+            "PAYPAL_CERT_URL_PREFIXES": f"http://127.0.0.1:{sandbox_port}/paypal/",
+            "PAYPAL_CERT_TRUST_FILE": _paypal_trust_file(redis_server.data_dir, paypal_state),
+            "PAYPAL_IPN_RECEIVER_EMAILS": os.environ.get("PAYPAL_IPN_RECEIVER_EMAILS")
+            or paypal_samples.DEV_RECEIVER_EMAIL,
+            "PAYPAL_IPN_URL": f"http://127.0.0.1:{sandbox_port}/cgi-bin/webscr",
             "BRAINTREE_KEYS": os.environ.get("BRAINTREE_KEYS")
             or f"{braintree_samples.DEV_PUBLIC_KEY}:{braintree_samples.DEV_PRIVATE_KEY}",
             "BRAINTREE_MERCHANT_ID": os.environ.get("BRAINTREE_MERCHANT_ID")
@@ -77,7 +88,17 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
         settings = Settings.from_env(env)
         logs.configure("text", settings.log_level)
         try:
-            asyncio.run(_run(settings, env, state, gocardless_state, receiver_port, sandbox_port))
+            asyncio.run(
+                _run(
+                    settings,
+                    env,
+                    state,
+                    gocardless_state,
+                    paypal_state,
+                    receiver_port,
+                    sandbox_port,
+                )
+            )
         except PortBusy as exc:
             print(
                 f"payhooks dev: cannot listen on port {exc.port} ({exc.reason}); "
@@ -86,6 +107,13 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             )
             return 1
     return 0
+
+
+def _paypal_trust_file(directory: str, state: PayPalState) -> str:
+    """The sandbox PayPal CA, which dev trusts instead of the real roots."""
+    path = Path(directory) / "sandbox-paypal-ca.pem"
+    path.write_bytes(state.ca_pem)
+    return str(path)
 
 
 class PortBusy(Exception):
@@ -100,6 +128,7 @@ async def _run(
     env: dict[str, str],
     state: SandboxState,
     gocardless_state: GoCardlessState,
+    paypal_state: PayPalState,
     receiver_port: int,
     sandbox_port: int,
 ) -> None:
@@ -108,6 +137,7 @@ async def _run(
     sandbox = create_sandbox_app(state)
     add_gocardless_routes(sandbox, gocardless_state)
     add_authorizenet_routes(sandbox)
+    add_paypal_routes(sandbox, paypal_state)
     runners = []
     for app, port in (
         (sandbox, sandbox_port),
@@ -158,6 +188,8 @@ payhooks dev is running (Ctrl-C stops everything)
                    http://127.0.0.1:{receiver_port}/webhooks/gocardless
                    http://127.0.0.1:{receiver_port}/webhooks/braintree
                    http://127.0.0.1:{receiver_port}/webhooks/authorizenet
+                   http://127.0.0.1:{receiver_port}/webhooks/paypal
+                   http://127.0.0.1:{receiver_port}/webhooks/paypal-ipn
                    http://127.0.0.1:{receiver_port}/webhooks/liqpay
                    http://127.0.0.1:{receiver_port}/webhooks/epay (GET)
                    http://127.0.0.1:{receiver_port}/webhooks/generic/bank
@@ -178,4 +210,6 @@ Try, in another terminal:
   .venv/bin/payhooks send-test epay --invoice 42{url}
   .venv/bin/payhooks send-test braintree --invoice 43{url}
   .venv/bin/payhooks send-test authorizenet --invoice 44{url}{sandbox_url}
+  .venv/bin/payhooks send-test paypal --invoice 42{url}{sandbox_url}
+  .venv/bin/payhooks send-test paypal-ipn --invoice 43{url}
 """

@@ -15,7 +15,9 @@ from payhooks.samples import epay as epay_samples
 from payhooks.samples import generic as generic_samples
 from payhooks.samples import gocardless as gocardless_samples
 from payhooks.samples import liqpay as liqpay_samples
+from payhooks.samples import paypal as paypal_samples
 from payhooks.samples import stripe as stripe_samples
+from payhooks.sandbox.paypal import CERT_PATH as PAYPAL_CERT_PATH
 from service.providers.epay import CURRENCIES
 
 
@@ -38,6 +40,10 @@ def send_test(args: argparse.Namespace) -> int:
             body, headers, summary = _braintree(args, amount)
         elif args.provider == "authorizenet":
             body, headers, summary = _authorizenet(args, amount)
+        elif args.provider == "paypal":
+            body, headers, summary = _paypal(args, amount)
+        elif args.provider == "paypal-ipn":
+            body, headers, summary = _paypal_ipn(args, amount)
         elif args.provider == "epay":
             query, summary = _epay(args, amount)
             response = httpx.get(f"{url}?{query}", timeout=10)
@@ -182,3 +188,37 @@ def _authorizenet(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dic
     key = _secret("AUTHORIZENET_SIGNATURE_KEYS", authorizenet_samples.DEV_SIGNATURE_KEY)
     body, headers = authorizenet_samples.signed(notification, key)
     return body, headers, f"authcapture.created {transaction_id}, {amount}, invoice {args.invoice}"
+
+
+def _paypal(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
+    # PayPal signs with its certificate's key: in dev, the sandbox holds the stand-in's.
+    sandbox = args.sandbox_url.rstrip("/")
+    event = paypal_samples.capture_event(
+        invoice_id=str(args.invoice), amount=amount, currency=args.currency.upper()
+    )
+    body = paypal_samples.encoded(event)
+
+    def sign(message: bytes) -> str:
+        answer = httpx.post(f"{sandbox}/_sandbox/paypal/sign", json={"message": message.decode()})
+        answer.raise_for_status()
+        return str(answer.json()["signature"])
+
+    webhook_id = _secret("PAYPAL_WEBHOOK_IDS", paypal_samples.DEV_WEBHOOK_ID)
+    headers = paypal_samples.headers_for(body, webhook_id, sandbox + PAYPAL_CERT_PATH, sign)
+    return (
+        body,
+        headers,
+        f"PAYMENT.CAPTURE.COMPLETED {event['id']}, {amount}, invoice {args.invoice}",
+    )
+
+
+def _paypal_ipn(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
+    receiver = _secret("PAYPAL_IPN_RECEIVER_EMAILS", paypal_samples.DEV_RECEIVER_EMAIL)
+    body = paypal_samples.ipn(
+        invoice=str(args.invoice),
+        amount=amount,
+        currency=args.currency.upper(),
+        receiver_email=receiver,
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    return body, headers, f"IPN subscr_payment Completed, {amount}, invoice {args.invoice}"

@@ -12,6 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+#: Where PayPal's message-signing certificates may be fetched from.
+PAYPAL_CERT_URL_PREFIXES = (
+    "https://api.paypal.com/",
+    "https://api-m.paypal.com/",
+    "https://api.sandbox.paypal.com/",
+    "https://api-m.sandbox.paypal.com/",
+)
+
 
 class ConfigError(Exception):
     """A missing or malformed environment variable; the message names it."""
@@ -131,6 +139,12 @@ class Settings:
     authorizenet_transaction_key: str | None = field(default=None, repr=False)
     authorizenet_api_url: str = "https://api.authorize.net/xml/v1/request.api"
     authorizenet_currency: str = "USD"
+    paypal_webhook_ids: tuple[str, ...] = ()
+    paypal_cert_url_prefixes: tuple[str, ...] = PAYPAL_CERT_URL_PREFIXES
+    paypal_cert_trust_file: str | None = None
+    paypal_provider_value: int | None = None
+    paypal_ipn_receiver_emails: tuple[str, ...] = ()
+    paypal_ipn_url: str = "https://ipnpb.paypal.com/cgi-bin/webscr"
     braintree_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     braintree_merchant_id: str | None = None
     braintree_environment: str = "production"
@@ -193,6 +207,19 @@ class Settings:
             )
             or "https://api.authorize.net/xml/v1/request.api",
             authorizenet_currency=(_text(env, "AUTHORIZENET_CURRENCY", "USD") or "USD").upper(),
+            paypal_webhook_ids=_list(env, "PAYPAL_WEBHOOK_IDS"),
+            paypal_cert_url_prefixes=_list(env, "PAYPAL_CERT_URL_PREFIXES")
+            or PAYPAL_CERT_URL_PREFIXES,
+            paypal_cert_trust_file=_text(env, "PAYPAL_CERT_TRUST_FILE"),
+            paypal_provider_value=int(
+                _choice(env, "PAYPAL_PROVIDER_VALUE", "auto", ("auto", "5", "6")).replace(
+                    "auto", "0"
+                )
+            )
+            or None,
+            paypal_ipn_receiver_emails=_list(env, "PAYPAL_IPN_RECEIVER_EMAILS"),
+            paypal_ipn_url=_url(env, "PAYPAL_IPN_URL", "https://ipnpb.paypal.com/cgi-bin/webscr")
+            or "https://ipnpb.paypal.com/cgi-bin/webscr",
             braintree_keys=_pairs(env, "BRAINTREE_KEYS"),
             braintree_merchant_id=_text(env, "BRAINTREE_MERCHANT_ID"),
             braintree_environment=_choice(
@@ -225,6 +252,7 @@ class Settings:
             raise ConfigError(
                 "no provider is configured: set STRIPE_WEBHOOK_SECRETS, "
                 "GOCARDLESS_WEBHOOK_SECRETS, BRAINTREE_KEYS, AUTHORIZENET_SIGNATURE_KEYS, "
+                "PAYPAL_WEBHOOK_IDS, PAYPAL_IPN_RECEIVER_EMAILS, "
                 "LIQPAY_PRIVATE_KEYS, "
                 "EPAY_MD5_SECRETS or GENERIC_WEBHOOK_SECRETS"
             )
@@ -254,6 +282,10 @@ class Settings:
             enabled.append("braintree")
         if self.authorizenet_signature_keys:
             enabled.append("authorizenet")
+        if self.paypal_webhook_ids:
+            enabled.append("paypal")
+        if self.paypal_ipn_receiver_emails:
+            enabled.append("paypal-ipn")
         enabled += [f"generic/{source}" for source in self.generic_webhook_secrets]
         return enabled
 

@@ -63,6 +63,9 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
             )
         else:
             body = await request.read()
+        prepare = getattr(provider, "prepare", None)
+        if prepare is not None:  # I/O a check needs first (PayPal's certificate), off the loop
+            await prepare(request.headers)
         provider.verify(body, request.headers)
         normalised = provider.normalise(body, request.headers)
         events = [item for item in normalised if isinstance(item, PaymentEvent)]

@@ -21,6 +21,7 @@ from payhooks.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KE
 from payhooks.sandbox.authorizenet import AuthorizeNetState, add_authorizenet_routes
 from payhooks.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.sandbox.paypal import PayPalState, add_paypal_routes
 from payhooks.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
 from workers import context
@@ -31,6 +32,8 @@ GOCARDLESS_SECRET = GOCARDLESS_DEV_SECRET
 OLD_GOCARDLESS_SECRET = "previous_gocardless_secret"
 EPAY_SECRET = "payhooks_dev_only_epay_secret"
 AUTHORIZENET_KEY = "52CB4A002C634B84E397DC8A218E1A160BA7CAB7CBE4C05B35E9CBB05E14FE4A"
+PAYPAL_WEBHOOK_ID = "WH-TEST-PAYHOOKS"
+PAYPAL_RECEIVER = "billing@coworking.example"
 BRAINTREE_PUBLIC = "payhooks_test_public"
 BRAINTREE_PRIVATE = "payhooks_test_private"
 GENERIC_SECRET = GENERIC_DEV_SECRET
@@ -72,16 +75,37 @@ def authorizenet_state() -> AuthorizeNetState:
     return AuthorizeNetState()
 
 
+@pytest.fixture(scope="session")
+def paypal_keys() -> PayPalState:
+    return PayPalState()  # RSA keys take a while to make: once per session
+
+
+@pytest.fixture
+def paypal_state(paypal_keys: PayPalState) -> PayPalState:
+    paypal_keys.invalid_txns.clear()
+    paypal_keys.postbacks.clear()
+    return paypal_keys
+
+
+@pytest.fixture(scope="session")
+def paypal_trust_file(paypal_keys: PayPalState, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("paypal") / "sandbox-ca.pem"
+    path.write_bytes(paypal_keys.ca_pem)
+    return str(path)
+
+
 @pytest.fixture
 def sandbox(
     sandbox_state: SandboxState,
     gocardless_state: GoCardlessState,
     authorizenet_state: AuthorizeNetState,
+    paypal_state: PayPalState,
 ) -> Iterator[ThreadedServer]:
     def make() -> web.Application:
         app = create_sandbox_app(sandbox_state)
         add_gocardless_routes(app, gocardless_state)
         add_authorizenet_routes(app, authorizenet_state)
+        add_paypal_routes(app, paypal_state)
         return app
 
     server = ThreadedServer(make).start()
@@ -91,7 +115,10 @@ def sandbox(
 
 @pytest.fixture
 def settings(
-    redis_server: EmbeddedRedis, sandbox: ThreadedServer, sandbox_state: SandboxState
+    redis_server: EmbeddedRedis,
+    sandbox: ThreadedServer,
+    sandbox_state: SandboxState,
+    paypal_trust_file: str,
 ) -> Settings:
     return Settings(
         redis_url=redis_server.url,
@@ -112,6 +139,11 @@ def settings(
         authorizenet_login_id=ANET_LOGIN_ID,
         authorizenet_transaction_key=ANET_TRANSACTION_KEY,
         authorizenet_api_url=f"{sandbox.url}/xml/v1/request.api",
+        paypal_webhook_ids=(PAYPAL_WEBHOOK_ID,),
+        paypal_cert_url_prefixes=(f"{sandbox.url}/paypal/",),
+        paypal_cert_trust_file=paypal_trust_file,
+        paypal_ipn_receiver_emails=(PAYPAL_RECEIVER,),
+        paypal_ipn_url=f"{sandbox.url}/cgi-bin/webscr",
         braintree_keys=((BRAINTREE_PUBLIC, BRAINTREE_PRIVATE), ("old_public", "old_private")),
         braintree_merchant_id="payhooks_test_merchant",
         braintree_environment="sandbox",

@@ -147,6 +147,8 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
         (["braintree", "--invoice", "43"], 43, 8),
         (["epay", "--invoice", "42"], 42, 7),
         (["authorizenet", "--invoice", "44"], 44, 4),
+        (["paypal", "--invoice", "46", "--currency", "GBP"], 46, 6),
+        (["paypal-ipn", "--invoice", "45"], 45, 5),
     ]
     try:
         assert wait_until_ready(f"http://127.0.0.1:{port}/readyz")

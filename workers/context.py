@@ -17,6 +17,7 @@ from workers.gocardless_lookup import GoCardlessPaymentLookup
 from workers.ledger import Ledger
 from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
+from workers.paypal_ipn_confirm import PayPalIpnConfirm
 from workers.ratelimit import RateLimiter
 from workers.stripe_lookup import StripePaymentMethodLookup
 
@@ -58,6 +59,7 @@ def build_context(settings: Settings) -> WorkerContext:
         http_timeout_seconds=settings.nexudus_timeout_seconds,
     )
     metrics = WorkerMetrics(redis)
+    trail = Trail(redis, ttl_seconds=settings.event_ttl_seconds)
     limiter = RateLimiter.for_nexudus(redis, settings, on_wait=metrics.throttle_wait)
     nexudus = NexudusClient(http, auth, limiter, metrics=metrics)
     return WorkerContext(
@@ -73,6 +75,11 @@ def build_context(settings: Settings) -> WorkerContext:
                 transaction_key=settings.authorizenet_transaction_key,
                 currency=settings.authorizenet_currency,
             ),
+            "paypal-ipn": PayPalIpnConfirm(
+                trail,
+                ipn_url=settings.paypal_ipn_url,
+                receiver_emails=settings.paypal_ipn_receiver_emails,
+            ),
             "gocardless": GoCardlessPaymentLookup(
                 settings.gocardless_access_token,
                 environment=settings.gocardless_environment,
@@ -81,7 +88,7 @@ def build_context(settings: Settings) -> WorkerContext:
             ),
         },
         http=http,
-        trail=Trail(redis, ttl_seconds=settings.event_ttl_seconds),
+        trail=trail,
         metrics=metrics,
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import certifi
+
 from payhooks.settings import Settings
 from service.providers.authorizenet import AuthorizeNetWebhook
 from service.providers.base import WebhookProvider
@@ -10,10 +12,21 @@ from service.providers.epay import EPayCallback
 from service.providers.generic import GenericWebhook
 from service.providers.gocardless import GoCardlessWebhook
 from service.providers.liqpay import LiqPayWebhook
+from service.providers.paypal import PayPalWebhook
+from service.providers.paypal_ipn import PayPalIpn
 from service.providers.stripe import StripeWebhook
 
 #: Every provider payhooks knows, by the name in its URL (/webhooks/<name>).
-PROVIDER_NAMES = ("stripe", "gocardless", "braintree", "authorizenet", "liqpay", "epay")
+PROVIDER_NAMES = (
+    "stripe",
+    "gocardless",
+    "braintree",
+    "authorizenet",
+    "paypal",
+    "paypal-ipn",
+    "liqpay",
+    "epay",
+)
 
 
 def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
@@ -43,6 +56,15 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
         )
     if settings.authorizenet_signature_keys:
         providers["authorizenet"] = AuthorizeNetWebhook(settings.authorizenet_signature_keys)
+    if settings.paypal_webhook_ids:
+        providers["paypal"] = PayPalWebhook(
+            settings.paypal_webhook_ids,
+            cert_url_prefixes=settings.paypal_cert_url_prefixes,
+            trust_file=settings.paypal_cert_trust_file or certifi.where(),
+            provider_value=settings.paypal_provider_value,
+        )
+    if settings.paypal_ipn_receiver_emails:
+        providers["paypal-ipn"] = PayPalIpn()
     if settings.epay_md5_secrets:
         providers["epay"] = EPayCallback(settings.epay_md5_secrets)
     for source, secrets in settings.generic_webhook_secrets.items():

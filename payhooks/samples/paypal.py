@@ -1,0 +1,92 @@
+"""PayPal sample webhooks (REST) and IPN messages, shaped like PayPal's."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from service.providers.paypal import signed_message
+
+# Not secrets: the webhook id and receiver address of `payhooks dev`.
+DEV_WEBHOOK_ID = "WH-PAYHOOKS-DEV-ONLY"
+DEV_RECEIVER_EMAIL = "billing@coworking.example"
+
+
+def capture_event(
+    *, invoice_id: str, amount: Decimal, currency: str = "EUR", status: str = "COMPLETED"
+) -> dict[str, Any]:
+    now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "id": f"WH-{secrets.token_hex(8).upper()}",
+        "event_version": "1.0",
+        "create_time": now,
+        "resource_type": "capture",
+        "event_type": f"PAYMENT.CAPTURE.{status}",
+        "summary": f"Payment {status.lower()}",
+        "resource": {
+            "id": secrets.token_hex(8).upper(),
+            "status": status,
+            "amount": {"currency_code": currency, "value": f"{amount:.2f}"},
+            "final_capture": True,
+            "invoice_id": invoice_id,
+            "custom_id": "",
+            "create_time": now,
+            "update_time": now,
+        },
+    }
+
+
+def headers_for(body: bytes, webhook_id: str, cert_url: str, signer: Any) -> dict[str, str]:
+    """The transmission headers PayPal sends; ``signer(message) -> base64 signature``."""
+    transmission = {
+        "PAYPAL-TRANSMISSION-ID": str(uuid.uuid4()),
+        "PAYPAL-TRANSMISSION-TIME": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "PAYPAL-CERT-URL": cert_url,
+        "PAYPAL-AUTH-ALGO": "SHA256withRSA",
+        "Content-Type": "application/json",
+    }
+    transmission["PAYPAL-TRANSMISSION-SIG"] = signer(signed_message(transmission, webhook_id, body))
+    return transmission
+
+
+def encoded(event: dict[str, Any]) -> bytes:
+    return json.dumps(event).encode()
+
+
+def ipn(
+    *,
+    invoice: str,
+    amount: Decimal,
+    currency: str = "EUR",
+    status: str = "Completed",
+    receiver_email: str = DEV_RECEIVER_EMAIL,
+    txn_id: str | None = None,
+) -> bytes:
+    return urlencode(
+        {
+            "mc_gross": f"{amount:.2f}",
+            "invoice": invoice,
+            "protection_eligibility": "Eligible",
+            "payer_id": "LPLWNMTBWMFAY",
+            "payment_date": "10:14:20 Nov 20, 2026 PST",
+            "payment_status": status,
+            "charset": "windows-1252",
+            "first_name": "Ana",
+            "mc_fee": "0.88",
+            "notify_version": "3.9",
+            "subscr_id": "I-PAYHOOKS0001",
+            "payer_status": "verified",
+            "business": receiver_email,
+            "receiver_email": receiver_email,
+            "txn_id": txn_id or secrets.token_hex(8).upper(),
+            "payment_type": "instant",
+            "txn_type": "subscr_payment",
+            "mc_currency": currency,
+            "ipn_track_id": secrets.token_hex(6),
+        }
+    ).encode()

@@ -1,0 +1,113 @@
+"""PayPal IPN (PayPal Standard subscriptions, provider 5).
+
+IPN has no signature: the receiver acknowledges at once (as PayPal requires) and keeps the
+raw body; before any money is recorded the job posts that body back to PayPal
+(``cmd=_notify-validate``, workers/paypal_ipn_confirm.py) and needs ``VERIFIED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+from payhooks.events import (
+    Ignored,
+    InvoiceRef,
+    Normalised,
+    PaymentEvent,
+    PaymentKind,
+    RegularPaymentProvider,
+)
+from service.errors import MalformedPayload
+
+KINDS = {
+    "Completed": PaymentKind.PAID,
+    "Pending": PaymentKind.PENDING,
+    "Failed": PaymentKind.FAILED,
+    "Denied": PaymentKind.FAILED,
+    "Expired": PaymentKind.FAILED,
+    "Voided": PaymentKind.FAILED,
+    "Refunded": PaymentKind.REFUNDED,
+    "Reversed": PaymentKind.REFUNDED,
+}
+PAYPAL_TIME = ZoneInfo("America/Los_Angeles")  # payment_date is in PayPal's own time
+
+
+def ipn_fields(body: bytes) -> dict[str, str]:
+    """The form, decoded with the charset IPN names in it (often windows-1252)."""
+    text = body.decode("ascii", errors="replace")
+    charset = dict(parse_qsl(text, encoding="latin-1")).get("charset", "windows-1252")
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace"))
+    except LookupError:
+        return dict(parse_qsl(text, keep_blank_values=True, encoding="windows-1252"))
+
+
+class PayPalIpn:
+    name = "paypal-ipn"
+    method = "POST"
+    content_types = frozenset({"application/x-www-form-urlencoded"})
+    bad_signature_status = 400
+    nothing_to_do_status = 200
+    signature_headers: tuple[str, ...] = ()
+
+    def redact(self, body: bytes) -> bytes | None:
+        return None  # kept byte for byte: the job posts it back to PayPal
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Nothing to check here: the job confirms each IPN with PayPal before money moves."""
+
+    def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
+        fields = ipn_fields(body)
+        txn_id, status = fields.get("txn_id", ""), fields.get("payment_status", "")
+        event_id = f"{txn_id}-{status}" if txn_id else fields.get("ipn_track_id", "")
+        event_type = f"ipn.{fields.get('txn_type', 'payment')}.{status or 'none'}"
+        if not event_id:
+            raise MalformedPayload("IPN without txn_id or ipn_track_id")
+        kind = KINDS.get(status)
+        if kind is None or not txn_id:
+            return [Ignored(event_id, event_type, "not a payment status change")]
+        reference = (fields.get("invoice") or fields.get("custom") or "").strip()
+        invoice = (
+            InvoiceRef(invoice_id=int(reference))
+            if reference.isdigit()
+            else InvoiceRef(number=reference)
+            if reference
+            else InvoiceRef()
+        )
+        if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
+            return [Ignored(event_id, event_type, "no invoice or custom field")]
+        try:
+            amount = Decimal(fields["mc_gross"]) if fields.get("mc_gross") else None
+        except InvalidOperation:
+            amount = None
+        details = {"subscription": fields["subscr_id"]} if fields.get("subscr_id") else {}
+        return [
+            PaymentEvent(
+                provider=self.name,
+                event_id=event_id,
+                event_type=event_type,
+                kind=kind,
+                token=txn_id,
+                invoice=invoice,
+                amount=abs(amount) if amount is not None else None,
+                currency=fields.get("mc_currency", "").upper() or None,
+                occurred_at=_payment_date(fields.get("payment_date", "")),
+                object_id=txn_id,
+                regular_payment_provider=RegularPaymentProvider.PAYPAL_STANDARD_SUBSCRIPTION,
+                payment_method="paypal",
+                details=details,
+            )
+        ]
+
+
+def _payment_date(value: str) -> datetime:
+    """``10:14:20 Nov 20, 2026 PST`` -> UTC."""
+    try:
+        local = datetime.strptime(" ".join(value.split()[:4]), "%H:%M:%S %b %d, %Y")
+    except ValueError:
+        return datetime.fromtimestamp(0, tz=UTC)
+    return local.replace(tzinfo=PAYPAL_TIME).astimezone(UTC)

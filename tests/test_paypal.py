@@ -1,0 +1,281 @@
+"""PayPal: REST webhooks verified offline against a certificate chain; IPN confirmed by
+posting it back. The certificate host and the IPN postback are local stand-ins."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+
+from payhooks import keys
+from payhooks.events import PaymentEvent, PaymentKind
+from payhooks.samples import paypal as samples
+from payhooks.samples.deliver import deliver_bodies
+from payhooks.sandbox.nexudus import SandboxState
+from payhooks.sandbox.paypal import CERT_PATH, PayPalState
+from payhooks.sandbox.server import ThreadedServer
+from payhooks.settings import Settings
+from service.app import create_app
+from service.providers import build_providers
+from tests.conftest import PAYPAL_WEBHOOK_ID
+
+RunWorker = Callable[[], None]
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, redis: Redis) -> TestClient:
+    return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
+
+
+def webhook(
+    sandbox: ThreadedServer,
+    paypal_state: PayPalState,
+    event: dict[str, Any],
+    webhook_id: str = PAYPAL_WEBHOOK_ID,
+) -> tuple[bytes, dict[str, str]]:
+    body = samples.encoded(event)
+    return body, samples.headers_for(body, webhook_id, sandbox.url + CERT_PATH, paypal_state.sign)
+
+
+class TestWebhooks:
+    async def test_signed_capture_is_queued_once(
+        self, client: TestClient, queue: Queue, sandbox: ThreadedServer, paypal_state: PayPalState
+    ) -> None:
+        body, headers = webhook(
+            sandbox, paypal_state, samples.capture_event(invoice_id="42", amount=Decimal(100))
+        )
+        for expected in ("accepted", "duplicate"):
+            response = await client.post("/webhooks/paypal", data=body, headers=headers)
+            assert (await response.json())["status"] == expected
+        assert queue.count == 1
+
+    @pytest.mark.parametrize(
+        "tamper", ["body", "webhook id", "signature", "cert host", "algorithm", "no cert url"]
+    )
+    async def test_forgeries_are_400(
+        self,
+        client: TestClient,
+        queue: Queue,
+        sandbox: ThreadedServer,
+        paypal_state: PayPalState,
+        tamper: str,
+    ) -> None:
+        event = samples.capture_event(invoice_id="42", amount=Decimal(100))
+        body, headers = webhook(
+            sandbox,
+            paypal_state,
+            event,
+            webhook_id="WH-SOMEONE-ELSE" if tamper == "webhook id" else PAYPAL_WEBHOOK_ID,
+        )
+        if tamper == "body":
+            body = body.replace(b"100.00", b"1.00")
+        elif tamper == "signature":
+            headers["PAYPAL-TRANSMISSION-SIG"] = paypal_state.sign(b"something else")
+        elif tamper == "cert host":
+            headers["PAYPAL-CERT-URL"] = "https://evil.example/paypal/certs/x.pem"
+        elif tamper == "algorithm":
+            headers["PAYPAL-AUTH-ALGO"] = "SHA1withRSA"
+        elif tamper == "no cert url":
+            del headers["PAYPAL-CERT-URL"]
+        response = await client.post("/webhooks/paypal", data=body, headers=headers)
+        assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")
+        assert queue.count == 0
+
+    async def test_certificate_from_an_untrusted_chain_is_refused(
+        self,
+        aiohttp_client: Any,
+        settings: Settings,
+        redis: Redis,
+        queue: Queue,
+        sandbox: ThreadedServer,
+        paypal_state: PayPalState,
+        tmp_path: Any,
+    ) -> None:
+        other = PayPalState()  # another CA: trusted by nobody here
+        untrusted = tmp_path / "other-ca.pem"
+        untrusted.write_bytes(other.ca_pem)
+        client = await aiohttp_client(
+            create_app(dataclasses.replace(settings, paypal_cert_trust_file=str(untrusted)))
+        )
+        body, headers = webhook(
+            sandbox, paypal_state, samples.capture_event(invoice_id="42", amount=Decimal(1))
+        )
+        response = await client.post("/webhooks/paypal", data=body, headers=headers)
+        assert (await response.json())[
+            "reason"
+        ] == "PayPal's certificate chain ends in an untrusted root"
+        assert queue.count == 0
+
+    async def test_expired_certificate_is_refused(
+        self,
+        aiohttp_client: Any,
+        settings: Settings,
+        redis: Redis,
+        tmp_path: Any,
+    ) -> None:
+
+        from payhooks.sandbox.paypal import add_paypal_routes
+
+        expired = PayPalState(leaf_days=-2)  # its leaf lapsed yesterday
+        server = ThreadedServer(lambda: _app_with(add_paypal_routes, expired)).start()
+        trust = tmp_path / "ca.pem"
+        trust.write_bytes(expired.ca_pem)
+        try:
+            client = await aiohttp_client(
+                create_app(
+                    dataclasses.replace(
+                        settings,
+                        paypal_cert_trust_file=str(trust),
+                        paypal_cert_url_prefixes=(f"{server.url}/paypal/",),
+                    )
+                )
+            )
+            body = samples.encoded(samples.capture_event(invoice_id="42", amount=Decimal(1)))
+            headers = samples.headers_for(
+                body, PAYPAL_WEBHOOK_ID, server.url + CERT_PATH, expired.sign
+            )
+            response = await client.post("/webhooks/paypal", data=body, headers=headers)
+            assert (await response.json())[
+                "reason"
+            ] == "PayPal's certificate chain has an expired certificate"
+        finally:
+            server.stop()
+
+    async def test_unreachable_certificate_host_is_503_so_paypal_retries(
+        self,
+        aiohttp_client: Any,
+        settings: Settings,
+        redis: Redis,
+    ) -> None:
+        from payhooks.embedded_redis import free_port
+
+        prefix = f"http://127.0.0.1:{free_port()}/paypal/"
+        client = await aiohttp_client(
+            create_app(dataclasses.replace(settings, paypal_cert_url_prefixes=(prefix,)))
+        )
+        body = samples.encoded(samples.capture_event(invoice_id="42", amount=Decimal(1)))
+        headers = samples.headers_for(
+            body, PAYPAL_WEBHOOK_ID, prefix + "certs/x.pem", lambda m: "AAAA"
+        )
+        response = await client.post("/webhooks/paypal", data=body, headers=headers)
+        assert response.status == 503
+
+
+def _app_with(add_routes: Any, state: PayPalState) -> Any:
+    from aiohttp import web
+
+    app = web.Application()
+    add_routes(app, state)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("event_type", "kind"),
+    [
+        ("PAYMENT.CAPTURE.COMPLETED", PaymentKind.PAID),
+        ("PAYMENT.CAPTURE.PENDING", PaymentKind.PENDING),
+        ("PAYMENT.CAPTURE.DENIED", PaymentKind.FAILED),
+        ("PAYMENT.CAPTURE.REFUNDED", PaymentKind.REFUNDED),
+        ("PAYMENT.SALE.COMPLETED", PaymentKind.PAID),
+        ("PAYMENT.SALE.REVERSED", PaymentKind.REFUNDED),
+    ],
+)
+def test_event_types_and_provider_value(
+    settings: Settings, event_type: str, kind: PaymentKind
+) -> None:
+    provider = build_providers(settings)["paypal"]
+    if ".SALE." in event_type:
+        event = {
+            "id": "WH-1",
+            "event_type": event_type,
+            "resource": {
+                "id": "SALE1",
+                "amount": {"total": "100.00", "currency": "EUR"},
+                "invoice_number": "42",
+                "billing_agreement_id": "I-SUB",
+                "create_time": "2026-11-20T10:00:00Z",
+            },
+        }
+        value = 5
+    else:
+        event = samples.capture_event(invoice_id="42", amount=Decimal(100))
+        event["event_type"] = event_type
+        value = 6
+    [result] = provider.normalise(json.dumps(event).encode(), {})
+    assert isinstance(result, PaymentEvent)
+    assert (result.kind, result.invoice.invoice_id, result.amount) == (kind, 42, Decimal("100.00"))
+    assert result.regular_payment_provider == value
+
+
+def test_verified_capture_marks_the_invoice_paid(
+    settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+) -> None:
+    event = samples.capture_event(invoice_id="42", amount=Decimal(100))
+    deliver_bodies(settings, "paypal", [samples.encoded(event)])
+    run_worker()
+    [token] = sandbox_state.tokens.values()
+    assert (token["Token"], token["RegularPaymentProvider"]) == (event["resource"]["id"], 6)
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+
+class TestIpn:
+    async def test_acknowledged_at_once(self, client: TestClient, queue: Queue) -> None:
+        response = await client.post(
+            "/webhooks/paypal-ipn",
+            data=samples.ipn(invoice="42", amount=Decimal(100)),
+            headers=FORM,
+        )
+        assert response.status == 200
+        assert queue.count == 1
+
+    def test_verified_ipn_marks_the_invoice_paid(
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        paypal_state: PayPalState,
+        run_worker: RunWorker,
+    ) -> None:
+        body = samples.ipn(invoice="42", amount=Decimal(100), txn_id="TXN42")
+        deliver_bodies(settings, "paypal-ipn", [body])
+        run_worker()
+        [token] = sandbox_state.tokens.values()
+        assert (token["Token"], token["RegularPaymentProvider"]) == ("TXN42", 5)
+        assert "subscription I-PAYHOOKS0001" in token["Notes"]
+        assert sandbox_state.invoices[42]["PaidOn"] == "2026-11-20T18:14:20Z"
+        assert paypal_state.postbacks == [b"cmd=_notify-validate&" + body]  # byte for byte
+
+    @pytest.mark.parametrize("problem", ["INVALID", "another receiver"])
+    def test_unconfirmed_ipn_records_no_money(
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        paypal_state: PayPalState,
+        run_worker: RunWorker,
+        queue: Queue,
+        problem: str,
+    ) -> None:
+        if problem == "INVALID":
+            paypal_state.invalid_txns.add("TXN43")
+            body = samples.ipn(invoice="43", amount=Decimal(100), txn_id="TXN43")
+        else:
+            body = samples.ipn(
+                invoice="43",
+                amount=Decimal(100),
+                txn_id="TXN43",
+                receiver_email="someone@else.example",
+            )
+        deliver_bodies(settings, "paypal-ipn", [body])
+        run_worker()
+        assert sandbox_state.calls == []
+        job = Job.fetch(keys.job_id("paypal-ipn:TXN43-Completed"), connection=queue.connection)
+        assert job.meta["failure"]["error_class"] == "ProviderLookupError"
+        assert job.meta["failure"]["attempt"] == 1
