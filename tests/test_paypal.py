@@ -279,3 +279,37 @@ class TestIpn:
         job = Job.fetch(keys.job_id("paypal-ipn:TXN43-Completed"), connection=queue.connection)
         assert job.meta["failure"]["error_class"] == "ProviderLookupError"
         assert job.meta["failure"]["attempt"] == 1
+
+
+def test_a_leaf_cannot_vouch_for_another_certificate(
+    paypal_keys: PayPalState, tmp_path: Any
+) -> None:
+    """A certificate signed by a non-CA leaf (which chains to a trusted root) is refused."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+
+    from payhooks.sandbox.paypal import _certificate
+    from service.errors import InvalidSignature
+    from service.providers.paypal import PayPalWebhook
+
+    trust = tmp_path / "ca.pem"
+    trust.write_bytes(paypal_keys.ca_pem)
+    forger_key = rsa_keys.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = _certificate(
+        "messageverificationcerts.paypal.com",
+        forger_key,
+        "messageverificationcerts.sandbox.paypal.com",
+        paypal_keys.leaf_key,
+        ca=False,
+        days=30,
+    )
+    pem = forged.public_bytes(serialization.Encoding.PEM) + paypal_keys.chain_pem
+    provider = PayPalWebhook(
+        ("WH-1",),
+        cert_url_prefixes=("https://api.paypal.com/",),
+        trust_file=str(trust),
+        provider_value=None,
+    )
+    with pytest.raises(InvalidSignature, match="non-CA issuer"):
+        provider._checked_leaf(pem)
+    assert provider._checked_leaf(paypal_keys.chain_pem) == paypal_keys.leaf

@@ -129,6 +129,9 @@ class PayPalWebhook:
         for cert in chain:
             if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
                 raise InvalidSignature("PayPal's certificate chain has an expired certificate")
+        for issuer in chain[1:]:
+            if not _is_ca(issuer):
+                raise InvalidSignature("PayPal's certificate chain has a non-CA issuer")
         try:
             for child, parent in itertools.pairwise(chain):
                 child.verify_directly_issued_by(parent)
@@ -240,8 +243,15 @@ class PayPalWebhook:
         )
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _issued(cert: x509.Certificate, root: x509.Certificate) -> bool:
-    if cert.issuer != root.subject:
+    if cert.issuer != root.subject or not _is_ca(root):
         return False
     try:
         cert.verify_directly_issued_by(root)
