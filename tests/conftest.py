@@ -83,6 +83,7 @@ def paypal_keys() -> PayPalState:
 @pytest.fixture
 def paypal_state(paypal_keys: PayPalState) -> PayPalState:
     paypal_keys.invalid_txns.clear()
+    paypal_keys.genuine.clear()
     paypal_keys.postbacks.clear()
     return paypal_keys
 

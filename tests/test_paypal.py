@@ -313,3 +313,24 @@ def test_a_leaf_cannot_vouch_for_another_certificate(
     with pytest.raises(InvalidSignature, match="non-CA issuer"):
         provider._checked_leaf(pem)
     assert provider._checked_leaf(paypal_keys.chain_pem) == paypal_keys.leaf
+
+
+def test_a_forged_ipn_cannot_borrow_a_genuine_ones_confirmation(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    paypal_state: PayPalState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    # A genuine 0.01 IPN without an invoice (ignored), then a forgery with the same txn_id
+    # and status naming invoice 43. Only the genuine one would get VERIFIED from PayPal.
+    genuine = samples.ipn(invoice="", amount=Decimal("0.01"), txn_id="TXNX")
+    forged = samples.ipn(invoice="43", amount=Decimal("100.00"), txn_id="TXNX")
+    paypal_state.genuine.add(genuine)
+    deliver_bodies(settings, "paypal-ipn", [genuine, forged])
+    run_worker()
+    assert sandbox_state.calls == []
+    assert sandbox_state.invoices[43]["PaidOn"] is None
+    assert paypal_state.postbacks == [b"cmd=_notify-validate&" + forged]
+    job = Job.fetch(keys.job_id("paypal-ipn:TXNX-Completed"), connection=queue.connection)
+    assert "did not confirm" in job.meta["failure"]["reason"]

@@ -10,7 +10,7 @@ import httpx
 
 from payhooks.events import PaymentEvent, PaymentKind
 from payhooks.trail import Trail
-from service.providers.paypal_ipn import ipn_fields
+from service.providers.paypal_ipn import PayPalIpn, ipn_fields
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
 
@@ -23,7 +23,7 @@ class PayPalIpnConfirm:
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         if event.kind not in (PaymentKind.PAID, PaymentKind.PENDING):
             return event
-        body = self._stored_body(event.key)
+        body = self._body_of(event)
         fields = ipn_fields(body)
         if fields.get("receiver_email", "").lower() not in self._receivers:
             raise ProviderLookupError(
@@ -48,13 +48,19 @@ class PayPalIpnConfirm:
             raise ProviderLookupError(f"PayPal did not confirm this IPN ({answer[:20] or 'empty'})")
         return event
 
-    def _stored_body(self, event_key: str) -> bytes:
-        history = self._trail.history(event_key)
-        webhook_key = next((e.get("webhook") for e in history if e.get("webhook")), None)
-        stored = self._trail.webhook(str(webhook_key)) if webhook_key else None
-        if stored is None:
-            raise ProviderLookupError(
-                "the IPN's raw body is no longer stored; it cannot be confirmed"
-            )
-        body: bytes = stored["body"]
-        return body
+    def _body_of(self, event: PaymentEvent) -> bytes:
+        """The stored body this very event was made from.
+
+        Several bodies can share an event's trail (an ignored one, then another with the
+        same txn_id and status): only one that normalises to exactly this event is posted
+        back, so PayPal vouches for what is applied, not for some other message.
+        """
+        for entry in self._trail.history(event.key):
+            webhook_key = entry.get("webhook")
+            stored = self._trail.webhook(str(webhook_key)) if webhook_key else None
+            if stored is None:
+                continue
+            body: bytes = stored["body"]
+            if PayPalIpn().normalise(body, {}) == [event]:
+                return body
+        raise ProviderLookupError("the IPN's raw body is no longer stored; it cannot be confirmed")

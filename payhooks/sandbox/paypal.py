@@ -56,6 +56,8 @@ class PayPalState:
     )
     leaf_days: int = 30
     invalid_txns: set[str] = field(default_factory=set)
+    #: When not empty, only these bodies are VERIFIED: what "PayPal" really sent.
+    genuine: set[bytes] = field(default_factory=set)
     postbacks: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -102,8 +104,10 @@ async def ipn_postback(request: web.Request) -> web.Response:
     state.postbacks.append(body)
     if not body.startswith(b"cmd=_notify-validate&"):
         return web.Response(text="INVALID")
-    txn_id = ipn_fields(body.removeprefix(b"cmd=_notify-validate&")).get("txn_id", "")
-    return web.Response(text="INVALID" if txn_id in state.invalid_txns else "VERIFIED")
+    original = body.removeprefix(b"cmd=_notify-validate&")
+    txn_id = ipn_fields(original).get("txn_id", "")
+    forged = bool(state.genuine) and original not in state.genuine
+    return web.Response(text="INVALID" if txn_id in state.invalid_txns or forged else "VERIFIED")
 
 
 def add_paypal_routes(app: web.Application, state: PayPalState | None = None) -> None:

@@ -208,7 +208,7 @@ class PayPalWebhook:
         text = str(reference or "").strip()
         invoice = (
             InvoiceRef(invoice_id=int(text))
-            if text.isdigit()
+            if text.isascii() and text.isdigit() and len(text) < 19
             else InvoiceRef(number=text)
             if text
             else InvoiceRef()

@@ -21,7 +21,7 @@ from payhooks.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
-from service.errors import MalformedPayload
+from service.errors import BodyTooLarge, MalformedPayload
 
 KINDS = {
     "Completed": PaymentKind.PAID,
@@ -33,7 +33,8 @@ KINDS = {
     "Refunded": PaymentKind.REFUNDED,
     "Reversed": PaymentKind.REFUNDED,
 }
-PAYPAL_TIME = ZoneInfo("America/Los_Angeles")  # payment_date is in PayPal's own time
+PAYPAL_TIME = ZoneInfo("America/Los_Angeles")
+MAX_IPN_BYTES = 20_000  # the endpoint is unauthenticated: keep what it stores small  # payment_date is in PayPal's own time
 
 
 def ipn_fields(body: bytes) -> dict[str, str]:
@@ -58,7 +59,9 @@ class PayPalIpn:
         return None  # kept byte for byte: the job posts it back to PayPal
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Nothing to check here: the job confirms each IPN with PayPal before money moves."""
+        """Only size here: the job confirms each IPN with PayPal before money moves."""
+        if len(body) > MAX_IPN_BYTES:
+            raise BodyTooLarge("an IPN is a few kilobytes")
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
         fields = ipn_fields(body)
@@ -73,7 +76,7 @@ class PayPalIpn:
         reference = (fields.get("invoice") or fields.get("custom") or "").strip()
         invoice = (
             InvoiceRef(invoice_id=int(reference))
-            if reference.isdigit()
+            if reference.isascii() and reference.isdigit() and len(reference) < 19
             else InvoiceRef(number=reference)
             if reference
             else InvoiceRef()
