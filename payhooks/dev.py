@@ -28,6 +28,8 @@ from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
 from payhooks.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
 from payhooks.sandbox.authorizenet import add_authorizenet_routes
+from payhooks.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
+from payhooks.sandbox.epay import add_epay_routes
 from payhooks.sandbox.gocardless import GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.sandbox.paypal import PayPalState, add_paypal_routes
@@ -61,6 +63,8 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
             "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
             "EPAY_MD5_SECRETS": os.environ.get("EPAY_MD5_SECRETS") or EPAY_DEV_SECRET,
+            "EPAY_MERCHANT_NUMBER": EPAY_MERCHANT,
+            "EPAY_API_URL": f"http://127.0.0.1:{sandbox_port}/remote/payment.asmx",
             "AUTHORIZENET_SIGNATURE_KEYS": os.environ.get("AUTHORIZENET_SIGNATURE_KEYS")
             or authorizenet_samples.DEV_SIGNATURE_KEY,
             "AUTHORIZENET_LOGIN_ID": ANET_LOGIN_ID,
@@ -138,6 +142,7 @@ async def _run(
     add_gocardless_routes(sandbox, gocardless_state)
     add_authorizenet_routes(sandbox)
     add_paypal_routes(sandbox, paypal_state)
+    add_epay_routes(sandbox)
     runners = []
     for app, port in (
         (sandbox, sandbox_port),

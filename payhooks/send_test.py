@@ -151,6 +151,18 @@ def _epay(args: argparse.Namespace, amount: Decimal) -> tuple[str, str]:
         amount_minor=to_minor_units(amount, args.currency),
         currency=currency,
     )
+    values = dict(parameters)
+    # The job confirms the transaction with ePay: register it with the sandbox first.
+    httpx.post(
+        f"{args.sandbox_url.rstrip('/')}/_sandbox/epay/transactions",
+        json={
+            "txnid": values["txnid"],
+            "orderid": values["orderid"],
+            "amount": values["amount"],
+            "currency": values["currency"],
+        },
+        timeout=10,
+    ).raise_for_status()
     secret = _secret("EPAY_MD5_SECRETS", epay_samples.DEV_SECRET)
     return epay_samples.signed_query(parameters, secret), (
         f"txnid {parameters[0][1]}, {amount} {args.currency.upper()}, order {args.invoice}"

@@ -134,6 +134,9 @@ class Settings:
     liqpay_private_keys: tuple[str, ...] = field(default=(), repr=False)
     liqpay_allow_sandbox: bool = False
     epay_md5_secrets: tuple[str, ...] = field(default=(), repr=False)
+    epay_merchant_number: str | None = None
+    epay_api_password: str | None = field(default=None, repr=False)
+    epay_api_url: str = "https://ssl.ditonlinebetalingssystem.dk/remote/payment.asmx"
     authorizenet_signature_keys: tuple[str, ...] = field(default=(), repr=False)
     authorizenet_login_id: str | None = field(default=None, repr=False)
     authorizenet_transaction_key: str | None = field(default=None, repr=False)
@@ -199,6 +202,12 @@ class Settings:
             == "true",
             generic_webhook_secrets=_sources(env, "GENERIC_WEBHOOK_SECRETS"),
             epay_md5_secrets=_list(env, "EPAY_MD5_SECRETS"),
+            epay_merchant_number=_text(env, "EPAY_MERCHANT_NUMBER"),
+            epay_api_password=_text(env, "EPAY_API_PASSWORD"),
+            epay_api_url=_url(
+                env, "EPAY_API_URL", "https://ssl.ditonlinebetalingssystem.dk/remote/payment.asmx"
+            )
+            or "https://ssl.ditonlinebetalingssystem.dk/remote/payment.asmx",
             authorizenet_signature_keys=_list(env, "AUTHORIZENET_SIGNATURE_KEYS"),
             authorizenet_login_id=_text(env, "AUTHORIZENET_LOGIN_ID"),
             authorizenet_transaction_key=_text(env, "AUTHORIZENET_TRANSACTION_KEY"),

@@ -56,7 +56,8 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
 
     async def _handle(request: web.Request) -> web.StreamResponse:
         if request.method == "GET":
-            body = request.query_string.encode()  # as received: the hash covers its order
+            # As received (still percent-encoded): the hash covers values in their order.
+            body = request.rel_url.raw_query_string.encode()
         elif request.content_type not in provider.content_types:
             raise UnsupportedMediaType(
                 f"expected {', '.join(sorted(provider.content_types))}, got {request.content_type}"

@@ -19,6 +19,8 @@ from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
 from payhooks.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
 from payhooks.sandbox.authorizenet import AuthorizeNetState, add_authorizenet_routes
+from payhooks.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
+from payhooks.sandbox.epay import EPayState, add_epay_routes
 from payhooks.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState, add_gocardless_routes
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.sandbox.paypal import PayPalState, add_paypal_routes
@@ -75,6 +77,11 @@ def authorizenet_state() -> AuthorizeNetState:
     return AuthorizeNetState()
 
 
+@pytest.fixture
+def epay_state() -> EPayState:
+    return EPayState()
+
+
 @pytest.fixture(scope="session")
 def paypal_keys() -> PayPalState:
     return PayPalState()  # RSA keys take a while to make: once per session
@@ -101,12 +108,14 @@ def sandbox(
     gocardless_state: GoCardlessState,
     authorizenet_state: AuthorizeNetState,
     paypal_state: PayPalState,
+    epay_state: EPayState,
 ) -> Iterator[ThreadedServer]:
     def make() -> web.Application:
         app = create_sandbox_app(sandbox_state)
         add_gocardless_routes(app, gocardless_state)
         add_authorizenet_routes(app, authorizenet_state)
         add_paypal_routes(app, paypal_state)
+        add_epay_routes(app, epay_state)
         return app
 
     server = ThreadedServer(make).start()
@@ -136,6 +145,8 @@ def settings(
         liqpay_private_keys=(LIQPAY_KEY, OLD_LIQPAY_KEY),
         generic_webhook_secrets={"bank": (GENERIC_SECRET, OLD_GENERIC_SECRET)},
         epay_md5_secrets=(EPAY_SECRET,),
+        epay_merchant_number=EPAY_MERCHANT,
+        epay_api_url=f"{sandbox.url}/remote/payment.asmx",
         authorizenet_signature_keys=(AUTHORIZENET_KEY,),
         authorizenet_login_id=ANET_LOGIN_ID,
         authorizenet_transaction_key=ANET_TRANSACTION_KEY,

@@ -145,3 +145,10 @@ def test_refund_writes_nothing(
     assert sandbox_state.calls == []
     assert authorizenet_state.lookups == 0
     assert Decimal(0) == Decimal(len(sandbox_state.tokens))
+
+
+def test_fraud_approved_is_paid_once_confirmed() -> None:
+    provider = AuthorizeNetWebhook((AUTHORIZENET_KEY,))
+    body = samples.signed(samples.notification("7001", event="fraud.approved"), AUTHORIZENET_KEY)[0]
+    [event] = provider.normalise(body, {})
+    assert event.kind.value == "paid"

@@ -166,3 +166,14 @@ def test_card_details_are_redacted_in_the_trail(settings: Settings, redis: Redis
     assert "411111" not in payload
     assert "<last-4>[redacted]</last-4>" in payload
     assert "<card-type>Visa</card-type>" in payload
+
+
+async def test_signature_with_several_pairs_uses_ours(client: TestClient, queue: Queue) -> None:
+    from urllib.parse import parse_qs
+
+    fields = parse_qs(ours().decode())
+    fields["bt_signature"] = ["someone_else|00ff&" + fields["bt_signature"][0]]
+    body = urlencode({k: v[0] for k, v in fields.items()}).encode()
+    response = await client.post("/webhooks/braintree", data=body, headers=FORM)
+    assert response.status == 200
+    assert queue.count == 1

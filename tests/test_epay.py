@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 
+from payhooks import keys
 from payhooks.events import PaymentEvent
 from payhooks.samples import epay as samples
 from payhooks.samples.deliver import deliver_bodies
+from payhooks.sandbox.epay import EPayState
 from payhooks.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
 from service.app import create_app
@@ -80,9 +84,10 @@ def test_normalised_from_minor_units_and_numeric_currency() -> None:
 
 
 def test_callback_marks_the_invoice_paid(
-    settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
+    settings: Settings, sandbox_state: SandboxState, epay_state: EPayState, run_worker: RunWorker
 ) -> None:
     parameters = samples.callback(orderid="42", amount_minor=10000, currency="978")
+    register(epay_state, parameters)
     deliver_bodies(settings, "epay", [samples.signed_query(parameters, EPAY_SECRET).encode()])
     run_worker()
     [token] = sandbox_state.tokens.values()
@@ -97,3 +102,63 @@ def test_card_number_is_redacted() -> None:
     assert redacted is not None
     assert b"444444XXXXXX4444" not in redacted
     assert b"cardno=%5Bredacted%5D" in redacted
+
+
+def register(state: EPayState, parameters: list[tuple[str, str]]) -> None:
+    values = dict(parameters)
+    state.transactions[values["txnid"]] = {
+        "orderid": values["orderid"],
+        "authamount": values["amount"],
+        "currency": values["currency"],
+        "status": "PAYMENT_NEW",
+    }
+
+
+def test_a_rearranged_callback_is_not_recorded(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    epay_state: EPayState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    """Values joined without separators: moving a digit from txnid to orderid keeps the hash.
+    Only ePay's own record of the transaction tells the forgery apart."""
+    genuine = [("txnid", "12345674"), ("orderid", "2"), ("amount", "10000"), ("currency", "978")]
+    register(epay_state, genuine)
+    forged = [("txnid", "1234567"), ("orderid", "42"), ("amount", "10000"), ("currency", "978")]
+    epay_state.transactions["1234567"] = {
+        "orderid": "999",
+        "authamount": "500",
+        "currency": "978",
+        "status": "PAYMENT_NEW",
+    }
+    query = samples.signed_query(genuine, EPAY_SECRET)
+    forged_query = urlencode([*forged, ("hash", dict(parse_qsl(query))["hash"])])
+    EPayCallback((EPAY_SECRET,)).verify(forged_query.encode(), {})  # the hash still matches
+    deliver_bodies(settings, "epay", [forged_query.encode()])
+    run_worker()
+    assert sandbox_state.calls == []
+    job = Job.fetch(keys.job_id("epay:1234567"), connection=queue.connection)
+    assert "does not match ePay's record" in job.meta["failure"]["reason"]
+
+
+def test_without_a_merchant_number_nothing_is_recorded(
+    settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
+) -> None:
+    from rq import SimpleWorker
+
+    from workers import context
+
+    bare = dataclasses.replace(settings, epay_merchant_number=None)
+    ctx = context.build_context(bare)
+    context.install(ctx)
+    try:
+        query = samples.signed_query(
+            samples.callback(orderid="42", amount_minor=10000), EPAY_SECRET
+        )
+        deliver_bodies(bare, "epay", [query.encode()])
+        SimpleWorker([queue], connection=redis).work(burst=True)
+    finally:
+        context._current = None
+        ctx.close()
+    assert sandbox_state.calls == []

@@ -334,3 +334,17 @@ def test_a_forged_ipn_cannot_borrow_a_genuine_ones_confirmation(
     assert paypal_state.postbacks == [b"cmd=_notify-validate&" + forged]
     job = Job.fetch(keys.job_id("paypal-ipn:TXNX-Completed"), connection=queue.connection)
     assert "did not confirm" in job.meta["failure"]["reason"]
+
+
+async def test_certificate_url_with_a_query_is_refused_without_fetching(
+    client: TestClient,
+    sandbox: ThreadedServer,
+    paypal_state: PayPalState,
+    sandbox_state: SandboxState,
+) -> None:
+    body, headers = webhook(
+        sandbox, paypal_state, samples.capture_event(invoice_id="42", amount=Decimal(1))
+    )
+    headers["PAYPAL-CERT-URL"] += "?x=1"
+    response = await client.post("/webhooks/paypal", data=body, headers=headers)
+    assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")

@@ -13,6 +13,7 @@ from payhooks.settings import Settings
 from payhooks.shared_metrics import WorkerMetrics
 from payhooks.trail import Trail
 from workers.authorizenet_lookup import AuthorizeNetLookup
+from workers.epay_confirm import EPayConfirm
 from workers.gocardless_lookup import GoCardlessPaymentLookup
 from workers.ledger import Ledger
 from workers.nexudus import NexudusClient
@@ -74,6 +75,11 @@ def build_context(settings: Settings) -> WorkerContext:
                 login_id=settings.authorizenet_login_id,
                 transaction_key=settings.authorizenet_transaction_key,
                 currency=settings.authorizenet_currency,
+            ),
+            "epay": EPayConfirm(
+                api_url=settings.epay_api_url,
+                merchant_number=settings.epay_merchant_number,
+                password=settings.epay_api_password,
             ),
             "paypal-ipn": PayPalIpnConfirm(
                 trail,

@@ -31,6 +31,8 @@ KINDS = {
     "priorAuthCapture.created": PaymentKind.PAID,
     "refund.created": PaymentKind.REFUNDED,
     "void.created": PaymentKind.REFUNDED,
+    # A payment held for fraud review and then approved: the lookup confirms the capture.
+    "fraud.approved": PaymentKind.PAID,
     "fraud.held": PaymentKind.FAILED,
     "fraud.declined": PaymentKind.FAILED,
 }

@@ -108,8 +108,9 @@ class BraintreeWebhook:
         signature, payload = _fields(body)
         if not signature or not payload:
             raise InvalidSignature("missing bt_signature or bt_payload")
-        public = signature.split("&")[0].split("|")[0]
-        gateway = self._gateways.get(public)
+        # Several public_key|hmac pairs may be present: use the first one that is ours.
+        publics = [pair.split("|")[0] for pair in signature.split("&")]
+        gateway = next((self._gateways[p] for p in publics if p in self._gateways), None)
         if gateway is None:
             raise InvalidSignature("signed with a public key that is not configured")
         try:

@@ -49,6 +49,7 @@ SIGNER_NAMES = frozenset(
     {"messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com"}
 )
 CACHE_SECONDS = 3600
+MAX_CACHED_CERTIFICATES = 32
 
 
 class CertificateUnavailable(WebhookError):
@@ -103,11 +104,18 @@ class PayPalWebhook:
         url = headers.get("PAYPAL-CERT-URL", "")
         if not url:
             raise InvalidSignature("missing PAYPAL-CERT-URL header")
-        if not any(url.startswith(prefix) for prefix in self._prefixes):
-            raise InvalidSignature("PAYPAL-CERT-URL is not a PayPal address")
+        if not all(headers.get(h) for h in self.signature_headers if h != "PAYPAL-AUTH-ALGO"):
+            raise InvalidSignature("missing PayPal transmission headers")  # before any fetch
+        if "?" in url or "#" in url or not any(url.startswith(p) for p in self._prefixes):
+            raise InvalidSignature("PAYPAL-CERT-URL is not a PayPal certificate address")
+        now = time.monotonic()
         cached = self._certs.get(url)
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > now:
             return
+        # Bounded: expired entries go, and there are only ever a few PayPal certificates.
+        self._certs = {u: c for u, c in self._certs.items() if c[0] > now}
+        if len(self._certs) >= MAX_CACHED_CERTIFICATES:
+            self._certs.clear()
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
@@ -150,6 +158,8 @@ class PayPalWebhook:
         cached = self._certs.get(headers.get("PAYPAL-CERT-URL", ""))
         if cached is None:
             raise InvalidSignature("no verified PayPal certificate for this request")
+        if cached[1].not_valid_after_utc < datetime.now(tz=UTC):
+            raise InvalidSignature("PayPal's certificate has expired")
         if headers.get("PAYPAL-AUTH-ALGO", "SHA256withRSA") != "SHA256withRSA":
             raise InvalidSignature("unsupported PAYPAL-AUTH-ALGO")
         try:
