@@ -34,6 +34,15 @@ def check_config(settings: Settings, *, role: str) -> int:
             "worker: AUTHORIZENET_SIGNATURE_KEYS is set but AUTHORIZENET_LOGIN_ID or "
             "AUTHORIZENET_TRANSACTION_KEY is not: no Authorize.Net payment could be confirmed"
         )
+    if (
+        role in ("worker", "all")
+        and settings.epay_md5_secrets
+        and not settings.epay_merchant_number
+    ):
+        problems.append(
+            "worker: EPAY_MD5_SECRETS is set but EPAY_MERCHANT_NUMBER is not: no ePay payment "
+            "could be confirmed"
+        )
     if role in ("worker", "all") and gocardless_unusable:
         problems.append(
             "worker: GOCARDLESS_WEBHOOK_SECRETS is set but GOCARDLESS_ACCESS_TOKEN is not: "
