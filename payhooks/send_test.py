@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import httpx
 
@@ -67,6 +68,13 @@ def _secret(variable: str, default: str) -> str:
     return next((s for s in configured if s), default)
 
 
+def _to_sandbox(args: argparse.Namespace, path: str, payload: dict[str, Any]) -> httpx.Response:
+    """Tell the dev sandbox's provider stand-in about the sample payment the job will read."""
+    answer = httpx.post(f"{args.sandbox_url.rstrip('/')}/_sandbox/{path}", json=payload, timeout=10)
+    answer.raise_for_status()
+    return answer
+
+
 def _stripe(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
     intent = stripe_samples.payment_intent(
         invoice_id=args.invoice, amount=amount, currency=args.currency, method=args.method
@@ -87,16 +95,16 @@ def _gocardless(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[
     # The job reads the payment from the GoCardless API, so the sample payment is first
     # registered with the sandbox's GoCardless stand-in.
     payment = gocardless_samples.payment_id()
-    httpx.post(
-        f"{args.sandbox_url.rstrip('/')}/_sandbox/gocardless/payments",
-        json={
+    _to_sandbox(
+        args,
+        "gocardless/payments",
+        {
             "id": payment,
             "amount": to_minor_units(amount, args.currency),
             "currency": args.currency,
             "invoice_id": args.invoice,
         },
-        timeout=10,
-    ).raise_for_status()
+    )
     event = gocardless_samples.payment_event(payment, "confirmed")
     secret = _secret("GOCARDLESS_WEBHOOK_SECRETS", gocardless_samples.DEV_WEBHOOK_SECRET)
     body, headers = gocardless_samples.signed([event], secret)
@@ -153,16 +161,11 @@ def _epay(args: argparse.Namespace, amount: Decimal) -> tuple[str, str]:
     )
     values = dict(parameters)
     # The job confirms the transaction with ePay: register it with the sandbox first.
-    httpx.post(
-        f"{args.sandbox_url.rstrip('/')}/_sandbox/epay/transactions",
-        json={
-            "txnid": values["txnid"],
-            "orderid": values["orderid"],
-            "amount": values["amount"],
-            "currency": values["currency"],
-        },
-        timeout=10,
-    ).raise_for_status()
+    _to_sandbox(
+        args,
+        "epay/transactions",
+        {key: values[key] for key in ("txnid", "orderid", "amount", "currency")},
+    )
     secret = _secret("EPAY_MD5_SECRETS", epay_samples.DEV_SECRET)
     return epay_samples.signed_query(parameters, secret), (
         f"txnid {parameters[0][1]}, {amount} {args.currency.upper()}, order {args.invoice}"
@@ -192,11 +195,11 @@ def _authorizenet(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dic
     # The job confirms the transaction with the API: register it with the sandbox first.
     notification = authorizenet_samples.notification(amount=amount)
     transaction_id = notification["payload"]["id"]
-    httpx.post(
-        f"{args.sandbox_url.rstrip('/')}/_sandbox/authorizenet/transactions",
-        json={"id": transaction_id, "invoice_number": str(args.invoice), "amount": str(amount)},
-        timeout=10,
-    ).raise_for_status()
+    _to_sandbox(
+        args,
+        "authorizenet/transactions",
+        {"id": transaction_id, "invoice_number": str(args.invoice), "amount": str(amount)},
+    )
     key = _secret("AUTHORIZENET_SIGNATURE_KEYS", authorizenet_samples.DEV_SIGNATURE_KEY)
     body, headers = authorizenet_samples.signed(notification, key)
     return body, headers, f"authcapture.created {transaction_id}, {amount}, invoice {args.invoice}"
@@ -211,8 +214,7 @@ def _paypal(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
     body = paypal_samples.encoded(event)
 
     def sign(message: bytes) -> str:
-        answer = httpx.post(f"{sandbox}/_sandbox/paypal/sign", json={"message": message.decode()})
-        answer.raise_for_status()
+        answer = _to_sandbox(args, "paypal/sign", {"message": message.decode()})
         return str(answer.json()["signature"])
 
     webhook_id = _secret("PAYPAL_WEBHOOK_IDS", paypal_samples.DEV_WEBHOOK_ID)
