@@ -58,6 +58,18 @@ class InvoiceRef:
     invoice_id: int | None = None
     number: str | None = None
 
+    @classmethod
+    def from_text(cls, text: str) -> InvoiceRef:
+        """Read a reference a person typed: an Id when it can only be one, else a number.
+
+        ``str.isdigit`` alone accepts digits such as "²" that ``int`` rejects, and an Id
+        is never 19 digits long; both go to the number search instead of crashing.
+        """
+        text = text.strip()
+        if text.isascii() and text.isdigit() and len(text) < 19:
+            return cls(invoice_id=int(text))
+        return cls(number=text) if text else cls()
+
     def __bool__(self) -> bool:
         return self.invoice_id is not None or bool(self.number)
 

@@ -165,6 +165,16 @@ class TestInvoiceReference:
         ref = paid(samples.event("payment_intent.succeeded", intent)).invoice
         assert (ref.invoice_id, ref.number) == (None, "INV-7")
 
+    @pytest.mark.parametrize("typed", ["\u00b2", "1234567890123456789", " INV 8 "])
+    def test_text_that_is_not_an_id_is_searched_as_a_number(self, typed: str) -> None:
+        # "²" passes str.isdigit but int() rejects it: this once crashed the webhook.
+        intent = samples.payment_intent(invoice_id=None, amount=Decimal(1), metadata={"inv": typed})
+        event = normalise_event(
+            samples.event("payment_intent.succeeded", intent), invoice_metadata_key="inv"
+        )
+        assert isinstance(event, PaymentEvent)
+        assert (event.invoice.invoice_id, event.invoice.number) == (None, typed.strip())
+
     def test_paid_without_reference_is_ignored(self) -> None:
         intent = samples.payment_intent(invoice_id=None, amount=Decimal(1))
         result = normalise(samples.event("payment_intent.succeeded", intent))

@@ -39,14 +39,7 @@ class AuthorizeNetLookup:
                 "not captured: no money is recorded"
             )
         order = transaction.get("order") or {}
-        number = str(order.get("invoiceNumber") or "").strip()
-        invoice = (
-            InvoiceRef(invoice_id=int(number))
-            if number.isdigit()
-            else InvoiceRef(number=number)
-            if number
-            else InvoiceRef()
-        )
+        invoice = InvoiceRef.from_text(str(order.get("invoiceNumber") or ""))
         details = dict(event.details)
         subscription = transaction.get("subscription") or {}
         if subscription.get("id"):

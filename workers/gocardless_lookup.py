@@ -41,12 +41,11 @@ class GoCardlessPaymentLookup:
         links = payment.get("links") or {}
         invoice = event.invoice
         if not invoice:
-            raw_id = str(metadata.get(self._invoice_metadata_key, "")).strip()
+            # The payment reference is bank-statement text: a number, never an Id.
             reference = str(payment.get("reference") or "").strip()
-            if raw_id.isdigit():
-                invoice = InvoiceRef(invoice_id=int(raw_id))
-            elif raw_id or reference:
-                invoice = InvoiceRef(number=raw_id or reference)
+            invoice = InvoiceRef.from_text(
+                str(metadata.get(self._invoice_metadata_key, ""))
+            ) or InvoiceRef(number=reference or None)
         details = dict(event.details)
         if links.get("mandate"):
             details["mandate"] = str(links["mandate"])

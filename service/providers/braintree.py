@@ -161,10 +161,7 @@ class BraintreeWebhook:
         if self._invoice_field:
             custom = getattr(transaction, "custom_fields", None) or {}
             value = custom.get(self._invoice_field, value) if isinstance(custom, dict) else value
-        text = str(value or "").strip()
-        if not text:
-            return InvoiceRef()
-        return InvoiceRef(invoice_id=int(text)) if text.isdigit() else InvoiceRef(number=text)
+        return InvoiceRef.from_text(str(value or ""))
 
 
 def _kind(kind: str) -> PaymentKind | None:

@@ -106,9 +106,7 @@ class EPayCallback:
                 event_type="payment.authorised",
                 kind=PaymentKind.PAID,
                 token=txnid,
-                invoice=InvoiceRef(invoice_id=int(orderid))
-                if orderid.isdigit()
-                else InvoiceRef(number=orderid),
+                invoice=InvoiceRef.from_text(orderid),
                 amount=from_minor_units(int(amount), code if len(code) == 3 else "XXX"),
                 currency=code.upper(),
                 occurred_at=_when(parameters.get("date", ""), parameters.get("time", "")),

@@ -105,11 +105,9 @@ def normalise_event(event: Any, *, paid_action: str, invoice_metadata_key: str) 
     metadata = event.get("resource_metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
     raw_invoice = metadata.get(invoice_metadata_key)
-    invoice = (
-        InvoiceRef(invoice_id=int(raw_invoice))
-        if isinstance(raw_invoice, str) and raw_invoice.strip().isdigit()
-        else InvoiceRef()
-    )
+    # Only an Id is taken here; the job reads a number or the payment reference itself.
+    parsed = InvoiceRef.from_text(raw_invoice) if isinstance(raw_invoice, str) else InvoiceRef()
+    invoice = InvoiceRef(invoice_id=parsed.invoice_id)
     details = {"event": event_id}
     cause = (
         event.get("details", {}).get("cause") if isinstance(event.get("details"), dict) else None

@@ -111,16 +111,7 @@ class LiqPayWebhook:
                 else "status not handled"
             )
             return Ignored(event_id, event_type, reason)
-        order_id = str(payment.get("order_id") or "").strip()
-        invoice = (
-            (
-                InvoiceRef(invoice_id=int(order_id))
-                if order_id.isdigit()
-                else InvoiceRef(number=order_id)
-            )
-            if order_id
-            else InvoiceRef()
-        )
+        invoice = InvoiceRef.from_text(str(payment.get("order_id") or ""))
         if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
             return Ignored(event_id, event_type, "no order_id")
         amount = payment.get("amount")

@@ -215,14 +215,7 @@ class PayPalWebhook:
             money = resource.get("amount") or {}
             value, currency = money.get("value"), money.get("currency_code")
             subscription = None
-        text = str(reference or "").strip()
-        invoice = (
-            InvoiceRef(invoice_id=int(text))
-            if text.isascii() and text.isdigit() and len(text) < 19
-            else InvoiceRef(number=text)
-            if text
-            else InvoiceRef()
-        )
+        invoice = InvoiceRef.from_text(str(reference or ""))
         if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
             return Ignored(event_id, event_type, "no invoice_id / custom_id on the payment")
         try:

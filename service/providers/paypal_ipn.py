@@ -73,14 +73,7 @@ class PayPalIpn:
         kind = KINDS.get(status)
         if kind is None or not txn_id:
             return [Ignored(event_id, event_type, "not a payment status change")]
-        reference = (fields.get("invoice") or fields.get("custom") or "").strip()
-        invoice = (
-            InvoiceRef(invoice_id=int(reference))
-            if reference.isascii() and reference.isdigit() and len(reference) < 19
-            else InvoiceRef(number=reference)
-            if reference
-            else InvoiceRef()
-        )
+        invoice = InvoiceRef.from_text(fields.get("invoice") or fields.get("custom") or "")
         if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
             return [Ignored(event_id, event_type, "no invoice or custom field")]
         try:

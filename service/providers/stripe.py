@@ -229,12 +229,10 @@ def _invoice_ref(obj: Mapping[str, Any], invoice_metadata_key: str) -> InvoiceRe
     if raw_id is None and obj.get("object") == "checkout.session":
         raw_id = obj.get("client_reference_id")
     if raw_id is not None:
-        text = str(raw_id).strip()
-        if text.isdigit():
-            return InvoiceRef(invoice_id=int(text))
-        if text:
-            # Not an Id: someone put the invoice number where the id belongs.
-            return InvoiceRef(number=text)
+        # Not an Id: someone put the invoice number where the id belongs; search by it.
+        by_id = InvoiceRef.from_text(str(raw_id))
+        if by_id:
+            return by_id
     number = metadata.get(INVOICE_NUMBER_KEY)
     if isinstance(number, str) and number.strip():
         return InvoiceRef(number=number.strip())
