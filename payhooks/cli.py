@@ -190,16 +190,15 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _work(settings: Settings, *, burst: bool) -> int:
-    from redis import Redis
     from rq import Queue, Worker
 
-    from payhooks import logs
+    from payhooks import logs, redis_connect
     from workers import context
 
     settings.check_worker()
     logs.configure(settings.log_format, settings.log_level)
     context.install(context.build_context(settings))
-    connection = Redis.from_url(settings.require_redis())
+    connection = redis_connect.sync_client(settings)
     queue = Queue(settings.queue_name, connection=connection)
     # Maintenance is when a worker finds jobs whose worker died (their heartbeat lapsed)
     # and retries or fails them, and takes over the scheduler (which moves retries due

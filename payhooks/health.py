@@ -7,9 +7,9 @@ import socket
 import sys
 
 import httpx
-from redis import Redis
 from redis.exceptions import RedisError
 
+from payhooks import redis_connect
 from payhooks.settings import ConfigError, Settings, redact_url
 
 
@@ -120,7 +120,12 @@ def healthcheck(*, url: str, worker: bool) -> int:
     if not redis_url:
         return 1
     try:
-        redis = Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
+        redis = redis_connect.connect(
+            redis_url,
+            password=os.environ.get("REDIS_PASSWORD"),
+            socket_timeout=3,
+            socket_connect_timeout=3,
+        )
         from rq import Worker
 
         hostname = socket.gethostname()

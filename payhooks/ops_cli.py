@@ -7,9 +7,9 @@ import json
 import sys
 from dataclasses import asdict
 
-from redis import Redis
 from redis.exceptions import RedisError
 
+from payhooks import redis_connect
 from payhooks.ops import (
     Filters,
     Ops,
@@ -24,7 +24,7 @@ from service.errors import WebhookError
 
 
 def run_ops(settings: Settings, args: argparse.Namespace) -> int:
-    redis = Redis.from_url(settings.require_redis())
+    redis = redis_connect.sync_client(settings)
     ops = Ops(settings, redis)
     try:
         if args.command == "trace":

@@ -96,18 +96,21 @@ def _url(env: Mapping[str, str], name: str, default: str | None = None) -> str |
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for printing and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, _, hosts = parts.netloc.rpartition("@")  # hosts: several for Sentinels
+    username, colon, _ = userinfo.partition(":")
+    if not colon:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    user = f"{username}:***@" if username else ":***@"
+    return urlunsplit((parts.scheme, user + hosts, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_password: str | None = field(default=None, repr=False)
+    #: The receiver answers 2xx only once this many replicas hold the event (WAIT).
+    redis_ack_replicas: int = 0
+    redis_ack_timeout_ms: int = 500
     queue_name: str = "payhooks"
 
     nexudus_base_url: str = "https://spaces.nexudus.com"
@@ -172,6 +175,9 @@ class Settings:
         log_format = _choice(env, "LOG_FORMAT", "json", ("json", "text"))
         return cls(
             redis_url=_url(env, "REDIS_URL"),
+            redis_password=_text(env, "REDIS_PASSWORD"),
+            redis_ack_replicas=_int(env, "REDIS_ACK_REPLICAS", 0),
+            redis_ack_timeout_ms=_int(env, "REDIS_ACK_TIMEOUT_MS", 500, minimum=1),
             queue_name=_text(env, "PAYHOOKS_QUEUE", "payhooks") or "payhooks",
             nexudus_base_url=_url(env, "NEXUDUS_BASE_URL", "https://spaces.nexudus.com")
             or "https://spaces.nexudus.com",

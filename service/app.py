@@ -9,6 +9,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from payhooks import redis_connect
 from payhooks.jobspec import JobFactory
 from payhooks.settings import Settings
 from service import cluster_metrics, metrics
@@ -36,13 +37,19 @@ def create_app(
     providers = build_providers(settings) if providers is None else providers
 
     if redis is None:
-        redis = Redis.from_url(
-            settings.require_redis(),
+        redis = redis_connect.async_client(
+            settings,
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=30,
         )
-    inbox = EventInbox(redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
+    inbox = EventInbox(
+        redis,
+        JobFactory(settings),
+        event_ttl_seconds=settings.event_ttl_seconds,
+        ack_replicas=settings.redis_ack_replicas,
+        ack_timeout_ms=settings.redis_ack_timeout_ms,
+    )
     app[INBOX] = inbox
     app[REDIS] = redis
 

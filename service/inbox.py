@@ -81,6 +81,10 @@ def _flatten(mapping: dict[str, Any]) -> list[Any]:
     return [item for pair in mapping.items() for item in pair]
 
 
+class NotReplicated(RedisError):
+    """Fewer replicas than REDIS_ACK_REPLICAS confirmed the writes within the timeout."""
+
+
 class Accepted(StrEnum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"
@@ -95,8 +99,18 @@ class EventInbox:
     Redis to confirm its own events before it answers.
     """
 
-    def __init__(self, redis: Redis, jobs: JobFactory, *, event_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        jobs: JobFactory,
+        *,
+        event_ttl_seconds: int,
+        ack_replicas: int = 0,
+        ack_timeout_ms: int = 500,
+    ) -> None:
         self._redis = redis
+        self._ack_replicas = ack_replicas
+        self._ack_timeout_ms = ack_timeout_ms
         self._jobs = jobs
         self._ttl = event_ttl_seconds
         self._source = record_and_enqueue_script(jobs)
@@ -212,14 +226,28 @@ class EventInbox:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for call in calls:
                     pipe.execute_command(*call)
+                if self._ack_replicas:
+                    # On the writes' own connection, so WAIT covers exactly them.
+                    pipe.execute_command("WAIT", self._ack_replicas, self._ack_timeout_ms)
                 try:
-                    return list(await pipe.execute())
+                    return self._replicated(list(await pipe.execute()))
                 except NoScriptError:
                     # First use, or Redis restarted and lost its script cache.
                     if attempt == 2:
                         raise
                     await self._redis.script_load(self._source)
         raise AssertionError("unreachable")
+
+    def _replicated(self, results: list[Any]) -> list[Any]:
+        """The results without WAIT's, if enough replicas hold the writes; else the
+        callers answer 503 and the provider's retry is deduplicated (or, after a failover
+        that lost the writes, queued afresh)."""
+        if not self._ack_replicas:
+            return results
+        *results, replicas = results
+        if int(replicas) < self._ack_replicas:
+            raise NotReplicated(f"{replicas} of {self._ack_replicas} replicas confirmed in time")
+        return results
 
     async def prepare(self) -> None:
         """Load the script now, so the first webhooks need not; Redis may still be down."""

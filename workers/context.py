@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 from redis import Redis
 
+from payhooks import redis_connect
 from payhooks.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.shared_metrics import WorkerMetrics
@@ -44,7 +45,7 @@ class WorkerContext:
 
 def build_context(settings: Settings) -> WorkerContext:
     settings.check_worker()
-    redis = Redis.from_url(settings.require_redis(), socket_timeout=10, socket_connect_timeout=5)
+    redis = redis_connect.sync_client(settings, socket_timeout=10, socket_connect_timeout=5)
     http = httpx.Client(
         base_url=settings.nexudus_base_url,
         timeout=settings.nexudus_timeout_seconds,

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.asyncio import Redis
-
+from payhooks import redis_connect
 from payhooks.events import Ignored, PaymentEvent
 from payhooks.jobspec import JobFactory
 from payhooks.settings import Settings
@@ -26,7 +25,7 @@ def deliver_bodies(
     provider = build_providers(settings)[provider_name]
 
     async def run() -> list[Accepted]:
-        redis = Redis.from_url(settings.require_redis())
+        redis = redis_connect.async_client(settings)
         inbox = EventInbox(
             redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds
         )

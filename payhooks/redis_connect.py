@@ -1,0 +1,127 @@
+"""Every Redis connection payhooks makes, sync or async, from one ``REDIS_URL``.
+
+``redis://`` and ``rediss://`` name one server. ``redis+sentinel://`` (``rediss+sentinel://``
+for TLS) names Sentinels and the master they watch, and the client asks them where the
+primary is on every new connection, so after a failover the next connection reaches the
+promoted replica:
+
+    redis+sentinel://[[user]:password@]host:port[,host:port...]/master-name[/db]
+
+The password (in the URL, else ``REDIS_PASSWORD``) is the data nodes'; the Sentinels are
+reached without one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+
+from payhooks.settings import ConfigError, Settings
+
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
+#: Options that also apply to the Sentinels themselves (a dead one must not hang us).
+_SENTINEL_OPTIONS = ("socket_timeout", "socket_connect_timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelTarget:
+        parts = urlsplit(url)
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        username, _, password = userinfo.partition(":")
+        sentinels = []
+        for item in hosts.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(
+                    "REDIS_URL: a Sentinel URL lists host:port pairs, such as "
+                    "redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster/0"
+                )
+            sentinels.append((host.strip("[]"), int(port)))
+        master, _, db = parts.path.strip("/").partition("/")
+        if not master or (db and not db.isdigit()):
+            raise ConfigError("REDIS_URL: a Sentinel URL ends in /master-name or /master-name/db")
+        return cls(
+            sentinels=tuple(sentinels),
+            master=unquote(master),
+            db=int(db or 0),
+            username=unquote(username) or None,
+            password=unquote(password) or None,
+            tls=SENTINEL_SCHEMES[parts.scheme],
+        )
+
+    def node_options(self, password: str | None, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **options,
+            "db": self.db,
+            "username": self.username,
+            "password": self.password or password,
+            "ssl": self.tls,
+        }
+
+    def sentinel_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in options.items() if k in _SENTINEL_OPTIONS},
+            "ssl": self.tls,
+        }
+
+
+def is_sentinel_url(url: str) -> bool:
+    return urlsplit(url).scheme in SENTINEL_SCHEMES
+
+
+def connect(url: str, *, password: str | None = None, **options: Any) -> redis.Redis:
+    """A sync client; ``password`` is used when the URL holds none."""
+    if not is_sentinel_url(url):
+        return redis.Redis.from_url(url, **_with_password(password, options))
+    target = SentinelTarget.parse(url)
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        target.sentinels,
+        sentinel_kwargs=target.sentinel_options(options),
+        **target.node_options(password, options),
+    )
+    client: redis.Redis = sentinel.master_for(target.master)  # type: ignore[no-untyped-call]
+    return client
+
+
+def connect_async(url: str, *, password: str | None = None, **options: Any) -> redis.asyncio.Redis:
+    """An asyncio client; ``password`` is used when the URL holds none."""
+    if not is_sentinel_url(url):
+        return redis.asyncio.Redis.from_url(url, **_with_password(password, options))
+    target = SentinelTarget.parse(url)
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        target.sentinels,
+        sentinel_kwargs=target.sentinel_options(options),
+        **target.node_options(password, options),
+    )
+    client: redis.asyncio.Redis = sentinel.master_for(target.master)
+    return client
+
+
+def sync_client(settings: Settings, **options: Any) -> redis.Redis:
+    """The configured Redis (``REDIS_URL``, ``REDIS_PASSWORD``), for workers and ops."""
+    return connect(settings.require_redis(), password=settings.redis_password, **options)
+
+
+def async_client(settings: Settings, **options: Any) -> redis.asyncio.Redis:
+    """The configured Redis, for the receiver."""
+    return connect_async(settings.require_redis(), password=settings.redis_password, **options)
+
+
+def _with_password(password: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    # redis-py lets a password in the URL win over this keyword, as documented above.
+    return {**options, "password": password} if password else options
