@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from rq import Queue
 from rq.job import Job
 
 from payhooks import keys
-from payhooks.events import PaymentEvent, PaymentKind
+from payhooks.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.samples import paypal as samples
 from payhooks.samples.deliver import deliver_bodies
 from payhooks.sandbox.nexudus import SandboxState
@@ -24,6 +25,7 @@ from payhooks.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
 from service.app import create_app
+from service.inbox import Accepted
 from service.providers import build_providers
 from tests.conftest import PAYPAL_WEBHOOK_ID
 
@@ -184,10 +186,9 @@ def _app_with(add_routes: Any, state: PayPalState) -> Any:
         ("PAYMENT.CAPTURE.COMPLETED", PaymentKind.PAID),
         ("PAYMENT.CAPTURE.PENDING", PaymentKind.PENDING),
         ("PAYMENT.CAPTURE.DENIED", PaymentKind.FAILED),
-        ("PAYMENT.CAPTURE.REFUNDED", PaymentKind.REFUNDED),
         ("PAYMENT.SALE.COMPLETED", PaymentKind.PAID),
-        ("PAYMENT.SALE.REVERSED", PaymentKind.REFUNDED),
-    ],
+        ("PAYMENT.SALE.DENIED", PaymentKind.FAILED),
+    ],  # refunds and reversals: TestRestRefunds, with PayPal's own bodies
 )
 def test_event_types_and_provider_value(
     settings: Settings, event_type: str, kind: PaymentKind
@@ -276,7 +277,7 @@ class TestIpn:
         deliver_bodies(settings, "paypal-ipn", [body])
         run_worker()
         assert sandbox_state.calls == []
-        job = Job.fetch(keys.job_id("paypal-ipn:TXN43-Completed"), connection=queue.connection)
+        job = ipn_job(settings, body, queue)
         assert job.meta["failure"]["error_class"] == "ProviderLookupError"
         assert job.meta["failure"]["attempt"] == 1
 
@@ -315,27 +316,6 @@ def test_a_leaf_cannot_vouch_for_another_certificate(
     assert provider._checked_leaf(paypal_keys.chain_pem) == paypal_keys.leaf
 
 
-def test_a_forged_ipn_cannot_borrow_a_genuine_ones_confirmation(
-    settings: Settings,
-    sandbox_state: SandboxState,
-    paypal_state: PayPalState,
-    run_worker: RunWorker,
-    queue: Queue,
-) -> None:
-    # A genuine 0.01 IPN without an invoice (ignored), then a forgery with the same txn_id
-    # and status naming invoice 43. Only the genuine one would get VERIFIED from PayPal.
-    genuine = samples.ipn(invoice="", amount=Decimal("0.01"), txn_id="TXNX")
-    forged = samples.ipn(invoice="43", amount=Decimal("100.00"), txn_id="TXNX")
-    paypal_state.genuine.add(genuine)
-    deliver_bodies(settings, "paypal-ipn", [genuine, forged])
-    run_worker()
-    assert sandbox_state.calls == []
-    assert sandbox_state.invoices[43]["PaidOn"] is None
-    assert paypal_state.postbacks == [b"cmd=_notify-validate&" + forged]
-    job = Job.fetch(keys.job_id("paypal-ipn:TXNX-Completed"), connection=queue.connection)
-    assert "did not confirm" in job.meta["failure"]["reason"]
-
-
 async def test_certificate_url_with_a_query_is_refused_without_fetching(
     client: TestClient,
     sandbox: ThreadedServer,
@@ -348,3 +328,173 @@ async def test_certificate_url_with_a_query_is_refused_without_fetching(
     headers["PAYPAL-CERT-URL"] += "?x=1"
     response = await client.post("/webhooks/paypal", data=body, headers=headers)
     assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")
+
+
+def ipn_job(settings: Settings, body: bytes, queue: Queue) -> Job:
+    [event] = build_providers(settings)["paypal-ipn"].normalise(body, {})
+    assert isinstance(event, PaymentEvent)
+    return Job.fetch(keys.job_id(event.key), connection=queue.connection)
+
+
+@dataclasses.dataclass
+class IpnWorld:
+    """The receiver's queue, PayPal's postback stand-in, Nexudus's sandbox, real workers."""
+
+    settings: Settings
+    nexudus: SandboxState
+    paypal: PayPalState
+    run_worker: RunWorker
+    queue: Queue
+
+    def job(self, body: bytes) -> Job:
+        return ipn_job(self.settings, body, self.queue)
+
+
+@pytest.fixture
+def world(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    paypal_state: PayPalState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> IpnWorld:
+    return IpnWorld(settings, sandbox_state, paypal_state, run_worker, queue)
+
+
+class TestForgedIpn:
+    """Only the body PayPal sent is VERIFIED by the postback (``paypal.genuine``)."""
+
+    def test_a_forgery_cannot_borrow_a_genuine_ones_confirmation(self, world: IpnWorld) -> None:
+        # A genuine 0.01 IPN without an invoice (ignored), then a forgery with the same
+        # txn_id and status naming invoice 43.
+        genuine = samples.ipn(invoice="", amount=Decimal("0.01"), txn_id="TXNX")
+        forged = samples.ipn(invoice="43", amount=Decimal("100.00"), txn_id="TXNX")
+        world.paypal.genuine.add(genuine)
+        deliver_bodies(world.settings, "paypal-ipn", [genuine, forged])
+        world.run_worker()
+        assert world.nexudus.calls == []
+        assert world.nexudus.invoices[43]["PaidOn"] is None
+        assert world.paypal.postbacks == [b"cmd=_notify-validate&" + forged]
+        assert "did not confirm" in world.job(forged).meta["failure"]["reason"]
+
+    def test_a_forgery_first_neither_blocks_nor_delays_the_genuine_one(
+        self, world: IpnWorld
+    ) -> None:
+        # A forger who learnt a genuine payment's txn_id posts first, with the same txn_id,
+        # status, invoice and amount.
+        forged = samples.ipn(invoice="43", amount=Decimal("100.00"), txn_id="TXNG")
+        genuine = samples.ipn(invoice="43", amount=Decimal("100.00"), txn_id="TXNG")
+        resent = genuine + b"&resend=true"  # PayPal's resend from the IPN history: a new body
+        world.paypal.genuine.update({genuine, resent})
+
+        accepted = deliver_bodies(world.settings, "paypal-ipn", [forged, genuine, genuine, resent])
+        assert accepted == [Accepted.QUEUED, Accepted.QUEUED, Accepted.DUPLICATE, Accepted.QUEUED]
+        world.run_worker()
+
+        assert world.nexudus.invoices[43]["PaidOn"] == "2026-11-20T18:14:20Z"
+        [token] = world.nexudus.tokens.values()
+        assert (token["Token"], token["CoworkerInvoiceId"]) == ("TXNG", 43)
+        failure = world.job(forged).meta["failure"]
+        assert (failure["error_class"], failure["attempt"]) == ("ProviderLookupError", 1)
+        assert "did not confirm" in failure["reason"]
+        assert world.job(genuine).return_value()["result"] == "applied"
+        assert world.job(resent).return_value()["result"] == "already_applied"
+
+
+class TestIpnRefunds:
+    """Refunds and reversals name their payment in ``parent_txn_id``, with a negative
+    ``mc_gross`` (PayPal's IPN variables reference,
+    developer.paypal.com/api/nvp-soap/ipn/IPNandPDTVariables/)."""
+
+    @pytest.mark.parametrize("status", ["Refunded", "Reversed"])
+    def test_refund_names_the_payment_with_a_positive_amount(
+        self, settings: Settings, status: str
+    ) -> None:
+        provider = build_providers(settings)["paypal-ipn"]
+        paid = samples.ipn(invoice="42", amount=Decimal("100.00"), txn_id="PAYTXN")
+        refund = samples.ipn(
+            invoice="42",
+            amount=Decimal("-100.00"),
+            status=status,
+            txn_id="REFUNDTXN",
+            parent_txn_id="PAYTXN",
+        )
+        [payment] = provider.normalise(paid, {})
+        [undo] = provider.normalise(refund, {})
+        assert isinstance(payment, PaymentEvent)
+        assert isinstance(undo, PaymentEvent)
+        assert (undo.kind, undo.token, undo.amount) == (
+            PaymentKind.REFUNDED,
+            payment.token,
+            Decimal("100.00"),
+        )
+
+    def test_completed_with_a_negative_gross_is_not_a_payment(self, settings: Settings) -> None:
+        provider = build_providers(settings)["paypal-ipn"]
+        body = samples.ipn(invoice="42", amount=Decimal("-100.00"), txn_id="SENT1")
+        [result] = provider.normalise(body, {})
+        assert isinstance(result, Ignored)
+        assert "negative mc_gross" in result.reason
+
+    def test_forged_refund_is_confirmed_before_it_counts(self, world: IpnWorld) -> None:
+        world.paypal.invalid_txns.add("FAKEREFUND")
+        body = samples.ipn(
+            invoice="42",
+            amount=Decimal("-100.00"),
+            status="Refunded",
+            txn_id="FAKEREFUND",
+            parent_txn_id="PAYTXN",
+        )
+        deliver_bodies(world.settings, "paypal-ipn", [body])
+        world.run_worker()
+        assert world.paypal.postbacks == [b"cmd=_notify-validate&" + body]
+        assert "did not confirm" in world.job(body).meta["failure"]["reason"]
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "paypal"  # PayPal's published samples
+
+
+class TestRestRefunds:
+    """Refunds and reversals carry the token of the payment they undo, and what left as a
+    positive amount. Bodies: tests/fixtures/paypal/README.md says where each comes from."""
+
+    @pytest.mark.parametrize(
+        ("fixture", "token", "amount"),
+        [
+            # v2: the resource is the refund; its `up` link is the refunded capture.
+            ("capture_refunded.json", "0JF852973C016714D", Decimal("0.99")),
+            ("capture_reversed.json", "4L335234718889942", Decimal("2.51")),
+            # v1: `sale_id`, and the total arrives negative.
+            ("sale_refunded.json", "9T0916710M1105906", Decimal("0.01")),
+        ],
+    )
+    def test_published_refund_names_its_payment(
+        self, settings: Settings, fixture: str, token: str, amount: Decimal
+    ) -> None:
+        provider = build_providers(settings)["paypal"]
+        [refund] = provider.normalise((FIXTURES / fixture).read_bytes(), {})
+        assert isinstance(refund, PaymentEvent)
+        assert (refund.kind, refund.token, refund.amount, refund.currency) == (
+            PaymentKind.REFUNDED,
+            token,
+            amount,
+            "USD",
+        )
+
+    def test_capture_and_its_refund_share_the_token(self, settings: Settings) -> None:
+        provider = build_providers(settings)["paypal"]
+        paid = samples.capture_event(invoice_id="42", amount=Decimal("0.99"), currency="USD")
+        paid["resource"]["id"] = "0JF852973C016714D"  # the capture the published refund names
+        [payment] = provider.normalise(samples.encoded(paid), {})
+        [refund] = provider.normalise((FIXTURES / "capture_refunded.json").read_bytes(), {})
+        assert isinstance(payment, PaymentEvent)
+        assert isinstance(refund, PaymentEvent)
+        assert refund.token == payment.token
+
+    def test_reversal_naming_no_sale_is_acknowledged_not_misfiled(self, settings: Settings) -> None:
+        # PayPal's simulator sends this reversal without sale_id: its only id is the
+        # refund's own, which no payment token could ever match.
+        provider = build_providers(settings)["paypal"]
+        [result] = provider.normalise((FIXTURES / "sale_reversed.json").read_bytes(), {})
+        assert isinstance(result, Ignored)
+        assert result.reason == "the refund names no capture or sale"

@@ -1,14 +1,17 @@
-"""Confirms a PayPal IPN with PayPal before any money is recorded.
+"""Confirms a PayPal IPN with PayPal before it is applied.
 
 The raw body, as it was received (kept by the receiver in the event trail), is posted back
 with ``cmd=_notify-validate``; only ``VERIFIED``, for one of our receiver addresses, counts.
+Every kind is confirmed, refunds and failures too: an unsigned message may claim anything.
+Each body is its own event (its digest is in the event id), so each is confirmed on its
+own: a forgery fails alone and never stands in for, or delays, the genuine notification.
 """
 
 from __future__ import annotations
 
 import httpx
 
-from payhooks.events import PaymentEvent, PaymentKind
+from payhooks.events import PaymentEvent
 from payhooks.trail import Trail
 from service.providers.paypal_ipn import PayPalIpn, ipn_fields
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
@@ -21,8 +24,6 @@ class PayPalIpnConfirm:
         self._receivers = {e.lower() for e in receiver_emails}
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
-        if event.kind not in (PaymentKind.PAID, PaymentKind.PENDING):
-            return event
         body = self._body_of(event)
         fields = ipn_fields(body)
         if fields.get("receiver_email", "").lower() not in self._receivers:
@@ -45,15 +46,19 @@ class PayPalIpnConfirm:
             raise ProviderLookupUnavailable(f"PayPal's IPN check answered {response.status_code}")
         answer = response.text.strip()
         if answer != "VERIFIED":
-            raise ProviderLookupError(f"PayPal did not confirm this IPN ({answer[:20] or 'empty'})")
+            raise ProviderLookupError(
+                f"PayPal did not confirm this IPN ({answer[:20] or 'empty'}): not sent by "
+                "PayPal, so nothing is recorded; a genuine IPN of the same payment is another "
+                "event and is applied on its own"
+            )
         return event
 
     def _body_of(self, event: PaymentEvent) -> bytes:
         """The stored body this very event was made from.
 
-        Several bodies can share an event's trail (an ignored one, then another with the
-        same txn_id and status): only one that normalises to exactly this event is posted
-        back, so PayPal vouches for what is applied, not for some other message.
+        The event id names the body's digest, so its trail holds only that body; it is
+        still checked to normalise to exactly this event, so PayPal vouches for what is
+        applied and for nothing else.
         """
         for entry in self._trail.history(event.key):
             webhook_key = entry.get("webhook")

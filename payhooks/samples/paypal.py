@@ -66,9 +66,18 @@ def ipn(
     status: str = "Completed",
     receiver_email: str = DEV_RECEIVER_EMAIL,
     txn_id: str | None = None,
+    parent_txn_id: str | None = None,
 ) -> bytes:
+    """An IPN as PayPal posts it; a refund or reversal names ``parent_txn_id``.
+
+    Fields as listed in PayPal's IPN variables reference
+    (developer.paypal.com/api/nvp-soap/ipn/IPNandPDTVariables/): a refund's ``mc_gross``
+    is negative and its ``parent_txn_id`` is the payment it undoes.
+    """
+    refund = {"parent_txn_id": parent_txn_id, "reason_code": "refund"} if parent_txn_id else {}
     return urlencode(
         {
+            **refund,
             "mc_gross": f"{amount:.2f}",
             "invoice": invoice,
             "protection_eligibility": "Eligible",

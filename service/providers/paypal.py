@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography import x509
@@ -207,13 +208,11 @@ class PayPalWebhook:
     ) -> Normalised:
         if sale:
             reference = resource.get("invoice_number") or resource.get("custom")
-            money = resource.get("amount") or {}
-            value, currency = money.get("total"), money.get("currency")
+            value, currency = _money(resource, "total", "currency")
             subscription = resource.get("billing_agreement_id")
         else:
             reference = resource.get("invoice_id") or resource.get("custom_id")
-            money = resource.get("amount") or {}
-            value, currency = money.get("value"), money.get("currency_code")
+            value, currency = _money(resource, "value", "currency_code")
             subscription = None
         invoice = InvoiceRef.from_text(str(reference or ""))
         if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
@@ -222,6 +221,17 @@ class PayPalWebhook:
             amount = Decimal(str(value)) if value is not None else None
         except InvalidOperation:
             amount = None
+        token = str(resource.get("id"))
+        if kind is PaymentKind.REFUNDED:
+            # The resource is the refund; the token is the payment it undoes.
+            undone = _refunded_payment(resource, sale)
+            if undone is None:
+                return Ignored(event_id, event_type, "the refund names no capture or sale")
+            token = undone
+            # v1 sale refunds state their total as a negative number: what left, positive.
+            amount = abs(amount) if amount is not None else None
+        elif amount is not None and amount < 0:
+            return Ignored(event_id, event_type, "a negative amount is not a payment")
         provider = self._provider_value or (5 if subscription else 6)
         try:
             when = datetime.fromisoformat(
@@ -234,7 +244,7 @@ class PayPalWebhook:
             event_id=event_id,
             event_type=event_type,
             kind=kind,
-            token=str(resource.get("id")),
+            token=token,
             invoice=invoice,
             amount=amount,
             currency=str(currency).upper() if currency else None,
@@ -244,6 +254,28 @@ class PayPalWebhook:
             payment_method="paypal",
             details={"billing_agreement": str(subscription)} if subscription else {},
         )
+
+
+def _money(resource: dict[str, Any], value_key: str, currency_key: str) -> tuple[Any, Any]:
+    money = resource.get("amount")
+    if not isinstance(money, dict):
+        return None, None
+    return money.get(value_key), money.get(currency_key)
+
+
+def _refunded_payment(resource: dict[str, Any], sale: bool) -> str | None:
+    """The capture (v2: the ``up`` link) or sale (v1: ``sale_id``, or the ``sale`` link)."""
+    if sale and isinstance(resource.get("sale_id"), str) and resource["sale_id"]:
+        return str(resource["sale_id"])
+    wanted = ("sale", "/v1/payments/sale/") if sale else ("up", "/v2/payments/captures/")
+    for link in resource.get("links") or []:
+        if not isinstance(link, dict) or link.get("rel") != wanted[0]:
+            continue
+        path = urlsplit(str(link.get("href", ""))).path
+        if wanted[1] in path:
+            found = path.rsplit("/", 1)[-1]
+            return found or None
+    return None
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -1,12 +1,19 @@
 """PayPal IPN (PayPal Standard subscriptions, provider 5).
 
 IPN has no signature: the receiver acknowledges at once (as PayPal requires) and keeps the
-raw body; before any money is recorded the job posts that body back to PayPal
+raw body; before the event is applied the job posts that body back to PayPal
 (``cmd=_notify-validate``, workers/paypal_ipn_confirm.py) and needs ``VERIFIED``.
+
+Anyone can post an IPN, so its event id names the exact body (``txn_id-status-digest``):
+a forgery that copies a genuine payment's ``txn_id`` and status is another event, not a
+duplicate, and cannot take the genuine notification's place. PayPal's redelivery of the
+same body is still one event; two verified bodies of one payment share the token, which
+the money path applies once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -33,8 +40,10 @@ KINDS = {
     "Refunded": PaymentKind.REFUNDED,
     "Reversed": PaymentKind.REFUNDED,
 }
-PAYPAL_TIME = ZoneInfo("America/Los_Angeles")
-MAX_IPN_BYTES = 20_000  # the endpoint is unauthenticated: keep what it stores small  # payment_date is in PayPal's own time
+PAYPAL_TIME = ZoneInfo("America/Los_Angeles")  # payment_date is in PayPal's own time
+MAX_IPN_BYTES = 20_000  # the endpoint is unauthenticated: keep what it stores small
+#: Hex digits of the body's SHA-256 in the event id: 128 bits, beyond any forger's reach.
+BODY_DIGEST_CHARS = 32
 
 
 def ipn_fields(body: bytes) -> dict[str, str]:
@@ -66,10 +75,11 @@ class PayPalIpn:
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
         fields = ipn_fields(body)
         txn_id, status = fields.get("txn_id", ""), fields.get("payment_status", "")
-        event_id = f"{txn_id}-{status}" if txn_id else fields.get("ipn_track_id", "")
+        subject = f"{txn_id}-{status}" if txn_id else fields.get("ipn_track_id", "")
         event_type = f"ipn.{fields.get('txn_type', 'payment')}.{status or 'none'}"
-        if not event_id:
+        if not subject:
             raise MalformedPayload("IPN without txn_id or ipn_track_id")
+        event_id = f"{subject}-{body_digest(body)}"
         kind = KINDS.get(status)
         if kind is None or not txn_id:
             return [Ignored(event_id, event_type, "not a payment status change")]
@@ -80,6 +90,15 @@ class PayPalIpn:
             amount = Decimal(fields["mc_gross"]) if fields.get("mc_gross") else None
         except InvalidOperation:
             amount = None
+        token = txn_id
+        if kind is PaymentKind.REFUNDED:
+            # A refund or reversal is its own transaction; the payment it undoes is the parent.
+            token = fields.get("parent_txn_id", "")
+            if not token:
+                return [Ignored(event_id, event_type, "refund without parent_txn_id")]
+        elif amount is not None and amount < 0:
+            # Money leaving (a payment we sent, a fee): never a payment to an invoice.
+            return [Ignored(event_id, event_type, f"negative mc_gross with status {status}")]
         details = {"subscription": fields["subscr_id"]} if fields.get("subscr_id") else {}
         return [
             PaymentEvent(
@@ -87,8 +106,9 @@ class PayPalIpn:
                 event_id=event_id,
                 event_type=event_type,
                 kind=kind,
-                token=txn_id,
+                token=token,
                 invoice=invoice,
+                # Refunds and reversals carry a negative mc_gross: what left, as a positive sum.
                 amount=abs(amount) if amount is not None else None,
                 currency=fields.get("mc_currency", "").upper() or None,
                 occurred_at=_payment_date(fields.get("payment_date", "")),
@@ -98,6 +118,11 @@ class PayPalIpn:
                 details=details,
             )
         ]
+
+
+def body_digest(body: bytes) -> str:
+    """The part of an IPN's event id that names its exact body."""
+    return hashlib.sha256(body).hexdigest()[:BODY_DIGEST_CHARS]
 
 
 def _payment_date(value: str) -> datetime:
