@@ -21,7 +21,7 @@ from payhooks.samples.deliver import deliver_bodies
 from payhooks.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
 from service.app import create_app
-from service.errors import MalformedPayload
+from service.errors import InvalidSignature, MalformedPayload
 from service.providers.liqpay import LiqPayWebhook, signature_of
 from tests.conftest import LIQPAY_KEY, OLD_LIQPAY_KEY
 
@@ -38,6 +38,20 @@ def test_documentation_vector_verifies() -> None:
     provider.verify(body, {})  # no exception: authentic
     with pytest.raises(MalformedPayload):
         provider.normalise(body, {})  # but the doc's data is a placeholder, not a payment
+
+
+def test_sha3_256_vector_verifies() -> None:
+    # LiqPay publishes no SHA3-256 example (its SDKs, liqpay/sdk-python and liqpay/sdk-php,
+    # still sign with SHA-1 only), so this vector is computed from the formula
+    # base64(sha3-256(private_key + data + private_key)) over the documentation's own
+    # inputs, with Python's hashlib and, independently, `openssl dgst -binary -sha3-256`.
+    vector = "ZsPPnP2GD1ucBV6iz8qYeZHDTdnHaXJ2MSdERXL37aY="
+    assert signature_of("your_private_key", "base64_post_string", "sha3_256") == vector
+    provider = LiqPayWebhook(("your_private_key",), allow_sandbox=False)
+    provider.verify(urlencode({"data": "base64_post_string", "signature": vector}).encode(), {})
+    tampered = urlencode({"data": "base64_post_strinG", "signature": vector}).encode()
+    with pytest.raises(InvalidSignature):
+        provider.verify(tampered, {})
 
 
 @pytest.fixture
@@ -59,6 +73,13 @@ class TestReceiver:
         assert (await post(client, body, headers))[1]["status"] == "duplicate"
         assert queue.count == 1
 
+    async def test_sha3_signed_callback_is_queued(self, client: TestClient, queue: Queue) -> None:
+        body, headers = samples.signed(
+            samples.payment(order_id="42", amount=Decimal(100)), LIQPAY_KEY, "sha3_256"
+        )
+        assert (await post(client, body, headers))[1]["status"] == "accepted"
+        assert queue.count == 1
+
     async def test_previous_key_accepted_during_a_change(
         self, client: TestClient, queue: Queue
     ) -> None:
@@ -67,7 +88,9 @@ class TestReceiver:
         )
         assert (await post(client, body, headers))[0] == 200
 
-    @pytest.mark.parametrize("tamper", ["wrong key", "modified data", "no signature"])
+    @pytest.mark.parametrize(
+        "tamper", ["wrong key", "modified data", "no signature", "not ASCII", "sha3, wrong key"]
+    )
     async def test_bad_signature_is_400_and_queues_nothing(
         self, client: TestClient, queue: Queue, tamper: str
     ) -> None:
@@ -76,6 +99,10 @@ class TestReceiver:
         fields = {"data": data, "signature": signature_of(LIQPAY_KEY, data)}
         if tamper == "wrong key":
             fields["signature"] = signature_of("another_key", data)
+        elif tamper == "sha3, wrong key":
+            fields["signature"] = signature_of("another_key", data, "sha3_256")
+        elif tamper == "not ASCII":
+            fields["signature"] = "tp+ZLmKm1/E83dIzUpx5ljcttP4\u00e9"
         elif tamper == "modified data":
             fields["data"] = base64.b64encode(
                 json.dumps({**payment, "amount": 1000.0}).encode()

@@ -48,7 +48,11 @@ def payment(
     }
 
 
-def signed(payment_data: dict[str, Any], private_key: str) -> tuple[bytes, dict[str, str]]:
+def signed(
+    payment_data: dict[str, Any], private_key: str, scheme: str = "sha1"
+) -> tuple[bytes, dict[str, str]]:
+    """Signed as LiqPay signs: ``scheme`` "sha1" (documented) or "sha3_256" (newer)."""
     data = base64.b64encode(json.dumps(payment_data).encode()).decode()
-    body = urlencode({"data": data, "signature": signature_of(private_key, data)}).encode()
+    signature = signature_of(private_key, data, scheme)
+    body = urlencode({"data": data, "signature": signature}).encode()
     return body, {"Content-Type": "application/x-www-form-urlencoded"}

@@ -1,8 +1,10 @@
-"""LiqPay: form-encoded callbacks signed with base64(sha1(private_key + data + private_key)).
+"""LiqPay: form-encoded callbacks signed with base64(hash(private_key + data + private_key)).
 
-LiqPay publishes no Python SDK that verifies, so the check is done here, over the
-``data`` field exactly as it was sent, compared in constant time against every
-configured private key (for a key change). ``data`` is base64 of the payment's JSON.
+The hash is SHA-1 (the documented scheme) or, in LiqPay's newer scheme, SHA3-256; both
+are accepted. LiqPay publishes no Python SDK that verifies, so the check is done here,
+over the ``data`` field exactly as it was sent, compared in constant time against every
+configured private key (for a key change) and both hashes, without stopping at the first
+match. ``data`` is base64 of the payment's JSON.
 """
 
 from __future__ import annotations
@@ -32,9 +34,23 @@ FAILED = frozenset({"failure", "error"})
 IGNORED = frozenset({"subscribed", "unsubscribed"})
 
 
-def signature_of(private_key: str, data: str) -> str:
-    digest = hashlib.sha1((private_key + data + private_key).encode()).digest()  # noqa: S324
+#: The signature hashes LiqPay uses: SHA-1 (documented) and SHA3-256 (the newer scheme).
+SCHEMES = ("sha1", "sha3_256")
+
+
+def signature_of(private_key: str, data: str, scheme: str = "sha1") -> str:
+    """base64(hash(private_key + data + private_key)), ``scheme`` one of SCHEMES."""
+    digest = hashlib.new(scheme, (private_key + data + private_key).encode()).digest()
     return base64.b64encode(digest).decode()
+
+
+def signature_matches(keys: tuple[str, ...], data: str, signature: str) -> bool:
+    """Every key and scheme is compared, constant-time, whatever matched before."""
+    matched = False
+    for key in keys:
+        for scheme in SCHEMES:
+            matched |= hmac.compare_digest(signature_of(key, data, scheme), signature)
+    return matched
 
 
 def _fields(body: bytes) -> dict[str, str]:
@@ -82,7 +98,7 @@ class LiqPayWebhook:
         data, signature = fields.get("data"), fields.get("signature")
         if not data or not signature:
             raise InvalidSignature("missing data or signature field")
-        if not any(hmac.compare_digest(signature_of(k, data), signature) for k in self._keys):
+        if not signature.isascii() or not signature_matches(self._keys, data, signature):
             raise InvalidSignature("signature does not match")
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
