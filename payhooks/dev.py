@@ -58,6 +58,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "NEXUDUS_PASSWORD": state.password,
             "STRIPE_WEBHOOK_SECRETS": os.environ.get("STRIPE_WEBHOOK_SECRETS")
             or DEV_WEBHOOK_SECRET,
+            "STRIPE_ALLOW_TEST_MODE": "true",  # send-test's Stripe events are test mode
             "GOCARDLESS_WEBHOOK_SECRETS": os.environ.get("GOCARDLESS_WEBHOOK_SECRETS")
             or GOCARDLESS_DEV_SECRET,
             "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,

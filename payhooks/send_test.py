@@ -79,7 +79,7 @@ def _stripe(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
     intent = stripe_samples.payment_intent(
         invoice_id=args.invoice, amount=amount, currency=args.currency, method=args.method
     )
-    event = stripe_samples.event("payment_intent.succeeded", intent)
+    event = stripe_samples.event("payment_intent.succeeded", intent, livemode=False)
     secret = _secret("STRIPE_WEBHOOK_SECRETS", stripe_samples.DEV_WEBHOOK_SECRET)
     body, headers = stripe_samples.signed(event, secret)
     return (

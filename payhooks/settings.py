@@ -126,6 +126,8 @@ class Settings:
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
     stripe_tolerance_seconds: int = 300
+    #: Apply events with ``livemode: false``; only for development and test endpoints.
+    stripe_allow_test_mode: bool = False
     invoice_metadata_key: str = "nexudus_invoice_id"
 
     gocardless_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -192,6 +194,10 @@ class Settings:
             stripe_api_key=_text(env, "STRIPE_API_KEY"),
             stripe_api_base=_url(env, "STRIPE_API_BASE"),
             stripe_tolerance_seconds=_int(env, "STRIPE_TOLERANCE_SECONDS", 300, minimum=1),
+            stripe_allow_test_mode=_choice(
+                env, "STRIPE_ALLOW_TEST_MODE", "false", ("true", "false")
+            )
+            == "true",
             invoice_metadata_key=_text(env, "INVOICE_METADATA_KEY", "nexudus_invoice_id")
             or "nexudus_invoice_id",
             gocardless_webhook_secrets=_list(env, "GOCARDLESS_WEBHOOK_SECRETS"),

@@ -20,3 +20,8 @@ ACK_SECONDS = Histogram(
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+TEST_MODE_REFUSED = Counter(
+    "payhooks_test_mode_events_total",
+    "Verified test-mode events refused (acknowledged, not queued) by provider.",
+    ["provider"],
+)

@@ -25,6 +25,7 @@ from payhooks.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState, add_gocar
 from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.sandbox.paypal import PayPalState, add_paypal_routes
 from payhooks.sandbox.server import ThreadedServer
+from payhooks.sandbox.stripe import StripeState, add_stripe_routes
 from payhooks.settings import Settings
 from workers import context
 
@@ -82,6 +83,11 @@ def epay_state() -> EPayState:
     return EPayState()
 
 
+@pytest.fixture
+def stripe_state() -> StripeState:
+    return StripeState()
+
+
 @pytest.fixture(scope="session")
 def paypal_keys() -> PayPalState:
     return PayPalState()  # RSA keys take a while to make: once per session
@@ -109,6 +115,7 @@ def sandbox(
     authorizenet_state: AuthorizeNetState,
     paypal_state: PayPalState,
     epay_state: EPayState,
+    stripe_state: StripeState,
 ) -> Iterator[ThreadedServer]:
     def make() -> web.Application:
         app = create_sandbox_app(sandbox_state)
@@ -116,6 +123,7 @@ def sandbox(
         add_authorizenet_routes(app, authorizenet_state)
         add_paypal_routes(app, paypal_state)
         add_epay_routes(app, epay_state)
+        add_stripe_routes(app, stripe_state)
         return app
 
     server = ThreadedServer(make).start()

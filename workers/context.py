@@ -21,7 +21,7 @@ from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
 from workers.paypal_ipn_confirm import PayPalIpnConfirm
 from workers.ratelimit import RateLimiter
-from workers.stripe_lookup import StripePaymentMethodLookup
+from workers.stripe_lookup import StripeLookup
 
 Enricher = Callable[[PaymentEvent], PaymentEvent]
 
@@ -70,7 +70,7 @@ def build_context(settings: Settings) -> WorkerContext:
         nexudus=nexudus,
         ledger=Ledger(redis, lock_seconds=settings.job_timeout_seconds),
         enrichers={
-            "stripe": StripePaymentMethodLookup(settings.stripe_api_key, settings.stripe_api_base),
+            "stripe": StripeLookup.from_settings(settings, redis),
             "authorizenet": AuthorizeNetLookup(
                 api_url=settings.authorizenet_api_url,
                 login_id=settings.authorizenet_login_id,

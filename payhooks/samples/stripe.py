@@ -87,6 +87,51 @@ def invoice_paid(intent: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def invoice_basil(
+    intent: dict[str, Any], *, subscription_metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An Invoice as API versions 2025-03-31.basil and later render it: no
+    payment_intent or charge, the subscription's metadata under ``parent``."""
+    return {
+        "id": _id("in"),
+        "object": "invoice",
+        "amount_due": intent["amount"],
+        "amount_paid": intent["amount"],
+        "amount_remaining": 0,
+        "currency": intent["currency"],
+        "metadata": {},
+        "parent": {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {
+                "metadata": dict(subscription_metadata or intent["metadata"]),
+                "subscription": _id("sub"),
+            },
+        },
+        "status": "paid",
+    }
+
+
+def invoice_payment(
+    invoice: dict[str, Any], intent: dict[str, Any], *, status: str = "paid"
+) -> dict[str, Any]:
+    """An InvoicePayment (basil and later), linking an invoice to its PaymentIntent."""
+    return {
+        "id": _id("inpay"),
+        "object": "invoice_payment",
+        "amount_paid": intent["amount"] if status == "paid" else None,
+        "amount_requested": intent["amount"],
+        "created": int(time.time()),
+        "currency": intent["currency"],
+        "invoice": invoice["id"],
+        "is_default": True,
+        "livemode": False,
+        "payment": {"type": "payment_intent", "payment_intent": intent["id"]},
+        "status": status,
+        "status_transitions": {"canceled_at": None, "paid_at": int(time.time())},
+    }
+
+
 def checkout_session(intent: dict[str, Any], *, payment_status: str = "paid") -> dict[str, Any]:
     return {
         "id": _id("cs_test"),
@@ -103,14 +148,24 @@ def checkout_session(intent: dict[str, Any], *, payment_status: str = "paid") ->
     }
 
 
-def event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+def event(
+    event_type: str,
+    obj: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    livemode: bool = True,
+    api_version: str = "2024-06-20",
+) -> dict[str, Any]:
+    """An event of a live endpoint by default; `send-test` sends test-mode ones
+    (``livemode: false``, as Stripe's test keys and CLI do), which only an endpoint with
+    STRIPE_ALLOW_TEST_MODE=true (`payhooks dev`) applies."""
     return {
         "id": event_id or _id("evt"),
         "object": "event",
-        "api_version": "2024-06-20",
+        "api_version": api_version,
         "created": int(time.time()),
         "data": {"object": obj},
-        "livemode": False,
+        "livemode": livemode,
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},
         "type": event_type,

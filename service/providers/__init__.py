@@ -36,6 +36,7 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
             settings.stripe_webhook_secrets,
             tolerance_seconds=settings.stripe_tolerance_seconds,
             invoice_metadata_key=settings.invoice_metadata_key,
+            allow_test_mode=settings.stripe_allow_test_mode,
         )
     if settings.gocardless_webhook_secrets:
         providers["gocardless"] = GoCardlessWebhook(

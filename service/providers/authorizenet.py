@@ -60,6 +60,9 @@ class AuthorizeNetWebhook:
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         header = headers.get("X-ANET-Signature", "")
+        if not header.isascii():
+            # hmac.compare_digest raises TypeError on non-ASCII text: refuse it first.
+            raise InvalidSignature("malformed X-ANET-Signature header: non-ASCII characters")
         scheme, _, given = header.partition("=")
         if scheme.lower() != "sha512" or not given:
             raise InvalidSignature("missing or malformed X-ANET-Signature header")

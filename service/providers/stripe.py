@@ -2,8 +2,17 @@
 
 Card payments become provider 2 (Stripe), ACH debits 11 (StripeACH) and BACS debits
 13 (StripeBACS). Every paid event of one payment (payment_intent.succeeded,
-charge.succeeded, invoice.paid, checkout.session.completed) resolves to the same token:
-the PaymentIntent id, or the charge id for a charge made without one.
+charge.succeeded, invoice.paid, invoice_payment.paid, checkout.session.completed)
+resolves to the same token: the PaymentIntent id, or the charge id for a charge made
+without one.
+
+Since API version 2025-03-31.basil an Invoice names neither its PaymentIntent nor its
+charge, and an InvoicePayment (``invoice_payment.paid``) names the PaymentIntent and the
+Stripe invoice id but not the invoice's metadata. Neither event alone holds both the
+token and the Nexudus invoice, so both become events that the job completes
+(workers/stripe_lookup.py): the invoice's event keeps the ``in_…`` id as a stand-in
+token, the InvoicePayment's event has no invoice reference yet, and both carry the
+Stripe invoice id in ``details["stripe_invoice"]``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from payhooks.events import (
     utc_from_timestamp,
 )
 from payhooks.money import from_minor_units
+from service import metrics
 from service.errors import InvalidSignature, MalformedPayload
 from service.providers.base import load_json_object, redact_json
 
@@ -33,6 +43,7 @@ PAID = frozenset(
         "charge.captured",
         "invoice.paid",
         "invoice.payment_succeeded",
+        "invoice_payment.paid",
         "checkout.session.completed",
         "checkout.session.async_payment_succeeded",
     }
@@ -64,6 +75,13 @@ METHOD_PROVIDERS: Mapping[str, RegularPaymentProvider] = {
 }
 
 INVOICE_NUMBER_KEY = "nexudus_invoice_number"
+#: Where an event names the Stripe invoice its payment belongs to (for the job).
+STRIPE_INVOICE_DETAIL = "stripe_invoice"
+
+TEST_MODE_REASON = (
+    "test-mode event (livemode false) refused: set STRIPE_ALLOW_TEST_MODE=true"
+    " only on a development or test endpoint"
+)
 
 
 def provider_for_method(method_type: str) -> RegularPaymentProvider:
@@ -80,13 +98,20 @@ class StripeWebhook:
     signature_headers: tuple[str, ...] = ("Stripe-Signature",)
 
     def __init__(
-        self, secrets: tuple[str, ...], *, tolerance_seconds: int, invoice_metadata_key: str
+        self,
+        secrets: tuple[str, ...],
+        *,
+        tolerance_seconds: int,
+        invoice_metadata_key: str,
+        allow_test_mode: bool = False,
     ) -> None:
         if not secrets:
             raise ValueError("at least one Stripe webhook secret is required")
         self._secrets = secrets
         self._tolerance = tolerance_seconds
         self._invoice_metadata_key = invoice_metadata_key
+        self._allow_test_mode = allow_test_mode
+        self._test_mode_refused = metrics.TEST_MODE_REFUSED.labels(self.name)
 
     def redact(self, body: bytes) -> bytes | None:
         return redact_json(body)
@@ -95,6 +120,9 @@ class StripeWebhook:
         header = headers.get("Stripe-Signature")
         if not header:
             raise InvalidSignature("missing Stripe-Signature header")
+        if not header.isascii():
+            # The SDK's constant-time comparison raises TypeError on non-ASCII text.
+            raise InvalidSignature("malformed Stripe-Signature header: non-ASCII characters")
         try:
             payload = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -117,10 +145,19 @@ class StripeWebhook:
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
         event = load_json_object(body)
-        return [normalise_event(event, invoice_metadata_key=self._invoice_metadata_key)]
+        result = normalise_event(
+            event,
+            invoice_metadata_key=self._invoice_metadata_key,
+            allow_test_mode=self._allow_test_mode,
+        )
+        if isinstance(result, Ignored) and result.reason == TEST_MODE_REASON:
+            self._test_mode_refused.inc()
+        return [result]
 
 
-def normalise_event(event: Mapping[str, Any], *, invoice_metadata_key: str) -> Normalised:
+def normalise_event(
+    event: Mapping[str, Any], *, invoice_metadata_key: str, allow_test_mode: bool = False
+) -> Normalised:
     """Map one verified Stripe event to a payment event, or say why it is ignored."""
     event_id = event.get("id")
     event_type = event.get("type")
@@ -130,12 +167,15 @@ def normalise_event(event: Mapping[str, Any], *, invoice_metadata_key: str) -> N
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         raise MalformedPayload("Stripe event without data.object")
+    # Test-mode payments move no money; only an event Stripe marks live is applied.
+    if event.get("livemode") is not True and not allow_test_mode:
+        return Ignored(event_id, event_type, TEST_MODE_REASON)
 
     kind = _kind(event_type, obj)
     if kind is None:
         return Ignored(event_id, event_type, "event type not handled")
 
-    token = _token(obj)
+    token = token_of(obj)
     if token is None:
         return Ignored(
             event_id,
@@ -143,8 +183,14 @@ def normalise_event(event: Mapping[str, Any], *, invoice_metadata_key: str) -> N
             "no PaymentIntent or charge on this object (a subscription-mode Checkout Session:"
             " its invoice.paid event records the payment)",
         )
-    invoice = _invoice_ref(obj, invoice_metadata_key)
-    if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
+    invoice = invoice_ref_of(obj, invoice_metadata_key)
+    stripe_invoice = _stripe_invoice_of(obj)
+    # An InvoicePayment never carries metadata: the job reads its invoice's.
+    if (
+        not invoice
+        and kind in (PaymentKind.PAID, PaymentKind.PENDING)
+        and not _completed_by_job(obj, stripe_invoice)
+    ):
         return Ignored(event_id, event_type, "no Nexudus invoice reference in metadata")
 
     amount_minor, currency = _amount(obj, event_type, kind)
@@ -154,6 +200,9 @@ def normalise_event(event: Mapping[str, Any], *, invoice_metadata_key: str) -> N
     created = event.get("created")
     if not isinstance(created, int | float) or isinstance(created, bool):
         raise MalformedPayload("Stripe event without its created time")
+    details = {"livemode": str(bool(event.get("livemode"))).lower()}
+    if stripe_invoice is not None:
+        details[STRIPE_INVOICE_DETAIL] = stripe_invoice
     return PaymentEvent(
         provider="stripe",
         event_id=event_id,
@@ -169,7 +218,7 @@ def normalise_event(event: Mapping[str, Any], *, invoice_metadata_key: str) -> N
         object_id=str(obj.get("id", "")),
         regular_payment_provider=None if method is None else provider_for_method(method),
         payment_method=method,
-        details={"livemode": str(bool(event.get("livemode"))).lower()},
+        details=details,
     )
 
 
@@ -203,7 +252,8 @@ def _id_of(value: Any) -> str | None:
     return None
 
 
-def _token(obj: Mapping[str, Any]) -> str | None:
+def token_of(obj: Mapping[str, Any]) -> str | None:
+    """The payment an object belongs to: its PaymentIntent id, else its charge id."""
     object_type = obj.get("object")
     if object_type == "payment_intent":
         return _id_of(obj.get("id"))
@@ -214,17 +264,68 @@ def _token(obj: Mapping[str, Any]) -> str | None:
     if object_type == "checkout.session":
         return _id_of(obj.get("payment_intent"))
     if object_type == "invoice":
-        # Newer API versions drop payment_intent from Invoice; the invoice id still
-        # identifies the payment (one Stripe invoice is paid once).
+        # From 2025-03-31.basil an Invoice names no payment: its id stands in until the
+        # job finds the PaymentIntent (its InvoicePayment), so both events share a token.
         return (
             _id_of(obj.get("payment_intent")) or _id_of(obj.get("charge")) or _id_of(obj.get("id"))
         )
+    if object_type == "invoice_payment":
+        # basil/clover nest the payment; later versions put its ids at the top level.
+        payment = obj.get("payment")
+        payment = payment if isinstance(payment, dict) else obj
+        return _id_of(payment.get("payment_intent")) or _id_of(payment.get("charge"))
     return None
 
 
-def _invoice_ref(obj: Mapping[str, Any], invoice_metadata_key: str) -> InvoiceRef:
-    metadata = obj.get("metadata")
-    metadata = metadata if isinstance(metadata, dict) else {}
+def is_invoice_stand_in(token: str) -> bool:
+    """A token that is a Stripe invoice id, not yet its payment's (see token_of)."""
+    return token.startswith("in_")
+
+
+def _stripe_invoice_of(obj: Mapping[str, Any]) -> str | None:
+    object_type = obj.get("object")
+    if object_type == "invoice":
+        return _id_of(obj.get("id"))
+    if object_type == "invoice_payment":
+        return _id_of(obj.get("invoice"))
+    return None
+
+
+def _completed_by_job(obj: Mapping[str, Any], stripe_invoice: str | None) -> bool:
+    """An InvoicePayment names its invoice only by Stripe id: the job finds the
+    Nexudus reference in that invoice's metadata (or in its invoice.paid event)."""
+    return obj.get("object") == "invoice_payment" and stripe_invoice is not None
+
+
+def _metadata_sources(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The object's own metadata, then (invoices) the subscription's copy: under
+    2025-03-31.basil and later in ``parent.subscription_details``, before it in
+    ``subscription_details``."""
+    sources: list[Any] = [obj.get("metadata")]
+    if obj.get("object") == "invoice":
+        parent = obj.get("parent")
+        if isinstance(parent, dict) and isinstance(parent.get("subscription_details"), dict):
+            sources.append(parent["subscription_details"].get("metadata"))
+        if isinstance(obj.get("subscription_details"), dict):
+            sources.append(obj["subscription_details"].get("metadata"))
+    return [source for source in sources if isinstance(source, dict)]
+
+
+def invoice_ref_of(obj: Mapping[str, Any], invoice_metadata_key: str) -> InvoiceRef:
+    """The Nexudus invoice a Stripe object names in its metadata (or, for a Checkout
+    Session, its client_reference_id), or an empty reference."""
+    for metadata in _metadata_sources(obj):
+        found = _invoice_ref(obj, metadata, invoice_metadata_key)
+        if found:
+            return found
+    if obj.get("object") == "checkout.session":
+        return _invoice_ref(obj, {}, invoice_metadata_key)
+    return InvoiceRef()
+
+
+def _invoice_ref(
+    obj: Mapping[str, Any], metadata: Mapping[str, Any], invoice_metadata_key: str
+) -> InvoiceRef:
     raw_id = metadata.get(invoice_metadata_key)
     if raw_id is None and obj.get("object") == "checkout.session":
         raw_id = obj.get("client_reference_id")
@@ -257,6 +358,8 @@ def _amount(
             name = "amount_captured" if paid else "amount"
     elif object_type == "invoice":
         name = "amount_paid" if paid else "amount_due"
+    elif object_type == "invoice_payment":
+        name = "amount_paid" if paid else "amount_requested"
     elif object_type == "checkout.session":
         name = "amount_total"
     else:
