@@ -46,8 +46,11 @@ def ours(
     amount: str = "100.00",
     public: str = BRAINTREE_PUBLIC,
     private: str = BRAINTREE_PRIVATE,
+    transaction_id: str | None = None,
 ) -> bytes:
-    xml = samples.transaction_notification(kind, order_id=order_id, amount=Decimal(amount))
+    xml = samples.transaction_notification(
+        kind, order_id=order_id, amount=Decimal(amount), transaction_id=transaction_id
+    )
     return samples.signed(xml, public, private)[0]
 
 
@@ -108,7 +111,6 @@ async def test_legacy_challenge_is_answered(client: TestClient) -> None:
         ("subscription_charged_successfully", PaymentKind.PAID),
         ("transaction_settlement_declined", PaymentKind.FAILED),
         ("subscription_charged_unsuccessfully", PaymentKind.FAILED),
-        ("dispute_opened", PaymentKind.REFUNDED),
         ("subscription_went_past_due", None),
     ],
 )
@@ -127,6 +129,62 @@ def test_kind_mapping(settings: Settings, kind: str, expected: PaymentKind | Non
         Decimal("100.00"),
     )
     assert result.regular_payment_provider == 8
+
+
+@pytest.mark.parametrize(
+    ("kind", "money_left"),
+    [
+        # Braintree debits a chargeback when it is opened; accepted, lost or expired, the
+        # money stays with the customer; won, it comes back; contested or under review,
+        # nothing moves (paypal.com/us/selfhelp/article/faq3379).
+        ("dispute_opened", True),
+        ("dispute_accepted", True),
+        ("dispute_auto_accepted", True),
+        ("dispute_lost", True),
+        ("dispute_expired", True),
+        ("dispute_won", False),
+        ("dispute_disputed", False),
+        ("dispute_under_review", False),
+    ],
+)
+def test_disputes_undo_the_payment_only_when_money_left(
+    settings: Settings, kind: str, money_left: bool
+) -> None:
+    from service.providers import build_providers
+
+    provider = build_providers(settings)["braintree"]
+    [paid] = provider.normalise(ours(transaction_id="txn_4242"), {})
+    # The SDK's own sample (braintree/webhook_testing_gateway.py, sample_notification):
+    # a chargeback of 100.00 USD on transaction "txn_4242".
+    [dispute] = provider.normalise(sdk_sample(kind, "txn_4242"), {})
+    assert isinstance(paid, PaymentEvent)
+    if not money_left:
+        assert isinstance(dispute, Ignored)
+        return
+    assert isinstance(dispute, PaymentEvent)
+    assert (dispute.kind, dispute.token, dispute.amount, dispute.currency) == (
+        PaymentKind.REFUNDED,
+        paid.token,
+        Decimal("100.00"),
+        "USD",
+    )
+
+
+def test_a_retrieval_is_not_money_leaving(settings: Settings) -> None:
+    from base64 import b64decode
+    from urllib.parse import parse_qs
+
+    from service.providers import build_providers
+
+    # The SDK's dispute_opened sample with the dispute kind Braintree uses for a request
+    # for information ("retrieval"), signed by the SDK's own crypto helper.
+    payload = parse_qs(sdk_sample("dispute_opened", "txn_4242").decode())["bt_payload"][0]
+    xml = b64decode(payload).decode().replace("<kind>chargeback</kind>", "<kind>retrieval</kind>")
+    [result] = build_providers(settings)["braintree"].normalise(
+        samples.signed(xml, BRAINTREE_PUBLIC, BRAINTREE_PRIVATE)[0], {}
+    )
+    assert isinstance(result, Ignored)
+    assert "retrieval" in result.reason
 
 
 def test_settled_transaction_marks_the_invoice_paid(

@@ -28,13 +28,32 @@ from payhooks.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
-from service.errors import InvalidSignature, MalformedPayload
+from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable, WebhookError
 
 Kind = braintree.WebhookNotification.Kind
 PAID = frozenset(
     {Kind.SubscriptionChargedSuccessfully, Kind.TransactionSettled, Kind.LocalPaymentCompleted}
 )
 FAILED = frozenset({Kind.SubscriptionChargedUnsuccessfully, Kind.TransactionSettlementDeclined})
+#: Disputes after which the money is with the customer. Braintree debits a chargeback when
+#: it is opened; accepting it, losing it or letting it expire leaves the money with the
+#: customer; winning returns it (PayPal help, "I received a chargeback on my Braintree
+#: control panel", paypal.com/us/selfhelp/article/faq3379).
+MONEY_LEFT = frozenset(
+    {
+        Kind.DisputeOpened,
+        Kind.DisputeAccepted,
+        Kind.DisputeAutoAccepted,
+        Kind.DisputeLost,
+        Kind.DisputeExpired,
+    }
+)
+#: Why the other dispute kinds are not refunds.
+NO_MONEY_LEFT = {
+    Kind.DisputeWon: "dispute won: the money came back to the merchant",
+    Kind.DisputeDisputed: "dispute contested by the merchant: no money moved",
+    Kind.DisputeUnderReview: "dispute under review: no money moved",
+}
 
 
 _SENSITIVE_XML = re.compile(
@@ -42,6 +61,9 @@ _SENSITIVE_XML = re.compile(
     r"account-number|routing-number|account-holder-name|last-name|cardholder-name)>"
     r"[^<]*</\1>"
 )
+
+
+_CHALLENGE = re.compile(r"[a-f0-9]{20,32}")
 
 
 def _fields(body: bytes) -> tuple[str, str]:
@@ -101,6 +123,10 @@ class BraintreeWebhook:
         ).encode()
 
     def answer_challenge(self, challenge: str) -> str:
+        # The SDK checks with re.match and `$`, which lets a trailing newline through and
+        # raises for the rest: refuse anything else here, as a 400.
+        if not _CHALLENGE.fullmatch(challenge):
+            raise MalformedPayload("bt_challenge must be 20-32 lower-case hex characters")
         gateway = next(iter(self._gateways.values()))
         return str(gateway.webhook_notification.verify(challenge))
 
@@ -119,7 +145,13 @@ class BraintreeWebhook:
             raise InvalidSignature(f"signature rejected ({exc})") from None
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
-        self._parse(body)
+        try:
+            self._parse(body)
+        except (WebhookError, UnicodeEncodeError):
+            raise  # refused before, or (a non-ASCII payload) instead of, the signature check
+        except Exception as exc:
+            # The SDK checks the signature before it reads the XML.
+            raise SignedButUnreadable("signed payload is not a notification the SDK reads") from exc
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
         notification = self._parse(body)
@@ -128,16 +160,19 @@ class BraintreeWebhook:
         transaction, extra = _transaction_of(notification)
         subject = getattr(transaction, "id", None) or extra.get("subscription", "")
         event_id = f"{kind}-{int(when.timestamp())}-{subject}"
-        payment_kind = _kind(kind)
+        payment_kind, why_not = _kind(kind, getattr(notification, "dispute", None))
         if payment_kind is None:
-            return [Ignored(event_id, kind, "notification kind not handled")]
+            return [Ignored(event_id, kind, why_not)]
         if transaction is None:
             return [Ignored(event_id, kind, "no transaction in the notification")]
         invoice = self._invoice_of(transaction)
         if not invoice and payment_kind is PaymentKind.PAID:
             return [Ignored(event_id, kind, "no order_id on the transaction")]
-        amount = getattr(transaction, "amount", None)
-        currency = getattr(transaction, "currency_iso_code", None)
+        # A dispute's money is its own (the disputed amount, in the dispute's currency);
+        # the transaction inside it is the payment it undoes, and gives the token.
+        money = getattr(notification, "dispute", None) or transaction
+        amount = getattr(money, "amount_disputed", None) or getattr(money, "amount", None)
+        currency = getattr(money, "currency_iso_code", None)
         return [
             PaymentEvent(
                 provider=self.name,
@@ -164,14 +199,19 @@ class BraintreeWebhook:
         return InvoiceRef.from_text(str(value or ""))
 
 
-def _kind(kind: str) -> PaymentKind | None:
+def _kind(kind: str, dispute: Any) -> tuple[PaymentKind | None, str]:
+    """The payment kind, or None and why the notification is not acted on."""
     if kind in PAID:
-        return PaymentKind.PAID
+        return PaymentKind.PAID, ""
     if kind in FAILED:
-        return PaymentKind.FAILED
-    if kind.startswith("dispute_"):
-        return PaymentKind.REFUNDED
-    return None
+        return PaymentKind.FAILED, ""
+    if kind in NO_MONEY_LEFT:
+        return None, NO_MONEY_LEFT[kind]
+    if kind in MONEY_LEFT:
+        if str(getattr(dispute, "kind", "")) == "retrieval":
+            return None, "a retrieval asks for information: no money moved"
+        return PaymentKind.REFUNDED, ""
+    return None, "notification kind not handled"
 
 
 def _transaction_of(notification: Any) -> tuple[Any, dict[str, str]]:
@@ -186,6 +226,7 @@ def _transaction_of(notification: Any) -> tuple[Any, dict[str, str]]:
         return (transactions[0] if transactions else None), extra
     dispute = getattr(notification, "dispute", None)
     if dispute is not None:
+        extra["dispute"] = str(getattr(dispute, "id", ""))
         return getattr(dispute, "transaction", None), extra
     local = getattr(notification, "local_payment_completed", None)
     if local is not None:
