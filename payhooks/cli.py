@@ -81,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     health.add_argument("--worker", action="store_true", help="check a worker instead")
 
     _add_ops_commands(commands)
+    from payhooks.unprocessed_cli import add_unprocessed_command
+
+    add_unprocessed_command(commands)
 
     args = parser.parse_args(argv)
     try:
@@ -101,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from payhooks.health import check_config
 
             return check_config(settings, role=args.role)
+        if args.command == "unprocessed":
+            from payhooks.unprocessed_cli import run_unprocessed
+
+            return run_unprocessed(settings, args)
         if args.command in ("failed", "trace", "replay-event"):
             from payhooks.ops_cli import run_ops
 

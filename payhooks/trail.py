@@ -131,3 +131,9 @@ class Trail:
             "redacted": text(stored["redacted"]) == "1",
             "received_at": text(stored["received_at"]),
         }
+
+
+#: Verified webhooks that the code could not turn into events, by time received (a sorted
+#: set of webhook keys). Each webhook hash then also holds ``unprocessed``: why. Kept as
+#: long as the trail, for ``payhooks unprocessed`` to list and replay once the code is fixed.
+UNPROCESSED = f"{keys.PREFIX}:unprocessed"

@@ -13,10 +13,12 @@ from payhooks import redis_connect
 from payhooks.jobspec import JobFactory
 from payhooks.settings import Settings
 from service import cluster_metrics, metrics
+from service.errors import WebhookError
 from service.handlers import webhook_handler
 from service.inbox import EventInbox
 from service.providers import build_providers
 from service.providers.base import WebhookProvider
+from service.quarantine import Quarantine
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -51,6 +53,7 @@ def create_app(
         ack_timeout_ms=settings.redis_ack_timeout_ms,
     )
     app[INBOX] = inbox
+    quarantine = Quarantine(redis, ttl_seconds=settings.event_ttl_seconds)
     app[REDIS] = redis
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -60,7 +63,9 @@ def create_app(
 
     app.cleanup_ctx.append(redis_ctx)
     for name, provider in providers.items():
-        app.router.add_route(provider.method, f"/webhooks/{name}", webhook_handler(provider, inbox))
+        app.router.add_route(
+            provider.method, f"/webhooks/{name}", webhook_handler(provider, inbox, quarantine)
+        )
         answer = getattr(provider, "answer_challenge", None)
         if answer is not None:  # Braintree's legacy endpoint check: GET ?bt_challenge=
             app.router.add_get(f"/webhooks/{name}", challenge_handler(answer))
@@ -77,7 +82,10 @@ def challenge_handler(
         challenge = request.query.get("bt_challenge", "")
         if not challenge:
             return web.json_response({"error": "missing bt_challenge"}, status=400)
-        return web.Response(text=answer(challenge))
+        try:
+            return web.Response(text=answer(challenge))
+        except WebhookError as exc:
+            return web.json_response({"error": exc.code, "reason": exc.message}, status=400)
 
     return handle
 

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from rq.utils import utcparse
 
-from payhooks import shared_metrics
+from payhooks import shared_metrics, trail
 from payhooks.keys import text
 
 
@@ -37,6 +37,7 @@ async def render(redis: Redis, queue_name: str) -> bytes:
         pipe.hgetall(shared_metrics.NEXUDUS_CALLS)
         pipe.hgetall(shared_metrics.NEXUDUS_SECONDS)
         pipe.hgetall(shared_metrics.THROTTLE)
+        pipe.zcard(trail.UNPROCESSED)
         (
             depth,
             failed,
@@ -47,6 +48,7 @@ async def render(redis: Redis, queue_name: str) -> bytes:
             calls,
             seconds,
             throttle,
+            unprocessed,
         ) = await pipe.execute()
     oldest_age = 0.0
     if oldest is not None:
@@ -61,6 +63,11 @@ async def render(redis: Redis, queue_name: str) -> bytes:
         ("payhooks_failed_jobs", "Jobs in RQ's failed-job registry.", failed),
         ("payhooks_scheduled_jobs", "Jobs waiting for a retry.", scheduled),
         ("payhooks_started_jobs", "Jobs being worked on.", started),
+        (
+            "payhooks_unprocessed_webhooks",
+            "Verified webhooks kept because the code could not normalise them.",
+            unprocessed,
+        ),
     ):
         families.append(GaugeMetricFamily(name, doc, value=float(value)))
 

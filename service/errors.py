@@ -46,3 +46,8 @@ class QueueUnavailable(WebhookError):
 
     status = 503
     code = "queue_unavailable"
+
+
+class SignedButUnreadable(MalformedPayload):
+    """The signature matched, then the provider's SDK could not read the body (it checks
+    the signature first, then parses). Verified: kept and acknowledged, never refused."""

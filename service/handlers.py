@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -17,19 +17,25 @@ from service.errors import (
     BodyTooLarge,
     InvalidPayload,
     InvalidSignature,
+    QueueUnavailable,
+    SignedButUnreadable,
     UnsupportedMediaType,
     WebhookError,
 )
 from service.inbox import Accepted, EventInbox
 from service.providers.base import WebhookProvider
+from service.quarantine import Quarantine, reason_of
 
 log = logging.getLogger("payhooks.webhook")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
+def webhook_handler(
+    provider: WebhookProvider, inbox: EventInbox, quarantine: Quarantine
+) -> Handler:
     name = provider.name
+    unprocessed = metrics.WEBHOOKS.labels(name, "unprocessed")
     ack_seconds = metrics.ACK_SECONDS.labels(name)
     # Label lookups cost more than the increments: resolve the hot ones once.
     event_outcomes = {
@@ -55,30 +61,24 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
         return response
 
     async def _handle(request: web.Request) -> web.StreamResponse:
-        if request.method == "GET":
-            # As received (still percent-encoded): the hash covers values in their order.
-            body = request.rel_url.raw_query_string.encode()
-        elif request.content_type not in provider.content_types:
-            raise UnsupportedMediaType(
-                f"expected {', '.join(sorted(provider.content_types))}, got {request.content_type}"
-            )
-        else:
-            body = await request.read()
+        body = await _read(provider, request)
         prepare = getattr(provider, "prepare", None)
         if prepare is not None:  # I/O a check needs first (PayPal's certificate), off the loop
             await prepare(request.headers)
-        provider.verify(body, request.headers)
-        normalised = provider.normalise(body, request.headers)
-        events = [item for item in normalised if isinstance(item, PaymentEvent)]
-        ignored = [item for item in normalised if isinstance(item, Ignored)]
-        webhook = StoredWebhook.of(
-            name,
-            body,
-            {h: request.headers[h] for h in provider.signature_headers if h in request.headers},
-            provider.redact(body),
-        )
-        results = await inbox.accept(webhook, events, ignored)
-
+        try:
+            _verify(provider, body, request.headers)
+        except SignedButUnreadable as exc:
+            return await _unprocessed(stored_webhook(provider, body, request.headers), exc)
+        webhook = stored_webhook(provider, body, request.headers)
+        try:
+            normalised = provider.normalise(body, request.headers)
+            events = [item for item in normalised if isinstance(item, PaymentEvent)]
+            ignored = [item for item in normalised if isinstance(item, Ignored)]
+            results = await inbox.accept(webhook, events, ignored)
+        except (InvalidPayload, QueueUnavailable):
+            raise  # the sender reads the schema's complaints; Redis down: it retries
+        except Exception as exc:  # noqa: BLE001 (verified: kept and acknowledged, never a 500)
+            return await _unprocessed(webhook, exc)
         queued, duplicates = _note_outcomes(name, events, results, ignored, event_outcomes)
         outcome = "accepted" if queued else "duplicate" if duplicates else "ignored"
         webhook_outcomes[outcome].inc()
@@ -88,7 +88,50 @@ def webhook_handler(provider: WebhookProvider, inbox: EventInbox) -> Handler:
             {"status": outcome, "queued": queued, "duplicates": duplicates, "ignored": len(ignored)}
         )
 
+    async def _unprocessed(webhook: StoredWebhook, exc: Exception) -> web.Response:
+        reason = reason_of(exc)
+        await quarantine.keep(webhook, reason)
+        unprocessed.inc()
+        log.error(
+            "webhook.unprocessed",
+            extra={"provider": name, "webhook": webhook.key, "reason": reason},
+        )
+        return web.json_response({"status": "unprocessed", "queued": 0, "duplicates": 0})
+
     return handle
+
+
+async def _read(provider: WebhookProvider, request: web.Request) -> bytes:
+    if request.method == "GET":
+        # As received (still percent-encoded): the hash covers values in their order.
+        return request.rel_url.raw_query_string.encode()
+    if request.content_type not in provider.content_types:
+        raise UnsupportedMediaType(
+            f"expected {', '.join(sorted(provider.content_types))}, got {request.content_type}"
+        )
+    return await request.read()
+
+
+def _verify(provider: WebhookProvider, body: bytes, headers: Mapping[str, str]) -> None:
+    try:
+        provider.verify(body, headers)
+    except WebhookError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (a parser's failure on input we cannot trust)
+        raise InvalidSignature(f"could not be verified ({reason_of(exc)})") from None
+
+
+def stored_webhook(
+    provider: WebhookProvider, body: bytes, headers: Mapping[str, str]
+) -> StoredWebhook:
+    """The request as the trail keeps it. A body too broken to redact is kept as received
+    (Redis holds secrets anyway); losing it would lose the payment."""
+    try:
+        redacted = provider.redact(body)
+    except Exception:  # noqa: BLE001
+        redacted = None
+    kept = {h: headers[h] for h in provider.signature_headers if h in headers}
+    return StoredWebhook.of(provider.name, body, kept, redacted)
 
 
 def _reject(name: str, exc: WebhookError) -> web.Response:

@@ -23,7 +23,7 @@ from payhooks.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
-from service.errors import InvalidSignature, MalformedPayload
+from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable
 from service.providers.base import load_json_object, redact_json
 
 PENDING = frozenset({"created", "submitted", "customer_approval_granted"})
@@ -64,9 +64,9 @@ class GoCardlessWebhook:
                 return
             except InvalidSignatureError:
                 continue
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
                 # The signature matched (it is checked first), the JSON did not parse.
-                raise MalformedPayload("signed body is not a GoCardless event batch") from None
+                raise SignedButUnreadable("signed body is not a GoCardless event batch") from exc
         raise InvalidSignature("signature does not match")
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
