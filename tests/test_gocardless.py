@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from payhooks import keys
 from payhooks.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.samples import gocardless as samples
 from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.gocardless import GoCardlessState, payment_record
+from payhooks.sandbox.gocardless import GoCardlessState, payment_record, refund_record
 from payhooks.sandbox.nexudus import INVOICES, TOKENS, SandboxState
 from payhooks.settings import Settings
 from service.app import create_app
+from service.providers import build_providers
 from service.providers.gocardless import normalise_event
 from tests.conftest import GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET
 from tests.helpers import writes
@@ -59,6 +61,14 @@ def add_payment(
         payment, amount_minor=amount_minor, currency=currency, invoice_id=invoice_id, **kw
     )
     return payment
+
+
+def add_refund(
+    state: GoCardlessState, refund: str, payment: str, amount_minor: int, currency: str = "EUR"
+) -> None:
+    state.refunds[refund] = refund_record(
+        refund, payment_id=payment, amount_minor=amount_minor, currency=currency
+    )
 
 
 class TestReceiver:
@@ -155,6 +165,7 @@ class TestReceiver:
         ("payments", "customer_approval_denied", "confirmed", PaymentKind.FAILED),
         ("refunds", "created", "confirmed", PaymentKind.REFUNDED),
         ("refunds", "paid", "confirmed", PaymentKind.REFUNDED),
+        ("refunds", "refund_settled", "confirmed", PaymentKind.REFUNDED),
     ],
 )
 def test_action_maps_to_kind(
@@ -168,6 +179,18 @@ def test_action_maps_to_kind(
     assert result.kind is kind
     assert result.token == "PM1"
     assert result.regular_payment_provider == 12
+
+
+@pytest.mark.parametrize("action", ["failed", "funds_returned"])
+def test_a_refund_that_never_reached_the_customer_is_not_a_refund(action: str) -> None:
+    # GoCardless's "Refund actions": the refund failed, the money came back to the merchant.
+    result = normalise_event(
+        samples.refund_event("RF123", action),
+        paid_action="confirmed",
+        invoice_metadata_key="nexudus_invoice_id",
+    )
+    assert isinstance(result, Ignored)
+    assert result.reason == "refund that did not reach the customer"
 
 
 def test_other_resources_are_ignored() -> None:
@@ -293,16 +316,51 @@ class TestWorker:
         assert sandbox_state.calls == []
         assert len(queue.finished_job_registry) == 1
 
-    @pytest.mark.parametrize("action", ["failed", "charged_back"])
+    def test_refund_carries_its_payments_token_and_a_positive_amount(
+        self, settings: Settings, gocardless_state: GoCardlessState
+    ) -> None:
+        from workers.gocardless_lookup import GoCardlessPaymentLookup
+
+        payment = add_payment(gocardless_state, 42, mandate="MD0042")
+        # A partial refund, as GoCardless's refund created event names it: the refund only.
+        add_refund(gocardless_state, "RF0001", payment, amount_minor=2500)
+        [queued] = build_providers(settings)["gocardless"].normalise(
+            json.dumps({"events": [samples.refund_event("RF0001")]}).encode(), {}
+        )
+        assert isinstance(queued, PaymentEvent)
+        lookup = GoCardlessPaymentLookup(
+            settings.gocardless_access_token,
+            environment=settings.gocardless_environment,
+            base_url=settings.gocardless_base_url,
+            invoice_metadata_key=settings.invoice_metadata_key,
+        )
+        refund = lookup(queued)
+        # The paid event's token is the payment's PM id (test_several_payment_events...).
+        assert (refund.kind, refund.token, refund.amount, refund.currency) == (
+            PaymentKind.REFUNDED,
+            payment,
+            Decimal("25.00"),
+            "EUR",
+        )
+        assert (refund.invoice.invoice_id, refund.details["mandate"]) == (42, "MD0042")
+
+    @pytest.mark.parametrize("action", ["failed", "charged_back", "refunded"])
     def test_failures_write_nothing(
         self,
         settings: Settings,
         sandbox_state: SandboxState,
         gocardless_state: GoCardlessState,
         run_worker: RunWorker,
+        queue: Queue,
         action: str,
     ) -> None:
         payment = add_payment(gocardless_state, 42)
-        self.deliver(settings, [samples.payment_event(payment, action)])
+        if action == "refunded":
+            add_refund(gocardless_state, "RF0002", payment, amount_minor=10000)
+            event = samples.refund_event("RF0002")
+        else:
+            event = samples.payment_event(payment, action)
+        self.deliver(settings, [event])
         run_worker()
         assert sandbox_state.calls == []
+        assert len(queue.finished_job_registry) == 1  # applied as no write, not failed

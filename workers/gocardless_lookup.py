@@ -2,7 +2,9 @@
 
 A webhook names only the payment; its amount (minor units), currency, metadata (the
 Nexudus invoice id under INVOICE_METADATA_KEY), reference and mandate come from
-``GET /payments/{id}``, with the official ``gocardless-pro`` client.
+``GET /payments/{id}``, with the official ``gocardless-pro`` client. A refund event names
+only the refund: ``GET /refunds/{id}`` gives the payment it undoes (the token, so the
+refund carries the paid event's token) and the amount refunded.
 """
 
 from __future__ import annotations
@@ -34,9 +36,29 @@ class GoCardlessPaymentLookup:
         self._invoice_metadata_key = invoice_metadata_key
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
-        if not event.token.startswith("PM"):
-            return event  # a refund event without its payment: nothing to look up
-        payment = self._fetch(event.token)
+        # Refund events queued before refunds were read name the refund as their token.
+        refund_id = event.details.get("refund") or (
+            event.token if event.token.startswith("RF") else None
+        )
+        if refund_id:
+            return self._refund(event, refund_id)
+        return self._payment(event)
+
+    def _refund(self, event: PaymentEvent, refund_id: str) -> PaymentEvent:
+        refund = self._fetch("refunds", refund_id)
+        payment_id = (refund.get("links") or {}).get("payment")
+        if not payment_id:
+            raise ProviderLookupError(f"GoCardless refund {refund_id} names no payment")
+        paid = self._payment(event.with_changes(token=str(payment_id)))
+        # The payment gave the invoice and mandate; the money is the refund's, not the
+        # payment's (a refund may be partial). GoCardless states it positive.
+        currency = str(refund["currency"]).upper()
+        return paid.with_changes(
+            amount=abs(from_minor_units(int(refund["amount"]), currency)), currency=currency
+        )
+
+    def _payment(self, event: PaymentEvent) -> PaymentEvent:
+        payment = self._fetch("payments", event.token)
         metadata = payment.get("metadata") or {}
         links = payment.get("links") or {}
         invoice = event.invoice
@@ -57,10 +79,12 @@ class GoCardlessPaymentLookup:
             details=details,
         )
 
-    def _fetch(self, payment_id: str) -> dict[str, Any]:
+    def _fetch(self, resource: str, object_id: str) -> dict[str, Any]:
+        """``GET /payments/{id}`` or ``GET /refunds/{id}``, errors made ours."""
+        what = resource.removesuffix("s")
         if not self._access_token:
             raise ProviderLookupError(
-                "GOCARDLESS_ACCESS_TOKEN is not set, so the payment cannot be read"
+                f"GOCARDLESS_ACCESS_TOKEN is not set, so the {what} cannot be read"
             )
         client = gocardless_pro.Client(
             access_token=self._access_token,
@@ -68,7 +92,7 @@ class GoCardlessPaymentLookup:
             base_url=self._base_url,
         )
         try:
-            payment = client.payments.get(payment_id)
+            found = getattr(client, resource).get(object_id)
         except (
             errors.RateLimitError,
             errors.GoCardlessInternalError,
@@ -86,8 +110,8 @@ class GoCardlessPaymentLookup:
         except errors.ApiError as exc:
             if exc.code == 404:
                 raise ProviderLookupError(
-                    f"GoCardless has no payment {payment_id} (is GOCARDLESS_ENVIRONMENT right?)"
+                    f"GoCardless has no {what} {object_id} (is GOCARDLESS_ENVIRONMENT right?)"
                 ) from None
             raise ProviderLookupError(f"GoCardless rejected the lookup: {exc.message}") from None
-        attributes: dict[str, Any] = dict(payment.attributes)
+        attributes: dict[str, Any] = dict(found.attributes)
         return attributes

@@ -46,6 +46,25 @@ def payment_event(
     }
 
 
+def refund_event(refund: str, action: str = "created") -> dict[str, Any]:
+    """A refund event as GoCardless documents it: it names the refund, not the payment
+    (developer.gocardless.com/api-reference, Events, "refund created" example)."""
+    return {
+        "id": event_id(),
+        "created_at": "2014-04-08T17:01:06.000Z",
+        "resource_type": "refunds",
+        "action": action,
+        "details": {
+            "origin": "api",
+            "cause": "payment_refunded",
+            "description": "The refund has been created, and will be submitted in the next batch.",
+        },
+        "metadata": {},
+        "resource_metadata": {"order_dispatch_date": "2014-05-22"},
+        "links": {"refund": refund},
+    }
+
+
 def other_event(resource_type: str, action: str) -> dict[str, Any]:
     singular = resource_type.rstrip("s")
     return {

@@ -1,9 +1,11 @@
-"""A local stand-in for GoCardless's ``GET /payments/{id}``, for tests and `payhooks dev`.
+"""A local stand-in for GoCardless's ``GET /payments/{id}`` and ``GET /refunds/{id}``.
 
+For tests and `payhooks dev`.
 Answers in GoCardless's envelope (``{"payments": {...}}``) and error format, requires
 the bearer token and the ``GoCardless-Version`` header as the real API does. Served from
 the root of its server, because the SDK joins absolute paths onto its base URL.
-Control: ``POST /_sandbox/gocardless/payments`` adds a payment;
+Control: ``POST /_sandbox/gocardless/payments`` adds a payment,
+``POST /_sandbox/gocardless/refunds`` a refund of one;
 ``POST /_sandbox/gocardless/faults`` fails the next lookups.
 """
 
@@ -22,6 +24,7 @@ ACCESS_TOKEN = "sandbox_gocardless_token"  # noqa: S105 (the stand-in's fixed te
 class GoCardlessState:
     access_token: str = ACCESS_TOKEN
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: HTTP statuses to answer to the next lookups, in order.
     faults: list[int] = field(default_factory=list)
     lookups: int = 0
@@ -59,6 +62,22 @@ def payment_record(
     }
 
 
+def refund_record(
+    refund_id: str, *, payment_id: str, amount_minor: int, currency: str = "GBP"
+) -> dict[str, Any]:
+    """A Refund as GoCardless's API returns it (amount positive, in minor units)."""
+    return {
+        "id": refund_id,
+        "amount": amount_minor,
+        "currency": currency.upper(),
+        "created_at": "2026-11-25T10:00:00.000Z",
+        "reference": "Refund",
+        "metadata": {},
+        "status": "created",
+        "links": {"payment": payment_id},
+    }
+
+
 def _error(status: int, error_type: str, message: str, reason: str) -> web.Response:
     return web.json_response(
         {
@@ -76,6 +95,14 @@ def _error(status: int, error_type: str, message: str, reason: str) -> web.Respo
 
 
 async def get_payment(request: web.Request) -> web.Response:
+    return await _get(request, "payments")
+
+
+async def get_refund(request: web.Request) -> web.Response:
+    return await _get(request, "refunds")
+
+
+async def _get(request: web.Request, resource: str) -> web.Response:
     state = request.app[GC_STATE]
     state.lookups += 1
     if request.headers.get("Authorization") != f"Bearer {state.access_token}":
@@ -87,10 +114,10 @@ async def get_payment(request: web.Request) -> web.Response:
         if status == 429:
             return _error(429, "invalid_api_usage", "Rate limit exceeded", "rate_limit_exceeded")
         return _error(status, "gocardless", "Internal server error", "internal_server_error")
-    payment = state.payments.get(request.match_info["id"])
-    if payment is None:
+    found = getattr(state, resource).get(request.match_info["id"])
+    if found is None:
         return _error(404, "invalid_api_usage", "Resource not found", "resource_not_found")
-    return web.json_response({"payments": payment})
+    return web.json_response({resource: found})
 
 
 async def add_payment(request: web.Request) -> web.Response:
@@ -107,6 +134,18 @@ async def add_payment(request: web.Request) -> web.Response:
     return web.json_response({"payments": record})
 
 
+async def add_refund(request: web.Request) -> web.Response:
+    body = await request.json()
+    record = refund_record(
+        body["id"],
+        payment_id=body["payment"],
+        amount_minor=int(body["amount"]),
+        currency=body.get("currency", "GBP"),
+    )
+    request.app[GC_STATE].refunds[record["id"]] = record
+    return web.json_response({"refunds": record})
+
+
 async def add_faults(request: web.Request) -> web.Response:
     request.app[GC_STATE].faults.extend(int(s) for s in (await request.json())["statuses"])
     return web.json_response({"ok": True})
@@ -115,5 +154,7 @@ async def add_faults(request: web.Request) -> web.Response:
 def add_gocardless_routes(app: web.Application, state: GoCardlessState | None = None) -> None:
     app[GC_STATE] = state or GoCardlessState()
     app.router.add_get("/payments/{id}", get_payment)
+    app.router.add_get("/refunds/{id}", get_refund)
     app.router.add_post("/_sandbox/gocardless/payments", add_payment)
+    app.router.add_post("/_sandbox/gocardless/refunds", add_refund)
     app.router.add_post("/_sandbox/gocardless/faults", add_faults)

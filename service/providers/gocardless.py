@@ -30,6 +30,10 @@ PENDING = frozenset({"created", "submitted", "customer_approval_granted"})
 FAILED = frozenset(
     {"failed", "charged_back", "cancelled", "late_failure_settled", "customer_approval_denied"}
 )
+#: Refund actions after which the money is (or is committed to be) the customer's. Not
+#: ``failed`` or ``funds_returned``: the refund never reached the customer and the money
+#: came back (GoCardless API reference, "Refund actions").
+REFUNDED = frozenset({"created", "paid", "refund_settled"})
 
 
 class GoCardlessWebhook:
@@ -95,9 +99,13 @@ def normalise_event(event: Any, *, paid_action: str, invoice_metadata_key: str) 
 
     kind = _kind(resource, action, paid_action)
     if kind is None:
-        return Ignored(event_id, event_type, "event type not handled")
+        reason = "refund that did not reach the customer" if resource == "refunds" else ""
+        return Ignored(event_id, event_type, reason or "event type not handled")
     payment_id = links.get("payment") if isinstance(links.get("payment"), str) else None
-    token = payment_id or (links.get("refund") if isinstance(links.get("refund"), str) else None)
+    refund_id = links.get("refund") if isinstance(links.get("refund"), str) else None
+    # A refund event names only its refund: the job reads the refund for its payment (the
+    # token) and amount; the refund's id stands in for the token until then.
+    token = payment_id or refund_id
     if not token:
         return Ignored(event_id, event_type, "event without links.payment")
 
@@ -109,6 +117,8 @@ def normalise_event(event: Any, *, paid_action: str, invoice_metadata_key: str) 
     parsed = InvoiceRef.from_text(raw_invoice) if isinstance(raw_invoice, str) else InvoiceRef()
     invoice = InvoiceRef(invoice_id=parsed.invoice_id)
     details = {"event": event_id}
+    if resource == "refunds" and refund_id:
+        details["refund"] = refund_id
     cause = (
         event.get("details", {}).get("cause") if isinstance(event.get("details"), dict) else None
     )
@@ -133,7 +143,7 @@ def normalise_event(event: Any, *, paid_action: str, invoice_metadata_key: str) 
 
 def _kind(resource: str, action: str, paid_action: str) -> PaymentKind | None:
     if resource == "refunds":
-        return PaymentKind.REFUNDED
+        return PaymentKind.REFUNDED if action in REFUNDED else None
     if resource != "payments":
         return None
     if action == paid_action:
