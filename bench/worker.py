@@ -33,7 +33,7 @@ class AlwaysSearchLedger(Ledger):
     """The baseline: no memory of our own writes, so every event GETs the invoice and
     searches for the token before POSTing it."""
 
-    def token_state(self, invoice_id: int, token: str) -> TokenState:
+    def token_state(self, invoice_id: int, provider: str, token: str) -> TokenState:
         return TokenState(may_exist=True)
 
 

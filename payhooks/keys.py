@@ -1,5 +1,6 @@
 """Every Redis key payhooks writes, in one place (RQ's own keys are RQ's business)."""
 
+import hashlib
 import re
 
 PREFIX = "payhooks"
@@ -16,10 +17,25 @@ def event(event_key: str) -> str:
 
 
 _NOT_IN_JOB_ID = re.compile(r"[^A-Za-z0-9_-]")
+#: Enough of the event key to read in a job listing; the digest makes the id unique.
+JOB_ID_READABLE_CHARS = 48
 
 
 def job_id(event_key: str) -> str:
-    """RQ job ids allow ASCII letters, digits, '_' and '-' only."""
+    """The RQ job id of an event: a readable prefix and a digest of the whole key.
+
+    RQ job ids allow ASCII letters, digits, '_' and '-' only, so the readable part loses
+    punctuation ("tx.1001" and "tx:1001" read alike); the SHA-256 digest of the exact
+    event key keeps two distinct events apart whatever their ids hold, and bounds the
+    length. Never parse a job id: the event key is the job's argument.
+    """
+    digest = hashlib.sha256(event_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    readable = _NOT_IN_JOB_ID.sub("-", event_key)[:JOB_ID_READABLE_CHARS]
+    return f"{readable}-{digest}"
+
+
+def legacy_job_id(event_key: str) -> str:
+    """The id jobs were queued under before 0.2 (not injective); only to find old jobs."""
     return _NOT_IN_JOB_ID.sub("-", event_key)
 
 
@@ -27,9 +43,22 @@ def invoice_lock(invoice_id: int) -> str:
     return f"{PREFIX}:lock:invoice:{invoice_id}"
 
 
-def token_marker(invoice_id: int, token: str) -> str:
-    """Whether we created, or may have created, this payment token on this invoice."""
+def token_marker(invoice_id: int, provider: str, token: str) -> str:
+    """Whether we created, or may have created, this payment's token on this invoice.
+
+    Keyed by provider too: two providers' payments may carry the same token text.
+    """
+    return f"{PREFIX}:payment-token:{invoice_id}:{provider}:{token}"
+
+
+def legacy_token_marker(invoice_id: int, token: str) -> str:
+    """The marker written before 0.2 (no provider); read when the new one is absent."""
     return f"{PREFIX}:token:{invoice_id}:{token}"
+
+
+def invoice_applied(invoice_id: int) -> str:
+    """The payments this service counted on an invoice: its running total."""
+    return f"{PREFIX}:invoice:{invoice_id}:applied"
 
 
 def payment_binding(provider: str, token: str) -> str:
@@ -51,6 +80,11 @@ def invoice_events(invoice_id: int) -> str:
 
 NEXUDUS_AUTH = f"{PREFIX}:nexudus:auth"
 NEXUDUS_AUTH_LOCK = f"{PREFIX}:nexudus:auth:lock"
+
+
+def breaker(name: str) -> str:
+    """The prefix of a circuit breaker's keys (workers/breaker.py)."""
+    return f"{PREFIX}:breaker:{name}"
 
 
 def rate_bucket(name: str) -> str:

@@ -21,6 +21,20 @@ PAYPAL_CERT_URL_PREFIXES = (
 )
 
 
+#: Every provider payhooks knows, by the name in its URL (/webhooks/<name>) and event keys;
+#: operators' own systems add ``generic/<source>`` per configured source.
+PROVIDER_NAMES = (
+    "stripe",
+    "gocardless",
+    "braintree",
+    "authorizenet",
+    "paypal",
+    "paypal-ipn",
+    "liqpay",
+    "epay",
+)
+
+
 class ConfigError(Exception):
     """A missing or malformed environment variable; the message names it."""
 
@@ -121,6 +135,13 @@ class Settings:
     nexudus_writes_per_day: int = 5000
     nexudus_calls_per_minute: int = 120
     nexudus_min_interval_ms: int = 100
+    #: How much longer our count windows are than Nexudus's (we count a call when its
+    #: slot is taken, Nexudus when it arrives).
+    nexudus_rate_margin_ms: int = 2000
+    #: The breaker judges once this many recent calls are known, and opens when half failed.
+    nexudus_breaker_min_calls: int = 10
+    nexudus_breaker_open_seconds: int = 15
+    nexudus_breaker_max_open_seconds: int = 120
 
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     stripe_api_key: str | None = field(default=None, repr=False)
@@ -162,6 +183,9 @@ class Settings:
 
     job_max_attempts: int = 8
     job_retry_base_seconds: int = 10
+    #: Transient failures retried in place (first wait, doubling) before RQ retries.
+    job_retries_in_place: int = 6
+    job_retry_in_place_first_ms: int = 250
     job_retry_max_seconds: int = 3600
     job_timeout_seconds: int = 300
     worker_maintenance_seconds: int = 60
@@ -190,6 +214,12 @@ class Settings:
             nexudus_writes_per_day=_int(env, "NEXUDUS_WRITES_PER_DAY", 5000, minimum=1),
             nexudus_calls_per_minute=_int(env, "NEXUDUS_CALLS_PER_MINUTE", 120, minimum=1),
             nexudus_min_interval_ms=_int(env, "NEXUDUS_MIN_INTERVAL_MS", 100),
+            nexudus_rate_margin_ms=_int(env, "NEXUDUS_RATE_MARGIN_MS", 2000),
+            nexudus_breaker_min_calls=_int(env, "NEXUDUS_BREAKER_MIN_CALLS", 10, minimum=2),
+            nexudus_breaker_open_seconds=_int(env, "NEXUDUS_BREAKER_OPEN_SECONDS", 15, minimum=1),
+            nexudus_breaker_max_open_seconds=_int(
+                env, "NEXUDUS_BREAKER_MAX_OPEN_SECONDS", 120, minimum=1
+            ),
             stripe_webhook_secrets=_list(env, "STRIPE_WEBHOOK_SECRETS"),
             stripe_api_key=_text(env, "STRIPE_API_KEY"),
             stripe_api_base=_url(env, "STRIPE_API_BASE"),
@@ -248,6 +278,8 @@ class Settings:
             ),
             braintree_invoice_field=_text(env, "BRAINTREE_INVOICE_FIELD"),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 8, minimum=1),
+            job_retries_in_place=_int(env, "JOB_RETRIES_IN_PLACE", 6),
+            job_retry_in_place_first_ms=_int(env, "JOB_RETRY_IN_PLACE_FIRST_MS", 250),
             job_retry_base_seconds=_int(env, "JOB_RETRY_BASE_SECONDS", 10),
             job_retry_max_seconds=_int(env, "JOB_RETRY_MAX_SECONDS", 3600, minimum=1),
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 300, minimum=10),

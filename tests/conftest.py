@@ -169,6 +169,7 @@ def settings(
         braintree_environment="sandbox",
         gocardless_base_url=sandbox.url,
         job_retry_base_seconds=0,
+        job_retry_in_place_first_ms=5,
         log_format="text",
     )
 

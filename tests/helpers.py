@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redis import Redis
+from rq import Queue, SimpleWorker
+
 from payhooks.samples.deliver import deliver_bodies
 from payhooks.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
@@ -26,3 +29,16 @@ def writes(state: SandboxState, method: str | None = None) -> list[tuple[str, st
         for c in state.calls
         if c.write and c.status == 200 and (method is None or c.method == method)
     ]
+
+
+def run_burst_worker(settings: Settings, redis: Redis, queue: Queue) -> None:
+    """Drain the queue with a worker built from these settings (not the fixture's)."""
+    from workers import context
+
+    ctx = context.build_context(settings)
+    context.install(ctx)
+    try:
+        SimpleWorker([queue], connection=redis).work(burst=True)
+    finally:
+        context.install(None)
+        ctx.close()

@@ -17,7 +17,7 @@ from payhooks.samples import stripe as samples
 from payhooks.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
 from tests.conftest import with_settings
-from tests.helpers import api_calls, deliver, writes
+from tests.helpers import api_calls, deliver, run_burst_worker, writes
 
 RunWorker = Callable[[], None]
 
@@ -170,7 +170,7 @@ class TestPendingFailedRefunded:
 
 
 class TestAmountGuard:
-    def test_amount_below_outstanding_records_token_but_not_paid_on(
+    def test_amount_below_outstanding_is_counted_as_a_partial_payment(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = paid_event(42, amount="60.00")
@@ -178,11 +178,13 @@ class TestAmountGuard:
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
         [token] = sandbox_state.tokens.values()
-        assert "NOT marked paid" in token["Notes"]
-        assert "below the outstanding 100.00" in token["Notes"]
-        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
-        assert failure["error_class"] == "AmountMismatch"
-        assert failure["attempt"] == 1
+        assert (
+            "partial payment: running total 60.00 of 100.00 EUR, 40.00 still due"
+            in (token["Notes"])
+        )
+        job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+        assert job.get_status() == "finished"
+        assert job.return_value()["result"] == "partially_paid"
 
     def test_partly_paid_invoice_needs_only_the_rest(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
@@ -245,17 +247,20 @@ class TestNexudusFailures:
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert len(sandbox_state.tokens) == 1
 
-    def test_5xx_is_retried_by_rq_then_applied(
-        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    def test_a_blip_of_5xx_heals_in_place_without_waiting_for_rq(
+        self, settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
     ) -> None:
-        sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 503, times=2))
+        # Six 500s in a row: retried in place within seconds, not after RQ's backoff
+        # (10 s doubling), which a burst worker would not even wait for.
+        patient = with_settings(settings, job_retry_base_seconds=10)
+        sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 500, times=6))
         event = paid_event(42)
-        deliver(settings, event)
-        run_worker()
+        deliver(patient, event)
+        run_burst_worker(patient, redis, queue)
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
         assert job.get_status() == "finished"
-        assert job.retries_left == settings.job_max_attempts - 1 - 2
+        assert job.retries_left == settings.job_max_attempts - 1  # RQ never had to retry
 
     def test_post_that_may_have_landed_is_searched_not_repeated(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
@@ -352,18 +357,19 @@ class TestNexudusFailures:
         assert "invoice id 4040" in failure["reason"]
 
     def test_transient_failures_end_in_the_failed_registry(
-        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+        self, settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
     ) -> None:
+        # One invoice failing while Nexudus as a whole works (the breaker stays shut).
+        quick = with_settings(settings, job_max_attempts=2, nexudus_breaker_min_calls=1000)
         sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 500, times=100))
         event = paid_event(42)
-        deliver(settings, event)
-        run_worker()
+        deliver(quick, event)
+        run_burst_worker(quick, redis, queue)
         failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
         assert failure["transient"] is True
-        assert failure["attempt"] == settings.job_max_attempts
-        assert (
-            len([c for c in sandbox_state.calls if c.method == "GET"]) == settings.job_max_attempts
-        )
+        assert failure["attempt"] == 2
+        tries = 2 * (settings.job_retries_in_place + 1)  # each RQ attempt retries in place
+        assert len([c for c in sandbox_state.calls if c.method == "GET"]) == tries
 
 
 class TestOnePaymentOneInvoice:

@@ -100,8 +100,7 @@ class TestRateLimiter:
         waits: list[float] = []
         limiter = RateLimiter(
             redis,
-            calls=[Window("test-calls", 3, 60_000)],
-            writes=[Window("test-writes", 1, 60_000)],
+            windows=[Window("test-calls", 3, 60_000), Window("test-writes", 1, 60_000, True)],
             sleep=lambda s: (waits.append(s), redis.delete("payhooks:rate:test-writes")),  # type: ignore[func-returns-value]
         )
         limiter.acquire(write=True)
@@ -113,14 +112,59 @@ class TestRateLimiter:
     def test_shared_by_every_limiter_on_the_same_redis(self, redis: Redis) -> None:
         waits: list[float] = []
         windows = [Window("shared", 2, 60_000)]
-        first = RateLimiter(redis, calls=windows, writes=[], sleep=waits.append)
+        first = RateLimiter(redis, windows=windows, sleep=waits.append)
         second = RateLimiter(
-            redis, calls=windows, writes=[], sleep=lambda s: (_ for _ in ()).throw(TimeoutError)
+            redis, windows=windows, sleep=lambda s: (_ for _ in ()).throw(TimeoutError)
         )
         first.acquire(write=False)
         first.acquire(write=False)
         with pytest.raises(TimeoutError):
             second.acquire(write=False)
+
+    def test_a_reservation_takes_all_its_slots_or_none(self, redis: Redis) -> None:
+        # A GET, its POST and its PUT are reserved together, so the PUT never waits
+        # for budget after the GET it carries: two writes fit only where two are free.
+        windows = [Window("calls", 10, 60_000), Window("writes", 3, 60_000, True)]
+        limiter = RateLimiter(redis, windows=windows, sleep=_no_waiting)
+        limiter.acquire(write=True)
+        limiter.acquire(write=True)
+        with pytest.raises(TimeoutError):
+            limiter.reserve([False, True, True])
+        assert redis.zcard("payhooks:rate:writes") == 2
+        assert redis.zcard("payhooks:rate:calls") == 2
+
+    def test_reserved_slots_are_spaced_and_can_be_given_back(self, redis: Redis) -> None:
+        windows = [Window("calls", 10, 60_000), Window("writes", 2, 60_000, True)]
+        limiter = RateLimiter(redis, windows=windows, spacing_ms=100, sleep=_no_waiting)
+        get, post, put = limiter.reserve([False, True, True])
+        assert post.at - get.at == pytest.approx(0.1, abs=0.02)
+        assert put.at - post.at == pytest.approx(0.1, abs=0.02)
+        with pytest.raises(TimeoutError):  # both writes of the minute are reserved
+            limiter.reserve([True])
+        limiter.release([put])  # the invoice turned out not to need its PUT
+        redis.delete("payhooks:rate:next-slot")
+        limiter.reserve([True])
+
+    def test_windows_are_longer_than_nexudus_by_the_margin(
+        self, redis: Redis, settings: Settings
+    ) -> None:
+        # Nexudus counts a call when it arrives, a little after we took its slot.
+        real = dataclasses.replace(
+            settings, nexudus_writes_per_minute=60, nexudus_rate_margin_ms=2000
+        )
+        limiter = RateLimiter.for_nexudus(redis, real, sleep=_no_waiting)
+        for _ in range(60):
+            redis.delete("payhooks:rate:next-slot")  # the 100 ms spacing is not under test
+            limiter.acquire(write=True)
+        redis.delete("payhooks:rate:next-slot")
+        with pytest.raises(TimeoutError, match=r"wait (\d+\.\d+) s") as waited:
+            limiter.acquire(write=True)
+        seconds = float(str(waited.value).split()[3])
+        assert 61 < seconds <= 62
+
+
+def _no_waiting(seconds: float) -> None:
+    raise TimeoutError(f"asked to wait {seconds} s")
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 5, 12])

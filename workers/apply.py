@@ -1,20 +1,29 @@
 """Apply one payment event to Nexudus, idempotently.
 
-Paid: find the invoice, record the payment token unless it is there already, and set
-PaidOn on the full record when the money settles it. Pending: the token only. Failed
-and refunded: nothing is written (PaidOn is never cleared); the outcome is logged.
+Paid: find the invoice, record the payment token unless it is there already, count the
+payment on the invoice's running total (workers/ledger.py), and set PaidOn on the full
+record once PaidAmount plus that total covers TotalAmount. Pending: the token only.
+Failed and refunded: nothing is written (PaidOn is never cleared); the outcome is logged.
 
 Calls per newly paid payment whose event carries the invoice id: GET invoice, POST
-token, PUT invoice. The token search happens only when an earlier attempt may have
-written (see workers/ledger.py).
+token, PUT invoice, their slots reserved together so the PUT follows at once. The PUT
+carries the record as it stood right before it: when more than FRESH_RECORD_SECONDS have
+passed since the GET (a slow POST, a throttle), the invoice is read again and checked
+again first. The token search happens only when an earlier attempt may have written
+(see workers/ledger.py).
+
+Double payments: the ledger knows which payments settled a paid invoice; a paid payment
+that is not one of them is flagged (InvoiceAlreadyPaid), whatever order its events came in.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any
 
 from redis.exceptions import LockError
@@ -27,17 +36,25 @@ from workers.errors import (
     InvoiceNotFound,
     InvoiceNotPayable,
     NexudusPermanentError,
+    NexudusThrottled,
     TransientError,
 )
-from workers.ledger import Ledger, TokenState
+from workers.ledger import AppliedPayment, InvoiceLock, Ledger, TokenState, payment_key
 from workers.nexudus import NexudusClient, Record
 
 log = logging.getLogger("payhooks.job")
 
+#: A record older than this is read again before it is PUT back.
+FRESH_RECORD_SECONDS = 1.0
+#: A throttled PUT is retried this often in place, each time on a fresh record.
+PUT_TRIES = 3
+MAX_INLINE_PUT_WAIT_SECONDS = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    result: str  # "applied", "token_only", "already_applied", "no_write"
+    # "applied", "partially_paid", "token_only", "already_applied", "no_write", "ignored"
+    result: str
     invoice_id: int | None = None
     token_id: int | None = None
     token_created: bool = False
@@ -48,7 +65,26 @@ class Outcome:
         return asdict(self)
 
 
-def apply_event(event: PaymentEvent, nexudus: NexudusClient, ledger: Ledger) -> Outcome:
+class Verdict(StrEnum):
+    SETTLES = "settles"  # with what was applied before, the invoice is paid
+    PARTIAL = "partial"  # counted; something is still due
+    REFUSED = "refused"  # cannot be counted (another currency, no amount)
+    PAID_BY_IT = "paid_by_it"  # the invoice is paid, and this payment was counted on it
+    PAID_BY_OTHERS = "paid_by_others"  # paid by other payments we applied: a double payment
+    PAID_OUTSIDE = "paid_outside"  # paid, and we applied nothing to it (paid in Nexudus)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    verdict: Verdict
+    #: For the token's Notes, or the failure's reason.
+    note: str = ""
+
+
+def apply_event(
+    event: PaymentEvent, nexudus: NexudusClient, ledger: Ledger, *, lock_seconds: int | None = None
+) -> Outcome:
+    """``lock_seconds``: how long the calling job may run (its own timeout)."""
     if event.kind in (PaymentKind.FAILED, PaymentKind.REFUNDED):
         return Outcome("no_write", event.invoice.invoice_id, note=f"{event.kind.value} event")
     if event.regular_payment_provider is None:
@@ -59,60 +95,187 @@ def apply_event(event: PaymentEvent, nexudus: NexudusClient, ledger: Ledger) -> 
         return Outcome("ignored", note="the payment names no Nexudus invoice")
 
     invoice_id = resolve_invoice_id(event.invoice, nexudus)
-    lock = ledger.lock(invoice_id)
+    lock = ledger.lock(invoice_id, seconds=lock_seconds)
     if not lock.acquire():
         raise TransientError(f"invoice {invoice_id} is locked by another job")
     try:
-        return _apply_locked(event, invoice_id, nexudus, ledger)
+        return _Application(event, invoice_id, nexudus, ledger, lock).run()
     finally:
+        nexudus.release_reserved()
         try:
             lock.release()
         except LockError:
             log.warning("billing.lock_expired", extra={"invoice_id": invoice_id})
 
 
-def _apply_locked(
-    event: PaymentEvent, invoice_id: int, nexudus: NexudusClient, ledger: Ledger
-) -> Outcome:
-    known = ledger.token_state(invoice_id, event.token)
-    if known.token_id is not None and (known.invoice_paid or event.kind is PaymentKind.PENDING):
-        # Another event of this payment was applied already: nothing to ask Nexudus.
-        result = "token_only" if event.kind is PaymentKind.PENDING else "already_applied"
-        return Outcome(result, invoice_id, known.token_id, note="applied by an earlier event")
+class _Application:
+    """One event applied to one invoice, under that invoice's lock."""
 
-    invoice = nexudus.get_invoice(invoice_id)
-    if invoice is None:
-        raise InvoiceNotFound(f"invoice id {invoice_id}")
-    _check_payable(invoice, invoice_id)
-    already_paid = bool(invoice.get("PaidOn"))
-    ledger.bind_payment(event.provider, event.token, invoice_id)
+    def __init__(
+        self,
+        event: PaymentEvent,
+        invoice_id: int,
+        nexudus: NexudusClient,
+        ledger: Ledger,
+        lock: InvoiceLock,
+    ) -> None:
+        self.event = event
+        self.invoice_id = invoice_id
+        self.nexudus = nexudus
+        self.ledger = ledger
+        self.lock = lock
+        self.payment = payment_key(event.provider, event.token)
 
-    blocker = remark = None
-    if event.kind is PaymentKind.PAID and not already_paid:
-        blocker, remark = assess_amount(event, invoice)
-    elif event.kind is PaymentKind.PAID and known.token_id is None:
-        # Paid before this payment was recorded on it: by another payment, or by us with
-        # our marker lost. Only a search tells; a new token here means paid twice.
-        known = TokenState(may_exist=True)
-        remark = f"the invoice was already paid (PaidOn {invoice.get('PaidOn')})"
-    note = f"NOT marked paid: {blocker}" if blocker else remark
-    token_id, created = _ensure_token(event, invoice_id, known, nexudus, ledger, note)
+    def outcome(self, result: str, token: tuple[int, bool], **fields: Any) -> Outcome:
+        return Outcome(result, self.invoice_id, token[0], token[1], **fields)
 
-    if event.kind is PaymentKind.PENDING:
-        return Outcome("token_only", invoice_id, token_id, created, note="payment pending")
-    if already_paid:
-        if created:
-            raise InvoiceAlreadyPaid(invoice_id, str(invoice.get("PaidOn")), event.token)
-        ledger.mark_paid(invoice_id, event.token, token_id)
-        return Outcome("already_applied", invoice_id, token_id, created, note="PaidOn already set")
-    if blocker is not None:
-        raise AmountMismatch(invoice_id, blocker)
+    def run(self) -> Outcome:
+        event = self.event
+        known = self.ledger.token_state(self.invoice_id, event.provider, event.token)
+        if known.token_id is not None and (known.invoice_paid or event.kind is PaymentKind.PENDING):
+            # Another event of this payment was applied already: nothing to ask Nexudus.
+            result = "token_only" if event.kind is PaymentKind.PENDING else "already_applied"
+            return self.outcome(result, (known.token_id, False), note="applied by an earlier event")
 
-    # PUT replaces the whole record: send back everything GET gave, changing only PaidOn.
-    paid_on = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    nexudus.put_invoice({**invoice, "PaidOn": paid_on})
-    ledger.mark_paid(invoice_id, event.token, token_id)
-    return Outcome("applied", invoice_id, token_id, created, paid_on_set=True, note=remark or "")
+        paying = event.kind is PaymentKind.PAID
+        # The common case's calls, reserved together: GET, POST (unless the token is
+        # known), PUT (a paid event usually settles). What is not used is given back.
+        self.nexudus.reserve(False, *([True] if known.token_id is None else []), *[paying])
+        invoice, read_at = self.read_invoice()
+        self.ledger.bind_payment(event.provider, event.token, self.invoice_id)
+        paid_on = invoice.get("PaidOn")
+
+        if not paying:
+            remark = f"the invoice was already paid (PaidOn {paid_on})" if paid_on else None
+            if paid_on and known.token_id is None:
+                known = TokenState(may_exist=True)
+            token = self.ensure_token(known, remark)
+            return self.outcome("token_only", token, note="payment pending")
+
+        assessment = assess(event, invoice, self.ledger.applied(self.invoice_id), self.payment)
+        match assessment.verdict:
+            case Verdict.PAID_BY_IT:
+                token = self.ensure_token(known, None)
+                self.mark_counted(token[0])
+                return self.outcome("already_applied", token, note="PaidOn already set")
+            case Verdict.PAID_BY_OTHERS:
+                self.ensure_token(known, assessment.note)
+                raise InvoiceAlreadyPaid(self.invoice_id, str(paid_on), event.token)
+            case Verdict.PAID_OUTSIDE:
+                # Paid in Nexudus itself, or by us before we kept a ledger. Only a search
+                # tells whether this payment's token is there; a token we or the search
+                # did not find before means a second payment.
+                ours_unsettled = known.token_id is not None
+                token = self.ensure_token(
+                    known if ours_unsettled else TokenState(may_exist=True), assessment.note
+                )
+                if token[1] or ours_unsettled:
+                    raise InvoiceAlreadyPaid(self.invoice_id, str(paid_on), event.token)
+                self.mark_counted(token[0])
+                return self.outcome("already_applied", token, note="PaidOn already set")
+            case Verdict.REFUSED:
+                self.ensure_token(known, f"NOT marked paid: {assessment.note}")
+                raise AmountMismatch(self.invoice_id, assessment.note)
+            case Verdict.PARTIAL:
+                token = self.ensure_token(known, assessment.note)
+                self.count()
+                self.mark_counted(token[0])
+                return self.outcome("partially_paid", token, note=assessment.note)
+        token = self.ensure_token(known, assessment.note or None)
+        self.count()
+        final = self.settle(invoice, read_at)
+        if final.verdict is Verdict.PARTIAL:  # the invoice's total grew meanwhile
+            self.mark_counted(token[0])
+            return self.outcome("partially_paid", token, note=final.note)
+        self.mark_counted(token[0])
+        return self.outcome("applied", token, paid_on_set=True, note=assessment.note)
+
+    def read_invoice(self) -> tuple[Record, float]:
+        invoice = self.nexudus.get_invoice(self.invoice_id)
+        if invoice is None:
+            raise InvoiceNotFound(f"invoice id {self.invoice_id}")
+        _check_payable(invoice, self.invoice_id)
+        return invoice, time.monotonic()
+
+    def count(self) -> None:
+        event = self.event
+        assert event.amount is not None
+        assert event.currency is not None
+        self.ledger.record_applied(self.invoice_id, self.payment, event.amount, event.currency)
+
+    def mark_counted(self, token_id: int) -> None:
+        self.ledger.mark_paid(self.invoice_id, self.event.provider, self.event.token, token_id)
+
+    def settle(self, invoice: Record, read_at: float) -> Assessment:
+        """PUT the invoice with PaidOn, from a record read right before; returns the
+        assessment the PUT was made on (PARTIAL when no PUT was due after all)."""
+        paid_on = self.event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assessment = Assessment(Verdict.SETTLES)
+        for attempt in range(1, PUT_TRIES + 1):
+            if time.monotonic() - read_at > FRESH_RECORD_SECONDS:
+                self.nexudus.reserve(False, True)
+                invoice, read_at = self.read_invoice()
+                applied = self.ledger.applied(self.invoice_id)
+                assessment = assess(self.event, invoice, applied, self.payment)
+                if assessment.verdict is Verdict.PAID_BY_IT:
+                    return assessment  # an earlier PUT of ours landed after all
+                if assessment.verdict in (Verdict.PAID_BY_OTHERS, Verdict.PAID_OUTSIDE):
+                    raise InvoiceAlreadyPaid(
+                        self.invoice_id, str(invoice.get("PaidOn")), self.event.token
+                    )
+                if assessment.verdict is Verdict.REFUSED:
+                    raise AmountMismatch(self.invoice_id, assessment.note)
+                if assessment.verdict is Verdict.PARTIAL:
+                    return assessment
+            self.lock.before_write()
+            try:
+                # PUT replaces the whole record: send back everything GET gave,
+                # changing only PaidOn.
+                self.nexudus.put_invoice({**invoice, "PaidOn": paid_on})
+                return assessment
+            except NexudusThrottled as exc:
+                wait = exc.retry_after or 1.0
+                if attempt == PUT_TRIES or wait > MAX_INLINE_PUT_WAIT_SECONDS:
+                    raise
+                time.sleep(wait)
+                read_at = float("-inf")  # the record must be read again after a wait
+        raise AssertionError("unreachable")
+
+    def ensure_token(self, known: TokenState, remark: str | None) -> tuple[int, bool]:
+        """The payment token's id on the invoice, created if needed, and whether it was."""
+        event, invoice_id = self.event, self.invoice_id
+        if known.token_id is not None:
+            return known.token_id, False
+        if known.may_exist:
+            for record in self.nexudus.search_payment_tokens(invoice_id, event.token):
+                # Listings are partial records: the invoice filter was applied by Nexudus,
+                # the token is compared exactly here (its filter matches substrings).
+                same_invoice = record.get("CoworkerInvoiceId", invoice_id) == invoice_id
+                if record.get("Token") == event.token and same_invoice:
+                    token_id = int(record["Id"])
+                    self.ledger.mark_created(invoice_id, event.provider, event.token, token_id)
+                    return token_id, False
+
+        assert event.regular_payment_provider is not None
+        self.lock.before_write()
+        self.ledger.mark_pending(invoice_id, event.provider, event.token)
+        try:
+            token_id = self.nexudus.create_payment_token(
+                invoice_id=invoice_id,
+                provider=int(event.regular_payment_provider),
+                token=event.token,
+                notes=token_notes(event, remark),
+            )
+        except NexudusPermanentError as exc:
+            # A 4xx is Nexudus saying no: nothing was written. Anything else (a timeout, a
+            # 5xx, a 200 we cannot read) may have written, so the marker stays "pending"
+            # and the next attempt searches first.
+            if exc.status is not None and 400 <= exc.status < 500:
+                self.ledger.forget(invoice_id, event.provider, event.token)
+                self.ledger.unbind_payment(event.provider, event.token, invoice_id)
+            raise
+        self.ledger.mark_created(invoice_id, event.provider, event.token, token_id)
+        return token_id, True
 
 
 def resolve_invoice_id(ref: InvoiceRef, nexudus: NexudusClient) -> int:
@@ -145,33 +308,72 @@ def _check_payable(invoice: Record, invoice_id: int) -> None:
         raise InvoiceNotPayable(f"invoice {invoice_id} is a credit note")
 
 
-def assess_amount(event: PaymentEvent, invoice: Record) -> tuple[str | None, str | None]:
-    """(why this payment must not mark the invoice paid, a remark for the record).
+def assess(
+    event: PaymentEvent, invoice: Record, applied: dict[str, AppliedPayment], payment: str
+) -> Assessment:
+    """What a paid event does to the invoice, given the payments already counted on it.
 
-    The first is None when it may; the second notes an overpayment.
+    Pure: the invoice record and the ledger in, a verdict and a note out.
     """
+    paid_on = invoice.get("PaidOn")
+    if paid_on:
+        if payment in applied:
+            return Assessment(Verdict.PAID_BY_IT)
+        others = sorted(name.partition(":")[2] for name in applied)
+        if others:
+            return Assessment(
+                Verdict.PAID_BY_OTHERS,
+                f"the invoice was already paid (PaidOn {paid_on}) by {', '.join(others)}",
+            )
+        return Assessment(Verdict.PAID_OUTSIDE, f"the invoice was already paid (PaidOn {paid_on})")
+
     invoice_currency = str(invoice.get("CurrencyCode") or "").upper()
     if not invoice_currency:
-        return "the invoice has no CurrencyCode to compare with", None
+        return Assessment(Verdict.REFUSED, "the invoice has no CurrencyCode to compare with")
     if event.currency != invoice_currency:
-        return (
+        return Assessment(
+            Verdict.REFUSED,
             f"payment currency {event.currency} differs from the invoice's {invoice_currency}",
-            None,
         )
+    if event.amount is None:
+        return Assessment(Verdict.REFUSED, "the payment carries no amount")
     try:
         total = Decimal(str(invoice.get("TotalAmount") or 0))
         paid = Decimal(str(invoice.get("PaidAmount") or 0))
     except InvalidOperation:
-        return "the invoice's TotalAmount or PaidAmount is not a number", None
-    outstanding = (total - paid).quantize(Decimal(1).scaleb(-exponent(invoice_currency)))
-    if event.amount is None or event.amount < outstanding:
-        return (
-            f"payment {event.amount} {event.currency} is below the outstanding {outstanding}",
-            None,
+        return Assessment(
+            Verdict.REFUSED, "the invoice's TotalAmount or PaidAmount is not a number"
         )
-    if event.amount > outstanding:
-        return None, f"overpaid: {event.amount} {event.currency} for {outstanding} outstanding"
-    return None, None
+    places = Decimal(1).scaleb(-exponent(invoice_currency))
+    earlier = sum(
+        (
+            p.amount
+            for name, p in applied.items()
+            if name != payment and p.currency == event.currency
+        ),
+        Decimal(0),
+    )
+    outstanding = (total - paid - earlier).quantize(places)
+    amount = event.amount.quantize(places)
+    running = (paid + earlier + amount).quantize(places)
+    due = outstanding - amount
+    if due > 0:
+        return Assessment(
+            Verdict.PARTIAL,
+            f"partial payment: running total {running} of {total.quantize(places)} "
+            f"{invoice_currency}, {due} still due",
+        )
+    if amount > outstanding:
+        return Assessment(
+            Verdict.SETTLES,
+            f"overpaid: {amount} {invoice_currency} for {outstanding} outstanding",
+        )
+    if earlier:
+        return Assessment(
+            Verdict.SETTLES,
+            f"running total {running} of {total.quantize(places)} {invoice_currency}, settled",
+        )
+    return Assessment(Verdict.SETTLES)
 
 
 def token_notes(event: PaymentEvent, remark: str | None) -> str:
@@ -189,44 +391,3 @@ def token_notes(event: PaymentEvent, remark: str | None) -> str:
     if remark:
         parts.append(remark)
     return "; ".join(parts)
-
-
-def _ensure_token(
-    event: PaymentEvent,
-    invoice_id: int,
-    known: TokenState,
-    nexudus: NexudusClient,
-    ledger: Ledger,
-    remark: str | None,
-) -> tuple[int, bool]:
-    if known.token_id is not None:
-        return known.token_id, False
-    if known.may_exist:
-        for record in nexudus.search_payment_tokens(invoice_id, event.token):
-            # Listings are partial records: the invoice filter was applied by Nexudus,
-            # the token is compared exactly here (its filter matches substrings).
-            same_invoice = record.get("CoworkerInvoiceId", invoice_id) == invoice_id
-            if record.get("Token") == event.token and same_invoice:
-                token_id = int(record["Id"])
-                ledger.mark_created(invoice_id, event.token, token_id)
-                return token_id, False
-
-    assert event.regular_payment_provider is not None
-    ledger.mark_pending(invoice_id, event.token)
-    try:
-        token_id = nexudus.create_payment_token(
-            invoice_id=invoice_id,
-            provider=int(event.regular_payment_provider),
-            token=event.token,
-            notes=token_notes(event, remark),
-        )
-    except NexudusPermanentError as exc:
-        # A 4xx is Nexudus saying no: nothing was written. Anything else (a timeout, a
-        # 5xx, a 200 we cannot read) may have written, so the marker stays "pending"
-        # and the next attempt searches first.
-        if exc.status is not None and 400 <= exc.status < 500:
-            ledger.forget(invoice_id, event.token)
-            ledger.unbind_payment(event.provider, event.token, invoice_id)
-        raise
-    ledger.mark_created(invoice_id, event.token, token_id)
-    return token_id, True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -14,6 +17,7 @@ from payhooks.settings import Settings
 from payhooks.shared_metrics import WorkerMetrics
 from payhooks.trail import Trail
 from workers.authorizenet_lookup import AuthorizeNetLookup
+from workers.breaker import Breaker, BreakerConfig
 from workers.epay_confirm import EPayConfirm
 from workers.gocardless_lookup import GoCardlessPaymentLookup
 from workers.ledger import Ledger
@@ -63,7 +67,12 @@ def build_context(settings: Settings) -> WorkerContext:
     metrics = WorkerMetrics(redis)
     trail = Trail(redis, ttl_seconds=settings.event_ttl_seconds)
     limiter = RateLimiter.for_nexudus(redis, settings, on_wait=metrics.throttle_wait)
-    nexudus = NexudusClient(http, auth, limiter, metrics=metrics)
+    breaker = Breaker(
+        redis,
+        BreakerConfig.from_settings(settings),
+        caller=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+    )
+    nexudus = NexudusClient(http, auth, limiter, breaker=breaker, metrics=metrics)
     return WorkerContext(
         settings=settings,
         redis=redis,
@@ -103,7 +112,7 @@ def build_context(settings: Settings) -> WorkerContext:
 _current: WorkerContext | None = None
 
 
-def install(context: WorkerContext) -> None:
+def install(context: WorkerContext | None) -> None:
     global _current
     _current = context
 

@@ -14,6 +14,9 @@ class JobError(Exception):
 
     transient = False
     retry_after: float | None = None
+    #: False where the failure says nothing about this job (Nexudus is down for all):
+    #: such an attempt is not counted against the job's JOB_MAX_ATTEMPTS.
+    counts_as_attempt = True
 
     @property
     def error_class(self) -> str:
@@ -75,6 +78,16 @@ class NexudusThrottled(NexudusTransientError):
 
 class NexudusPermanentError(NexudusError, PermanentError):
     pass
+
+
+class NexudusUnavailable(TransientError):
+    """The shared breaker is open: most recent Nexudus calls failed, so none is made."""
+
+    counts_as_attempt = False
+
+
+class InvoiceLockLost(TransientError):
+    """The per-invoice lock expired before a write; nothing was written."""
 
 
 class InvoiceNotFound(PermanentError):

@@ -1,9 +1,13 @@
 """The RQ job. Its only argument is the event key; the event itself is read from Redis.
 
-Retries: RQ retries a failed job while ``retries_left`` is above zero. The job decides,
-as it fails, whether that is wanted: a transient error sets the next delay (exponential
-backoff with jitter, at least Nexudus's ``Retry-After``); a permanent one sets
-``retries_left`` to zero, so the job lands in the failed registry at once with a reason.
+Retries: a transient failure is first retried in place, a few times with short jittered
+waits (a Nexudus blip heals in seconds). Then RQ retries the job while ``retries_left`` is
+above zero. The job decides, as it fails, whether that is wanted: a transient error sets
+the next delay (exponential backoff with jitter, at least Nexudus's ``Retry-After``); a
+permanent one sets ``retries_left`` to zero, so the job lands in the failed registry at
+once with a reason. While the shared breaker is open (Nexudus failing for every worker)
+an attempt is not counted: an outage of any length ends with the backlog applied, not in
+the failed registry.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import random
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 from rq import get_current_job
@@ -25,7 +31,12 @@ from workers.errors import EventMissing, JobError, PermanentError, TransientErro
 
 log = logging.getLogger("payhooks.job")
 
+T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 3600
+#: The longest wait between two tries in place.
+IN_PLACE_WAIT_CAP_SECONDS = 2.0
+#: A wait Nexudus asks for longer than this goes back to RQ rather than holding the worker.
+IN_PLACE_MAX_WAIT_SECONDS = 5.0
 
 
 def apply_payment_event(event_key: str) -> dict[str, Any]:
@@ -46,7 +57,16 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
             fields.update(invoice=event.invoice.describe())
         if event.invoice.invoice_id is not None:
             fields["invoice_id"] = event.invoice.invoice_id
-        outcome = apply_event(event, ctx.nexudus, ctx.ledger)
+        job = get_current_job()
+        timeout = int(job.timeout) if job is not None and job.timeout else None
+        limit = timeout or ctx.settings.job_timeout_seconds
+        outcome = retry_in_place(
+            lambda: apply_event(event, ctx.nexudus, ctx.ledger, lock_seconds=limit),
+            retries=ctx.settings.job_retries_in_place,
+            first_wait=ctx.settings.job_retry_in_place_first_ms / 1000,
+            budget_seconds=limit / 2,
+            fields=fields,
+        )
     except RedisError as exc:
         _fail(TransientError(f"Redis unavailable: {exc.__class__.__name__}"), fields, ctx)
         raise
@@ -66,6 +86,44 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
     details = {k: v for k, v in outcome.as_dict().items() if k not in ("result", "invoice_id")}
     _note(ctx, event_key, outcome.result, invoice_id=outcome.invoice_id, **details)
     return outcome.as_dict()
+
+
+def retry_in_place(
+    attempt: Callable[[], T],
+    *,
+    retries: int,
+    first_wait: float,
+    budget_seconds: float,
+    fields: dict[str, Any],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``attempt``; retry a transient failure a few times here before RQ does.
+
+    Safe because every attempt starts from what Redis knows (a POST that may have landed
+    is searched for first). Waits double from ``first_wait`` up to 2 s, with jitter (by
+    default 0.25 + 0.5 + 1 + 2 + 2 + 2 s: six failures in a row heal within about 8 s). Not for waits Nexudus asked to be long, nor
+    while the breaker is open, nor past ``budget_seconds``.
+    """
+    started = time.monotonic()
+    for retry in range(retries + 1):
+        try:
+            return attempt()
+        except TransientError as exc:
+            wait = min(first_wait * 2**retry, IN_PLACE_WAIT_CAP_SECONDS) * random.uniform(0.8, 1.2)
+            wait = max(wait, exc.retry_after or 0)
+            if (
+                retry == retries
+                or not exc.counts_as_attempt
+                or wait > IN_PLACE_MAX_WAIT_SECONDS
+                or time.monotonic() - started + wait > budget_seconds
+            ):
+                raise
+            log.info(
+                "billing.retry_in_place",
+                extra={**fields, "reason": str(exc), "wait_s": round(wait, 2)},
+            )
+            sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def _note(ctx: context.WorkerContext, event_key: str, stage: str, **fields: Any) -> None:
@@ -90,6 +148,9 @@ def backoff_seconds(
 def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -> None:
     job = get_current_job()
     settings = ctx.settings
+    if job is not None and error.transient and not error.counts_as_attempt:
+        # RQ takes one from retries_left as it retries: give it back first.
+        job.retries_left = (job.retries_left or 0) + 1
     attempt = settings.job_max_attempts - (job.retries_left or 0) if job else 1
     will_retry = bool(error.transient and job is not None and (job.retries_left or 0) > 0)
     failure = {
@@ -100,7 +161,12 @@ def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -
         **fields,
     }
     if job is not None:
-        if will_retry:
+        if will_retry and not error.counts_as_attempt:
+            # Nexudus is down for everyone: come back when the breaker may let calls through.
+            delay = math.ceil((error.retry_after or 1) * random.uniform(1.0, 1.5))
+            job.retry_intervals = [delay]
+            failure["retry_in_seconds"] = delay
+        elif will_retry:
             delay = backoff_seconds(
                 attempt,
                 settings.job_retry_base_seconds,

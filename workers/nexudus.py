@@ -4,9 +4,13 @@ One private ``_request`` does authentication, rate limiting and status handling:
 - 401: re-authenticate once and retry; a second 401 is permanent (credentials or roles).
 - 409 and 429: throttling (409 is Nexudus's legacy throttle code, never a conflict).
   Short ``Retry-After`` waits are honoured in place; longer ones go back to RQ.
-- 5xx, timeouts and connection errors: transient, retried by RQ with backoff.
+- 5xx, timeouts and connection errors: transient, retried by the job (workers/jobs.py).
 - 400 and other 4xx: permanent, with Nexudus's ``Errors`` list in the reason.
 Writes also check ``WasSuccessful``, since Nexudus can answer 200 to a failed write.
+
+Every outcome feeds the shared breaker (workers/breaker.py); while it is open no call is
+made. Slots can be reserved ahead (``reserve``) so that a GET and the PUT built from it
+are sent back to back.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ from typing import Any
 import httpx
 
 from payhooks.shared_metrics import WorkerMetrics
-from workers.errors import NexudusPermanentError, NexudusThrottled, NexudusTransientError
+from workers.breaker import Breaker
+from workers.errors import (
+    NexudusPermanentError,
+    NexudusThrottled,
+    NexudusTransientError,
+    NexudusUnavailable,
+)
 from workers.nexudus_auth import NexudusAuth
-from workers.ratelimit import RateLimiter
+from workers.ratelimit import RateLimiter, Slot
 
 log = logging.getLogger("payhooks.nexudus")
 
@@ -58,14 +68,47 @@ class NexudusClient:
         auth: NexudusAuth,
         limiter: RateLimiter,
         *,
+        breaker: Breaker | None = None,
         metrics: WorkerMetrics | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._http = http
         self._auth = auth
         self._limiter = limiter
+        self._breaker = breaker
         self._metrics = metrics
         self._sleep = sleep
+        self._reserved: list[Slot] = []
+
+    # -- call budget ------------------------------------------------------------
+
+    def reserve(self, *writes: bool) -> None:
+        """Take the slots of the next calls now (True for a write), in their order.
+
+        The calls then run back to back. A reserved slot left unused is given back by
+        ``release_reserved``; one used later than the limiter's margin is given back and
+        a fresh one taken, since Nexudus would count it late.
+        """
+        if self._limiter.can_reserve(writes):
+            self.release_reserved()
+            self._reserved = self._limiter.reserve(list(writes))
+
+    def release_reserved(self) -> None:
+        if self._reserved:
+            unused, self._reserved = self._reserved, []
+            self._limiter.release(unused)
+
+    def _take_slot(self, write: bool) -> None:
+        for index, slot in enumerate(self._reserved):
+            if slot.write != write:
+                continue
+            del self._reserved[index]
+            if time.monotonic() - slot.at <= self._limiter.margin_seconds:
+                self._limiter.wait_for(slot)
+                return
+            self._limiter.release([slot])
+            break
+        self._limiter.acquire(write=write)
 
     # -- invoices ---------------------------------------------------------------
 
@@ -89,7 +132,9 @@ class NexudusClient:
         return self._search(INVOICES, filters)
 
     def put_invoice(self, record: Record) -> None:
-        """PUT replaces the whole record: ``record`` must come from ``get_invoice``.
+        """PUT replaces the whole record: ``record`` must come from ``get_invoice``, just
+        before. A throttled PUT is not sent again here (the record would be stale by
+        then): NexudusThrottled goes to the caller, which reads the record afresh.
 
         A record missing a field Nexudus requires would be refused at best and clear
         fields at worst, so it is not sent.
@@ -102,7 +147,7 @@ class NexudusClient:
                 path=INVOICES,
                 status=None,
             )
-        response = self._request("PUT", INVOICES, json=record, write=True)
+        response = self._request("PUT", INVOICES, json=record, write=True, resend=False)
         _check_write(response, "PUT", INVOICES)
 
     # -- payment tokens ---------------------------------------------------------
@@ -165,11 +210,13 @@ class NexudusClient:
         json: Any = None,
         write: bool = False,
         allow_404: bool = False,
+        resend: bool = True,
     ) -> httpx.Response:
         reauthenticated = False
         throttled = 0
         while True:
-            self._limiter.acquire(write=write)
+            self._check_breaker()
+            self._take_slot(write)
             token = self._auth.token()
             response = self._send(method, path, params, json, token)
             status = response.status_code
@@ -179,7 +226,11 @@ class NexudusClient:
                 continue
             if status in (409, 429):
                 wait = _retry_after(response)
-                if wait <= MAX_INLINE_THROTTLE_WAIT and throttled < INLINE_THROTTLE_RETRIES:
+                if (
+                    resend
+                    and wait <= MAX_INLINE_THROTTLE_WAIT
+                    and throttled < INLINE_THROTTLE_RETRIES
+                ):
                     throttled += 1
                     log.info("nexudus.throttled", extra={"path": path, "wait_s": wait})
                     if self._metrics is not None:
@@ -208,6 +259,24 @@ class NexudusClient:
                 )
             return response
 
+    def _check_breaker(self) -> None:
+        if self._breaker is None:
+            return
+        wait = self._breaker.wait_seconds()
+        if wait > 0:
+            raise NexudusUnavailable(
+                f"most recent Nexudus calls failed; calls paused for {wait:.0f} s "
+                "(not counted as an attempt)",
+                retry_after=wait,
+            )
+
+    def _record_outcome(self, status: int | str) -> None:
+        if self._breaker is None:
+            return
+        ok = isinstance(status, int) and status < 500
+        if self._breaker.record(ok=ok) == "opened":
+            log.warning("nexudus.breaker_opened", extra={"status": status})
+
     def _send(self, method: str, path: str, params: Any, json: Any, token: str) -> httpx.Response:
         started = time.perf_counter()
         status: int | str = "error"
@@ -234,6 +303,7 @@ class NexudusClient:
                 status=None,
             ) from None
         finally:
+            self._record_outcome(status)
             if self._metrics is not None:
                 self._metrics.nexudus_call(method, path, status, time.perf_counter() - started)
 
