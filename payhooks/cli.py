@@ -7,15 +7,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn, cast
 
-from payhooks.settings import ConfigError, Settings
+from payhooks import dev_state
+from payhooks.cli_output import CommandError, report_error
+from payhooks.settings import PROVIDER_NAMES, ConfigError, Settings
+
+DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
+#: Commands that read a running `payhooks dev`'s settings when REDIS_URL is not set.
+OPS_COMMANDS = frozenset(
+    {"failed", "trace", "replay-event", "unprocessed", "check-config", "healthcheck"}
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors come as a JSON object when --json was asked for."""
+
+    json_requested = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_requested:
+            report_error(CommandError(message, code="usage", exit_code=2), as_json=True)
+            sys.exit(2)
+        super().error(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="payhooks", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    _Parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
+    parser = _Parser(prog="payhooks", description=__doc__)
+    # Every subparser is a _Parser too (argparse makes them of the parent's class).
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True),
+    )
 
     serve = commands.add_parser("serve", help="run the webhook receiver")
     serve.add_argument("--host", default="0.0.0.0")
@@ -31,20 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--sandbox-port", type=int, default=8090, help="Nexudus sandbox port")
 
     send = commands.add_parser("send-test", help="send a correctly signed sample webhook")
-    send.add_argument(
-        "provider",
-        choices=[
-            "stripe",
-            "gocardless",
-            "braintree",
-            "authorizenet",
-            "paypal",
-            "paypal-ipn",
-            "liqpay",
-            "epay",
-            "generic",
-        ],
-    )
+    send.add_argument("provider", choices=[*PROVIDER_NAMES, "generic"])
     send.add_argument("--invoice", type=int, required=True, help="Nexudus CoworkerInvoice Id")
     send.add_argument("--amount", default="100.00", help="major units (default 100.00)")
     send.add_argument("--currency", default="EUR", help="ISO code (default %(default)s)")
@@ -71,14 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config", help="validate the environment and say what is configured (no secrets)"
     )
     check.add_argument("--role", choices=["serve", "worker", "all"], default="all")
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also reach Redis, take a Nexudus token and make one read-only call per "
+        "provider API key configured",
+    )
+    check.add_argument("--json", action="store_true")
 
     health = commands.add_parser("healthcheck", help="exit 0 when this container is healthy")
     health.add_argument(
         "--url",
-        default="http://127.0.0.1:8080/healthz",
-        help="the receiver's full health URL (default %(default)s)",
+        help=f"the receiver's full health URL (default: a running `payhooks dev`'s, else "
+        f"{DEFAULT_HEALTH_URL})",
     )
     health.add_argument("--worker", action="store_true", help="check a worker instead")
+    health.add_argument("--json", action="store_true")
 
     _add_ops_commands(commands)
     from payhooks.unprocessed_cli import add_unprocessed_command
@@ -86,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_unprocessed_command(commands)
 
     args = parser.parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
     try:
         if args.command == "dev":
             from payhooks.dev import run_dev
@@ -95,15 +118,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             from payhooks.send_test import send_test
 
             return send_test(args)
+        # Ops commands next to a running `payhooks dev` of this checkout need no set-up.
+        env, dev_instance = (
+            dev_state.environment(os.environ)
+            if args.command in OPS_COMMANDS
+            else (os.environ, None)
+        )
         if args.command == "healthcheck":
             from payhooks.health import healthcheck
 
-            return healthcheck(url=args.url, worker=args.worker)
-        settings = Settings.from_env()
+            url = args.url or (dev_instance.healthz_url if dev_instance else DEFAULT_HEALTH_URL)
+            return healthcheck(url=url, worker=args.worker, env=env, as_json=as_json)
+        settings = Settings.from_env(env)
         if args.command == "check-config":
-            from payhooks.health import check_config
+            from payhooks.config_check import check_config
 
-            return check_config(settings, role=args.role)
+            return check_config(
+                settings,
+                role=args.role,
+                probe=args.probe,
+                as_json=as_json,
+                dev=dev_instance,
+                env=env,
+            )
         if args.command == "unprocessed":
             from payhooks.unprocessed_cli import run_unprocessed
 
@@ -116,15 +153,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args.host, args.port)
         return _work(settings, burst=args.burst)
     except ConfigError as exc:
-        print(f"payhooks: configuration error: {exc}", file=sys.stderr)
-        return 2
+        message = f"configuration error: {exc}"
+        if args.command in OPS_COMMANDS and "REDIS_URL" in str(exc):
+            message += "; or run this next to a running `payhooks dev` of this checkout"
+        return report_error(
+            CommandError(message, code="configuration", exit_code=2), as_json=as_json
+        )
 
 
 def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def filters(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--provider",
-            help="stripe, gocardless, braintree, authorizenet, liqpay, epay, generic/<source>",
+            "--provider", help=f"{', '.join(PROVIDER_NAMES)}, generic or generic/<source>"
         )
         p.add_argument("--invoice", help="Nexudus invoice Id")
         p.add_argument("--error-class", help="e.g. InvoiceNotFound, NexudusPermanentError")
@@ -135,18 +175,28 @@ def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     listing = actions.add_parser("list", help="failed jobs, oldest first")
     filters(listing)
     listing.add_argument("--json", action="store_true")
-    show = actions.add_parser("show", help="one failed job: its reason and event trail")
-    show.add_argument("job_id")
+    listing.add_argument(
+        "--wide", action="store_true", help="every column, reasons whole (wider than 100)"
+    )
+    show = actions.add_parser(
+        "show", help="one job: its status now, its runs, failures and replays, its event trail"
+    )
+    show.add_argument("job_id", help="a job id, or its event (an event id as `trace` takes it)")
     show.add_argument("--json", action="store_true")
     replay = actions.add_parser("replay", help="requeue failed jobs (idempotent)")
-    replay.add_argument("job_ids", nargs="*")
+    replay.add_argument("job_ids", nargs="*", help="job ids, or their events (as `trace` takes)")
     replay.add_argument("--all", action="store_true", help="every failed job matching the filters")
     filters(replay)
     replay.add_argument("--dry-run", action="store_true", help="show what would be replayed")
     replay.add_argument("--yes", action="store_true", help="do not ask before a bulk replay")
     replay.add_argument("--json", action="store_true")
-    purge = actions.add_parser("purge", help="delete failed jobs matching the filters")
+    purge = actions.add_parser(
+        "purge", help="delete failed jobs: named ones, those matching filters, or --all"
+    )
+    purge.add_argument("job_ids", nargs="*", help="job ids, or their events (as `trace` takes)")
+    purge.add_argument("--all", action="store_true", help="every failed job (or with filters)")
     filters(purge)
+    purge.add_argument("--dry-run", action="store_true", help="show what would be purged")
     purge.add_argument("--yes", action="store_true", help="do not ask")
     purge.add_argument("--json", action="store_true")
 
@@ -162,6 +212,7 @@ def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "replay-event", help="re-normalise a stored webhook with the current code and queue it"
     )
     replay_event.add_argument("event_id", help="a provider event id, as `trace` shows it")
+    replay_event.add_argument("--json", action="store_true")
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
@@ -197,9 +248,10 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _work(settings: Settings, *, burst: bool) -> int:
-    from rq import Queue, Worker
+    from rq import Queue
 
     from payhooks import logs, redis_connect
+    from payhooks.worker_process import PaymentWorker
     from workers import context
 
     settings.check_worker()
@@ -212,7 +264,7 @@ def _work(settings: Settings, *, burst: bool) -> int:
     # back to the queue) if its owner died. RQ's defaults (every 10 minutes, and an idle
     # worker waiting ~7 minutes for a job before it looks) are too slow for payments:
     # the worker TTL sets how long an idle worker waits.
-    Worker(
+    PaymentWorker(
         [queue],
         connection=connection,
         maintenance_interval=settings.worker_maintenance_seconds,

@@ -10,11 +10,12 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from payhooks import logs
+from payhooks import dev_state, logs
 from payhooks.embedded_redis import EmbeddedRedis
 from payhooks.samples import authorizenet as authorizenet_samples
 from payhooks.samples import braintree as braintree_samples
@@ -36,12 +37,42 @@ from payhooks.sandbox.paypal import PayPalState, add_paypal_routes
 from payhooks.settings import Settings
 from service.app import create_app
 
+
+@dataclass(frozen=True, slots=True)
+class Try:
+    """A send-test the banner suggests, and the invoice it pays (one each, so all show paid)."""
+
+    provider: str
+    invoice_id: int
+    #: The RegularPaymentProvider value its token carries.
+    provider_value: int
+    options: tuple[str, ...] = ()
+    #: Whether it registers its payment with (or is signed by) the sandbox.
+    uses_sandbox: bool = False
+
+    def arguments(self) -> list[str]:
+        return [self.provider, *self.options, "--invoice", str(self.invoice_id)]
+
+
+#: One invoice per provider, in the order of PROVIDER_NAMES, then the operators' own systems.
+TRIES = (
+    Try("stripe", 42, 2),
+    Try("gocardless", 43, 12, uses_sandbox=True),
+    Try("braintree", 44, 8),
+    Try("authorizenet", 45, 4, uses_sandbox=True),
+    Try("paypal", 46, 6, uses_sandbox=True),
+    Try("paypal-ipn", 47, 5),
+    Try("liqpay", 48, 10),
+    Try("epay", 49, 7, uses_sandbox=True),
+    Try("generic", 50, 96, ("--source", "bank")),
+)
+AMOUNT_GUARD_INVOICE = 51  # 250.00 due: a 100.00 payment does not settle it
+CURRENCY_GUARD_INVOICE = 52  # in GBP: a EUR payment does not settle it
+
 SEEDED = (
-    invoice_record(42),
-    invoice_record(43),
-    invoice_record(44),
-    invoice_record(45, TotalAmount=250.0, InvoiceNumber="INV-2026-0045"),
-    invoice_record(46, CurrencyCode="GBP", CurrencyId=1),
+    *(invoice_record(t.invoice_id) for t in TRIES),
+    invoice_record(AMOUNT_GUARD_INVOICE, TotalAmount=250.0, InvoiceNumber="INV-2026-0051"),
+    invoice_record(CURRENCY_GUARD_INVOICE, CurrencyCode="GBP", CurrencyId=1),
 )
 
 
@@ -50,8 +81,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
         state = SandboxState()
         gocardless_state = GoCardlessState()
         paypal_state = PayPalState()
-        env = {
-            **os.environ,
+        overrides = {
             "REDIS_URL": redis_server.url,
             "NEXUDUS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
             "NEXUDUS_USERNAME": state.username,
@@ -90,6 +120,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "LOG_FORMAT": "text",
             "JOB_RETRY_BASE_SECONDS": os.environ.get("JOB_RETRY_BASE_SECONDS", "2"),
         }
+        env = {**os.environ, **overrides}
         settings = Settings.from_env(env)
         logs.configure("text", settings.log_level)
         try:
@@ -97,6 +128,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
                 _run(
                     settings,
                     env,
+                    overrides,
                     state,
                     gocardless_state,
                     paypal_state,
@@ -131,6 +163,7 @@ class PortBusy(Exception):
 async def _run(
     settings: Settings,
     env: dict[str, str],
+    overrides: dict[str, str],
     state: SandboxState,
     gocardless_state: GoCardlessState,
     paypal_state: PayPalState,
@@ -163,6 +196,16 @@ async def _run(
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "payhooks.cli", "worker", env=env, start_new_session=True
     )
+    # Ops commands run from this checkout find us here, with nothing exported.
+    state_path = dev_state.write(
+        Path.cwd(),
+        dev_state.DevInstance(
+            pid=os.getpid(),
+            receiver_url=f"http://127.0.0.1:{receiver_port}",
+            sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+            env=overrides,
+        ),
+    )
     print(_banner(settings, receiver_port, sandbox_port), flush=True)
 
     stop = asyncio.Event()
@@ -173,6 +216,7 @@ async def _run(
     await asyncio.wait(
         [asyncio.ensure_future(stop.wait()), worker_exit], return_when=asyncio.FIRST_COMPLETED
     )
+    dev_state.remove(state_path, os.getpid())
     if worker.returncode is None:
         worker.send_signal(signal.SIGTERM)
         await worker.wait()
@@ -187,35 +231,36 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     )
     url = "" if receiver_port == 8080 else f" --url http://127.0.0.1:{receiver_port}"
     sandbox_url = "" if sandbox_port == 8090 else f" --sandbox-url http://127.0.0.1:{sandbox_port}"
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    receiver = f"http://127.0.0.1:{receiver_port}"
     custom_secret = settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET
+    urls = "\n                   ".join(
+        f"{receiver}/webhooks/{name}{' (GET)' if name == 'epay' else ''}"
+        for name in settings.enabled_providers()
+    )
+    tries = "\n".join(
+        f"  .venv/bin/payhooks send-test {' '.join(t.arguments())}{url}"
+        f"{sandbox_url if t.uses_sandbox else ''}"
+        for t in TRIES
+    )
     return f"""
 payhooks dev is running (Ctrl-C stops everything)
-  receiver         http://127.0.0.1:{receiver_port}/webhooks/stripe
-                   http://127.0.0.1:{receiver_port}/webhooks/gocardless
-                   http://127.0.0.1:{receiver_port}/webhooks/braintree
-                   http://127.0.0.1:{receiver_port}/webhooks/authorizenet
-                   http://127.0.0.1:{receiver_port}/webhooks/paypal
-                   http://127.0.0.1:{receiver_port}/webhooks/paypal-ipn
-                   http://127.0.0.1:{receiver_port}/webhooks/liqpay
-                   http://127.0.0.1:{receiver_port}/webhooks/epay (GET)
-                   http://127.0.0.1:{receiver_port}/webhooks/generic/bank
-  Nexudus sandbox  http://127.0.0.1:{sandbox_port}  (state: /_sandbox/state; also GoCardless's /payments)
+  receiver         {urls}
+  Nexudus sandbox  {sandbox}  (state: /_sandbox/state; also the providers' stand-ins)
   Redis            {settings.redis_url}
   Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if custom_secret else DEV_WEBHOOK_SECRET}
+  Ops commands     run from this checkout, they use this instance (.payhooks-dev/state.json):
+                   .venv/bin/payhooks failed list   /   trace 42   /   check-config --probe
 
-Sandbox invoices:
+Sandbox invoices (one per provider, then the amount and currency guards):
 {invoices}
 
-Try, in another terminal:
-  .venv/bin/payhooks send-test stripe --invoice 42{url}
-  curl -s http://127.0.0.1:{sandbox_port}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn|Token)"'
-  .venv/bin/payhooks send-test stripe --invoice 45 --amount 100.00{url}   # below the 250.00 due: not marked paid
-  .venv/bin/payhooks send-test gocardless --invoice 43{url}{sandbox_url}
-  .venv/bin/payhooks send-test liqpay --invoice 44 --currency EUR{url}
-  .venv/bin/payhooks send-test generic --source bank --invoice 43{url}
-  .venv/bin/payhooks send-test epay --invoice 42{url}
-  .venv/bin/payhooks send-test braintree --invoice 43{url}
-  .venv/bin/payhooks send-test authorizenet --invoice 44{url}{sandbox_url}
-  .venv/bin/payhooks send-test paypal --invoice 42{url}{sandbox_url}
-  .venv/bin/payhooks send-test paypal-ipn --invoice 43{url}
+Try, in another terminal (each pays its own invoice):
+{tries}
+  curl -s {sandbox}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn|Token)"'
+  .venv/bin/payhooks send-test stripe --invoice {AMOUNT_GUARD_INVOICE}{url}   # 100.00 of 250.00: not marked paid
+  .venv/bin/payhooks send-test stripe --invoice {CURRENCY_GUARD_INVOICE}{url}   # EUR for a GBP invoice: not marked paid
+  .venv/bin/payhooks send-test stripe --invoice 42{url}   # again: already paid, flagged
+  .venv/bin/payhooks failed list
+  curl -s -X POST {sandbox}/_sandbox/invoices -d '{{"TotalAmount": 75.0}}'   # a new invoice; answers its Id
 """

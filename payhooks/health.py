@@ -1,95 +1,18 @@
-"""`payhooks check-config` and `payhooks healthcheck` (the image's HEALTHCHECK)."""
+"""`payhooks healthcheck`: the image's HEALTHCHECK, for a receiver or a worker."""
 
 from __future__ import annotations
 
 import os
 import socket
 import sys
+from collections.abc import Mapping
 
 import httpx
 from redis.exceptions import RedisError
 
 from payhooks import redis_connect
-from payhooks.settings import ConfigError, Settings, redact_url
-
-
-def check_config(settings: Settings, *, role: str) -> int:
-    """Print what is configured, never a secret; exit 2 if a role cannot start."""
-    problems = []
-    for name, check in (("serve", settings.check_receiver), ("worker", settings.check_worker)):
-        if role in (name, "all"):
-            try:
-                check()
-            except ConfigError as exc:
-                problems.append(f"{name}: {exc}")
-    gocardless_unusable = settings.gocardless_webhook_secrets and not (
-        settings.gocardless_access_token
-    )
-    if (
-        role in ("worker", "all")
-        and settings.authorizenet_signature_keys
-        and not (settings.authorizenet_login_id and settings.authorizenet_transaction_key)
-    ):
-        problems.append(
-            "worker: AUTHORIZENET_SIGNATURE_KEYS is set but AUTHORIZENET_LOGIN_ID or "
-            "AUTHORIZENET_TRANSACTION_KEY is not: no Authorize.Net payment could be confirmed"
-        )
-    if (
-        role in ("worker", "all")
-        and settings.epay_md5_secrets
-        and not settings.epay_merchant_number
-    ):
-        problems.append(
-            "worker: EPAY_MD5_SECRETS is set but EPAY_MERCHANT_NUMBER is not: no ePay payment "
-            "could be confirmed"
-        )
-    if role in ("worker", "all") and gocardless_unusable:
-        problems.append(
-            "worker: GOCARDLESS_WEBHOOK_SECRETS is set but GOCARDLESS_ACCESS_TOKEN is not: "
-            "every GoCardless payment would fail its lookup"
-        )
-
-    def secret(value: object) -> str:
-        return "set" if value else "not set"
-
-    lines = [
-        ("Redis", redact_url(settings.redis_url) if settings.redis_url else "not set"),
-        ("queue", settings.queue_name),
-        ("providers enabled", ", ".join(settings.enabled_providers()) or "none"),
-        ("Stripe webhook secrets", f"{len(settings.stripe_webhook_secrets)} set"),
-        ("Stripe API key", secret(settings.stripe_api_key)),
-        ("GoCardless webhook secrets", f"{len(settings.gocardless_webhook_secrets)} set"),
-        ("GoCardless access token", secret(settings.gocardless_access_token)),
-        ("GoCardless environment", settings.gocardless_base_url or settings.gocardless_environment),
-        ("GoCardless paid on", settings.gocardless_paid_action),
-        ("Nexudus", settings.nexudus_base_url),
-        ("Nexudus user", settings.nexudus_username or "not set"),
-        ("Nexudus password", secret(settings.nexudus_password)),
-        (
-            "Nexudus limits",
-            (
-                f"{settings.nexudus_writes_per_minute} writes/min, "
-                f"{settings.nexudus_writes_per_day} writes/day, "
-                f"{settings.nexudus_calls_per_minute} calls/min"
-            ),
-        ),
-        ("job attempts", str(settings.job_max_attempts)),
-        (
-            "retention",
-            (
-                f"events {settings.event_retention_days} d, "
-                f"failed jobs {settings.failed_job_retention_days} d"
-            ),
-        ),
-    ]
-    for label, value in lines:
-        print(f"{label:<28} {value}")
-    for problem in problems:
-        print(f"problem: {problem}", file=sys.stderr)
-    if problems:
-        return 2
-    print("configuration is valid" + ("" if role == "all" else f" for {role}"))
-    return 0
+from payhooks.cli_output import emit
+from payhooks.settings import redact_url
 
 
 def _container_role() -> str:
@@ -101,36 +24,57 @@ def _container_role() -> str:
     return "worker" if b"worker" in command else "serve"
 
 
-def healthcheck(*, url: str, worker: bool) -> int:
+def healthcheck(
+    *, url: str, worker: bool, env: Mapping[str, str] | None = None, as_json: bool = False
+) -> int:
+    """Exit 0 when healthy; either way, say why (Docker keeps the output with the status)."""
     # One image, one HEALTHCHECK: a container started as `payhooks worker` is checked as one.
     if not worker and _container_role() == "worker":
         worker = True
-    if not worker:
-        try:
-            status = httpx.get(url, timeout=3).status_code
-        except httpx.HTTPError as exc:
-            print(f"unhealthy: {url} unreachable ({exc.__class__.__name__})", file=sys.stderr)
-            return 1
-        if status != 200:
-            print(f"unhealthy: {url} answered {status}", file=sys.stderr)
-        return 0 if status == 200 else 1
+    if worker:
+        healthy, detail = _worker_health(os.environ if env is None else env)
+    else:
+        healthy, detail = _receiver_health(url)
+    if as_json:
+        emit({"healthy": healthy, "role": "worker" if worker else "serve", "detail": detail})
+    elif healthy:
+        print(f"healthy: {detail}")
+    else:
+        print(f"unhealthy: {detail}", file=sys.stderr)
+    return 0 if healthy else 1
+
+
+def _receiver_health(url: str) -> tuple[bool, str]:
+    try:
+        status = httpx.get(url, timeout=3).status_code
+    except httpx.HTTPError as exc:
+        return False, f"{url} unreachable ({exc.__class__.__name__})"
+    return status == 200, f"{url} answered {status}"
+
+
+def _worker_health(env: Mapping[str, str]) -> tuple[bool, str]:
     # A worker is healthy when Redis answers and a worker of this host is registered
     # (RQ keeps the registration alive with heartbeats, so a hung worker drops out).
-    redis_url = os.environ.get("REDIS_URL")
+    redis_url = env.get("REDIS_URL", "").strip()
     if not redis_url:
-        return 1
+        return False, "REDIS_URL is not set: no Redis to find this host's worker in"
+    where = redact_url(redis_url)
+    hostname = socket.gethostname()
     try:
         redis = redis_connect.connect(
             redis_url,
-            password=os.environ.get("REDIS_PASSWORD"),
+            password=env.get("REDIS_PASSWORD") or None,
             socket_timeout=3,
             socket_connect_timeout=3,
         )
         from rq import Worker
 
-        hostname = socket.gethostname()
-        alive = any(w.hostname == hostname for w in Worker.all(connection=redis))
-        redis.close()
-    except RedisError:
-        return 1
-    return 0 if alive else 1
+        try:
+            names = [w.name for w in Worker.all(connection=redis) if w.hostname == hostname]
+        finally:
+            redis.close()
+    except RedisError as exc:
+        return False, f"could not reach Redis at {where} ({exc.__class__.__name__})"
+    if not names:
+        return False, f"no worker of host {hostname} is registered in Redis at {where}"
+    return True, f"worker {', '.join(sorted(names))} of host {hostname} is registered at {where}"

@@ -24,7 +24,7 @@ from rq.registry import FailedJobRegistry
 from payhooks import keys
 from payhooks.events import Ignored, PaymentEvent
 from payhooks.jobspec import JOB_FUNCTION, RESULT_TTL_SECONDS
-from payhooks.settings import Settings
+from payhooks.settings import PROVIDER_NAMES, Settings
 from payhooks.trail import Trail
 from service.providers import build_providers
 
@@ -45,6 +45,37 @@ class FailedJob:
         return f"{self.provider}:{self.event_id}"
 
 
+#: Trail stages a worker writes once per run of a job.
+RUN_STAGES = frozenset(
+    {
+        "retrying",
+        "failed",
+        "applied",
+        "partially_paid",
+        "token_only",
+        "already_applied",
+        "no_write",
+        "ignored",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobHistory:
+    """A job as it stands now, and what happened to it, from the event's trail."""
+
+    job_id: str
+    event_key: str
+    status: str
+    invoice: str
+    runs: int
+    failures: int
+    replays: int
+    #: The failure the job is in now; None once a replay has applied it.
+    current_failure: FailedJob | None
+    trail: list[dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     provider: str | None = None
@@ -52,8 +83,24 @@ class Filters:
     error_class: str | None = None
     since: datetime | None = None
 
+    def __post_init__(self) -> None:
+        if self.provider is not None and not known_provider(self.provider):
+            raise ValueError(
+                f"--provider: no provider {self.provider!r}; one of "
+                f"{', '.join(PROVIDER_NAMES)}, generic or generic/<source>"
+            )
+        if self.invoice is not None and not self.invoice.isdigit():
+            raise ValueError(f"--invoice takes a Nexudus invoice Id (digits), got {self.invoice!r}")
+
+    @property
+    def any(self) -> bool:
+        return any((self.provider, self.invoice, self.error_class, self.since))
+
     def match(self, job: FailedJob) -> bool:
-        if self.provider and job.provider != self.provider:
+        if self.provider == "generic":
+            if not job.provider.startswith("generic/"):
+                return False
+        elif self.provider and job.provider != self.provider:
             return False
         if self.invoice and job.invoice != self.invoice:
             return False
@@ -62,6 +109,11 @@ class Filters:
         return not (
             self.since and job.failed_at and datetime.fromisoformat(job.failed_at) < self.since
         )
+
+
+def known_provider(name: str) -> bool:
+    """A provider name as the URLs and event keys spell it (generic: any source)."""
+    return name in PROVIDER_NAMES or name == "generic" or bool(GENERIC_NAME.fullmatch(name))
 
 
 def parse_since(value: str, *, now: datetime | None = None) -> datetime:
@@ -78,6 +130,9 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
             f"--since takes 30m, 2h, 3d or a date like 2026-11-20; got {value!r}"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+GENERIC_NAME = re.compile(r"generic/[a-z0-9][a-z0-9-]{0,39}")
 
 
 class Ops:
@@ -134,7 +189,9 @@ class Ops:
             # A failed job's key expires (failure TTL) and requeue keeps that expiry: a job
             # replayed into a backlog could vanish before a worker takes it.
             self.redis.persist(job.key)
-            self.trail.append(str(job.args[0]), "replayed", job_id=job_id)
+            event_key = event_key_of(job)
+            if event_key is not None:
+                self.trail.append(event_key, "replayed", job_id=job_id)
             replayed.append(job_id)
         return replayed, skipped
 
@@ -145,17 +202,52 @@ class Ops:
             if not self.redis.zrem(self.registry.key, job_id):
                 continue  # no longer failed
             try:
-                Job.fetch(job_id, connection=self.redis).delete()
+                job = Job.fetch(job_id, connection=self.redis)
             except NoSuchJobError:
-                pass
-            self.trail_note(job_id, "purged")
+                purged += 1  # expired: nothing left to say which event it was
+                continue
+            event_key = event_key_of(job)
+            job.delete()
+            if event_key is not None:
+                self.trail_note(event_key, "purged", job_id=job_id)
             purged += 1
         return purged
 
-    def trail_note(self, job_id: str, stage: str) -> None:
-        event_key = job_id.replace("-", ":", 1)
+    def trail_note(self, event_key: str, stage: str, **fields: Any) -> None:
+        """Note on an event's trail, if the trail is still kept."""
         if self.redis.exists(keys.trail(event_key)):
-            self.trail.append(event_key, stage, job_id=job_id)
+            self.trail.append(event_key, stage, **fields)
+
+    def history(self, job_id: str) -> JobHistory:
+        """The job's status now and its story: runs, failures and replays from the trail."""
+        job = Job.fetch(job_id, connection=self.redis)
+        status = job.get_status()
+        event_key = event_key_of(job) or ""
+        trail = self.trail.history(event_key) if event_key else []
+        stages = [str(item.get("stage")) for item in trail]
+        described = describe(job)
+        invoice = described.invoice or next(
+            (str(i["invoice_id"]) for i in reversed(trail) if i.get("invoice_id") is not None),
+            "",
+        )
+        return JobHistory(
+            job_id=job.id,
+            event_key=event_key,
+            status=status.value if status else "unknown",
+            invoice=invoice,
+            runs=sum(stage in RUN_STAGES for stage in stages),
+            failures=stages.count("failed"),
+            replays=stages.count("replayed"),
+            current_failure=described if status == JobStatus.FAILED else None,
+            trail=trail,
+        )
+
+    def resolve(self, reference: str) -> str:
+        """A job id from what an operator pastes: a job id, or an event as `trace` takes it."""
+        if self.redis.exists(Job.key_for(reference)):
+            return reference
+        event_key = self.find_event(reference)
+        return keys.job_id(event_key) if event_key else reference
 
     # -- events -----------------------------------------------------------------------
 
@@ -168,7 +260,10 @@ class Ops:
         webhook_key = next((e.get("webhook") for e in history if e.get("webhook")), None)
         stored = self.trail.webhook(str(webhook_key)) if webhook_key else None
         if stored is None:
-            return f"{event_key}: the stored webhook has expired (EVENT_RETENTION_DAYS)"
+            return (
+                f"{event_key}: the stored webhook has expired "
+                f"(kept {self.settings.event_retention_days} days)"
+            )
         provider_name, event_id = event_key.split(":", 1)
         providers = build_providers(self.settings)
         if provider_name not in providers:
@@ -222,9 +317,14 @@ class Ops:
         return f"{event.key}: queued as {job_id}"
 
 
+def event_key_of(job: Job) -> str | None:
+    """The event a job applies: its one argument. Job ids are never turned back into keys."""
+    return str(job.args[0]) if job.args else None
+
+
 def describe(job: Job) -> FailedJob:
     failure: dict[str, Any] = dict(job.meta.get("failure") or {})
-    event_key = str(job.args[0]) if job.args else ":"
+    event_key = event_key_of(job) or ":"
     provider, _, event_id = event_key.partition(":")
     if not failure:
         # Not failed by our code: RQ's own verdict (a killed worker, say).
@@ -249,6 +349,32 @@ def describe(job: Job) -> FailedJob:
 
 # -- output ------------------------------------------------------------------------
 
+#: What `failed list` fits in unless told --wide.
+NARROW_COLUMNS = 100
+#: Event references longer than this are shortened in the middle (--wide shows them whole).
+EVENT_WIDTH = 40
+MIN_REASON_WIDTH = 12
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut at a word boundary with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    if space >= width // 2:  # a word boundary not too far back; else one long word is cut
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """Keep both ends of an id (its provider, and the distinctive tail)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
 
 def table(
     rows: Sequence[dict[str, Any]],
@@ -256,13 +382,13 @@ def table(
     out: TextIO,
     widths: dict[str, int] | None = None,
 ) -> None:
-    """Aligned columns for a terminal; long cells are cut to the given width."""
+    """Aligned columns for a terminal; long cells are shortened to the given width."""
     widths = widths or {}
 
     def cell(row: dict[str, Any], column: str) -> str:
         value = str(row.get(column, ""))
         limit = widths.get(column)
-        return value if limit is None or len(value) <= limit else value[: limit - 1] + "…"
+        return value if limit is None else shorten(value, limit)
 
     cells = [[cell(row, c) for c in columns] for row in rows]
     sizes = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -271,14 +397,48 @@ def table(
         print("  ".join(v.ljust(sizes[i]) for i, v in enumerate(r)).rstrip(), file=out)
 
 
-FAILED_COLUMNS = ("job_id", "provider", "event_id", "invoice", "reason", "failed_at", "attempts")
+WIDE_COLUMNS = (
+    "job_id",
+    "provider",
+    "event_id",
+    "invoice",
+    "error_class",
+    "reason",
+    "failed_at",
+    "attempts",
+)
+NARROW = ("event", "invoice", "error_class", "age", "reason")
 
 
-def print_failed(jobs: list[FailedJob], out: TextIO, *, as_json: bool) -> None:
+def age(failed_at: str, now: datetime | None = None) -> str:
+    """How long ago, in the largest whole unit: 40s, 12m, 3h, 2d."""
+    if not failed_at:
+        return ""
+    seconds = int(
+        ((now or datetime.now(tz=UTC)) - datetime.fromisoformat(failed_at)).total_seconds()
+    )
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def print_failed(jobs: list[FailedJob], out: TextIO, *, as_json: bool, wide: bool = False) -> None:
     if as_json:
         print(json.dumps([asdict(j) for j in jobs], indent=2), file=out)
         return
-    table([asdict(j) for j in jobs], FAILED_COLUMNS, out, widths={"reason": 70})
+    rows = [
+        dict(asdict(j), age=age(j.failed_at), event=shorten_middle(j.event_key, EVENT_WIDTH))
+        for j in jobs
+    ]
+    if wide:
+        table(rows, WIDE_COLUMNS, out)
+        return
+    # Every column whole but the reason, which gets what is left of the line.
+    used = sum(
+        max([len(c)] + [len(str(r[c])) for r in rows]) for c in NARROW if c != "reason"
+    ) + 2 * (len(NARROW) - 1)
+    table(rows, NARROW, out, widths={"reason": max(NARROW_COLUMNS - used, MIN_REASON_WIDTH)})
 
 
 def print_trail(ops: Ops, event_keys: list[str], out: TextIO, *, as_json: bool) -> None:

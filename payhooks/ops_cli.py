@@ -3,44 +3,57 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict
 
 from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
 
 from payhooks import redis_connect
+from payhooks.cli_output import CommandError, emit, report_error
 from payhooks.ops import (
     Filters,
+    JobHistory,
     Ops,
     confirm,
-    describe,
     parse_since,
     print_failed,
     print_trail,
 )
-from payhooks.settings import Settings
+from payhooks.settings import Settings, redact_url
 from service.errors import WebhookError
 
 
 def run_ops(settings: Settings, args: argparse.Namespace) -> int:
+    redis_url = settings.require_redis()
     redis = redis_connect.sync_client(settings)
-    ops = Ops(settings, redis)
     try:
+        ops = Ops(settings, redis)
         if args.command == "trace":
             return _trace(ops, args)
         if args.command == "replay-event":
             return _replay_event(ops, args)
         return _failed(ops, args)
+    except CommandError as exc:
+        return report_error(exc, as_json=args.json)
     except WebhookError as exc:
-        print(f"payhooks: the stored webhook no longer normalises: {exc.message}", file=sys.stderr)
-        return 1
+        return report_error(
+            CommandError(
+                f"the stored webhook no longer normalises: {exc.message}", code="not_normalised"
+            ),
+            as_json=args.json,
+        )
     except ValueError as exc:
-        print(f"payhooks: {exc}", file=sys.stderr)
-        return 2
+        return report_error(CommandError(str(exc), code="usage", exit_code=2), as_json=args.json)
     except RedisError as exc:
-        print(f"payhooks: Redis unavailable ({exc.__class__.__name__})", file=sys.stderr)
-        return 1
+        return report_error(
+            CommandError(
+                f"could not reach Redis at {redact_url(redis_url)} "
+                f"({exc.__class__.__name__}: {exc})",
+                code="redis_unreachable",
+            ),
+            as_json=args.json,
+        )
     finally:
         redis.close()
 
@@ -55,75 +68,95 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 
 def _failed(ops: Ops, args: argparse.Namespace) -> int:
-    out = sys.stdout
     if args.action == "list":
         jobs, expired = ops.failed_jobs(_filters(args))
-        print_failed(jobs, out, as_json=args.json)
-        if expired and not args.json:
-            print(f"({len(expired)} entries whose job has expired were skipped)", file=out)
+        if args.json:
+            emit([asdict(j) for j in jobs])
+            return 0
+        print_failed(jobs, sys.stdout, as_json=False, wide=args.wide)
+        if expired:
+            print(f"({len(expired)} entries whose job has expired were skipped)")
         return 0
     if args.action == "show":
-        from rq.exceptions import NoSuchJobError
-        from rq.job import Job
-
-        try:
-            job = Job.fetch(args.job_id, connection=ops.redis)
-        except NoSuchJobError:
-            print(f"no job {args.job_id}: it has expired or never existed", file=sys.stderr)
-            return 1
-        failed = describe(job)
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "job": asdict(failed),
-                        "trail": ops.trail.history(failed.event_key),
-                    },
-                    indent=2,
-                )
-            )
-            return 0
-        for name, value in asdict(failed).items():
-            print(f"{name:<12} {value}")
-        print(f"{'status':<12} {job.get_status().value}")
-        print()
-        print_trail(ops, [failed.event_key], out, as_json=False)
-        return 0
+        return _show(ops, args)
     if args.action == "replay":
         return _replay(ops, args)
     return _purge(ops, args)
 
 
+def _show(ops: Ops, args: argparse.Namespace) -> int:
+    try:
+        history = ops.history(ops.resolve(args.job_id))
+    except NoSuchJobError:
+        raise CommandError(
+            f"no job {args.job_id}: it has expired (failed jobs are kept "
+            f"{ops.settings.failed_job_retention_days} days) or never existed; "
+            "`payhooks trace <event id>` shows the event's trail",
+            code="not_found",
+        ) from None
+    if args.json:
+        emit(
+            {
+                **{k: v for k, v in asdict(history).items() if k != "current_failure"},
+                "current_failure": asdict(history.current_failure)
+                if history.current_failure
+                else None,
+            }
+        )
+        return 0
+    _print_history(ops, history)
+    return 0
+
+
+def _print_history(ops: Ops, history: JobHistory) -> None:
+    runs = f"{history.runs} ({history.failures} failed, {history.replays} replayed)"
+    fields = [
+        ("job", history.job_id),
+        ("event", history.event_key),
+        ("invoice", history.invoice or "-"),
+        ("status", history.status),
+        ("runs", runs),
+    ]
+    failure = history.current_failure
+    if failure is not None:
+        fields += [
+            ("error", failure.error_class),
+            ("reason", failure.reason),
+            ("failed at", failure.failed_at),
+            ("attempt", str(failure.attempts)),
+        ]
+    else:
+        last = next((e for e in reversed(history.trail) if e.get("stage") != "replayed"), None)
+        if last is not None:
+            fields.append(("last", f"{last['stage']} at {last['at']}"))
+    for name, value in fields:
+        print(f"{name:<10} {value}")
+    print()
+    if history.event_key:
+        print_trail(ops, [history.event_key], sys.stdout, as_json=False)
+
+
 def _replay(ops: Ops, args: argparse.Namespace) -> int:
+    filters = _filters(args)
     if args.all == bool(args.job_ids):
-        print("payhooks: name job ids, or use --all with filters", file=sys.stderr)
-        return 2
-    if args.job_ids and any((args.provider, args.invoice, args.error_class, args.since)):
-        print("payhooks: filters go with --all, not with job ids", file=sys.stderr)
-        return 2
+        raise CommandError("name job ids, or use --all with filters", code="usage", exit_code=2)
+    if args.job_ids and filters.any:
+        raise CommandError("filters go with --all, not with job ids", code="usage", exit_code=2)
     if args.job_ids and args.dry_run:
-        print(f"would replay: {' '.join(args.job_ids)}")
+        if args.json:
+            emit({"would_replay": args.job_ids})
+        else:
+            print(f"would replay: {' '.join(args.job_ids)}")
         return 0
     if args.job_ids:
-        replayed, skipped = ops.replay(args.job_ids)
+        replayed, skipped = ops.replay([ops.resolve(r) for r in args.job_ids])
     else:
-        jobs, expired = ops.failed_jobs(_filters(args))
-        if not args.json:
-            print(f"{len(jobs)} failed job(s) to replay:")
-            print_failed(jobs, sys.stdout, as_json=False)
-        if args.dry_run:
-            if args.json:
-                print(json.dumps({"would_replay": [j.job_id for j in jobs]}, indent=2))
+        selected = _replay_selection(ops, filters, args)
+        if selected is None:
             return 0
-        if not jobs:
-            return 0
-        if not confirm(f"Replay {len(jobs)} job(s)?", assume_yes=args.yes):
-            print("nothing replayed (use --yes to replay without asking)")
-            return 1
-        replayed, skipped = ops.replay(j.job_id for j in jobs)
-        skipped += [f"{job_id}: the job has expired" for job_id in expired]
+        replayed, skipped = selected
     if args.json:
-        print(json.dumps({"replayed": replayed, "skipped": skipped}, indent=2))
+        emit({"replayed": replayed, "skipped": skipped})
     else:
         print(f"replayed {len(replayed)}, skipped {len(skipped)}")
         for line in skipped:
@@ -131,17 +164,60 @@ def _replay(ops: Ops, args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_selection(
+    ops: Ops, filters: Filters, args: argparse.Namespace
+) -> tuple[list[str], list[str]] | None:
+    """Replay every failed job the filters select, once confirmed; None if nothing ran."""
+    jobs, expired = ops.failed_jobs(filters)
+    if not args.json:
+        print(f"{len(jobs)} failed job(s) to replay:")
+        print_failed(jobs, sys.stdout, as_json=False)
+    if args.dry_run or not jobs:
+        if args.json:
+            emit({"would_replay": [j.job_id for j in jobs]} if args.dry_run else {"replayed": []})
+        return None
+    if not confirm(f"Replay {len(jobs)} job(s)?", assume_yes=args.yes):
+        raise CommandError(
+            "nothing replayed (use --yes to replay without asking)", code="not_confirmed"
+        )
+    replayed, skipped = ops.replay(j.job_id for j in jobs)
+    return replayed, skipped + [f"{job_id}: the job has expired" for job_id in expired]
+
+
 def _purge(ops: Ops, args: argparse.Namespace) -> int:
-    jobs, expired = ops.failed_jobs(_filters(args))
+    filters = _filters(args)
+    if args.job_ids and (args.all or filters.any):
+        raise CommandError(
+            "name job ids, or select with filters or --all, not both", code="usage", exit_code=2
+        )
+    if not (args.job_ids or args.all or filters.any):
+        # Purging deletes what a person must still look at: never by default.
+        raise CommandError(
+            "purge needs job ids, a filter (--provider, --invoice, --error-class, --since) "
+            "or --all for every failed job",
+            code="usage",
+            exit_code=2,
+        )
+    if args.job_ids:
+        ids, expired = [ops.resolve(r) for r in args.job_ids], list[str]()
+        jobs = [j for j in ops.failed_jobs(Filters())[0] if j.job_id in set(ids)]
+    else:
+        jobs, expired = ops.failed_jobs(filters)
+        ids = [j.job_id for j in jobs]
     if not args.json:
         print(f"{len(jobs)} failed job(s) to purge:")
         print_failed(jobs, sys.stdout, as_json=False)
-    if jobs and not confirm(f"Delete {len(jobs)} failed job(s)?", assume_yes=args.yes):
-        print("nothing purged (use --yes to purge without asking)")
-        return 1
-    purged = ops.purge([j.job_id for j in jobs] + expired)
+    if args.dry_run:
+        if args.json:
+            emit({"would_purge": ids})
+        return 0
+    if ids and not confirm(f"Delete {len(ids)} failed job(s)?", assume_yes=args.yes):
+        raise CommandError(
+            "nothing purged (use --yes to purge without asking)", code="not_confirmed"
+        )
+    purged = ops.purge(ids + expired)
     if args.json:
-        print(json.dumps({"purged": purged}))
+        emit({"purged": purged})
     else:
         print(f"purged {purged}")
     return 0
@@ -149,18 +225,16 @@ def _purge(ops: Ops, args: argparse.Namespace) -> int:
 
 def _trace(ops: Ops, args: argparse.Namespace) -> int:
     reference = args.reference.strip()
+    kept = f"kept {ops.settings.event_retention_days} days"
     found = ops.find_event(reference)
     if found is None and reference.isdigit():
         event_keys = ops.trail.events_for_invoice(int(reference))
         if not event_keys:
-            print(
-                f"no events recorded for invoice {reference} (kept EVENT_RETENTION_DAYS days)",
-                file=sys.stderr,
+            raise CommandError(
+                f"no events recorded for invoice {reference} ({kept})", code="not_found"
             )
-            return 1
     elif found is None:
-        print(f"no trail for event {reference} (kept EVENT_RETENTION_DAYS days)", file=sys.stderr)
-        return 1
+        raise CommandError(f"no trail for event {reference} ({kept})", code="not_found")
     else:
         event_keys = [found]
     print_trail(ops, event_keys, sys.stdout, as_json=args.json)
@@ -170,10 +244,16 @@ def _trace(ops: Ops, args: argparse.Namespace) -> int:
 def _replay_event(ops: Ops, args: argparse.Namespace) -> int:
     event_key = ops.find_event(args.event_id)
     if event_key is None:
-        print(
-            f"no trail for event {args.event_id} (kept EVENT_RETENTION_DAYS days)", file=sys.stderr
+        raise CommandError(
+            f"no trail for event {args.event_id} (kept {ops.settings.event_retention_days} days)",
+            code="not_found",
         )
-        return 1
     message = ops.replay_event(event_key)
-    print(message)
-    return 0 if ("queued" in message or "already" in message) else 1
+    queued = "queued" in message or "already" in message
+    if args.json:
+        if not queued:
+            raise CommandError(message, code="not_replayed")
+        emit({"event_key": event_key, "message": message})
+    else:
+        print(message)
+    return 0 if queued else 1

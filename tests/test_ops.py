@@ -176,7 +176,7 @@ class TestReplay:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, ops: Ops
     ) -> None:
         missing = [paid_event(i) for i in (90, 91)]
-        short = paid_event(42, amount="10.00")
+        short = paid_event(42, currency="GBP")  # the invoice is in EUR
         deliver(settings, *missing, short)
         run_worker()
         jobs, _ = ops.failed_jobs(Filters())

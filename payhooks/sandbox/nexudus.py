@@ -172,6 +172,8 @@ class Call:
     status: int
     at: float
     write: bool
+    #: The invoice a GET or PUT of one invoice was about (for the GET-to-PUT gap).
+    invoice_id: int | None = None
 
 
 @dataclass
@@ -266,7 +268,16 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     write = request.method in ("POST", "PUT", "DELETE") and request.path != "/api/token"
     response = await _guarded(request, handler, state, write)
     if request.path != "/api/token":
-        state.calls.append(Call(request.method, request.path, response.status, time.time(), write))
+        state.calls.append(
+            Call(
+                request.method,
+                request.path,
+                response.status,
+                time.time(),
+                write,
+                request.get("invoice_id"),
+            )
+        )
     return response
 
 
@@ -382,7 +393,8 @@ async def token(request: web.Request) -> web.Response:
 
 
 async def get_invoice(request: web.Request) -> web.Response:
-    record = request.app[STATE].invoices.get(int(request.match_info["id"]))
+    request["invoice_id"] = int(request.match_info["id"])
+    record = request.app[STATE].invoices.get(request["invoice_id"])
     if record is None:
         return web.json_response("Not found", status=404)
     return web.json_response(record)
@@ -411,6 +423,7 @@ async def put_invoice(request: web.Request) -> web.Response:
         if body.get(name) in (None, ""):
             return _error(400, name, "is a required field")
     current = state.invoices.get(body["Id"]) if isinstance(body["Id"], int) else None
+    request["invoice_id"] = body["Id"]
     if current is None:
         return web.json_response("Not found", status=404)
     updated = {k: v for k, v in current.items() if k in READ_ONLY}
@@ -496,12 +509,19 @@ async def control_state(request: web.Request) -> web.Response:
 
 
 async def control_invoices(request: web.Request) -> web.Response:
+    """Create or replace invoices: one record or a list, any CoworkerInvoice fields.
+
+    Without ``Id`` the next free one is taken; the answer names the Ids, so
+    ``curl -X POST …/_sandbox/invoices -d '{"TotalAmount": 75.0}'`` is all a try-out needs.
+    """
     state = request.app[STATE]
-    body = await request.json()
+    body = await request.json()  # whatever the content type (curl -d sends a form type)
+    ids = []
     for item in body if isinstance(body, list) else [body]:
-        invoice_id = int(item["Id"])
-        state.invoices[invoice_id] = invoice_record(invoice_id, **item)
-    return web.json_response({"ok": True})
+        invoice_id = int(item.get("Id") or max(state.invoices, default=0) + 1)
+        state.invoices[invoice_id] = invoice_record(invoice_id, **{**item, "Id": invoice_id})
+        ids.append(invoice_id)
+    return web.json_response({"ok": True, "ids": ids})
 
 
 async def control_faults(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import certifi
 
-from payhooks.settings import Settings
+from payhooks.settings import PROVIDER_NAMES, Settings
 from service.providers.authorizenet import AuthorizeNetWebhook
 from service.providers.base import WebhookProvider
 from service.providers.braintree import BraintreeWebhook
@@ -16,17 +16,7 @@ from service.providers.paypal import PayPalWebhook
 from service.providers.paypal_ipn import PayPalIpn
 from service.providers.stripe import StripeWebhook
 
-#: Every provider payhooks knows, by the name in its URL (/webhooks/<name>).
-PROVIDER_NAMES = (
-    "stripe",
-    "gocardless",
-    "braintree",
-    "authorizenet",
-    "paypal",
-    "paypal-ipn",
-    "liqpay",
-    "epay",
-)
+__all__ = ["PROVIDER_NAMES", "build_providers"]
 
 
 def build_providers(settings: Settings) -> dict[str, WebhookProvider]:

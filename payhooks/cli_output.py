@@ -1,0 +1,33 @@
+"""How every `payhooks` command reports: text for people, or with --json, JSON on stdout.
+
+An error is a JSON object on stdout too (``{"error": {"code": …, "message": …}}``) with
+a non-zero exit, so a script reads one stream and checks the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+class CommandError(Exception):
+    """A command that cannot do what was asked; the message says why and what to do."""
+
+    def __init__(self, message: str, *, code: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.exit_code = exit_code
+
+
+def emit(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def report_error(error: CommandError, *, as_json: bool) -> int:
+    if as_json:
+        emit({"error": {"code": error.code, "message": error.message}})
+    else:
+        print(f"payhooks: {error.message}", file=sys.stderr)
+    return error.exit_code

@@ -1,0 +1,253 @@
+"""The ops commands as an operator types them: `payhooks failed …`, `trace`, `replay-event`,
+`healthcheck`, with their text and --json output and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry
+
+from payhooks import keys
+from payhooks.cli import main
+from payhooks.ops import shorten
+from payhooks.samples import generic as generic_samples
+from payhooks.samples import stripe as samples
+from payhooks.samples.deliver import deliver_bodies
+from payhooks.sandbox.nexudus import SandboxState, invoice_record
+from payhooks.settings import Settings
+from tests.conftest import GENERIC_SECRET
+from tests.helpers import deliver
+
+RunWorker = Callable[[], None]
+Captured = pytest.CaptureFixture[str]
+
+
+def paid_event(invoice_id: int, amount: str = "100.00", currency: str = "EUR") -> dict[str, Any]:
+    intent = samples.payment_intent(
+        invoice_id=invoice_id, amount=Decimal(amount), currency=currency
+    )
+    return samples.event("payment_intent.succeeded", intent)
+
+
+def job_id(event: dict[str, Any]) -> str:
+    return keys.job_id(f"stripe:{event['id']}")
+
+
+@pytest.fixture
+def cli(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: Captured
+) -> Callable[..., tuple[int, str, str]]:
+    """Run `payhooks …` in this process against the test Redis: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("REDIS_URL", settings.require_redis())
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", settings.stripe_webhook_secrets[0])
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+class TestFailedList:
+    def test_fits_100_columns_names_the_error_class_and_cuts_reasons_between_words(
+        self, settings: Settings, run_worker: RunWorker, cli: Any
+    ) -> None:
+        short = paid_event(42, currency="GBP")  # AmountMismatch: a long reason
+        missing = paid_event(77)
+        deliver(settings, short, missing)
+        run_worker()
+
+        code, out, _ = cli("failed", "list")
+        assert code == 0
+        lines = out.splitlines()
+        assert all(len(line) <= 100 for line in lines), lines
+        assert lines[0].split() == ["EVENT", "INVOICE", "ERROR_CLASS", "AGE", "REASON"]
+        row = next(line for line in lines if f"stripe:{short['id']}" in line)
+        assert "AmountMismatch" in row
+        shown = row[row.index("invoice 42") :]
+        assert shown.endswith("…")
+        code, wide, _ = cli("failed", "list", "--json")
+        reason = next(r["reason"] for r in json.loads(wide) if r["error_class"] == "AmountMismatch")
+        kept = shown.removesuffix("…")
+        assert reason.startswith(kept)
+        assert reason[len(kept)] in " ,;:"  # the cut falls between two words
+
+        code, out, _ = cli("failed", "list", "--wide")
+        assert reason in out  # --wide: the reason whole, and every column
+        assert "EVENT_ID" in out.splitlines()[0]
+        assert job_id(short) in out
+
+    @pytest.mark.parametrize(
+        ("arguments", "named"),
+        [
+            (("--provider", "nosuch"), "nosuch"),
+            (("--invoice", "abc"), "abc"),
+            (("--since", "yesterday"), "yesterday"),
+        ],
+    )
+    def test_bad_filters_are_errors_not_an_empty_table(
+        self, cli: Any, arguments: tuple[str, ...], named: str
+    ) -> None:
+        code, out, err = cli("failed", "list", *arguments)
+        assert code == 2
+        assert named in err
+        assert "JOB_ID" not in out
+        code, out, err = cli("failed", "list", *arguments, "--json")
+        assert code == 2
+        assert named in json.loads(out)["error"]["message"]
+
+    def test_unknown_provider_error_lists_every_provider(self, cli: Any) -> None:
+        _, _, err = cli("failed", "list", "--provider", "stripe-x")
+        for name in ("stripe", "gocardless", "braintree", "authorizenet", "paypal-ipn", "epay"):
+            assert name in err
+
+    def test_generic_matches_every_source(
+        self, settings: Settings, run_worker: RunWorker, cli: Any
+    ) -> None:
+        body, headers = generic_samples.signed(
+            generic_samples.notification(invoice_id=77, amount="100.00"), GENERIC_SECRET
+        )
+        deliver_bodies(settings, "generic/bank", [body], headers)
+        deliver(settings, paid_event(78))
+        run_worker()
+        _, out, _ = cli("failed", "list", "--provider", "generic", "--json")
+        assert [r["provider"] for r in json.loads(out)] == ["generic/bank"]
+
+
+class TestPurge:
+    def test_needs_a_filter_or_all_and_dry_run_deletes_nothing(
+        self, settings: Settings, run_worker: RunWorker, cli: Any, queue: Queue
+    ) -> None:
+        missing, short = paid_event(77), paid_event(42, currency="GBP")
+        deliver(settings, missing, short)
+        run_worker()
+        registry = FailedJobRegistry(queue=queue)
+
+        code, _, err = cli("failed", "purge", "--yes")
+        assert code == 2
+        assert "--all" in err
+        assert len(registry) == 2
+
+        code, out, _ = cli("failed", "purge", "--all", "--dry-run")
+        assert code == 0
+        assert "2 failed job(s) to purge" in out
+        assert len(registry) == 2
+
+        code, out, _ = cli("failed", "purge", "--error-class", "InvoiceNotFound", "--yes", "--json")
+        assert (code, json.loads(out)) == (0, {"purged": 1})
+        assert registry.get_job_ids() == [job_id(short)]
+
+    def test_purged_is_noted_on_the_trail_whatever_the_event_key(
+        self, settings: Settings, run_worker: RunWorker, cli: Any, redis: Redis
+    ) -> None:
+        # generic/bank:msg_… — its job id cannot be turned back into the event key.
+        body, headers = generic_samples.signed(
+            generic_samples.notification(invoice_id=77, amount="100.00"), GENERIC_SECRET
+        )
+        deliver_bodies(settings, "generic/bank", [body], headers)
+        run_worker()
+        code, _, _ = cli("failed", "purge", "--all", "--yes")
+        assert code == 0
+        event_key = f"generic/bank:{headers['webhook-id']}"
+        stages = [json.loads(e)["stage"] for e in redis.lrange(keys.trail(event_key), 0, -1)]
+        assert stages[-1] == "purged"
+
+
+class TestShow:
+    def test_after_a_successful_replay_shows_history_not_the_old_error(
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        run_worker: RunWorker,
+        cli: Any,
+    ) -> None:
+        event = paid_event(77)
+        deliver(settings, event)
+        run_worker()
+        code, out, _ = cli("failed", "show", job_id(event))
+        assert code == 0
+        assert "InvoiceNotFound" in out
+        assert "status     failed" in out
+
+        sandbox_state.invoices[77] = invoice_record(77)
+        assert cli("failed", "replay", job_id(event))[0] == 0
+        run_worker()
+
+        code, out, _ = cli("failed", "show", job_id(event), "--json")
+        shown = json.loads(out)
+        assert shown["status"] == "finished"
+        assert shown["current_failure"] is None
+        assert (shown["runs"], shown["failures"], shown["replays"]) == (2, 1, 1)
+        assert [e["stage"] for e in shown["trail"]][-3:] == ["failed", "replayed", "applied"]
+
+        code, out, _ = cli("failed", "show", job_id(event))
+        head = out.split("\n\n")[0]
+        assert "status     finished" in head
+        assert "runs       2 (1 failed, 1 replayed)" in head
+        assert "InvoiceNotFound" not in head  # the old error is history, not the state
+        assert "last       applied at" in head
+
+    def test_unknown_job(self, cli: Any) -> None:
+        code, out, err = cli("failed", "show", "stripe-evt_nope")
+        assert code == 1
+        assert "no job stripe-evt_nope" in err
+        code, out, _ = cli("failed", "show", "stripe-evt_nope", "--json")
+        assert code == 1
+        assert json.loads(out)["error"]["code"] == "not_found"
+
+
+class TestMessages:
+    def test_trace_says_how_long_events_are_kept_by_value(self, cli: Any) -> None:
+        code, _, err = cli("trace", "evt_unknown")
+        assert code == 1
+        assert "kept 30 days" in err
+        assert "EVENT_RETENTION_DAYS" not in err
+
+    def test_json_errors_on_stdout(self, cli: Any) -> None:
+        for argv in (
+            ("trace", "evt_unknown", "--json"),
+            ("replay-event", "evt_unknown", "--json"),
+            ("failed", "replay", "--json"),
+        ):
+            code, out, _ = cli(*argv)
+            assert code != 0, argv
+            assert json.loads(out)["error"]["message"], argv
+
+    def test_argument_errors_with_json_are_json(self, capsys: Captured) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["failed", "list", "--json", "--nosuch-option"])
+        assert exited.value.code == 2
+        assert "--nosuch-option" in json.loads(capsys.readouterr().out)["error"]["message"]
+
+    def test_redis_unreachable_names_the_masked_url(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: Captured
+    ) -> None:
+        monkeypatch.setenv("REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+        assert main(["failed", "list"]) == 1
+        err = capsys.readouterr().err
+        assert "redis://:***@127.0.0.1:1/0" in err
+        assert "hunter2" not in err
+
+        assert main(["healthcheck", "--worker"]) == 1
+        err = capsys.readouterr().err
+        assert "could not reach Redis at redis://:***@127.0.0.1:1/0" in err
+        assert "hunter2" not in err
+
+        assert main(["healthcheck", "--worker", "--json"]) == 1
+        report = json.loads(capsys.readouterr().out)
+        assert report["healthy"] is False
+        assert "redis://:***@127.0.0.1:1/0" in report["detail"]
+
+
+def test_shorten_cuts_at_a_word_boundary() -> None:
+    assert shorten("invoice 45 not marked paid: payment 100.00 EUR", 20) == "invoice 45 not…"
+    assert shorten("short", 20) == "short"
+    assert len(shorten("a" * 50, 20)) == 20  # one long word: cut, still within the width
