@@ -498,3 +498,34 @@ class TestRestRefunds:
         [result] = provider.normalise((FIXTURES / "sale_reversed.json").read_bytes(), {})
         assert isinstance(result, Ignored)
         assert result.reason == "the refund names no capture or sale"
+
+
+def test_an_ipn_queued_under_the_old_event_id_is_still_confirmed_and_applied(
+    world: IpnWorld,
+) -> None:
+    """Jobs queued before event ids named their body (``txn_id-status``) survive the upgrade."""
+    import asyncio
+
+    from redis.asyncio import Redis as AsyncRedis
+
+    from payhooks.jobspec import JobFactory
+    from payhooks.trail import StoredWebhook
+    from service.inbox import EventInbox
+
+    body = samples.ipn(invoice="44", amount=Decimal("100.00"), txn_id="TXNOLD")
+    [event] = build_providers(world.settings)["paypal-ipn"].normalise(body, {})
+    assert isinstance(event, PaymentEvent)
+    old = event.with_changes(event_id="TXNOLD-Completed")
+
+    async def queue_as_the_old_receiver_did() -> None:
+        redis = AsyncRedis.from_url(world.settings.require_redis())
+        inbox = EventInbox(
+            redis, JobFactory(world.settings), event_ttl_seconds=world.settings.event_ttl_seconds
+        )
+        await inbox.accept(StoredWebhook.of("paypal-ipn", body, {}, None), [old])
+        await redis.aclose()
+
+    asyncio.run(queue_as_the_old_receiver_did())
+    world.run_worker()
+    assert world.nexudus.invoices[44]["PaidOn"] is not None
+    assert world.paypal.postbacks == [b"cmd=_notify-validate&" + body]

@@ -13,7 +13,7 @@ import httpx
 
 from payhooks.events import PaymentEvent
 from payhooks.trail import Trail
-from service.providers.paypal_ipn import PayPalIpn, ipn_fields
+from service.providers.paypal_ipn import PayPalIpn, body_digest, ipn_fields
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
 
@@ -58,7 +58,8 @@ class PayPalIpnConfirm:
 
         The event id names the body's digest, so its trail holds only that body; it is
         still checked to normalise to exactly this event, so PayPal vouches for what is
-        applied and for nothing else.
+        applied and for nothing else. Events queued before ids named their body
+        (``txn_id-status``) are matched on everything but that suffix.
         """
         for entry in self._trail.history(event.key):
             webhook_key = entry.get("webhook")
@@ -66,6 +67,12 @@ class PayPalIpnConfirm:
             if stored is None:
                 continue
             body: bytes = stored["body"]
-            if PayPalIpn().normalise(body, {}) == [event]:
+            [made] = PayPalIpn().normalise(body, {}) or [None]
+            if not isinstance(made, PaymentEvent):
+                continue
+            legacy_id = made.event_id.removesuffix(f"-{body_digest(body)}")
+            if event.event_id in (made.event_id, legacy_id) and event == made.with_changes(
+                event_id=event.event_id
+            ):
                 return body
         raise ProviderLookupError("the IPN's raw body is no longer stored; it cannot be confirmed")
