@@ -222,6 +222,16 @@ class TestWithoutApiKey:
         assert tokens_of(sandbox_state) == [payment.intent["id"]]
         assert len(queue.failed_job_registry) == 0
 
+    def test_failed_invoice_payment_is_logged_without_waiting(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        payment = Payment()
+        event = payment.event("invoice.payment_failed", {**payment.invoice, "status": "open"})
+        deliver(settings, event)
+        run_worker()
+        assert job_of(queue, event).get_status() == "finished"
+        assert tokens_of(sandbox_state) == []
+
     def test_invoice_without_its_invoice_payment_fails_saying_what_to_do(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
     ) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import stripe
 from redis import Redis
 
-from payhooks.events import InvoiceRef, PaymentEvent, RegularPaymentProvider
+from payhooks.events import InvoiceRef, PaymentEvent, PaymentKind, RegularPaymentProvider
 from payhooks.settings import Settings
 from service.providers.stripe import (
     STRIPE_INVOICE_DETAIL,
@@ -79,7 +79,9 @@ class StripeLookup:
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         stripe_invoice = event.details.get(STRIPE_INVOICE_DETAIL)
-        if stripe_invoice and (is_invoice_stand_in(event.token) or not event.invoice):
+        # Failed and refunded events write nothing, so they need no payment found.
+        records = event.kind in (PaymentKind.PAID, PaymentKind.PENDING)
+        if records and stripe_invoice and (is_invoice_stand_in(event.token) or not event.invoice):
             event = (
                 self._from_api(event, stripe_invoice)
                 if self._api_key
