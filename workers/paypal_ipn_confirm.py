@@ -67,7 +67,7 @@ class PayPalIpnConfirm:
             if stored is None:
                 continue
             body: bytes = stored["body"]
-            [made] = PayPalIpn().normalise(body, {}) or [None]
+            made = next(iter(PayPalIpn().normalise(body, {})), None)
             if not isinstance(made, PaymentEvent):
                 continue
             legacy_id = made.event_id.removesuffix(f"-{body_digest(body)}")
