@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rq import Queue
+from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from payhooks import keys
@@ -32,6 +32,7 @@ from payhooks.settings import Settings
 from service.providers.stripe import normalise_event
 from tests.conftest import with_settings
 from tests.helpers import deliver
+from workers import context
 
 RunWorker = Callable[[], None]
 FIXTURES = json.loads((Path(__file__).parent / "fixtures/stripe_openapi_fixtures.json").read_text())
@@ -250,35 +251,49 @@ class TestWithApiKey:
     """The job asks the Stripe API (the sandbox's stand-in, through the official SDK)."""
 
     @pytest.fixture
-    def api_settings(self, settings: Settings, sandbox_state: SandboxState) -> Settings:
-        return with_settings(
+    def apply(
+        self, settings: Settings, stripe_state: StripeState, queue: Queue
+    ) -> Callable[..., None]:
+        """Deliver events with STRIPE_API_KEY set and run a worker; ``known`` puts the
+        payment's objects in the Stripe stand-in (an invoice paid out of band has none)."""
+        api_settings = with_settings(
             settings, stripe_api_key=API_KEY, stripe_api_base=settings.nexudus_base_url
         )
 
-    def register(self, stripe_state: StripeState, payment: Payment) -> None:
-        charge = fixture("charge")  # openapi fixtures3 charge: a card payment
-        charge.update(id="ch_BillingCharge0001", payment_intent=payment.intent["id"])
-        stripe_state.payment_intents[payment.intent["id"]] = {
-            **payment.intent,
-            "latest_charge": charge["id"],
-        }
-        stripe_state.charges[charge["id"]] = charge
-        stripe_state.invoices[payment.invoice["id"]] = payment.invoice
-        stripe_state.invoice_payments[payment.invoice_payment["id"]] = payment.invoice_payment
+        def run(payment: Payment, *events: dict[str, Any], known: bool = True) -> None:
+            stripe_state.invoices[payment.invoice["id"]] = payment.invoice
+            if known:
+                charge = fixture("charge")  # openapi fixtures3 charge: a card payment
+                charge.update(id="ch_BillingCharge0001", payment_intent=payment.intent["id"])
+                stripe_state.charges[charge["id"]] = charge
+                stripe_state.payment_intents[payment.intent["id"]] = {
+                    **payment.intent,
+                    "latest_charge": charge["id"],
+                }
+                stripe_state.invoice_payments[payment.invoice_payment["id"]] = (
+                    payment.invoice_payment
+                )
+            deliver(api_settings, *events)
+            ctx = context.build_context(api_settings)
+            context.install(ctx)
+            try:
+                SimpleWorker([queue], connection=queue.connection).work(burst=True)
+            finally:
+                context._current = None
+                ctx.close()
+
+        return run
 
     @pytest.mark.parametrize("api_version", [BASIL, CLOVER])
     def test_invoice_paid_alone_records_the_payment_intent(
         self,
-        api_settings: Settings,
+        apply: Callable[..., None],
         sandbox_state: SandboxState,
         stripe_state: StripeState,
-        queue: Queue,
         api_version: str,
     ) -> None:
         payment = Payment(api_version)
-        self.register(stripe_state, payment)
-        deliver(api_settings, payment.invoice_paid())
-        run_worker_with(api_settings, queue)
+        apply(payment, payment.invoice_paid())
         [token] = sandbox_state.tokens.values()
         assert token["Token"] == payment.intent["id"]
         assert token["RegularPaymentProvider"] == 2  # card, from the charge
@@ -288,62 +303,30 @@ class TestWithApiKey:
         )
 
     def test_invoice_payment_alone_reads_its_invoice(
-        self,
-        api_settings: Settings,
-        sandbox_state: SandboxState,
-        stripe_state: StripeState,
-        queue: Queue,
+        self, apply: Callable[..., None], sandbox_state: SandboxState
     ) -> None:
         payment = Payment()
-        self.register(stripe_state, payment)
-        deliver(api_settings, payment.invoice_payment_paid())
-        run_worker_with(api_settings, queue)
+        apply(payment, payment.invoice_payment_paid())
         assert tokens_of(sandbox_state) == [payment.intent["id"]]
         assert sandbox_state.invoices[42]["PaidOn"] is not None
 
     def test_every_event_of_the_payment_one_token(
-        self,
-        api_settings: Settings,
-        sandbox_state: SandboxState,
-        stripe_state: StripeState,
-        queue: Queue,
+        self, apply: Callable[..., None], sandbox_state: SandboxState, queue: Queue
     ) -> None:
         payment = Payment()
-        self.register(stripe_state, payment)
-        deliver(
-            api_settings,
+        apply(
+            payment,
             payment.invoice_paid(),
             payment.intent_succeeded(),
             payment.invoice_payment_paid(),
         )
-        run_worker_with(api_settings, queue)
         assert tokens_of(sandbox_state) == [payment.intent["id"]]
         assert len(queue.failed_job_registry) == 0
 
     def test_invoice_paid_out_of_band_records_nothing(
-        self,
-        api_settings: Settings,
-        sandbox_state: SandboxState,
-        stripe_state: StripeState,
-        queue: Queue,
+        self, apply: Callable[..., None], sandbox_state: SandboxState, queue: Queue
     ) -> None:
         payment = Payment()
-        stripe_state.invoices[payment.invoice["id"]] = payment.invoice  # no InvoicePayment
-        deliver(api_settings, payment.invoice_paid())
-        run_worker_with(api_settings, queue)
+        apply(payment, payment.invoice_paid(), known=False)  # no InvoicePayment at Stripe
         assert tokens_of(sandbox_state) == []
         assert len(queue.failed_job_registry) == 0
-
-
-def run_worker_with(settings: Settings, queue: Queue) -> None:
-    from rq import SimpleWorker
-
-    from workers import context
-
-    ctx = context.build_context(settings)
-    context.install(ctx)
-    try:
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
-    finally:
-        context._current = None
-        ctx.close()
