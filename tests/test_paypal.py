@@ -529,3 +529,25 @@ def test_an_ipn_queued_under_the_old_event_id_is_still_confirmed_and_applied(
     world.run_worker()
     assert world.nexudus.invoices[44]["PaidOn"] is not None
     assert world.paypal.postbacks == [b"cmd=_notify-validate&" + body]
+
+
+@pytest.mark.parametrize("gross", ["NaN", "-Infinity", "sNaN"])
+def test_an_ipn_gross_that_is_no_number_is_an_unknown_amount(
+    settings: Settings, gross: str
+) -> None:
+    # Decimal parses these, and NaN cannot be compared with 0: refunds and negative checks
+    # must not turn them into a crash (a 500 PayPal retries for days).
+    body = samples.ipn(invoice="42", amount=Decimal(1), txn_id="ODD").replace(
+        b"mc_gross=1.00", b"mc_gross=" + gross.encode()
+    )
+    [event] = build_providers(settings)["paypal-ipn"].normalise(body, {})
+    assert isinstance(event, PaymentEvent)
+    assert event.amount is None  # the amount guard then refuses to mark anything paid
+
+
+def test_a_refund_with_odd_links_or_amount_is_acknowledged(settings: Settings) -> None:
+    refund = json.loads((FIXTURES / "capture_refunded.json").read_bytes())
+    refund["resource"]["links"] = 7
+    refund["resource"]["amount"] = {"currency_code": "USD", "value": "NaN"}
+    [result] = build_providers(settings)["paypal"].normalise(json.dumps(refund).encode(), {})
+    assert isinstance(result, Ignored)

@@ -217,10 +217,7 @@ class PayPalWebhook:
         invoice = InvoiceRef.from_text(str(reference or ""))
         if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
             return Ignored(event_id, event_type, "no invoice_id / custom_id on the payment")
-        try:
-            amount = Decimal(str(value)) if value is not None else None
-        except InvalidOperation:
-            amount = None
+        amount = finite_amount(value)
         token = str(resource.get("id"))
         if kind is PaymentKind.REFUNDED:
             # The resource is the refund; the token is the payment it undoes.
@@ -256,6 +253,18 @@ class PayPalWebhook:
         )
 
 
+def finite_amount(value: object) -> Decimal | None:
+    """PayPal's decimal string as a number; None when absent or not a finite number
+    ("NaN" and "Infinity" parse as Decimals, and NaN cannot even be compared with 0)."""
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
 def _money(resource: dict[str, Any], value_key: str, currency_key: str) -> tuple[Any, Any]:
     money = resource.get("amount")
     if not isinstance(money, dict):
@@ -268,7 +277,8 @@ def _refunded_payment(resource: dict[str, Any], sale: bool) -> str | None:
     if sale and isinstance(resource.get("sale_id"), str) and resource["sale_id"]:
         return str(resource["sale_id"])
     wanted = ("sale", "/v1/payments/sale/") if sale else ("up", "/v2/payments/captures/")
-    for link in resource.get("links") or []:
+    links = resource.get("links")
+    for link in links if isinstance(links, list) else []:
         if not isinstance(link, dict) or link.get("rel") != wanted[0]:
             continue
         path = urlsplit(str(link.get("href", ""))).path

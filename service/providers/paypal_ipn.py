@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
@@ -29,6 +28,7 @@ from payhooks.events import (
     RegularPaymentProvider,
 )
 from service.errors import BodyTooLarge, MalformedPayload
+from service.providers.paypal import finite_amount
 
 KINDS = {
     "Completed": PaymentKind.PAID,
@@ -86,10 +86,7 @@ class PayPalIpn:
         invoice = InvoiceRef.from_text(fields.get("invoice") or fields.get("custom") or "")
         if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
             return [Ignored(event_id, event_type, "no invoice or custom field")]
-        try:
-            amount = Decimal(fields["mc_gross"]) if fields.get("mc_gross") else None
-        except InvalidOperation:
-            amount = None
+        amount = finite_amount(fields.get("mc_gross") or None)
         token = txn_id
         if kind is PaymentKind.REFUNDED:
             # A refund or reversal is its own transaction; the payment it undoes is the parent.
