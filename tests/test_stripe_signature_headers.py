@@ -64,8 +64,11 @@ REQUESTS = {"stripe": stripe_request, "authorizenet": authorizenet_request}
         lambda good: good + "\u00e9",  # a UTF-8 é after a valid signature
         lambda good: good[:-1] + "\u00e9",  # in place of its last character
         lambda good: "\u00e9" + good,
+        # stripe-python tests/test_webhook.py (test_header_contains_valid_signature): a
+        # valid header followed by another v1 entry; here that entry is not ASCII.
+        lambda good: good + ",v1=\u00e9",
     ],
-    ids=["appended", "replacing", "prefixed"],
+    ids=["appended", "replacing", "prefixed", "extra-entry"],
 )
 async def test_non_ascii_signature_header_is_400(
     client: TestClient, queue: Queue, make: Any, spoil: Any
