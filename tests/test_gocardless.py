@@ -288,7 +288,9 @@ class TestWorker:
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
         [token] = sandbox_state.tokens.values()
-        assert "NOT marked paid" in token["Notes"]
+        assert (
+            "partial payment: running total 50.00 of 100.00 EUR, 50.00 still due" in token["Notes"]
+        )
 
     def test_invoice_found_by_payment_reference(
         self,
