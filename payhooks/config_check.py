@@ -234,7 +234,7 @@ def check_config(
         from payhooks.probe import probe as run_probe
 
         results = run_probe(settings)
-    unreachable = [r for r in results if not r.ok]
+    unreachable = [r for r in results if not (r.ok or r.skipped)]
     valid = not found and not unreachable
     exit_code = 2 if found else 1 if unreachable else 0
     if as_json:
@@ -246,7 +246,7 @@ def check_config(
                 "settings": dict(general),
                 "providers": {name: dict(rows) for name, rows in providers.items()},
                 "problems": found,
-                "probe": [asdict(r) for r in results] if probe else None,
+                "probe": [dict(asdict(r), result=r.result) for r in results] if probe else None,
             }
         )
         return exit_code
@@ -263,7 +263,7 @@ def check_config(
         width = max(len(r.target) for r in results)
         print(f"{'PROBE':<{width}}  RESULT  DETAIL")
         for r in results:
-            print(f"{r.target:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.detail}")
+            print(f"{r.target:<{width}}  {r.result:<7} {r.detail}")
     for problem in found:
         print(f"problem: {problem}", file=sys.stderr)
     if valid:

@@ -26,7 +26,6 @@ from payhooks.events import Ignored, PaymentEvent
 from payhooks.jobspec import JOB_FUNCTION, RESULT_TTL_SECONDS
 from payhooks.settings import PROVIDER_NAMES, Settings
 from payhooks.trail import Trail
-from service.providers import build_providers
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +263,9 @@ class Ops:
                 f"{event_key}: the stored webhook has expired "
                 f"(kept {self.settings.event_retention_days} days)"
             )
+        # The normalisers pull in every provider's SDK: only this command needs them.
+        from service.providers import build_providers
+
         provider_name, event_id = event_key.split(":", 1)
         providers = build_providers(self.settings)
         if provider_name not in providers:

@@ -39,6 +39,12 @@ class ProbeResult:
     target: str
     ok: bool
     detail: str
+    #: Nothing to call: not a failure, not a success.
+    skipped: bool = False
+
+    @property
+    def result(self) -> str:
+        return "skipped" if self.skipped else "ok" if self.ok else "FAILED"
 
 
 def probe(settings: Settings, http: httpx.Client | None = None) -> list[ProbeResult]:
@@ -202,6 +208,11 @@ def _epay(settings: Settings, http: httpx.Client) -> ProbeResult:
 def _braintree(
     settings: Settings, http: httpx.Client, pair: tuple[str, str], target: str
 ) -> ProbeResult:
+    from payhooks.samples import braintree as samples
+
+    if pair == (samples.DEV_PUBLIC_KEY, samples.DEV_PRIVATE_KEY):
+        # `payhooks dev` signs its sample notifications with these; Braintree never saw them.
+        return ProbeResult(target, False, "the dev sample keys: nothing to call", skipped=True)
     base = BRAINTREE_API[settings.braintree_environment]
     merchant = settings.braintree_merchant_id or ""
     answer = http.get(

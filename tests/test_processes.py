@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 
+from payhooks.dev import TRIES
 from payhooks.embedded_redis import free_port
 from payhooks.samples import stripe as samples
 from payhooks.sandbox.nexudus import INVOICES, TOKENS, SandboxState
@@ -118,13 +120,16 @@ def _wait_until(predicate: object, timeout: float) -> bool:
 
 
 @pytest.mark.slow
-def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
+def test_dev_mode_and_the_banners_send_tests_mark_every_providers_invoice_paid(
+    tmp_path: Path,
+) -> None:
     port, sandbox_port = free_port(), free_port()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "NEXUDUS_", "STRIPE_"))
     }
     dev = subprocess.Popen(
         [*PAYHOOKS, "dev", "--port", str(port), "--sandbox-port", str(sandbox_port)],
+        cwd=tmp_path,  # where it writes .payhooks-dev/
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -137,22 +142,15 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
         "--sandbox-url",
         f"http://127.0.0.1:{sandbox_port}",
     ]
-    # (send-test arguments, invoice, the provider value its token must carry). The last three
-    # pay invoices already paid: their token is recorded (and the job flagged for a look).
-    cases = [
-        (["stripe", "--invoice", "42"], 42, 2),
-        (["gocardless", "--invoice", "43"], 43, 12),
-        (["liqpay", "--invoice", "44", "--currency", "EUR"], 44, 10),
-        (["generic", "--source", "bank", "--invoice", "45", "--amount", "250.00"], 45, 96),
-        (["braintree", "--invoice", "43"], 43, 8),
-        (["epay", "--invoice", "42"], 42, 7),
-        (["authorizenet", "--invoice", "44"], 44, 4),
-        (["paypal", "--invoice", "46", "--currency", "GBP"], 46, 6),
-        (["paypal-ipn", "--invoice", "45"], 45, 5),
-    ]
     try:
         assert wait_until_ready(f"http://127.0.0.1:{port}/readyz")
-        for arguments, invoice_id, provider_value in cases:
+        # The banner's suggestions, each paying an invoice of its own.
+        for attempt in TRIES:
+            arguments, invoice_id, provider_value = (
+                attempt.arguments(),
+                attempt.invoice_id,
+                attempt.provider_value,
+            )
             sent = subprocess.run(  # noqa: PLW1510
                 [*PAYHOOKS, "send-test", *arguments, *urls],
                 env=env,
@@ -175,11 +173,16 @@ def test_dev_mode_and_send_test_mark_a_sandbox_invoice_paid() -> None:
             if arguments[0] == "stripe":
                 calls = [(c["method"], c["path"]) for c in httpx.get(sandbox).json()["calls"]]
                 assert calls == [("GET", f"{INVOICES}/42"), ("POST", TOKENS), ("PUT", INVOICES)]
+        invoices = httpx.get(sandbox).json()["invoices"]
+        assert sorted(i["Id"] for i in invoices if i["PaidOn"]) == sorted(
+            t.invoice_id for t in TRIES
+        )
     finally:
         dev.send_signal(signal.SIGINT)
         output, _ = dev.communicate(timeout=30)
     assert dev.returncode == 0, output
-    assert "send-test stripe --invoice 42" in output
+    for attempt in TRIES:
+        assert f"send-test {' '.join(attempt.arguments())}" in output
 
 
 def test_check_config_names_what_is_missing_and_never_a_secret() -> None:

@@ -1,0 +1,119 @@
+"""Ops commands in a second terminal next to `payhooks dev`, with nothing exported."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from payhooks.embedded_redis import free_port
+from payhooks.sandbox.server import wait_until_ready
+from tests.test_processes import PAYHOOKS
+
+BARE_ENV = {"PATH": os.environ.get("PATH", "")}  # nothing payhooks reads
+
+
+def payhooks(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: PLW1510
+        [*PAYHOOKS, *argv], cwd=cwd, env=BARE_ENV, capture_output=True, text=True, timeout=30
+    )
+
+
+def as_json(cwd: Path, *argv: str) -> Any:
+    done = payhooks(cwd, *argv, "--json")
+    return json.loads(done.stdout)
+
+
+def wait_for(predicate: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.slow
+def test_every_ops_command_works_next_to_payhooks_dev_with_nothing_exported(
+    tmp_path: Path,
+) -> None:
+    port, sandbox_port = free_port(), free_port()
+    dev = subprocess.Popen(
+        [*PAYHOOKS, "dev", "--port", str(port), "--sandbox-port", str(sandbox_port)],
+        cwd=tmp_path,
+        env=BARE_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    elsewhere = tmp_path / "docs" / "notes"  # anywhere in the checkout
+    elsewhere.mkdir(parents=True)
+    try:
+        assert wait_until_ready(f"http://127.0.0.1:{port}/readyz")
+        state_file = tmp_path / ".payhooks-dev" / "state.json"
+        assert state_file.stat().st_mode & 0o077 == 0  # may hold secrets: owner only
+
+        sent = payhooks(
+            tmp_path, "send-test", "stripe", "--invoice", "99", "--url", f"http://127.0.0.1:{port}"
+        )
+        assert "-> 200" in sent.stdout, sent.stdout + sent.stderr
+        found = re.search(r"(evt_\w+)", sent.stdout)
+        assert found is not None
+        event_id = found.group(1)
+
+        rows = wait_for(lambda: as_json(elsewhere, "failed", "list"))
+        assert [(r["event_id"], r["error_class"]) for r in rows] == [(event_id, "InvoiceNotFound")]
+        assert "InvoiceNotFound" in payhooks(tmp_path, "failed", "show", event_id).stdout
+        assert f"stripe:{event_id}" in payhooks(tmp_path, "trace", "99").stdout
+
+        httpx.post(f"http://127.0.0.1:{sandbox_port}/_sandbox/invoices", json={"Id": 99})
+        replayed = as_json(tmp_path, "failed", "replay", event_id)
+        assert len(replayed["replayed"]) == 1
+        shown = wait_for(
+            lambda: (
+                (s := as_json(tmp_path, "failed", "show", event_id))["status"] == "finished" and s
+            )
+        )
+        assert shown["current_failure"] is None
+        assert shown["replays"] == 1
+
+        # replay-event needs the receiver's secrets: the dev ones come with the state file.
+        again = as_json(tmp_path, "replay-event", event_id)
+        assert again["event_key"] == f"stripe:{event_id}"
+        assert "queued" in again["message"]
+
+        assert as_json(tmp_path, "failed", "purge", "--all", "--dry-run") == {"would_purge": []}
+
+        checked = payhooks(tmp_path, "check-config", "--probe", "--json")
+        config = json.loads(checked.stdout)
+        assert checked.returncode == 0, config
+        assert config["valid"] is True
+        assert config["dev_instance"] == str(state_file)
+        results = {r["target"]: r["result"] for r in config["probe"]}
+        assert results["Redis"] == results["Nexudus"] == "ok"
+        assert results["GoCardless access token"] == "ok"
+        assert results["Authorize.Net API login"] == "ok"
+        assert results["ePay web service"] == "ok"
+
+        assert as_json(tmp_path, "healthcheck")["healthy"] is True
+        assert as_json(tmp_path, "healthcheck", "--worker")["healthy"] is True
+    finally:
+        dev.send_signal(signal.SIGINT)
+        output, _ = dev.communicate(timeout=30)
+    assert dev.returncode == 0, output
+    assert ".payhooks-dev/state.json" in output  # the banner says where ops commands look
+    assert not (tmp_path / ".payhooks-dev" / "state.json").exists()
+
+    stopped = payhooks(tmp_path, "failed", "list")
+    assert stopped.returncode == 2
+    assert "REDIS_URL" in stopped.stderr
+    assert "payhooks dev" in stopped.stderr
