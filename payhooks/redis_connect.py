@@ -94,7 +94,9 @@ def connect(url: str, *, password: str | None = None, **options: Any) -> redis.R
         sentinel_kwargs=target.sentinel_options(options),
         **target.node_options(password, options),
     )
-    client: redis.Redis = sentinel.master_for(target.master)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        target.master, redis_class=_SentinelManaged
+    )
     return client
 
 
@@ -108,8 +110,28 @@ def connect_async(url: str, *, password: str | None = None, **options: Any) -> r
         sentinel_kwargs=target.sentinel_options(options),
         **target.node_options(password, options),
     )
-    client: redis.asyncio.Redis = sentinel.master_for(target.master)
+    client: redis.asyncio.Redis = sentinel.master_for(
+        target.master, redis_class=_AsyncSentinelManaged
+    )
     return client
+
+
+class _SentinelManaged(redis.Redis):
+    """Closing the client also closes its connections to the Sentinels."""
+
+    def close(self) -> None:
+        super().close()
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:  # type: ignore[attr-defined]
+            sentinel.close()
+
+
+class _AsyncSentinelManaged(redis.asyncio.Redis):
+    """Closing the client also closes its connections to the Sentinels."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:  # type: ignore[attr-defined]
+            await sentinel.aclose()
 
 
 def sync_client(settings: Settings, **options: Any) -> redis.Redis:
