@@ -6,7 +6,6 @@ Settings come from the environment (see the README's configuration table).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -47,6 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the webhook receiver")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="receiver processes sharing the port, e.g. one per core (default 1)",
+    )
 
     worker = commands.add_parser("worker", help="run an RQ worker that applies events to Nexudus")
     worker.add_argument("--burst", action="store_true", help="drain the queue, then exit")
@@ -150,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_ops(settings, args)
         if args.command == "serve":
-            return _serve(settings, args.host, args.port)
+            return _serve(settings, args.host, args.port, args.workers)
         return _work(settings, burst=args.burst)
     except ConfigError as exc:
         message = f"configuration error: {exc}"
@@ -215,36 +220,17 @@ def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     replay_event.add_argument("--json", action="store_true")
 
 
-def _serve(settings: Settings, host: str, port: int) -> int:
-    from aiohttp import web
+def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
+    from service.server import run
 
-    from payhooks import logs
-    from service.app import create_app
-
-    settings.check_receiver()
-    logs.configure(settings.log_format, settings.log_level)
-    # run_app answers SIGTERM by closing the listener and letting in-flight requests
-    # (and their enqueue) finish before the process exits. uvloop, where it is
-    # installed (Linux, macOS), makes the event loop itself much cheaper per request.
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=30,
-        loop=_new_event_loop(),
-    )
-    return 0
+    return run(settings, host, port, workers=workers)
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
 
 
 def _work(settings: Settings, *, burst: bool) -> int:

@@ -16,15 +16,15 @@ from service import cluster_metrics, metrics
 from service.errors import WebhookError
 from service.handlers import webhook_handler
 from service.inbox import EventInbox
+from service.intake import PendingBodies, ReadLimits
 from service.providers import build_providers
 from service.providers.base import WebhookProvider
 from service.quarantine import Quarantine
 
-MAX_BODY_BYTES = 1024 * 1024
-
 SETTINGS = web.AppKey("settings", Settings)
 INBOX = web.AppKey("inbox", EventInbox)
 REDIS = web.AppKey("redis", Redis)
+LIMITS = web.AppKey("limits", ReadLimits)
 
 
 def create_app(
@@ -32,9 +32,13 @@ def create_app(
     *,
     redis: Redis | None = None,
     providers: Mapping[str, WebhookProvider] | None = None,
+    limits: ReadLimits | None = None,
 ) -> web.Application:
     # No middleware: it would wrap every webhook; handlers answer their own errors.
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    limits = limits or ReadLimits()
+    app = web.Application(client_max_size=limits.max_body_bytes)
+    app[LIMITS] = limits
+    budget = PendingBodies(limits.pending_bytes)
     app[SETTINGS] = settings
     providers = build_providers(settings) if providers is None else providers
 
@@ -64,7 +68,9 @@ def create_app(
     app.cleanup_ctx.append(redis_ctx)
     for name, provider in providers.items():
         app.router.add_route(
-            provider.method, f"/webhooks/{name}", webhook_handler(provider, inbox, quarantine)
+            provider.method,
+            f"/webhooks/{name}",
+            webhook_handler(provider, inbox, quarantine, limits, budget),
         )
         answer = getattr(provider, "answer_challenge", None)
         if answer is not None:  # Braintree's legacy endpoint check: GET ?bt_challenge=
@@ -107,5 +113,5 @@ async def metrics_view(request: web.Request) -> web.Response:
     except (RedisError, OSError):
         cluster = b""
         metrics.REDIS_UP.set(0)
-    body = prometheus_client.generate_latest() + cluster
+    body = metrics.render_local() + cluster
     return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})

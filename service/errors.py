@@ -4,6 +4,8 @@
 class WebhookError(Exception):
     status = 400
     code = "bad_request"
+    #: Set when the request's body was left unread: answer, then close the connection.
+    close_connection = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

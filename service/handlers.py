@@ -23,6 +23,7 @@ from service.errors import (
     WebhookError,
 )
 from service.inbox import Accepted, EventInbox
+from service.intake import PendingBodies, ReadLimits, read_body
 from service.providers.base import WebhookProvider
 from service.quarantine import Quarantine, reason_of
 
@@ -32,7 +33,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def webhook_handler(
-    provider: WebhookProvider, inbox: EventInbox, quarantine: Quarantine
+    provider: WebhookProvider,
+    inbox: EventInbox,
+    quarantine: Quarantine,
+    limits: ReadLimits,
+    budget: PendingBodies,
 ) -> Handler:
     name = provider.name
     unprocessed = metrics.WEBHOOKS.labels(name, "unprocessed")
@@ -61,7 +66,7 @@ def webhook_handler(
         return response
 
     async def _handle(request: web.Request) -> web.StreamResponse:
-        body = await _read(provider, request)
+        body = await _read(provider, request, limits, budget)
         prepare = getattr(provider, "prepare", None)
         if prepare is not None:  # I/O a check needs first (PayPal's certificate), off the loop
             await prepare(request.headers)
@@ -101,7 +106,9 @@ def webhook_handler(
     return handle
 
 
-async def _read(provider: WebhookProvider, request: web.Request) -> bytes:
+async def _read(
+    provider: WebhookProvider, request: web.Request, limits: ReadLimits, budget: PendingBodies
+) -> bytes:
     if request.method == "GET":
         # As received (still percent-encoded): the hash covers values in their order.
         return request.rel_url.raw_query_string.encode()
@@ -109,7 +116,7 @@ async def _read(provider: WebhookProvider, request: web.Request) -> bytes:
         raise UnsupportedMediaType(
             f"expected {', '.join(sorted(provider.content_types))}, got {request.content_type}"
         )
-    return await request.read()
+    return await read_body(request, limits, budget)
 
 
 def _verify(provider: WebhookProvider, body: bytes, headers: Mapping[str, str]) -> None:
@@ -141,7 +148,10 @@ def _reject(name: str, exc: WebhookError) -> web.Response:
     answer: dict[str, object] = {"error": exc.code, "reason": exc.message}
     if isinstance(exc, InvalidPayload):
         answer["errors"] = exc.errors
-    return web.json_response(answer, status=exc.status)
+    response = web.json_response(answer, status=exc.status)
+    if exc.close_connection:
+        response.force_close()
+    return response
 
 
 def _note_outcomes(

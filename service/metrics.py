@@ -1,8 +1,16 @@
 """Prometheus metrics of the receiver, served at GET /metrics."""
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
 
-REDIS_UP = Gauge("payhooks_redis_up", "1 when this receiver could read Redis at the last scrape.")
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+REDIS_UP = Gauge(
+    "payhooks_redis_up",
+    "1 when this receiver could read Redis at the last scrape.",
+    multiprocess_mode="mostrecent",  # with `serve --workers N`: the latest scrape's answer
+)
 
 WEBHOOKS = Counter(
     "payhooks_webhooks_total",
@@ -25,3 +33,12 @@ TEST_MODE_REFUSED = Counter(
     "Verified test-mode events refused (acknowledged, not queued) by provider.",
     ["provider"],
 )
+
+
+def render_local() -> bytes:
+    """This receiver's metrics; with `serve --workers N`, those of all N processes."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return prometheus_client.generate_latest()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return prometheus_client.generate_latest(registry)

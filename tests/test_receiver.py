@@ -238,3 +238,67 @@ async def test_metrics_say_whether_redis_answers(
         create_app(with_settings(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     )
     assert "payhooks_redis_up 0.0" in await (await down.get("/metrics")).text()
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers_answers_from_both_processes(
+    settings: Settings, redis: Redis, queue: Queue
+) -> None:
+    """`payhooks serve --workers 2`: two processes on one port (SO_REUSEPORT), both
+    answering, their counters summed in /metrics, both stopped by one SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    import httpx
+
+    from tests.test_processes import PAYHOOKS, worker_env
+
+    port = free_port()
+    supervisor = subprocess.Popen(
+        [*PAYHOOKS, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env={**worker_env(settings), "LOG_LEVEL": "WARNING"},
+    )
+
+    def children() -> list[int]:
+        tasks = Path(f"/proc/{supervisor.pid}/task")
+        return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+    def cpu_ticks(pid: int) -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200 and len(children()) == 2:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        pids = children()
+        assert len(pids) == 2
+        before = {pid: cpu_ticks(pid) for pid in pids}
+        sent = 150
+        # A new connection per request: the kernel spreads connections, not requests.
+        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            for n in range(sent):
+                body, headers = samples.signed(paid_event(1000 + n), STRIPE_SECRET)
+                response = client.post(f"{url}/webhooks/stripe", content=body, headers=headers)
+                assert response.status_code == 200
+            exposed = client.get(f"{url}/metrics").text
+        assert queue.count == sent
+        assert (
+            f'payhooks_webhooks_total{{outcome="accepted",provider="stripe"}} {sent}.0' in exposed
+        )
+        for pid in pids:
+            assert cpu_ticks(pid) - before[pid] >= 3, "one process did all the work"
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=20) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    finally:
+        if supervisor.poll() is None:
+            os.kill(supervisor.pid, signal.SIGKILL)
+            supervisor.wait()
