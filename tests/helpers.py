@@ -36,9 +36,9 @@ def run_burst_worker(settings: Settings, redis: Redis, queue: Queue) -> None:
     from workers import context
 
     ctx = context.build_context(settings)
-    context.install(ctx)
+    previous = context.install(ctx)
     try:
         SimpleWorker([queue], connection=redis).work(burst=True)
     finally:
-        context.install(None)
+        context.install(previous)
         ctx.close()

@@ -155,7 +155,11 @@ class _Application:
         assessment = assess(event, invoice, self.ledger.applied(self.invoice_id), self.payment)
         match assessment.verdict:
             case Verdict.PAID_BY_IT:
-                token = self.ensure_token(known, None)
+                # Its token was written by the attempt that counted it; search for it
+                # should our marker be gone.
+                token = self.ensure_token(
+                    known if known.token_id is not None else TokenState(may_exist=True), None
+                )
                 self.mark_counted(token[0])
                 return self.outcome("already_applied", token, note="PaidOn already set")
             case Verdict.PAID_BY_OTHERS:
@@ -217,9 +221,14 @@ class _Application:
                 invoice, read_at = self.read_invoice()
                 applied = self.ledger.applied(self.invoice_id)
                 assessment = assess(self.event, invoice, applied, self.payment)
-                if assessment.verdict is Verdict.PAID_BY_IT:
+                ours = invoice.get("PaidOn") == paid_on
+                if assessment.verdict is Verdict.PAID_BY_IT and ours:
                     return assessment  # an earlier PUT of ours landed after all
-                if assessment.verdict in (Verdict.PAID_BY_OTHERS, Verdict.PAID_OUTSIDE):
+                if assessment.verdict in (
+                    Verdict.PAID_BY_IT,  # but by someone else's hand, meanwhile
+                    Verdict.PAID_BY_OTHERS,
+                    Verdict.PAID_OUTSIDE,
+                ):
                     raise InvoiceAlreadyPaid(
                         self.invoice_id, str(invoice.get("PaidOn")), self.event.token
                     )

@@ -112,9 +112,11 @@ def build_context(settings: Settings) -> WorkerContext:
 _current: WorkerContext | None = None
 
 
-def install(context: WorkerContext | None) -> None:
+def install(context: WorkerContext | None) -> WorkerContext | None:
+    """Make ``context`` the one jobs use; returns the one it replaces."""
     global _current
-    _current = context
+    previous, _current = _current, context
+    return previous
 
 
 def current() -> WorkerContext:
