@@ -1,8 +1,10 @@
 """Receiver benchmark: signed Stripe webhooks acknowledged per second, p99 latency at
-50 connections, and server CPU time per acknowledged webhook, for `payhooks serve`
-and, under the same load generator in the same run:
+50 connections, and server CPU time per acknowledged webhook, for `payhooks serve` (one
+process, and `--workers 2`) and, under the same load generator in the same run:
   (a) Flask + gunicorn (2 sync workers) + construct_event + Queue.enqueue
   (b) a bare aiohttp handler: hand-written HMAC check + LPUSH with redis.asyncio
+Throughput is compared per process (one payhooks process against (a)'s two) and at equal
+processes (payhooks --workers 2 against (a)'s 2 workers); CPU per webhook against both.
 
 Usage: python -m bench.receiver [--seconds 6] [--connections 50]
 """
@@ -172,12 +174,11 @@ def main() -> None:
     print(f"building {args.requests} signed, distinct webhooks...", flush=True)
     requests = build_requests(port, args.requests)
     python = sys.executable
+    serve = [python, "-m", "payhooks.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    serve_env = {"STRIPE_WEBHOOK_SECRETS": SECRET, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
     stacks = [
-        (
-            "payhooks serve",
-            [python, "-m", "payhooks.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            {"STRIPE_WEBHOOK_SECRETS": SECRET, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"},
-        ),
+        ("payhooks serve", serve, serve_env),
+        ("payhooks serve -w 2", [*serve, "--workers", "2"], serve_env),
         (
             "(a) flask+gunicorn+rq",
             [
@@ -212,7 +213,7 @@ def main() -> None:
                     flush=True,
                 )
                 measurement = measure(name, command, env, port, redis, args, requests)
-                if name == "payhooks serve":
+                if name.startswith("payhooks serve"):
                     queued = Redis.from_url(redis.url).llen("rq:queue:payhooks")
                     print(
                         f"  check: {queued} RQ jobs queued for "
@@ -233,11 +234,23 @@ def main() -> None:
             f"{m.name:<24} {m.per_second:>9.0f} {m.p50_ms:>8.2f} {m.p99_ms:>8.2f} "
             f"{m.server_cpu_us:>15.0f} {m.redis_cpu_us:>9.0f} {m.errors:>7}"
         )
-    ours, flask, bare = results
+    ours, ours_two, flask, bare = results
     print()
     print(f"throughput vs (a):     {ours.per_second / flask.per_second:5.2f}x   (target >= 3x)")
     print(
+        f"  per process:         {ours.per_second / (flask.per_second / 2):5.2f}x   "
+        "(1 payhooks process against each of (a)'s 2)"
+    )
+    print(
+        f"  at equal processes:  {ours_two.per_second / flask.per_second:5.2f}x   "
+        "(payhooks --workers 2 against (a)'s 2 workers)"
+    )
+    print(
         f"CPU per webhook vs (b): {ours.server_cpu_us / bare.server_cpu_us:5.2f}x   (target <= 2x)"
+    )
+    print(
+        f"CPU per webhook vs (a): {ours.server_cpu_us / flask.server_cpu_us:5.2f}x   "
+        f"(--workers 2: {ours_two.server_cpu_us / flask.server_cpu_us:.2f}x)"
     )
     print(f"p99 latency:           {ours.p99_ms:5.1f} ms (target < 20 ms)")
 
