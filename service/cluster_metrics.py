@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from rq.utils import utcparse
 
-from payhooks import shared_metrics, trail
+from payhooks import keys, shared_metrics, trail
 from payhooks.keys import text
 
 
@@ -38,6 +38,7 @@ async def render(redis: Redis, queue_name: str) -> bytes:
         pipe.hgetall(shared_metrics.NEXUDUS_SECONDS)
         pipe.hgetall(shared_metrics.THROTTLE)
         pipe.zcard(trail.UNPROCESSED)
+        pipe.exists(keys.breaker("nexudus") + ":tripped")
         (
             depth,
             failed,
@@ -49,6 +50,7 @@ async def render(redis: Redis, queue_name: str) -> bytes:
             seconds,
             throttle,
             unprocessed,
+            breaker_open,
         ) = await pipe.execute()
     oldest_age = 0.0
     if oldest is not None:
@@ -67,6 +69,11 @@ async def render(redis: Redis, queue_name: str) -> bytes:
             "payhooks_unprocessed_webhooks",
             "Verified webhooks kept because the code could not normalise them.",
             unprocessed,
+        ),
+        (
+            "payhooks_nexudus_breaker_open",
+            "1 while most recent Nexudus calls failed and workers have stopped calling it.",
+            breaker_open,
         ),
     ):
         families.append(GaugeMetricFamily(name, doc, value=float(value)))
