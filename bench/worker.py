@@ -5,13 +5,23 @@ payment decide how fast a billing run clears. The baseline, measured in the same
 is the same pipeline searching for the payment token before every POST (the usual way
 to make a POST idempotent against an API without idempotency keys).
 
-Usage: python -m bench.worker [--payments 40]
+The drain run then has 4 worker processes apply 200 payments at Nexudus's real limits
+(60 writes and 120 calls a minute, 100 ms apart) against a sandbox that enforces them,
+and reports the drain rate, the 429s met, and the gap between the GET an invoice PUT was
+built from and the PUT (the window in which an admin's edit could be overwritten).
+
+Usage: python -m bench.worker [--payments 40] [--drain 200] (--drain 0 skips it)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -81,6 +91,7 @@ def run(payments: int, *, baseline: bool) -> dict[str, dict[str, float]]:
             nexudus_calls_per_minute=100_000,
             nexudus_min_interval_ms=0,
             stripe_webhook_secrets=(samples.DEV_WEBHOOK_SECRET,),
+            stripe_allow_test_mode=True,
         )
         redis = Redis.from_url(redis_server.url)
         for i in range(payments * 3):
@@ -138,9 +149,80 @@ def run(payments: int, *, baseline: bool) -> dict[str, dict[str, float]]:
     return results
 
 
+def drain(payments: int, workers: int = 4) -> dict[str, float]:
+    """Payments applied by worker processes at the real limits, measured by the sandbox."""
+    with EmbeddedRedis() as redis_server:
+        state = SandboxState(writes_per_minute=60, calls_per_minute=120)
+        sandbox = ThreadedServer(lambda: create_sandbox_app(state)).start()
+        settings = Settings(
+            redis_url=redis_server.url,
+            nexudus_base_url=sandbox.url,
+            nexudus_username=state.username,
+            nexudus_password=state.password,
+            stripe_webhook_secrets=(samples.DEV_WEBHOOK_SECRET,),
+            stripe_allow_test_mode=True,
+        )
+        for i in range(payments):
+            state.invoices[5000 + i] = invoice_record(5000 + i)
+        deliver(
+            settings,
+            [
+                samples.event(
+                    "payment_intent.succeeded",
+                    samples.payment_intent(invoice_id=5000 + i, amount=Decimal("100.00")),
+                )
+                for i in range(payments)
+            ],
+        )
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "REDIS_URL": redis_server.url,
+            "NEXUDUS_BASE_URL": sandbox.url,
+            "NEXUDUS_USERNAME": state.username,
+            "NEXUDUS_PASSWORD": state.password,
+            "LOG_LEVEL": "WARNING",
+        }
+        started = time.monotonic()
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "payhooks.cli", "worker", "--burst"],
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
+        for process in processes:
+            process.wait()
+        elapsed = time.monotonic() - started
+        sandbox.stop()
+    calls = state.calls
+    last_get: dict[int, float] = {}
+    gaps = []
+    for call in calls:
+        if call.invoice_id is None or call.status != 200:
+            continue
+        if call.method == "GET":
+            last_get[call.invoice_id] = call.at
+        elif call.method == "PUT" and call.invoice_id in last_get:
+            gaps.append(call.at - last_get[call.invoice_id])
+    paid = sum(1 for r in state.invoices.values() if r["PaidOn"])
+    ok = [c for c in calls if c.status == 200]
+    return {
+        "paid": paid,
+        "per_minute": paid / elapsed * 60,
+        "throttled": sum(1 for c in calls if c.status in (409, 429)),
+        "calls": len(ok) / max(paid, 1),
+        "writes": len([c for c in ok if c.write]) / max(paid, 1),
+        "gap_p50": statistics.median(gaps) if gaps else 0.0,
+        "gap_p99": statistics.quantiles(gaps, n=100)[98] if len(gaps) > 1 else 0.0,
+        "gap_max": max(gaps, default=0.0),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--payments", type=int, default=40)
+    parser.add_argument("--drain", type=int, default=200)
     args = parser.parse_args()
     ours = run(args.payments, baseline=False)
     base = run(args.payments, baseline=True)
@@ -160,6 +242,22 @@ def main() -> None:
         "\ntargets: new payment with id 2 writes and at most 3 calls; by number one more read;"
         " no write for a duplicate or an already applied event"
     )
+    if args.drain:
+        figures = drain(args.drain)
+        print(
+            f"\ndrain: 4 workers, {args.drain} payments at the real limits (60 writes/min, "
+            "120 calls/min, 100 ms apart)"
+        )
+        print(
+            f"paid {figures['paid']:.0f}; {figures['per_minute']:.1f} payments/min; "
+            f"{figures['calls']:.2f} calls and {figures['writes']:.2f} writes per payment; "
+            f"409/429 met: {figures['throttled']:.0f}"
+        )
+        print(
+            f"GET-to-PUT gap: p50 {figures['gap_p50'] * 1000:.0f} ms, "
+            f"p99 {figures['gap_p99'] * 1000:.0f} ms, max {figures['gap_max'] * 1000:.0f} ms "
+            "(target p99 <= 2000 ms; 0 throttled)"
+        )
 
 
 if __name__ == "__main__":
