@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from payhooks.embedded_redis import EmbeddedRedis, free_port
@@ -113,6 +114,7 @@ def main() -> int:
             **os.environ,
             "REDIS_URL": redis_server.url,
             "STRIPE_WEBHOOK_SECRETS": secret,
+            "STRIPE_ALLOW_TEST_MODE": "true",  # the samples are test-mode events
             "NEXUDUS_BASE_URL": sandbox.url,
             "NEXUDUS_USERNAME": state.username,
             "NEXUDUS_PASSWORD": state.password,
@@ -211,9 +213,11 @@ def report(
     failed_ids = FailedJobRegistry(queue=Queue("payhooks", connection=redis)).get_job_ids()
     failed_reasons = Counter(
         # The last failure of the job (a redelivery may have been noted after it).
-        [h for h in trail.history(f"stripe:{j.split('-', 1)[1]}") if h["stage"] == "failed"][
-            -1
-        ].get("error_class")
+        [
+            h
+            for h in trail.history(str(Job.fetch(j, connection=redis).args[0]))
+            if h["stage"] == "failed"
+        ][-1].get("error_class")
         for j in failed_ids
     )
     faults = Counter(c.status for c in state.calls)
@@ -230,7 +234,7 @@ def report(
     )
     print(f"short-paid invoices      {len(short)}  PaidOn wrongly set {len(paid_short)}")
     print(
-        f"failed jobs              {len(failed_ids)} {dict(failed_reasons)} (AmountMismatch expected, one per short payment event)"
+        f"failed jobs              {len(failed_ids)} {dict(failed_reasons)} (none expected: a short payment is a partial payment, counted and noted)"
     )
     print(f"lost events              {len(lost)}")
     extra_puts = sum(n - 1 for n in puts.values() if n > 1)
@@ -240,7 +244,7 @@ def report(
         and not missing_tokens
         and not unpaid_full
         and not paid_short
-        and set(failed_reasons) <= {"AmountMismatch"}
+        and not failed_reasons
         and not extra_puts
     )
     print(
