@@ -18,7 +18,7 @@ from payhooks.settings import PROVIDER_NAMES, ConfigError, Settings
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
 #: Commands that read a running `payhooks dev`'s settings when REDIS_URL is not set.
 OPS_COMMANDS = frozenset(
-    {"failed", "trace", "replay-event", "unprocessed", "check-config", "healthcheck"}
+    {"failed", "trace", "replay-event", "unprocessed", "check-config", "healthcheck", "send-test"}
 )
 
 
@@ -74,17 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stripe only: the payment method (default %(default)s)",
     )
     send.add_argument(
-        "--url", default="http://127.0.0.1:8080", help="the receiver's base URL (%(default)s)"
+        "--url",
+        help="the receiver's base URL (default: a running `payhooks dev`'s, else "
+        "http://127.0.0.1:8080)",
     )
     send.add_argument(
         "--source", default="bank", help="generic only: the source name (default %(default)s)"
     )
     send.add_argument(
         "--sandbox-url",
-        default="http://127.0.0.1:8090",
-        help="gocardless, authorizenet, paypal: the dev sandbox (registers the sample payment, "
-        "signs as PayPal)",
+        help="gocardless, authorizenet, paypal, epay: the dev sandbox, which registers the "
+        "sample payment or signs as PayPal (default: a running `payhooks dev`'s, else "
+        "http://127.0.0.1:8090)",
     )
+    send.add_argument("--json", action="store_true")
 
     check = commands.add_parser(
         "check-config", help="validate the environment and say what is configured (no secrets)"
@@ -119,16 +122,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from payhooks.dev import run_dev
 
             return run_dev(receiver_port=args.port, sandbox_port=args.sandbox_port)
-        if args.command == "send-test":
-            from payhooks.send_test import send_test
-
-            return send_test(args)
         # Ops commands next to a running `payhooks dev` of this checkout need no set-up.
         env, dev_instance = (
             dev_state.environment(os.environ)
             if args.command in OPS_COMMANDS
             else (os.environ, None)
         )
+        if args.command == "send-test":
+            from payhooks.send_test import send_test
+
+            return send_test(args, env=env, dev=dev_instance)
         if args.command == "healthcheck":
             from payhooks.health import healthcheck
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 
+from payhooks.cli_output import CommandError, emit, report_error
+from payhooks.dev_state import DevInstance
 from payhooks.money import to_minor_units
 from payhooks.samples import authorizenet as authorizenet_samples
 from payhooks.samples import braintree as braintree_samples
@@ -21,50 +24,93 @@ from payhooks.samples import stripe as stripe_samples
 from payhooks.sandbox.paypal import CERT_PATH as PAYPAL_CERT_PATH
 from service.providers.epay import CURRENCIES
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_SANDBOX_URL = "http://127.0.0.1:8090"
 
-def send_test(args: argparse.Namespace) -> int:
+
+def send_test(
+    args: argparse.Namespace,
+    *,
+    env: Mapping[str, str] | None = None,
+    dev: DevInstance | None = None,
+) -> int:
+    """Send one signed sample; next to a running `payhooks dev`, to it, with its secrets."""
+    args.env = os.environ if env is None else env
+    args.url = args.url or (dev.receiver_url if dev else DEFAULT_URL)
+    args.sandbox_url = args.sandbox_url or (dev.sandbox_url if dev else DEFAULT_SANDBOX_URL)
     try:
         amount = Decimal(args.amount)
     except InvalidOperation:
-        print(f"--amount must be a number such as 100.00, got {args.amount!r}")
-        return 2
-    path = f"generic/{args.source}" if args.provider == "generic" else args.provider
-    url = f"{args.url.rstrip('/')}/webhooks/{path}"
-    try:
-        if args.provider == "gocardless":
-            body, headers, summary = _gocardless(args, amount)
-        elif args.provider == "liqpay":
-            body, headers, summary = _liqpay(args, amount)
-        elif args.provider == "generic":
-            body, headers, summary = _generic(args, amount)
-        elif args.provider == "braintree":
-            body, headers, summary = _braintree(args, amount)
-        elif args.provider == "authorizenet":
-            body, headers, summary = _authorizenet(args, amount)
-        elif args.provider == "paypal":
-            body, headers, summary = _paypal(args, amount)
-        elif args.provider == "paypal-ipn":
-            body, headers, summary = _paypal_ipn(args, amount)
-        elif args.provider == "epay":
-            query, summary = _epay(args, amount)
-            response = httpx.get(f"{url}?{query}", timeout=10)
-            print(f"GET {url} ({summary}) -> {response.status_code} {response.text}")
-            return 0 if response.is_success else 1
-        else:
-            body, headers, summary = _stripe(args, amount)
-        response = httpx.post(url, content=body, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        print(
-            f"could not reach {exc.request.url}: {exc.__class__.__name__}; "
-            "is `payhooks dev` running?"
+        return report_error(
+            CommandError(
+                f"--amount must be a number such as 100.00, got {args.amount!r}",
+                code="usage",
+                exit_code=2,
+            ),
+            as_json=args.json,
         )
-        return 1
-    print(f"POST {url} ({summary}) -> {response.status_code} {response.text}")
+    try:
+        method, url, summary, response = _send(args, amount)
+    except httpx.HTTPStatusError as exc:  # the sandbox refused to register the sample
+        return report_error(
+            CommandError(
+                f"{exc.request.url} answered {exc.response.status_code}", code="sandbox_refused"
+            ),
+            as_json=args.json,
+        )
+    except httpx.RequestError as exc:
+        return report_error(
+            CommandError(
+                f"could not reach {exc.request.url}: {exc.__class__.__name__}; "
+                "is `payhooks dev` running?",
+                code="unreachable",
+            ),
+            as_json=args.json,
+        )
+    if args.json:
+        emit(
+            {
+                "method": method,
+                "url": url,
+                "sent": summary,
+                "status": response.status_code,
+                "answer": _answer(response),
+            }
+        )
+    else:
+        print(f"{method} {url} ({summary}) -> {response.status_code} {response.text}")
     return 0 if response.is_success else 1
 
 
-def _secret(variable: str, default: str) -> str:
-    configured = [s.strip() for s in os.environ.get(variable, "").split(",")]
+def _send(args: argparse.Namespace, amount: Decimal) -> tuple[str, str, str, httpx.Response]:
+    path = f"generic/{args.source}" if args.provider == "generic" else args.provider
+    url = f"{args.url.rstrip('/')}/webhooks/{path}"
+    if args.provider == "epay":
+        query, summary = _epay(args, amount)
+        return "GET", url, summary, httpx.get(f"{url}?{query}", timeout=10)
+    build = {
+        "gocardless": _gocardless,
+        "liqpay": _liqpay,
+        "generic": _generic,
+        "braintree": _braintree,
+        "authorizenet": _authorizenet,
+        "paypal": _paypal,
+        "paypal-ipn": _paypal_ipn,
+        "stripe": _stripe,
+    }[args.provider]
+    body, headers, summary = build(args, amount)
+    return "POST", url, summary, httpx.post(url, content=body, headers=headers, timeout=10)
+
+
+def _answer(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _secret(args: argparse.Namespace, variable: str, default: str) -> str:
+    configured = [s.strip() for s in args.env.get(variable, "").split(",")]
     return next((s for s in configured if s), default)
 
 
@@ -80,7 +126,7 @@ def _stripe(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
         invoice_id=args.invoice, amount=amount, currency=args.currency, method=args.method
     )
     event = stripe_samples.event("payment_intent.succeeded", intent, livemode=False)
-    secret = _secret("STRIPE_WEBHOOK_SECRETS", stripe_samples.DEV_WEBHOOK_SECRET)
+    secret = _secret(args, "STRIPE_WEBHOOK_SECRETS", stripe_samples.DEV_WEBHOOK_SECRET)
     body, headers = stripe_samples.signed(event, secret)
     return (
         body,
@@ -106,7 +152,7 @@ def _gocardless(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[
         },
     )
     event = gocardless_samples.payment_event(payment, "confirmed")
-    secret = _secret("GOCARDLESS_WEBHOOK_SECRETS", gocardless_samples.DEV_WEBHOOK_SECRET)
+    secret = _secret(args, "GOCARDLESS_WEBHOOK_SECRETS", gocardless_samples.DEV_WEBHOOK_SECRET)
     body, headers = gocardless_samples.signed([event], secret)
     return (
         body,
@@ -122,7 +168,7 @@ def _liqpay(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
     payment = liqpay_samples.payment(
         order_id=str(args.invoice), amount=amount, currency=args.currency
     )
-    key = _secret("LIQPAY_PRIVATE_KEYS", liqpay_samples.DEV_PRIVATE_KEY)
+    key = _secret(args, "LIQPAY_PRIVATE_KEYS", liqpay_samples.DEV_PRIVATE_KEY)
     body, headers = liqpay_samples.signed(payment, key)
     return (
         body,
@@ -138,7 +184,7 @@ def _generic(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str
     notification = generic_samples.notification(
         invoice_id=args.invoice, amount=f"{amount:.2f}", currency=args.currency.upper()
     )
-    pairs = [p.partition(":") for p in os.environ.get("GENERIC_WEBHOOK_SECRETS", "").split(",")]
+    pairs = [p.partition(":") for p in args.env.get("GENERIC_WEBHOOK_SECRETS", "").split(",")]
     secret = next((s for source, _, s in pairs if source.strip() == args.source and s), None)
     body, headers = generic_samples.signed(notification, secret or generic_samples.DEV_SECRET)
     return (
@@ -166,14 +212,14 @@ def _epay(args: argparse.Namespace, amount: Decimal) -> tuple[str, str]:
         "epay/transactions",
         {key: values[key] for key in ("txnid", "orderid", "amount", "currency")},
     )
-    secret = _secret("EPAY_MD5_SECRETS", epay_samples.DEV_SECRET)
+    secret = _secret(args, "EPAY_MD5_SECRETS", epay_samples.DEV_SECRET)
     return epay_samples.signed_query(parameters, secret), (
         f"txnid {parameters[0][1]}, {amount} {args.currency.upper()}, order {args.invoice}"
     )
 
 
 def _braintree(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
-    pair = _secret("BRAINTREE_KEYS", "")
+    pair = _secret(args, "BRAINTREE_KEYS", "")
     public, _, private = pair.partition(":")
     if not private:
         public, private = braintree_samples.DEV_PUBLIC_KEY, braintree_samples.DEV_PRIVATE_KEY
@@ -200,7 +246,7 @@ def _authorizenet(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dic
         "authorizenet/transactions",
         {"id": transaction_id, "invoice_number": str(args.invoice), "amount": str(amount)},
     )
-    key = _secret("AUTHORIZENET_SIGNATURE_KEYS", authorizenet_samples.DEV_SIGNATURE_KEY)
+    key = _secret(args, "AUTHORIZENET_SIGNATURE_KEYS", authorizenet_samples.DEV_SIGNATURE_KEY)
     body, headers = authorizenet_samples.signed(notification, key)
     return body, headers, f"authcapture.created {transaction_id}, {amount}, invoice {args.invoice}"
 
@@ -217,7 +263,7 @@ def _paypal(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
         answer = _to_sandbox(args, "paypal/sign", {"message": message.decode()})
         return str(answer.json()["signature"])
 
-    webhook_id = _secret("PAYPAL_WEBHOOK_IDS", paypal_samples.DEV_WEBHOOK_ID)
+    webhook_id = _secret(args, "PAYPAL_WEBHOOK_IDS", paypal_samples.DEV_WEBHOOK_ID)
     headers = paypal_samples.headers_for(body, webhook_id, sandbox + PAYPAL_CERT_PATH, sign)
     return (
         body,
@@ -227,7 +273,7 @@ def _paypal(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
 
 
 def _paypal_ipn(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
-    receiver = _secret("PAYPAL_IPN_RECEIVER_EMAILS", paypal_samples.DEV_RECEIVER_EMAIL)
+    receiver = _secret(args, "PAYPAL_IPN_RECEIVER_EMAILS", paypal_samples.DEV_RECEIVER_EMAIL)
     body = paypal_samples.ipn(
         invoice=str(args.invoice),
         amount=amount,
