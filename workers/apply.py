@@ -140,7 +140,8 @@ class _Application:
         paying = event.kind is PaymentKind.PAID
         # The common case's calls, reserved together: GET, POST (unless the token is
         # known), PUT (a paid event usually settles). What is not used is given back.
-        self.nexudus.reserve(False, *([True] if known.token_id is None else []), *[paying])
+        post = [True] if known.token_id is None else []
+        self.nexudus.reserve(False, *post, *([True] if paying else []))
         invoice, read_at = self.read_invoice()
         self.ledger.bind_payment(event.provider, event.token, self.invoice_id)
         paid_on = invoice.get("PaidOn")
