@@ -154,6 +154,15 @@ class TestNormalised:
         obj["payment"]["payment_intent"] = "pi_1"
         assert isinstance(normalise(samples.event("invoice_payment.paid", obj)), Ignored)
 
+    def test_invoice_payment_recorded_out_of_band_records_nothing(self) -> None:
+        # docs.stripe.com InvoicePayment example, with payment.type "payment_record" (the
+        # documented third type: a payment made outside Stripe).
+        obj = {**docs_example("invoice_payment"), "livemode": True}
+        obj["payment"] = {"type": "payment_record", "payment_record": "pr_1"}
+        result = normalise(samples.event("invoice_payment.paid", obj))
+        assert isinstance(result, Ignored)
+        assert "out of band" in result.reason
+
     def test_billing_payment_intent_without_metadata_is_left_to_the_invoice(self) -> None:
         # Billing's PaymentIntent has no metadata (openapi fixtures3: "metadata": {}).
         result = normalise(Payment().intent_succeeded())

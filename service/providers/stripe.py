@@ -78,6 +78,14 @@ INVOICE_NUMBER_KEY = "nexudus_invoice_number"
 #: Where an event names the Stripe invoice its payment belongs to (for the job).
 STRIPE_INVOICE_DETAIL = "stripe_invoice"
 
+_NO_PAYMENT = {
+    "": "no PaymentIntent or charge on this object",
+    "checkout.session": "no PaymentIntent on this Checkout Session (subscription mode:"
+    " its invoice's events record the payment)",
+    "invoice_payment": "this InvoicePayment names no PaymentIntent or charge (a payment"
+    " recorded out of band)",
+}
+
 TEST_MODE_REASON = (
     "test-mode event (livemode false) refused: set STRIPE_ALLOW_TEST_MODE=true"
     " only on a development or test endpoint"
@@ -178,10 +186,7 @@ def normalise_event(
     token = token_of(obj)
     if token is None:
         return Ignored(
-            event_id,
-            event_type,
-            "no PaymentIntent or charge on this object (a subscription-mode Checkout Session:"
-            " its invoice.paid event records the payment)",
+            event_id, event_type, _NO_PAYMENT.get(str(obj.get("object")), _NO_PAYMENT[""])
         )
     invoice = invoice_ref_of(obj, invoice_metadata_key)
     stripe_invoice = _stripe_invoice_of(obj)
