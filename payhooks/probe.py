@@ -118,34 +118,44 @@ def _nexudus(settings: Settings, http: httpx.Client) -> ProbeResult:
 
 def _stripe(settings: Settings, http: httpx.Client) -> ProbeResult:
     base = settings.stripe_api_base or STRIPE_API
-    answer = http.get(
-        f"{base}/v1/payment_intents/{PROBE_ID}",
-        headers={"Authorization": f"Bearer {settings.stripe_api_key}"},
-    )
-    return _by_status(
+    return _unknown_id_lookup(
+        http,
         "Stripe API key",
-        answer,
-        ok={200: f"{base} accepted the key", 404: f"{base} accepted the key"},
+        f"{base}/v1/payment_intents/{PROBE_ID}",
+        {"Authorization": f"Bearer {settings.stripe_api_key}"},
+        accepted=f"{base} accepted the key",
         refused={401: "key refused", 403: "the key may not read PaymentIntents"},
     )
 
 
 def _gocardless(settings: Settings, http: httpx.Client) -> ProbeResult:
     base = settings.gocardless_base_url or GOCARDLESS_API[settings.gocardless_environment]
-    answer = http.get(
+    return _unknown_id_lookup(
+        http,
+        "GoCardless access token",
         f"{base}/payments/{PROBE_ID}",
-        headers={
+        {
             "Authorization": f"Bearer {settings.gocardless_access_token}",
             "GoCardless-Version": GOCARDLESS_VERSION,
             "Accept": "application/json",
         },
-    )
-    return _by_status(
-        "GoCardless access token",
-        answer,
-        ok={200: f"{base} accepted the token", 404: f"{base} accepted the token"},
+        accepted=f"{base} accepted the token",
         refused={401: "token refused", 403: "token may not read payments"},
     )
+
+
+def _unknown_id_lookup(
+    http: httpx.Client,
+    target: str,
+    url: str,
+    headers: dict[str, str],
+    *,
+    accepted: str,
+    refused: dict[int, str],
+) -> ProbeResult:
+    """Read an id nobody has: "not found" can only come once the credential was accepted."""
+    answer = http.get(url, headers=headers)
+    return _by_status(target, answer, ok={200: accepted, 404: accepted}, refused=refused)
 
 
 def _authorizenet(settings: Settings, http: httpx.Client) -> ProbeResult:
