@@ -81,7 +81,7 @@ STRIPE_INVOICE_DETAIL = "stripe_invoice"
 _NO_PAYMENT = {
     "": "no PaymentIntent or charge on this object",
     "checkout.session": "no PaymentIntent on this Checkout Session (subscription mode:"
-    " its invoice's events record the payment)",
+    " its invoice.paid and invoice_payment.paid events record the payment)",
     "invoice_payment": "this InvoicePayment names no PaymentIntent or charge (a payment"
     " recorded out of band)",
 }
