@@ -30,6 +30,7 @@ import stripe
 from redis import Redis
 
 from payhooks.events import InvoiceRef, PaymentEvent, PaymentKind, RegularPaymentProvider
+from payhooks.keys import text
 from payhooks.settings import Settings
 from service.providers.stripe import (
     STRIPE_INVOICE_DETAIL,
@@ -125,7 +126,7 @@ class StripeLookup:
                 pipe.hset(key, mapping=mine)
                 pipe.expire(key, self._ttl)
             pipe.hgetall(key)
-            known = {k.decode(): v.decode() for k, v in pipe.execute()[-1].items()}
+            known = {text(k): text(v) for k, v in pipe.execute()[-1].items()}
         if is_invoice_stand_in(event.token):
             if "token" not in known:
                 raise AwaitingInvoicePayment(
