@@ -197,15 +197,21 @@ async def _run(
         sys.executable, "-m", "payhooks.cli", "worker", env=env, start_new_session=True
     )
     # Ops commands run from this checkout find us here, with nothing exported.
-    state_path = dev_state.write(
-        Path.cwd(),
-        dev_state.DevInstance(
-            pid=os.getpid(),
-            receiver_url=f"http://127.0.0.1:{receiver_port}",
-            sandbox_url=f"http://127.0.0.1:{sandbox_port}",
-            env=overrides,
-        ),
+    instance = dev_state.DevInstance(
+        pid=os.getpid(),
+        receiver_url=f"http://127.0.0.1:{receiver_port}",
+        sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+        env=overrides,
     )
+    try:
+        state_path: Path | None = dev_state.write(Path.cwd(), instance)
+    except OSError as exc:
+        state_path = None
+        print(
+            f"payhooks dev: cannot write {dev_state.STATE_DIR}/ here ({exc.strerror}); "
+            f"ops commands need REDIS_URL={settings.redis_url}",
+            file=sys.stderr,
+        )
     print(_banner(settings, receiver_port, sandbox_port), flush=True)
 
     stop = asyncio.Event()
@@ -216,7 +222,8 @@ async def _run(
     await asyncio.wait(
         [asyncio.ensure_future(stop.wait()), worker_exit], return_when=asyncio.FIRST_COMPLETED
     )
-    dev_state.remove(state_path, os.getpid())
+    if state_path is not None:
+        dev_state.remove(state_path, os.getpid())
     if worker.returncode is None:
         worker.send_signal(signal.SIGTERM)
         await worker.wait()

@@ -97,4 +97,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return False  # another user's process has the id now: not our dev
-    return True
+    try:
+        # A dev killed without cleaning up may have its id reused by another program.
+        return b"payhooks" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): the id alone has to do

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from payhooks import dev_state
+from payhooks.dev_state import DevInstance
 from payhooks.embedded_redis import free_port
 from payhooks.sandbox.server import wait_until_ready
 from tests.test_processes import PAYHOOKS
@@ -117,3 +120,50 @@ def test_every_ops_command_works_next_to_payhooks_dev_with_nothing_exported(
     assert stopped.returncode == 2
     assert "REDIS_URL" in stopped.stderr
     assert "payhooks dev" in stopped.stderr
+
+
+class TestStateFile:
+    def instance(self, pid: int) -> DevInstance:
+        return DevInstance(
+            pid=pid,
+            receiver_url="http://127.0.0.1:18080",
+            sandbox_url="http://127.0.0.1:18090",
+            env={"REDIS_URL": "redis://127.0.0.1:16379/0", "STRIPE_WEBHOOK_SECRETS": "whsec_x"},
+        )
+
+    def test_found_from_a_subdirectory_while_alive(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A process whose command line names payhooks, as `payhooks dev`'s does.
+        live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)", "payhooks"])
+        try:
+            dev_state.write(tmp_path, self.instance(live.pid))
+            below = tmp_path / "a" / "b"
+            below.mkdir(parents=True)
+            monkeypatch.chdir(below)
+            env, found = dev_state.environment({"PATH": "/bin"})
+            assert found is not None
+            assert env["REDIS_URL"] == "redis://127.0.0.1:16379/0"
+            assert env["PATH"] == "/bin"
+            # An exported REDIS_URL wins over any dev instance.
+            assert dev_state.environment({"REDIS_URL": "redis://elsewhere:6379/0"})[1] is None
+        finally:
+            live.kill()
+            live.wait()
+        assert dev_state.find() is None  # gone with its process
+
+    def test_a_dead_or_reused_process_id_is_ignored(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        dev_state.write(tmp_path, self.instance(gone.pid))
+        assert dev_state.find() is None
+        other = subprocess.Popen(["sleep", "5"])  # alive, but not payhooks
+        try:
+            dev_state.write(tmp_path, self.instance(other.pid))
+            assert dev_state.find() is None
+        finally:
+            other.kill()
+            other.wait()
