@@ -175,6 +175,17 @@ class TestNormalised:
         assert isinstance(refund, PaymentEvent)
         assert refund.token == payment.intent["id"]
 
+    def test_2024_06_20_invoice_paid_out_of_band_keeps_its_own_id(self) -> None:
+        # Before basil an invoice marked paid outside Stripe says so (paid_out_of_band) and
+        # has no PaymentIntent: nothing else will name this payment, nothing to look up.
+        intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
+        invoice = {**samples.invoice_paid(intent), "payment_intent": None, "charge": None}
+        invoice["paid_out_of_band"] = True
+        event = normalise(samples.event("invoice.paid", invoice))
+        assert isinstance(event, PaymentEvent)
+        assert event.token == invoice["id"]
+        assert "stripe_invoice" not in event.details
+
     def test_2024_06_20_invoice_still_names_its_payment_intent(self) -> None:
         intent = samples.payment_intent(invoice_id=None, amount=Decimal("100.00"))
         invoice = {**samples.invoice_paid(intent), "metadata": {}}

@@ -288,9 +288,12 @@ def is_invoice_stand_in(token: str) -> bool:
 
 
 def _stripe_invoice_of(obj: Mapping[str, Any]) -> str | None:
+    """The Stripe invoice whose payment the job must find, if any."""
     object_type = obj.get("object")
     if object_type == "invoice":
-        return _id_of(obj.get("id"))
+        # Marked paid out of band (before basil): no Stripe payment exists to find, and
+        # no other event of it will come; the invoice id is its only name.
+        return None if obj.get("paid_out_of_band") is True else _id_of(obj.get("id"))
     if object_type == "invoice_payment":
         return _id_of(obj.get("invoice"))
     return None
