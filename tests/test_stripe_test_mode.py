@@ -9,6 +9,7 @@ The event shape is Stripe's Event (stripe/openapi ``openapi/fixtures3.json``, re
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from decimal import Decimal
 from typing import Any
@@ -17,9 +18,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 
+from payhooks import keys
+from payhooks.events import PaymentEvent
 from payhooks.samples import stripe as samples
-from payhooks.send_test import _stripe as send_test_stripe
+from payhooks.send_test import send_test
 from payhooks.settings import Settings
 from payhooks.trail import Trail
 from service.app import create_app
@@ -109,12 +113,30 @@ def test_setting_read_from_the_environment(value: str | None, allowed: bool) -> 
 
 
 async def test_send_test_event_is_test_mode_and_applied_by_a_dev_receiver(
-    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis, queue: Queue
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # What `payhooks send-test stripe` sends, to a receiver configured as `payhooks dev` is.
-    args = argparse.Namespace(invoice=42, currency="EUR", method="card")
-    body, headers, _ = send_test_stripe(args, Decimal("100.00"))
-    assert json.loads(body)["livemode"] is False
+    # `payhooks send-test stripe`, sent to a receiver configured as `payhooks dev` is.
     client = await aiohttp_client(create_app(with_settings(settings, stripe_allow_test_mode=True)))
-    response = await client.post("/webhooks/stripe", data=body, headers=headers)
-    assert (await response.json())["queued"] == 1
+    args = argparse.Namespace(
+        provider="stripe",
+        invoice=42,
+        amount="100.00",
+        currency="EUR",
+        method="card",
+        source="bank",
+        url=str(client.make_url("")).rstrip("/"),
+        sandbox_url=None,
+        json=True,
+    )
+    # In a thread: send-test blocks, and this loop must keep serving the receiver.
+    assert await asyncio.to_thread(send_test, args, env={}) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["status"], answer["answer"]["queued"]) == (200, 1)
+    [job_id] = queue.job_ids
+    [event_key] = Job.fetch(job_id, connection=redis).args
+    stored = PaymentEvent.from_json(redis.get(keys.event(event_key)) or b"")
+    assert stored.details["livemode"] == "false"
