@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from payhooks.settings import Settings
 from tests.conftest import with_settings
 from tests.helpers import deliver, writes
 from tests.test_processes import PAYHOOKS, worker_env
+from workers import context
 
 RunWorker = Callable[[], None]
 
@@ -42,6 +43,19 @@ def job_id(event: dict[str, Any]) -> str:
 @pytest.fixture
 def ops(settings: Settings, redis: Redis) -> Ops:
     return Ops(settings, redis, out=io.StringIO())
+
+
+@pytest.fixture
+def rq_retries_only(
+    settings: Settings, worker_context: context.WorkerContext
+) -> Iterator[Settings]:
+    """No in-place retries, no breaker: each transient failure is one RQ attempt, as counted
+    here."""
+    changed = with_settings(settings, job_retries_in_place=0, nexudus_breaker_min_calls=1000)
+    ctx = context.build_context(changed)
+    context.install(ctx)  # over worker_context's, which puts none back once done
+    yield changed
+    ctx.close()
 
 
 class TestTransientFailures:
@@ -142,7 +156,12 @@ class TestReplay:
         assert ops.failed_jobs(Filters()) == ([], [])
 
     def test_replayed_job_gets_its_attempts_back(
-        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, ops: Ops
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        rq_retries_only: Settings,
+        run_worker: RunWorker,
+        ops: Ops,
     ) -> None:
         sandbox_state.faults.append(
             Fault("GET", f"{INVOICES}/42", 500, times=settings.job_max_attempts)
@@ -293,7 +312,12 @@ class TestReplay:
 
 class TestTrail:
     def test_trace_of_an_invoice_with_several_events(
-        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, ops: Ops
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        rq_retries_only: Settings,
+        run_worker: RunWorker,
+        ops: Ops,
     ) -> None:
         intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
         first = samples.event("payment_intent.processing", dict(intent, status="processing"))
