@@ -268,7 +268,14 @@ def check_config(
         print(f"problem: {problem}", file=sys.stderr)
     if valid:
         scope = "" if role == "all" else f" for {role}"
-        print(f"configuration is valid{scope}" + (" and everything answered" if probe else ""))
+        print(
+            f"configuration is valid{scope}"
+            + (
+                " and everything answered"
+                if probe
+                else " (nothing was reached: --probe tries Redis, Nexudus and the provider APIs)"
+            )
+        )
     elif not found:
         print("configuration is valid, but not everything answered (see the probe)")
     return exit_code
