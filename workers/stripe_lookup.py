@@ -24,7 +24,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import stripe
 from redis import Redis
@@ -42,6 +43,7 @@ from service.providers.stripe import (
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable, TransientError
 
 log = logging.getLogger("payhooks.stripe")
+T = TypeVar("T")
 
 
 class AwaitingInvoicePayment(TransientError):
@@ -171,7 +173,7 @@ class StripeLookup:
 
     # -- the API ---------------------------------------------------------------------
 
-    def _call(self, what: str, request: Any) -> Any:
+    def _call(self, what: str, request: Callable[[stripe.StripeClient], T]) -> T:
         """Run one API request, turning Stripe's errors into the job's."""
         client = stripe.StripeClient(
             self._api_key or "",
