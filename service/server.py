@@ -15,6 +15,8 @@ dies. Their Prometheus counters are summed through ``PROMETHEUS_MULTIPROC_DIR``.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
@@ -107,21 +109,31 @@ class GuardedRequestHandler(RequestHandler):
 class GuardedServer(Server):
     """aiohttp's Server, making GuardedRequestHandler connections."""
 
+    header_seconds = 10.0
+
     def __call__(self) -> RequestHandler:
-        return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler = GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.header_seconds = self.header_seconds
+        return handler
 
 
 class GuardedAppRunner(web.AppRunner):
+    def __init__(self, app: web.Application, *, header_seconds: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.header_seconds = header_seconds
+
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = GuardedServer  # only which protocol it makes differs
+        assert isinstance(server, GuardedServer)
+        server.header_seconds = self.header_seconds
         return server
 
 
 def runner_for(app: web.Application, limits: ReadLimits) -> web.AppRunner:
-    GuardedRequestHandler.header_seconds = limits.header_seconds
     return GuardedAppRunner(
         app,
+        header_seconds=limits.header_seconds,
         access_log=None,
         keepalive_timeout=75.0,
         lingering_time=LINGER_SECONDS,
@@ -210,7 +222,7 @@ class Supervisor:
         signalled = False
         try:
             for slot in range(self.workers):
-                children[slot] = (subprocess.Popen(self.command, env=env), time.monotonic())
+                children[slot] = (self._start(env), time.monotonic())
             log.info("serve.workers", extra={"workers": self.workers})
             while children:
                 time.sleep(0.2)
@@ -226,7 +238,7 @@ class Supervisor:
                         status = 1
                         self._stop(signal.SIGTERM, None)
                         continue
-                    children[slot] = (subprocess.Popen(self.command, env=env), time.monotonic())
+                    children[slot] = (self._start(env), time.monotonic())
                 if self.stopping and not signalled:
                     signalled = True
                     for child, _ in children.values():
@@ -237,5 +249,19 @@ class Supervisor:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         return status
 
+    def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        # No threads here, so preexec_fn is safe: a supervisor killed outright (SIGKILL)
+        # must not leave its workers serving on.
+        return subprocess.Popen(self.command, env=env, preexec_fn=_end_with_parent)  # noqa: PLW1509
+
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
+
+
+def _end_with_parent() -> None:
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
