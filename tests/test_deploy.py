@@ -44,6 +44,15 @@ def settings_variables() -> set[str]:
     return set(re.findall(r'env, "([A-Z][A-Z0-9_]+)"', source))
 
 
+def secret_variables() -> set[str]:
+    """The variables of the settings kept out of ``repr`` (secrets)."""
+    source = (ROOT / "payhooks" / "settings.py").read_text()
+    hidden = set(re.findall(r"^    (\w+): [^\n]*repr=False", source, re.MULTILINE))
+    read_as = dict(re.findall(r'(\w+)=[^=]*?env, "([A-Z][A-Z0-9_]+)"', source))
+    assert hidden <= set(read_as)
+    return {read_as[name] for name in hidden}
+
+
 def test_dockerfile_passes_hadolint() -> None:
     result = subprocess.run(  # noqa: PLW1510
         [tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True
@@ -51,14 +60,84 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_kubernetes_manifests_validate_against_the_schemas() -> None:
-    manifests = [
-        p
-        for p in sorted((DEPLOY / "kubernetes").glob("*.yaml"))
-        if p.name not in ("keda.yaml", "kustomization.yaml")
-    ]
+KUBERNETES = DEPLOY / "kubernetes"
+
+
+def kustomize(directory: Path) -> list[dict]:  # type: ignore[type-arg]
+    """Render a kustomization with the parts of kustomize's semantics deploy/ uses:
+    resources (files and directories), delete patches, and image tags."""
+    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    rendered = []
+    for resource in spec.get("resources", []):
+        path = directory / resource
+        rendered += kustomize(path) if path.is_dir() else documents(path)
+    for patch in spec.get("patches", []):
+        target = yaml.safe_load(patch["patch"])
+        assert target.pop("$patch") == "delete", "only delete patches are rendered here"
+        rendered = [d for d in rendered if identity(d) != identity(target)]
+    for image in spec.get("images", []):
+        for document in rendered:
+            for container in containers(document):
+                if container["image"].partition(":")[0] == image["name"]:
+                    container["image"] = f"{image['name']}:{image['newTag']}"
+    return rendered
+
+
+def identity(document: dict) -> tuple[str, str]:  # type: ignore[type-arg]
+    return document["kind"], document["metadata"]["name"]
+
+
+def containers(document: dict) -> list[dict]:  # type: ignore[type-arg]
+    if document["kind"] != "Deployment":
+        return []
+    return list(document["spec"]["template"]["spec"]["containers"])
+
+
+def by_identity(rendered: list[dict]) -> dict[tuple[str, str], dict]:  # type: ignore[type-arg]
+    return {identity(d): d for d in rendered}
+
+
+@pytest.mark.parametrize("variant", [KUBERNETES, KUBERNETES / "keda"], ids=["default", "keda"])
+def test_kustomizations_render_as_kubectl_does(variant: Path) -> None:
+    rendered = by_identity(kustomize(variant))
+    kubectl = shutil.which("kubectl")
+    if kubectl is not None:  # the real kustomize, where the machine has it
+        output = subprocess.run(  # noqa: PLW1510
+            [kubectl, "kustomize", str(variant)], capture_output=True, text=True
+        )
+        assert output.returncode == 0, output.stderr
+        assert by_identity([d for d in yaml.safe_load_all(output.stdout) if d]) == rendered
+
+
+def test_default_deployment_needs_nothing_but_kubernetes_and_keda_is_an_overlay() -> None:
+    default = by_identity(kustomize(KUBERNETES))
+    keda = by_identity(kustomize(KUBERNETES / "keda"))
+    # `kubectl apply -k deploy/kubernetes` on a cluster without KEDA: no custom resources.
+    assert {d["apiVersion"].split("/")[0] for d in default.values()} <= {
+        "v1",
+        "apps",
+        "policy",
+        "autoscaling",
+    }
+    assert ("HorizontalPodAutoscaler", "payhooks-worker") in default
+    # The KEDA overlay: the same objects, KEDA's ScaledObject in place of the worker's HPA.
+    assert set(keda) - set(default) == {
+        ("ScaledObject", "payhooks-worker"),
+        ("TriggerAuthentication", "payhooks-redis"),
+    }
+    assert set(default) - set(keda) == {("HorizontalPodAutoscaler", "payhooks-worker")}
+    for name, document in default.items():
+        if name in keda:
+            assert keda[name] == document
+
+
+def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> None:
+    rendered = tmp_path / "rendered.yaml"
+    objects = by_identity(kustomize(KUBERNETES))
+    rendered.write_text(yaml.safe_dump_all(objects.values()))
+    examples = [KUBERNETES / "secret.example.yaml", KUBERNETES / "ingress.example.yaml"]
     result = subprocess.run(  # noqa: PLW1510
-        [tool("kubernetes-validate"), "--strict", *map(str, manifests)],
+        [tool("kubernetes-validate"), "--strict", str(rendered), *map(str, examples)],
         capture_output=True,
         text=True,
     )
@@ -67,26 +146,67 @@ def test_kubernetes_manifests_validate_against_the_schemas() -> None:
     assert "WARN" not in result.stdout, result.stdout
 
 
-def test_keda_objects_validate_and_watch_the_rq_queue() -> None:
+def test_keda_objects_validate_and_watch_the_rq_queue_on_the_one_redis_address() -> None:
     import jsonschema
 
-    keda = DEPLOY / "kubernetes" / "keda.yaml"
-    schema = json.loads((DEPLOY / "kubernetes" / "keda.schema.json").read_text())
-    for document in documents(keda):
+    schema = json.loads((KUBERNETES / "keda" / "keda.schema.json").read_text())
+    keda = documents(KUBERNETES / "keda" / "keda.yaml")
+    for document in keda:
         jsonschema.validate(document, schema)
-    [scaled] = [d for d in documents(keda) if d["kind"] == "ScaledObject"]
-    [configmap] = documents(DEPLOY / "kubernetes" / "configmap.yaml")
+    [scaled] = [d for d in keda if d["kind"] == "ScaledObject"]
+    [auth] = [d for d in keda if d["kind"] == "TriggerAuthentication"]
+    [configmap] = documents(KUBERNETES / "base" / "configmap.yaml")
+    [secret] = documents(KUBERNETES / "secret.example.yaml")
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["type"] == "redis"  # KEDA's redis-lists scaler
     assert trigger["metadata"]["listName"] == f"rq:queue:{configmap['data']['PAYHOOKS_QUEUE']}"
     assert scaled["spec"]["scaleTargetRef"]["name"] == "payhooks-worker"
+    # The address payhooks uses, read from the worker's environment; the password from
+    # payhooks' own Secret: nothing about Redis is written twice.
+    assert trigger["metadata"]["addressFromEnv"] == "REDIS_ADDRESS"
+    assert "REDIS_ADDRESS" in configmap["data"]
+    [password] = auth["spec"]["secretTargetRef"]
+    assert (password["name"], password["key"]) == (secret["metadata"]["name"], "REDIS_PASSWORD")
+    assert password["key"] in secret["stringData"]
+    address = configmap["data"]["REDIS_ADDRESS"]
+    written = [
+        p
+        for p in KUBERNETES.rglob("*.yaml")
+        if address in p.read_text() or address.split(":")[0] in p.read_text()
+    ]
+    assert written == [KUBERNETES / "base" / "configmap.yaml"]
+
+
+def test_kubernetes_config_holds_every_setting_once() -> None:
+    [configmap] = documents(KUBERNETES / "base" / "configmap.yaml")
+    [secret] = documents(KUBERNETES / "secret.example.yaml")
+    settings, secrets = settings_variables(), secret_variables()
+    in_configmap, in_secret = set(configmap["data"]), set(secret["stringData"])
+    assert in_configmap & in_secret == set()
+    # REDIS_URL is built in each Deployment from REDIS_ADDRESS (the ConfigMap), which
+    # KEDA reads too.
+    assert (in_configmap | in_secret) - {"REDIS_ADDRESS"} == settings - {"REDIS_URL"}
+    assert secrets - {"REDIS_URL"} <= in_secret
+    deployments = [d for d in kustomize(KUBERNETES) if d["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        [container] = containers(deployment)
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert "$(REDIS_ADDRESS)" in env["REDIS_URL"]
+    # The README's list of what the Secret holds is the Secret's.
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Many hosts: Kubernetes") :]
+    section = section[: section.index("\n### ", 1)]
+    listed = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section[section.index("Secret `payhooks`") :]))
+    assert in_secret <= listed
 
 
 def test_kubernetes_shutdown_and_security_settings() -> None:
-    [configmap] = documents(DEPLOY / "kubernetes" / "configmap.yaml")
+    rendered = by_identity(kustomize(KUBERNETES))
+    configmap = rendered["ConfigMap", "payhooks"]
     job_timeout = int(configmap["data"]["JOB_TIMEOUT_SECONDS"])
-    [worker] = documents(DEPLOY / "kubernetes" / "worker.yaml")
-    receiver = documents(DEPLOY / "kubernetes" / "receiver.yaml")[0]
+    worker = rendered["Deployment", "payhooks-worker"]
+    receiver = rendered["Deployment", "payhooks-receiver"]
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > job_timeout
     assert receiver["spec"]["replicas"] >= 2
     for deployment in (worker, receiver):
@@ -101,7 +221,7 @@ def test_kubernetes_shutdown_and_security_settings() -> None:
             e.get("configMapRef", e.get("secretRef", {})).get("name") for e in container["envFrom"]
         }
         assert names == {"payhooks"}
-    kinds = {d["kind"] for d in documents(DEPLOY / "kubernetes" / "receiver.yaml")}
+    kinds = {kind for kind, name in rendered if name == "payhooks-receiver"}
     assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
 
 
@@ -122,7 +242,9 @@ def test_compose_file_is_valid_and_durable() -> None:
         == 0
     )
     if has_compose:
-        command = [str(docker), "compose", "-f", str(compose), "config", "--quiet"]
+        example = str(DEPLOY / "compose" / ".env.example")
+        command = [str(docker), "compose", "--env-file", example, "-f", str(compose), "config"]
+        command.append("--quiet")
     else:
         command = [
             tool("check-jsonschema"),
@@ -138,10 +260,46 @@ def test_compose_file_is_valid_and_durable() -> None:
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
     assert redis_command[redis_command.index("--appendfsync") + 1] == "everysec"
+    # A password from .env, which payhooks (env_file) and the health check use too.
+    assert redis_command[redis_command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    assert services["redis"]["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+    assert yaml.safe_load(compose.read_text())["x-payhooks"]["env_file"] == ".env"
+    assert "${REDIS_PASSWORD" in services["rq-dashboard"]["environment"]["RQ_DASHBOARD_REDIS_URL"]
     assert "healthcheck" in services["redis"]
     assert all(p.startswith("127.0.0.1:") for p in services["rq-dashboard"]["ports"])
     grace = int(services["worker"]["stop_grace_period"].rstrip("s"))
     assert grace > 300  # longer than JOB_TIMEOUT_SECONDS
+
+
+def test_readme_compose_and_kubernetes_agree_on_commands_and_tags() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    readme = (ROOT / "README.md").read_text()
+    compose_text = (DEPLOY / "compose" / "compose.yaml").read_text()
+    compose = yaml.safe_load(compose_text)
+    [image] = yaml.safe_load((KUBERNETES / "base" / "kustomization.yaml").read_text())["images"]
+    assert image["newTag"] == version
+    assert compose["x-payhooks"]["image"].endswith(f":-payhooks:{version}}}")
+    assert compose["services"]["rq-dashboard"]["image"].endswith(
+        f":-payhooks-dashboard:{version}}}"
+    )
+    assert f"docker build -t payhooks:{version} ." in readme
+    assert f"docker build --target dashboard -t payhooks-dashboard:{version} ." in readme
+    # The compose file's own instructions are the README's.
+    [up] = re.findall(r"^#\s+(docker compose up .*)$", compose_text, re.MULTILINE)
+    assert up in readme
+    for service in ("receiver", "worker"):
+        command = " ".join(compose["services"][service]["command"])
+        assert f"payhooks {command.split()[0]}" in readme
+    for deployment in kustomize(KUBERNETES):
+        for container in containers(deployment):
+            assert container["image"].endswith(f":{version}")
+            assert container["args"][0] in {"serve", "worker"}
+            assert container["args"] in (
+                compose["services"]["receiver"]["command"],
+                compose["services"]["worker"]["command"],
+            )
 
 
 def test_every_variable_is_in_env_example_and_readme() -> None:
