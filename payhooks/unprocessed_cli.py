@@ -7,9 +7,9 @@ import json
 import sys
 from dataclasses import asdict
 
-from redis import Redis
 from redis.exceptions import RedisError
 
+from payhooks import redis_connect
 from payhooks.keys import text
 from payhooks.ops import Ops, table
 from payhooks.settings import Settings
@@ -38,7 +38,7 @@ def add_unprocessed_command(
 
 
 def run_unprocessed(settings: Settings, args: argparse.Namespace) -> int:
-    redis = Redis.from_url(settings.require_redis())
+    redis = redis_connect.sync_client(settings)
     webhooks = UnprocessedWebhooks(Ops(settings, redis))
     try:
         if args.action == "list":
