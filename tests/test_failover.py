@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -451,27 +452,58 @@ def test_without_the_option_a_lagging_replica_loses_acknowledged_webhooks(
     assert result.acknowledged_missing > 0
 
 
-def measure_latency(workdir: Path, *, ack_replicas: int, count: int = 400) -> tuple[float, float]:
-    """(p50, p99) ms of sequential webhooks through ``payhooks serve`` to a primary with one
-    replica on loopback."""
+def timed_load(base_url: str, *, senders: int, seconds: float) -> list[float]:
+    """Each sender posts distinct webhooks back to back for ``seconds``; the latencies, ms."""
+    latencies: list[float] = []
+    until = time.monotonic() + seconds
+
+    def send() -> None:
+        with httpx.Client(base_url=base_url, timeout=10) as http:
+            while time.monotonic() < until:
+                _, body, headers = signed_webhook()
+                started = time.perf_counter()
+                assert http.post("/webhooks/stripe", content=body, headers=headers).is_success
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    threads = [threading.Thread(target=send) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
+def measure_ack_cost(workdir: Path, *, senders: int, rounds: int = 3, seconds: float = 3) -> None:
+    """Two receivers on one primary with one replica on loopback, without and with
+    REDIS_ACK_REPLICAS=1, loaded in turn; prints the medians of the rounds."""
     topology = Topology(workdir)
     try:
         topology.start_primary()
         topology.add_replica()
         url = f"redis://127.0.0.1:{topology.primary_port}/0"
-        timings = []
+        figures: dict[str, list[tuple[float, float, float]]] = {"0": [], "1": []}
         with (
-            payhooks_serve(url, REDIS_ACK_REPLICAS=str(ack_replicas)) as base,
-            httpx.Client(base_url=base) as http,
+            payhooks_serve(url, REDIS_ACK_REPLICAS="0") as plain,
+            payhooks_serve(url, REDIS_ACK_REPLICAS="1") as waiting,
         ):
-            for n in range(count + 50):
-                _, body, headers = signed_webhook()
-                started = time.perf_counter()
-                assert http.post("/webhooks/stripe", content=body, headers=headers).is_success
-                if n >= 50:  # after a warm-up
-                    timings.append((time.perf_counter() - started) * 1000)
-        timings.sort()
-        return round(timings[len(timings) // 2], 2), round(timings[int(len(timings) * 0.99)], 2)
+            for base in (plain, waiting):
+                timed_load(base, senders=senders, seconds=1)  # warm-up
+            for _ in range(rounds):
+                for replicas, base in (("0", plain), ("1", waiting)):
+                    latencies = sorted(timed_load(base, senders=senders, seconds=seconds))
+                    figures[replicas].append(
+                        (
+                            len(latencies) / seconds,
+                            latencies[len(latencies) // 2],
+                            latencies[int(len(latencies) * 0.99)],
+                        )
+                    )
+        for replicas, runs in figures.items():
+            rate, p50, p99 = (sorted(run[n] for run in runs)[len(runs) // 2] for n in range(3))
+            print(
+                f"REDIS_ACK_REPLICAS={replicas}, {senders} senders: {rate:.0f} acked/s, "
+                f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+            )
     finally:
         topology.stop()
 
@@ -479,12 +511,31 @@ def measure_latency(workdir: Path, *, ack_replicas: int, count: int = 400) -> tu
 if __name__ == "__main__":
     import tempfile
 
-    for replicas in (0, 1):
+    for senders in (1, 16):
         with tempfile.TemporaryDirectory() as workdir:
-            p50, p99 = measure_latency(Path(workdir), ack_replicas=replicas)
-        print(f"REDIS_ACK_REPLICAS={replicas}: sequential ack p50 {p50} ms, p99 {p99} ms")
+            measure_ack_cost(Path(workdir), senders=senders)
     for replicas in (1, 0):
         for lag in (0.0, 0.5):
             with tempfile.TemporaryDirectory() as workdir:
                 result = run_failover(Path(workdir), ack_replicas=replicas, replica_lag=lag)
             print(f"REDIS_ACK_REPLICAS={replicas}, replicas {lag} s behind:", result)
+
+
+def test_every_redis_connection_is_made_by_redis_connect() -> None:
+    # One place decides how payhooks reaches Redis (Sentinel URLs, REDIS_PASSWORD,
+    # timeouts): a client built elsewhere would not follow a failover.
+    root = Path(__file__).resolve().parent.parent
+    allowed = {
+        root / "payhooks" / "redis_connect.py",
+        root / "payhooks" / "embedded_redis.py",  # its own server, by port
+        root / "payhooks" / "jobspec.py",  # Job.create needs a client but does no I/O
+    }
+    built_elsewhere = [
+        f"{path.relative_to(root)}:{n}"
+        for package in ("payhooks", "service", "workers")
+        for path in sorted((root / package).rglob("*.py"))
+        if path not in allowed
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bRedis\.from_url\(|\bRedis\(|\bSentinel\(", line)
+    ]
+    assert built_elsewhere == []
