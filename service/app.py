@@ -57,7 +57,12 @@ def create_app(
         ack_timeout_ms=settings.redis_ack_timeout_ms,
     )
     app[INBOX] = inbox
-    quarantine = Quarantine(redis, ttl_seconds=settings.event_ttl_seconds)
+    quarantine = Quarantine(
+        redis,
+        ttl_seconds=settings.event_ttl_seconds,
+        ack_replicas=settings.redis_ack_replicas,
+        ack_timeout_ms=settings.redis_ack_timeout_ms,
+    )
     app[REDIS] = redis
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

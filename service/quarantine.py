@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from payhooks import trail
 from payhooks.trail import StoredWebhook
 from service.errors import QueueUnavailable, WebhookError
+from service.inbox import NotReplicated
 
 _OUR_CODE = ("service", "payhooks", "workers")
 
@@ -41,24 +42,33 @@ def reason_of(exc: BaseException) -> str:
 
 
 class Quarantine:
-    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+    def __init__(
+        self, redis: Redis, *, ttl_seconds: int, ack_replicas: int = 0, ack_timeout_ms: int = 500
+    ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
+        self._ack_replicas = ack_replicas
+        self._ack_timeout_ms = ack_timeout_ms
 
     async def keep(self, webhook: StoredWebhook, reason: str) -> None:
-        """Store the webhook and list it as unprocessed, atomically; QueueUnavailable
-        (503, the provider retries) unless Redis confirmed both."""
+        """Store the webhook and list it as unprocessed; QueueUnavailable (503, the
+        provider retries, and the retry writes the same keys) unless Redis confirmed it,
+        with REDIS_ACK_REPLICAS replicas as for queued events."""
+        fields: dict[Any, Any] = {**webhook.mapping(), "unprocessed": reason}
+        now = time.time()
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                fields: dict[Any, Any] = {**webhook.mapping(), "unprocessed": reason}
+            async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(webhook.key, mapping=fields)
                 pipe.expire(webhook.key, self._ttl)
                 # NX: a redelivery of the same body keeps its first time.
-                now = time.time()
                 pipe.zadd(trail.UNPROCESSED, {webhook.key: now}, nx=True)
                 # Their bodies have expired: off the list, so the gauge counts what is left.
                 pipe.zremrangebyscore(trail.UNPROCESSED, "-inf", now - self._ttl)
                 pipe.expire(trail.UNPROCESSED, self._ttl)
-                await pipe.execute()
+                if self._ack_replicas:
+                    pipe.execute_command("WAIT", self._ack_replicas, self._ack_timeout_ms)
+                results = await pipe.execute()
+            if self._ack_replicas and int(results[-1]) < self._ack_replicas:
+                raise NotReplicated(f"{results[-1]} of {self._ack_replicas} replicas confirmed")
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(f"queue unavailable: {exc.__class__.__name__}") from None

@@ -44,6 +44,7 @@ from tests.conftest import (
     LIQPAY_KEY,
     PAYPAL_WEBHOOK_ID,
     STRIPE_SECRET,
+    with_settings,
 )
 
 AiohttpClient = Any
@@ -343,3 +344,17 @@ class TestUnprocessedCommand:
         ]
         assert cli.main(["unprocessed", "dismiss", short]) == 0
         assert UnprocessedWebhooks(Ops(settings, redis)).listed() == []
+
+
+async def test_kept_only_once_the_replicas_asked_for_hold_it(
+    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis
+) -> None:
+    """With REDIS_ACK_REPLICAS, an unprocessed webhook is acknowledged as a queued one is:
+    once replicas hold it; with none there, 503 and the provider retries."""
+    app = create_app(with_settings(settings, redis_ack_replicas=1, redis_ack_timeout_ms=50))
+    client = await aiohttp_client(app)
+    body = deeply_nested("events")
+    signature = hmac.new(GOCARDLESS_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Webhook-Signature": signature, "Content-Type": "application/json"}
+    response = await client.post("/webhooks/gocardless", data=body, headers=headers)
+    assert (response.status, (await response.json())["error"]) == (503, "queue_unavailable")
