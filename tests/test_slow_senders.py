@@ -166,3 +166,16 @@ async def test_protocol_errors_are_warnings_without_request_bytes(
         assert "4242424242424242" not in record.getMessage()
         assert "4242424242424242" not in str(record.__dict__)
         assert record.exc_info is None
+
+
+async def test_chunked_body_draws_on_the_budget_as_it_arrives(port: int) -> None:
+    head = (
+        b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Stripe-Signature: t=1,v1=00\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"  # 16 KiB
+    answer, seconds = await dribble(port, head, chunk, every=0.01, up_to=3)
+    # 64 KiB free plus the whole 256 KiB budget, then refused, well before the deadline.
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert b"busy" in answer
+    assert seconds < LIMITS.body_seconds
