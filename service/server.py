@@ -61,19 +61,20 @@ class GuardedRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         payload = self._last_payload
-        if self._header_deadline is None and data and (payload is None or payload.is_eof()):
-            # The first byte of a new request (not of a body being received).
-            self._header_deadline = self._loop.call_later(
-                self.header_seconds, self._headers_too_slow
-            )
+        in_body = payload is not None and not payload.is_eof()
         before = self._request_count
         super().data_received(data)
-        if self._request_count != before:
+        if self._request_count != before:  # a request's headers are complete
             if self._header_deadline is not None:
                 self._header_deadline.cancel()
                 self._header_deadline = None
             if self._messages:
                 self._last_payload = self._messages[-1][1]
+        elif data and not in_body and self._header_deadline is None:
+            # The first bytes of a request whose headers are not all here yet.
+            self._header_deadline = self._loop.call_later(
+                self.header_seconds, self._headers_too_slow
+            )
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
