@@ -7,6 +7,7 @@ and the latency comparison, and prints the figures the README quotes.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
@@ -452,58 +453,75 @@ def test_without_the_option_a_lagging_replica_loses_acknowledged_webhooks(
     assert result.acknowledged_missing > 0
 
 
-def timed_load(base_url: str, *, senders: int, seconds: float) -> list[float]:
-    """Each sender posts distinct webhooks back to back for ``seconds``; the latencies, ms."""
-    latencies: list[float] = []
-    until = time.monotonic() + seconds
+def enqueue_timings(url: str, *, ack_replicas: int, concurrency: int, count: int) -> list[float]:
+    """Milliseconds each of ``count`` Stripe events took to be accepted by the receiver's
+    EventInbox (``concurrency`` at a time, so group commits form as they do under load)."""
+    from payhooks.events import PaymentEvent
+    from payhooks.jobspec import JobFactory
+    from payhooks.trail import StoredWebhook
+    from service.inbox import EventInbox
+    from service.providers import build_providers
 
-    def send() -> None:
-        with httpx.Client(base_url=base_url, timeout=10) as http:
-            while time.monotonic() < until:
-                _, body, headers = signed_webhook()
+    settings = Settings(redis_url=url, stripe_webhook_secrets=(STRIPE_SECRET,))
+    stripe = build_providers(settings)["stripe"]
+    bodies = [signed_webhook()[1] for _ in range(count)]
+
+    async def run() -> list[float]:
+        redis = redis_connect.async_client(settings)
+        inbox = EventInbox(
+            redis,
+            JobFactory(settings),
+            event_ttl_seconds=600,
+            ack_replicas=ack_replicas,
+            ack_timeout_ms=500,
+        )
+        limit = asyncio.Semaphore(concurrency)
+        timings: list[float] = []
+
+        async def accept(body: bytes) -> None:
+            async with limit:
+                events = [e for e in stripe.normalise(body, {}) if isinstance(e, PaymentEvent)]
+                webhook = StoredWebhook.of("stripe", body, {}, stripe.redact(body))
                 started = time.perf_counter()
-                assert http.post("/webhooks/stripe", content=body, headers=headers).is_success
-                latencies.append((time.perf_counter() - started) * 1000)
+                await inbox.accept(webhook, events)
+                timings.append((time.perf_counter() - started) * 1000)
 
-    threads = [threading.Thread(target=send) for _ in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies
+        await asyncio.gather(*(accept(body) for body in bodies))
+        await redis.aclose()
+        return timings
+
+    return asyncio.run(run())
 
 
-def measure_ack_cost(workdir: Path, *, senders: int, rounds: int = 3, seconds: float = 3) -> None:
-    """Two receivers on one primary with one replica on loopback, without and with
-    REDIS_ACK_REPLICAS=1, loaded in turn; prints the medians of the rounds."""
+def measure_ack_cost(workdir: Path, *, concurrency: int, rounds: int = 5, count: int = 2000) -> str:
+    """The enqueue without and with REDIS_ACK_REPLICAS=1, to a primary with one replica on
+    loopback, in alternating rounds; the medians of the rounds."""
     topology = Topology(workdir)
     try:
         topology.start_primary()
         topology.add_replica()
         url = f"redis://127.0.0.1:{topology.primary_port}/0"
-        figures: dict[str, list[tuple[float, float, float]]] = {"0": [], "1": []}
-        with (
-            payhooks_serve(url, REDIS_ACK_REPLICAS="0") as plain,
-            payhooks_serve(url, REDIS_ACK_REPLICAS="1") as waiting,
-        ):
-            for base in (plain, waiting):
-                timed_load(base, senders=senders, seconds=1)  # warm-up
-            for _ in range(rounds):
-                for replicas, base in (("0", plain), ("1", waiting)):
-                    latencies = sorted(timed_load(base, senders=senders, seconds=seconds))
-                    figures[replicas].append(
-                        (
-                            len(latencies) / seconds,
-                            latencies[len(latencies) // 2],
-                            latencies[int(len(latencies) * 0.99)],
-                        )
+        figures: dict[int, list[tuple[float, float, float]]] = {0: [], 1: []}
+        for _ in range(rounds):
+            for replicas in (0, 1):
+                started = time.perf_counter()
+                timings = sorted(
+                    enqueue_timings(
+                        url, ack_replicas=replicas, concurrency=concurrency, count=count
                     )
+                )
+                elapsed = time.perf_counter() - started
+                figures[replicas].append(
+                    (count / elapsed, timings[len(timings) // 2], timings[int(count * 0.99)])
+                )
+        lines = []
         for replicas, runs in figures.items():
             rate, p50, p99 = (sorted(run[n] for run in runs)[len(runs) // 2] for n in range(3))
-            print(
-                f"REDIS_ACK_REPLICAS={replicas}, {senders} senders: {rate:.0f} acked/s, "
-                f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+            lines.append(
+                f"REDIS_ACK_REPLICAS={replicas}  {concurrency:>3} at a time  "
+                f"{rate:>6.0f} events/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
             )
+        return "\n".join(lines)
     finally:
         topology.stop()
 
@@ -511,9 +529,9 @@ def measure_ack_cost(workdir: Path, *, senders: int, rounds: int = 3, seconds: f
 if __name__ == "__main__":
     import tempfile
 
-    for senders in (1, 16):
+    for concurrency in (1, 50):
         with tempfile.TemporaryDirectory() as workdir:
-            measure_ack_cost(Path(workdir), senders=senders)
+            print(measure_ack_cost(Path(workdir), concurrency=concurrency))
     for replicas in (1, 0):
         for lag in (0.0, 0.5):
             with tempfile.TemporaryDirectory() as workdir:
