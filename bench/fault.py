@@ -36,7 +36,15 @@ from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_r
 from payhooks.sandbox.server import ThreadedServer, wait_until_ready
 from payhooks.trail import Trail
 
-TERMINAL = {"applied", "already_applied", "token_only", "no_write", "ignored", "failed"}
+TERMINAL = {
+    "applied",
+    "partially_paid",
+    "already_applied",
+    "token_only",
+    "no_write",
+    "ignored",
+    "failed",
+}
 
 
 def build_webhooks(total: int, rng: random.Random) -> tuple[list[dict[str, Any]], dict[int, str]]:
@@ -123,6 +131,8 @@ def main() -> int:
             "NEXUDUS_MIN_INTERVAL_MS": "0",
             "JOB_MAX_ATTEMPTS": "40",
             "JOB_RETRY_BASE_SECONDS": "1",
+            # Short waits between tries in place: 20% of calls fail, by design.
+            "JOB_RETRY_IN_PLACE_FIRST_MS": "50",
             "JOB_RETRY_MAX_SECONDS": "4",
             "JOB_TIMEOUT_SECONDS": "30",
             "WORKER_MAINTENANCE_SECONDS": "10",
