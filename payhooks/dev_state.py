@@ -99,6 +99,7 @@ def _alive(pid: int) -> bool:
         return False  # another user's process has the id now: not our dev
     try:
         # A dev killed without cleaning up may have its id reused by another program.
-        return b"payhooks" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (macOS): the id alone has to do
+    return not command or b"payhooks" in command  # empty for a moment while it starts

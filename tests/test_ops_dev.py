@@ -122,6 +122,11 @@ def test_every_ops_command_works_next_to_payhooks_dev_with_nothing_exported(
     assert "payhooks dev" in stopped.stderr
 
 
+def started(process: subprocess.Popen[bytes]) -> None:
+    """Until its command line shows (it reads empty for a moment after exec)."""
+    wait_for(lambda: Path(f"/proc/{process.pid}/cmdline").read_bytes(), timeout=5)
+
+
 class TestStateFile:
     def instance(self, pid: int) -> DevInstance:
         return DevInstance(
@@ -136,6 +141,7 @@ class TestStateFile:
     ) -> None:
         # A process whose command line names payhooks, as `payhooks dev`'s does.
         live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)", "payhooks"])
+        started(live)
         try:
             dev_state.write(tmp_path, self.instance(live.pid))
             below = tmp_path / "a" / "b"
@@ -161,6 +167,7 @@ class TestStateFile:
         dev_state.write(tmp_path, self.instance(gone.pid))
         assert dev_state.find() is None
         other = subprocess.Popen(["sleep", "5"])  # alive, but not payhooks
+        started(other)
         try:
             dev_state.write(tmp_path, self.instance(other.pid))
             assert dev_state.find() is None
