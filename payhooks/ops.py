@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -384,19 +385,28 @@ def table(
     out: TextIO,
     widths: dict[str, int] | None = None,
 ) -> None:
-    """Aligned columns for a terminal; long cells are shortened to the given width."""
+    """Aligned columns for a terminal; long cells are shortened to the given width.
+
+    A cell of several lines (wrapped text) continues below, the other columns left blank.
+    """
     widths = widths or {}
 
-    def cell(row: dict[str, Any], column: str) -> str:
+    def cell(row: dict[str, Any], column: str) -> list[str]:
         value = str(row.get(column, ""))
         limit = widths.get(column)
-        return value if limit is None else shorten(value, limit)
+        return value.split("\n") if limit is None else [shorten(value, limit)]
 
     cells = [[cell(row, c) for c in columns] for row in rows]
-    sizes = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    sizes = [
+        max([len(c)] + [len(line) for r in cells for line in r[i]]) for i, c in enumerate(columns)
+    ]
     print("  ".join(c.upper().ljust(sizes[i]) for i, c in enumerate(columns)).rstrip(), file=out)
     for r in cells:
-        print("  ".join(v.ljust(sizes[i]) for i, v in enumerate(r)).rstrip(), file=out)
+        for n in range(max(len(lines) for lines in r)):
+            line = [
+                (lines[n] if n < len(lines) else "").ljust(sizes[i]) for i, lines in enumerate(r)
+            ]
+            print("  ".join(line).rstrip(), file=out)
 
 
 WIDE_COLUMNS = (
@@ -450,17 +460,23 @@ def print_trail(ops: Ops, event_keys: list[str], out: TextIO, *, as_json: bool) 
         return
     for key, history in histories.items():
         print(f"{key}", file=out)
+        # Details (reasons above all) are wrapped, not cut, within NARROW_COLUMNS.
+        used = max([len("at")] + [len(str(i["at"])) for i in history]) + max(
+            [len("stage")] + [len(str(i["stage"])) for i in history]
+        )
+        width = max(NARROW_COLUMNS - used - 4, 30)
         rows = []
         for item in history:
             detail = {k: v for k, v in item.items() if k not in ("at", "stage")}
+            text = " ".join(f"{k}={v}" for k, v in detail.items())
             rows.append(
                 {
                     "at": item["at"],
                     "stage": item["stage"],
-                    "detail": " ".join(f"{k}={v}" for k, v in detail.items()),
+                    "detail": "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)),
                 }
             )
-        table(rows, ("at", "stage", "detail"), out, widths={"detail": 110})
+        table(rows, ("at", "stage", "detail"), out)
         print(file=out)
 
 

@@ -176,6 +176,10 @@ class TestShow:
         assert code == 0
         assert "InvoiceNotFound" in out
         assert "status     failed" in out
+        trail = out.split("\n\n", 1)[1]
+        assert all(len(line) <= 100 for line in trail.splitlines())
+        # The trail's reason is wrapped, never cut.
+        assert "invoice id 77; create or correct it, then replay the job" in " ".join(trail.split())
 
         sandbox_state.invoices[77] = invoice_record(77)
         assert cli("failed", "replay", job_id(event))[0] == 0
