@@ -322,25 +322,19 @@ class Settings:
             raise ConfigError("NEXUDUS_PASSWORD is required for the worker")
 
     def enabled_providers(self) -> list[str]:
-        enabled = []
-        if self.stripe_webhook_secrets:
-            enabled.append("stripe")
-        if self.gocardless_webhook_secrets:
-            enabled.append("gocardless")
-        if self.liqpay_private_keys:
-            enabled.append("liqpay")
-        if self.epay_md5_secrets:
-            enabled.append("epay")
-        if self.braintree_keys:
-            enabled.append("braintree")
-        if self.authorizenet_signature_keys:
-            enabled.append("authorizenet")
-        if self.paypal_webhook_ids:
-            enabled.append("paypal")
-        if self.paypal_ipn_receiver_emails:
-            enabled.append("paypal-ipn")
-        enabled += [f"generic/{source}" for source in self.generic_webhook_secrets]
-        return enabled
+        """The providers whose URL exists, in PROVIDER_NAMES order, then generic sources."""
+        enabling: dict[str, object] = {
+            "stripe": self.stripe_webhook_secrets,
+            "gocardless": self.gocardless_webhook_secrets,
+            "braintree": self.braintree_keys,
+            "authorizenet": self.authorizenet_signature_keys,
+            "paypal": self.paypal_webhook_ids,
+            "paypal-ipn": self.paypal_ipn_receiver_emails,
+            "liqpay": self.liqpay_private_keys,
+            "epay": self.epay_md5_secrets,
+        }
+        enabled = [name for name in PROVIDER_NAMES if enabling[name]]
+        return enabled + [f"generic/{source}" for source in self.generic_webhook_secrets]
 
     @property
     def event_ttl_seconds(self) -> int:

@@ -12,7 +12,7 @@ from payhooks.config_check import check_config
 from payhooks.sandbox.gocardless import ACCESS_TOKEN
 from payhooks.sandbox.server import ThreadedServer
 from payhooks.sandbox.stripe import API_KEY as STRIPE_KEY
-from payhooks.settings import Settings
+from payhooks.settings import PROVIDER_NAMES, Settings
 from tests.conftest import with_settings
 
 ENV_EXAMPLE = Path(__file__).parent.parent / "deploy" / "compose" / ".env.example"
@@ -40,6 +40,7 @@ def test_every_enabled_provider_gets_its_rows(settings: Settings, capsys: Captur
     report = json.loads(capsys.readouterr().out)
     assert code == 0
     assert set(report["providers"]) == set(settings.enabled_providers())
+    assert set(PROVIDER_NAMES) < set(report["providers"])  # every one, and generic/bank
     assert report["providers"]["epay"]["merchant number"] == settings.epay_merchant_number
     assert report["providers"]["authorizenet"]["transaction key"] == "set"
     assert report["providers"]["generic/bank"]["secrets"] == "2 set"
