@@ -437,7 +437,7 @@ def test_no_acknowledged_webhook_is_lost_when_the_primary_is_killed(tmp_path: Pa
     assert result.acknowledged > 100
     assert result.acknowledged_missing == 0
     # Sentinel needs DOWN_AFTER_MS to notice and about a second to promote; then 2xx again.
-    assert 0 < result.failover_seconds < 15
+    assert 0 < result.failover_seconds < 25  # about 2 s; longer if an election is retried
     assert set(result.answered) <= {200, 503}  # a refusal is a 503, never a 500
 
 
