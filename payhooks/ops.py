@@ -111,6 +111,19 @@ class Filters:
         )
 
 
+def known_error_classes() -> frozenset[str]:
+    """Every expected failure the job classifies, by the name failed jobs carry."""
+    from workers.errors import JobError
+
+    found: set[str] = set()
+    pending: list[type[JobError]] = [JobError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls.__name__)
+        pending += cls.__subclasses__()
+    return frozenset(found)
+
+
 def known_provider(name: str) -> bool:
     """A provider name as the URLs and event keys spell it (generic: any source)."""
     return name in PROVIDER_NAMES or name == "generic" or bool(GENERIC_NAME.fullmatch(name))

@@ -16,6 +16,7 @@ from payhooks.ops import (
     JobHistory,
     Ops,
     confirm,
+    known_error_classes,
     parse_since,
     print_failed,
     print_trail,
@@ -58,18 +59,28 @@ def run_ops(settings: Settings, args: argparse.Namespace) -> int:
         redis.close()
 
 
-def _filters(args: argparse.Namespace) -> Filters:
-    return Filters(
+def _filters(ops: Ops, args: argparse.Namespace) -> Filters:
+    filters = Filters(
         provider=args.provider,
         invoice=args.invoice,
         error_class=args.error_class,
         since=parse_since(args.since) if args.since else None,
     )
+    if args.error_class and args.error_class not in known_error_classes():
+        # Not one of ours (RQ's own, such as AbandonedJobError, are fine if present): most
+        # likely a typo, which would otherwise show as an empty table.
+        present = sorted({j.error_class for j in ops.failed_jobs(Filters())[0]})
+        if args.error_class not in present:
+            raise ValueError(
+                f"--error-class: no failed job has error class {args.error_class!r} "
+                f"(failed jobs now have: {', '.join(present) or 'none'})"
+            )
+    return filters
 
 
 def _failed(ops: Ops, args: argparse.Namespace) -> int:
     if args.action == "list":
-        jobs, expired = ops.failed_jobs(_filters(args))
+        jobs, expired = ops.failed_jobs(_filters(ops, args))
         if args.json:
             emit([asdict(j) for j in jobs])
             return 0
@@ -137,7 +148,7 @@ def _print_history(ops: Ops, history: JobHistory) -> None:
 
 
 def _replay(ops: Ops, args: argparse.Namespace) -> int:
-    filters = _filters(args)
+    filters = _filters(ops, args)
     if args.all == bool(args.job_ids):
         raise CommandError("name job ids, or use --all with filters", code="usage", exit_code=2)
     if args.job_ids and filters.any:
@@ -185,7 +196,7 @@ def _replay_selection(
 
 
 def _purge(ops: Ops, args: argparse.Namespace) -> int:
-    filters = _filters(args)
+    filters = _filters(ops, args)
     if args.job_ids and (args.all or filters.any):
         raise CommandError(
             "name job ids, or select with filters or --all, not both", code="usage", exit_code=2

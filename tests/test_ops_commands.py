@@ -91,6 +91,7 @@ class TestFailedList:
             (("--provider", "nosuch"), "nosuch"),
             (("--invoice", "abc"), "abc"),
             (("--since", "yesterday"), "yesterday"),
+            (("--error-class", "InvoiceNotFund"), "InvoiceNotFund"),  # a typo
         ],
     )
     def test_bad_filters_are_errors_not_an_empty_table(
@@ -103,6 +104,12 @@ class TestFailedList:
         code, out, err = cli("failed", "list", *arguments, "--json")
         assert code == 2
         assert named in json.loads(out)["error"]["message"]
+
+    def test_a_known_error_class_with_no_failed_job_is_an_empty_list(self, cli: Any) -> None:
+        assert cli("failed", "list", "--error-class", "InvoiceNotFound", "--json")[:2] == (
+            0,
+            "[]\n",
+        )
 
     def test_unknown_provider_error_lists_every_provider(self, cli: Any) -> None:
         _, _, err = cli("failed", "list", "--provider", "stripe-x")
