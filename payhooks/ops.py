@@ -448,9 +448,14 @@ def age(failed_at: str, now: datetime | None = None) -> str:
     return f"{max(seconds, 0)}s"
 
 
+def as_row(job: FailedJob) -> dict[str, Any]:
+    """A failed job for --json: its fields and its event key (what trace takes)."""
+    return dict(asdict(job), event_key=job.event_key)
+
+
 def print_failed(jobs: list[FailedJob], out: TextIO, *, as_json: bool, wide: bool = False) -> None:
     if as_json:
-        print(json.dumps([asdict(j) for j in jobs], indent=2), file=out)
+        print(json.dumps([as_row(j) for j in jobs], indent=2), file=out)
         return
     rows = [
         dict(asdict(j), age=age(j.failed_at), event=shorten_middle(j.event_key, EVENT_WIDTH))

@@ -15,6 +15,7 @@ from payhooks.ops import (
     Filters,
     JobHistory,
     Ops,
+    as_row,
     confirm,
     known_error_classes,
     parse_since,
@@ -82,7 +83,7 @@ def _failed(ops: Ops, args: argparse.Namespace) -> int:
     if args.action == "list":
         jobs, expired = ops.failed_jobs(_filters(ops, args))
         if args.json:
-            emit([asdict(j) for j in jobs])
+            emit([as_row(j) for j in jobs])
             return 0
         print_failed(jobs, sys.stdout, as_json=False, wide=args.wide)
         if expired:

@@ -126,7 +126,9 @@ class TestFailedList:
         deliver(settings, paid_event(78))
         run_worker()
         _, out, _ = cli("failed", "list", "--provider", "generic", "--json")
-        assert [r["provider"] for r in json.loads(out)] == ["generic/bank"]
+        [row] = json.loads(out)
+        assert row["provider"] == "generic/bank"
+        assert row["event_key"] == f"generic/bank:{headers['webhook-id']}"
 
 
 class TestPurge:
