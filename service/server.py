@@ -44,9 +44,9 @@ SHUTDOWN_SECONDS = 30.0
 #: Reading (and dropping) what a sender still sends after an early answer, before the
 #: connection is closed: long enough for an honest client to read the answer.
 LINGER_SECONDS = 1.0
-#: A worker process that dies sooner than this after its start is not restarted: it
-#: would only die again (port taken, bad configuration).
-STARTUP_GRACE_SECONDS = 5.0
+#: A worker process that died this often within a minute is not restarted again: it
+#: would only die again (port taken, a bug on start-up); the supervisor stops, exit 1.
+MAX_DEATHS_PER_MINUTE = 3
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -218,16 +218,15 @@ class Supervisor:
         env = {**os.environ, _REUSE_PORT: "1", _METRICS_DIR: metrics_dir}
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
-        children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+        children = {slot: self._start(env) for slot in range(self.workers)}
+        deaths: list[float] = []
         status = 0
         signalled = False
         try:
-            for slot in range(self.workers):
-                children[slot] = (self._start(env), time.monotonic())
             log.info("serve.workers", extra={"workers": self.workers})
             while children:
                 time.sleep(0.2)
-                for slot, (child, started) in list(children.items()):
+                for slot, child in list(children.items()):
                     code = child.poll()
                     if code is None:
                         continue
@@ -235,17 +234,19 @@ class Supervisor:
                     if self.stopping:
                         continue
                     log.error("serve.worker_died", extra={"pid": child.pid, "exit_code": code})
-                    if time.monotonic() - started < STARTUP_GRACE_SECONDS:
+                    now = time.monotonic()
+                    deaths = [at for at in deaths if now - at < 60] + [now]
+                    if len(deaths) >= MAX_DEATHS_PER_MINUTE:
                         status = 1
                         self._stop(signal.SIGTERM, None)
                         continue
-                    children[slot] = (self._start(env), time.monotonic())
+                    children[slot] = self._start(env)
                 if self.stopping and not signalled:
                     signalled = True
-                    for child, _ in children.values():
+                    for child in children.values():
                         child.send_signal(signal.SIGTERM)
         finally:
-            for child, _ in children.values():
+            for child in children.values():
                 child.kill()
             shutil.rmtree(metrics_dir, ignore_errors=True)
         return status

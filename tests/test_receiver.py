@@ -245,7 +245,8 @@ def test_serve_with_two_workers_answers_from_both_processes(
     settings: Settings, redis: Redis, queue: Queue
 ) -> None:
     """`payhooks serve --workers 2`: two processes on one port (SO_REUSEPORT), both
-    answering, their counters summed in /metrics, both stopped by one SIGTERM."""
+    answering, their counters summed in /metrics, a dead one replaced, all stopped by one
+    SIGTERM."""
     import os
     import signal
     import subprocess
@@ -295,10 +296,46 @@ def test_serve_with_two_workers_answers_from_both_processes(
         )
         for pid in pids:
             assert cpu_ticks(pid) - before[pid] >= 3, "one process did all the work"
+
+        # A process that dies is replaced; the port keeps answering.
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (len(children()) != 2 or pids[0] in children()):
+            time.sleep(0.05)
+        replaced = children()
+        assert len(replaced) == 2
+        assert pids[0] not in replaced
+        body, headers = samples.signed(paid_event(999), STRIPE_SECRET)
+        assert httpx.post(f"{url}/webhooks/stripe", content=body, headers=headers).is_success
+
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=20) == 0
-        assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
     finally:
         if supervisor.poll() is None:
             os.kill(supervisor.pid, signal.SIGKILL)
             supervisor.wait()
+
+
+@pytest.mark.slow
+def test_serve_workers_that_keep_dying_stop_the_supervisor(settings: Settings) -> None:
+    """A port another program holds: the workers die on start; rather than restart them
+    forever, the supervisor stops with exit 1 for whatever runs it to report."""
+    import socket
+    import subprocess
+
+    from tests.test_processes import PAYHOOKS, worker_env
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        supervisor = subprocess.run(
+            [*PAYHOOKS, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            env=worker_env(settings),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert supervisor.returncode == 1
+    assert supervisor.stderr.count(b"serve.worker_died") >= 3
