@@ -37,6 +37,7 @@ from workers.errors import (
     InvoiceNotPayable,
     NexudusPermanentError,
     NexudusThrottled,
+    RecordStale,
     TransientError,
 )
 from workers.ledger import AppliedPayment, InvoiceLock, Ledger, TokenState, payment_key
@@ -170,7 +171,9 @@ class _Application:
                 # Paid in Nexudus itself, or by us before we kept a ledger. Only a search
                 # tells whether this payment's token is there; a token we or the search
                 # did not find before means a second payment.
-                ours_unsettled = known.token_id is not None
+                # A marker of ours (even "pending": our POST may have landed) means the
+                # token is there because of us, not because Nexudus recorded this payment.
+                ours_unsettled = known.token_id is not None or known.may_exist
                 token = self.ensure_token(
                     known if ours_unsettled else TokenState(may_exist=True), assessment.note
                 )
@@ -230,6 +233,8 @@ class _Application:
                     Verdict.PAID_BY_OTHERS,
                     Verdict.PAID_OUTSIDE,
                 ):
+                    # It did not pay the invoice: it must not be named as a payer.
+                    self.ledger.uncount(self.invoice_id, self.payment)
                     raise InvoiceAlreadyPaid(
                         self.invoice_id, str(invoice.get("PaidOn")), self.event.token
                     )
@@ -241,8 +246,12 @@ class _Application:
             try:
                 # PUT replaces the whole record: send back everything GET gave,
                 # changing only PaidOn.
-                self.nexudus.put_invoice({**invoice, "PaidOn": paid_on})
+                self.nexudus.put_invoice(
+                    {**invoice, "PaidOn": paid_on}, fresh_until=read_at + FRESH_RECORD_SECONDS
+                )
                 return assessment
+            except RecordStale:
+                read_at = float("-inf")  # the slot or the token came late: read again
             except NexudusThrottled as exc:
                 wait = exc.retry_after or 1.0
                 if attempt == PUT_TRIES or wait > MAX_INLINE_PUT_WAIT_SECONDS:
@@ -364,6 +373,14 @@ def assess(
         Decimal(0),
     )
     outstanding = (total - paid - earlier).quantize(places)
+    if outstanding <= 0 and payment not in applied:
+        # Paid in full by payments counted before, whose PUT has not landed yet: this
+        # one is a second payment, not an overpayment.
+        return Assessment(
+            Verdict.PAID_BY_OTHERS,
+            "the invoice was already paid in full by "
+            + ", ".join(sorted(name.partition(":")[2] for name in applied)),
+        )
     amount = event.amount.quantize(places)
     running = (paid + earlier + amount).quantize(places)
     due = outstanding - amount

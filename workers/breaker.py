@@ -21,13 +21,14 @@ from redis import Redis
 from payhooks import keys
 from payhooks.settings import Settings
 
-# Returns 0 when the call may go ahead, else the milliseconds until it may.
+# Returns 0 when the call may go ahead, -1 when the caller is to probe, else the
+# milliseconds until a call may be made.
 _BEFORE_CALL = """
 local open_ttl = redis.call('PTTL', KEYS[1])
 if open_ttl > 0 then return open_ttl end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-if redis.call('GET', KEYS[3]) == ARGV[1] then return 0 end
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
+if redis.call('GET', KEYS[3]) == ARGV[1] then return -1 end
 return math.max(redis.call('PTTL', KEYS[3]), 1)
 """
 
@@ -51,7 +52,8 @@ end
 if redis.call('EXISTS', open) == 1 then return '' end
 if redis.call('EXISTS', tripped) == 1 then
     local next_period = math.min(tonumber(redis.call('GET', period) or base) * 2, cap)
-    redis.call('SET', period, next_period)
+    redis.call('SET', period, next_period, 'PX', cap * 3)
+    redis.call('SET', tripped, '1', 'PX', cap * 3)
     redis.call('SET', open, '1', 'PX', next_period)
     redis.call('DEL', probe)
     return 'opened'
@@ -67,8 +69,9 @@ for _, outcome in ipairs(recent) do
 end
 if failed * 100 < percent * #recent then return '' end
 redis.call('SET', open, '1', 'PX', base)
-redis.call('SET', tripped, '1')
-redis.call('SET', period, base)
+-- Forgotten if no call comes for a while (nothing to judge Nexudus by).
+redis.call('SET', tripped, '1', 'PX', cap * 3)
+redis.call('SET', period, base, 'PX', cap * 3)
 redis.call('DEL', outcomes)
 return 'opened'
 """
@@ -109,15 +112,15 @@ class Breaker:
             f"{prefix}:period",
         ]
 
-    def wait_seconds(self) -> float:
-        """0 when a call may be made now, else how long the breaker stays shut."""
+    def wait_seconds(self) -> tuple[float, bool]:
+        """(how long the breaker stays shut, whether this caller is to probe first)."""
         ms = int(
             self._before(
                 keys=self._keys,
                 args=[self._caller, int(self._config.probe_timeout_seconds * 1000)],
             )
         )
-        return ms / 1000
+        return max(ms, 0) / 1000, ms < 0
 
     def record(self, *, ok: bool) -> str:
         """Count one call's outcome; returns 'opened' or 'closed' when that changed."""

@@ -17,6 +17,9 @@ class JobError(Exception):
     #: False where the failure says nothing about this job (Nexudus is down for all):
     #: such an attempt is not counted against the job's JOB_MAX_ATTEMPTS.
     counts_as_attempt = True
+    #: A write was sent and its outcome is unknown (a timeout, a 5xx): it may still land,
+    #: so the job must not search-and-write again at once (RQ retries it after a backoff).
+    write_may_have_landed = False
 
     @property
     def error_class(self) -> str:
@@ -84,6 +87,10 @@ class NexudusUnavailable(TransientError):
     """The shared breaker is open: most recent Nexudus calls failed, so none is made."""
 
     counts_as_attempt = False
+
+
+class RecordStale(TransientError):
+    """A record to PUT was older than allowed by the time its call could be sent."""
 
 
 class InvoiceLockLost(TransientError):

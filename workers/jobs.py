@@ -102,22 +102,31 @@ def retry_in_place(
     Safe because every attempt starts from what Redis knows (a POST that may have landed
     is searched for first). Waits double from ``first_wait`` up to 2 s, with jitter (by
     default 0.25 + 0.5 + 1 + 2 + 2 + 2 s: six failures in a row heal within about 8 s). Not for waits Nexudus asked to be long, nor
-    while the breaker is open, nor past ``budget_seconds``.
+    while the breaker is open, nor after a write whose outcome is unknown, nor past
+    ``budget_seconds``.
     """
     started = time.monotonic()
+    failed: TransientError | None = None
     for retry in range(retries + 1):
         try:
             return attempt()
         except TransientError as exc:
+            if not exc.counts_as_attempt and failed is not None:
+                # This attempt's own calls failed before the breaker opened: it counts,
+                # or a job failing alone could wait uncounted for ever.
+                raise failed from exc
             wait = min(first_wait * 2**retry, IN_PLACE_WAIT_CAP_SECONDS) * random.uniform(0.8, 1.2)
             wait = max(wait, exc.retry_after or 0)
             if (
                 retry == retries
                 or not exc.counts_as_attempt
+                # A write that may still land: searching for it at once could miss it.
+                or exc.write_may_have_landed
                 or wait > IN_PLACE_MAX_WAIT_SECONDS
                 or time.monotonic() - started + wait > budget_seconds
             ):
                 raise
+            failed = exc
             log.info(
                 "billing.retry_in_place",
                 extra={**fields, "reason": str(exc), "wait_s": round(wait, 2)},

@@ -117,6 +117,10 @@ class Ledger:
             payments[text(name)] = AppliedPayment(Decimal(data["amount"]), data["currency"])
         return payments
 
+    def uncount(self, invoice_id: int, payment: str) -> None:
+        """Take back a payment counted on an invoice that it turned out not to pay."""
+        self._redis.hdel(keys.invoice_applied(invoice_id), payment)
+
     def record_applied(self, invoice_id: int, payment: str, amount: Decimal, currency: str) -> None:
         """Count a payment on the invoice, once: a second call changes nothing."""
         key = keys.invoice_applied(invoice_id)

@@ -26,10 +26,12 @@ import httpx
 from payhooks.shared_metrics import WorkerMetrics
 from workers.breaker import Breaker
 from workers.errors import (
+    NexudusError,
     NexudusPermanentError,
     NexudusThrottled,
     NexudusTransientError,
     NexudusUnavailable,
+    RecordStale,
 )
 from workers.nexudus_auth import NexudusAuth
 from workers.ratelimit import RateLimiter, Slot
@@ -131,13 +133,14 @@ class NexudusClient:
         """Listing records (partial: never a base for a PUT)."""
         return self._search(INVOICES, filters)
 
-    def put_invoice(self, record: Record) -> None:
+    def put_invoice(self, record: Record, *, fresh_until: float | None = None) -> None:
         """PUT replaces the whole record: ``record`` must come from ``get_invoice``, just
         before. A throttled PUT is not sent again here (the record would be stale by
         then): NexudusThrottled goes to the caller, which reads the record afresh.
 
         A record missing a field Nexudus requires would be refused at best and clear
-        fields at worst, so it is not sent.
+        fields at worst, so it is not sent; nor is one whose slot and bearer token came
+        after ``fresh_until`` (monotonic): RecordStale, read it again.
         """
         missing = [name for name in INVOICE_REQUIRED_ON_PUT if record.get(name) in (None, "")]
         if missing:
@@ -147,7 +150,9 @@ class NexudusClient:
                 path=INVOICES,
                 status=None,
             )
-        response = self._request("PUT", INVOICES, json=record, write=True, resend=False)
+        response = self._request(
+            "PUT", INVOICES, json=record, write=True, resend=False, fresh_until=fresh_until
+        )
         _check_write(response, "PUT", INVOICES)
 
     # -- payment tokens ---------------------------------------------------------
@@ -211,6 +216,7 @@ class NexudusClient:
         write: bool = False,
         allow_404: bool = False,
         resend: bool = True,
+        fresh_until: float | None = None,
     ) -> httpx.Response:
         reauthenticated = False
         throttled = 0
@@ -218,7 +224,9 @@ class NexudusClient:
             self._check_breaker()
             self._take_slot(write)
             token = self._auth.token()
-            response = self._send(method, path, params, json, token)
+            if fresh_until is not None and time.monotonic() > fresh_until:
+                raise RecordStale("the record to PUT grew stale waiting for a slot or a token")
+            response = self._send(method, path, params, json, token, write=write)
             status = response.status_code
             if status == 401 and not reauthenticated:
                 reauthenticated = True
@@ -262,8 +270,16 @@ class NexudusClient:
     def _check_breaker(self) -> None:
         if self._breaker is None:
             return
-        wait = self._breaker.wait_seconds()
-        if wait > 0:
+        wait, probing = self._breaker.wait_seconds()
+        if probing:
+            # The probe is a call of its own, about no invoice: one broken invoice must
+            # not keep the breaker open for everyone (nor its job waiting uncounted).
+            try:
+                self._send("GET", INVOICES, {"page": "1", "size": "1"}, None, self._auth.token())
+            except NexudusError:
+                pass
+            wait, probing = self._breaker.wait_seconds()
+        if wait > 0 or probing:
             raise NexudusUnavailable(
                 f"most recent Nexudus calls failed; calls paused for {wait:.0f} s "
                 "(not counted as an attempt)",
@@ -277,7 +293,9 @@ class NexudusClient:
         if self._breaker.record(ok=ok) == "opened":
             log.warning("nexudus.breaker_opened", extra={"status": status})
 
-    def _send(self, method: str, path: str, params: Any, json: Any, token: str) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, params: Any, json: Any, token: str, *, write: bool = False
+    ) -> httpx.Response:
         started = time.perf_counter()
         status: int | str = "error"
         try:
@@ -289,23 +307,38 @@ class NexudusClient:
                 headers={"Authorization": f"Bearer {token}"},
             )
             status = response.status_code
+            if status >= 500 and write:
+                raise _landed(
+                    NexudusTransientError("server error", method=method, path=path, status=status),
+                    self._http,
+                )
             return response
         except httpx.TimeoutException:
             status = "timeout"
-            raise NexudusTransientError(
-                "timed out", method=method, path=path, status=None
-            ) from None
+            error = NexudusTransientError("timed out", method=method, path=path, status=None)
+            raise (_landed(error, self._http) if write else error) from None
         except httpx.TransportError as exc:
-            raise NexudusTransientError(
+            error = NexudusTransientError(
                 f"connection failed ({exc.__class__.__name__})",
                 method=method,
                 path=path,
                 status=None,
-            ) from None
+            )
+            # A connection never made sent nothing; any other failure may have.
+            sent = write and not isinstance(exc, httpx.ConnectError)
+            raise (_landed(error, self._http) if sent else error) from None
         finally:
             self._record_outcome(status)
             if self._metrics is not None:
                 self._metrics.nexudus_call(method, path, status, time.perf_counter() - started)
+
+
+def _landed(error: NexudusTransientError, http: httpx.Client) -> NexudusTransientError:
+    """Mark a write that may still land: the job goes back to RQ, whose backoff
+    (JOB_RETRY_BASE_SECONDS) gives it time to land before the search."""
+    del http
+    error.write_may_have_landed = True
+    return error
 
 
 def _retry_after(response: httpx.Response) -> float:
