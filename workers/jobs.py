@@ -46,7 +46,8 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         raw = ctx.redis.get(keys.event(event_key))
         if raw is None:
             raise EventMissing(
-                f"event {event_key} is no longer stored (kept EVENT_RETENTION_DAYS days); "
+                f"event {event_key} is no longer stored (kept "
+                f"{ctx.settings.event_retention_days} days); "
                 "ask the provider to resend it"
             )
         event = PaymentEvent.from_json(raw)
