@@ -130,6 +130,11 @@ class Topology:
                 timeout=20,
             )
 
+    def primary(self) -> int:
+        """The primary's port, as the first Sentinel has it now."""
+        _, port = on(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+        return int(port)
+
     def kill(self, port: int) -> None:
         self.processes[port].send_signal(signal.SIGKILL)
         self.processes[port].wait()
@@ -262,6 +267,72 @@ def test_worker_and_ops_work_through_sentinels(
     )
     assert worker.returncode == 0, worker.stderr.decode()[-2000:]
     assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+
+def reachable(settings: Settings) -> bool:
+    with redis_connect.sync_client(settings, socket_timeout=2) as client:
+        return bool(client.ping())
+
+
+class SupervisedWorker:
+    """``payhooks worker`` restarted when it exits, as Kubernetes and compose's
+    ``restart: unless-stopped`` do."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self._env = env
+        self._log = log.open("ab")
+        self.starts = 0
+        self._process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self.starts += 1
+        return subprocess.Popen([PAYHOOKS, "worker"], env=self._env, stderr=self._log)
+
+    def keep_running(self) -> None:
+        if self._process.poll() is not None:
+            self._process = self._start()
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_workers_carry_on_after_the_failover(
+    topology: Topology, settings: Settings, sandbox_state: SandboxState
+) -> None:
+    topology.start_primary()
+    topology.add_replica()
+    topology.add_sentinels()
+    through_sentinels = dataclasses.replace(settings, redis_url=topology.url)
+    log = topology.workdir / "worker.log"
+    worker = SupervisedWorker({**worker_env(settings), "REDIS_URL": topology.url}, log)
+    try:
+        for invoice_id in (42, 43):
+            if invoice_id == 43:  # the second payment after the primary died
+                topology.kill(topology.primary_port)
+                wait_for(lambda: topology.primary() != topology.primary_port, timeout=20)
+            intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal("100.00"))
+            event = samples.event("payment_intent.succeeded", intent)
+            # As a provider's retries would, once the Sentinels agree on the new primary.
+            wait_for(lambda: reachable(through_sentinels), timeout=20)
+            deliver(through_sentinels, event)
+            wait_for(
+                lambda i=invoice_id: worker.keep_running() or sandbox_state.invoices[i]["PaidOn"],
+                timeout=30,
+            )
+        # RQ's worker reconnects through the Sentinels by itself, except when the lost
+        # connection surfaces outside its dequeue loop: then it exits and is restarted.
+        assert worker.starts <= 2
+    finally:
+        worker.stop()
+        print(log.read_text()[-3000:])  # shown on failure
 
 
 # -- acknowledging once a replica has the event -----------------------------------------
@@ -420,10 +491,9 @@ def run_failover(workdir: Path, *, ack_replicas: int, replica_lag: float = 0.0) 
             deadline = killed_at + 25
             while time.monotonic() < deadline and not stream.settled_since(killed_at):
                 time.sleep(0.1)
-        sentinel = topology.sentinel_ports[0]
-        host, port = on(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
-        assert int(port) != topology.primary_port, "no failover happened"
-        with Redis(host=host, port=int(port)) as new_primary:
+        new_port = topology.primary()
+        assert new_port != topology.primary_port, "no failover happened"
+        with Redis(port=new_port) as new_primary:
             return FailoverResult.count(stream.answers, new_primary, killed_at)
     finally:
         topology.stop()
