@@ -332,7 +332,7 @@ def test_workers_carry_on_after_the_failover(
         assert worker.starts <= 2
     finally:
         worker.stop()
-        print(log.read_text()[-3000:])  # shown on failure
+        print(f"worker started {worker.starts} times;", log.read_text()[-3000:])  # on failure
 
 
 # -- acknowledging once a replica has the event -----------------------------------------
