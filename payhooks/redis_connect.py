@@ -5,17 +5,18 @@ for TLS) names Sentinels and the master they watch, and the client asks them whe
 primary is on every new connection, so after a failover the next connection reaches the
 promoted replica:
 
-    redis+sentinel://[[user]:password@]host:port[,host:port...]/master-name[/db]
+    redis+sentinel://[[user]:password@]host:port[,host:port...]/master-name[/db][?sentinel_auth=yes]
 
-The password (in the URL, else ``REDIS_PASSWORD``) is the data nodes'; the Sentinels are
-reached without one.
+The password (in the URL, else ``REDIS_PASSWORD``) is the data nodes'. The Sentinels are
+reached without one, or with the same one given ``?sentinel_auth=yes`` (as deployments
+that protect their Sentinels with the Redis password have it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -37,6 +38,7 @@ class SentinelTarget:
     username: str | None
     password: str | None
     tls: bool
+    sentinel_auth: bool = False
 
     @classmethod
     def parse(cls, url: str) -> SentinelTarget:
@@ -55,6 +57,10 @@ class SentinelTarget:
         master, _, db = parts.path.strip("/").partition("/")
         if not master or (db and not db.isdigit()):
             raise ConfigError("REDIS_URL: a Sentinel URL ends in /master-name or /master-name/db")
+        query = parse_qs(parts.query)
+        auth = query.pop("sentinel_auth", ["no"])[-1].lower()
+        if query or auth not in ("yes", "no"):
+            raise ConfigError("REDIS_URL: a Sentinel URL takes one option, ?sentinel_auth=yes")
         return cls(
             sentinels=tuple(sentinels),
             master=unquote(master),
@@ -62,6 +68,7 @@ class SentinelTarget:
             username=unquote(username) or None,
             password=unquote(password) or None,
             tls=SENTINEL_SCHEMES[parts.scheme],
+            sentinel_auth=auth == "yes",
         )
 
     def node_options(self, password: str | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -73,9 +80,15 @@ class SentinelTarget:
             "ssl": self.tls,
         }
 
-    def sentinel_options(self, options: dict[str, Any]) -> dict[str, Any]:
+    def sentinel_options(self, password: str | None, options: dict[str, Any]) -> dict[str, Any]:
+        credentials = (
+            {"username": self.username, "password": self.password or password}
+            if self.sentinel_auth
+            else {}
+        )
         return {
             **{k: v for k, v in options.items() if k in _SENTINEL_OPTIONS},
+            **credentials,
             "ssl": self.tls,
         }
 
@@ -91,7 +104,7 @@ def connect(url: str, *, password: str | None = None, **options: Any) -> redis.R
     target = SentinelTarget.parse(url)
     sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         target.sentinels,
-        sentinel_kwargs=target.sentinel_options(options),
+        sentinel_kwargs=target.sentinel_options(password, options),
         **target.node_options(password, options),
     )
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
@@ -107,7 +120,7 @@ def connect_async(url: str, *, password: str | None = None, **options: Any) -> r
     target = SentinelTarget.parse(url)
     sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         target.sentinels,
-        sentinel_kwargs=target.sentinel_options(options),
+        sentinel_kwargs=target.sentinel_options(password, options),
         **target.node_options(password, options),
     )
     client: redis.asyncio.Redis = sentinel.master_for(

@@ -27,6 +27,7 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis import Redis
+from redis.exceptions import RedisError
 
 from payhooks import keys, redis_connect
 from payhooks.embedded_redis import free_port, redis_server_binary
@@ -202,8 +203,11 @@ def test_sentinel_url_is_parsed_and_redacted() -> None:
         False,
     )
     assert redis_connect.SentinelTarget.parse(url.replace("redis+", "rediss+")).tls is True
+    assert redis_connect.SentinelTarget.parse(f"{url}?sentinel_auth=yes").sentinel_auth is True
     assert redact_url(url) == "redis+sentinel://:***@10.0.0.1:26379,[::1]:26380/cache-main/2"
     for bad in (
+        "redis+sentinel://h:1/m?sentinel_auth=maybe",
+        "redis+sentinel://h:1/m?password=x",
         "redis+sentinel://host/master",
         "redis+sentinel://host:1/",
         "redis+sentinel://h:1/m/x",
@@ -242,6 +246,30 @@ def test_redis_password_is_used_when_the_url_has_none(topology: Topology) -> Non
     without = redis_connect.sync_client(dataclasses.replace(settings, redis_password=None))
     with without, pytest.raises(Exception, match="(?i)auth"):
         without.ping()
+
+
+def test_sentinels_that_take_the_redis_password(topology: Topology) -> None:
+    # Sentinels protected with the data nodes' password (requirepass + auth-pass).
+    primary, port = start_redis(
+        topology.workdir, "--save", "", "--requirepass", "pw", password="pw"
+    )
+    topology.processes[port] = primary
+    config = topology.workdir / "sentinel.conf"
+    config.write_text(
+        f"requirepass pw\nsentinel monitor {MASTER} 127.0.0.1 {port} 1\n"
+        f"sentinel auth-pass {MASTER} pw\n"
+    )
+    sentinel, sentinel_port = start_redis(
+        topology.workdir, str(config), "--sentinel", password="pw"
+    )
+    topology.processes[sentinel_port] = sentinel
+    url = f"redis+sentinel://127.0.0.1:{sentinel_port}/{MASTER}/0"
+    settings = Settings(redis_url=f"{url}?sentinel_auth=yes", redis_password="pw")
+    with redis_connect.sync_client(settings, socket_timeout=5) as client:
+        assert client.ping()
+    refused = redis_connect.sync_client(dataclasses.replace(settings, redis_url=url))
+    with refused, pytest.raises(RedisError):
+        refused.ping()
 
 
 @pytest.mark.timeout(60)
