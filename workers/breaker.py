@@ -29,7 +29,8 @@ if open_ttl > 0 then return open_ttl end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
 if redis.call('GET', KEYS[3]) == ARGV[1] then return -1 end
-return math.max(redis.call('PTTL', KEYS[3]), 1)
+-- Another worker is probing; its answer usually comes within moments.
+return math.max(math.min(redis.call('PTTL', KEYS[3]), tonumber(ARGV[3])), 1)
 """
 
 # KEYS: outcomes, open, tripped, probe, period
@@ -117,7 +118,11 @@ class Breaker:
         ms = int(
             self._before(
                 keys=self._keys,
-                args=[self._caller, int(self._config.probe_timeout_seconds * 1000)],
+                args=[
+                    self._caller,
+                    int(self._config.probe_timeout_seconds * 1000),
+                    int(self._config.open_seconds * 1000),
+                ],
             )
         )
         return max(ms, 0) / 1000, ms < 0

@@ -158,10 +158,13 @@ def backoff_seconds(
 def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -> None:
     job = get_current_job()
     settings = ctx.settings
-    if job is not None and error.transient and not error.counts_as_attempt:
+    counted = not (error.transient and not error.counts_as_attempt)
+    if job is not None and not counted:
         # RQ takes one from retries_left as it retries: give it back first.
         job.retries_left = (job.retries_left or 0) + 1
-    attempt = settings.job_max_attempts - (job.retries_left or 0) if job else 1
+    # The job's own count: its maximum was set by whoever queued it, maybe not this worker.
+    attempt = int((job.meta.get("failure") or {}).get("attempt", 0)) if job else 0
+    attempt += 1 if counted else 0
     will_retry = bool(error.transient and job is not None and (job.retries_left or 0) > 0)
     failure = {
         "error_class": error.error_class,
