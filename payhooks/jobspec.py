@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from rq import Retry
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
@@ -43,7 +44,7 @@ class JobFactory:
         self._settings = settings
         self.queue_name = settings.queue_name
         self.queue_key = f"rq:queue:{settings.queue_name}"
-        template = self._create("template:0", "template")
+        template = self.create("template:0", "template")
         self._serializer = template.serializer
         self.constant_fields: dict[str, Any] = {
             name: value for name, value in template.to_dict().items() if name not in VARIABLE_FIELDS
@@ -66,25 +67,29 @@ class JobFactory:
         )
 
     def full_mapping(self, event_key: str, description: str) -> dict[str, Any]:
-        """The whole job hash as RQ itself builds it."""
-        return self._create(event_key, description).to_dict()
+        """The whole job hash as RQ itself writes it when it enqueues the job."""
+        job = self.create(event_key, description)
+        job.enqueued_at = now()
+        return job.to_dict()
 
-    def _create(self, event_key: str, description: str) -> Job:
-        # Job.create needs a connection object but performs no I/O with it.
-        job = Job.create(
+    def create(self, event_key: str, description: str, connection: Redis | None = None) -> Job:
+        """The job of an event, as RQ's ``Job.create`` makes it: the one definition, used
+        for the receiver's template and by replays (``Queue.enqueue_job``)."""
+        return Job.create(
             JOB_FUNCTION,
             args=(event_key,),
-            connection=Redis(),
+            # Job.create needs a connection object but performs no I/O with it.
+            connection=connection if connection is not None else Redis(),
             id=keys.job_id(event_key),
             description=description,
             timeout=self._settings.job_timeout_seconds,
             result_ttl=RESULT_TTL_SECONDS,
             failure_ttl=self._settings.failed_job_ttl_seconds,
+            # Retries are decided by the job itself (workers/jobs.py): it knows which
+            # errors are transient and how long Nexudus asked us to wait.
+            retry=Retry(max=self._settings.job_max_attempts - 1)
+            if self._settings.job_max_attempts > 1
+            else None,
+            origin=self.queue_name,
+            status=JobStatus.QUEUED,
         )
-        # Retries are decided by the job itself (workers/jobs.py): it knows which
-        # errors are transient and how long Nexudus asked us to wait.
-        job.retries_left = self._settings.job_max_attempts - 1
-        job.origin = self.queue_name
-        job.enqueued_at = now()
-        job._status = JobStatus.QUEUED
-        return job

@@ -17,14 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from payhooks import keys
 from payhooks.events import Ignored, PaymentEvent
-from payhooks.jobspec import JOB_FUNCTION, RESULT_TTL_SECONDS
+from payhooks.jobspec import JobFactory
 from payhooks.settings import PROVIDER_NAMES, Settings
 from payhooks.trail import Trail
 
@@ -317,18 +317,8 @@ class Ops:
             )
         if job is not None:
             job.delete()  # a finished or failed run; the new one takes its id
-        self.queue.enqueue(
-            JOB_FUNCTION,
-            event.key,
-            job_id=job_id,
-            description=f"{event.provider} {event.event_type} {event.event_id} (replayed)",
-            job_timeout=self.settings.job_timeout_seconds,
-            result_ttl=RESULT_TTL_SECONDS,
-            failure_ttl=self.settings.failed_job_ttl_seconds,
-            retry=Retry(max=self.settings.job_max_attempts - 1)
-            if self.settings.job_max_attempts > 1
-            else None,
-        )
+        description = f"{event.provider} {event.event_type} {event.event_id} (replayed)"
+        self.queue.enqueue_job(JobFactory(self.settings).create(event.key, description, self.redis))
         self.trail.append(event.key, "replayed", job_id=job_id, source="stored webhook")
         return f"{event.key}: queued as {job_id}"
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from redis._parsers.encoders import Encoder
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
@@ -23,49 +22,88 @@ from payhooks.jobspec import JobFactory
 from payhooks.trail import StoredWebhook
 from service.errors import QueueUnavailable
 
-# KEYS: event key, job key, queue key, rq:queues, trail key, invoice index key, webhook key
-# ARGV: event json, ttl seconds, job id, job data, description, timestamp,
-#       trail "received", trail "enqueued", trail "duplicate", invoice index score ('' = none),
-#       event key, webhook body ('' = stored already), its headers, redacted flag, provider
+# The script's inputs, by name: the Lua reads them into locals of these names (as arq
+# names every script input), and the Python side builds them from dicts of these names.
+SCRIPT_KEYS = (
+    "event_key",
+    "job_key",
+    "queue_key",
+    "queues_key",
+    "trail_key",
+    "invoice_index",
+    "webhook_key",
+)
+SCRIPT_ARGS = (
+    "event_json",  # the normalised event, stored as the dedupe record
+    "ttl",  # seconds every record of ours is kept
+    "job_id",
+    "job_data",
+    "job_description",
+    "timestamp",  # created_at and enqueued_at of the job, received_at of the webhook
+    "trail_received",
+    "trail_enqueued",
+    "trail_duplicate",
+    "invoice_score",  # '' when the event names no invoice id
+    "event_name",  # the event key, as the invoice index's member
+    "webhook_body",  # '' when stored already (by the batch's first event)
+    "webhook_headers",
+    "webhook_redacted",
+    "provider",
+)
+
 # The webhook is kept first, for the trail; the dedupe record is written after the job:
 # Redis does not undo a script's earlier writes when a later command fails, and a record
 # without its job would turn every redelivery away.
 _RECORD_AND_ENQUEUE = """
-if ARGV[12] ~= '' then
-    redis.call('HSET', KEYS[7], 'body', ARGV[12], 'headers', ARGV[13], 'redacted', ARGV[14],
-               'provider', ARGV[15], 'received_at', ARGV[6])
-    redis.call('EXPIRE', KEYS[7], ARGV[2])
+if webhook_body ~= '' then
+    redis.call('HSET', webhook_key, 'body', webhook_body, 'headers', webhook_headers,
+               'redacted', webhook_redacted, 'provider', provider, 'received_at', timestamp)
+    redis.call('EXPIRE', webhook_key, ttl)
 end
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('RPUSH', KEYS[5], ARGV[9])
-    redis.call('EXPIRE', KEYS[5], ARGV[2])
+if redis.call('EXISTS', event_key) == 1 or redis.call('EXISTS', job_key) == 1 then
+    redis.call('RPUSH', trail_key, trail_duplicate)
+    redis.call('EXPIRE', trail_key, ttl)
     return 0
 end
-redis.call('HSET', KEYS[2], 'data', ARGV[4], 'description', ARGV[5],
-           'created_at', ARGV[6], 'enqueued_at', ARGV[6]%s)
-redis.call('SADD', KEYS[4], KEYS[3])
-redis.call('RPUSH', KEYS[3], ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('RPUSH', KEYS[5], ARGV[7], ARGV[8])
-redis.call('EXPIRE', KEYS[5], ARGV[2])
-if ARGV[10] ~= '' then
-    redis.call('ZADD', KEYS[6], 'NX', ARGV[10], ARGV[11])
-    redis.call('EXPIRE', KEYS[6], ARGV[2])
+redis.call('HSET', job_key, 'data', job_data, 'description', job_description,
+           'created_at', timestamp, 'enqueued_at', timestamp%s)
+redis.call('SADD', queues_key, queue_key)
+redis.call('RPUSH', queue_key, job_id)
+redis.call('SET', event_key, event_json, 'EX', ttl)
+redis.call('RPUSH', trail_key, trail_received, trail_enqueued)
+redis.call('EXPIRE', trail_key, ttl)
+if invoice_score ~= '' then
+    redis.call('ZADD', invoice_index, 'NX', invoice_score, event_name)
+    redis.call('EXPIRE', invoice_index, ttl)
 end
 return 1
 """
 
 
-_ENCODER = Encoder(  # type: ignore[no-untyped-call]
-    encoding="utf-8", encoding_errors="strict", decode_responses=False
-)
+def _named_inputs() -> str:
+    keys_ = "".join(f"local {name} = KEYS[{n}]\n" for n, name in enumerate(SCRIPT_KEYS, 1))
+    args = "".join(f"local {name} = ARGV[{n}]\n" for n, name in enumerate(SCRIPT_ARGS, 1))
+    return keys_ + args
+
+
+def _encode(value: Any) -> bytes:
+    """The bytes Redis receives for ``value`` (redis-py sends str as UTF-8, numbers as
+    their text, bytes as they are)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):  # str subclasses (RQ's JobStatus) send their value
+        return value.encode()
+    if isinstance(value, bool):
+        raise TypeError("Redis takes no booleans")
+    if isinstance(value, float):
+        return repr(value).encode()
+    return str(value).encode()
 
 
 def _lua_string(value: Any) -> str:
-    """A Lua string literal holding exactly the bytes redis-py would send for ``value``;
-    every byte is escaped, so nothing can break out of the literal."""
-    raw: bytes = _ENCODER.encode(value)  # type: ignore[no-untyped-call]
-    return '"' + "".join(f"\\{byte}" for byte in raw) + '"'
+    """A Lua string literal holding exactly those bytes; every byte is escaped, so nothing
+    can break out of the literal."""
+    return '"' + "".join(f"\\{byte}" for byte in _encode(value)) + '"'
 
 
 def record_and_enqueue_script(jobs: JobFactory) -> str:
@@ -74,7 +112,7 @@ def record_and_enqueue_script(jobs: JobFactory) -> str:
         f", {_lua_string(name)}, {_lua_string(value)}"
         for name, value in jobs.constant_fields.items()
     )
-    return _RECORD_AND_ENQUEUE % constants
+    return _named_inputs() + _RECORD_AND_ENQUEUE % constants
 
 
 def _flatten(mapping: dict[str, Any]) -> list[Any]:
@@ -168,32 +206,40 @@ class EventInbox:
     ) -> list[Any]:
         job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
         invoice_id = event.invoice.invoice_id
+        script_keys = {
+            "event_key": keys.event(event.key),
+            "job_key": job.job_key,
+            "queue_key": self._jobs.queue_key,
+            "queues_key": "rq:queues",
+            "trail_key": keys.trail(event.key),
+            "invoice_index": keys.invoice_events(invoice_id if invoice_id is not None else 0),
+            "webhook_key": webhook.key,
+        }
+        script_args = {
+            "event_json": event.to_json(),
+            "ttl": self._ttl,
+            "job_id": job.job_id,
+            "job_data": job.data,
+            "job_description": job.description,
+            "timestamp": job.timestamp,
+            "trail_received": trail.entry_at(
+                at, "received", event_type=event.event_type, webhook=webhook.key
+            ),
+            "trail_enqueued": trail.entry_at(at, "enqueued", job_id=job.job_id),
+            "trail_duplicate": trail.entry_at(at, "duplicate"),
+            "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
+            "event_name": event.key,
+            "webhook_body": webhook.body if store_webhook else "",
+            "webhook_headers": webhook.headers_json,
+            "webhook_redacted": "1" if webhook.redacted else "0",
+            "provider": webhook.provider,
+        }
         return [
             "EVALSHA",
             self._sha,
-            7,
-            keys.event(event.key),
-            job.job_key,
-            self._jobs.queue_key,
-            "rq:queues",
-            keys.trail(event.key),
-            keys.invoice_events(invoice_id if invoice_id is not None else 0),
-            webhook.key,
-            event.to_json(),
-            self._ttl,
-            job.job_id,
-            job.data,
-            job.description,
-            job.timestamp,
-            trail.entry_at(at, "received", event_type=event.event_type, webhook=webhook.key),
-            trail.entry_at(at, "enqueued", job_id=job.job_id),
-            trail.entry_at(at, "duplicate"),
-            "" if invoice_id is None else f"{time.time():.3f}",
-            event.key,
-            webhook.body if store_webhook else "",
-            webhook.headers_json,
-            "1" if webhook.redacted else "0",
-            webhook.provider,
+            len(SCRIPT_KEYS),
+            *(script_keys[name] for name in SCRIPT_KEYS),
+            *(script_args[name] for name in SCRIPT_ARGS),
         ]
 
     async def _flush(self) -> None:
