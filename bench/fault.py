@@ -30,11 +30,11 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from payhooks.embedded_redis import EmbeddedRedis, free_port
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.sandbox.server import ThreadedServer, wait_until_ready
-from payhooks.trail import Trail
+from payhooks.devtools.embedded_redis import EmbeddedRedis, free_port
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.devtools.sandbox.server import ThreadedServer, wait_until_ready
+from payhooks.storage.trail import Trail
 
 TERMINAL = {
     "applied",

@@ -26,8 +26,8 @@ from pathlib import Path
 from redis import Redis
 
 from bench import loadgen
-from payhooks.embedded_redis import EmbeddedRedis, free_port
-from payhooks.samples import stripe as samples
+from payhooks.devtools.embedded_redis import EmbeddedRedis, free_port
+from payhooks.devtools.samples import stripe as samples
 
 SECRET = samples.DEV_WEBHOOK_SECRET
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

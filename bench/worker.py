@@ -29,17 +29,17 @@ from typing import Any
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from payhooks.embedded_redis import EmbeddedRedis
-from payhooks.samples import stripe as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.sandbox.server import ThreadedServer
+from payhooks.devtools.embedded_redis import EmbeddedRedis
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
 from workers import context
-from workers.ledger import Ledger, TokenState
+from workers.markers import Markers, TokenState
 
 
-class AlwaysSearchLedger(Ledger):
+class AlwaysSearchMarkers(Markers):
     """The baseline: no memory of our own writes, so every event GETs the invoice and
     searches for the token before POSTing it."""
 
@@ -62,7 +62,7 @@ def scenario(
 ) -> dict[str, float]:
     ctx = context.build_context(settings)
     if baseline:
-        ctx.ledger = AlwaysSearchLedger(redis, lock_seconds=60)
+        ctx.markers = AlwaysSearchMarkers(redis, lock_seconds=60)
     context.install(ctx)
     state.calls.clear()
     deliver(settings, events)

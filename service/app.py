@@ -9,9 +9,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from payhooks import redis_connect
-from payhooks.jobspec import JobFactory
 from payhooks.settings import Settings
+from payhooks.storage import redis_connect
+from payhooks.storage.jobs import JobFactory
 from service import cluster_metrics, metrics
 from service.errors import WebhookError
 from service.handlers import webhook_handler

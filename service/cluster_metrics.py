@@ -14,8 +14,8 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from rq.utils import utcparse
 
-from payhooks import keys, shared_metrics, trail
-from payhooks.keys import text
+from payhooks.storage import redis_keys, trail, worker_metrics
+from payhooks.storage.redis_keys import text
 
 
 class _Fetched(Collector):
@@ -33,12 +33,12 @@ async def render(redis: Redis, queue_name: str) -> bytes:
         pipe.zcard(f"rq:scheduled:{queue_name}")
         pipe.zcard(f"rq:wip:{queue_name}")
         pipe.lindex(f"rq:queue:{queue_name}", 0)
-        pipe.hgetall(shared_metrics.JOBS)
-        pipe.hgetall(shared_metrics.NEXUDUS_CALLS)
-        pipe.hgetall(shared_metrics.NEXUDUS_SECONDS)
-        pipe.hgetall(shared_metrics.THROTTLE)
+        pipe.hgetall(worker_metrics.JOBS)
+        pipe.hgetall(worker_metrics.NEXUDUS_CALLS)
+        pipe.hgetall(worker_metrics.NEXUDUS_SECONDS)
+        pipe.hgetall(worker_metrics.THROTTLE)
         pipe.zcard(trail.UNPROCESSED)
-        pipe.exists(keys.breaker("nexudus") + ":tripped")
+        pipe.exists(redis_keys.breaker("nexudus") + ":tripped")
         (
             depth,
             failed,

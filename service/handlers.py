@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from payhooks import keys
-from payhooks.events import Ignored, PaymentEvent
-from payhooks.trail import StoredWebhook
+from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.storage import redis_keys
+from payhooks.storage.trail import StoredWebhook
 from service import metrics
 from service.errors import (
     BodyTooLarge,
@@ -175,7 +175,7 @@ def _note_outcomes(
                 "provider": name,
                 "event_id": event.event_id,
                 "event_type": event.event_type,
-                "job_id": keys.job_id(event.key),
+                "job_id": redis_keys.job_id(event.key),
                 "kind": event.kind.value,
                 "invoice": event.invoice.describe(),
             },

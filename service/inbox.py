@@ -16,10 +16,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from payhooks import keys, trail
-from payhooks.events import Ignored, PaymentEvent
-from payhooks.jobspec import JobFactory
-from payhooks.trail import StoredWebhook
+from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.storage import redis_keys, trail
+from payhooks.storage.jobs import JobFactory
+from payhooks.storage.trail import StoredWebhook
 from service.errors import QueueUnavailable
 
 # The script's inputs, by name: the Lua reads them into locals of these names (as arq
@@ -179,7 +179,7 @@ class EventInbox:
             calls.append(["HSET", webhook.key, *_flatten(webhook.mapping())])
             calls.append(["EXPIRE", webhook.key, self._ttl])
         for item in ignored:
-            trail_key = keys.trail(f"{webhook.provider}:{item.event_id}")
+            trail_key = redis_keys.trail(f"{webhook.provider}:{item.event_id}")
             received = trail.entry_at(
                 at, "received", event_type=item.event_type, webhook=webhook.key
             )
@@ -207,12 +207,12 @@ class EventInbox:
         job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
         invoice_id = event.invoice.invoice_id
         script_keys = {
-            "event_key": keys.event(event.key),
+            "event_key": redis_keys.event(event.key),
             "job_key": job.job_key,
             "queue_key": self._jobs.queue_key,
             "queues_key": "rq:queues",
-            "trail_key": keys.trail(event.key),
-            "invoice_index": keys.invoice_events(invoice_id if invoice_id is not None else 0),
+            "trail_key": redis_keys.trail(event.key),
+            "invoice_index": redis_keys.invoice_events(invoice_id if invoice_id is not None else 0),
             "webhook_key": webhook.key,
         }
         script_args = {

@@ -17,8 +17,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from payhooks import trail
-from payhooks.trail import StoredWebhook
+from payhooks.storage import trail
+from payhooks.storage.trail import StoredWebhook
 from service.errors import QueueUnavailable, WebhookError
 from service.inbox import NotReplicated
 

@@ -11,21 +11,25 @@ from aiohttp import web
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from payhooks.embedded_redis import EmbeddedRedis
-from payhooks.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
-from payhooks.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
-from payhooks.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
-from payhooks.samples.stripe import DEV_WEBHOOK_SECRET
-from payhooks.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
-from payhooks.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
-from payhooks.sandbox.authorizenet import AuthorizeNetState, add_authorizenet_routes
-from payhooks.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
-from payhooks.sandbox.epay import EPayState, add_epay_routes
-from payhooks.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState, add_gocardless_routes
-from payhooks.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.sandbox.paypal import PayPalState, add_paypal_routes
-from payhooks.sandbox.server import ThreadedServer
-from payhooks.sandbox.stripe import StripeState, add_stripe_routes
+from payhooks.devtools.embedded_redis import EmbeddedRedis
+from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
+from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
+from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
+from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
+from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
+from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState, add_authorizenet_routes
+from payhooks.devtools.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
+from payhooks.devtools.sandbox.epay import EPayState, add_epay_routes
+from payhooks.devtools.sandbox.gocardless import (
+    ACCESS_TOKEN,
+    GoCardlessState,
+    add_gocardless_routes,
+)
+from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.devtools.sandbox.paypal import PayPalState, add_paypal_routes
+from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.devtools.sandbox.stripe import StripeState, add_stripe_routes
 from payhooks.settings import Settings
 from workers import context
 

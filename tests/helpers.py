@@ -8,8 +8,8 @@ from typing import Any
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.nexudus import SandboxState
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
 from service.inbox import Accepted
 

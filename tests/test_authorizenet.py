@@ -12,12 +12,12 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from payhooks import keys
-from payhooks.samples import authorizenet as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.authorizenet import AuthorizeNetState, transaction_record
-from payhooks.sandbox.nexudus import SandboxState
+from payhooks.devtools.samples import authorizenet as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState, transaction_record
+from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from service.app import create_app
 from service.errors import InvalidSignature
 from service.providers.authorizenet import AuthorizeNetWebhook
@@ -127,7 +127,8 @@ def test_unconfirmed_transaction_records_no_money(
     run_worker()
     assert sandbox_state.calls == []
     job = Job.fetch(
-        keys.job_id(f"authorizenet:{notification['notificationId']}"), connection=queue.connection
+        redis_keys.job_id(f"authorizenet:{notification['notificationId']}"),
+        connection=queue.connection,
     )
     assert reason in job.meta["failure"]["reason"]
     assert job.meta["failure"]["attempt"] == 1

@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
 
-from payhooks.events import Ignored, PaymentEvent, PaymentKind
-from payhooks.samples import braintree as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.nexudus import SandboxState
+from payhooks.devtools.samples import braintree as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
 from service.app import create_app
 from tests.conftest import BRAINTREE_PRIVATE, BRAINTREE_PUBLIC
@@ -200,7 +200,7 @@ def test_settled_transaction_marks_the_invoice_paid(
 
 
 def test_card_details_are_redacted_in_the_trail(settings: Settings, redis: Redis) -> None:
-    from payhooks.trail import Trail
+    from payhooks.storage.trail import Trail
     from service.providers import build_providers
 
     xml = samples.transaction_notification("transaction_settled", order_id="42", amount=Decimal(1))

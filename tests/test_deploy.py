@@ -16,10 +16,10 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from payhooks.embedded_redis import free_port
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import SandboxState
-from payhooks.sandbox.server import wait_until_ready
+from payhooks.devtools.embedded_redis import free_port
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import Settings
 from service.app import create_app
 from tests.conftest import STRIPE_SECRET

@@ -14,13 +14,13 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from payhooks import keys
-from payhooks.events import PaymentEvent
-from payhooks.samples import epay as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.epay import EPayState
-from payhooks.sandbox.nexudus import SandboxState
+from payhooks.devtools.samples import epay as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.epay import EPayState
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from service.app import create_app
 from service.errors import InvalidSignature
 from service.providers.epay import EPayCallback
@@ -138,7 +138,7 @@ def test_a_rearranged_callback_is_not_recorded(
     deliver_bodies(settings, "epay", [forged_query.encode()])
     run_worker()
     assert sandbox_state.calls == []
-    job = Job.fetch(keys.job_id("epay:1234567"), connection=queue.connection)
+    job = Job.fetch(redis_keys.job_id("epay:1234567"), connection=queue.connection)
     assert "does not match ePay's record" in job.meta["failure"]["reason"]
 
 

@@ -29,12 +29,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis import Redis
 from redis.exceptions import RedisError
 
-from payhooks import keys, redis_connect
-from payhooks.embedded_redis import free_port, redis_server_binary
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import SandboxState
-from payhooks.sandbox.server import wait_until_ready
+from payhooks.devtools.embedded_redis import free_port, redis_server_binary
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import ConfigError, Settings, redact_url
+from payhooks.storage import redis_connect, redis_keys
 from service.app import create_app
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import deliver
@@ -183,8 +183,8 @@ def stored(redis: Redis, event_keys: list[str]) -> set[str]:
     """Which events have both their record and their RQ job hash."""
     pipe = redis.pipeline(transaction=False)
     for event_key in event_keys:
-        pipe.exists(keys.event(event_key))
-        pipe.exists(f"rq:job:{keys.job_id(event_key)}")
+        pipe.exists(redis_keys.event(event_key))
+        pipe.exists(f"rq:job:{redis_keys.job_id(event_key)}")
     found = pipe.execute()
     return {key for n, key in enumerate(event_keys) if found[2 * n] and found[2 * n + 1]}
 
@@ -554,9 +554,9 @@ def test_without_the_option_a_lagging_replica_loses_acknowledged_webhooks(
 def enqueue_timings(url: str, *, ack_replicas: int, concurrency: int, count: int) -> list[float]:
     """Milliseconds each of ``count`` Stripe events took to be accepted by the receiver's
     EventInbox (``concurrency`` at a time, so group commits form as they do under load)."""
-    from payhooks.events import PaymentEvent
-    from payhooks.jobspec import JobFactory
-    from payhooks.trail import StoredWebhook
+    from payhooks.domain.events import PaymentEvent
+    from payhooks.storage.jobs import JobFactory
+    from payhooks.storage.trail import StoredWebhook
     from service.inbox import EventInbox
     from service.providers import build_providers
 
@@ -642,9 +642,9 @@ def test_every_redis_connection_is_made_by_redis_connect() -> None:
     # timeouts): a client built elsewhere would not follow a failover.
     root = Path(__file__).resolve().parent.parent
     allowed = {
-        root / "payhooks" / "redis_connect.py",
-        root / "payhooks" / "embedded_redis.py",  # its own server, by port
-        root / "payhooks" / "jobspec.py",  # Job.create needs a client but does no I/O
+        root / "payhooks" / "storage" / "redis_connect.py",
+        root / "payhooks" / "devtools" / "embedded_redis.py",  # its own server, by port
+        root / "payhooks" / "storage" / "jobs.py",  # Job.create needs a client but does no I/O
     }
     built_elsewhere = [
         f"{path.relative_to(root)}:{n}"

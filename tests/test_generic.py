@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
 
-from payhooks.samples import generic as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.nexudus import SandboxState
+from payhooks.devtools.samples import generic as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import ConfigError, Settings
 from service.app import create_app
 from tests.conftest import GENERIC_SECRET, OLD_GENERIC_SECRET

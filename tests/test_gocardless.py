@@ -15,13 +15,13 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from payhooks import keys
-from payhooks.events import Ignored, PaymentEvent, PaymentKind
-from payhooks.samples import gocardless as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.gocardless import GoCardlessState, payment_record, refund_record
-from payhooks.sandbox.nexudus import INVOICES, TOKENS, SandboxState
+from payhooks.devtools.samples import gocardless as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.gocardless import GoCardlessState, payment_record, refund_record
+from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, SandboxState
+from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from service.app import create_app
 from service.providers import build_providers
 from service.providers.gocardless import normalise_event
@@ -134,7 +134,7 @@ class TestReceiver:
         status, answer = await post(client, *samples.signed(events, GOCARDLESS_SECRET))
         assert (status, answer["queued"], answer["ignored"]) == (200, 2, 2)
         assert sorted(queue.job_ids) == sorted(
-            keys.job_id(f"gocardless:{e['id']}") for e in (events[1], events[3])
+            redis_keys.job_id(f"gocardless:{e['id']}") for e in (events[1], events[3])
         )
 
     async def test_redelivered_batch_creates_no_duplicate_jobs(
@@ -260,7 +260,7 @@ class TestWorker:
         self.deliver(settings, [event])
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(keys.job_id(f"gocardless:{event['id']}"), connection=queue.connection)
+        job = Job.fetch(redis_keys.job_id(f"gocardless:{event['id']}"), connection=queue.connection)
         assert job.get_status() == "finished"
 
     def test_payment_that_does_not_exist_fails_with_a_reason(
@@ -269,7 +269,7 @@ class TestWorker:
         event = samples.payment_event("PM000MISSING")
         self.deliver(settings, [event])
         run_worker()
-        job = Job.fetch(keys.job_id(f"gocardless:{event['id']}"), connection=queue.connection)
+        job = Job.fetch(redis_keys.job_id(f"gocardless:{event['id']}"), connection=queue.connection)
         assert job.get_status() == "failed"
         failure = job.meta["failure"]
         assert failure["error_class"] == "ProviderLookupError"
@@ -321,7 +321,7 @@ class TestWorker:
     def test_refund_carries_its_payments_token_and_a_positive_amount(
         self, settings: Settings, gocardless_state: GoCardlessState
     ) -> None:
-        from workers.gocardless_lookup import GoCardlessPaymentLookup
+        from workers.provider_steps.gocardless import GoCardlessStep
 
         payment = add_payment(gocardless_state, 42, mandate="MD0042")
         # A partial refund, as GoCardless's refund created event names it: the refund only.
@@ -330,7 +330,7 @@ class TestWorker:
             json.dumps({"events": [samples.refund_event("RF0001")]}).encode(), {}
         )
         assert isinstance(queued, PaymentEvent)
-        lookup = GoCardlessPaymentLookup(
+        lookup = GoCardlessStep(
             settings.gocardless_access_token,
             environment=settings.gocardless_environment,
             base_url=settings.gocardless_base_url,

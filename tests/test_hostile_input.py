@@ -19,20 +19,21 @@ from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
 
-from payhooks import cli, keys
-from payhooks.ops import Ops
-from payhooks.samples import braintree as braintree_samples
-from payhooks.samples import epay as epay_samples
-from payhooks.samples import generic as generic_samples
-from payhooks.samples import liqpay as liqpay_samples
-from payhooks.samples import paypal as paypal_samples
-from payhooks.samples import stripe as stripe_samples
-from payhooks.sandbox.nexudus import SandboxState
-from payhooks.sandbox.paypal import CERT_PATH, PayPalState
-from payhooks.sandbox.server import ThreadedServer
+from payhooks.cli.main import main as cli_main
+from payhooks.cli.ops import Ops
+from payhooks.cli.unprocessed import UnprocessedWebhooks
+from payhooks.devtools.samples import braintree as braintree_samples
+from payhooks.devtools.samples import epay as epay_samples
+from payhooks.devtools.samples import generic as generic_samples
+from payhooks.devtools.samples import liqpay as liqpay_samples
+from payhooks.devtools.samples import paypal as paypal_samples
+from payhooks.devtools.samples import stripe as stripe_samples
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
+from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
-from payhooks.trail import StoredWebhook
-from payhooks.unprocessed import UnprocessedWebhooks
+from payhooks.storage import redis_keys
+from payhooks.storage.trail import StoredWebhook
 from service.app import create_app
 from service.quarantine import Quarantine
 from tests.conftest import (
@@ -86,7 +87,9 @@ async def assert_not_lost(
         response = await client.post(path, data=body, headers=headers)
     assert response.status == 200, await response.text()
     outcome = str((await response.json())["status"])
-    stored = Ops(settings, redis).trail.webhook(keys.webhook(hashlib.sha256(body).hexdigest()))
+    stored = Ops(settings, redis).trail.webhook(
+        redis_keys.webhook(hashlib.sha256(body).hexdigest())
+    )
     assert stored is not None
     assert stored["body"] == body or stored["redacted"]
     listed = UnprocessedWebhooks(Ops(settings, redis)).listed()
@@ -309,12 +312,12 @@ class TestUnprocessedCommand:
         monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", STRIPE_SECRET)
         short = webhook.key.rsplit(":", 1)[1][:16]
 
-        assert cli.main(["unprocessed", "list"]) == 0
+        assert cli_main(["unprocessed", "list"]) == 0
         listing = capsys.readouterr().out
         assert short in listing
         assert "OverflowError" in listing
 
-        assert cli.main(["unprocessed", "replay", short]) == 0
+        assert cli_main(["unprocessed", "replay", short]) == 0
         assert f"stripe:{event['id']}: queued" in capsys.readouterr().out
         assert queue.count == 1
         run_worker()
@@ -336,13 +339,13 @@ class TestUnprocessedCommand:
         monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", STRIPE_SECRET)
         short = webhook.key.rsplit(":", 1)[1][:16]
 
-        assert cli.main(["unprocessed", "replay", short]) == 1
+        assert cli_main(["unprocessed", "replay", short]) == 1
         assert "still cannot be normalised: malformed_payload" in capsys.readouterr().out
         assert queue.count == 0
         assert [w.reason for w in UnprocessedWebhooks(Ops(settings, redis)).listed()] == [
             "malformed_payload: body is not valid JSON: JSONDecodeError"
         ]
-        assert cli.main(["unprocessed", "dismiss", short]) == 0
+        assert cli_main(["unprocessed", "dismiss", short]) == 0
         assert UnprocessedWebhooks(Ops(settings, redis)).listed() == []
 
 

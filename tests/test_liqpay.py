@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
 
-from payhooks.events import Ignored, PaymentEvent, PaymentKind
-from payhooks.samples import liqpay as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.nexudus import SandboxState
+from payhooks.devtools.samples import liqpay as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
 from service.app import create_app
 from service.errors import InvalidSignature, MalformedPayload

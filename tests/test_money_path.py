@@ -21,18 +21,19 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from payhooks import keys
-from payhooks.events import PaymentEvent
-from payhooks.samples import generic
-from payhooks.samples import stripe as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState
+from payhooks.devtools.samples import generic
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState
+from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from service.inbox import Accepted
 from tests.conftest import GENERIC_SECRET, STRIPE_SECRET, with_settings
 from tests.helpers import deliver, run_burst_worker, writes
 from workers.errors import InvoiceLockLost
-from workers.ledger import Ledger
+from workers.invoice_ledger import InvoiceLedger
+from workers.markers import Markers
 
 RunWorker = Callable[[], None]
 PAYHOOKS = [sys.executable, "-m", "payhooks.cli"]
@@ -47,7 +48,7 @@ def intent(invoice_id: int, amount: str, **kw: Any) -> dict[str, Any]:
 
 
 def job_of(redis: Redis, event: dict[str, Any]) -> Job:
-    return Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=redis)
+    return Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
 
 
 def tokens_of(state: SandboxState, invoice_id: int) -> list[dict[str, Any]]:
@@ -111,7 +112,7 @@ class TestEventIdentity:
         assert sandbox_state.invoices[43]["PaidOn"] is not None
 
     def test_job_ids_are_bounded_and_readable(self) -> None:
-        job_id = keys.job_id("generic/bank:" + "x" * 5000)
+        job_id = redis_keys.job_id("generic/bank:" + "x" * 5000)
         assert job_id.startswith("generic-bank-xxx")
         assert len(job_id) <= 100
 
@@ -131,11 +132,11 @@ class TestEventIdentity:
             '"occurred_at": "2026-11-30T10:00:00+00:00", "object_id": "pi_old", '
             '"regular_payment_provider": 2, "payment_method": "card", "details": {}}'
         )
-        redis.set(keys.event(event.key), event.to_json())
+        redis.set(redis_keys.event(event.key), event.to_json())
         queue.enqueue(
             "workers.jobs.apply_payment_event",
             event.key,
-            job_id=keys.legacy_job_id(event.key),
+            job_id=redis_keys.legacy_job_id(event.key),
         )
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
@@ -243,9 +244,7 @@ class TestPartialPayments:
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
         assert len(tokens_of(sandbox_state, 42)) == 1
-        assert Ledger(redis, lock_seconds=60).applied(42)[f"stripe:{half['id']}"].amount == (
-            Decimal("50.00")
-        )
+        assert InvoiceLedger(redis).applied(42)[f"stripe:{half['id']}"].amount == (Decimal("50.00"))
 
     def test_what_nexudus_already_counts_is_added(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
@@ -331,10 +330,10 @@ class TestLocks:
         assert len(writes(sandbox_state, "PUT")) == 1
 
     def test_no_write_once_the_lock_is_lost(self, redis: Redis) -> None:
-        lock = Ledger(redis, lock_seconds=60).lock(42)
+        lock = Markers(redis, lock_seconds=60).lock(42)
         assert lock.acquire()
         lock.before_write()
-        redis.delete(keys.invoice_lock(42))  # expired, as under a paused process
+        redis.delete(redis_keys.invoice_lock(42))  # expired, as under a paused process
         with pytest.raises(InvoiceLockLost):
             lock.before_write()
 
@@ -371,7 +370,7 @@ class TestOutage:
         try:
             time.sleep(6)
             failed_during = len(FailedJobRegistry(settings.queue_name, connection=redis))
-            tripped = redis.exists(keys.breaker("nexudus") + ":tripped")
+            tripped = redis.exists(redis_keys.breaker("nexudus") + ":tripped")
             for fault in outage:
                 sandbox_state.faults.remove(fault)
             wait_for(
@@ -388,7 +387,7 @@ class TestOutage:
         assert len(FailedJobRegistry(settings.queue_name, connection=redis)) == 0
         assert sorted(t["CoworkerInvoiceId"] for t in sandbox_state.tokens.values()) == invoices
         assert len(writes(sandbox_state, "PUT")) == len(invoices)
-        assert not redis.exists(keys.breaker("nexudus") + ":tripped")
+        assert not redis.exists(redis_keys.breaker("nexudus") + ":tripped")
 
 
 def test_a_throttled_put_is_sent_again_on_a_fresh_record(

@@ -18,11 +18,11 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from payhooks import keys
-from payhooks.ops import Filters, Ops, parse_since
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
+from payhooks.cli.ops import Filters, Ops, parse_since
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from tests.conftest import with_settings
 from tests.helpers import deliver, writes
 from tests.test_processes import PAYHOOKS, worker_env
@@ -37,7 +37,7 @@ def paid_event(invoice_id: int | None = 42, amount: str = "100.00", **kw: Any) -
 
 
 def job_id(event: dict[str, Any]) -> str:
-    return keys.job_id(f"stripe:{event['id']}")
+    return redis_keys.job_id(f"stripe:{event['id']}")
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-from payhooks import keys
-from payhooks.cli import main
-from payhooks.ops import shorten
-from payhooks.samples import generic as generic_samples
-from payhooks.samples import stripe as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.nexudus import SandboxState, invoice_record
+from payhooks.cli.main import main
+from payhooks.cli.ops import shorten
+from payhooks.devtools.samples import generic as generic_samples
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from tests.conftest import GENERIC_SECRET
 from tests.helpers import deliver
 
@@ -36,7 +36,7 @@ def paid_event(invoice_id: int, amount: str = "100.00", currency: str = "EUR") -
 
 
 def job_id(event: dict[str, Any]) -> str:
-    return keys.job_id(f"stripe:{event['id']}")
+    return redis_keys.job_id(f"stripe:{event['id']}")
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ class TestPurge:
         code, _, _ = cli("failed", "purge", "--all", "--yes")
         assert code == 0
         event_key = f"generic/bank:{headers['webhook-id']}"
-        stages = [json.loads(e)["stage"] for e in redis.lrange(keys.trail(event_key), 0, -1)]
+        stages = [json.loads(e)["stage"] for e in redis.lrange(redis_keys.trail(event_key), 0, -1)]
         assert stages[-1] == "purged"
 
 

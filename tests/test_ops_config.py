@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from payhooks.config_check import check_config
-from payhooks.sandbox.gocardless import ACCESS_TOKEN
-from payhooks.sandbox.server import ThreadedServer
-from payhooks.sandbox.stripe import API_KEY as STRIPE_KEY
+from payhooks.cli.config_check import check_config
+from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
+from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.devtools.sandbox.stripe import API_KEY as STRIPE_KEY
 from payhooks.settings import PROVIDER_NAMES, Settings
 from tests.conftest import with_settings
 

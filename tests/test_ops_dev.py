@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from payhooks import dev_state
-from payhooks.dev_state import DevInstance
-from payhooks.embedded_redis import free_port
-from payhooks.sandbox.server import wait_until_ready
+from payhooks.cli import dev_state
+from payhooks.cli.dev_state import DevInstance
+from payhooks.devtools.embedded_redis import free_port
+from payhooks.devtools.sandbox.server import wait_until_ready
 from tests.test_processes import PAYHOOKS
 
 BARE_ENV = {"PATH": os.environ.get("PATH", "")}  # nothing payhooks reads

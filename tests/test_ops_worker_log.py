@@ -10,10 +10,10 @@ from decimal import Decimal
 from redis import Redis
 from rq import Queue
 
-from payhooks import keys
-from payhooks.jobspec import JOB_FUNCTION
-from payhooks.samples import stripe as samples
+from payhooks.devtools.samples import stripe as samples
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
+from payhooks.storage.jobs import JOB_FUNCTION
 from tests.helpers import deliver
 from tests.test_processes import PAYHOOKS, worker_env
 
@@ -31,8 +31,8 @@ def test_classified_failures_are_one_warning_line_and_bugs_keep_their_traceback(
     )
     deliver(settings, missing, other_currency)
     # A bug: a stored event the job cannot read (no classified error covers it).
-    redis.set(keys.event("stripe:evt_broken"), b'{"not": "an event"}')
-    queue.enqueue(JOB_FUNCTION, "stripe:evt_broken", job_id=keys.job_id("stripe:evt_broken"))
+    redis.set(redis_keys.event("stripe:evt_broken"), b'{"not": "an event"}')
+    queue.enqueue(JOB_FUNCTION, "stripe:evt_broken", job_id=redis_keys.job_id("stripe:evt_broken"))
 
     worker = subprocess.run(  # noqa: PLW1510
         [*PAYHOOKS, "worker", "--burst"],
@@ -55,9 +55,9 @@ def test_classified_failures_are_one_warning_line_and_bugs_keep_their_traceback(
     # RQ's ERROR line with a traceback: once, for the bug only.
     errors = [r for r in records if r["level"] == "error"]
     assert len(errors) == 1, errors
-    assert keys.job_id("stripe:evt_broken") in errors[0]["event"]
+    assert redis_keys.job_id("stripe:evt_broken") in errors[0]["event"]
     assert "Traceback" in errors[0]["event"] + str(errors[0].get("exc", ""))
     for event in (missing, other_currency):
-        mentions = [line for line in lines if keys.job_id(f"stripe:{event['id']}") in line]
+        mentions = [line for line in lines if redis_keys.job_id(f"stripe:{event['id']}") in line]
         assert not any("Traceback" in line or "exception raised" in line for line in mentions)
     assert worker.stderr.count("Traceback") == 1

@@ -16,14 +16,14 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from payhooks import keys
-from payhooks.events import Ignored, PaymentEvent, PaymentKind
-from payhooks.samples import paypal as samples
-from payhooks.samples.deliver import deliver_bodies
-from payhooks.sandbox.nexudus import SandboxState
-from payhooks.sandbox.paypal import CERT_PATH, PayPalState
-from payhooks.sandbox.server import ThreadedServer
+from payhooks.devtools.samples import paypal as samples
+from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
+from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from service.app import create_app
 from service.inbox import Accepted
 from service.providers import build_providers
@@ -125,7 +125,7 @@ class TestWebhooks:
         tmp_path: Any,
     ) -> None:
 
-        from payhooks.sandbox.paypal import add_paypal_routes
+        from payhooks.devtools.sandbox.paypal import add_paypal_routes
 
         expired = PayPalState(leaf_days=-2)  # its leaf lapsed yesterday
         server = ThreadedServer(lambda: _app_with(add_paypal_routes, expired)).start()
@@ -158,7 +158,7 @@ class TestWebhooks:
         settings: Settings,
         redis: Redis,
     ) -> None:
-        from payhooks.embedded_redis import free_port
+        from payhooks.devtools.embedded_redis import free_port
 
         prefix = f"http://127.0.0.1:{free_port()}/paypal/"
         client = await aiohttp_client(
@@ -289,7 +289,7 @@ def test_a_leaf_cannot_vouch_for_another_certificate(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 
-    from payhooks.sandbox.paypal import _certificate
+    from payhooks.devtools.sandbox.paypal import _certificate
     from service.errors import InvalidSignature
     from service.providers.paypal import PayPalWebhook
 
@@ -333,7 +333,7 @@ async def test_certificate_url_with_a_query_is_refused_without_fetching(
 def ipn_job(settings: Settings, body: bytes, queue: Queue) -> Job:
     [event] = build_providers(settings)["paypal-ipn"].normalise(body, {})
     assert isinstance(event, PaymentEvent)
-    return Job.fetch(keys.job_id(event.key), connection=queue.connection)
+    return Job.fetch(redis_keys.job_id(event.key), connection=queue.connection)
 
 
 @dataclasses.dataclass
@@ -508,8 +508,8 @@ def test_an_ipn_queued_under_the_old_event_id_is_still_confirmed_and_applied(
 
     from redis.asyncio import Redis as AsyncRedis
 
-    from payhooks.jobspec import JobFactory
-    from payhooks.trail import StoredWebhook
+    from payhooks.storage.jobs import JobFactory
+    from payhooks.storage.trail import StoredWebhook
     from service.inbox import EventInbox
 
     body = samples.ipn(invoice="44", amount=Decimal("100.00"), txn_id="TXNOLD")

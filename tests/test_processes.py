@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from payhooks.dev import TRIES
-from payhooks.embedded_redis import free_port
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import INVOICES, TOKENS, SandboxState
-from payhooks.sandbox.server import wait_until_ready
+from payhooks.devtools.dev import TRIES
+from payhooks.devtools.embedded_redis import free_port
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, SandboxState
+from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import Settings
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import deliver, writes

@@ -14,11 +14,11 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from payhooks import keys
-from payhooks.embedded_redis import free_port
-from payhooks.events import PaymentEvent
-from payhooks.samples import stripe as samples
+from payhooks.devtools.embedded_redis import free_port
+from payhooks.devtools.samples import stripe as samples
+from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from service.app import create_app
 from tests.conftest import OLD_STRIPE_SECRET, STRIPE_SECRET, with_settings
 
@@ -52,7 +52,7 @@ class TestAccepted:
         assert job.args == (f"stripe:{event['id']}",)
         assert job.get_status() == "queued"
         assert job.failure_ttl == 14 * 86400
-        stored = queue.connection.get(keys.event(f"stripe:{event['id']}"))
+        stored = queue.connection.get(redis_keys.event(f"stripe:{event['id']}"))
         assert PaymentEvent.from_json(stored).token == event["data"]["object"]["id"]
 
     async def test_previous_secret_still_accepted_during_a_roll(
@@ -177,13 +177,14 @@ async def test_errors_never_echo_the_secret(client: TestClient) -> None:
 async def test_queued_job_is_the_job_rq_itself_would_write(
     client: TestClient, queue: Queue, settings: Settings
 ) -> None:
-    from payhooks.jobspec import JobFactory
+    from payhooks.storage.jobs import JobFactory
 
     event = paid_event()
     await post(client, *samples.signed(event, STRIPE_SECRET))
     key = f"stripe:{event['id']}"
     written = {
-        k.decode(): v for k, v in queue.connection.hgetall(f"rq:job:{keys.job_id(key)}").items()
+        k.decode(): v
+        for k, v in queue.connection.hgetall(f"rq:job:{redis_keys.job_id(key)}").items()
     }
     expected = JobFactory(settings).full_mapping(
         key, f"stripe payment_intent.succeeded {event['id']}"

@@ -16,11 +16,11 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from payhooks import keys
-from payhooks.embedded_redis import free_port
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import INVOICES, Fault, SandboxState
+from payhooks.devtools.embedded_redis import free_port
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import deliver
 from tests.test_processes import PAYHOOKS, worker_env
@@ -80,7 +80,7 @@ def test_receiver_finishes_in_flight_requests_and_their_enqueue_on_sigterm(
         if server.poll() is None:
             server.kill()
     assert answer == {"status": 200}
-    assert queue.job_ids == [keys.job_id(f"stripe:{event['id']}")]
+    assert queue.job_ids == [redis_keys.job_id(f"stripe:{event['id']}")]
 
 
 @pytest.mark.slow
@@ -108,6 +108,6 @@ def test_worker_finishes_its_current_job_on_sigterm(
             os.killpg(worker.pid, signal.SIGKILL)
     assert worker.returncode == 0, errors.decode()[-2000:]
     assert sandbox_state.invoices[42]["PaidOn"] is not None
-    job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=redis)
+    job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
     assert job.get_status() == "finished"
     assert b"warm shut down" in errors.lower() or b"warm shutdown" in errors.lower()

@@ -15,8 +15,8 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from payhooks.embedded_redis import free_port
-from payhooks.samples import stripe as samples
+from payhooks.devtools.embedded_redis import free_port
+from payhooks.devtools.samples import stripe as samples
 from payhooks.settings import Settings
 from service.app import create_app
 from service.intake import ReadLimits

@@ -7,7 +7,8 @@ Payload sources:
   and the InvoicePayment examples of https://docs.stripe.com/api/invoice-payment/object
   (basil/clover: ``payment.payment_intent``) and of its ``?api-version=2025-11-17.preview``
   page (``payment_intent``/``charge`` at the top level).
-- 2024-06-20 shapes: payhooks/samples/stripe.py, shaped like the same fixtures before basil.
+- 2024-06-20 shapes: payhooks/devtools/samples/stripe.py, shaped like the same fixtures
+  before basil.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import pytest
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from payhooks import keys
-from payhooks.events import Ignored, PaymentEvent
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import SandboxState
-from payhooks.sandbox.stripe import API_KEY, StripeState
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.stripe import API_KEY, StripeState
+from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from service.providers.stripe import normalise_event
 from tests.conftest import with_settings
 from tests.helpers import deliver
@@ -200,7 +201,7 @@ def tokens_of(state: SandboxState) -> list[str]:
 
 
 def job_of(queue: Queue, event: dict[str, Any]) -> Job:
-    return Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+    return Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
 
 
 ORDERS = {

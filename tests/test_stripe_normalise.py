@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from payhooks.events import Ignored, PaymentEvent, PaymentKind, RegularPaymentProvider
-from payhooks.samples import stripe as samples
+from payhooks.devtools.samples import stripe as samples
+from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind, RegularPaymentProvider
 from service.errors import MalformedPayload
 from service.providers.stripe import normalise_event
 

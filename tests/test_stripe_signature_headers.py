@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
 
-from payhooks.samples import stripe as stripe_samples
+from payhooks.devtools.samples import stripe as stripe_samples
 from payhooks.settings import Settings
 from service.app import create_app
 from service.providers.authorizenet import signature_of

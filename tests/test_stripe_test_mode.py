@@ -20,12 +20,12 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from payhooks import keys
-from payhooks.events import PaymentEvent
-from payhooks.samples import stripe as samples
-from payhooks.send_test import send_test
+from payhooks.cli.send_test import send_test
+from payhooks.devtools.samples import stripe as samples
+from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
-from payhooks.trail import Trail
+from payhooks.storage import redis_keys
+from payhooks.storage.trail import Trail
 from service.app import create_app
 from tests.conftest import STRIPE_SECRET, with_settings
 
@@ -138,5 +138,5 @@ async def test_send_test_event_is_test_mode_and_applied_by_a_dev_receiver(
     assert (answer["status"], answer["answer"]["queued"]) == (200, 1)
     [job_id] = queue.job_ids
     [event_key] = Job.fetch(job_id, connection=redis).args
-    stored = PaymentEvent.from_json(redis.get(keys.event(event_key)) or b"")
+    stored = PaymentEvent.from_json(redis.get(redis_keys.event(event_key)) or b"")
     assert stored.details["livemode"] == "false"

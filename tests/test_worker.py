@@ -12,10 +12,10 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from payhooks import keys
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from tests.conftest import with_settings
 from tests.helpers import api_calls, deliver, run_burst_worker, writes
 
@@ -100,7 +100,7 @@ class TestPaid:
         run_worker()
         # Replaying the same job (as ops would) after it was applied.
         sandbox_state.calls.clear()
-        job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=redis)
+        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
         job.requeue() if job.get_status() == "failed" else Queue(
             settings.queue_name, connection=redis
         ).enqueue_job(job)
@@ -182,7 +182,7 @@ class TestAmountGuard:
             "partial payment: running total 60.00 of 100.00 EUR, 40.00 still due"
             in (token["Notes"])
         )
-        job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
         assert job.get_status() == "finished"
         assert job.return_value()["result"] == "partially_paid"
 
@@ -201,7 +201,7 @@ class TestAmountGuard:
         deliver(settings, event)
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
-        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
         assert "currency GBP differs from the invoice's EUR" in failure["reason"]
 
 
@@ -258,7 +258,7 @@ class TestNexudusFailures:
         deliver(patient, event)
         run_burst_worker(patient, redis, queue)
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
         assert job.get_status() == "finished"
         assert job.retries_left == settings.job_max_attempts - 1  # RQ never had to retry
 
@@ -326,7 +326,7 @@ class TestNexudusFailures:
         event = paid_event(42)
         deliver(settings, event)
         run_worker()
-        job_id = keys.job_id(f"stripe:{event['id']}")
+        job_id = redis_keys.job_id(f"stripe:{event['id']}")
         assert job_id in FailedJobRegistry(queue=queue).get_job_ids()
         failure = failure_of(queue, job_id)
         assert failure["error_class"] == "NexudusPermanentError"
@@ -342,7 +342,7 @@ class TestNexudusFailures:
         event = paid_event(42)
         deliver(settings, event)
         run_worker()
-        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
         assert "refusing to PUT an incomplete invoice record (no BillToCity)" in failure["reason"]
         assert [c.method for c in sandbox_state.calls].count("PUT") == 0
 
@@ -352,7 +352,7 @@ class TestNexudusFailures:
         event = paid_event(4040)
         deliver(settings, event)
         run_worker()
-        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
         assert failure["error_class"] == "InvoiceNotFound"
         assert "invoice id 4040" in failure["reason"]
 
@@ -365,7 +365,7 @@ class TestNexudusFailures:
         event = paid_event(42)
         deliver(quick, event)
         run_burst_worker(quick, redis, queue)
-        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
         assert failure["transient"] is True
         assert failure["attempt"] == 2
         tries = 2 * (settings.job_retries_in_place + 1)  # each RQ attempt retries in place
@@ -383,7 +383,7 @@ class TestOnePaymentOneInvoice:
         [token] = sandbox_state.tokens.values()
         assert "already paid" in token["Notes"]
         assert writes(sandbox_state, "PUT") == []
-        failure = failure_of(queue, keys.job_id(f"stripe:{event['id']}"))
+        failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
         assert failure["error_class"] == "InvoiceAlreadyPaid"
 
     def test_already_paid_with_its_token_recorded_elsewhere_is_applied(
@@ -418,7 +418,7 @@ class TestOnePaymentOneInvoice:
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert sandbox_state.invoices[43]["PaidOn"] is None
-        failure = failure_of(queue, keys.job_id(f"stripe:{second['id']}"))
+        failure = failure_of(queue, redis_keys.job_id(f"stripe:{second['id']}"))
         assert failure["error_class"] == "PaymentAlreadyApplied"
         assert "already applied to invoice 42" in failure["reason"]
 
@@ -455,5 +455,5 @@ class TestSlowNexudus:
             ctx.close()
         assert len(sandbox_state.tokens) == 1
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(keys.job_id(f"stripe:{event['id']}"), connection=redis)
+        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
         assert job.get_status() == "finished"

@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 from redis import Redis
 
-from payhooks.samples import stripe as samples
-from payhooks.sandbox.nexudus import SandboxState
-from payhooks.sandbox.server import ThreadedServer
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import ConfigError, Settings
 from tests.helpers import deliver
 from workers import context

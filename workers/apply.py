@@ -1,7 +1,7 @@
 """Apply one payment event to Nexudus, idempotently.
 
 Paid: find the invoice, record the payment token unless it is there already, count the
-payment on the invoice's running total (workers/ledger.py), and set PaidOn on the full
+payment on the invoice's running total (workers/invoice_ledger.py), and set PaidOn on the full
 record once PaidAmount plus that total covers TotalAmount. Pending: the token only.
 Failed and refunded: nothing is written (PaidOn is never cleared); the outcome is logged.
 
@@ -10,7 +10,7 @@ token, PUT invoice, their slots reserved together so the PUT follows at once. Th
 carries the record as it stood right before it: when more than FRESH_RECORD_SECONDS have
 passed since the GET (a slow POST, a throttle), the invoice is read again and checked
 again first. The token search happens only when an earlier attempt may have written
-(see workers/ledger.py).
+(see workers/markers.py).
 
 Double payments: the ledger knows which payments settled a paid invoice; a paid payment
 that is not one of them is flagged (InvoiceAlreadyPaid), whatever order its events came in.
@@ -28,8 +28,8 @@ from typing import Any
 
 from redis.exceptions import LockError
 
-from payhooks.events import InvoiceRef, PaymentEvent, PaymentKind
-from payhooks.money import exponent
+from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
+from payhooks.domain.money import exponent
 from workers.errors import (
     AmountMismatch,
     InvoiceAlreadyPaid,
@@ -40,7 +40,8 @@ from workers.errors import (
     RecordStale,
     TransientError,
 )
-from workers.ledger import AppliedPayment, InvoiceLock, Ledger, TokenState, payment_key
+from workers.invoice_ledger import AppliedPayment, InvoiceLedger, payment_key
+from workers.markers import InvoiceLock, Markers, TokenState
 from workers.nexudus import NexudusClient, Record
 
 log = logging.getLogger("payhooks.job")
@@ -83,7 +84,12 @@ class Assessment:
 
 
 def apply_event(
-    event: PaymentEvent, nexudus: NexudusClient, ledger: Ledger, *, lock_seconds: int | None = None
+    event: PaymentEvent,
+    nexudus: NexudusClient,
+    ledger: InvoiceLedger,
+    markers: Markers,
+    *,
+    lock_seconds: int | None = None,
 ) -> Outcome:
     """``lock_seconds``: how long the calling job may run (its own timeout)."""
     if event.kind in (PaymentKind.FAILED, PaymentKind.REFUNDED):
@@ -96,11 +102,11 @@ def apply_event(
         return Outcome("ignored", note="the payment names no Nexudus invoice")
 
     invoice_id = resolve_invoice_id(event.invoice, nexudus)
-    lock = ledger.lock(invoice_id, seconds=lock_seconds)
+    lock = markers.lock(invoice_id, seconds=lock_seconds)
     if not lock.acquire():
         raise TransientError(f"invoice {invoice_id} is locked by another job")
     try:
-        return _Application(event, invoice_id, nexudus, ledger, lock).run()
+        return _Application(event, invoice_id, nexudus, ledger, markers, lock).run()
     finally:
         nexudus.release_reserved()
         try:
@@ -117,13 +123,15 @@ class _Application:
         event: PaymentEvent,
         invoice_id: int,
         nexudus: NexudusClient,
-        ledger: Ledger,
+        ledger: InvoiceLedger,
+        markers: Markers,
         lock: InvoiceLock,
     ) -> None:
         self.event = event
         self.invoice_id = invoice_id
         self.nexudus = nexudus
         self.ledger = ledger
+        self.markers = markers
         self.lock = lock
         self.payment = payment_key(event.provider, event.token)
 
@@ -132,7 +140,7 @@ class _Application:
 
     def run(self) -> Outcome:
         event = self.event
-        known = self.ledger.token_state(self.invoice_id, event.provider, event.token)
+        known = self.markers.token_state(self.invoice_id, event.provider, event.token)
         if known.token_id is not None and (known.invoice_paid or event.kind is PaymentKind.PENDING):
             # Another event of this payment was applied already: nothing to ask Nexudus.
             result = "token_only" if event.kind is PaymentKind.PENDING else "already_applied"
@@ -212,7 +220,7 @@ class _Application:
         self.ledger.record_applied(self.invoice_id, self.payment, event.amount, event.currency)
 
     def mark_counted(self, token_id: int) -> None:
-        self.ledger.mark_paid(self.invoice_id, self.event.provider, self.event.token, token_id)
+        self.markers.mark_paid(self.invoice_id, self.event.provider, self.event.token, token_id)
 
     def settle(self, invoice: Record, read_at: float) -> Assessment:
         """PUT the invoice with PaidOn, from a record read right before; returns the
@@ -272,12 +280,12 @@ class _Application:
                 same_invoice = record.get("CoworkerInvoiceId", invoice_id) == invoice_id
                 if record.get("Token") == event.token and same_invoice:
                     token_id = int(record["Id"])
-                    self.ledger.mark_created(invoice_id, event.provider, event.token, token_id)
+                    self.markers.mark_created(invoice_id, event.provider, event.token, token_id)
                     return token_id, False
 
         assert event.regular_payment_provider is not None
         self.lock.before_write()
-        self.ledger.mark_pending(invoice_id, event.provider, event.token)
+        self.markers.mark_pending(invoice_id, event.provider, event.token)
         try:
             token_id = self.nexudus.create_payment_token(
                 invoice_id=invoice_id,
@@ -290,10 +298,10 @@ class _Application:
             # 5xx, a 200 we cannot read) may have written, so the marker stays "pending"
             # and the next attempt searches first.
             if exc.status is not None and 400 <= exc.status < 500:
-                self.ledger.forget(invoice_id, event.provider, event.token)
+                self.markers.forget(invoice_id, event.provider, event.token)
                 self.ledger.unbind_payment(event.provider, event.token, invoice_id)
             raise
-        self.ledger.mark_created(invoice_id, event.provider, event.token, token_id)
+        self.markers.mark_created(invoice_id, event.provider, event.token, token_id)
         return token_id, True
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from payhooks import keys
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 
 # Returns 0 when the call may go ahead, -1 when the caller is to probe, else the
 # milliseconds until a call may be made.
@@ -105,7 +105,7 @@ class Breaker:
         self._before = redis.register_script(_BEFORE_CALL)
         self._record = redis.register_script(_RECORD)
         self._redis = redis
-        prefix = keys.breaker("nexudus")
+        prefix = redis_keys.breaker("nexudus")
         self._keys = [f"{prefix}:{part}" for part in ("open", "tripped", "probe")]
         self._outcome_keys = [
             f"{prefix}:outcomes",

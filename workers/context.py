@@ -11,23 +11,24 @@ from dataclasses import dataclass
 import httpx
 from redis import Redis
 
-from payhooks import redis_connect
-from payhooks.events import PaymentEvent
+from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
-from payhooks.shared_metrics import WorkerMetrics
-from payhooks.trail import Trail
-from workers.authorizenet_lookup import AuthorizeNetLookup
+from payhooks.storage import redis_connect
+from payhooks.storage.trail import Trail
+from payhooks.storage.worker_metrics import WorkerMetrics
 from workers.breaker import Breaker, BreakerConfig
-from workers.epay_confirm import EPayConfirm
-from workers.gocardless_lookup import GoCardlessPaymentLookup
-from workers.ledger import Ledger
+from workers.invoice_ledger import InvoiceLedger
+from workers.markers import Markers
 from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
-from workers.paypal_ipn_confirm import PayPalIpnConfirm
+from workers.provider_steps.authorizenet import AuthorizeNetStep
+from workers.provider_steps.epay import EPayStep
+from workers.provider_steps.gocardless import GoCardlessStep
+from workers.provider_steps.paypal_ipn import PayPalIpnStep
+from workers.provider_steps.stripe import StripeStep
 from workers.ratelimit import RateLimiter
-from workers.stripe_lookup import StripeLookup
 
-Enricher = Callable[[PaymentEvent], PaymentEvent]
+ProviderStep = Callable[[PaymentEvent], PaymentEvent]
 
 
 @dataclass
@@ -35,9 +36,11 @@ class WorkerContext:
     settings: Settings
     redis: Redis
     nexudus: NexudusClient
-    ledger: Ledger
-    #: Per provider: complete an event from the provider's API before it is applied.
-    enrichers: Mapping[str, Enricher]
+    ledger: InvoiceLedger
+    markers: Markers
+    #: Per provider: confirm or complete an event with the provider's API before it is applied
+    #: (workers/provider_steps/).
+    provider_steps: Mapping[str, ProviderStep]
     http: httpx.Client
     trail: Trail
     metrics: WorkerMetrics
@@ -77,26 +80,27 @@ def build_context(settings: Settings) -> WorkerContext:
         settings=settings,
         redis=redis,
         nexudus=nexudus,
-        ledger=Ledger(redis, lock_seconds=settings.job_timeout_seconds),
-        enrichers={
-            "stripe": StripeLookup.from_settings(settings, redis),
-            "authorizenet": AuthorizeNetLookup(
+        ledger=InvoiceLedger(redis),
+        markers=Markers(redis, lock_seconds=settings.job_timeout_seconds),
+        provider_steps={
+            "stripe": StripeStep.from_settings(settings, redis),
+            "authorizenet": AuthorizeNetStep(
                 api_url=settings.authorizenet_api_url,
                 login_id=settings.authorizenet_login_id,
                 transaction_key=settings.authorizenet_transaction_key,
                 currency=settings.authorizenet_currency,
             ),
-            "epay": EPayConfirm(
+            "epay": EPayStep(
                 api_url=settings.epay_api_url,
                 merchant_number=settings.epay_merchant_number,
                 password=settings.epay_api_password,
             ),
-            "paypal-ipn": PayPalIpnConfirm(
+            "paypal-ipn": PayPalIpnStep(
                 trail,
                 ipn_url=settings.paypal_ipn_url,
                 receiver_emails=settings.paypal_ipn_receiver_emails,
             ),
-            "gocardless": GoCardlessPaymentLookup(
+            "gocardless": GoCardlessStep(
                 settings.gocardless_access_token,
                 environment=settings.gocardless_environment,
                 base_url=settings.gocardless_base_url,

@@ -23,8 +23,8 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.timeouts import BaseTimeoutException
 
-from payhooks import keys
-from payhooks.events import PaymentEvent
+from payhooks.domain.events import PaymentEvent
+from payhooks.storage import redis_keys
 from workers import context
 from workers.apply import apply_event
 from workers.errors import EventMissing, JobError, PermanentError, TransientError
@@ -43,7 +43,7 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
     ctx = context.current()
     fields: dict[str, Any] = {"event_key": event_key}
     try:
-        raw = ctx.redis.get(keys.event(event_key))
+        raw = ctx.redis.get(redis_keys.event(event_key))
         if raw is None:
             raise EventMissing(
                 f"event {event_key} is no longer stored (kept "
@@ -52,9 +52,9 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
             )
         event = PaymentEvent.from_json(raw)
         fields.update(kind=event.kind.value, invoice=event.invoice.describe())
-        enrich = ctx.enrichers.get(event.provider)
-        if enrich is not None:
-            event = enrich(event)
+        provider_step = ctx.provider_steps.get(event.provider)
+        if provider_step is not None:
+            event = provider_step(event)
             fields.update(invoice=event.invoice.describe())
         if event.invoice.invoice_id is not None:
             fields["invoice_id"] = event.invoice.invoice_id
@@ -62,7 +62,7 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         timeout = int(job.timeout) if job is not None and job.timeout else None
         limit = timeout or ctx.settings.job_timeout_seconds
         outcome = retry_in_place(
-            lambda: apply_event(event, ctx.nexudus, ctx.ledger, lock_seconds=limit),
+            lambda: apply_event(event, ctx.nexudus, ctx.ledger, ctx.markers, lock_seconds=limit),
             retries=ctx.settings.job_retries_in_place,
             first_wait=ctx.settings.job_retry_in_place_first_ms / 1000,
             budget_seconds=limit / 2,

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from payhooks.shared_metrics import WorkerMetrics
+from payhooks.storage.worker_metrics import WorkerMetrics
 from workers.breaker import Breaker
 from workers.errors import (
     NexudusError,

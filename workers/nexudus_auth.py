@@ -17,8 +17,8 @@ import httpx
 from redis import Redis
 from redis.exceptions import LockError
 
-from payhooks import keys
-from payhooks.keys import text
+from payhooks.storage import redis_keys
+from payhooks.storage.redis_keys import text
 from workers.errors import NexudusPermanentError, NexudusThrottled, NexudusTransientError
 
 log = logging.getLogger("payhooks.nexudus.auth")
@@ -62,14 +62,16 @@ class NexudusAuth:
     def invalidate(self, token: str) -> None:
         """Forget ``token`` after a 401, unless another worker already replaced it."""
         with self._locked():
-            current = self._redis.hget(keys.NEXUDUS_AUTH, "access_token")
+            current = self._redis.hget(redis_keys.NEXUDUS_AUTH, "access_token")
             if current is not None and text(current) == token:
-                self._redis.hset(keys.NEXUDUS_AUTH, "expires_at", "0")
+                self._redis.hset(redis_keys.NEXUDUS_AUTH, "expires_at", "0")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
         lock = self._redis.lock(
-            keys.NEXUDUS_AUTH_LOCK, timeout=self._lock_seconds, blocking_timeout=self._lock_seconds
+            redis_keys.NEXUDUS_AUTH_LOCK,
+            timeout=self._lock_seconds,
+            blocking_timeout=self._lock_seconds,
         )
         if not lock.acquire():
             raise NexudusTransientError(
@@ -87,7 +89,7 @@ class NexudusAuth:
                 log.warning("nexudus.auth_lock_expired")
 
     def _cached(self) -> str | None:
-        state = self._redis.hmget(keys.NEXUDUS_AUTH, ["access_token", "expires_at"])
+        state = self._redis.hmget(redis_keys.NEXUDUS_AUTH, ["access_token", "expires_at"])
         access, expires_at = state
         if access is None or expires_at is None:
             return None
@@ -96,7 +98,7 @@ class NexudusAuth:
         return text(access)
 
     def _renew(self) -> str:
-        refresh = self._redis.hget(keys.NEXUDUS_AUTH, "refresh_token")
+        refresh = self._redis.hget(redis_keys.NEXUDUS_AUTH, "refresh_token")
         if refresh is not None:
             grant = self._grant(
                 {"grant_type": "refresh_token", "refresh_token": text(refresh)},
@@ -126,7 +128,7 @@ class NexudusAuth:
         refresh = grant.get("refresh_token")
         if isinstance(refresh, str) and refresh:
             mapping["refresh_token"] = refresh
-        self._redis.hset(keys.NEXUDUS_AUTH, mapping=mapping)
+        self._redis.hset(redis_keys.NEXUDUS_AUTH, mapping=mapping)
         log.info("nexudus.authenticated", extra={"expires_in": int(expires_in)})
         return access
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from payhooks import keys
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from workers.errors import TransientError
 
 log = logging.getLogger("payhooks.ratelimit")
@@ -167,13 +167,15 @@ class RateLimiter:
         windows = [
             w for w in self._windows if not w.writes_only or any(writes)
         ]  # a read-only reservation leaves the write logs alone
-        bucket_keys = [keys.rate_bucket(w.name) for w in windows]
+        bucket_keys = [redis_keys.rate_bucket(w.name) for w in windows]
         args: list[str | int] = [member, "".join("1" if w else "0" for w in writes)]
         args.append(self._spacing_ms)
         for window in windows:
             args.extend((window.limit, window.window_ms, "w" if window.writes_only else "a"))
         while True:
-            reply = self._script(keys=[keys.rate_bucket("next-slot"), *bucket_keys], args=args)
+            reply = self._script(
+                keys=[redis_keys.rate_bucket("next-slot"), *bucket_keys], args=args
+            )
             started = time.monotonic()
             if int(reply[0]) == 0 and len(reply) == len(writes) + 1:
                 return [

@@ -2,7 +2,7 @@
 
 ``X-ANET-Signature: sha512=<HEX>``, keyed with the Signature Key used as text, compared
 case-insensitively and in constant time. A notification only names the transaction: the
-job reads it back with the API (getTransactionDetails, workers/authorizenet_lookup.py)
+job reads it back with the API (getTransactionDetails, workers/provider_steps/authorizenet.py)
 for the invoice number and the amount, and to confirm it, before recording money.
 """
 
@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from payhooks.events import (
+from payhooks.domain.events import (
     Ignored,
     InvoiceRef,
     Normalised,

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from payhooks.events import Normalised
+from payhooks.domain.events import Normalised
 from service.errors import MalformedPayload
 
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlencode
 import braintree
 from braintree.exceptions.invalid_signature_error import InvalidSignatureError
 
-from payhooks.events import (
+from payhooks.domain.events import (
     Ignored,
     InvoiceRef,
     Normalised,

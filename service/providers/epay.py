@@ -14,34 +14,17 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
-from payhooks.events import (
+from payhooks.domain.events import (
     InvoiceRef,
     Normalised,
     PaymentEvent,
     PaymentKind,
     RegularPaymentProvider,
 )
-from payhooks.money import from_minor_units
+from payhooks.domain.money import from_minor_units
+from payhooks.domain.provider_formats.epay import CURRENCIES
 from service.errors import InvalidSignature, MalformedPayload
 
-# ISO 4217 numeric codes ePay sends, for the currencies its merchants use.
-CURRENCIES = {
-    "208": "DKK",
-    "978": "EUR",
-    "826": "GBP",
-    "840": "USD",
-    "752": "SEK",
-    "578": "NOK",
-    "756": "CHF",
-    "985": "PLN",
-    "036": "AUD",
-    "124": "CAD",
-    "352": "ISK",
-    "203": "CZK",
-    "348": "HUF",
-    "392": "JPY",
-    "554": "NZD",
-}
 # ePay reports date and time in Danish local time.
 EPAY_TIME_ZONE = ZoneInfo("Europe/Copenhagen")
 

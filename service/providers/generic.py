@@ -3,7 +3,7 @@
 For a bank reconciliation feed, a cash desk or another internal system. Each source has
 its own URL (``/webhooks/generic/<source>``) and secrets; the signature is checked with
 the ``standardwebhooks`` package (id, timestamp within 5 minutes, HMAC-SHA256), and the
-body against the published JSON Schema (payhooks/schemas/payment-notification.schema.json):
+body against the published JSON Schema (payhooks/domain/schemas/payment-notification.schema.json):
 an invalid body gets 422 with the schema's complaints.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from payhooks.events import (
+from payhooks.domain.events import (
     InvoiceRef,
     Normalised,
     PaymentEvent,
@@ -33,7 +33,7 @@ from service.providers.base import load_json_object
 
 @cache
 def notification_schema() -> dict[str, Any]:
-    text = resources.files("payhooks.schemas").joinpath("payment-notification.schema.json")
+    text = resources.files("payhooks.domain.schemas").joinpath("payment-notification.schema.json")
     schema: dict[str, Any] = json.loads(text.read_text())
     return schema
 

@@ -3,7 +3,7 @@
 One request carries many unrelated events. Each payment event becomes its own job,
 deduplicated by its event id (``EV…``). A payment event names only its payment
 (``links.payment``); the job fetches the payment for its amount, currency, metadata
-and mandate (workers/gocardless_lookup.py).
+and mandate (workers/provider_steps/gocardless.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from gocardless_pro import webhooks
 from gocardless_pro.errors import InvalidSignatureError
 
-from payhooks.events import (
+from payhooks.domain.events import (
     Ignored,
     InvoiceRef,
     Normalised,

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from payhooks.events import (
+from payhooks.domain.events import (
     Ignored,
     InvoiceRef,
     Normalised,

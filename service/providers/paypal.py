@@ -17,7 +17,6 @@ import time
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +26,7 @@ from cryptography.exceptions import InvalidSignature as BadSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from payhooks.events import (
+from payhooks.domain.events import (
     Ignored,
     InvoiceRef,
     Normalised,
@@ -35,6 +34,7 @@ from payhooks.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
+from payhooks.domain.money import finite_amount
 from service.errors import InvalidSignature, MalformedPayload, WebhookError
 from service.providers.base import load_json_object
 
@@ -251,18 +251,6 @@ class PayPalWebhook:
             payment_method="paypal",
             details={"billing_agreement": str(subscription)} if subscription else {},
         )
-
-
-def finite_amount(value: object) -> Decimal | None:
-    """PayPal's decimal string as a number; None when absent or not a finite number
-    ("NaN" and "Infinity" parse as Decimals, and NaN cannot even be compared with 0)."""
-    if value is None:
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return amount if amount.is_finite() else None
 
 
 def _money(resource: dict[str, Any], value_key: str, currency_key: str) -> tuple[Any, Any]:

@@ -10,9 +10,11 @@ Since API version 2025-03-31.basil an Invoice names neither its PaymentIntent no
 charge, and an InvoicePayment (``invoice_payment.paid``) names the PaymentIntent and the
 Stripe invoice id but not the invoice's metadata. Neither event alone holds both the
 token and the Nexudus invoice, so both become events that the job completes
-(workers/stripe_lookup.py): the invoice's event keeps the ``in_…`` id as a stand-in
+(workers/provider_steps/stripe.py): the invoice's event keeps the ``in_…`` id as a stand-in
 token, the InvoicePayment's event has no invoice reference yet, and both carry the
-Stripe invoice id in ``details["stripe_invoice"]``.
+Stripe invoice id in ``details["stripe_invoice"]``. What both sides read from Stripe's
+objects (tokens, invoice references, payment methods) is in
+payhooks/domain/provider_formats/stripe.py.
 """
 
 from __future__ import annotations
@@ -22,16 +24,21 @@ from typing import Any
 
 import stripe
 
-from payhooks.events import (
+from payhooks.domain.events import (
     Ignored,
-    InvoiceRef,
     Normalised,
     PaymentEvent,
     PaymentKind,
-    RegularPaymentProvider,
     utc_from_timestamp,
 )
-from payhooks.money import from_minor_units
+from payhooks.domain.money import from_minor_units
+from payhooks.domain.provider_formats.stripe import (
+    STRIPE_INVOICE_DETAIL,
+    id_of,
+    invoice_ref_of,
+    provider_for_method,
+    token_of,
+)
 from service import metrics
 from service.errors import InvalidSignature, MalformedPayload
 from service.providers.base import load_json_object, redact_json
@@ -68,16 +75,6 @@ REFUNDED = frozenset(
     }
 )
 
-METHOD_PROVIDERS: Mapping[str, RegularPaymentProvider] = {
-    "us_bank_account": RegularPaymentProvider.STRIPE_ACH,
-    "ach_debit": RegularPaymentProvider.STRIPE_ACH,
-    "bacs_debit": RegularPaymentProvider.STRIPE_BACS,
-}
-
-INVOICE_NUMBER_KEY = "nexudus_invoice_number"
-#: Where an event names the Stripe invoice its payment belongs to (for the job).
-STRIPE_INVOICE_DETAIL = "stripe_invoice"
-
 _NO_PAYMENT = {
     "": "no PaymentIntent or charge on this object",
     "checkout.session": "no PaymentIntent on this Checkout Session (subscription mode:"
@@ -90,11 +87,6 @@ TEST_MODE_REASON = (
     "test-mode event (livemode false) refused: set STRIPE_ALLOW_TEST_MODE=true"
     " only on a development or test endpoint"
 )
-
-
-def provider_for_method(method_type: str) -> RegularPaymentProvider:
-    """Card and every other Stripe method is recorded as plain Stripe (2)."""
-    return METHOD_PROVIDERS.get(method_type, RegularPaymentProvider.STRIPE)
 
 
 class StripeWebhook:
@@ -248,54 +240,15 @@ def _kind(event_type: str, obj: Mapping[str, Any]) -> PaymentKind | None:
     return None
 
 
-def _id_of(value: Any) -> str | None:
-    """Stripe fields hold an id, or the expanded object carrying it."""
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, dict) and isinstance(value.get("id"), str):
-        return str(value["id"])
-    return None
-
-
-def token_of(obj: Mapping[str, Any]) -> str | None:
-    """The payment an object belongs to: its PaymentIntent id, else its charge id."""
-    object_type = obj.get("object")
-    if object_type == "payment_intent":
-        return _id_of(obj.get("id"))
-    if object_type == "charge":
-        return _id_of(obj.get("payment_intent")) or _id_of(obj.get("id"))
-    if object_type in ("refund", "dispute"):
-        return _id_of(obj.get("payment_intent")) or _id_of(obj.get("charge"))
-    if object_type == "checkout.session":
-        return _id_of(obj.get("payment_intent"))
-    if object_type == "invoice":
-        # From 2025-03-31.basil an Invoice names no payment: its id stands in until the
-        # job finds the PaymentIntent (its InvoicePayment), so both events share a token.
-        return (
-            _id_of(obj.get("payment_intent")) or _id_of(obj.get("charge")) or _id_of(obj.get("id"))
-        )
-    if object_type == "invoice_payment":
-        # basil/clover nest the payment; later versions put its ids at the top level.
-        payment = obj.get("payment")
-        payment = payment if isinstance(payment, dict) else obj
-        return _id_of(payment.get("payment_intent")) or _id_of(payment.get("charge"))
-    return None
-
-
-def is_invoice_stand_in(token: str) -> bool:
-    """A token that is a Stripe invoice id, not yet its payment's (see token_of)."""
-    return token.startswith("in_")
-
-
 def _stripe_invoice_of(obj: Mapping[str, Any]) -> str | None:
     """The Stripe invoice whose payment the job must find, if any."""
     object_type = obj.get("object")
     if object_type == "invoice":
         # Marked paid out of band (before basil): no Stripe payment exists to find, and
         # no other event of it will come; the invoice id is its only name.
-        return None if obj.get("paid_out_of_band") is True else _id_of(obj.get("id"))
+        return None if obj.get("paid_out_of_band") is True else id_of(obj.get("id"))
     if object_type == "invoice_payment":
-        return _id_of(obj.get("invoice"))
+        return id_of(obj.get("invoice"))
     return None
 
 
@@ -303,49 +256,6 @@ def _completed_by_job(obj: Mapping[str, Any], stripe_invoice: str | None) -> boo
     """An InvoicePayment names its invoice only by Stripe id: the job finds the
     Nexudus reference in that invoice's metadata (or in its invoice.paid event)."""
     return obj.get("object") == "invoice_payment" and stripe_invoice is not None
-
-
-def _metadata_sources(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The object's own metadata, then (invoices) the subscription's copy: under
-    2025-03-31.basil and later in ``parent.subscription_details``, before it in
-    ``subscription_details``."""
-    sources: list[Any] = [obj.get("metadata")]
-    if obj.get("object") == "invoice":
-        parent = obj.get("parent")
-        if isinstance(parent, dict) and isinstance(parent.get("subscription_details"), dict):
-            sources.append(parent["subscription_details"].get("metadata"))
-        if isinstance(obj.get("subscription_details"), dict):
-            sources.append(obj["subscription_details"].get("metadata"))
-    return [source for source in sources if isinstance(source, dict)]
-
-
-def invoice_ref_of(obj: Mapping[str, Any], invoice_metadata_key: str) -> InvoiceRef:
-    """The Nexudus invoice a Stripe object names in its metadata (or, for a Checkout
-    Session, its client_reference_id), or an empty reference."""
-    for metadata in _metadata_sources(obj):
-        found = _invoice_ref(obj, metadata, invoice_metadata_key)
-        if found:
-            return found
-    if obj.get("object") == "checkout.session":
-        return _invoice_ref(obj, {}, invoice_metadata_key)
-    return InvoiceRef()
-
-
-def _invoice_ref(
-    obj: Mapping[str, Any], metadata: Mapping[str, Any], invoice_metadata_key: str
-) -> InvoiceRef:
-    raw_id = metadata.get(invoice_metadata_key)
-    if raw_id is None and obj.get("object") == "checkout.session":
-        raw_id = obj.get("client_reference_id")
-    if raw_id is not None:
-        # Not an Id: someone put the invoice number where the id belongs; search by it.
-        by_id = InvoiceRef.from_text(str(raw_id))
-        if by_id:
-            return by_id
-    number = metadata.get(INVOICE_NUMBER_KEY)
-    if isinstance(number, str) and number.strip():
-        return InvoiceRef(number=number.strip())
-    return InvoiceRef()
 
 
 def _amount(

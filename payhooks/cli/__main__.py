@@ -1,0 +1,7 @@
+"""`python -m payhooks.cli`: the same as the `payhooks` command."""
+
+import sys
+
+from payhooks.cli.main import main
+
+sys.exit(main())

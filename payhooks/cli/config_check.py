@@ -1,0 +1,281 @@
+"""`payhooks check-config`: what is configured (never a secret), and what is wrong with it.
+
+Exit 2 when a role could not start or a value is still a placeholder from an example
+file; with --probe, 1 when something configured could not be reached or refused us.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+
+from payhooks.cli.cli_output import emit
+from payhooks.cli.dev_state import DevInstance
+from payhooks.settings import ConfigError, Settings, redact_url
+
+Rows = list[tuple[str, str]]
+
+#: Variables payhooks reads whose values can be left as an example's placeholder.
+CHECKED_PREFIXES = (
+    "REDIS_",
+    "NEXUDUS_",
+    "STRIPE_",
+    "GOCARDLESS_",
+    "BRAINTREE_",
+    "AUTHORIZENET_",
+    "PAYPAL_",
+    "LIQPAY_",
+    "EPAY_",
+    "GENERIC_",
+)
+#: What example files and templates put where a real value belongs. Matched case-blind
+#: against each comma-separated item; example.com/org/net are reserved (RFC 2606), so no
+#: real Nexudus user or PayPal account has such an address.
+PLACEHOLDER = re.compile(
+    r"replace[_-]?me|change[_-]?me|placeholder|fill[_-]?me|^your[_-]|<[^>]*>"
+    r"|@example\.(com|org|net)$",
+    re.IGNORECASE,
+)
+
+
+def placeholders(env: Mapping[str, str]) -> list[str]:
+    """Names of the variables that still hold a placeholder (their values are not shown)."""
+    found = []
+    for name in sorted(env):
+        if not name.startswith(CHECKED_PREFIXES):
+            continue
+        items = [item.strip() for item in env[name].split(",")]
+        if any(PLACEHOLDER.search(item) for item in items if item):
+            found.append(name)
+    return found
+
+
+def _set(value: object) -> str:
+    return "set" if value else "not set"
+
+
+def _count(values: object) -> str:
+    return f"{len(values)} set" if isinstance(values, tuple | dict | list) else _set(values)
+
+
+def _stripe(s: Settings) -> Rows:
+    return [
+        ("webhook secrets", _count(s.stripe_webhook_secrets)),
+        ("signature tolerance", f"{s.stripe_tolerance_seconds} s"),
+        ("API key", _set(s.stripe_api_key)),
+        ("API", s.stripe_api_base or "Stripe's"),
+        ("invoice metadata key", s.invoice_metadata_key),
+    ]
+
+
+def _gocardless(s: Settings) -> Rows:
+    return [
+        ("webhook secrets", _count(s.gocardless_webhook_secrets)),
+        ("access token", _set(s.gocardless_access_token)),
+        ("API", s.gocardless_base_url or s.gocardless_environment),
+        ("paid on", s.gocardless_paid_action),
+    ]
+
+
+def _braintree(s: Settings) -> Rows:
+    return [
+        ("key pairs", _count(s.braintree_keys)),
+        ("merchant id", s.braintree_merchant_id or "not set"),
+        ("environment", s.braintree_environment),
+        ("invoice field", s.braintree_invoice_field or "order_id"),
+    ]
+
+
+def _authorizenet(s: Settings) -> Rows:
+    return [
+        ("signature keys", _count(s.authorizenet_signature_keys)),
+        ("API login id", _set(s.authorizenet_login_id)),
+        ("transaction key", _set(s.authorizenet_transaction_key)),
+        ("API", s.authorizenet_api_url),
+        ("currency", s.authorizenet_currency),
+    ]
+
+
+def _paypal(s: Settings) -> Rows:
+    return [
+        ("webhook ids", _count(s.paypal_webhook_ids)),
+        ("certificates from", ", ".join(s.paypal_cert_url_prefixes)),
+        ("trusted roots", s.paypal_cert_trust_file or "the certifi bundle"),
+        ("provider value", str(s.paypal_provider_value or "auto")),
+    ]
+
+
+def _paypal_ipn(s: Settings) -> Rows:
+    return [
+        ("receiver addresses", ", ".join(s.paypal_ipn_receiver_emails)),
+        ("postback to", s.paypal_ipn_url),
+    ]
+
+
+def _liqpay(s: Settings) -> Rows:
+    return [
+        ("private keys", _count(s.liqpay_private_keys)),
+        ("sandbox payments", "applied" if s.liqpay_allow_sandbox else "not applied"),
+    ]
+
+
+def _epay(s: Settings) -> Rows:
+    return [
+        ("MD5 secrets", _count(s.epay_md5_secrets)),
+        ("merchant number", s.epay_merchant_number or "not set"),
+        ("API password", _set(s.epay_api_password)),
+        ("API", s.epay_api_url),
+    ]
+
+
+PROVIDER_ROWS: dict[str, Callable[[Settings], Rows]] = {
+    "stripe": _stripe,
+    "gocardless": _gocardless,
+    "braintree": _braintree,
+    "authorizenet": _authorizenet,
+    "paypal": _paypal,
+    "paypal-ipn": _paypal_ipn,
+    "liqpay": _liqpay,
+    "epay": _epay,
+}
+
+
+def provider_rows(settings: Settings) -> dict[str, Rows]:
+    rows: dict[str, Rows] = {}
+    for name in settings.enabled_providers():
+        if name.startswith("generic/"):
+            source = name.removeprefix("generic/")
+            rows[name] = [("secrets", _count(settings.generic_webhook_secrets[source]))]
+        else:
+            rows[name] = PROVIDER_ROWS[name](settings)
+    return rows
+
+
+def general_rows(settings: Settings) -> Rows:
+    return [
+        ("Redis", redact_url(settings.redis_url) if settings.redis_url else "not set"),
+        ("queue", settings.queue_name),
+        ("providers enabled", ", ".join(settings.enabled_providers()) or "none"),
+        ("Nexudus", settings.nexudus_base_url),
+        ("Nexudus user", settings.nexudus_username or "not set"),
+        ("Nexudus password", _set(settings.nexudus_password)),
+        (
+            "Nexudus limits",
+            (
+                f"{settings.nexudus_writes_per_minute} writes/min, "
+                f"{settings.nexudus_writes_per_day} writes/day, "
+                f"{settings.nexudus_calls_per_minute} calls/min"
+            ),
+        ),
+        ("job attempts", str(settings.job_max_attempts)),
+        (
+            "retention",
+            (
+                f"events {settings.event_retention_days} d, "
+                f"failed jobs {settings.failed_job_retention_days} d"
+            ),
+        ),
+    ]
+
+
+def problems(settings: Settings, role: str, env: Mapping[str, str]) -> list[str]:
+    found = []
+    for name, check in (("serve", settings.check_receiver), ("worker", settings.check_worker)):
+        if role in (name, "all"):
+            try:
+                check()
+            except ConfigError as exc:
+                found.append(f"{name}: {exc}")
+    worker = role in ("worker", "all")
+    if (
+        worker
+        and settings.authorizenet_signature_keys
+        and not (settings.authorizenet_login_id and settings.authorizenet_transaction_key)
+    ):
+        found.append(
+            "worker: AUTHORIZENET_SIGNATURE_KEYS is set but AUTHORIZENET_LOGIN_ID or "
+            "AUTHORIZENET_TRANSACTION_KEY is not: no Authorize.Net payment could be confirmed"
+        )
+    if worker and settings.epay_md5_secrets and not settings.epay_merchant_number:
+        found.append(
+            "worker: EPAY_MD5_SECRETS is set but EPAY_MERCHANT_NUMBER is not: no ePay payment "
+            "could be confirmed"
+        )
+    if worker and settings.gocardless_webhook_secrets and not settings.gocardless_access_token:
+        found.append(
+            "worker: GOCARDLESS_WEBHOOK_SECRETS is set but GOCARDLESS_ACCESS_TOKEN is not: "
+            "every GoCardless payment would fail its lookup"
+        )
+    found += [
+        f"{name} still holds a placeholder from an example file: put the real value in"
+        for name in placeholders(env)
+    ]
+    return found
+
+
+def check_config(
+    settings: Settings,
+    *,
+    role: str,
+    probe: bool = False,
+    as_json: bool = False,
+    dev: DevInstance | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Print what is configured, never a secret; exit 2 if a role cannot start."""
+    found = problems(settings, role, os.environ if env is None else env)
+    general = general_rows(settings)
+    providers = provider_rows(settings)
+    results = []
+    if probe:
+        from payhooks.cli.probe import probe as run_probe
+
+        results = run_probe(settings)
+    unreachable = [r for r in results if not (r.ok or r.skipped)]
+    valid = not found and not unreachable
+    exit_code = 2 if found else 1 if unreachable else 0
+    if as_json:
+        emit(
+            {
+                "valid": valid,
+                "role": role,
+                "dev_instance": dev.path if dev else None,
+                "settings": dict(general),
+                "providers": {name: dict(rows) for name, rows in providers.items()},
+                "problems": found,
+                "probe": [dict(asdict(r), result=r.result) for r in results] if probe else None,
+            }
+        )
+        return exit_code
+    if dev is not None:
+        print(f"{'settings of':<28} the running `payhooks dev` ({dev.path})")
+    for label, value in general:
+        print(f"{label:<28} {value}")
+    for name, rows in providers.items():
+        print(name)
+        for label, value in rows:
+            print(f"  {label:<26} {value}")
+    if probe:
+        print()
+        width = max(len(r.target) for r in results)
+        print(f"{'PROBE':<{width}}  RESULT  DETAIL")
+        for r in results:
+            print(f"{r.target:<{width}}  {r.result:<7} {r.detail}")
+    for problem in found:
+        print(f"problem: {problem}", file=sys.stderr)
+    if valid:
+        scope = "" if role == "all" else f" for {role}"
+        print(
+            f"configuration is valid{scope}"
+            + (
+                " and everything answered"
+                if probe
+                else " (nothing was reached: --probe tries Redis, Nexudus and the provider APIs)"
+            )
+        )
+    elif not found:
+        print("configuration is valid, but not everything answered (see the probe)")
+    return exit_code

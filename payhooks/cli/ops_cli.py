@@ -1,0 +1,271 @@
+"""The ops subcommands of `payhooks`: argument handling and output around payhooks.cli.ops."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+
+from payhooks.cli.cli_output import CommandError, emit, report_error
+from payhooks.cli.ops import (
+    Filters,
+    JobHistory,
+    Ops,
+    as_row,
+    confirm,
+    known_error_classes,
+    parse_since,
+    print_failed,
+    print_trail,
+)
+from payhooks.settings import Settings, redact_url
+from payhooks.storage import redis_connect
+from service.errors import WebhookError
+
+
+def run_ops(settings: Settings, args: argparse.Namespace) -> int:
+    redis_url = settings.require_redis()
+    redis = redis_connect.sync_client(settings)
+    try:
+        ops = Ops(settings, redis)
+        if args.command == "trace":
+            return _trace(ops, args)
+        if args.command == "replay-event":
+            return _replay_event(ops, args)
+        return _failed(ops, args)
+    except CommandError as exc:
+        return report_error(exc, as_json=args.json)
+    except WebhookError as exc:
+        return report_error(
+            CommandError(
+                f"the stored webhook no longer normalises: {exc.message}", code="not_normalised"
+            ),
+            as_json=args.json,
+        )
+    except ValueError as exc:
+        return report_error(CommandError(str(exc), code="usage", exit_code=2), as_json=args.json)
+    except RedisError as exc:
+        return report_error(
+            CommandError(
+                f"could not reach Redis at {redact_url(redis_url)} "
+                f"({exc.__class__.__name__}: {exc})",
+                code="redis_unreachable",
+            ),
+            as_json=args.json,
+        )
+    finally:
+        redis.close()
+
+
+def _filters(ops: Ops, args: argparse.Namespace) -> Filters:
+    filters = Filters(
+        provider=args.provider,
+        invoice=args.invoice,
+        error_class=args.error_class,
+        since=parse_since(args.since) if args.since else None,
+    )
+    if args.error_class and args.error_class not in known_error_classes():
+        # Not one of ours (RQ's own, such as AbandonedJobError, are fine if present): most
+        # likely a typo, which would otherwise show as an empty table.
+        present = sorted({j.error_class for j in ops.failed_jobs(Filters())[0]})
+        if args.error_class not in present:
+            raise ValueError(
+                f"--error-class: no failed job has error class {args.error_class!r} "
+                f"(failed jobs now have: {', '.join(present) or 'none'})"
+            )
+    return filters
+
+
+def _failed(ops: Ops, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        jobs, expired = ops.failed_jobs(_filters(ops, args))
+        if args.json:
+            emit([as_row(j) for j in jobs])
+            return 0
+        print_failed(jobs, sys.stdout, as_json=False, wide=args.wide)
+        if expired:
+            print(f"({len(expired)} entries whose job has expired were skipped)")
+        return 0
+    if args.action == "show":
+        return _show(ops, args)
+    if args.action == "replay":
+        return _replay(ops, args)
+    return _purge(ops, args)
+
+
+def _show(ops: Ops, args: argparse.Namespace) -> int:
+    try:
+        history = ops.history(ops.resolve(args.job_id))
+    except NoSuchJobError:
+        raise CommandError(
+            f"no job {args.job_id}: it has expired (failed jobs are kept "
+            f"{ops.settings.failed_job_retention_days} days) or never existed; "
+            "`payhooks trace <event id>` shows the event's trail",
+            code="not_found",
+        ) from None
+    if args.json:
+        emit(
+            {
+                **{k: v for k, v in asdict(history).items() if k != "current_failure"},
+                "current_failure": asdict(history.current_failure)
+                if history.current_failure
+                else None,
+            }
+        )
+        return 0
+    _print_history(ops, history)
+    return 0
+
+
+def _print_history(ops: Ops, history: JobHistory) -> None:
+    runs = f"{history.runs} ({history.failures} failed, {history.replays} replayed)"
+    fields = [
+        ("job", history.job_id),
+        ("event", history.event_key),
+        ("invoice", history.invoice or "-"),
+        ("status", history.status),
+        ("runs", runs),
+    ]
+    failure = history.current_failure
+    if failure is not None:
+        fields += [
+            ("error", failure.error_class),
+            ("reason", failure.reason),
+            ("failed at", failure.failed_at),
+            ("attempt", str(failure.attempts)),
+        ]
+    else:
+        last = next((e for e in reversed(history.trail) if e.get("stage") != "replayed"), None)
+        if last is not None:
+            fields.append(("last", f"{last['stage']} at {last['at']}"))
+    for name, value in fields:
+        print(f"{name:<10} {value}")
+    print()
+    if history.event_key:
+        print_trail(ops, [history.event_key], sys.stdout, as_json=False)
+
+
+def _replay(ops: Ops, args: argparse.Namespace) -> int:
+    filters = _filters(ops, args)
+    if args.all == bool(args.job_ids):
+        raise CommandError("name job ids, or use --all with filters", code="usage", exit_code=2)
+    if args.job_ids and filters.any:
+        raise CommandError("filters go with --all, not with job ids", code="usage", exit_code=2)
+    if args.job_ids and args.dry_run:
+        if args.json:
+            emit({"would_replay": args.job_ids})
+        else:
+            print(f"would replay: {' '.join(args.job_ids)}")
+        return 0
+    if args.job_ids:
+        replayed, skipped = ops.replay([ops.resolve(r) for r in args.job_ids])
+    else:
+        selected = _replay_selection(ops, filters, args)
+        if selected is None:
+            return 0
+        replayed, skipped = selected
+    if args.json:
+        emit({"replayed": replayed, "skipped": skipped})
+    else:
+        print(f"replayed {len(replayed)}, skipped {len(skipped)}")
+        for line in skipped:
+            print(f"  skipped {line}")
+    return 0
+
+
+def _replay_selection(
+    ops: Ops, filters: Filters, args: argparse.Namespace
+) -> tuple[list[str], list[str]] | None:
+    """Replay every failed job the filters select, once confirmed; None if nothing ran."""
+    jobs, expired = ops.failed_jobs(filters)
+    if not args.json:
+        print(f"{len(jobs)} failed job(s) to replay:")
+        print_failed(jobs, sys.stdout, as_json=False)
+    if args.dry_run or not jobs:
+        if args.json:
+            emit({"would_replay": [j.job_id for j in jobs]} if args.dry_run else {"replayed": []})
+        return None
+    if not confirm(f"Replay {len(jobs)} job(s)?", assume_yes=args.yes):
+        raise CommandError(
+            "nothing replayed (use --yes to replay without asking)", code="not_confirmed"
+        )
+    replayed, skipped = ops.replay(j.job_id for j in jobs)
+    return replayed, skipped + [f"{job_id}: the job has expired" for job_id in expired]
+
+
+def _purge(ops: Ops, args: argparse.Namespace) -> int:
+    filters = _filters(ops, args)
+    if args.job_ids and (args.all or filters.any):
+        raise CommandError(
+            "name job ids, or select with filters or --all, not both", code="usage", exit_code=2
+        )
+    if not (args.job_ids or args.all or filters.any):
+        # Purging deletes what a person must still look at: never by default.
+        raise CommandError(
+            "purge needs job ids, a filter (--provider, --invoice, --error-class, --since) "
+            "or --all for every failed job",
+            code="usage",
+            exit_code=2,
+        )
+    if args.job_ids:
+        ids, expired = [ops.resolve(r) for r in args.job_ids], list[str]()
+        jobs = [j for j in ops.failed_jobs(Filters())[0] if j.job_id in set(ids)]
+    else:
+        jobs, expired = ops.failed_jobs(filters)
+        ids = [j.job_id for j in jobs]
+    if not args.json:
+        print(f"{len(jobs)} failed job(s) to purge:")
+        print_failed(jobs, sys.stdout, as_json=False)
+    if args.dry_run:
+        if args.json:
+            emit({"would_purge": ids})
+        return 0
+    if ids and not confirm(f"Delete {len(ids)} failed job(s)?", assume_yes=args.yes):
+        raise CommandError(
+            "nothing purged (use --yes to purge without asking)", code="not_confirmed"
+        )
+    purged = ops.purge(ids + expired)
+    if args.json:
+        emit({"purged": purged})
+    else:
+        print(f"purged {purged}")
+    return 0
+
+
+def _trace(ops: Ops, args: argparse.Namespace) -> int:
+    reference = args.reference.strip()
+    kept = f"kept {ops.settings.event_retention_days} days"
+    found = ops.find_event(reference)
+    if found is None and reference.isdigit():
+        event_keys = ops.trail.events_for_invoice(int(reference))
+        if not event_keys:
+            raise CommandError(
+                f"no events recorded for invoice {reference} ({kept})", code="not_found"
+            )
+    elif found is None:
+        raise CommandError(f"no trail for event {reference} ({kept})", code="not_found")
+    else:
+        event_keys = [found]
+    print_trail(ops, event_keys, sys.stdout, as_json=args.json)
+    return 0
+
+
+def _replay_event(ops: Ops, args: argparse.Namespace) -> int:
+    event_key = ops.find_event(args.event_id)
+    if event_key is None:
+        raise CommandError(
+            f"no trail for event {args.event_id} (kept {ops.settings.event_retention_days} days)",
+            code="not_found",
+        )
+    message = ops.replay_event(event_key)
+    queued = "queued" in message or "already" in message
+    if args.json:
+        if not queued:
+            raise CommandError(message, code="not_replayed")
+        emit({"event_key": event_key, "message": message})
+    else:
+        print(message)
+    return 0 if queued else 1

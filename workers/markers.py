@@ -1,0 +1,118 @@
+"""Our own record of Nexudus writes, in Redis: per-invoice locks and token markers.
+
+Nexudus has no idempotency keys, so before creating a payment token we would have to
+search for it. The marker tells us when that search is needed: it is set to "pending"
+before the POST and to the new token's id after it. No marker: we never tried, so no
+search. "pending": an earlier attempt may have written (a timeout or a crash after
+sending), so search first. An id: the token exists, nothing to do. "<id>:paid": the
+invoice was also seen paid, so a later event of the same payment needs no call at all
+(and a redelivery cannot undo what someone changed in Nexudus since); since partial
+payments, it means "this payment's amount is counted on the invoice"
+(workers/invoice_ledger.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.lock import Lock
+
+from payhooks.storage import redis_keys
+from payhooks.storage.redis_keys import text
+from workers.errors import InvoiceLockLost
+
+PENDING = "pending"
+# A marker must outlive every redelivery and replay of the payment's events: providers
+# retry for days, failed jobs are kept for weeks. Kept for 400 days.
+MARKER_TTL_SECONDS = 400 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    token_id: int | None = None
+    may_exist: bool = False  # a POST was sent and its outcome is unknown
+    invoice_paid: bool = False
+
+    @classmethod
+    def parse(cls, value: str | None) -> TokenState:
+        if value is None:
+            return cls()
+        if value == PENDING:
+            return cls(may_exist=True)
+        token_id, _, paid = value.partition(":")
+        return cls(token_id=int(token_id), invoice_paid=paid == "paid")
+
+
+class InvoiceLock:
+    """Serialises all work on one invoice across workers (one token, one PUT).
+
+    It lasts as long as the job holding it may run (the job's own timeout, written by
+    whoever queued it), so it cannot expire under a job that is still working; and
+    ``before_write`` refuses a write if it expired all the same (a paused process).
+    """
+
+    def __init__(self, lock: Lock, invoice_id: int) -> None:
+        self._lock = lock
+        self.invoice_id = invoice_id
+
+    def acquire(self) -> bool:
+        return bool(self._lock.acquire())
+
+    def before_write(self) -> None:
+        if not self._lock.owned():
+            raise InvoiceLockLost(
+                f"the lock on invoice {self.invoice_id} expired before a write; nothing was "
+                "written, the job will run again"
+            )
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+class Markers:
+    """The invoice locks and the token markers of one Redis."""
+
+    def __init__(self, redis: Redis, *, lock_seconds: int) -> None:
+        self._redis = redis
+        self._lock_seconds = lock_seconds
+
+    def lock(self, invoice_id: int, *, seconds: int | None = None) -> InvoiceLock:
+        """The invoice's lock, held for ``seconds`` (the job's timeout) plus a margin."""
+        hold = (seconds or self._lock_seconds) + 30
+        lock: Lock = self._redis.lock(
+            redis_keys.invoice_lock(invoice_id),
+            timeout=hold,
+            # Well inside the job timeout: better to retry later than to time out.
+            blocking_timeout=max(1, min(30, (seconds or self._lock_seconds) // 4)),
+        )
+        return InvoiceLock(lock, invoice_id)
+
+    def token_state(self, invoice_id: int, provider: str, token: str) -> TokenState:
+        current, legacy = self._redis.mget(
+            redis_keys.token_marker(invoice_id, provider, token),
+            redis_keys.legacy_token_marker(invoice_id, token),
+        )
+        value = current if current is not None else legacy
+        return TokenState.parse(None if value is None else text(value))
+
+    def mark_pending(self, invoice_id: int, provider: str, token: str) -> None:
+        self._set_marker(invoice_id, provider, token, PENDING)
+
+    def mark_created(self, invoice_id: int, provider: str, token: str, token_id: int) -> None:
+        self._set_marker(invoice_id, provider, token, str(token_id))
+
+    def mark_paid(self, invoice_id: int, provider: str, token: str, token_id: int) -> None:
+        """The payment is counted on the invoice: later events of it need no call."""
+        self._set_marker(invoice_id, provider, token, f"{token_id}:paid")
+
+    def _set_marker(self, invoice_id: int, provider: str, token: str, value: str) -> None:
+        key = redis_keys.token_marker(invoice_id, provider, token)
+        self._redis.set(key, value, ex=MARKER_TTL_SECONDS)
+
+    def forget(self, invoice_id: int, provider: str, token: str) -> None:
+        """The POST was refused, so nothing was written."""
+        self._redis.delete(
+            redis_keys.token_marker(invoice_id, provider, token),
+            redis_keys.legacy_token_marker(invoice_id, token),
+        )

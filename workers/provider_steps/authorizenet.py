@@ -1,0 +1,91 @@
+"""Confirms an Authorize.Net transaction with the API before any money is recorded.
+
+``getTransactionDetails`` gives the transaction's status, amount, ``order.invoiceNumber``
+and subscription. A paid notification whose transaction is not captured is not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
+from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+
+CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
+NOT_FOUND = "E00040"
+
+
+class AuthorizeNetStep:
+    def __init__(
+        self, *, api_url: str, login_id: str | None, transaction_key: str | None, currency: str
+    ) -> None:
+        self._api_url = api_url
+        self._login_id = login_id
+        self._transaction_key = transaction_key
+        self._currency = currency
+
+    def __call__(self, event: PaymentEvent) -> PaymentEvent:
+        if event.kind is not PaymentKind.PAID and event.kind is not PaymentKind.PENDING:
+            return event
+        transaction = self._fetch(event.token)
+        status = str(transaction.get("transactionStatus", ""))
+        if status not in CAPTURED:
+            raise ProviderLookupError(
+                f"Authorize.Net transaction {event.token} is {status or 'of unknown status'}, "
+                "not captured: no money is recorded"
+            )
+        order = transaction.get("order") or {}
+        invoice = InvoiceRef.from_text(str(order.get("invoiceNumber") or ""))
+        details = dict(event.details)
+        subscription = transaction.get("subscription") or {}
+        if subscription.get("id"):
+            details["subscription"] = str(subscription["id"])
+        amount = transaction.get("settleAmount", transaction.get("authAmount"))
+        return event.with_changes(
+            invoice=invoice,
+            amount=Decimal(str(amount)) if amount is not None else None,
+            currency=self._currency,
+            details=details,
+        )
+
+    def _fetch(self, transaction_id: str) -> dict[str, Any]:
+        if not self._login_id or not self._transaction_key:
+            raise ProviderLookupError(
+                "AUTHORIZENET_LOGIN_ID and AUTHORIZENET_TRANSACTION_KEY are needed to confirm "
+                "Authorize.Net transactions"
+            )
+        request = {
+            "getTransactionDetailsRequest": {
+                "merchantAuthentication": {
+                    "name": self._login_id,
+                    "transactionKey": self._transaction_key,
+                },
+                "transId": transaction_id,
+            }
+        }
+        try:
+            response = httpx.post(self._api_url, json=request, timeout=30)
+        except httpx.HTTPError as exc:
+            raise ProviderLookupUnavailable(
+                f"Authorize.Net API unreachable ({exc.__class__.__name__})"
+            ) from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ProviderLookupUnavailable(f"Authorize.Net API answered {response.status_code}")
+        try:
+            # The API prefixes its JSON with a byte-order mark.
+            body = json.loads(response.content.decode("utf-8-sig"))
+        except ValueError:
+            raise ProviderLookupUnavailable("Authorize.Net API answered no JSON") from None
+        messages = body.get("messages") or {}
+        if messages.get("resultCode") != "Ok":
+            first = (messages.get("message") or [{}])[0]
+            code, text = first.get("code", "?"), first.get("text", "")
+            if code == NOT_FOUND:
+                raise ProviderLookupError(f"Authorize.Net has no transaction {transaction_id}")
+            raise ProviderLookupError(f"Authorize.Net refused the lookup: {code} {text}")
+        transaction: dict[str, Any] = body.get("transaction") or {}
+        return transaction
