@@ -227,6 +227,49 @@ class TestSignedButMalformedIsKept:
         )
 
 
+class TestMoneyOfTheWrongTypeIsNeverIgnored:
+    """A paid event whose amount or currency has the wrong type is not "no money
+    received": ignoring it would drop a payment without a trace (found by a README trial)."""
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [("amount_received", "lots"), ("amount_received", 99.5), ("currency", 978)],
+    )
+    async def test_stripe(
+        self,
+        client: TestClient,
+        settings: Settings,
+        redis: Redis,
+        queue: Queue,
+        field: str,
+        value: object,
+    ) -> None:
+        intent = stripe_samples.payment_intent(invoice_id=42, amount=Decimal(100))
+        intent[field] = value
+        event = stripe_samples.event("payment_intent.succeeded", intent)
+        outcome = await assert_not_lost(
+            client, settings, redis, queue, "stripe", stripe_request(event)
+        )
+        assert outcome == "unprocessed"
+
+    @pytest.mark.parametrize(("field", "value"), [("amount", "100.00"), ("currency", 978)])
+    async def test_liqpay(
+        self,
+        client: TestClient,
+        settings: Settings,
+        redis: Redis,
+        queue: Queue,
+        field: str,
+        value: object,
+    ) -> None:
+        payment = liqpay_samples.payment(order_id="42", amount=Decimal(100))
+        payment[field] = value
+        outcome = await assert_not_lost(
+            client, settings, redis, queue, "liqpay", liqpay_request(json.dumps(payment).encode())
+        )
+        assert outcome == "unprocessed"
+
+
 class TestGenericSchemaIsStrict:
     """The operator's own system reads the 422's complaints, fixes and resends."""
 

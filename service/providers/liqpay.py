@@ -132,7 +132,14 @@ class LiqPayWebhook:
             return Ignored(event_id, event_type, "no order_id")
         amount = payment.get("amount")
         currency = payment.get("currency")
-        if kind is PaymentKind.PAID and (not isinstance(amount, Decimal | int) or not currency):
+        if (amount is not None and not isinstance(amount, Decimal | int)) or isinstance(
+            amount, bool
+        ):
+            # A field of the wrong type is not "no money": kept as unprocessed, never ignored.
+            raise MalformedPayload("LiqPay amount is not a number")
+        if currency is not None and not isinstance(currency, str):
+            raise MalformedPayload("LiqPay currency is not a string")
+        if kind is PaymentKind.PAID and (amount is None or not currency):
             return Ignored(event_id, event_type, "paid event without amount or currency")
         stamp = payment.get("end_date") or payment.get("create_date")
         return PaymentEvent(

@@ -265,7 +265,10 @@ def _amount(
     received counts (never the amount asked for), so the amount guard sees the truth."""
     object_type = obj.get("object")
     currency = obj.get("currency")
-    currency = currency if isinstance(currency, str) and currency else None
+    if currency is not None and not isinstance(currency, str):
+        # A field of the wrong type is not "no money": kept as unprocessed, never ignored.
+        raise MalformedPayload("Stripe currency is not a string")
+    currency = currency or None
     paid = kind is PaymentKind.PAID
     if object_type == "payment_intent":
         name = "amount_received" if paid else "amount"
@@ -283,9 +286,11 @@ def _amount(
     else:
         name = "amount"
     value = obj.get(name)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value, currency
-    return None, currency
+    if value is None:
+        return None, currency
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MalformedPayload(f"Stripe {name} is not a whole number of minor units")
+    return (value or None), currency
 
 
 def _method_type(obj: Mapping[str, Any]) -> str | None:
