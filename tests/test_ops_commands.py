@@ -21,6 +21,8 @@ from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.trail import StoredWebhook
+from service.quarantine import Quarantine
 from tests.conftest import GENERIC_SECRET
 from tests.helpers import deliver
 
@@ -129,6 +131,53 @@ class TestFailedList:
         [row] = json.loads(out)
         assert row["provider"] == "generic/bank"
         assert row["event_key"] == f"generic/bank:{headers['webhook-id']}"
+
+    def test_an_unconfigured_generic_source_is_an_error_naming_those_configured(
+        self, monkeypatch: pytest.MonkeyPatch, cli: Any
+    ) -> None:
+        monkeypatch.setenv("GENERIC_WEBHOOK_SECRETS", f"bank:{GENERIC_SECRET},erp:{GENERIC_SECRET}")
+        code, out, err = cli("failed", "list", "--provider", "generic/nosuch")
+        assert code == 2
+        assert "generic/bank, generic/erp" in err
+        assert out == ""
+        code, out, _ = cli("failed", "list", "--provider", "generic/bank", "--json")
+        assert (code, json.loads(out)) == (0, [])
+
+
+class TestUnknownJobs:
+    """A job id that never existed is not found (as `failed show` says), not "purged 0"
+    or "expired"; "expired" is for a job the trail shows existed."""
+
+    def test_purge_and_replay_of_an_id_that_never_existed_are_not_found(self, cli: Any) -> None:
+        for argv in (
+            ("failed", "purge", "nosuchjob", "--yes"),
+            ("failed", "replay", "nosuchjob"),
+            ("failed", "replay", "nosuchjob", "--dry-run"),
+        ):
+            code, out, err = cli(*argv)
+            assert code == 1, argv
+            assert "no job nosuchjob" in err, argv
+            assert "purged" not in out, argv
+            assert "expired" not in out, argv
+            code, out, _ = cli(*argv, "--json")
+            assert code == 1, argv
+            assert json.loads(out)["error"]["code"] == "not_found", argv
+
+    def test_an_expired_job_whose_trail_is_kept_is_expired(
+        self, settings: Settings, run_worker: RunWorker, cli: Any, redis: Redis
+    ) -> None:
+        event = paid_event(77)
+        deliver(settings, event)
+        run_worker()
+        redis.delete(f"rq:job:{job_id(event)}")  # the failed job's own TTL ran out
+        redis.zrem(
+            FailedJobRegistry(queue=Queue(settings.queue_name, connection=redis)).key, job_id(event)
+        )
+        code, out, _ = cli("failed", "replay", job_id(event))
+        assert code == 0
+        assert f"{job_id(event)}: the job has expired; use `payhooks replay-event`" in out
+        code, out, _ = cli("failed", "purge", job_id(event), "--yes", "--json")
+        assert (code, json.loads(out)) == (0, {"purged": 0})
 
 
 class TestPurge:
@@ -264,3 +313,63 @@ def test_shorten_cuts_at_a_word_boundary() -> None:
     assert shorten("invoice 45 not marked paid: payment 100.00 EUR", 20) == "invoice 45 not…"
     assert shorten("short", 20) == "short"
     assert len(shorten("a" * 50, 20)) == 20  # one long word: cut, still within the width
+
+
+class TestUnprocessed:
+    """`payhooks unprocessed …`: --json on every action, errors included, as the other
+    ops commands."""
+
+    async def keep(self, settings: Settings, body: bytes) -> str:
+        """As a receiver whose code could not read this body left it: its short id."""
+        from redis.asyncio import Redis as AsyncRedis
+
+        webhook = StoredWebhook.of("stripe", body, {}, None)
+        client = AsyncRedis.from_url(settings.require_redis())
+        await Quarantine(client, ttl_seconds=60).keep(webhook, "OverflowError in service/x.py:1")
+        await client.aclose()
+        return webhook.key.rsplit(":", 1)[1][:16]
+
+    async def test_replay_and_dismiss_take_json(
+        self, settings: Settings, cli: Any, queue: Queue
+    ) -> None:
+        event = paid_event(42)
+        short = await self.keep(settings, json.dumps(event).encode())
+        code, out, _ = cli("unprocessed", "replay", short, "--json")
+        assert code == 0
+        [replayed] = json.loads(out)["replayed"]
+        assert replayed["done"] is True
+        assert f"stripe:{event['id']}: queued" in replayed["lines"][0]
+        assert queue.count == 1
+
+        short = await self.keep(settings, b'{"id": "evt_1", "type": ')
+        code, out, _ = cli("unprocessed", "replay", short, "--json")
+        assert code == 1
+        assert json.loads(out)["replayed"][0]["done"] is False
+        code, out, _ = cli("unprocessed", "dismiss", short, "--json")
+        assert code == 0
+        assert json.loads(out)["dismissed"][0]["lines"] == [f"{short}: dismissed"]
+
+    @pytest.mark.parametrize("action", ["show", "replay", "dismiss"])
+    def test_errors_are_json_objects_on_stdout(self, cli: Any, action: str) -> None:
+        code, out, err = cli("unprocessed", action, "0123456789abcdef")
+        assert code == 1
+        assert "no unprocessed webhook 0123456789abcdef (kept 30 days" in err
+        assert "EVENT_RETENTION_DAYS" not in err
+        code, out, err = cli("unprocessed", action, "0123456789abcdef", "--json")
+        assert (code, err) == (1, "")
+        assert json.loads(out)["error"]["code"] == "not_found"
+        code, out, _ = cli("unprocessed", action, "0123", "--json")
+        assert code == 2
+        assert "at least 8 characters" in json.loads(out)["error"]["message"]
+
+    def test_redis_unreachable_names_the_masked_url(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: Captured
+    ) -> None:
+        monkeypatch.setenv("REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+        assert main(["unprocessed", "show", "0123456789abcdef", "--json"]) == 1
+        out = capsys.readouterr().out
+        assert json.loads(out)["error"] == {
+            "code": "redis_unreachable",
+            "message": "could not reach Redis at redis://:***@127.0.0.1:1/0 (ConnectionError)",
+        }
+        assert "hunter2" not in out

@@ -10,6 +10,8 @@ import json
 import sys
 from typing import Any
 
+from payhooks.settings import redact_url
+
 
 class CommandError(Exception):
     """A command that cannot do what was asked; the message says why and what to do."""
@@ -19,6 +21,14 @@ class CommandError(Exception):
         self.message = message
         self.code = code
         self.exit_code = exit_code
+
+
+def redis_unreachable(redis_url: str, exc: BaseException) -> CommandError:
+    """Redis did not answer: name where (password masked) and how it failed."""
+    return CommandError(
+        f"could not reach Redis at {redact_url(redis_url)} ({exc.__class__.__name__})",
+        code="redis_unreachable",
+    )
 
 
 def emit(data: Any) -> None:

@@ -262,6 +262,27 @@ class Ops:
         event_key = self.find_event(reference)
         return redis_keys.job_id(event_key) if event_key else reference
 
+    def existed(self, job_id: str) -> bool:
+        """The job is in Redis, or the failed registry or an event's trail names it."""
+        if self.redis.exists(Job.key_for(job_id)) or self.redis.zscore(self.registry.key, job_id):
+            return True
+        return self.event_of_job(job_id) is not None
+
+    def event_of_job(self, job_id: str) -> str | None:
+        """The event whose trail is kept and whose job this is. A job id is not parsed back
+        into its event key (punctuation became '-'); its readable part narrows the search
+        to the trails it can come from, and the id is recomputed for each."""
+        readable, _, _ = job_id.rpartition("-")
+        # Job ids hold only [A-Za-z0-9_-]; each '-' was '-' or any other character.
+        pattern = readable.replace("-", "*")
+        prefix = redis_keys.trail("")
+        tail = "" if len(readable) < redis_keys.JOB_ID_READABLE_CHARS else "*"
+        for found in self.redis.scan_iter(match=prefix + pattern + tail, count=1000):
+            event_key = redis_keys.text(found).removeprefix(prefix)
+            if redis_keys.job_id(event_key) == job_id:
+                return event_key
+        return None
+
     # -- events -----------------------------------------------------------------------
 
     def find_event(self, reference: str) -> str | None:

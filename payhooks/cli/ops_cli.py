@@ -9,7 +9,7 @@ from dataclasses import asdict
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 
-from payhooks.cli.cli_output import CommandError, emit, report_error
+from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
 from payhooks.cli.ops import (
     Filters,
     JobHistory,
@@ -21,7 +21,7 @@ from payhooks.cli.ops import (
     print_failed,
     print_trail,
 )
-from payhooks.settings import Settings, redact_url
+from payhooks.settings import Settings
 from payhooks.storage import redis_connect
 from service.errors import WebhookError
 
@@ -48,14 +48,7 @@ def run_ops(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         return report_error(CommandError(str(exc), code="usage", exit_code=2), as_json=args.json)
     except RedisError as exc:
-        return report_error(
-            CommandError(
-                f"could not reach Redis at {redact_url(redis_url)} "
-                f"({exc.__class__.__name__}: {exc})",
-                code="redis_unreachable",
-            ),
-            as_json=args.json,
-        )
+        return report_error(redis_unreachable(redis_url, exc), as_json=args.json)
     finally:
         redis.close()
 
@@ -67,6 +60,7 @@ def _filters(ops: Ops, args: argparse.Namespace) -> Filters:
         error_class=args.error_class,
         since=parse_since(args.since) if args.since else None,
     )
+    _check_generic_source(ops, args.provider)
     if args.error_class and args.error_class not in known_error_classes():
         # Not one of ours (RQ's own, such as AbandonedJobError, are fine if present): most
         # likely a typo, which would otherwise show as an empty table.
@@ -77,6 +71,22 @@ def _filters(ops: Ops, args: argparse.Namespace) -> Filters:
                 f"(failed jobs now have: {', '.join(present) or 'none'})"
             )
     return filters
+
+
+def _check_generic_source(ops: Ops, provider: str | None) -> None:
+    """`generic/<source>` must be a configured source, when this environment configures any.
+
+    Without the receiver's GENERIC_WEBHOOK_SECRETS there is nothing to check against; a
+    source since removed still matches while failed jobs of it remain."""
+    sources = ops.settings.generic_webhook_secrets
+    if not (provider and provider.startswith("generic/") and sources):
+        return
+    if provider.removeprefix("generic/") in sources:
+        return
+    if any(j.provider == provider for j in ops.failed_jobs(Filters())[0]):
+        return
+    configured = ", ".join(f"generic/{source}" for source in sources)
+    raise ValueError(f"--provider: no generic source {provider!r}; configured: {configured}")
 
 
 def _failed(ops: Ops, args: argparse.Namespace) -> int:
@@ -155,13 +165,14 @@ def _replay(ops: Ops, args: argparse.Namespace) -> int:
     if args.job_ids and filters.any:
         raise CommandError("filters go with --all, not with job ids", code="usage", exit_code=2)
     if args.job_ids and args.dry_run:
+        _named_jobs(ops, args.job_ids)
         if args.json:
             emit({"would_replay": args.job_ids})
         else:
             print(f"would replay: {' '.join(args.job_ids)}")
         return 0
     if args.job_ids:
-        replayed, skipped = ops.replay([ops.resolve(r) for r in args.job_ids])
+        replayed, skipped = ops.replay(_named_jobs(ops, args.job_ids))
     else:
         selected = _replay_selection(ops, filters, args)
         if selected is None:
@@ -174,6 +185,21 @@ def _replay(ops: Ops, args: argparse.Namespace) -> int:
         for line in skipped:
             print(f"  skipped {line}")
     return 0
+
+
+def _named_jobs(ops: Ops, references: list[str]) -> list[str]:
+    """The job ids named, each one a job that exists or existed (its trail or the failed
+    registry says so); otherwise not found, before anything is touched."""
+    ids = [ops.resolve(reference) for reference in references]
+    unknown = [r for r, job_id in zip(references, ids, strict=True) if not ops.existed(job_id)]
+    if unknown:
+        raise CommandError(
+            f"no job {', '.join(unknown)}: never existed, or it and its trail have expired "
+            f"(events are kept {ops.settings.event_retention_days} days); "
+            "`payhooks failed list` shows the failed jobs",
+            code="not_found",
+        )
+    return ids
 
 
 def _replay_selection(
@@ -211,7 +237,7 @@ def _purge(ops: Ops, args: argparse.Namespace) -> int:
             exit_code=2,
         )
     if args.job_ids:
-        ids, expired = [ops.resolve(r) for r in args.job_ids], list[str]()
+        ids, expired = _named_jobs(ops, args.job_ids), list[str]()
         jobs = [j for j in ops.failed_jobs(Filters())[0] if j.job_id in set(ids)]
     else:
         jobs, expired = ops.failed_jobs(filters)

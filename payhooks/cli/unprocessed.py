@@ -75,7 +75,11 @@ class UnprocessedWebhooks:
             raise ValueError(f"give at least 8 characters of the id, got {reference!r}")
         matches = [w for w in self.listed() if w.id.startswith(reference)]
         if not matches:
-            raise LookupError(f"no unprocessed webhook {reference} (kept EVENT_RETENTION_DAYS)")
+            raise LookupError(
+                f"no unprocessed webhook {reference} (kept "
+                f"{self._ops.settings.event_retention_days} days; `payhooks unprocessed list` "
+                "shows those there are)"
+            )
         if len(matches) > 1:
             raise ValueError(f"{reference} names {len(matches)} webhooks; give more of the id")
         return matches[0]

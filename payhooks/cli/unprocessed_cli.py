@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from redis.exceptions import RedisError
 
+from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
 from payhooks.cli.ops import Ops, table
 from payhooks.cli.unprocessed import SHORT_ID, UnprocessedWebhooks
 from payhooks.settings import Settings
@@ -33,11 +34,14 @@ def add_unprocessed_command(
         "replay", help="normalise with the current code and queue the events (idempotent)"
     )
     replay.add_argument("ids", nargs="+")
+    replay.add_argument("--json", action="store_true")
     dismiss = actions.add_parser("dismiss", help="take off the list once handled by hand")
     dismiss.add_argument("ids", nargs="+")
+    dismiss.add_argument("--json", action="store_true")
 
 
 def run_unprocessed(settings: Settings, args: argparse.Namespace) -> int:
+    redis_url = settings.require_redis()
     redis = redis_connect.sync_client(settings)
     webhooks = UnprocessedWebhooks(Ops(settings, redis))
     try:
@@ -45,34 +49,45 @@ def run_unprocessed(settings: Settings, args: argparse.Namespace) -> int:
             return _list(webhooks, as_json=args.json)
         if args.action == "show":
             return _show(webhooks, args.id, as_json=args.json)
-        status = 0
-        for reference in args.ids:
-            webhook = webhooks.find(reference)
-            if args.action == "dismiss":
-                webhooks.dismiss(webhook)
-                print(f"{webhook.id[:SHORT_ID]}: dismissed")
-                continue
-            done, lines = webhooks.replay(webhook)
-            print("\n".join(lines))
-            status = status if done else 1
-        return status
+        return _handle(webhooks, args.action, args.ids, as_json=args.json)
+    except CommandError as exc:
+        return report_error(exc, as_json=args.json)
     except LookupError as exc:
-        print(f"payhooks: {exc.args[0]}", file=sys.stderr)
-        return 1
+        return report_error(CommandError(exc.args[0], code="not_found"), as_json=args.json)
     except ValueError as exc:
-        print(f"payhooks: {exc}", file=sys.stderr)
-        return 2
+        return report_error(CommandError(str(exc), code="usage", exit_code=2), as_json=args.json)
     except RedisError as exc:
-        print(f"payhooks: Redis unavailable ({exc.__class__.__name__})", file=sys.stderr)
-        return 1
+        return report_error(redis_unreachable(redis_url, exc), as_json=args.json)
     finally:
         redis.close()
+
+
+def _handle(
+    webhooks: UnprocessedWebhooks, action: str, references: list[str], *, as_json: bool
+) -> int:
+    """Replay or dismiss each webhook named; every id is checked before any is touched."""
+    found = [webhooks.find(reference) for reference in references]
+    results = []
+    status = 0
+    for webhook in found:
+        if action == "dismiss":
+            webhooks.dismiss(webhook)
+            done, lines = True, [f"{webhook.id[:SHORT_ID]}: dismissed"]
+        else:
+            done, lines = webhooks.replay(webhook)
+        status = status if done else 1
+        results.append({"id": webhook.id, "done": done, "lines": lines})
+        if not as_json:
+            print("\n".join(lines))
+    if as_json:
+        emit({"replayed" if action == "replay" else "dismissed": results})
+    return status
 
 
 def _list(webhooks: UnprocessedWebhooks, *, as_json: bool) -> int:
     found = webhooks.listed()
     if as_json:
-        print(json.dumps([asdict(w) for w in found], indent=2))
+        emit([asdict(w) for w in found])
         return 0
     rows = [{**asdict(w), "id": w.id[:SHORT_ID]} for w in found]
     table(rows, ("id", "provider", "received_at", "reason"), sys.stdout, widths={"reason": 90})
@@ -85,7 +100,7 @@ def _show(webhooks: UnprocessedWebhooks, reference: str, *, as_json: bool) -> in
     body = stored["body"]
     shown = text(body) if isinstance(body, bytes) and _is_text(body) else repr(body)
     if as_json:
-        print(json.dumps({**asdict(webhook), "headers": stored["headers"], "body": shown}))
+        emit({**asdict(webhook), "headers": stored["headers"], "body": shown})
         return 0
     for name, value in asdict(webhook).items():
         print(f"{name:<12} {value}")
