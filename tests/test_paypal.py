@@ -401,6 +401,23 @@ class TestForgedIpn:
         assert world.job(resent).return_value()["result"] == "already_applied"
 
 
+class TestWebhookAndIpnTogether:
+    def test_a_capture_announced_by_both_is_one_payment(self, world: IpnWorld) -> None:
+        # An account with both REST webhooks and IPN on: PayPal announces one capture
+        # twice, under the same transaction id. One payment, one token, no false alarm.
+        capture = samples.capture_event(invoice_id="43", amount=Decimal("100.00"))
+        txn_id = capture["resource"]["id"]
+        ipn = samples.ipn(invoice="43", amount=Decimal("100.00"), txn_id=txn_id)
+        world.paypal.genuine.add(ipn)
+        deliver_bodies(world.settings, "paypal", [samples.encoded(capture)])
+        deliver_bodies(world.settings, "paypal-ipn", [ipn])
+        world.run_worker()
+        [token] = world.nexudus.tokens.values()
+        assert (token["Token"], token["CoworkerInvoiceId"]) == (txn_id, 43)
+        assert world.nexudus.invoices[43]["PaidOn"] is not None
+        assert world.job(ipn).return_value()["result"] == "already_applied"
+
+
 class TestIpnRefunds:
     """Refunds and reversals name their payment in ``parent_txn_id``, with a negative
     ``mc_gross`` (PayPal's IPN variables reference,

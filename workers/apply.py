@@ -133,14 +133,14 @@ class _Application:
         self.ledger = ledger
         self.markers = markers
         self.lock = lock
-        self.payment = payment_key(event.provider, event.token)
+        self.payment = payment_key(event.payment_source, event.token)
 
     def outcome(self, result: str, token: tuple[int, bool], **fields: Any) -> Outcome:
         return Outcome(result, self.invoice_id, token[0], token[1], **fields)
 
     def run(self) -> Outcome:
         event = self.event
-        known = self.markers.token_state(self.invoice_id, event.provider, event.token)
+        known = self.markers.token_state(self.invoice_id, event.payment_source, event.token)
         if known.token_id is not None and (known.invoice_paid or event.kind is PaymentKind.PENDING):
             # Another event of this payment was applied already: nothing to ask Nexudus.
             result = "token_only" if event.kind is PaymentKind.PENDING else "already_applied"
@@ -152,7 +152,7 @@ class _Application:
         post = [True] if known.token_id is None else []
         self.nexudus.reserve(False, *post, *([True] if paying else []))
         invoice, read_at = self.read_invoice()
-        self.ledger.bind_payment(event.provider, event.token, self.invoice_id)
+        self.ledger.bind_payment(event.payment_source, event.token, self.invoice_id)
         paid_on = invoice.get("PaidOn")
 
         if not paying:
@@ -220,7 +220,9 @@ class _Application:
         self.ledger.record_applied(self.invoice_id, self.payment, event.amount, event.currency)
 
     def mark_counted(self, token_id: int) -> None:
-        self.markers.mark_paid(self.invoice_id, self.event.provider, self.event.token, token_id)
+        self.markers.mark_paid(
+            self.invoice_id, self.event.payment_source, self.event.token, token_id
+        )
 
     def settle(self, invoice: Record, read_at: float) -> Assessment:
         """PUT the invoice with PaidOn, from a record read right before; returns the
@@ -280,12 +282,14 @@ class _Application:
                 same_invoice = record.get("CoworkerInvoiceId", invoice_id) == invoice_id
                 if record.get("Token") == event.token and same_invoice:
                     token_id = int(record["Id"])
-                    self.markers.mark_created(invoice_id, event.provider, event.token, token_id)
+                    self.markers.mark_created(
+                        invoice_id, event.payment_source, event.token, token_id
+                    )
                     return token_id, False
 
         assert event.regular_payment_provider is not None
         self.lock.before_write()
-        self.markers.mark_pending(invoice_id, event.provider, event.token)
+        self.markers.mark_pending(invoice_id, event.payment_source, event.token)
         try:
             token_id = self.nexudus.create_payment_token(
                 invoice_id=invoice_id,
@@ -298,10 +302,10 @@ class _Application:
             # 5xx, a 200 we cannot read) may have written, so the marker stays "pending"
             # and the next attempt searches first.
             if exc.status is not None and 400 <= exc.status < 500:
-                self.markers.forget(invoice_id, event.provider, event.token)
-                self.ledger.unbind_payment(event.provider, event.token, invoice_id)
+                self.markers.forget(invoice_id, event.payment_source, event.token)
+                self.ledger.unbind_payment(event.payment_source, event.token, invoice_id)
             raise
-        self.markers.mark_created(invoice_id, event.provider, event.token, token_id)
+        self.markers.mark_created(invoice_id, event.payment_source, event.token, token_id)
         return token_id, True
 
 

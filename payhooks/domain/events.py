@@ -81,6 +81,9 @@ class InvoiceRef:
         return "invoice not known yet (read from the provider's API by the job)"
 
 
+_SAME_PAYMENTS_AS = {"paypal-ipn": "paypal"}
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentEvent:
     """One provider event, normalised.
@@ -103,6 +106,12 @@ class PaymentEvent:
     regular_payment_provider: RegularPaymentProvider | None = None
     payment_method: str | None = None
     details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def payment_source(self) -> str:
+        """Whose payment the token names. PayPal's REST webhooks and its IPN describe the
+        same transactions by the same id, so a capture announced by both is one payment."""
+        return _SAME_PAYMENTS_AS.get(self.provider, self.provider)
 
     @property
     def key(self) -> str:
