@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from payhooks.storage.trail import StoredWebhook
 from service.quarantine import Quarantine
 from tests.conftest import GENERIC_SECRET
 from tests.helpers import deliver
+from tests.test_processes import PAYHOOKS, worker_env
 
 RunWorker = Callable[[], None]
 Captured = pytest.CaptureFixture[str]
@@ -373,3 +375,15 @@ class TestUnprocessed:
             "message": "could not reach Redis at redis://:***@127.0.0.1:1/0 (ConnectionError)",
         }
         assert "hunter2" not in out
+
+
+def test_worker_with_redis_unreachable_says_where_in_one_line(settings: Settings) -> None:
+    """A real `payhooks worker` process: one line naming the masked URL, not a traceback."""
+    env = {**worker_env(settings), "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    result = subprocess.run(  # noqa: PLW1510
+        [*PAYHOOKS, "worker"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "payhooks: could not reach Redis at redis://:***@127.0.0.1:1/0 (ConnectionError)"
+    ]
