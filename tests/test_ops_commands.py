@@ -259,6 +259,18 @@ class TestShow:
         assert "InvoiceNotFound" not in head  # the old error is history, not the state
         assert "last       applied at" in head
 
+    def test_the_reason_is_wrapped_within_100_columns_never_cut(
+        self, settings: Settings, run_worker: RunWorker, cli: Any
+    ) -> None:
+        event = paid_event(77)
+        deliver(settings, event)
+        run_worker()
+        _, out, _ = cli("failed", "show", job_id(event))
+        head = out.split("\n\n")[0]
+        assert [line for line in head.splitlines() if len(line) > 100] == []
+        reason = json.loads(cli("failed", "show", job_id(event), "--json")[1])
+        assert " ".join(reason["current_failure"]["reason"].split()) in " ".join(head.split())
+
     def test_unknown_job(self, cli: Any) -> None:
         code, out, err = cli("failed", "show", "stripe-evt_nope")
         assert code == 1

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from payhooks.cli.config_check import check_config
+from payhooks.devtools.samples import braintree as braintree_samples
 from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.devtools.sandbox.stripe import API_KEY as STRIPE_KEY
-from payhooks.settings import PROVIDER_NAMES, Settings
+from payhooks.settings import PAYPAL_CERT_URL_PREFIXES, PROVIDER_NAMES, Settings
 from tests.conftest import with_settings
 
 ENV_EXAMPLE = Path(__file__).parent.parent / "deploy" / "compose" / ".env.example"
@@ -65,7 +66,7 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
         "ePay web service",
     ):
         assert " ok " in rows[target], rows
-    assert "configuration is valid and everything answered" in out
+    assert out.splitlines()[-1] == "configuration is valid and everything probed answered"
     secrets = (
         settings.nexudus_password,
         STRIPE_KEY,
@@ -102,3 +103,31 @@ def test_probe_reports_refused_credentials_and_unreachable_services(
     assert check_config(gone, role="all", probe=True, as_json=True, env={}) == 1
     redis = next(r for r in json.loads(capsys.readouterr().out)["probe"] if r["target"] == "Redis")
     assert redis["detail"] == "could not reach redis://:***@127.0.0.1:1/0 (ConnectionError)"
+
+
+def test_text_fits_100_columns_and_the_verdict_says_what_was_skipped(
+    settings: Settings, capsys: Captured
+) -> None:
+    # Every provider and a generic source enabled, PayPal's own certificate URLs, and the
+    # dev Braintree sample keys, which the probe skips (nothing to call with them).
+    everything = with_settings(
+        settings,
+        paypal_cert_url_prefixes=PAYPAL_CERT_URL_PREFIXES,
+        braintree_keys=((braintree_samples.DEV_PUBLIC_KEY, braintree_samples.DEV_PRIVATE_KEY),),
+    )
+    assert check_config(everything, role="all", probe=True, env={}) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if len(line) > 100] == []
+    assert out.splitlines()[-1] == (
+        "configuration is valid and everything probed answered; skipped, so not checked: "
+        "Braintree key 1"
+    )
+    # Wrapped, not cut: every provider and every certificate prefix is there whole.
+    words = out.split()
+    for name in everything.enabled_providers():
+        assert f"{name}," in words or name in words
+    for prefix in PAYPAL_CERT_URL_PREFIXES:
+        assert f"{prefix}," in words or prefix in words
+    assert check_config(everything, role="all", probe=True, as_json=True, env={}) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["providers enabled"] == ", ".join(everything.enabled_providers())

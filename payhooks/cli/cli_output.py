@@ -8,9 +8,32 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from typing import Any
 
 from payhooks.settings import redact_url
+
+#: What a terminal shows without wrapping: text output fits it (--wide or --json for all).
+COLUMNS = 100
+
+
+def wrapped(text: str, *, lead: str = "", indent: int | None = None) -> str:
+    """``lead`` then the text, wrapped within COLUMNS under itself, never cut (a word
+    longer than the line, a URL say, stays whole)."""
+    lines = textwrap.wrap(
+        text,
+        COLUMNS,
+        initial_indent=lead,
+        subsequent_indent=" " * (len(lead) if indent is None else indent),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join(lines) or lead.rstrip()
+
+
+def labelled(label: str, value: str, *, width: int, indent: str = "") -> str:
+    """``label value`` as the commands print settings and fields, the value wrapped."""
+    return wrapped(value, lead=f"{indent}{label:<{width}} ")
 
 
 class CommandError(Exception):

@@ -11,10 +11,14 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from payhooks.cli.cli_output import emit
+from payhooks.cli.cli_output import emit, labelled, wrapped
 from payhooks.cli.dev_state import DevInstance
 from payhooks.settings import ConfigError, Settings, redact_url
+
+if TYPE_CHECKING:
+    from payhooks.cli.probe import ProbeResult
 
 Rows = list[tuple[str, str]]
 
@@ -229,7 +233,7 @@ def check_config(
     found = problems(settings, role, os.environ if env is None else env)
     general = general_rows(settings)
     providers = provider_rows(settings)
-    results = []
+    results: list[ProbeResult] = []
     if probe:
         from payhooks.cli.probe import probe as run_probe
 
@@ -251,31 +255,40 @@ def check_config(
         )
         return exit_code
     if dev is not None:
-        print(f"{'settings of':<28} the running `payhooks dev` ({dev.path})")
+        print(labelled("settings of", f"the running `payhooks dev` ({dev.path})", width=28))
     for label, value in general:
-        print(f"{label:<28} {value}")
+        print(labelled(label, value, width=28))
     for name, rows in providers.items():
         print(name)
         for label, value in rows:
-            print(f"  {label:<26} {value}")
+            print(labelled(label, value, width=26, indent="  "))
     if probe:
         print()
         width = max(len(r.target) for r in results)
         print(f"{'PROBE':<{width}}  RESULT  DETAIL")
         for r in results:
-            print(f"{r.target:<{width}}  {r.result:<7} {r.detail}")
+            print(wrapped(r.detail, lead=f"{r.target:<{width}}  {r.result:<7} "))
     for problem in found:
         print(f"problem: {problem}", file=sys.stderr)
-    if valid:
-        scope = "" if role == "all" else f" for {role}"
-        print(
-            f"configuration is valid{scope}"
-            + (
-                " and everything answered"
-                if probe
-                else " (nothing was reached: --probe tries Redis, Nexudus and the provider APIs)"
-            )
-        )
-    elif not found:
-        print("configuration is valid, but not everything answered (see the probe)")
+    if not found:  # the problems, on stderr, are the verdict
+        print(wrapped(_verdict(role, probe=probe, results=results)))
     return exit_code
+
+
+def _verdict(role: str, *, probe: bool, results: list[ProbeResult]) -> str:
+    """The closing line of a valid configuration: probed, what answered and what was not
+    checked."""
+    scope = "" if role == "all" else f" for {role}"
+    if not probe:
+        return (
+            f"configuration is valid{scope} (nothing was reached: --probe tries Redis, "
+            "Nexudus and the provider APIs)"
+        )
+    skipped = [r.target for r in results if r.skipped]
+    if any(not (r.ok or r.skipped) for r in results):
+        verdict = f"configuration is valid{scope}, but not everything answered (see the probe)"
+    else:
+        verdict = f"configuration is valid{scope} and everything probed answered"
+    if skipped:
+        verdict += f"; skipped, so not checked: {', '.join(skipped)}"
+    return verdict

@@ -22,6 +22,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
+from payhooks.cli.cli_output import COLUMNS
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.settings import PROVIDER_NAMES, Settings
 from payhooks.storage import redis_keys
@@ -379,7 +380,7 @@ def describe(job: Job) -> FailedJob:
 # -- output ------------------------------------------------------------------------
 
 #: What `failed list` fits in unless told --wide.
-NARROW_COLUMNS = 100
+NARROW_COLUMNS = COLUMNS
 #: Event references longer than this are shortened in the middle (--wide shows them whole).
 EVENT_WIDTH = 40
 MIN_REASON_WIDTH = 12

@@ -9,7 +9,13 @@ from dataclasses import asdict
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 
-from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
+from payhooks.cli.cli_output import (
+    CommandError,
+    emit,
+    labelled,
+    redis_unreachable,
+    report_error,
+)
 from payhooks.cli.ops import (
     Filters,
     JobHistory,
@@ -152,7 +158,7 @@ def _print_history(ops: Ops, history: JobHistory) -> None:
         if last is not None:
             fields.append(("last", f"{last['stage']} at {last['at']}"))
     for name, value in fields:
-        print(f"{name:<10} {value}")
+        print(labelled(name, value, width=10))
     print()
     if history.event_key:
         print_trail(ops, [history.event_key], sys.stdout, as_json=False)
