@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,11 +20,19 @@ from payhooks.devtools.samples import generic as generic_samples
 from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
+from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.trail import StoredWebhook
+from service.app import create_app
 from service.quarantine import Quarantine
-from tests.conftest import GENERIC_SECRET
+from tests.conftest import (
+    AUTHORIZENET_KEY,
+    BRAINTREE_PRIVATE,
+    BRAINTREE_PUBLIC,
+    GENERIC_SECRET,
+    LIQPAY_KEY,
+)
 from tests.helpers import deliver
 from tests.test_processes import PAYHOOKS, worker_env
 
@@ -399,3 +407,43 @@ def test_worker_with_redis_unreachable_says_where_in_one_line(settings: Settings
     assert result.stderr.strip().splitlines() == [
         "payhooks: could not reach Redis at redis://:***@127.0.0.1:1/0 (ConnectionError)"
     ]
+
+
+class TestSendTest:
+    @pytest.fixture
+    def receiver(self, settings: Settings) -> Iterator[ThreadedServer]:
+        server = ThreadedServer(lambda: create_app(settings)).start()
+        yield server
+        server.stop()
+
+    @pytest.mark.parametrize("provider", ["authorizenet", "liqpay", "braintree"])
+    def test_prints_the_event_key_trace_accepts_within_100_columns(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        cli: Any,
+        receiver: ThreadedServer,
+        sandbox: ThreadedServer,
+        provider: str,
+    ) -> None:
+        # Their ids are not what a payload calls its id: Authorize.Net's event is the
+        # notification (not the transaction), LiqPay's the payment and its status,
+        # Braintree's notification has none.
+        monkeypatch.setenv("AUTHORIZENET_SIGNATURE_KEYS", AUTHORIZENET_KEY)
+        monkeypatch.setenv("LIQPAY_PRIVATE_KEYS", LIQPAY_KEY)
+        monkeypatch.setenv("BRAINTREE_KEYS", f"{BRAINTREE_PUBLIC}:{BRAINTREE_PRIVATE}")
+        urls = ("--url", receiver.url, "--sandbox-url", sandbox.url)
+        code, out, _ = cli("send-test", provider, "--invoice", "42", *urls)
+        assert code == 0, out
+        assert [line for line in out.splitlines() if len(line) > 100] == []
+        [command] = [
+            line.split("trace", 1)[1].strip() for line in out.splitlines() if "trace " in line
+        ]
+        assert command.startswith(f"payhooks trace {provider}:")
+        event_key = command.removeprefix("payhooks trace ")
+        code, traced, _ = cli("trace", event_key, "--json")
+        assert code == 0
+        assert [e["stage"] for e in json.loads(traced)[event_key]][:2] == ["received", "enqueued"]
+
+        code, out, _ = cli("send-test", provider, "--invoice", "43", *urls, "--json")
+        [event_key] = json.loads(out)["event_keys"]
+        assert cli("trace", event_key)[0] == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,8 +16,11 @@ import pytest
 
 from payhooks.cli import dev_state
 from payhooks.cli.dev_state import DevInstance
+from payhooks.devtools.dev import TRIES, _banner
 from payhooks.devtools.embedded_redis import free_port
 from payhooks.devtools.sandbox.server import wait_until_ready
+from payhooks.settings import Settings
+from tests.conftest import with_settings
 from tests.test_processes import PAYHOOKS
 
 BARE_ENV = {"PATH": os.environ.get("PATH", "")}  # nothing payhooks reads
@@ -69,9 +71,8 @@ def test_every_ops_command_works_next_to_payhooks_dev_with_nothing_exported(
         sent = as_json(tmp_path, "send-test", "stripe", "--invoice", "99")
         assert sent["status"] == 200, sent
         assert sent["url"] == f"http://127.0.0.1:{port}/webhooks/stripe"
-        found = re.search(r"(evt_\w+)", sent["sent"])
-        assert found is not None
-        event_id = found.group(1)
+        [event_key] = sent["event_keys"]
+        event_id = event_key.removeprefix("stripe:")
 
         rows = wait_for(lambda: as_json(elsewhere, "failed", "list"))
         assert [(r["event_id"], r["error_class"]) for r in rows] == [(event_id, "InvoiceNotFound")]
@@ -174,3 +175,14 @@ class TestStateFile:
         finally:
             other.kill()
             other.wait()
+
+
+def test_the_banner_fits_100_columns_and_its_send_tests_need_no_urls(settings: Settings) -> None:
+    # Five-digit ports, every provider enabled: the widest banner `payhooks dev` prints.
+    banner = _banner(with_settings(settings, redis_url="redis://127.0.0.1:65535/0"), 65535, 65534)
+    assert [line for line in banner.splitlines() if len(line) > 100] == []
+    for attempt in TRIES:
+        # send-test finds the running instance's ports and secrets by itself.
+        assert f"  .venv/bin/payhooks send-test {' '.join(attempt.arguments())}\n" in banner
+    assert "--url" not in banner
+    assert "--sandbox-url" not in banner

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 
-from payhooks.cli.cli_output import CommandError, emit, report_error
+from payhooks.cli.cli_output import CommandError, emit, labelled, report_error
 from payhooks.cli.dev_state import DevInstance
 from payhooks.devtools.samples import authorizenet as authorizenet_samples
 from payhooks.devtools.samples import braintree as braintree_samples
@@ -23,6 +24,7 @@ from payhooks.devtools.samples import stripe as stripe_samples
 from payhooks.devtools.sandbox.paypal import CERT_PATH as PAYPAL_CERT_PATH
 from payhooks.domain.money import to_minor_units
 from payhooks.domain.provider_formats.epay import NUMERIC_CODES
+from payhooks.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_SANDBOX_URL = "http://127.0.0.1:8090"
@@ -49,8 +51,9 @@ def send_test(
             ),
             as_json=args.json,
         )
+    args.signed_with = {}
     try:
-        method, url, summary, response = _send(args, amount)
+        method, url, summary, body, headers, response = _send(args, amount)
     except httpx.HTTPStatusError as exc:  # the sandbox refused to register the sample
         return report_error(
             CommandError(
@@ -67,6 +70,7 @@ def send_test(
             ),
             as_json=args.json,
         )
+    event_keys = _event_keys(args, body, headers)
     if args.json:
         emit(
             {
@@ -75,19 +79,48 @@ def send_test(
                 "sent": summary,
                 "status": response.status_code,
                 "answer": _answer(response),
+                "event_keys": event_keys,
             }
         )
     else:
-        print(f"{method} {url} ({summary}) -> {response.status_code} {response.text}")
+        print(f"{method} {url} -> {response.status_code}")
+        print(labelled("answer", response.text, width=7, indent="  "))
+        print(labelled("sent", summary, width=7, indent="  "))
+        for event_key in event_keys:
+            print(labelled("trace", f"payhooks trace {event_key}", width=7, indent="  "))
     return 0 if response.is_success else 1
 
 
-def _send(args: argparse.Namespace, amount: Decimal) -> tuple[str, str, str, httpx.Response]:
-    path = f"generic/{args.source}" if args.provider == "generic" else args.provider
-    url = f"{args.url.rstrip('/')}/webhooks/{path}"
+def _event_keys(args: argparse.Namespace, body: bytes, headers: dict[str, str]) -> list[str]:
+    """The events of the sample as `trace` finds them: read by the receiver's own
+    normaliser, built with what the sample was signed with (a provider's event id is not
+    always what its payload calls an id: LiqPay's is the payment and its status)."""
+    from service.providers import build_providers
+
+    try:
+        with warnings.catch_warnings():  # e.g. the cryptography's about a CA bundle's roots
+            warnings.simplefilter("ignore")
+            provider = build_providers(Settings.from_env(args.signed_with)).get(_path(args))
+            found = provider.normalise(body, headers) if provider else []
+    except Exception:  # noqa: BLE001 (the receiver's answer already says what it made of it)
+        return []
+    return [f"{_path(args)}:{item.event_id}" for item in found]
+
+
+def _path(args: argparse.Namespace) -> str:
+    return f"generic/{args.source}" if args.provider == "generic" else str(args.provider)
+
+
+def _send(
+    args: argparse.Namespace, amount: Decimal
+) -> tuple[str, str, str, bytes, dict[str, str], httpx.Response]:
+    """(method, URL, what was sent, body, headers, the receiver's answer); an ePay
+    callback's body is its query, as the receiver reads it."""
+    url = f"{args.url.rstrip('/')}/webhooks/{_path(args)}"
     if args.provider == "epay":
         query, summary = _epay(args, amount)
-        return "GET", url, summary, httpx.get(f"{url}?{query}", timeout=10)
+        answer = httpx.get(f"{url}?{query}", timeout=10)
+        return "GET", url, summary, query.encode(), {}, answer
     build = {
         "gocardless": _gocardless,
         "liqpay": _liqpay,
@@ -99,7 +132,8 @@ def _send(args: argparse.Namespace, amount: Decimal) -> tuple[str, str, str, htt
         "stripe": _stripe,
     }[args.provider]
     body, headers, summary = build(args, amount)
-    return "POST", url, summary, httpx.post(url, content=body, headers=headers, timeout=10)
+    answer = httpx.post(url, content=body, headers=headers, timeout=10)
+    return "POST", url, summary, body, headers, answer
 
 
 def _answer(response: httpx.Response) -> object:
@@ -110,8 +144,11 @@ def _answer(response: httpx.Response) -> object:
 
 
 def _secret(args: argparse.Namespace, variable: str, default: str) -> str:
+    """The first configured value, else the dev one; noted as what the sample is signed with."""
     configured = [s.strip() for s in args.env.get(variable, "").split(",")]
-    return next((s for s in configured if s), default)
+    value = next((s for s in configured if s), default)
+    args.signed_with[variable] = value
+    return value
 
 
 def _to_sandbox(args: argparse.Namespace, path: str, payload: dict[str, Any]) -> httpx.Response:
@@ -131,9 +168,7 @@ def _stripe(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
     return (
         body,
         headers,
-        (
-            f"{event['type']} {event['id']}, {amount} {args.currency.upper()}, invoice {args.invoice}"
-        ),
+        (f"{event['type']}, {amount} {args.currency.upper()}, invoice {args.invoice}"),
     )
 
 
@@ -158,7 +193,7 @@ def _gocardless(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[
         body,
         headers,
         (
-            f"payments/confirmed {event['id']} for {payment}, {amount} {args.currency.upper()}, "
+            f"payments/confirmed for payment {payment}, {amount} {args.currency.upper()}, "
             f"invoice {args.invoice}"
         ),
     )
@@ -174,8 +209,8 @@ def _liqpay(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
         body,
         headers,
         (
-            f"status success, payment {payment['payment_id']}, {amount} {args.currency.upper()}, "
-            f"order {args.invoice}"
+            f"status success for payment {payment['payment_id']}, {amount} "
+            f"{args.currency.upper()}, order {args.invoice}"
         ),
     )
 
@@ -186,7 +221,9 @@ def _generic(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str
     )
     pairs = [p.partition(":") for p in args.env.get("GENERIC_WEBHOOK_SECRETS", "").split(",")]
     secret = next((s for source, _, s in pairs if source.strip() == args.source and s), None)
-    body, headers = generic_samples.signed(notification, secret or generic_samples.DEV_SECRET)
+    secret = secret or generic_samples.DEV_SECRET
+    args.signed_with["GENERIC_WEBHOOK_SECRETS"] = f"{args.source}:{secret}"
+    body, headers = generic_samples.signed(notification, secret)
     return (
         body,
         headers,
@@ -213,7 +250,8 @@ def _epay(args: argparse.Namespace, amount: Decimal) -> tuple[str, str]:
     )
     secret = _secret(args, "EPAY_MD5_SECRETS", epay_samples.DEV_SECRET)
     return epay_samples.signed_query(parameters, secret), (
-        f"txnid {parameters[0][1]}, {amount} {args.currency.upper()}, order {args.invoice}"
+        f"callback for txnid {parameters[0][1]}, {amount} {args.currency.upper()}, "
+        f"order {args.invoice}"
     )
 
 
@@ -222,6 +260,9 @@ def _braintree(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[s
     public, _, private = pair.partition(":")
     if not private:
         public, private = braintree_samples.DEV_PUBLIC_KEY, braintree_samples.DEV_PRIVATE_KEY
+    args.signed_with["BRAINTREE_KEYS"] = f"{public}:{private}"
+    # The SDK wants one to parse with; a notification does not depend on it.
+    args.signed_with["BRAINTREE_MERCHANT_ID"] = args.env.get("BRAINTREE_MERCHANT_ID") or "dev"
     xml = braintree_samples.transaction_notification(
         "transaction_settled",
         order_id=str(args.invoice),
@@ -247,7 +288,10 @@ def _authorizenet(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dic
     )
     key = _secret(args, "AUTHORIZENET_SIGNATURE_KEYS", authorizenet_samples.DEV_SIGNATURE_KEY)
     body, headers = authorizenet_samples.signed(notification, key)
-    return body, headers, f"authcapture.created {transaction_id}, {amount}, invoice {args.invoice}"
+    summary = (
+        f"authcapture.created for transaction {transaction_id}, {amount}, invoice {args.invoice}"
+    )
+    return body, headers, summary
 
 
 def _paypal(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str, str], str]:
@@ -267,7 +311,7 @@ def _paypal(args: argparse.Namespace, amount: Decimal) -> tuple[bytes, dict[str,
     return (
         body,
         headers,
-        f"PAYMENT.CAPTURE.COMPLETED {event['id']}, {amount}, invoice {args.invoice}",
+        f"PAYMENT.CAPTURE.COMPLETED, {amount}, invoice {args.invoice}",
     )
 
 

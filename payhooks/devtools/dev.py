@@ -48,8 +48,6 @@ class Try:
     #: The RegularPaymentProvider value its token carries.
     provider_value: int
     options: tuple[str, ...] = ()
-    #: Whether it registers its payment with (or is signed by) the sandbox.
-    uses_sandbox: bool = False
 
     def arguments(self) -> list[str]:
         return [self.provider, *self.options, "--invoice", str(self.invoice_id)]
@@ -58,13 +56,13 @@ class Try:
 #: One invoice per provider, in the order of PROVIDER_NAMES, then the operators' own systems.
 TRIES = (
     Try("stripe", 42, 2),
-    Try("gocardless", 43, 12, uses_sandbox=True),
+    Try("gocardless", 43, 12),
     Try("braintree", 44, 8),
-    Try("authorizenet", 45, 4, uses_sandbox=True),
-    Try("paypal", 46, 6, uses_sandbox=True),
+    Try("authorizenet", 45, 4),
+    Try("paypal", 46, 6),
     Try("paypal-ipn", 47, 5),
     Try("liqpay", 48, 10),
-    Try("epay", 49, 7, uses_sandbox=True),
+    Try("epay", 49, 7),
     Try("generic", 50, 96, ("--source", "bank")),
 )
 AMOUNT_GUARD_INVOICE = 51  # 250.00 due: a 100.00 payment does not settle it
@@ -237,8 +235,6 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
         f"    {r['Id']}  {r['InvoiceNumber']:<14} {r['TotalAmount']:>7.2f} {r['CurrencyCode']}"
         for r in SEEDED
     )
-    url = "" if receiver_port == 8080 else f" --url http://127.0.0.1:{receiver_port}"
-    sandbox_url = "" if sandbox_port == 8090 else f" --sandbox-url http://127.0.0.1:{sandbox_port}"
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     receiver = f"http://127.0.0.1:{receiver_port}"
     custom_secret = settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET
@@ -246,11 +242,8 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
         f"{receiver}/webhooks/{name}{' (GET)' if name == 'epay' else ''}"
         for name in settings.enabled_providers()
     )
-    tries = "\n".join(
-        f"  .venv/bin/payhooks send-test {' '.join(t.arguments())}{url}"
-        f"{sandbox_url if t.uses_sandbox else ''}"
-        for t in TRIES
-    )
+    # send-test finds this instance (its ports and secrets) by itself: no --url needed.
+    tries = "\n".join(f"  .venv/bin/payhooks send-test {' '.join(t.arguments())}" for t in TRIES)
     return f"""
 payhooks dev is running (Ctrl-C stops everything)
   receiver         {urls}
@@ -265,10 +258,10 @@ Sandbox invoices (one per provider, then the amount and currency guards):
 
 Try, in another terminal (each pays its own invoice):
 {tries}
-  curl -s {sandbox}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn|Token)"'
-  .venv/bin/payhooks send-test stripe --invoice {AMOUNT_GUARD_INVOICE}{url}   # 100.00 of 250.00: not marked paid
-  .venv/bin/payhooks send-test stripe --invoice {CURRENCY_GUARD_INVOICE}{url}   # EUR for a GBP invoice: not marked paid
-  .venv/bin/payhooks send-test stripe --invoice 42{url}   # again: already paid, flagged
+  curl -s {sandbox}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn)"'
+  .venv/bin/payhooks send-test stripe --invoice {AMOUNT_GUARD_INVOICE}   # 100.00 of 250.00: not marked paid
+  .venv/bin/payhooks send-test stripe --invoice {CURRENCY_GUARD_INVOICE}   # EUR for a GBP invoice: not marked paid
+  .venv/bin/payhooks send-test stripe --invoice 42   # again: already paid, flagged
   .venv/bin/payhooks failed list
-  curl -s -X POST {sandbox}/_sandbox/invoices -d '{{"TotalAmount": 75.0}}'   # a new invoice; answers its Id
+  curl -s -X POST {sandbox}/_sandbox/invoices -d '{{"TotalAmount": 75.0}}'  # a new one
 """
