@@ -225,6 +225,27 @@ def test_kubernetes_shutdown_and_security_settings() -> None:
     assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
 
 
+def test_read_only_containers_have_a_writable_tmp_for_serve_workers() -> None:
+    """`serve --workers N` makes its Prometheus multiprocess directory with
+    tempfile.mkdtemp, under /tmp (the image sets no TMPDIR): a read-only root filesystem
+    needs a tmpfs (compose) or an emptyDir (Kubernetes) there, or the receiver cannot start."""
+    assert "TMPDIR" not in (ROOT / "Dockerfile").read_text()
+    services = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())["services"]
+    for name in ("receiver", "worker", "rq-dashboard"):
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert "/tmp" in service["tmpfs"], name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    receiver = by_identity(kustomize(KUBERNETES))["Deployment", "payhooks-receiver"]
+    pod = receiver["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume
+
+
 def test_secret_template_holds_placeholders_only() -> None:
     [secret] = documents(DEPLOY / "kubernetes" / "secret.example.yaml")
     for value in secret["stringData"].values():
