@@ -371,6 +371,18 @@ class TestUnprocessed:
         assert code == 0
         assert json.loads(out)["dismissed"][0]["lines"] == [f"{short}: dismissed"]
 
+    async def test_list_fits_100_columns_with_the_reason_whole(
+        self, settings: Settings, cli: Any
+    ) -> None:
+        short = await self.keep(settings, b'{"id": "evt_1", "type": ')
+        cli("unprocessed", "replay", short)  # the reason becomes the current code's, longer
+        code, out, _ = cli("unprocessed", "list")
+        assert code == 0
+        assert [line for line in out.splitlines() if len(line) > 100] == []
+        [listed] = json.loads(cli("unprocessed", "list", "--json")[1])
+        assert listed["reason"] == "malformed_payload: body is not valid JSON: JSONDecodeError"
+        assert listed["reason"] in " ".join(out.split())
+
     @pytest.mark.parametrize("action", ["show", "replay", "dismiss"])
     def test_errors_are_json_objects_on_stdout(self, cli: Any, action: str) -> None:
         code, out, err = cli("unprocessed", action, "0123456789abcdef")

@@ -478,11 +478,16 @@ def print_failed(jobs: list[FailedJob], out: TextIO, *, as_json: bool, wide: boo
     if wide:
         table(rows, WIDE_COLUMNS, out)
         return
-    # Every column whole but the reason, which gets what is left of the line.
-    used = sum(
-        max([len(c)] + [len(str(r[c])) for r in rows]) for c in NARROW if c != "reason"
-    ) + 2 * (len(NARROW) - 1)
-    table(rows, NARROW, out, widths={"reason": max(NARROW_COLUMNS - used, MIN_REASON_WIDTH)})
+    widths = {"reason": left_for(rows, NARROW, "reason")}
+    table(rows, NARROW, out, widths=widths)
+
+
+def left_for(rows: Sequence[dict[str, Any]], columns: Sequence[str], last: str) -> int:
+    """What a line of NARROW_COLUMNS leaves the last column when every other is whole."""
+    used = sum(max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns if c != last) + 2 * (
+        len(columns) - 1
+    )
+    return max(NARROW_COLUMNS - used, MIN_REASON_WIDTH)
 
 
 def print_trail(ops: Ops, event_keys: list[str], out: TextIO, *, as_json: bool) -> None:

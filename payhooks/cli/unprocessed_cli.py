@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from dataclasses import asdict
 
 from redis.exceptions import RedisError
 
 from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
-from payhooks.cli.ops import Ops, table
+from payhooks.cli.ops import Ops, left_for, table
 from payhooks.cli.unprocessed import SHORT_ID, UnprocessedWebhooks
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
@@ -90,7 +91,12 @@ def _list(webhooks: UnprocessedWebhooks, *, as_json: bool) -> int:
         emit([asdict(w) for w in found])
         return 0
     rows = [{**asdict(w), "id": w.id[:SHORT_ID]} for w in found]
-    table(rows, ("id", "provider", "received_at", "reason"), sys.stdout, widths={"reason": 90})
+    columns = ("id", "provider", "received_at", "reason")
+    # Within 100 columns, the reason wrapped under itself, never cut (--json: one line).
+    width = left_for(rows, columns, "reason")
+    for row in rows:
+        row["reason"] = "\n".join(textwrap.wrap(row["reason"], width, break_on_hyphens=False))
+    table(rows, columns, sys.stdout)
     return 0
 
 
