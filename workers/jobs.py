@@ -59,8 +59,9 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         if event.invoice.invoice_id is not None:
             fields["invoice_id"] = event.invoice.invoice_id
         job = get_current_job()
-        timeout = int(job.timeout) if job is not None and (job.timeout or 0) > 0 else None
-        limit = timeout or ctx.settings.job_timeout_seconds
+        # The job's own timeout (-1 or none: unlimited, so the worker's setting bounds it).
+        own = job.timeout if job is not None else None
+        limit = int(own) if own is not None and own > 0 else ctx.settings.job_timeout_seconds
         outcome = retry_in_place(
             lambda: apply_event(event, ctx.nexudus, ctx.ledger, ctx.markers, lock_seconds=limit),
             retries=ctx.settings.job_retries_in_place,
