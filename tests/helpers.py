@@ -1,14 +1,17 @@
-"""Helpers shared by the worker tests."""
+"""Helpers shared by the tests: deliveries, call logs, worker processes and their environment."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET as STRIPE_SECRET
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
 from service.inbox import Accepted
@@ -42,3 +45,24 @@ def run_burst_worker(settings: Settings, redis: Redis, queue: Queue) -> None:
     finally:
         context.install(previous)
         ctx.close()
+
+
+#: The command line as a user runs it.
+PAYHOOKS = [sys.executable, "-m", "payhooks.cli"]
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `payhooks worker` process for these settings (limits off)."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "REDIS_URL": settings.require_redis(),
+        "NEXUDUS_BASE_URL": settings.nexudus_base_url,
+        "NEXUDUS_USERNAME": settings.nexudus_username or "",
+        "NEXUDUS_PASSWORD": settings.nexudus_password or "",
+        "NEXUDUS_WRITES_PER_MINUTE": "10000",
+        "NEXUDUS_CALLS_PER_MINUTE": "10000",
+        "NEXUDUS_MIN_INTERVAL_MS": "0",
+        "JOB_RETRY_BASE_SECONDS": "0",
+        "STRIPE_WEBHOOK_SECRETS": STRIPE_SECRET,
+        **extra,
+    }

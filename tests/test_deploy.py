@@ -23,7 +23,7 @@ from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import Settings
 from service.app import create_app
 from tests.conftest import STRIPE_SECRET
-from tests.test_processes import worker_env
+from tests.helpers import worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

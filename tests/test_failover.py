@@ -37,8 +37,7 @@ from payhooks.settings import ConfigError, Settings, redact_url
 from payhooks.storage import redis_connect, redis_keys
 from service.app import create_app
 from tests.conftest import STRIPE_SECRET
-from tests.helpers import deliver
-from tests.test_processes import worker_env
+from tests.helpers import deliver, worker_env
 
 PAYHOOKS = str(Path(sys.executable).parent / "payhooks")
 MASTER = "payhooks"

@@ -7,9 +7,7 @@ Nexudus sandbox over HTTP.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -29,14 +27,13 @@ from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.inbox import Accepted
-from tests.conftest import GENERIC_SECRET, STRIPE_SECRET, with_settings
-from tests.helpers import deliver, run_burst_worker, writes
+from tests.conftest import GENERIC_SECRET, with_settings
+from tests.helpers import PAYHOOKS, deliver, run_burst_worker, worker_env, writes
 from workers.errors import InvoiceLockLost
 from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
 
 RunWorker = Callable[[], None]
-PAYHOOKS = [sys.executable, "-m", "payhooks.cli"]
 
 
 def succeeded(intent: dict[str, Any]) -> dict[str, Any]:
@@ -53,24 +50,6 @@ def job_of(redis: Redis, event: dict[str, Any]) -> Job:
 
 def tokens_of(state: SandboxState, invoice_id: int) -> list[dict[str, Any]]:
     return [t for t in state.tokens.values() if t["CoworkerInvoiceId"] == invoice_id]
-
-
-def process_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "REDIS_URL": settings.require_redis(),
-        "NEXUDUS_BASE_URL": settings.nexudus_base_url,
-        "NEXUDUS_USERNAME": settings.nexudus_username or "",
-        "NEXUDUS_PASSWORD": settings.nexudus_password or "",
-        "NEXUDUS_WRITES_PER_MINUTE": "10000",
-        "NEXUDUS_CALLS_PER_MINUTE": "10000",
-        "NEXUDUS_MIN_INTERVAL_MS": "0",
-        "JOB_RETRY_BASE_SECONDS": "0",
-        "JOB_RETRY_IN_PLACE_FIRST_MS": "5",
-        "STRIPE_WEBHOOK_SECRETS": STRIPE_SECRET,
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -269,7 +248,7 @@ class TestPartialPayments:
 def _run_worker_process(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [*PAYHOOKS, "worker", "--burst"],
-        env=process_env(settings, **env),
+        env=worker_env(settings, JOB_RETRY_IN_PLACE_FIRST_MS="5", LOG_LEVEL="WARNING", **env),
         stderr=subprocess.PIPE,
     )
 
@@ -363,7 +342,11 @@ class TestOutage:
         }
         workers = [
             subprocess.Popen(
-                [*PAYHOOKS, "worker"], env=process_env(settings, **env), stderr=subprocess.PIPE
+                [*PAYHOOKS, "worker"],
+                env=worker_env(
+                    settings, JOB_RETRY_IN_PLACE_FIRST_MS="5", LOG_LEVEL="WARNING", **env
+                ),
+                stderr=subprocess.PIPE,
             )
             for _ in range(2)
         ]

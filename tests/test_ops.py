@@ -24,8 +24,7 @@ from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxSt
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.conftest import with_settings
-from tests.helpers import deliver, writes
-from tests.test_processes import PAYHOOKS, worker_env
+from tests.helpers import PAYHOOKS, deliver, worker_env, writes
 from workers import context
 
 RunWorker = Callable[[], None]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -20,24 +19,7 @@ from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, SandboxState
 from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import Settings
 from tests.conftest import STRIPE_SECRET
-from tests.helpers import deliver, writes
-
-PAYHOOKS = [sys.executable, "-m", "payhooks.cli"]
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "REDIS_URL": settings.require_redis(),
-        "NEXUDUS_BASE_URL": settings.nexudus_base_url,
-        "NEXUDUS_USERNAME": settings.nexudus_username or "",
-        "NEXUDUS_PASSWORD": settings.nexudus_password or "",
-        "NEXUDUS_WRITES_PER_MINUTE": "10000",
-        "NEXUDUS_CALLS_PER_MINUTE": "10000",
-        "NEXUDUS_MIN_INTERVAL_MS": "0",
-        "JOB_RETRY_BASE_SECONDS": "0",
-        "STRIPE_WEBHOOK_SECRETS": STRIPE_SECRET,
-    }
+from tests.helpers import PAYHOOKS, deliver, worker_env, writes
 
 
 def test_parallel_workers_give_one_token_and_one_put_per_payment(
