@@ -33,8 +33,7 @@ from tests.conftest import (
     GENERIC_SECRET,
     LIQPAY_KEY,
 )
-from tests.helpers import deliver
-from tests.test_processes import PAYHOOKS, worker_env
+from tests.helpers import PAYHOOKS, deliver, worker_env
 
 RunWorker = Callable[[], None]
 Captured = pytest.CaptureFixture[str]

@@ -21,7 +21,7 @@ from payhooks.devtools.embedded_redis import free_port
 from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import Settings
 from tests.conftest import with_settings
-from tests.test_processes import PAYHOOKS
+from tests.helpers import PAYHOOKS
 
 BARE_ENV = {"PATH": os.environ.get("PATH", "")}  # nothing payhooks reads
 

@@ -14,8 +14,7 @@ from payhooks.devtools.samples import stripe as samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JOB_FUNCTION
-from tests.helpers import deliver
-from tests.test_processes import PAYHOOKS, worker_env
+from tests.helpers import PAYHOOKS, deliver, worker_env
 
 
 def test_classified_failures_are_one_warning_line_and_bugs_keep_their_traceback(

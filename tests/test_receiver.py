@@ -255,7 +255,7 @@ def test_serve_with_two_workers_answers_from_both_processes(
 
     import httpx
 
-    from tests.test_processes import PAYHOOKS, worker_env
+    from tests.helpers import PAYHOOKS, worker_env
 
     port = free_port()
     supervisor = subprocess.Popen(
@@ -325,7 +325,7 @@ def test_serve_workers_that_keep_dying_stop_the_supervisor(settings: Settings) -
     import socket
     import subprocess
 
-    from tests.test_processes import PAYHOOKS, worker_env
+    from tests.helpers import PAYHOOKS, worker_env
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

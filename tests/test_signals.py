@@ -22,8 +22,7 @@ from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.conftest import STRIPE_SECRET
-from tests.helpers import deliver
-from tests.test_processes import PAYHOOKS, worker_env
+from tests.helpers import PAYHOOKS, deliver, worker_env
 
 
 def _wait_for(predicate: object, timeout: float) -> bool:
