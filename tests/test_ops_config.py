@@ -12,7 +12,8 @@ from payhooks.cli.config_check import check_config
 from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.devtools.sandbox.stripe import API_KEY as STRIPE_KEY
-from payhooks.settings import PROVIDER_NAMES, Settings
+from payhooks.domain.providers import PROVIDER_NAMES
+from payhooks.settings import Settings
 from tests.conftest import with_settings
 
 ENV_EXAMPLE = Path(__file__).parent.parent / "deploy" / "compose" / ".env.example"

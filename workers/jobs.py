@@ -59,7 +59,8 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         if event.invoice.invoice_id is not None:
             fields["invoice_id"] = event.invoice.invoice_id
         job = get_current_job()
-        timeout = int(job.timeout) if job is not None and (job.timeout or 0) > 0 else None
+        job_timeout = job.timeout if job is not None else None
+        timeout = int(job_timeout) if job_timeout is not None and job_timeout > 0 else None
         limit = timeout or ctx.settings.job_timeout_seconds
         outcome = retry_in_place(
             lambda: apply_event(event, ctx.nexudus, ctx.ledger, ctx.markers, lock_seconds=limit),

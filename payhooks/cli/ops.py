@@ -23,7 +23,8 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from payhooks.domain.events import Ignored, PaymentEvent
-from payhooks.settings import PROVIDER_NAMES, Settings
+from payhooks.domain.providers import PROVIDER_NAMES
+from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory
 from payhooks.storage.trail import Trail

@@ -27,14 +27,13 @@ from payhooks.devtools.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
 from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.devtools.sandbox import StandIn, make_stand_ins
 from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
 from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
-from payhooks.devtools.sandbox.authorizenet import add_authorizenet_routes
 from payhooks.devtools.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
-from payhooks.devtools.sandbox.epay import add_epay_routes
-from payhooks.devtools.sandbox.gocardless import GoCardlessState, add_gocardless_routes
+from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN as GOCARDLESS_TOKEN
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.devtools.sandbox.paypal import PayPalState, add_paypal_routes
+from payhooks.devtools.sandbox.paypal import PayPalState
 from payhooks.settings import Settings
 from service.app import create_app
 
@@ -80,8 +79,7 @@ SEEDED = (
 def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
     with EmbeddedRedis() as redis_server:
         state = SandboxState()
-        gocardless_state = GoCardlessState()
-        paypal_state = PayPalState()
+        paypal_state = PayPalState()  # its CA is what dev trusts for PayPal
         overrides = {
             "REDIS_URL": redis_server.url,
             "NEXUDUS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
@@ -92,7 +90,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "STRIPE_ALLOW_TEST_MODE": "true",  # send-test's Stripe events are test mode
             "GOCARDLESS_WEBHOOK_SECRETS": os.environ.get("GOCARDLESS_WEBHOOK_SECRETS")
             or GOCARDLESS_DEV_SECRET,
-            "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
+            "GOCARDLESS_ACCESS_TOKEN": GOCARDLESS_TOKEN,
             "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
             "EPAY_MD5_SECRETS": os.environ.get("EPAY_MD5_SECRETS") or EPAY_DEV_SECRET,
             "EPAY_MERCHANT_NUMBER": EPAY_MERCHANT,
@@ -131,8 +129,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
                     env,
                     overrides,
                     state,
-                    gocardless_state,
-                    paypal_state,
+                    make_stand_ins(paypal=paypal_state),
                     receiver_port,
                     sandbox_port,
                 )
@@ -166,18 +163,15 @@ async def _run(
     env: dict[str, str],
     overrides: dict[str, str],
     state: SandboxState,
-    gocardless_state: GoCardlessState,
-    paypal_state: PayPalState,
+    stand_ins: dict[str, StandIn],
     receiver_port: int,
     sandbox_port: int,
 ) -> None:
     for record in SEEDED:
         state.invoices[record["Id"]] = dict(record)
     sandbox = create_sandbox_app(state)
-    add_gocardless_routes(sandbox, gocardless_state)
-    add_authorizenet_routes(sandbox)
-    add_paypal_routes(sandbox, paypal_state)
-    add_epay_routes(sandbox)
+    for stand_in in stand_ins.values():
+        stand_in.add_routes(sandbox)
     runners = []
     for app, port in (
         (sandbox, sandbox_port),
