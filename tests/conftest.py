@@ -16,7 +16,7 @@ from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
 from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
-from payhooks.devtools.sandbox import StandIn, make_stand_ins
+from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
 from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
 from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState
@@ -119,18 +119,16 @@ def sandbox(
     A test reads a stand-in's state through its ``<name>_state`` fixture (``gocardless_state``);
     a stand-in without one starts empty.
     """
-    made: dict[str, StandIn] = {}
+    states: dict[str, object] = {}
     for name in stand_ins():
         try:
-            made[name] = request.getfixturevalue(f"{name}_state")
+            states[name] = request.getfixturevalue(f"{name}_state")
         except pytest.FixtureLookupError:
             continue
-    states = make_stand_ins(**made)
 
     def make() -> web.Application:
         app = create_sandbox_app(sandbox_state)
-        for state in states.values():
-            state.add_routes(app)
+        add_stand_ins(app, states)
         return app
 
     server = ThreadedServer(make).start()

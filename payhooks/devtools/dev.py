@@ -27,13 +27,14 @@ from payhooks.devtools.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
 from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
-from payhooks.devtools.sandbox import StandIn, make_stand_ins
+from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
 from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
 from payhooks.devtools.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
 from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN as GOCARDLESS_TOKEN
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.paypal import PayPalState
+from payhooks.domain.providers import GENERIC, PROVIDERS
 from payhooks.settings import Settings
 from service.app import create_app
 
@@ -54,20 +55,21 @@ class Try:
         return [self.provider, *self.options, "--invoice", str(self.invoice_id)]
 
 
-#: One invoice per provider, in the order of PROVIDER_NAMES, then the operators' own systems.
+#: One invoice per provider, from 42 in registry order, then the operators' own systems.
 TRIES = (
-    Try("stripe", 42, 2),
-    Try("gocardless", 43, 12, uses_sandbox=True),
-    Try("braintree", 44, 8),
-    Try("authorizenet", 45, 4, uses_sandbox=True),
-    Try("paypal", 46, 6, uses_sandbox=True),
-    Try("paypal-ipn", 47, 5),
-    Try("liqpay", 48, 10),
-    Try("epay", 49, 7, uses_sandbox=True),
-    Try("generic", 50, 96, ("--source", "bank")),
+    *(
+        Try(
+            spec.name,
+            42 + index,
+            spec.payment_providers[0],
+            uses_sandbox=spec.sample_uses_sandbox,
+        )
+        for index, spec in enumerate(PROVIDERS)
+    ),
+    Try(GENERIC.name, 42 + len(PROVIDERS), GENERIC.payment_providers[0], ("--source", "bank")),
 )
-AMOUNT_GUARD_INVOICE = 51  # 250.00 due: a 100.00 payment does not settle it
-CURRENCY_GUARD_INVOICE = 52  # in GBP: a EUR payment does not settle it
+AMOUNT_GUARD_INVOICE = TRIES[-1].invoice_id + 1  # 250.00 due: a 100.00 payment does not settle it
+CURRENCY_GUARD_INVOICE = AMOUNT_GUARD_INVOICE + 1  # in GBP: a EUR payment does not settle it
 
 SEEDED = (
     *(invoice_record(t.invoice_id) for t in TRIES),
@@ -129,7 +131,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
                     env,
                     overrides,
                     state,
-                    make_stand_ins(paypal=paypal_state),
+                    paypal_state,
                     receiver_port,
                     sandbox_port,
                 )
@@ -163,15 +165,14 @@ async def _run(
     env: dict[str, str],
     overrides: dict[str, str],
     state: SandboxState,
-    stand_ins: dict[str, StandIn],
+    paypal_state: PayPalState,
     receiver_port: int,
     sandbox_port: int,
 ) -> None:
     for record in SEEDED:
         state.invoices[record["Id"]] = dict(record)
     sandbox = create_sandbox_app(state)
-    for stand_in in stand_ins.values():
-        stand_in.add_routes(sandbox)
+    add_stand_ins(sandbox, {"paypal": paypal_state})
     runners = []
     for app, port in (
         (sandbox, sandbox_port),

@@ -38,11 +38,14 @@ class ProviderSpec:
     config_rows: str
     #: What ``send-test`` sends: a function of a ``SampleRequest`` (``devtools/samples/``).
     sample: str
+    #: Whether ``send-test`` registers its sample with (or has it signed by) the sandbox.
+    sample_uses_sandbox: bool = False
     #: Its worker step (``workers/provider_steps/``), built with
     #: ``from_settings(settings, redis, trail)``; None when its events are applied as sent.
     worker_step: str | None = None
-    #: The state class of its development stand-in (``devtools/sandbox/``); None when the
-    #: worker never calls its API. Providers may share one stand-in (PayPal's two APIs).
+    #: What serves its development stand-in from the sandbox (``devtools/sandbox/``), called
+    #: as ``(app, state or None)``; None when the worker never calls its API. Providers may
+    #: share one stand-in (PayPal's two APIs).
     stand_in: str | None = None
 
 
@@ -62,7 +65,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         config_rows="payhooks.cli.config_check:stripe_rows",
         sample="payhooks.devtools.samples.stripe:for_send_test",
         worker_step="workers.provider_steps.stripe:StripeStep",
-        stand_in="payhooks.devtools.sandbox.stripe:StripeState",
+        stand_in="payhooks.devtools.sandbox.stripe:add_stripe_routes",
     ),
     ProviderSpec(
         name="gocardless",
@@ -74,8 +77,9 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         receiver="service.providers.gocardless:GoCardlessWebhook",
         config_rows="payhooks.cli.config_check:gocardless_rows",
         sample="payhooks.devtools.samples.gocardless:for_send_test",
+        sample_uses_sandbox=True,
         worker_step="workers.provider_steps.gocardless:GoCardlessStep",
-        stand_in="payhooks.devtools.sandbox.gocardless:GoCardlessState",
+        stand_in="payhooks.devtools.sandbox.gocardless:add_gocardless_routes",
     ),
     ProviderSpec(
         name="braintree",
@@ -98,8 +102,9 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         receiver="service.providers.authorizenet:AuthorizeNetWebhook",
         config_rows="payhooks.cli.config_check:authorizenet_rows",
         sample="payhooks.devtools.samples.authorizenet:for_send_test",
+        sample_uses_sandbox=True,
         worker_step="workers.provider_steps.authorizenet:AuthorizeNetStep",
-        stand_in="payhooks.devtools.sandbox.authorizenet:AuthorizeNetState",
+        stand_in="payhooks.devtools.sandbox.authorizenet:add_authorizenet_routes",
     ),
     ProviderSpec(
         name="paypal",
@@ -114,7 +119,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         receiver="service.providers.paypal:PayPalWebhook",
         config_rows="payhooks.cli.config_check:paypal_rows",
         sample="payhooks.devtools.samples.paypal:for_send_test",
-        stand_in="payhooks.devtools.sandbox.paypal:PayPalState",
+        sample_uses_sandbox=True,
+        stand_in="payhooks.devtools.sandbox.paypal:add_paypal_routes",
     ),
     ProviderSpec(
         name="paypal-ipn",
@@ -127,7 +133,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         config_rows="payhooks.cli.config_check:paypal_ipn_rows",
         sample="payhooks.devtools.samples.paypal:ipn_for_send_test",
         worker_step="workers.provider_steps.paypal_ipn:PayPalIpnStep",
-        stand_in="payhooks.devtools.sandbox.paypal:PayPalState",
+        stand_in="payhooks.devtools.sandbox.paypal:add_paypal_routes",
     ),
     ProviderSpec(
         name="liqpay",
@@ -150,8 +156,9 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         receiver="service.providers.epay:EPayCallback",
         config_rows="payhooks.cli.config_check:epay_rows",
         sample="payhooks.devtools.samples.epay:for_send_test",
+        sample_uses_sandbox=True,
         worker_step="workers.provider_steps.epay:EPayStep",
-        stand_in="payhooks.devtools.sandbox.epay:EPayState",
+        stand_in="payhooks.devtools.sandbox.epay:add_epay_routes",
     ),
 )
 

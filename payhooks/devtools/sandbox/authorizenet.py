@@ -22,10 +22,6 @@ class AuthorizeNetState:
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     lookups: int = 0
 
-    def add_routes(self, app: web.Application) -> None:
-        """Serve this stand-in from ``app`` (the Nexudus sandbox's), answering from this state."""
-        add_authorizenet_routes(app, self)
-
 
 ANET_STATE = web.AppKey("authorizenet_state", AuthorizeNetState)
 

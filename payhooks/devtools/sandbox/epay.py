@@ -21,10 +21,6 @@ class EPayState:
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     lookups: int = 0
 
-    def add_routes(self, app: web.Application) -> None:
-        """Serve this stand-in from ``app`` (the Nexudus sandbox's), answering from this state."""
-        add_epay_routes(app, self)
-
 
 EPAY_STATE = web.AppKey("epay_state", EPayState)
 

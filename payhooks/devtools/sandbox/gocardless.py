@@ -29,10 +29,6 @@ class GoCardlessState:
     faults: list[int] = field(default_factory=list)
     lookups: int = 0
 
-    def add_routes(self, app: web.Application) -> None:
-        """Serve this stand-in from ``app`` (the Nexudus sandbox's), answering from this state."""
-        add_gocardless_routes(app, self)
-
 
 GC_STATE = web.AppKey("gocardless_state", GoCardlessState)
 

@@ -85,10 +85,6 @@ class PayPalState:
         signature = self.leaf_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
         return base64.b64encode(signature).decode()
 
-    def add_routes(self, app: web.Application) -> None:
-        """Serve this stand-in from ``app`` (the Nexudus sandbox's), answering from this state."""
-        add_paypal_routes(app, self)
-
 
 PAYPAL_STATE = web.AppKey("paypal_state", PayPalState)
 

@@ -27,10 +27,6 @@ class StripeState:
     #: Requests answered, as "METHOD path", in order.
     requests: list[str] = field(default_factory=list)
 
-    def add_routes(self, app: web.Application) -> None:
-        """Serve this stand-in from ``app`` (the Nexudus sandbox's), answering from this state."""
-        add_stripe_routes(app, self)
-
 
 STRIPE_STATE = web.AppKey("stripe_state", StripeState)
 
