@@ -7,7 +7,7 @@ import inspect
 import pytest
 from redis import Redis
 
-from payhooks.cli.config_check import provider_rows
+from payhooks.cli.config_check import problems, provider_rows
 from payhooks.domain.providers import (
     GENERIC,
     PROVIDER_NAMES,
@@ -64,3 +64,26 @@ def test_with_no_provider_the_receiver_names_every_variable_that_enables_one() -
 def test_stand_ins_shared_by_two_providers_are_served_once() -> None:
     # PayPal's webhook certificates and IPN postback are one stand-in.
     assert sorted(stand_ins()) == ["authorizenet", "epay", "gocardless", "paypal", "stripe"]
+
+
+def test_check_config_names_only_the_missing_setting_a_providers_worker_step_needs() -> None:
+    settings = Settings(
+        gocardless_webhook_secrets=("gc-secret",),
+        authorizenet_signature_keys=("anet-key",),
+        authorizenet_login_id="login",
+        epay_md5_secrets=("md5-secret",),
+        epay_merchant_number="1234",
+        stripe_webhook_secrets=("whsec_x",),
+    )
+    worker_problems = [p for p in problems(settings, "worker", {}) if " is set but " in p]
+    assert worker_problems == [
+        (
+            "worker: GOCARDLESS_WEBHOOK_SECRETS is set but GOCARDLESS_ACCESS_TOKEN is not: "
+            "no GoCardless payment could be confirmed"
+        ),
+        (
+            "worker: AUTHORIZENET_SIGNATURE_KEYS is set but AUTHORIZENET_TRANSACTION_KEY is not: "
+            "no Authorize.Net payment could be confirmed"
+        ),
+    ]
+    assert not any(" is set but " in p for p in problems(settings, "serve", {}))

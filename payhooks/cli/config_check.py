@@ -173,30 +173,27 @@ def problems(settings: Settings, role: str, env: Mapping[str, str]) -> list[str]
                 check()
             except ConfigError as exc:
                 found.append(f"{name}: {exc}")
-    worker = role in ("worker", "all")
-    if (
-        worker
-        and settings.authorizenet_signature_keys
-        and not (settings.authorizenet_login_id and settings.authorizenet_transaction_key)
-    ):
-        found.append(
-            "worker: AUTHORIZENET_SIGNATURE_KEYS is set but AUTHORIZENET_LOGIN_ID or "
-            "AUTHORIZENET_TRANSACTION_KEY is not: no Authorize.Net payment could be confirmed"
-        )
-    if worker and settings.epay_md5_secrets and not settings.epay_merchant_number:
-        found.append(
-            "worker: EPAY_MD5_SECRETS is set but EPAY_MERCHANT_NUMBER is not: no ePay payment "
-            "could be confirmed"
-        )
-    if worker and settings.gocardless_webhook_secrets and not settings.gocardless_access_token:
-        found.append(
-            "worker: GOCARDLESS_WEBHOOK_SECRETS is set but GOCARDLESS_ACCESS_TOKEN is not: "
-            "every GoCardless payment would fail its lookup"
-        )
+    if role in ("worker", "all"):
+        found += _missing_for_worker(settings)
     found += [
         f"{name} still holds a placeholder from an example file: put the real value in"
         for name in placeholders(env)
     ]
+    return found
+
+
+def _missing_for_worker(settings: Settings) -> list[str]:
+    """Providers enabled without what their worker step needs to confirm a payment."""
+    found = []
+    for spec in PROVIDERS:
+        missing = [
+            variable for field, variable in spec.worker_needs if not getattr(settings, field)
+        ]
+        if missing and getattr(settings, spec.enabled_by):
+            found.append(
+                f"worker: {spec.enabled_by_env} is set but {' or '.join(missing)} is not: "
+                f"no {spec.display_name} payment could be confirmed"
+            )
     return found
 
 

@@ -40,6 +40,9 @@ class ProviderSpec:
     sample: str
     #: Whether ``send-test`` registers its sample with (or has it signed by) the sandbox.
     sample_uses_sandbox: bool = False
+    #: The settings its worker step cannot confirm a payment without, as (``Settings`` field,
+    #: variable); ``check-config`` names the missing ones.
+    worker_needs: tuple[tuple[str, str], ...] = ()
     #: Its worker step (``workers/provider_steps/``), built with
     #: ``from_settings(settings, redis, trail)``; None when its events are applied as sent.
     worker_step: str | None = None
@@ -78,6 +81,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         config_rows="payhooks.cli.config_check:gocardless_rows",
         sample="payhooks.devtools.samples.gocardless:for_send_test",
         sample_uses_sandbox=True,
+        worker_needs=(("gocardless_access_token", "GOCARDLESS_ACCESS_TOKEN"),),
         worker_step="workers.provider_steps.gocardless:GoCardlessStep",
         stand_in="payhooks.devtools.sandbox.gocardless:add_gocardless_routes",
     ),
@@ -103,6 +107,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         config_rows="payhooks.cli.config_check:authorizenet_rows",
         sample="payhooks.devtools.samples.authorizenet:for_send_test",
         sample_uses_sandbox=True,
+        worker_needs=(
+            ("authorizenet_login_id", "AUTHORIZENET_LOGIN_ID"),
+            ("authorizenet_transaction_key", "AUTHORIZENET_TRANSACTION_KEY"),
+        ),
         worker_step="workers.provider_steps.authorizenet:AuthorizeNetStep",
         stand_in="payhooks.devtools.sandbox.authorizenet:add_authorizenet_routes",
     ),
@@ -157,6 +165,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         config_rows="payhooks.cli.config_check:epay_rows",
         sample="payhooks.devtools.samples.epay:for_send_test",
         sample_uses_sandbox=True,
+        worker_needs=(("epay_merchant_number", "EPAY_MERCHANT_NUMBER"),),
         worker_step="workers.provider_steps.epay:EPayStep",
         stand_in="payhooks.devtools.sandbox.epay:add_epay_routes",
     ),
