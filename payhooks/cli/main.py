@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from payhooks.cli import dev_state
 from payhooks.cli.cli_output import CommandError, redis_unreachable, report_error
-from payhooks.domain.providers import GENERIC, PROVIDER_NAMES
+from payhooks.domain.providers import GENERIC, PROVIDER_NAMES, PROVIDERS
 from payhooks.settings import ConfigError, Settings
 
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
@@ -88,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     send.add_argument(
         "--sandbox-url",
-        help="gocardless, authorizenet, paypal, epay: the dev sandbox, which registers the "
-        "sample payment or signs as PayPal (default: a running `payhooks dev`'s, else "
-        "http://127.0.0.1:8090)",
+        help=f"{', '.join(s.name for s in PROVIDERS if s.sample_uses_sandbox)}: the dev "
+        "sandbox, which registers the sample payment or signs as PayPal (default: a running "
+        "`payhooks dev`'s, else http://127.0.0.1:8090)",
     )
     send.add_argument("--json", action="store_true")
 
