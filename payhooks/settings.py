@@ -12,26 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from payhooks.domain.providers import GENERIC, PROVIDERS
+
 #: Where PayPal's message-signing certificates may be fetched from.
 PAYPAL_CERT_URL_PREFIXES = (
     "https://api.paypal.com/",
     "https://api-m.paypal.com/",
     "https://api.sandbox.paypal.com/",
     "https://api-m.sandbox.paypal.com/",
-)
-
-
-#: Every provider payhooks knows, by the name in its URL (/webhooks/<name>) and event keys;
-#: operators' own systems add ``generic/<source>`` per configured source.
-PROVIDER_NAMES = (
-    "stripe",
-    "gocardless",
-    "braintree",
-    "authorizenet",
-    "paypal",
-    "paypal-ipn",
-    "liqpay",
-    "epay",
 )
 
 
@@ -302,12 +290,9 @@ class Settings:
         self.require_redis()
         self.check_braintree()
         if not self.enabled_providers():
+            variables = [spec.enabled_by_env for spec in PROVIDERS]
             raise ConfigError(
-                "no provider is configured: set STRIPE_WEBHOOK_SECRETS, "
-                "GOCARDLESS_WEBHOOK_SECRETS, BRAINTREE_KEYS, AUTHORIZENET_SIGNATURE_KEYS, "
-                "PAYPAL_WEBHOOK_IDS, PAYPAL_IPN_RECEIVER_EMAILS, "
-                "LIQPAY_PRIVATE_KEYS, "
-                "EPAY_MD5_SECRETS or GENERIC_WEBHOOK_SECRETS"
+                f"no provider is configured: set {', '.join(variables)} or {GENERIC.enabled_by_env}"
             )
 
     def check_braintree(self) -> None:
@@ -322,18 +307,9 @@ class Settings:
             raise ConfigError("NEXUDUS_PASSWORD is required for the worker")
 
     def enabled_providers(self) -> list[str]:
-        """The providers whose URL exists, in PROVIDER_NAMES order, then generic sources."""
-        enabling: dict[str, object] = {
-            "stripe": self.stripe_webhook_secrets,
-            "gocardless": self.gocardless_webhook_secrets,
-            "braintree": self.braintree_keys,
-            "authorizenet": self.authorizenet_signature_keys,
-            "paypal": self.paypal_webhook_ids,
-            "paypal-ipn": self.paypal_ipn_receiver_emails,
-            "liqpay": self.liqpay_private_keys,
-            "epay": self.epay_md5_secrets,
-        }
-        enabled = [name for name in PROVIDER_NAMES if enabling[name]]
+        """The providers whose URL exists, in registry order, then generic sources."""
+        # The registry names each provider's enabling field (the domain cannot import us).
+        enabled = [spec.name for spec in PROVIDERS if getattr(self, spec.enabled_by)]
         return enabled + [f"generic/{source}" for source in self.generic_webhook_secrets]
 
     @property

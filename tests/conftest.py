@@ -16,20 +16,18 @@ from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
 from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
 from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
-from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState, add_authorizenet_routes
+from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState
 from payhooks.devtools.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
-from payhooks.devtools.sandbox.epay import EPayState, add_epay_routes
-from payhooks.devtools.sandbox.gocardless import (
-    ACCESS_TOKEN,
-    GoCardlessState,
-    add_gocardless_routes,
-)
+from payhooks.devtools.sandbox.epay import EPayState
+from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.devtools.sandbox.paypal import PayPalState, add_paypal_routes
+from payhooks.devtools.sandbox.paypal import PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
-from payhooks.devtools.sandbox.stripe import StripeState, add_stripe_routes
+from payhooks.devtools.sandbox.stripe import StripeState
+from payhooks.domain.providers import stand_ins
 from payhooks.settings import Settings
 from workers import context
 
@@ -114,20 +112,23 @@ def paypal_trust_file(paypal_keys: PayPalState, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def sandbox(
-    sandbox_state: SandboxState,
-    gocardless_state: GoCardlessState,
-    authorizenet_state: AuthorizeNetState,
-    paypal_state: PayPalState,
-    epay_state: EPayState,
-    stripe_state: StripeState,
+    request: pytest.FixtureRequest, sandbox_state: SandboxState
 ) -> Iterator[ThreadedServer]:
+    """The Nexudus sandbox with every provider's stand-in from the registry.
+
+    A test reads a stand-in's state through its ``<name>_state`` fixture (``gocardless_state``);
+    a stand-in without one starts empty.
+    """
+    states: dict[str, object] = {}
+    for name in stand_ins():
+        try:
+            states[name] = request.getfixturevalue(f"{name}_state")
+        except pytest.FixtureLookupError:
+            continue
+
     def make() -> web.Application:
         app = create_sandbox_app(sandbox_state)
-        add_gocardless_routes(app, gocardless_state)
-        add_authorizenet_routes(app, authorizenet_state)
-        add_paypal_routes(app, paypal_state)
-        add_epay_routes(app, epay_state)
-        add_stripe_routes(app, stripe_state)
+        add_stand_ins(app, states)
         return app
 
     server = ThreadedServer(make).start()

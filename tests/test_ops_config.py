@@ -13,7 +13,8 @@ from payhooks.devtools.samples import braintree as braintree_samples
 from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.devtools.sandbox.stripe import API_KEY as STRIPE_KEY
-from payhooks.settings import PAYPAL_CERT_URL_PREFIXES, PROVIDER_NAMES, Settings
+from payhooks.domain.providers import PROVIDER_NAMES
+from payhooks.settings import PAYPAL_CERT_URL_PREFIXES, Settings
 from tests.conftest import with_settings
 
 ENV_EXAMPLE = Path(__file__).parent.parent / "deploy" / "compose" / ".env.example"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 from redis import Redis
 
-from payhooks.domain.events import PaymentEvent
+from payhooks.domain.providers import PROVIDERS, load
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
 from payhooks.storage.trail import Trail
@@ -21,14 +21,8 @@ from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
 from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
-from workers.provider_steps.authorizenet import AuthorizeNetStep
-from workers.provider_steps.epay import EPayStep
-from workers.provider_steps.gocardless import GoCardlessStep
-from workers.provider_steps.paypal_ipn import PayPalIpnStep
-from workers.provider_steps.stripe import StripeStep
+from workers.provider_steps import ProviderStep
 from workers.ratelimit import RateLimiter
-
-ProviderStep = Callable[[PaymentEvent], PaymentEvent]
 
 
 @dataclass
@@ -83,29 +77,9 @@ def build_context(settings: Settings) -> WorkerContext:
         ledger=InvoiceLedger(redis),
         markers=Markers(redis, lock_seconds=settings.job_timeout_seconds),
         provider_steps={
-            "stripe": StripeStep.from_settings(settings, redis),
-            "authorizenet": AuthorizeNetStep(
-                api_url=settings.authorizenet_api_url,
-                login_id=settings.authorizenet_login_id,
-                transaction_key=settings.authorizenet_transaction_key,
-                currency=settings.authorizenet_currency,
-            ),
-            "epay": EPayStep(
-                api_url=settings.epay_api_url,
-                merchant_number=settings.epay_merchant_number,
-                password=settings.epay_api_password,
-            ),
-            "paypal-ipn": PayPalIpnStep(
-                trail,
-                ipn_url=settings.paypal_ipn_url,
-                receiver_emails=settings.paypal_ipn_receiver_emails,
-            ),
-            "gocardless": GoCardlessStep(
-                settings.gocardless_access_token,
-                environment=settings.gocardless_environment,
-                base_url=settings.gocardless_base_url,
-                invoice_metadata_key=settings.invoice_metadata_key,
-            ),
+            spec.name: load(spec.worker_step).from_settings(settings, redis, trail)
+            for spec in PROVIDERS
+            if spec.worker_step is not None
         },
         http=http,
         trail=trail,

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from payhooks.cli.cli_output import emit, labelled, wrapped
 from payhooks.cli.dev_state import DevInstance
+from payhooks.domain.providers import BY_NAME, GENERIC, PROVIDERS, load
 from payhooks.settings import ConfigError, Settings, redact_url
 
 if TYPE_CHECKING:
@@ -23,17 +24,8 @@ if TYPE_CHECKING:
 Rows = list[tuple[str, str]]
 
 #: Variables payhooks reads whose values can be left as an example's placeholder.
-CHECKED_PREFIXES = (
-    "REDIS_",
-    "NEXUDUS_",
-    "STRIPE_",
-    "GOCARDLESS_",
-    "BRAINTREE_",
-    "AUTHORIZENET_",
-    "PAYPAL_",
-    "LIQPAY_",
-    "EPAY_",
-    "GENERIC_",
+CHECKED_PREFIXES = tuple(
+    dict.fromkeys(("REDIS_", "NEXUDUS_", *(spec.env_prefix for spec in (*PROVIDERS, GENERIC))))
 )
 #: What example files and templates put where a real value belongs. Matched case-blind
 #: against each comma-separated item; example.com/org/net are reserved (RFC 2606), so no
@@ -65,7 +57,7 @@ def _count(values: object) -> str:
     return f"{len(values)} set" if isinstance(values, tuple | dict | list) else _set(values)
 
 
-def _stripe(s: Settings) -> Rows:
+def stripe_rows(s: Settings) -> Rows:
     return [
         ("webhook secrets", _count(s.stripe_webhook_secrets)),
         ("signature tolerance", f"{s.stripe_tolerance_seconds} s"),
@@ -75,7 +67,7 @@ def _stripe(s: Settings) -> Rows:
     ]
 
 
-def _gocardless(s: Settings) -> Rows:
+def gocardless_rows(s: Settings) -> Rows:
     return [
         ("webhook secrets", _count(s.gocardless_webhook_secrets)),
         ("access token", _set(s.gocardless_access_token)),
@@ -84,7 +76,7 @@ def _gocardless(s: Settings) -> Rows:
     ]
 
 
-def _braintree(s: Settings) -> Rows:
+def braintree_rows(s: Settings) -> Rows:
     return [
         ("key pairs", _count(s.braintree_keys)),
         ("merchant id", s.braintree_merchant_id or "not set"),
@@ -93,7 +85,7 @@ def _braintree(s: Settings) -> Rows:
     ]
 
 
-def _authorizenet(s: Settings) -> Rows:
+def authorizenet_rows(s: Settings) -> Rows:
     return [
         ("signature keys", _count(s.authorizenet_signature_keys)),
         ("API login id", _set(s.authorizenet_login_id)),
@@ -103,7 +95,7 @@ def _authorizenet(s: Settings) -> Rows:
     ]
 
 
-def _paypal(s: Settings) -> Rows:
+def paypal_rows(s: Settings) -> Rows:
     return [
         ("webhook ids", _count(s.paypal_webhook_ids)),
         ("certificates from", ", ".join(s.paypal_cert_url_prefixes)),
@@ -112,21 +104,21 @@ def _paypal(s: Settings) -> Rows:
     ]
 
 
-def _paypal_ipn(s: Settings) -> Rows:
+def paypal_ipn_rows(s: Settings) -> Rows:
     return [
         ("receiver addresses", ", ".join(s.paypal_ipn_receiver_emails)),
         ("postback to", s.paypal_ipn_url),
     ]
 
 
-def _liqpay(s: Settings) -> Rows:
+def liqpay_rows(s: Settings) -> Rows:
     return [
         ("private keys", _count(s.liqpay_private_keys)),
         ("sandbox payments", "applied" if s.liqpay_allow_sandbox else "not applied"),
     ]
 
 
-def _epay(s: Settings) -> Rows:
+def epay_rows(s: Settings) -> Rows:
     return [
         ("MD5 secrets", _count(s.epay_md5_secrets)),
         ("merchant number", s.epay_merchant_number or "not set"),
@@ -135,26 +127,18 @@ def _epay(s: Settings) -> Rows:
     ]
 
 
-PROVIDER_ROWS: dict[str, Callable[[Settings], Rows]] = {
-    "stripe": _stripe,
-    "gocardless": _gocardless,
-    "braintree": _braintree,
-    "authorizenet": _authorizenet,
-    "paypal": _paypal,
-    "paypal-ipn": _paypal_ipn,
-    "liqpay": _liqpay,
-    "epay": _epay,
-}
+def generic_rows(settings: Settings, source: str) -> Rows:
+    return [("secrets", _count(settings.generic_webhook_secrets[source]))]
 
 
 def provider_rows(settings: Settings) -> dict[str, Rows]:
+    """Each enabled provider's rows, as its registry entry names them."""
     rows: dict[str, Rows] = {}
     for name in settings.enabled_providers():
         if name.startswith("generic/"):
-            source = name.removeprefix("generic/")
-            rows[name] = [("secrets", _count(settings.generic_webhook_secrets[source]))]
+            rows[name] = load(GENERIC.config_rows)(settings, name.removeprefix("generic/"))
         else:
-            rows[name] = PROVIDER_ROWS[name](settings)
+            rows[name] = load(BY_NAME[name].config_rows)(settings)
     return rows
 
 
@@ -193,30 +177,27 @@ def problems(settings: Settings, role: str, env: Mapping[str, str]) -> list[str]
                 check()
             except ConfigError as exc:
                 found.append(f"{name}: {exc}")
-    worker = role in ("worker", "all")
-    if (
-        worker
-        and settings.authorizenet_signature_keys
-        and not (settings.authorizenet_login_id and settings.authorizenet_transaction_key)
-    ):
-        found.append(
-            "worker: AUTHORIZENET_SIGNATURE_KEYS is set but AUTHORIZENET_LOGIN_ID or "
-            "AUTHORIZENET_TRANSACTION_KEY is not: no Authorize.Net payment could be confirmed"
-        )
-    if worker and settings.epay_md5_secrets and not settings.epay_merchant_number:
-        found.append(
-            "worker: EPAY_MD5_SECRETS is set but EPAY_MERCHANT_NUMBER is not: no ePay payment "
-            "could be confirmed"
-        )
-    if worker and settings.gocardless_webhook_secrets and not settings.gocardless_access_token:
-        found.append(
-            "worker: GOCARDLESS_WEBHOOK_SECRETS is set but GOCARDLESS_ACCESS_TOKEN is not: "
-            "every GoCardless payment would fail its lookup"
-        )
+    if role in ("worker", "all"):
+        found += _missing_for_worker(settings)
     found += [
         f"{name} still holds a placeholder from an example file: put the real value in"
         for name in placeholders(env)
     ]
+    return found
+
+
+def _missing_for_worker(settings: Settings) -> list[str]:
+    """Providers enabled without what their worker step needs to confirm a payment."""
+    found = []
+    for spec in PROVIDERS:
+        missing = [
+            variable for field, variable in spec.worker_needs if not getattr(settings, field)
+        ]
+        if missing and getattr(settings, spec.enabled_by):
+            found.append(
+                f"worker: {spec.enabled_by_env} is set but {' or '.join(missing)} is not: "
+                f"no {spec.display_name} payment could be confirmed"
+            )
     return found
 
 

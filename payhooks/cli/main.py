@@ -17,7 +17,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from payhooks.cli import dev_state
 from payhooks.cli.cli_output import CommandError, redis_unreachable, report_error
-from payhooks.settings import PROVIDER_NAMES, ConfigError, Settings
+from payhooks.domain.providers import GENERIC, PROVIDER_NAMES, PROVIDERS
+from payhooks.settings import ConfigError, Settings
 
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
 #: Commands that read a running `payhooks dev`'s settings when REDIS_URL is not set.
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--sandbox-port", type=int, default=8090, help="Nexudus sandbox port")
 
     send = commands.add_parser("send-test", help="send a correctly signed sample webhook")
-    send.add_argument("provider", choices=[*PROVIDER_NAMES, "generic"])
+    send.add_argument("provider", choices=[*PROVIDER_NAMES, GENERIC.name])
     send.add_argument("--invoice", type=int, required=True, help="Nexudus CoworkerInvoice Id")
     send.add_argument("--amount", default="100.00", help="major units (default 100.00)")
     send.add_argument("--currency", default="EUR", help="ISO code (default %(default)s)")
@@ -87,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     send.add_argument(
         "--sandbox-url",
-        help="gocardless, authorizenet, paypal, epay: the dev sandbox, which registers the "
-        "sample payment or signs as PayPal (default: a running `payhooks dev`'s, else "
-        "http://127.0.0.1:8090)",
+        help=f"{', '.join(s.name for s in PROVIDERS if s.sample_uses_sandbox)}: the dev "
+        "sandbox, which registers the sample payment or signs as PayPal (default: a running "
+        "`payhooks dev`'s, else http://127.0.0.1:8090)",
     )
     send.add_argument("--json", action="store_true")
 

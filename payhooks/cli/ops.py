@@ -24,7 +24,8 @@ from rq.registry import FailedJobRegistry
 
 from payhooks.cli.cli_output import COLUMNS
 from payhooks.domain.events import Ignored, PaymentEvent
-from payhooks.settings import PROVIDER_NAMES, Settings
+from payhooks.domain.providers import PROVIDER_NAMES
+from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory
 from payhooks.storage.trail import Trail

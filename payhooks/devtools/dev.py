@@ -27,14 +27,14 @@ from payhooks.devtools.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
 from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
 from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
-from payhooks.devtools.sandbox.authorizenet import add_authorizenet_routes
 from payhooks.devtools.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
-from payhooks.devtools.sandbox.epay import add_epay_routes
-from payhooks.devtools.sandbox.gocardless import GoCardlessState, add_gocardless_routes
+from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN as GOCARDLESS_TOKEN
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.devtools.sandbox.paypal import PayPalState, add_paypal_routes
+from payhooks.devtools.sandbox.paypal import PayPalState
+from payhooks.domain.providers import GENERIC, PROVIDERS
 from payhooks.settings import Settings
 from service.app import create_app
 
@@ -53,20 +53,16 @@ class Try:
         return [self.provider, *self.options, "--invoice", str(self.invoice_id)]
 
 
-#: One invoice per provider, in the order of PROVIDER_NAMES, then the operators' own systems.
+#: One invoice per provider, from 42 in registry order, then the operators' own systems.
 TRIES = (
-    Try("stripe", 42, 2),
-    Try("gocardless", 43, 12),
-    Try("braintree", 44, 8),
-    Try("authorizenet", 45, 4),
-    Try("paypal", 46, 6),
-    Try("paypal-ipn", 47, 5),
-    Try("liqpay", 48, 10),
-    Try("epay", 49, 7),
-    Try("generic", 50, 96, ("--source", "bank")),
+    *(
+        Try(spec.name, 42 + index, spec.payment_providers[0])
+        for index, spec in enumerate(PROVIDERS)
+    ),
+    Try(GENERIC.name, 42 + len(PROVIDERS), GENERIC.payment_providers[0], ("--source", "bank")),
 )
-AMOUNT_GUARD_INVOICE = 51  # 250.00 due: a 100.00 payment does not settle it
-CURRENCY_GUARD_INVOICE = 52  # in GBP: a EUR payment does not settle it
+AMOUNT_GUARD_INVOICE = TRIES[-1].invoice_id + 1  # 250.00 due: a 100.00 payment does not settle it
+CURRENCY_GUARD_INVOICE = AMOUNT_GUARD_INVOICE + 1  # in GBP: a EUR payment does not settle it
 
 SEEDED = (
     *(invoice_record(t.invoice_id) for t in TRIES),
@@ -78,8 +74,7 @@ SEEDED = (
 def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
     with EmbeddedRedis() as redis_server:
         state = SandboxState()
-        gocardless_state = GoCardlessState()
-        paypal_state = PayPalState()
+        paypal_state = PayPalState()  # its CA is what dev trusts for PayPal
         overrides = {
             "REDIS_URL": redis_server.url,
             "NEXUDUS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
@@ -90,7 +85,7 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "STRIPE_ALLOW_TEST_MODE": "true",  # send-test's Stripe events are test mode
             "GOCARDLESS_WEBHOOK_SECRETS": os.environ.get("GOCARDLESS_WEBHOOK_SECRETS")
             or GOCARDLESS_DEV_SECRET,
-            "GOCARDLESS_ACCESS_TOKEN": gocardless_state.access_token,
+            "GOCARDLESS_ACCESS_TOKEN": GOCARDLESS_TOKEN,
             "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
             "EPAY_MD5_SECRETS": os.environ.get("EPAY_MD5_SECRETS") or EPAY_DEV_SECRET,
             "EPAY_MERCHANT_NUMBER": EPAY_MERCHANT,
@@ -129,7 +124,6 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
                     env,
                     overrides,
                     state,
-                    gocardless_state,
                     paypal_state,
                     receiver_port,
                     sandbox_port,
@@ -164,7 +158,6 @@ async def _run(
     env: dict[str, str],
     overrides: dict[str, str],
     state: SandboxState,
-    gocardless_state: GoCardlessState,
     paypal_state: PayPalState,
     receiver_port: int,
     sandbox_port: int,
@@ -172,10 +165,7 @@ async def _run(
     for record in SEEDED:
         state.invoices[record["Id"]] = dict(record)
     sandbox = create_sandbox_app(state)
-    add_gocardless_routes(sandbox, gocardless_state)
-    add_authorizenet_routes(sandbox)
-    add_paypal_routes(sandbox, paypal_state)
-    add_epay_routes(sandbox)
+    add_stand_ins(sandbox, {"paypal": paypal_state})
     runners = []
     for app, port in (
         (sandbox, sandbox_port),

@@ -21,6 +21,7 @@ from payhooks.domain.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
+from payhooks.settings import Settings
 from service.errors import InvalidSignature, MalformedPayload
 from service.providers.base import load_json_object
 
@@ -49,6 +50,10 @@ class AuthorizeNetWebhook:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("X-ANET-Signature",)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthorizeNetWebhook:
+        return cls(settings.authorizenet_signature_keys)
 
     def __init__(self, signature_keys: tuple[str, ...]) -> None:
         if not signature_keys:

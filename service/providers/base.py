@@ -1,8 +1,8 @@
 """What a provider module supplies to the receiver.
 
-Adding a provider means adding one module that implements ``WebhookProvider`` and
-registering it in ``service.providers.build_providers``; the handler, inbox, queue and
-worker stay as they are.
+Adding a provider means adding one module that implements ``WebhookProvider`` (built by
+its ``from_settings(settings)``) and naming it in its entry of ``payhooks/domain/providers.py``;
+the handler, inbox, queue and worker stay as they are.
 """
 
 from __future__ import annotations

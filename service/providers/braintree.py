@@ -28,6 +28,7 @@ from payhooks.domain.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
+from payhooks.settings import Settings
 from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable, WebhookError
 
 Kind = braintree.WebhookNotification.Kind
@@ -81,6 +82,15 @@ class BraintreeWebhook:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ()  # the signature is a form field
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BraintreeWebhook:
+        return cls(
+            settings.braintree_keys,
+            merchant_id=settings.braintree_merchant_id or "",
+            environment=settings.braintree_environment,
+            invoice_field=settings.braintree_invoice_field,
+        )
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from payhooks.domain.events import (
 )
 from payhooks.domain.money import from_minor_units
 from payhooks.domain.provider_formats.epay import CURRENCIES
+from payhooks.settings import Settings
 from service.errors import InvalidSignature, MalformedPayload
 
 # ePay reports date and time in Danish local time.
@@ -47,6 +48,10 @@ class EPayCallback:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ()  # the hash is a query parameter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EPayCallback:
+        return cls(settings.epay_md5_secrets)
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
         if not secrets:

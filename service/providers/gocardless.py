@@ -23,6 +23,7 @@ from payhooks.domain.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
+from payhooks.settings import Settings
 from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable
 from service.providers.base import load_json_object, redact_json
 
@@ -44,6 +45,14 @@ class GoCardlessWebhook:
     #: GoCardless recommends 204 for a request with nothing of interest.
     nothing_to_do_status = 204
     signature_headers: tuple[str, ...] = ("Webhook-Signature",)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GoCardlessWebhook:
+        return cls(
+            settings.gocardless_webhook_secrets,
+            paid_action=settings.gocardless_paid_action,
+            invoice_metadata_key=settings.invoice_metadata_key,
+        )
 
     def __init__(
         self, secrets: tuple[str, ...], *, paid_action: str, invoice_metadata_key: str

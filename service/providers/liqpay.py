@@ -28,6 +28,7 @@ from payhooks.domain.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
+from payhooks.settings import Settings
 from service.errors import InvalidSignature, MalformedPayload
 
 FAILED = frozenset({"failure", "error"})
@@ -68,6 +69,10 @@ class LiqPayWebhook:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ()  # the signature is a form field
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LiqPayWebhook:
+        return cls(settings.liqpay_private_keys, allow_sandbox=settings.liqpay_allow_sandbox)
 
     def __init__(self, private_keys: tuple[str, ...], *, allow_sandbox: bool) -> None:
         if not private_keys:

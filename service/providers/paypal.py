@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import certifi
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as BadSignature
 from cryptography.hazmat.primitives import hashes
@@ -35,6 +36,7 @@ from payhooks.domain.events import (
     RegularPaymentProvider,
 )
 from payhooks.domain.money import finite_amount
+from payhooks.settings import Settings
 from service.errors import InvalidSignature, MalformedPayload, WebhookError
 from service.providers.base import load_json_object
 
@@ -79,6 +81,15 @@ class PayPalWebhook:
         "PAYPAL-CERT-URL",
         "PAYPAL-AUTH-ALGO",
     )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PayPalWebhook:
+        return cls(
+            settings.paypal_webhook_ids,
+            cert_url_prefixes=settings.paypal_cert_url_prefixes,
+            trust_file=settings.paypal_cert_trust_file or certifi.where(),
+            provider_value=settings.paypal_provider_value,
+        )
 
     def __init__(
         self,

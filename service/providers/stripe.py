@@ -39,6 +39,7 @@ from payhooks.domain.provider_formats.stripe import (
     provider_for_method,
     token_of,
 )
+from payhooks.settings import Settings
 from service import metrics
 from service.errors import InvalidSignature, MalformedPayload
 from service.providers.base import load_json_object, redact_json
@@ -96,6 +97,15 @@ class StripeWebhook:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("Stripe-Signature",)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StripeWebhook:
+        return cls(
+            settings.stripe_webhook_secrets,
+            tolerance_seconds=settings.stripe_tolerance_seconds,
+            invoice_metadata_key=settings.invoice_metadata_key,
+            allow_test_mode=settings.stripe_allow_test_mode,
+        )
 
     def __init__(
         self,

@@ -3,4 +3,18 @@
 One module per provider that needs one: it confirms the event (ePay, PayPal IPN: the
 callback itself is not proof enough) or completes it (Stripe, GoCardless, Authorize.Net:
 the webhook leaves out the payment method, the invoice or the amount).
+
+Each step is a class built by ``from_settings(settings, redis, trail)`` and named in its
+provider's entry of ``payhooks/domain/providers.py``.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from payhooks.domain.events import PaymentEvent
+
+#: Confirms or completes one event, or raises (workers/errors.py says how to retry).
+ProviderStep = Callable[[PaymentEvent], PaymentEvent]
+
+__all__ = ["ProviderStep"]

@@ -11,8 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from redis import Redis
 
 from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
+from payhooks.settings import Settings
+from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
@@ -27,6 +30,15 @@ class AuthorizeNetStep:
         self._login_id = login_id
         self._transaction_key = transaction_key
         self._currency = currency
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> AuthorizeNetStep:
+        return cls(
+            api_url=settings.authorizenet_api_url,
+            login_id=settings.authorizenet_login_id,
+            transaction_key=settings.authorizenet_transaction_key,
+            currency=settings.authorizenet_currency,
+        )
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         if event.kind is not PaymentKind.PAID and event.kind is not PaymentKind.PENDING:

@@ -12,10 +12,13 @@ from decimal import Decimal
 from xml.etree import ElementTree
 
 import httpx
+from redis import Redis
 
 from payhooks.domain.events import PaymentEvent
 from payhooks.domain.money import to_minor_units
 from payhooks.domain.provider_formats.epay import NUMERIC_CODES
+from payhooks.settings import Settings
+from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
 NAMESPACE = "https://ssl.ditonlinebetalingssystem.dk/remote/payment"
@@ -54,6 +57,14 @@ class EPayStep:
         self._api_url = api_url
         self._merchant = merchant_number
         self._password = password or ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> EPayStep:
+        return cls(
+            api_url=settings.epay_api_url,
+            merchant_number=settings.epay_merchant_number,
+            password=settings.epay_api_password,
+        )
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         if not self._merchant:

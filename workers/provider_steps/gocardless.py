@@ -13,11 +13,14 @@ from typing import Any
 
 import gocardless_pro
 from gocardless_pro import errors
+from redis import Redis
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout
 
 from payhooks.domain.events import InvoiceRef, PaymentEvent
 from payhooks.domain.money import from_minor_units
+from payhooks.settings import Settings
+from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
 
@@ -34,6 +37,15 @@ class GoCardlessStep:
         self._environment = environment
         self._base_url = base_url
         self._invoice_metadata_key = invoice_metadata_key
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> GoCardlessStep:
+        return cls(
+            settings.gocardless_access_token,
+            environment=settings.gocardless_environment,
+            base_url=settings.gocardless_base_url,
+            invoice_metadata_key=settings.invoice_metadata_key,
+        )
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         # Refund events queued before refunds were read name the refund as their token.

@@ -10,9 +10,11 @@ own: a forgery fails alone and never stands in for, or delays, the genuine notif
 from __future__ import annotations
 
 import httpx
+from redis import Redis
 
 from payhooks.domain.events import PaymentEvent
 from payhooks.domain.provider_formats.paypal_ipn import body_digest, ipn_events, ipn_fields
+from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
@@ -22,6 +24,14 @@ class PayPalIpnStep:
         self._trail = trail
         self._ipn_url = ipn_url
         self._receivers = {e.lower() for e in receiver_emails}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> PayPalIpnStep:
+        return cls(
+            trail,
+            ipn_url=settings.paypal_ipn_url,
+            receiver_emails=settings.paypal_ipn_receiver_emails,
+        )
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         body = self._body_of(event)

@@ -40,6 +40,7 @@ from payhooks.domain.provider_formats.stripe import (
 )
 from payhooks.settings import Settings
 from payhooks.storage.redis_keys import text
+from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable, TransientError
 
 log = logging.getLogger("payhooks.stripe")
@@ -71,7 +72,7 @@ class StripeStep:
         self._ttl = ttl_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis) -> StripeStep:
+    def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> StripeStep:
         return cls(
             settings.stripe_api_key,
             settings.stripe_api_base,

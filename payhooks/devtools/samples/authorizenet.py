@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from payhooks.devtools.samples.sending import Sample, SampleRequest
 from service.providers.authorizenet import signature_of
 
 # Not a secret: the Signature Key of `payhooks dev`, known to `send-test`.
@@ -43,3 +44,24 @@ def signed(body: dict[str, Any] | bytes, key: str) -> tuple[bytes, dict[str, str
         "Content-Type": "application/json",
         "X-ANET-Signature": "sha512=" + signature_of(key, raw).upper(),
     }
+
+
+def for_send_test(request: SampleRequest) -> Sample:
+    # The job confirms the transaction with the API: register it with the sandbox first.
+    sent = notification(amount=request.amount)
+    transaction_id = sent["payload"]["id"]
+    request.to_sandbox(
+        "authorizenet/transactions",
+        {
+            "id": transaction_id,
+            "invoice_number": str(request.invoice),
+            "amount": str(request.amount),
+        },
+    )
+    key = request.secret("AUTHORIZENET_SIGNATURE_KEYS", DEV_SIGNATURE_KEY)
+    body, headers = signed(sent, key)
+    return Sample(
+        f"authcapture.created {transaction_id}, {request.amount}, invoice {request.invoice}",
+        body,
+        headers,
+    )

@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 
 from braintree.util.crypto import Crypto
 
+from payhooks.devtools.samples.sending import Sample, SampleRequest
+
 # Not secrets: the key pair of `payhooks dev`, known to `send-test`.
 DEV_PUBLIC_KEY = "payhooks_dev_public"
 DEV_PRIVATE_KEY = "payhooks_dev_only_private"
@@ -62,3 +64,25 @@ def signed(xml: str, public_key: str, private_key: str) -> tuple[bytes, dict[str
     signature = f"{public_key}|{Crypto.sha1_hmac_hash(private_key, payload)}"
     body = urlencode({"bt_signature": signature, "bt_payload": payload}).encode()
     return body, {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def for_send_test(request: SampleRequest) -> Sample:
+    public, _, private = request.secret("BRAINTREE_KEYS", "").partition(":")
+    if not private:
+        public, private = DEV_PUBLIC_KEY, DEV_PRIVATE_KEY
+    xml = transaction_notification(
+        "transaction_settled",
+        order_id=str(request.invoice),
+        amount=request.amount,
+        currency=request.currency.upper(),
+    )
+    request.signed_with["BRAINTREE_KEYS"] = f"{public}:{private}"
+    # Braintree's SDK needs a merchant id to parse anything: any will do to read it back.
+    request.signed_with["BRAINTREE_MERCHANT_ID"] = request.env.get("BRAINTREE_MERCHANT_ID") or "dev"
+    body, headers = signed(xml, public, private)
+    return Sample(
+        f"transaction_settled, {request.amount} {request.currency.upper()}, "
+        f"order {request.invoice}",
+        body,
+        headers,
+    )

@@ -7,6 +7,9 @@ from datetime import datetime
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from payhooks.devtools.samples.sending import Sample, SampleRequest
+from payhooks.domain.money import to_minor_units
+from payhooks.domain.provider_formats.epay import NUMERIC_CODES
 from service.providers.epay import hash_of
 
 # Not a secret: the MD5 secret of `payhooks dev`, known to `send-test`.
@@ -34,3 +37,23 @@ def signed_query(parameters: list[tuple[str, str]], secret: str) -> str:
     """The query string, hash last, as ePay sends it."""
     digest = hash_of([value for _, value in parameters], secret)
     return urlencode([*parameters, ("hash", digest)])
+
+
+def for_send_test(request: SampleRequest) -> Sample:
+    parameters = callback(
+        orderid=str(request.invoice),
+        amount_minor=to_minor_units(request.amount, request.currency),
+        currency=NUMERIC_CODES.get(request.currency.upper(), request.currency),
+    )
+    values = dict(parameters)
+    # The job confirms the transaction with ePay: register it with the sandbox first.
+    request.to_sandbox(
+        "epay/transactions",
+        {key: values[key] for key in ("txnid", "orderid", "amount", "currency")},
+    )
+    secret = request.secret("EPAY_MD5_SECRETS", DEV_SECRET)
+    return Sample(
+        f"txnid {parameters[0][1]}, {request.amount} {request.currency.upper()}, "
+        f"order {request.invoice}",
+        query=signed_query(parameters, secret),
+    )

@@ -9,6 +9,8 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from payhooks.devtools.samples.sending import Sample, SampleRequest
+
 # Not a secret: the `bank` source's secret in `payhooks dev`, known to `send-test`.
 DEV_SOURCE = "bank"
 # Standard Webhooks secrets are base64 (a "whsec_" prefix is optional): "payhooks-dev-only".
@@ -55,3 +57,21 @@ def signed(
         "webhook-timestamp": str(int(when.timestamp())),
         "webhook-signature": signature,
     }
+
+
+def for_send_test(request: SampleRequest) -> Sample:
+    sent = notification(
+        invoice_id=request.invoice,
+        amount=f"{request.amount:.2f}",
+        currency=request.currency.upper(),
+    )
+    pairs = [p.partition(":") for p in request.env.get("GENERIC_WEBHOOK_SECRETS", "").split(",")]
+    secret = next((s for source, _, s in pairs if source.strip() == request.source and s), None)
+    request.signed_with["GENERIC_WEBHOOK_SECRETS"] = f"{request.source}:{secret or DEV_SECRET}"
+    body, headers = signed(sent, secret or DEV_SECRET)
+    return Sample(
+        f"bank transfer {sent['reference']}, {request.amount} {request.currency.upper()}, "
+        f"invoice {request.invoice}",
+        body,
+        headers,
+    )

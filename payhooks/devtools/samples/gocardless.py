@@ -9,6 +9,9 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+from payhooks.devtools.samples.sending import Sample, SampleRequest
+from payhooks.domain.money import to_minor_units
+
 # Not a secret: the webhook endpoint secret of `payhooks dev`, known to `send-test`.
 DEV_WEBHOOK_SECRET = "payhooks_dev_only_gocardless_secret"  # noqa: S105
 
@@ -89,3 +92,27 @@ def signed(events: list[dict[str, Any]], secret: str) -> tuple[bytes, dict[str, 
         "Content-Type": "application/json",
         "User-Agent": "gocardless-webhook-service/1.1",
     }
+
+
+def for_send_test(request: SampleRequest) -> Sample:
+    # The job reads the payment from the GoCardless API, so the sample payment is first
+    # registered with the sandbox's GoCardless stand-in.
+    payment = payment_id()
+    request.to_sandbox(
+        "gocardless/payments",
+        {
+            "id": payment,
+            "amount": to_minor_units(request.amount, request.currency),
+            "currency": request.currency,
+            "invoice_id": request.invoice,
+        },
+    )
+    sent = payment_event(payment, "confirmed")
+    secret = request.secret("GOCARDLESS_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET)
+    body, headers = signed([sent], secret)
+    return Sample(
+        f"payments/confirmed {sent['id']} for {payment}, {request.amount} "
+        f"{request.currency.upper()}, invoice {request.invoice}",
+        body,
+        headers,
+    )

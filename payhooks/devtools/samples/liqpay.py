@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from payhooks.devtools.samples.sending import Sample, SampleRequest
 from service.providers.liqpay import signature_of
 
 # Not a secret: the private key of `payhooks dev`, known to `send-test`.
@@ -56,3 +57,14 @@ def signed(
     signature = signature_of(private_key, data, scheme)
     body = urlencode({"data": data, "signature": signature}).encode()
     return body, {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def for_send_test(request: SampleRequest) -> Sample:
+    sent = payment(order_id=str(request.invoice), amount=request.amount, currency=request.currency)
+    body, headers = signed(sent, request.secret("LIQPAY_PRIVATE_KEYS", DEV_PRIVATE_KEY))
+    return Sample(
+        f"status success, payment {sent['payment_id']}, {request.amount} "
+        f"{request.currency.upper()}, order {request.invoice}",
+        body,
+        headers,
+    )

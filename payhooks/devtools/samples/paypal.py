@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from payhooks.devtools.samples.sending import Sample, SampleRequest
+from payhooks.devtools.sandbox.paypal import CERT_PATH
 from service.providers.paypal import signed_message
 
 # Not secrets: the webhook id and receiver address of `payhooks dev`.
@@ -99,3 +101,38 @@ def ipn(
             "ipn_track_id": secrets.token_hex(6),
         }
     ).encode()
+
+
+def for_send_test(request: SampleRequest) -> Sample:
+    # PayPal signs with its certificate's key: in dev, the sandbox holds the stand-in's.
+    sandbox = request.sandbox_url.rstrip("/")
+    sent = capture_event(
+        invoice_id=str(request.invoice), amount=request.amount, currency=request.currency.upper()
+    )
+    body = encoded(sent)
+
+    def sign(message: bytes) -> str:
+        answer = request.to_sandbox("paypal/sign", {"message": message.decode()})
+        return str(answer.json()["signature"])
+
+    webhook_id = request.secret("PAYPAL_WEBHOOK_IDS", DEV_WEBHOOK_ID)
+    headers = headers_for(body, webhook_id, sandbox + CERT_PATH, sign)
+    return Sample(
+        f"PAYMENT.CAPTURE.COMPLETED {sent['id']}, {request.amount}, invoice {request.invoice}",
+        body,
+        headers,
+    )
+
+
+def ipn_for_send_test(request: SampleRequest) -> Sample:
+    body = ipn(
+        invoice=str(request.invoice),
+        amount=request.amount,
+        currency=request.currency.upper(),
+        receiver_email=request.secret("PAYPAL_IPN_RECEIVER_EMAILS", DEV_RECEIVER_EMAIL),
+    )
+    return Sample(
+        f"IPN subscr_payment Completed, {request.amount}, invoice {request.invoice}",
+        body,
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )

@@ -10,6 +10,7 @@ from typing import Any
 
 import stripe
 
+from payhooks.devtools.samples.sending import Sample, SampleRequest
 from payhooks.domain.money import to_minor_units
 
 # Not a secret: the endpoint secret of `payhooks dev`, known to `send-test`.
@@ -181,3 +182,20 @@ def signed(
         raw.decode(), secret, timestamp=timestamp
     )
     return raw, {"Stripe-Signature": header, "Content-Type": "application/json; charset=utf-8"}
+
+
+def for_send_test(request: SampleRequest) -> Sample:
+    intent = payment_intent(
+        invoice_id=request.invoice,
+        amount=request.amount,
+        currency=request.currency,
+        method=request.method,
+    )
+    sent = event("payment_intent.succeeded", intent, livemode=False)
+    body, headers = signed(sent, request.secret("STRIPE_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET))
+    return Sample(
+        f"{sent['type']} {sent['id']}, {request.amount} {request.currency.upper()}, "
+        f"invoice {request.invoice}",
+        body,
+        headers,
+    )
