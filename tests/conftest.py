@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.devtools.embedded_redis import EmbeddedRedis
-from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
-from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
-from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
-from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
 from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
@@ -29,22 +25,25 @@ from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.devtools.sandbox.stripe import StripeState
 from payhooks.domain.providers import stand_ins
 from payhooks.settings import Settings
+from service.app import create_app
+from tests.support.client import MakeClient
+from tests.support.settings import (
+    AUTHORIZENET_KEY,
+    BRAINTREE_PRIVATE,
+    BRAINTREE_PUBLIC,
+    EPAY_SECRET,
+    GENERIC_SECRET,
+    GOCARDLESS_SECRET,
+    LIQPAY_KEY,
+    OLD_GENERIC_SECRET,
+    OLD_GOCARDLESS_SECRET,
+    OLD_LIQPAY_KEY,
+    OLD_STRIPE_SECRET,
+    PAYPAL_RECEIVER,
+    PAYPAL_WEBHOOK_ID,
+    STRIPE_SECRET,
+)
 from workers import context
-
-STRIPE_SECRET = DEV_WEBHOOK_SECRET
-OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
-GOCARDLESS_SECRET = GOCARDLESS_DEV_SECRET
-OLD_GOCARDLESS_SECRET = "previous_gocardless_secret"
-EPAY_SECRET = "payhooks_dev_only_epay_secret"
-AUTHORIZENET_KEY = "52CB4A002C634B84E397DC8A218E1A160BA7CAB7CBE4C05B35E9CBB05E14FE4A"
-PAYPAL_WEBHOOK_ID = "WH-TEST-PAYHOOKS"
-PAYPAL_RECEIVER = "billing@coworking.example"
-BRAINTREE_PUBLIC = "payhooks_test_public"
-BRAINTREE_PRIVATE = "payhooks_test_private"
-GENERIC_SECRET = GENERIC_DEV_SECRET
-OLD_GENERIC_SECRET = "whsec_b2xkLWdlbmVyaWMtc2VjcmV0"  # base64 of "old-generic-secret"
-LIQPAY_KEY = LIQPAY_DEV_KEY
-OLD_LIQPAY_KEY = "previous_liqpay_private_key"
 
 
 @pytest.fixture(scope="session")
@@ -205,5 +204,15 @@ def run_worker(
     return run
 
 
-def with_settings(settings: Settings, **changes: Any) -> Settings:
-    return dataclasses.replace(settings, **changes)
+@pytest.fixture
+def make_client(aiohttp_client: AiohttpClient, settings: Settings, redis: Redis) -> MakeClient:
+    async def make(custom: Settings | None = None) -> TestClient:
+        return await aiohttp_client(create_app(custom or settings))  # type: ignore[no-any-return]
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient:
+    """The receiver, over HTTP, with the fixture's settings."""
+    return await make_client()

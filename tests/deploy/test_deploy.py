@@ -1,0 +1,458 @@
+"""What CI can check of the image and deploy/ without Docker or a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient
+
+from payhooks.devtools.embedded_redis import free_port
+from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.server import wait_until_ready
+from payhooks.settings import Settings
+from service.app import create_app
+from tests.support.paths import REPO
+from tests.support.processes import worker_env
+from tests.support.settings import STRIPE_SECRET
+
+ROOT = REPO
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    found = BIN / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+def documents(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def settings_variables() -> set[str]:
+    source = (ROOT / "payhooks" / "settings.py").read_text()
+    return set(re.findall(r'env, "([A-Z][A-Z0-9_]+)"', source))
+
+
+def secret_variables() -> set[str]:
+    """The variables of the settings kept out of ``repr`` (secrets)."""
+    source = (ROOT / "payhooks" / "settings.py").read_text()
+    hidden = set(re.findall(r"^    (\w+): [^\n]*repr=False", source, re.MULTILINE))
+    read_as = dict(re.findall(r'(\w+)=[^=]*?env, "([A-Z][A-Z0-9_]+)"', source))
+    assert hidden <= set(read_as)
+    return {read_as[name] for name in hidden}
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(  # noqa: PLW1510
+        [tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+KUBERNETES = DEPLOY / "kubernetes"
+
+
+def kustomize(directory: Path) -> list[dict]:  # type: ignore[type-arg]
+    """Render a kustomization with the parts of kustomize's semantics deploy/ uses:
+    resources (files and directories), delete patches, and image tags."""
+    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    rendered = []
+    for resource in spec.get("resources", []):
+        path = directory / resource
+        rendered += kustomize(path) if path.is_dir() else documents(path)
+    for patch in spec.get("patches", []):
+        target = yaml.safe_load(patch["patch"])
+        assert target.pop("$patch") == "delete", "only delete patches are rendered here"
+        rendered = [d for d in rendered if identity(d) != identity(target)]
+    for image in spec.get("images", []):
+        for document in rendered:
+            for container in containers(document):
+                if container["image"].partition(":")[0] == image["name"]:
+                    container["image"] = f"{image['name']}:{image['newTag']}"
+    return rendered
+
+
+def identity(document: dict) -> tuple[str, str]:  # type: ignore[type-arg]
+    return document["kind"], document["metadata"]["name"]
+
+
+def containers(document: dict) -> list[dict]:  # type: ignore[type-arg]
+    if document["kind"] != "Deployment":
+        return []
+    return list(document["spec"]["template"]["spec"]["containers"])
+
+
+def by_identity(rendered: list[dict]) -> dict[tuple[str, str], dict]:  # type: ignore[type-arg]
+    return {identity(d): d for d in rendered}
+
+
+@pytest.mark.parametrize("variant", [KUBERNETES, KUBERNETES / "keda"], ids=["default", "keda"])
+def test_kustomizations_render_as_kubectl_does(variant: Path) -> None:
+    rendered = by_identity(kustomize(variant))
+    kubectl = shutil.which("kubectl")
+    if kubectl is not None:  # the real kustomize, where the machine has it
+        output = subprocess.run(  # noqa: PLW1510
+            [kubectl, "kustomize", str(variant)], capture_output=True, text=True
+        )
+        assert output.returncode == 0, output.stderr
+        assert by_identity([d for d in yaml.safe_load_all(output.stdout) if d]) == rendered
+
+
+def test_default_deployment_needs_nothing_but_kubernetes_and_keda_is_an_overlay() -> None:
+    default = by_identity(kustomize(KUBERNETES))
+    keda = by_identity(kustomize(KUBERNETES / "keda"))
+    # `kubectl apply -k deploy/kubernetes` on a cluster without KEDA: no custom resources.
+    assert {d["apiVersion"].split("/")[0] for d in default.values()} <= {
+        "v1",
+        "apps",
+        "policy",
+        "autoscaling",
+    }
+    assert ("HorizontalPodAutoscaler", "payhooks-worker") in default
+    # The KEDA overlay: the same objects, KEDA's ScaledObject in place of the worker's HPA.
+    assert set(keda) - set(default) == {
+        ("ScaledObject", "payhooks-worker"),
+        ("TriggerAuthentication", "payhooks-redis"),
+    }
+    assert set(default) - set(keda) == {("HorizontalPodAutoscaler", "payhooks-worker")}
+    for name, document in default.items():
+        if name in keda:
+            assert keda[name] == document
+
+
+def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> None:
+    rendered = tmp_path / "rendered.yaml"
+    objects = by_identity(kustomize(KUBERNETES))
+    rendered.write_text(yaml.safe_dump_all(objects.values()))
+    examples = [KUBERNETES / "secret.example.yaml", KUBERNETES / "ingress.example.yaml"]
+    result = subprocess.run(  # noqa: PLW1510
+        [tool("kubernetes-validate"), "--strict", str(rendered), *map(str, examples)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout, result.stdout
+    assert "WARN" not in result.stdout, result.stdout
+
+
+def test_keda_objects_validate_and_watch_the_rq_queue_on_the_one_redis_address() -> None:
+    import jsonschema
+
+    schema = json.loads((KUBERNETES / "keda" / "keda.schema.json").read_text())
+    keda = documents(KUBERNETES / "keda" / "keda.yaml")
+    for document in keda:
+        jsonschema.validate(document, schema)
+    [scaled] = [d for d in keda if d["kind"] == "ScaledObject"]
+    [auth] = [d for d in keda if d["kind"] == "TriggerAuthentication"]
+    [configmap] = documents(KUBERNETES / "base" / "configmap.yaml")
+    [secret] = documents(KUBERNETES / "secret.example.yaml")
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "redis"  # KEDA's redis-lists scaler
+    assert trigger["metadata"]["listName"] == f"rq:queue:{configmap['data']['PAYHOOKS_QUEUE']}"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "payhooks-worker"
+    # The address payhooks uses, read from the worker's environment; the password from
+    # payhooks' own Secret: nothing about Redis is written twice.
+    assert trigger["metadata"]["addressFromEnv"] == "REDIS_ADDRESS"
+    assert "REDIS_ADDRESS" in configmap["data"]
+    [password] = auth["spec"]["secretTargetRef"]
+    assert (password["name"], password["key"]) == (secret["metadata"]["name"], "REDIS_PASSWORD")
+    assert password["key"] in secret["stringData"]
+    address = configmap["data"]["REDIS_ADDRESS"]
+    written = [
+        p
+        for p in KUBERNETES.rglob("*.yaml")
+        if address in p.read_text() or address.split(":")[0] in p.read_text()
+    ]
+    assert written == [KUBERNETES / "base" / "configmap.yaml"]
+
+
+def test_kubernetes_config_holds_every_setting_once() -> None:
+    [configmap] = documents(KUBERNETES / "base" / "configmap.yaml")
+    [secret] = documents(KUBERNETES / "secret.example.yaml")
+    settings, secrets = settings_variables(), secret_variables()
+    in_configmap, in_secret = set(configmap["data"]), set(secret["stringData"])
+    assert in_configmap & in_secret == set()
+    # REDIS_URL is built in each Deployment from REDIS_ADDRESS (the ConfigMap), which
+    # KEDA reads too.
+    assert (in_configmap | in_secret) - {"REDIS_ADDRESS"} == settings - {"REDIS_URL"}
+    assert secrets - {"REDIS_URL"} <= in_secret
+    deployments = [d for d in kustomize(KUBERNETES) if d["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        [container] = containers(deployment)
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert "$(REDIS_ADDRESS)" in env["REDIS_URL"]
+    # The README's list of what the Secret holds is the Secret's.
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Many hosts: Kubernetes") :]
+    section = section[: section.index("\n### ", 1)]
+    listed = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section[section.index("Secret `payhooks`") :]))
+    assert in_secret <= listed
+
+
+def test_kubernetes_shutdown_and_security_settings() -> None:
+    rendered = by_identity(kustomize(KUBERNETES))
+    configmap = rendered["ConfigMap", "payhooks"]
+    job_timeout = int(configmap["data"]["JOB_TIMEOUT_SECONDS"])
+    worker = rendered["Deployment", "payhooks-worker"]
+    receiver = rendered["Deployment", "payhooks-receiver"]
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > job_timeout
+    assert receiver["spec"]["replicas"] >= 2
+    for deployment in (worker, receiver):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        [container] = pod["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["resources"]["limits"]
+        assert container["resources"]["requests"]
+        names = {
+            e.get("configMapRef", e.get("secretRef", {})).get("name") for e in container["envFrom"]
+        }
+        assert names == {"payhooks"}
+    kinds = {kind for kind, name in rendered if name == "payhooks-receiver"}
+    assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+
+
+def test_read_only_containers_have_a_writable_tmp_for_serve_workers() -> None:
+    """`serve --workers N` makes its Prometheus multiprocess directory with
+    tempfile.mkdtemp, under /tmp (the image sets no TMPDIR): a read-only root filesystem
+    needs a tmpfs (compose) or an emptyDir (Kubernetes) there, or the receiver cannot start."""
+    assert "TMPDIR" not in (ROOT / "Dockerfile").read_text()
+    services = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())["services"]
+    for name in ("receiver", "worker", "rq-dashboard"):
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert "/tmp" in service["tmpfs"], name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    receiver = by_identity(kustomize(KUBERNETES))["Deployment", "payhooks-receiver"]
+    pod = receiver["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume
+
+
+def test_secret_template_holds_placeholders_only() -> None:
+    [secret] = documents(DEPLOY / "kubernetes" / "secret.example.yaml")
+    for value in secret["stringData"].values():
+        assert value == "" or "REPLACE_ME" in value or value.endswith("example.com")
+
+
+def test_compose_file_is_valid_and_durable() -> None:
+    compose = DEPLOY / "compose" / "compose.yaml"
+    docker = shutil.which("docker")
+    has_compose = (
+        docker is not None
+        and subprocess.run(  # noqa: PLW1510
+            [docker, "compose", "version"], capture_output=True
+        ).returncode
+        == 0
+    )
+    if has_compose:
+        example = str(DEPLOY / "compose" / ".env.example")
+        command = [str(docker), "compose", "--env-file", example, "-f", str(compose), "config"]
+        command.append("--quiet")
+    else:
+        command = [
+            tool("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(compose),
+        ]
+    env = {**os.environ}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)  # noqa: PLW1510
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    services = yaml.safe_load(compose.read_text())["services"]
+    redis_command = services["redis"]["command"]
+    assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
+    assert redis_command[redis_command.index("--appendfsync") + 1] == "everysec"
+    # A password from .env, which payhooks (env_file) and the health check use too.
+    assert redis_command[redis_command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    assert services["redis"]["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+    assert yaml.safe_load(compose.read_text())["x-payhooks"]["env_file"] == ".env"
+    assert "${REDIS_PASSWORD" in services["rq-dashboard"]["environment"]["RQ_DASHBOARD_REDIS_URL"]
+    assert "healthcheck" in services["redis"]
+    assert all(p.startswith("127.0.0.1:") for p in services["rq-dashboard"]["ports"])
+    grace = int(services["worker"]["stop_grace_period"].rstrip("s"))
+    assert grace > 300  # longer than JOB_TIMEOUT_SECONDS
+
+
+def test_readme_compose_and_kubernetes_agree_on_commands_and_tags() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    readme = (ROOT / "README.md").read_text()
+    compose_text = (DEPLOY / "compose" / "compose.yaml").read_text()
+    compose = yaml.safe_load(compose_text)
+    [image] = yaml.safe_load((KUBERNETES / "base" / "kustomization.yaml").read_text())["images"]
+    assert image["newTag"] == version
+    assert compose["x-payhooks"]["image"].endswith(f":-payhooks:{version}}}")
+    assert compose["services"]["rq-dashboard"]["image"].endswith(
+        f":-payhooks-dashboard:{version}}}"
+    )
+    assert f"docker build -t payhooks:{version} ." in readme
+    assert f"docker build --target dashboard -t payhooks-dashboard:{version} ." in readme
+    # The compose file's own instructions are the README's.
+    [up] = re.findall(r"^#\s+(docker compose up .*)$", compose_text, re.MULTILINE)
+    assert up in readme
+    for service in ("receiver", "worker"):
+        command = " ".join(compose["services"][service]["command"])
+        assert f"payhooks {command.split()[0]}" in readme
+    for deployment in kustomize(KUBERNETES):
+        for container in containers(deployment):
+            assert container["image"].endswith(f":{version}")
+            assert container["args"][0] in {"serve", "worker"}
+            assert container["args"] in (
+                compose["services"]["receiver"]["command"],
+                compose["services"]["worker"]["command"],
+            )
+
+
+def test_every_variable_is_in_env_example_and_readme() -> None:
+    variables = settings_variables()
+    assert len(variables) > 20
+    example = {
+        line.split("=", 1)[0]
+        for line in (DEPLOY / "compose" / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert variables - {"REDIS_URL"} == example  # compose sets REDIS_URL itself
+    readme = (ROOT / "README.md").read_text()
+    missing = [v for v in variables if f"| `{v}` |" not in readme]
+    assert missing == []
+
+
+def test_alerts_and_dashboard_use_only_exported_metrics(
+    settings: Settings, redis: object, sandbox_state: SandboxState, run_worker: object
+) -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestServer
+
+    from tests.support.delivery import deliver
+
+    deliver(
+        settings,
+        samples.event(
+            "payment_intent.succeeded", samples.payment_intent(invoice_id=42, amount=Decimal(100))
+        ),
+    )
+    run_worker()  # type: ignore[operator]
+
+    async def scrape() -> str:
+        async with TestClient(TestServer(create_app(settings))) as client:
+            body, headers = samples.signed(b"{}", "whsec_wrong")
+            await client.post("/webhooks/stripe", data=body, headers=headers)
+            return await (await client.get("/metrics")).text()
+
+    exposed = asyncio.run(scrape())
+    names = set(
+        re.findall(r"^([a-z_]+?)(?:_bucket|_sum|_count|_created)?(?:\{| )", exposed, re.MULTILINE)
+    )
+    names |= set(re.findall(r"^([a-z_]+)", exposed, re.MULTILINE))
+
+    used = set()
+    for group in yaml.safe_load((DEPLOY / "monitoring" / "alerts.yaml").read_text())["groups"]:
+        for rule in group["rules"]:
+            used |= set(re.findall(r"\b(payhooks_[a-z_]+)", rule["expr"]))
+    dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\b(payhooks_[a-z_]+)", target["expr"]))
+    assert used
+    assert used - names == set()
+    assert 'payhooks_jobs_total{error_class="-",outcome="applied"} 1.0' in exposed
+    assert (
+        'payhooks_nexudus_calls_total{endpoint="PUT coworkerinvoices",status="200"} 1.0' in exposed
+    )
+    assert 'payhooks_webhooks_total{outcome="invalid_signature",provider="stripe"}' in exposed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_installs_as_the_dockerfile_does_and_runs_both_roles(
+    tmp_path: Path, settings: Settings, sandbox_state: SandboxState
+) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    tools = re.search(r"pip install (setuptools==\S+ wheel==\S+)", dockerfile)
+    assert tools is not None
+    build, app = tmp_path / "build", tmp_path / "app"
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    run(sys.executable, "-m", "venv", str(build))
+    run(str(build / "bin" / "pip"), "install", "--quiet", *tools.group(1).split())
+    run(
+        str(build / "bin" / "pip"),
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--wheel-dir",
+        str(tmp_path / "wheels"),
+        str(ROOT),
+    )
+    run(sys.executable, "-m", "venv", str(app))
+    [wheel] = (tmp_path / "wheels").glob("payhooks-*.whl")
+    run(
+        str(app / "bin" / "pip"),
+        "install",
+        "--quiet",
+        "--constraint",
+        str(ROOT / "constraints.txt"),
+        str(wheel),
+    )
+    payhooks = str(app / "bin" / "payhooks")
+    env = worker_env(settings)
+
+    port = free_port()
+    server = subprocess.Popen(
+        [payhooks, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until_ready(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        assert (
+            subprocess.run(  # noqa: PLW1510
+                [payhooks, "healthcheck", "--url", f"http://127.0.0.1:{port}/healthz"],
+                env=env,
+            ).returncode
+            == 0
+        )
+        event = samples.event(
+            "payment_intent.succeeded",
+            samples.payment_intent(invoice_id=42, amount=Decimal("100.00")),
+        )
+        body, headers = samples.signed(event, STRIPE_SECRET)
+        assert (
+            httpx.post(
+                f"http://127.0.0.1:{port}/webhooks/stripe", content=body, headers=headers
+            ).status_code
+            == 200
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    worker = subprocess.run(  # noqa: PLW1510
+        [payhooks, "worker", "--burst"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert worker.returncode == 0, worker.stderr.decode()[-2000:]
+    assert sandbox_state.invoices[42]["PaidOn"] is not None

@@ -1,0 +1,135 @@
+"""`payhooks check-config`: placeholders, a section per enabled provider, and --probe
+against the sandbox's stand-ins for Nexudus and the providers' APIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from payhooks.cli.config_check import check_config
+from payhooks.devtools.samples import braintree as braintree_samples
+from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
+from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.devtools.sandbox.stripe import API_KEY as STRIPE_KEY
+from payhooks.domain.providers import PROVIDER_NAMES
+from payhooks.settings import PAYPAL_CERT_URL_PREFIXES, Settings
+from tests.support.paths import REPO
+from tests.support.settings import with_settings
+
+ENV_EXAMPLE = REPO / "deploy" / "compose" / ".env.example"
+Captured = pytest.CaptureFixture[str]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name.strip(): value.strip() for name, value in pairs if not name.startswith("#")}
+
+
+def test_the_compose_example_as_shipped_is_not_valid(capsys: Captured) -> None:
+    env = {**env_file(ENV_EXAMPLE), "REDIS_URL": "redis://redis:6379/0"}  # as compose sets it
+    code = check_config(Settings.from_env(env), role="all", env=env)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "configuration is valid" not in out
+    for name in ("STRIPE_WEBHOOK_SECRETS", "NEXUDUS_PASSWORD", "NEXUDUS_USERNAME"):
+        assert f"{name} still holds a placeholder" in err
+    assert "replace_me" not in out + err  # the value is not echoed, whatever it is
+
+
+def test_every_enabled_provider_gets_its_rows(settings: Settings, capsys: Captured) -> None:
+    code = check_config(settings, role="all", as_json=True, env={})
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert set(report["providers"]) == set(settings.enabled_providers())
+    assert set(PROVIDER_NAMES) < set(report["providers"])  # every one, and generic/bank
+    assert report["providers"]["epay"]["merchant number"] == settings.epay_merchant_number
+    assert report["providers"]["authorizenet"]["transaction key"] == "set"
+    assert report["providers"]["generic/bank"]["secrets"] == "2 set"
+
+
+def test_probe_reaches_each_api_read_only_and_prints_no_secret(
+    settings: Settings, sandbox: ThreadedServer, capsys: Captured
+) -> None:
+    configured = with_settings(
+        settings, stripe_api_key=STRIPE_KEY, stripe_api_base=sandbox.url, braintree_keys=()
+    )
+    code = check_config(configured, role="all", probe=True, env={})
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    rows = {line.split("  ")[0].strip(): line for line in out.splitlines()}
+    for target in (
+        "Redis",
+        "Nexudus",
+        "Stripe API key",
+        "GoCardless access token",
+        "Authorize.Net API login",
+        "ePay web service",
+    ):
+        assert " ok " in rows[target], rows
+    assert out.splitlines()[-1] == "configuration is valid and everything probed answered"
+    secrets = (
+        settings.nexudus_password,
+        STRIPE_KEY,
+        ACCESS_TOKEN,
+        settings.authorizenet_transaction_key,
+    )
+    for secret in secrets:
+        assert secret is not None
+        assert secret not in out + err
+
+
+def test_probe_reports_refused_credentials_and_unreachable_services(
+    settings: Settings, capsys: Captured
+) -> None:
+    wrong = with_settings(
+        settings,
+        nexudus_password="not-the-password",
+        gocardless_access_token="not-the-token",
+        authorizenet_transaction_key="not-the-key",
+        braintree_keys=(),
+    )
+    assert check_config(wrong, role="all", probe=True, as_json=True, env={}) == 1
+    report = json.loads(capsys.readouterr().out)
+    results = {r["target"]: r for r in report["probe"]}
+    assert results["Nexudus"]["result"] == "FAILED"
+    assert "invalid_grant" in results["Nexudus"]["detail"]
+    assert results["GoCardless access token"]["detail"] == "token refused"
+    assert "E00007" in results["Authorize.Net API login"]["detail"]
+    assert results["Redis"]["result"] == "ok"
+    assert report["valid"] is False
+    assert "not-the-" not in json.dumps(report)
+
+    gone = with_settings(settings, redis_url="redis://:hunter2@127.0.0.1:1/0", braintree_keys=())
+    assert check_config(gone, role="all", probe=True, as_json=True, env={}) == 1
+    redis = next(r for r in json.loads(capsys.readouterr().out)["probe"] if r["target"] == "Redis")
+    assert redis["detail"] == "could not reach redis://:***@127.0.0.1:1/0 (ConnectionError)"
+
+
+def test_text_fits_100_columns_and_the_verdict_says_what_was_skipped(
+    settings: Settings, capsys: Captured
+) -> None:
+    # Every provider and a generic source enabled, PayPal's own certificate URLs, and the
+    # dev Braintree sample keys, which the probe skips (nothing to call with them).
+    everything = with_settings(
+        settings,
+        paypal_cert_url_prefixes=PAYPAL_CERT_URL_PREFIXES,
+        braintree_keys=((braintree_samples.DEV_PUBLIC_KEY, braintree_samples.DEV_PRIVATE_KEY),),
+    )
+    assert check_config(everything, role="all", probe=True, env={}) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if len(line) > 100] == []
+    assert out.splitlines()[-1] == (
+        "configuration is valid and everything probed answered; skipped, so not checked: "
+        "Braintree key 1"
+    )
+    # Wrapped, not cut: every provider and every certificate prefix is there whole.
+    words = out.split()
+    for name in everything.enabled_providers():
+        assert f"{name}," in words or name in words
+    for prefix in PAYPAL_CERT_URL_PREFIXES:
+        assert f"{prefix}," in words or prefix in words
+    assert check_config(everything, role="all", probe=True, as_json=True, env={}) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["providers enabled"] == ", ".join(everything.enabled_providers())

@@ -1,0 +1,1 @@
+"""What the tests share: deliveries, worker processes, test secrets, paths and the client factory."""

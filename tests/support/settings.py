@@ -1,0 +1,31 @@
+"""The secrets the test settings are built with, and a copy of settings with changes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
+from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
+from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
+from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.settings import Settings
+
+STRIPE_SECRET = DEV_WEBHOOK_SECRET
+OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
+GOCARDLESS_SECRET = GOCARDLESS_DEV_SECRET
+OLD_GOCARDLESS_SECRET = "previous_gocardless_secret"
+EPAY_SECRET = "payhooks_dev_only_epay_secret"
+AUTHORIZENET_KEY = "52CB4A002C634B84E397DC8A218E1A160BA7CAB7CBE4C05B35E9CBB05E14FE4A"
+PAYPAL_WEBHOOK_ID = "WH-TEST-PAYHOOKS"
+PAYPAL_RECEIVER = "billing@coworking.example"
+BRAINTREE_PUBLIC = "payhooks_test_public"
+BRAINTREE_PRIVATE = "payhooks_test_private"
+GENERIC_SECRET = GENERIC_DEV_SECRET
+OLD_GENERIC_SECRET = "whsec_b2xkLWdlbmVyaWMtc2VjcmV0"  # base64 of "old-generic-secret"
+LIQPAY_KEY = LIQPAY_DEV_KEY
+OLD_LIQPAY_KEY = "previous_liqpay_private_key"
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)
