@@ -70,6 +70,9 @@ class InvoiceLock:
         self._lock.release()
 
 
+LOCK_MARGIN_SECONDS = 5
+
+
 class Markers:
     """The invoice locks and the token markers of one Redis."""
 
@@ -78,8 +81,12 @@ class Markers:
         self._lock_seconds = lock_seconds
 
     def lock(self, invoice_id: int, *, seconds: int | None = None) -> InvoiceLock:
-        """The invoice's lock, held for ``seconds`` (the job's timeout) plus a margin."""
-        hold = (seconds or self._lock_seconds) + 30
+        """The invoice's lock, held for ``seconds`` (the job's timeout) plus a margin.
+
+        The lock is taken after its job started, so the job's timeout already bounds how
+        long it can be needed; the margin only covers clock drift between hosts.
+        """
+        hold = (seconds or self._lock_seconds) + LOCK_MARGIN_SECONDS
         lock: Lock = self._redis.lock(
             redis_keys.invoice_lock(invoice_id),
             timeout=hold,

@@ -296,11 +296,11 @@ class TestLocks:
         self, settings: Settings, sandbox_state: SandboxState
     ) -> None:
         # serve queued with a 120 s job timeout; the workers run with 10 s. The first
-        # job's POST takes 12 s: under a 10 s lock the second event's job would take the
-        # invoice and write a second token and a second PUT.
+        # job's POST takes 16 s: under a lock of 10 s (plus its 5 s margin) the second
+        # event's job would take the invoice and write a second token and a second PUT.
         queued = with_settings(settings, job_timeout_seconds=120)
         payment = intent(42, "100.00")
-        sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=12))
+        sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=16))
         deliver(queued, succeeded(payment))
         deliver(queued, samples.event("charge.succeeded", samples.charge(payment)))
         workers = [_run_worker_process(settings, JOB_TIMEOUT_SECONDS="10") for _ in range(2)]
