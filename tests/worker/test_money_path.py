@@ -191,6 +191,70 @@ class TestDoublePayments:
         assert writes(sandbox_state) == []
         assert len(tokens_of(sandbox_state, 42)) == 1
 
+    def test_a_second_full_payment_while_the_first_put_is_pending_is_flagged(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
+    ) -> None:
+        # Found by review: A is counted but its PUT fails (503) and waits for RQ's retry;
+        # the member sees the invoice unpaid and pays again. B is a double payment, not
+        # an "overpayment" that settles the invoice.
+        sandbox_state.faults.append(Fault("PUT", INVOICES, 503, times=1))
+        patient = with_settings(settings, job_retries_in_place=0, job_max_attempts=1)
+        deliver(patient, succeeded(intent(42, "100.00")))
+        run_burst_worker(patient, redis, Queue(settings.queue_name, connection=redis))
+        assert sandbox_state.invoices[42]["PaidOn"] is None
+        b = succeeded(intent(42, "100.00"))
+        deliver(settings, b)
+        run_worker()
+        assert job_of(redis, b).meta["failure"]["error_class"] == "InvoiceAlreadyPaid"
+        assert writes(sandbox_state, "PUT") == []
+
+    @pytest.mark.parametrize("answer_lost", [False, True])
+    def test_our_own_token_on_an_invoice_paid_in_nexudus_is_flagged(
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        run_worker: RunWorker,
+        redis: Redis,
+        answer_lost: bool,
+    ) -> None:
+        # Found by review: B's token is there because of us (a processing event, or a
+        # POST whose answer was lost), and the invoice is then paid in Nexudus itself.
+        b = intent(44, "100.00")
+        patient = with_settings(settings, job_retries_in_place=0, job_max_attempts=1)
+        if answer_lost:
+            sandbox_state.faults.append(Fault("POST", TOKENS, 502, after_apply=True))
+            deliver(patient, succeeded(b))
+        else:
+            deliver(
+                patient, samples.event("payment_intent.processing", dict(b, status="processing"))
+            )
+        run_burst_worker(patient, redis, Queue(settings.queue_name, connection=redis))
+        assert len(tokens_of(sandbox_state, 44)) == 1
+        sandbox_state.invoices[44].update(PaidOn="2026-11-30T08:00:00Z", Paid=True)
+        b_again = samples.event("charge.succeeded", samples.charge(b))
+        deliver(settings, b_again)
+        run_worker()
+        assert job_of(redis, b_again).meta["failure"]["error_class"] == "InvoiceAlreadyPaid"
+
+    def test_a_payment_flagged_while_settling_stays_flagged_when_replayed(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
+    ) -> None:
+        # Found by review: the invoice is marked paid by hand while our POST is slow. The
+        # payment did not pay it, so it must not stay counted as if it had.
+        sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=1.5))
+        event = succeeded(intent(42, "100.00"))
+        deliver(settings, event)
+        worker = _run_worker_process(settings)
+        wait_for(lambda: any(c.method == "GET" for c in sandbox_state.calls), 20, "the GET")
+        sandbox_state.invoices[42].update(PaidOn="2026-11-30T08:00:00Z", Paid=True)
+        worker.communicate(timeout=60)
+        assert job_of(redis, event).meta["failure"]["error_class"] == "InvoiceAlreadyPaid"
+        Queue(settings.queue_name, connection=redis).enqueue_job(job_of(redis, event))
+        run_worker()  # a person replays it
+        replayed = job_of(redis, event)
+        assert replayed.get_status() == "failed"
+        assert replayed.meta["failure"]["error_class"] == "InvoiceAlreadyPaid"
+
 
 class TestPartialPayments:
     def test_two_halves_settle_the_invoice(
