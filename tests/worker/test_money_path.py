@@ -17,7 +17,7 @@ import pytest
 from redis import Redis
 from rq import Queue
 from rq.job import Job
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from payhooks.devtools.samples import generic
 from payhooks.devtools.samples import stripe as samples
@@ -436,6 +436,49 @@ class TestOutage:
         assert sorted(t["CoworkerInvoiceId"] for t in sandbox_state.tokens.values()) == invoices
         assert len(writes(sandbox_state, "PUT")) == len(invoices)
         assert not redis.exists(redis_keys.breaker("nexudus") + ":tripped")
+
+
+def test_a_write_that_may_have_landed_is_not_searched_for_at_once(
+    settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
+) -> None:
+    # Found by review: a POST that timed out here may still land at Nexudus a moment
+    # later; searching for it 0.25 s later, in place, and posting again made two tokens.
+    # Such a job goes back to RQ, whose backoff gives the write time to land.
+    patient = with_settings(settings, job_retry_base_seconds=30)
+    sandbox_state.faults.append(Fault("POST", TOKENS, 502, after_apply=True))
+    event = succeeded(intent(42, "100.00"))
+    deliver(patient, event)
+    run_burst_worker(patient, redis, queue)
+    assert job_of(redis, event).get_status() == "scheduled"
+    assert [c.method for c in sandbox_state.calls if c.path.startswith(TOKENS)] == ["POST"]
+
+
+def test_an_invoice_failing_alone_still_ends_in_the_failed_registry(
+    settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
+) -> None:
+    # Found by review: one invoice whose GET always fails trips the shared breaker by
+    # itself (it is the only traffic). Its own failures still count, and the breaker's
+    # probe is a call about no invoice (either alone makes this pass; without both it
+    # waited uncounted for ever).
+    sandbox_state.faults.append(Fault("GET", f"{INVOICES}/43", 500, times=10**6))
+    quick = with_settings(
+        settings,
+        job_max_attempts=2,
+        nexudus_breaker_open_seconds=1,
+        nexudus_breaker_max_open_seconds=1,
+    )
+    event = succeeded(intent(43, "100.00"))
+    deliver(quick, event)
+    scheduled = ScheduledJobRegistry(queue=queue)
+    for _ in range(8):
+        run_burst_worker(quick, redis, queue)
+        if job_of(redis, event).get_status() == "failed":
+            break
+        for job_id in scheduled.get_job_ids():  # the scheduler's part, without waiting for it
+            scheduled.remove(job_id)
+            queue.enqueue_job(Job.fetch(job_id, connection=redis))
+        time.sleep(1.2)
+    assert job_of(redis, event).get_status() == "failed"
 
 
 def test_a_throttled_put_is_sent_again_on_a_fresh_record(
