@@ -77,21 +77,34 @@ def scenario(
     }
 
 
+def bench_settings(
+    redis_url: str, sandbox_url: str, state: SandboxState, **limits: int
+) -> Settings:
+    """Settings against the embedded Redis and the sandbox (Nexudus's real limits unless
+    ``limits`` changes them); the samples are test-mode Stripe events."""
+    return Settings(
+        redis_url=redis_url,
+        nexudus_base_url=sandbox_url,
+        nexudus_username=state.username,
+        nexudus_password=state.password,
+        stripe_webhook_secrets=(samples.DEV_WEBHOOK_SECRET,),
+        stripe_allow_test_mode=True,
+        **limits,  # type: ignore[arg-type]
+    )
+
+
 def run(payments: int, *, baseline: bool) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     with EmbeddedRedis() as redis_server:
         state = SandboxState(writes_per_minute=100_000, calls_per_minute=100_000)
         sandbox = ThreadedServer(lambda: create_sandbox_app(state)).start()
-        settings = Settings(
-            redis_url=redis_server.url,
-            nexudus_base_url=sandbox.url,
-            nexudus_username=state.username,
-            nexudus_password=state.password,
+        settings = bench_settings(
+            redis_server.url,
+            sandbox.url,
+            state,
             nexudus_writes_per_minute=100_000,
             nexudus_calls_per_minute=100_000,
             nexudus_min_interval_ms=0,
-            stripe_webhook_secrets=(samples.DEV_WEBHOOK_SECRET,),
-            stripe_allow_test_mode=True,
         )
         redis = Redis.from_url(redis_server.url)
         for i in range(payments * 3):
@@ -154,14 +167,7 @@ def drain(payments: int, workers: int = 4) -> dict[str, float]:
     with EmbeddedRedis() as redis_server:
         state = SandboxState(writes_per_minute=60, calls_per_minute=120)
         sandbox = ThreadedServer(lambda: create_sandbox_app(state)).start()
-        settings = Settings(
-            redis_url=redis_server.url,
-            nexudus_base_url=sandbox.url,
-            nexudus_username=state.username,
-            nexudus_password=state.password,
-            stripe_webhook_secrets=(samples.DEV_WEBHOOK_SECRET,),
-            stripe_allow_test_mode=True,
-        )
+        settings = bench_settings(redis_server.url, sandbox.url, state)
         for i in range(payments):
             state.invoices[5000 + i] = invoice_record(5000 + i)
         deliver(
