@@ -35,6 +35,7 @@ from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
+from payhooks.settings.stripe import StripeSettings
 from workers import context
 from workers.markers import Markers, TokenState
 
@@ -87,8 +88,9 @@ def bench_settings(
         nexudus_base_url=sandbox_url,
         nexudus_username=state.username,
         nexudus_password=state.password,
-        stripe_webhook_secrets=(samples.DEV_WEBHOOK_SECRET,),
-        stripe_allow_test_mode=True,
+        providers=(
+            StripeSettings(webhook_secrets=(samples.DEV_WEBHOOK_SECRET,), allow_test_mode=True),
+        ),
         **limits,  # type: ignore[arg-type]
     )
 

@@ -11,27 +11,31 @@ from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from payhooks.devtools.dev_environment import DevSandbox, dev_environment
 from payhooks.devtools.embedded_redis import EmbeddedRedis
 from payhooks.devtools.sandbox import add_stand_ins
-from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
-from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
 from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState
-from payhooks.devtools.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
 from payhooks.devtools.sandbox.epay import EPayState
-from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN, GoCardlessState
+from payhooks.devtools.sandbox.gocardless import GoCardlessState
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.paypal import PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.devtools.sandbox.stripe import StripeState
 from payhooks.domain.providers import stand_ins
 from payhooks.settings import Settings
+from payhooks.settings.authorizenet import AuthorizeNetSettings
+from payhooks.settings.braintree import BraintreeSettings
+from payhooks.settings.generic import GenericSettings
+from payhooks.settings.gocardless import GoCardlessSettings
+from payhooks.settings.liqpay import LiqPaySettings
+from payhooks.settings.paypal import PayPalIpnSettings, PayPalSettings
+from payhooks.settings.stripe import StripeSettings
 from service.app import create_app
 from tests.support.client import MakeClient
 from tests.support.settings import (
     AUTHORIZENET_KEY,
     BRAINTREE_PRIVATE,
     BRAINTREE_PUBLIC,
-    EPAY_SECRET,
     GENERIC_SECRET,
     GOCARDLESS_SECRET,
     LIQPAY_KEY,
@@ -42,6 +46,7 @@ from tests.support.settings import (
     PAYPAL_RECEIVER,
     PAYPAL_WEBHOOK_ID,
     STRIPE_SECRET,
+    with_section,
 )
 from workers import context
 
@@ -102,13 +107,6 @@ def paypal_state(paypal_keys: PayPalState) -> PayPalState:
     return paypal_keys
 
 
-@pytest.fixture(scope="session")
-def paypal_trust_file(paypal_keys: PayPalState, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("paypal") / "sandbox-ca.pem"
-    path.write_bytes(paypal_keys.ca_pem)
-    return str(path)
-
-
 @pytest.fixture
 def sandbox(
     request: pytest.FixtureRequest, sandbox_state: SandboxState
@@ -135,47 +133,59 @@ def sandbox(
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def dev_files(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("dev"))
+
+
 @pytest.fixture
 def settings(
     redis_server: EmbeddedRedis,
     sandbox: ThreadedServer,
     sandbox_state: SandboxState,
-    paypal_trust_file: str,
+    paypal_keys: PayPalState,
+    dev_files: str,
 ) -> Settings:
-    return Settings(
-        redis_url=redis_server.url,
-        nexudus_base_url=sandbox.url,
-        nexudus_username=sandbox_state.username,
-        nexudus_password=sandbox_state.password,
-        nexudus_timeout_seconds=5,
-        nexudus_writes_per_minute=10_000,
-        nexudus_calls_per_minute=10_000,
-        nexudus_min_interval_ms=0,
-        stripe_webhook_secrets=(STRIPE_SECRET, OLD_STRIPE_SECRET),
-        gocardless_webhook_secrets=(GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET),
-        gocardless_access_token=ACCESS_TOKEN,
-        liqpay_private_keys=(LIQPAY_KEY, OLD_LIQPAY_KEY),
-        generic_webhook_secrets={"bank": (GENERIC_SECRET, OLD_GENERIC_SECRET)},
-        epay_md5_secrets=(EPAY_SECRET,),
-        epay_merchant_number=EPAY_MERCHANT,
-        epay_api_url=f"{sandbox.url}/remote/payment.asmx",
-        authorizenet_signature_keys=(AUTHORIZENET_KEY,),
-        authorizenet_login_id=ANET_LOGIN_ID,
-        authorizenet_transaction_key=ANET_TRANSACTION_KEY,
-        authorizenet_api_url=f"{sandbox.url}/xml/v1/request.api",
-        paypal_webhook_ids=(PAYPAL_WEBHOOK_ID,),
-        paypal_cert_url_prefixes=(f"{sandbox.url}/paypal/",),
-        paypal_cert_trust_file=paypal_trust_file,
-        paypal_ipn_receiver_emails=(PAYPAL_RECEIVER,),
-        paypal_ipn_url=f"{sandbox.url}/cgi-bin/webscr",
-        braintree_keys=((BRAINTREE_PUBLIC, BRAINTREE_PRIVATE), ("old_public", "old_private")),
-        braintree_merchant_id="payhooks_test_merchant",
-        braintree_environment="sandbox",
-        gocardless_base_url=sandbox.url,
-        job_retry_base_seconds=0,
-        job_retry_in_place_first_ms=5,
-        log_format="text",
+    """What `payhooks dev` runs with (every provider at its stand-in, from the registry),
+    quick to retry, plus what the tests need beyond it (below)."""
+    dev = dev_environment(DevSandbox(sandbox.url, dev_files, {"paypal": paypal_keys}), {})
+    settings = Settings.from_env(
+        {
+            **dev,
+            "REDIS_URL": redis_server.url,
+            "NEXUDUS_BASE_URL": sandbox.url,
+            "NEXUDUS_USERNAME": sandbox_state.username,
+            "NEXUDUS_PASSWORD": sandbox_state.password,
+            "NEXUDUS_TIMEOUT_SECONDS": "5",
+            "NEXUDUS_WRITES_PER_MINUTE": "10000",
+            "NEXUDUS_CALLS_PER_MINUTE": "10000",
+            "NEXUDUS_MIN_INTERVAL_MS": "0",
+            "JOB_RETRY_BASE_SECONDS": "0",
+            "JOB_RETRY_IN_PLACE_FIRST_MS": "5",
+            "LOG_FORMAT": "text",
+        }
     )
+    # A previous secret next to each current one (rotation), the providers' published test
+    # keys, and the production defaults `payhooks dev` relaxes for its samples.
+    for section, changes in (
+        (StripeSettings, {"webhook_secrets": (STRIPE_SECRET, OLD_STRIPE_SECRET)}),
+        (StripeSettings, {"allow_test_mode": False}),
+        (GoCardlessSettings, {"webhook_secrets": (GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET)}),
+        (LiqPaySettings, {"private_keys": (LIQPAY_KEY, OLD_LIQPAY_KEY)}),
+        (GenericSettings, {"webhook_secrets": {"bank": (GENERIC_SECRET, OLD_GENERIC_SECRET)}}),
+        (AuthorizeNetSettings, {"signature_keys": (AUTHORIZENET_KEY,), "currency": "USD"}),
+        (PayPalSettings, {"webhook_ids": (PAYPAL_WEBHOOK_ID,)}),
+        (PayPalIpnSettings, {"receiver_emails": (PAYPAL_RECEIVER,)}),
+        (
+            BraintreeSettings,
+            {
+                "keys": ((BRAINTREE_PUBLIC, BRAINTREE_PRIVATE), ("old_public", "old_private")),
+                "merchant_id": "payhooks_test_merchant",
+            },
+        ),
+    ):
+        settings = with_section(settings, section, **changes)
+    return settings
 
 
 @pytest.fixture

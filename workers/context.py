@@ -52,13 +52,12 @@ def build_context(settings: Settings) -> WorkerContext:
         timeout=settings.nexudus_timeout_seconds,
         headers={"User-Agent": "payhooks"},
     )
-    assert settings.nexudus_username is not None
-    assert settings.nexudus_password is not None
+    username, password = settings.nexudus_credentials()
     auth = NexudusAuth(
         redis,
         http,
-        username=settings.nexudus_username,
-        password=settings.nexudus_password,
+        username=username,
+        password=password,
         http_timeout_seconds=settings.nexudus_timeout_seconds,
     )
     metrics = WorkerMetrics(redis)

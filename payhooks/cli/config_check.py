@@ -15,18 +15,15 @@ from typing import TYPE_CHECKING
 
 from payhooks.cli.cli_output import emit, labelled, wrapped
 from payhooks.cli.dev_state import DevInstance
-from payhooks.domain.providers import BY_NAME, GENERIC, PROVIDERS, load
-from payhooks.settings import ConfigError, Settings, redact_url
+from payhooks.domain.providers import BY_NAME, PROVIDERS, load
+from payhooks.settings import ConfigError, Settings, every_variable, redact_url
+from payhooks.settings.generic import GenericSettings
+from payhooks.settings.reading import Rows, is_set
 
 if TYPE_CHECKING:
     from payhooks.cli.probe import ProbeResult
 
-Rows = list[tuple[str, str]]
 
-#: Variables payhooks reads whose values can be left as an example's placeholder.
-CHECKED_PREFIXES = tuple(
-    dict.fromkeys(("REDIS_", "NEXUDUS_", *(spec.env_prefix for spec in (*PROVIDERS, GENERIC))))
-)
 #: What example files and templates put where a real value belongs. Matched case-blind
 #: against each comma-separated item; example.com/org/net are reserved (RFC 2606), so no
 #: real Nexudus user or PayPal account has such an address.
@@ -40,8 +37,10 @@ PLACEHOLDER = re.compile(
 def placeholders(env: Mapping[str, str]) -> list[str]:
     """Names of the variables that still hold a placeholder (their values are not shown)."""
     found = []
+    # Only variables payhooks reads: an example's placeholder elsewhere is not ours.
+    read = every_variable()
     for name in sorted(env):
-        if not name.startswith(CHECKED_PREFIXES):
+        if name not in read:
             continue
         items = [item.strip() for item in env[name].split(",")]
         if any(PLACEHOLDER.search(item) for item in items if item):
@@ -49,96 +48,15 @@ def placeholders(env: Mapping[str, str]) -> list[str]:
     return found
 
 
-def _set(value: object) -> str:
-    return "set" if value else "not set"
-
-
-def _count(values: object) -> str:
-    return f"{len(values)} set" if isinstance(values, tuple | dict | list) else _set(values)
-
-
-def stripe_rows(s: Settings) -> Rows:
-    return [
-        ("webhook secrets", _count(s.stripe_webhook_secrets)),
-        ("signature tolerance", f"{s.stripe_tolerance_seconds} s"),
-        ("API key", _set(s.stripe_api_key)),
-        ("API", s.stripe_api_base or "Stripe's"),
-        ("invoice metadata key", s.invoice_metadata_key),
-    ]
-
-
-def gocardless_rows(s: Settings) -> Rows:
-    return [
-        ("webhook secrets", _count(s.gocardless_webhook_secrets)),
-        ("access token", _set(s.gocardless_access_token)),
-        ("API", s.gocardless_base_url or s.gocardless_environment),
-        ("paid on", s.gocardless_paid_action),
-    ]
-
-
-def braintree_rows(s: Settings) -> Rows:
-    return [
-        ("key pairs", _count(s.braintree_keys)),
-        ("merchant id", s.braintree_merchant_id or "not set"),
-        ("environment", s.braintree_environment),
-        ("invoice field", s.braintree_invoice_field or "order_id"),
-    ]
-
-
-def authorizenet_rows(s: Settings) -> Rows:
-    return [
-        ("signature keys", _count(s.authorizenet_signature_keys)),
-        ("API login id", _set(s.authorizenet_login_id)),
-        ("transaction key", _set(s.authorizenet_transaction_key)),
-        ("API", s.authorizenet_api_url),
-        ("currency", s.authorizenet_currency),
-    ]
-
-
-def paypal_rows(s: Settings) -> Rows:
-    return [
-        ("webhook ids", _count(s.paypal_webhook_ids)),
-        ("certificates from", ", ".join(s.paypal_cert_url_prefixes)),
-        ("trusted roots", s.paypal_cert_trust_file or "the certifi bundle"),
-        ("provider value", str(s.paypal_provider_value or "auto")),
-    ]
-
-
-def paypal_ipn_rows(s: Settings) -> Rows:
-    return [
-        ("receiver addresses", ", ".join(s.paypal_ipn_receiver_emails)),
-        ("postback to", s.paypal_ipn_url),
-    ]
-
-
-def liqpay_rows(s: Settings) -> Rows:
-    return [
-        ("private keys", _count(s.liqpay_private_keys)),
-        ("sandbox payments", "applied" if s.liqpay_allow_sandbox else "not applied"),
-    ]
-
-
-def epay_rows(s: Settings) -> Rows:
-    return [
-        ("MD5 secrets", _count(s.epay_md5_secrets)),
-        ("merchant number", s.epay_merchant_number or "not set"),
-        ("API password", _set(s.epay_api_password)),
-        ("API", s.epay_api_url),
-    ]
-
-
-def generic_rows(settings: Settings, source: str) -> Rows:
-    return [("secrets", _count(settings.generic_webhook_secrets[source]))]
-
-
 def provider_rows(settings: Settings) -> dict[str, Rows]:
-    """Each enabled provider's rows, as its registry entry names them."""
+    """Each enabled provider's rows, from its settings section."""
     rows: dict[str, Rows] = {}
     for name in settings.enabled_providers():
         if name.startswith("generic/"):
-            rows[name] = load(GENERIC.config_rows)(settings, name.removeprefix("generic/"))
+            generic = settings.provider(GenericSettings)
+            rows[name] = generic.source_rows(name.removeprefix("generic/"))
         else:
-            rows[name] = load(BY_NAME[name].config_rows)(settings)
+            rows[name] = settings.provider(load(BY_NAME[name].settings)).rows()
     return rows
 
 
@@ -149,7 +67,7 @@ def general_rows(settings: Settings) -> Rows:
         ("providers enabled", ", ".join(settings.enabled_providers()) or "none"),
         ("Nexudus", settings.nexudus_base_url),
         ("Nexudus user", settings.nexudus_username or "not set"),
-        ("Nexudus password", _set(settings.nexudus_password)),
+        ("Nexudus password", is_set(settings.nexudus_password)),
         (
             "Nexudus limits",
             (
@@ -158,6 +76,7 @@ def general_rows(settings: Settings) -> Rows:
                 f"{settings.nexudus_calls_per_minute} calls/min"
             ),
         ),
+        ("invoice metadata key", settings.invoice_metadata_key),
         ("job attempts", str(settings.job_max_attempts)),
         (
             "retention",
@@ -190,13 +109,12 @@ def _missing_for_worker(settings: Settings) -> list[str]:
     """Providers enabled without what their worker step needs to confirm a payment."""
     found = []
     for spec in PROVIDERS:
-        missing = [
-            variable for field, variable in spec.worker_needs if not getattr(settings, field)
-        ]
-        if missing and getattr(settings, spec.enabled_by):
+        section = settings.provider(load(spec.settings))
+        missing = section.missing_for_worker()
+        if missing and section.enabled:
             found.append(
-                f"worker: {spec.enabled_by_env} is set but {' or '.join(missing)} is not: "
-                f"no {spec.display_name} payment could be confirmed"
+                f"worker: {section.enabling_variable()} is set but {' or '.join(missing)} is "
+                f"not: no {spec.display_name} payment could be confirmed"
             )
     return found
 

@@ -28,6 +28,7 @@ from payhooks.cli.ops import (
     print_trail,
 )
 from payhooks.settings import Settings
+from payhooks.settings.generic import GenericSettings
 from payhooks.storage import redis_connect
 from service.errors import WebhookError
 
@@ -84,7 +85,7 @@ def _check_generic_source(ops: Ops, provider: str | None) -> None:
 
     Without the receiver's GENERIC_WEBHOOK_SECRETS there is nothing to check against; a
     source since removed still matches while failed jobs of it remain."""
-    sources = ops.settings.generic_webhook_secrets
+    sources = ops.settings.provider(GenericSettings).webhook_secrets
     if not (provider and provider.startswith("generic/") and sources):
         return
     if provider.removeprefix("generic/") in sources:

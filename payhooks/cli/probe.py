@@ -16,7 +16,13 @@ from xml.etree import ElementTree
 import httpx
 from redis.exceptions import RedisError
 
+from payhooks.domain.providers import PROVIDERS, load
 from payhooks.settings import Settings, redact_url
+from payhooks.settings.authorizenet import AuthorizeNetSettings
+from payhooks.settings.braintree import BraintreeSettings
+from payhooks.settings.epay import EPaySettings
+from payhooks.settings.gocardless import GoCardlessSettings
+from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_connect
 
 TIMEOUT_SECONDS = 5.0
@@ -47,23 +53,19 @@ class ProbeResult:
         return "skipped" if self.skipped else "ok" if self.ok else "FAILED"
 
 
+#: One read-only call: its target and what makes it.
+Check = tuple[str, Callable[[], ProbeResult]]
+
+
 def probe(settings: Settings, http: httpx.Client | None = None) -> list[ProbeResult]:
     client = http or httpx.Client(timeout=TIMEOUT_SECONDS)
-    checks: list[tuple[str, Callable[[], ProbeResult]]] = [
+    checks: list[Check] = [
         ("Redis", lambda: _redis(settings)),
         ("Nexudus", lambda: _nexudus(settings, client)),
     ]
-    if settings.stripe_api_key:
-        checks.append(("Stripe API key", lambda: _stripe(settings, client)))
-    if settings.gocardless_access_token:
-        checks.append(("GoCardless access token", lambda: _gocardless(settings, client)))
-    if settings.authorizenet_login_id and settings.authorizenet_transaction_key:
-        checks.append(("Authorize.Net API login", lambda: _authorizenet(settings, client)))
-    if settings.epay_merchant_number:
-        checks.append(("ePay web service", lambda: _epay(settings, client)))
-    for number, pair in enumerate(settings.braintree_keys, start=1):
-        target = f"Braintree key {number}"
-        checks.append((target, partial(_braintree, settings, client, pair, target)))
+    for spec in PROVIDERS:
+        if spec.probe is not None:
+            checks += load(spec.probe)(settings.provider(load(spec.settings)), client)
     results = []
     for target, check in checks:
         try:
@@ -116,26 +118,38 @@ def _nexudus(settings: Settings, http: httpx.Client) -> ProbeResult:
     )
 
 
-def _stripe(settings: Settings, http: httpx.Client) -> ProbeResult:
-    base = settings.stripe_api_base or STRIPE_API
+def stripe_checks(section: StripeSettings, http: httpx.Client) -> list[Check]:
+    if not section.api_key:
+        return []
+    return [("Stripe API key", partial(_stripe, section, http))]
+
+
+def _stripe(section: StripeSettings, http: httpx.Client) -> ProbeResult:
+    base = section.api_base or STRIPE_API
     return _unknown_id_lookup(
         http,
         "Stripe API key",
         f"{base}/v1/payment_intents/{PROBE_ID}",
-        {"Authorization": f"Bearer {settings.stripe_api_key}"},
+        {"Authorization": f"Bearer {section.api_key}"},
         accepted=f"{base} accepted the key",
         refused={401: "key refused", 403: "the key may not read PaymentIntents"},
     )
 
 
-def _gocardless(settings: Settings, http: httpx.Client) -> ProbeResult:
-    base = settings.gocardless_base_url or GOCARDLESS_API[settings.gocardless_environment]
+def gocardless_checks(section: GoCardlessSettings, http: httpx.Client) -> list[Check]:
+    if not section.access_token:
+        return []
+    return [("GoCardless access token", partial(_gocardless, section, http))]
+
+
+def _gocardless(section: GoCardlessSettings, http: httpx.Client) -> ProbeResult:
+    base = section.base_url or GOCARDLESS_API[section.environment]
     return _unknown_id_lookup(
         http,
         "GoCardless access token",
         f"{base}/payments/{PROBE_ID}",
         {
-            "Authorization": f"Bearer {settings.gocardless_access_token}",
+            "Authorization": f"Bearer {section.access_token}",
             "GoCardless-Version": GOCARDLESS_VERSION,
             "Accept": "application/json",
         },
@@ -158,17 +172,23 @@ def _unknown_id_lookup(
     return _by_status(target, answer, ok={200: accepted, 404: accepted}, refused=refused)
 
 
-def _authorizenet(settings: Settings, http: httpx.Client) -> ProbeResult:
+def authorizenet_checks(section: AuthorizeNetSettings, http: httpx.Client) -> list[Check]:
+    if not (section.login_id and section.transaction_key):
+        return []
+    return [("Authorize.Net API login", partial(_authorizenet, section, http))]
+
+
+def _authorizenet(section: AuthorizeNetSettings, http: httpx.Client) -> ProbeResult:
     request = {
         "getTransactionDetailsRequest": {
             "merchantAuthentication": {
-                "name": settings.authorizenet_login_id,
-                "transactionKey": settings.authorizenet_transaction_key,
+                "name": section.login_id,
+                "transactionKey": section.transaction_key,
             },
             "transId": "0",
         }
     }
-    url = settings.authorizenet_api_url
+    url = section.api_url
     answer = http.post(
         url, content=json.dumps(request), headers={"Content-Type": "application/json"}
     )
@@ -184,14 +204,20 @@ def _authorizenet(settings: Settings, http: httpx.Client) -> ProbeResult:
     return ProbeResult("Authorize.Net API login", False, f"{url}: {code} {text}")
 
 
-def _epay(settings: Settings, http: httpx.Client) -> ProbeResult:
+def epay_checks(section: EPaySettings, http: httpx.Client) -> list[Check]:
+    if not section.merchant_number:
+        return []
+    return [("ePay web service", partial(_epay, section, http))]
+
+
+def _epay(section: EPaySettings, http: httpx.Client) -> ProbeResult:
     from workers.provider_steps.epay import NAMESPACE, gettransaction_request
 
-    url = settings.epay_api_url
+    url = section.api_url
     answer = http.post(
         url,
         content=gettransaction_request(
-            settings.epay_merchant_number or "", "0", settings.epay_api_password or ""
+            section.merchant_number or "", "0", section.api_password or ""
         ),
         headers={
             "Content-Type": "text/xml; charset=utf-8",
@@ -206,25 +232,35 @@ def _epay(settings: Settings, http: httpx.Client) -> ProbeResult:
     if answer.status_code != 200 or code is None:
         return ProbeResult("ePay web service", False, f"{url}: HTTP {answer.status_code}")
     # ePay answers an unknown transaction and a wrong merchant alike; what this proves is
-    # that the service answers for merchant number settings.epay_merchant_number.
+    # that the service answers for merchant number section.merchant_number.
     return ProbeResult(
         "ePay web service",
         True,
-        f"{url} answered gettransaction for merchant {settings.epay_merchant_number} "
+        f"{url} answered gettransaction for merchant {section.merchant_number} "
         f"(epayresponse {code})",
     )
 
 
+def braintree_checks(section: BraintreeSettings, http: httpx.Client) -> list[Check]:
+    return [
+        (
+            f"Braintree key {number}",
+            partial(_braintree, section, http, pair, f"Braintree key {number}"),
+        )
+        for number, pair in enumerate(section.keys, start=1)
+    ]
+
+
 def _braintree(
-    settings: Settings, http: httpx.Client, pair: tuple[str, str], target: str
+    section: BraintreeSettings, http: httpx.Client, pair: tuple[str, str], target: str
 ) -> ProbeResult:
     from payhooks.devtools.samples import braintree as samples
 
     if pair == (samples.DEV_PUBLIC_KEY, samples.DEV_PRIVATE_KEY):
         # `payhooks dev` signs its sample notifications with these; Braintree never saw them.
         return ProbeResult(target, False, "the dev sample keys: nothing to call", skipped=True)
-    base = BRAINTREE_API[settings.braintree_environment]
-    merchant = settings.braintree_merchant_id or ""
+    base = BRAINTREE_API[section.environment]
+    merchant = section.merchant_id or ""
     answer = http.get(
         f"{base}/merchants/{merchant}/plans",
         auth=pair,

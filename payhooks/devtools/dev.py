@@ -17,25 +17,15 @@ from aiohttp import web
 
 from payhooks import logs
 from payhooks.cli import dev_state
+from payhooks.devtools.dev_environment import DevSandbox, dev_environment
 from payhooks.devtools.embedded_redis import EmbeddedRedis
-from payhooks.devtools.samples import authorizenet as authorizenet_samples
-from payhooks.devtools.samples import braintree as braintree_samples
-from payhooks.devtools.samples import paypal as paypal_samples
-from payhooks.devtools.samples.epay import DEV_SECRET as EPAY_DEV_SECRET
-from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
-from payhooks.devtools.samples.generic import DEV_SOURCE as GENERIC_DEV_SOURCE
-from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
-from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.devtools.sandbox import add_stand_ins
-from payhooks.devtools.sandbox.authorizenet import LOGIN_ID as ANET_LOGIN_ID
-from payhooks.devtools.sandbox.authorizenet import TRANSACTION_KEY as ANET_TRANSACTION_KEY
-from payhooks.devtools.sandbox.epay import MERCHANT_NUMBER as EPAY_MERCHANT
-from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN as GOCARDLESS_TOKEN
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.paypal import PayPalState
 from payhooks.domain.providers import GENERIC, PROVIDERS
 from payhooks.settings import Settings
+from payhooks.settings.stripe import StripeSettings
 from service.app import create_app
 
 
@@ -80,37 +70,14 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             "NEXUDUS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
             "NEXUDUS_USERNAME": state.username,
             "NEXUDUS_PASSWORD": state.password,
-            "STRIPE_WEBHOOK_SECRETS": os.environ.get("STRIPE_WEBHOOK_SECRETS")
-            or DEV_WEBHOOK_SECRET,
-            "STRIPE_ALLOW_TEST_MODE": "true",  # send-test's Stripe events are test mode
-            "GOCARDLESS_WEBHOOK_SECRETS": os.environ.get("GOCARDLESS_WEBHOOK_SECRETS")
-            or GOCARDLESS_DEV_SECRET,
-            "GOCARDLESS_ACCESS_TOKEN": GOCARDLESS_TOKEN,
-            "LIQPAY_PRIVATE_KEYS": os.environ.get("LIQPAY_PRIVATE_KEYS") or LIQPAY_DEV_KEY,
-            "EPAY_MD5_SECRETS": os.environ.get("EPAY_MD5_SECRETS") or EPAY_DEV_SECRET,
-            "EPAY_MERCHANT_NUMBER": EPAY_MERCHANT,
-            "EPAY_API_URL": f"http://127.0.0.1:{sandbox_port}/remote/payment.asmx",
-            "AUTHORIZENET_SIGNATURE_KEYS": os.environ.get("AUTHORIZENET_SIGNATURE_KEYS")
-            or authorizenet_samples.DEV_SIGNATURE_KEY,
-            "AUTHORIZENET_LOGIN_ID": ANET_LOGIN_ID,
-            "AUTHORIZENET_TRANSACTION_KEY": ANET_TRANSACTION_KEY,
-            "AUTHORIZENET_API_URL": f"http://127.0.0.1:{sandbox_port}/xml/v1/request.api",
-            "AUTHORIZENET_CURRENCY": "EUR",
-            "PAYPAL_WEBHOOK_IDS": os.environ.get("PAYPAL_WEBHOOK_IDS")
-            or paypal_samples.DEV_WEBHOOK_ID,
-            "PAYPAL_CERT_URL_PREFIXES": f"http://127.0.0.1:{sandbox_port}/paypal/",
-            "PAYPAL_CERT_TRUST_FILE": _paypal_trust_file(redis_server.data_dir, paypal_state),
-            "PAYPAL_IPN_RECEIVER_EMAILS": os.environ.get("PAYPAL_IPN_RECEIVER_EMAILS")
-            or paypal_samples.DEV_RECEIVER_EMAIL,
-            "PAYPAL_IPN_URL": f"http://127.0.0.1:{sandbox_port}/cgi-bin/webscr",
-            "BRAINTREE_KEYS": os.environ.get("BRAINTREE_KEYS")
-            or f"{braintree_samples.DEV_PUBLIC_KEY}:{braintree_samples.DEV_PRIVATE_KEY}",
-            "BRAINTREE_MERCHANT_ID": os.environ.get("BRAINTREE_MERCHANT_ID")
-            or braintree_samples.DEV_MERCHANT_ID,
-            "BRAINTREE_ENVIRONMENT": os.environ.get("BRAINTREE_ENVIRONMENT") or "sandbox",
-            "GENERIC_WEBHOOK_SECRETS": os.environ.get("GENERIC_WEBHOOK_SECRETS")
-            or f"{GENERIC_DEV_SOURCE}:{GENERIC_DEV_SECRET}",
-            "GOCARDLESS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+            **dev_environment(
+                DevSandbox(
+                    f"http://127.0.0.1:{sandbox_port}",
+                    redis_server.data_dir,
+                    {"paypal": paypal_state},
+                ),
+                os.environ,
+            ),
             "LOG_FORMAT": "text",
             "JOB_RETRY_BASE_SECONDS": os.environ.get("JOB_RETRY_BASE_SECONDS", "2"),
         }
@@ -137,13 +104,6 @@ def run_dev(*, receiver_port: int, sandbox_port: int) -> int:
             )
             return 1
     return 0
-
-
-def _paypal_trust_file(directory: str, state: PayPalState) -> str:
-    """The sandbox PayPal CA, which dev trusts instead of the real roots."""
-    path = Path(directory) / "sandbox-paypal-ca.pem"
-    path.write_bytes(state.ca_pem)
-    return str(path)
 
 
 class PortBusy(Exception):
@@ -227,7 +187,7 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     )
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     receiver = f"http://127.0.0.1:{receiver_port}"
-    custom_secret = settings.stripe_webhook_secrets[0] != DEV_WEBHOOK_SECRET
+    custom_secret = settings.provider(StripeSettings).webhook_secrets[0] != DEV_WEBHOOK_SECRET
     urls = "\n                   ".join(
         f"{receiver}/webhooks/{name}{' (GET)' if name == 'epay' else ''}"
         for name in settings.enabled_providers()

@@ -27,22 +27,18 @@ class ProviderSpec:
     #: The Nexudus ``eRegularPaymentProvider`` values its tokens carry; the first is the
     #: usual one (Stripe's ACH and Bacs debits carry their own).
     payment_providers: tuple[RegularPaymentProvider, ...]
-    #: The ``Settings`` field whose value turns it on, and the variable that sets it.
-    enabled_by: str
-    enabled_by_env: str
-    #: The prefix of every variable it reads (``check-config`` looks there for placeholders).
-    env_prefix: str
+    #: Its settings section (``payhooks/settings/``): its variables and their defaults, when
+    #: it is on, what its worker step needs and its ``check-config`` rows.
+    settings: str
     #: Its receiver class (``service/providers/``), built with ``from_settings(settings)``.
     receiver: str
-    #: Its ``check-config`` rows: a function of the settings (``payhooks/cli/config_check.py``).
-    config_rows: str
     #: What ``send-test`` sends: a function of a ``SampleRequest`` (``devtools/samples/``).
     sample: str
+    #: Its variables for `payhooks dev` and the tests, pointing it at its stand-in: a
+    #: function of ``(DevSandbox, env)`` (``devtools/samples/``).
+    dev_environment: str
     #: Whether ``send-test`` registers its sample with (or has it signed by) the sandbox.
     sample_uses_sandbox: bool = False
-    #: The settings its worker step cannot confirm a payment without, as (``Settings`` field,
-    #: variable); ``check-config`` names the missing ones.
-    worker_needs: tuple[tuple[str, str], ...] = ()
     #: Its worker step (``workers/provider_steps/``), built with
     #: ``from_settings(settings, redis, trail)``; None when its events are applied as sent.
     worker_step: str | None = None
@@ -50,138 +46,122 @@ class ProviderSpec:
     #: as ``(app, state or None)``; None when the worker never calls its API. Providers may
     #: share one stand-in (PayPal's two APIs).
     stand_in: str | None = None
+    #: What ``check-config --probe`` calls with its credentials (``payhooks/cli/probe.py``),
+    #: as ``(section, http) -> checks``; None when it has no API credential to try.
+    probe: str | None = None
 
 
 PROVIDERS: tuple[ProviderSpec, ...] = (
     ProviderSpec(
         name="stripe",
+        settings="payhooks.settings.stripe:StripeSettings",
         display_name="Stripe",
         payment_providers=(
             RegularPaymentProvider.STRIPE,
             RegularPaymentProvider.STRIPE_ACH,
             RegularPaymentProvider.STRIPE_BACS,
         ),
-        enabled_by="stripe_webhook_secrets",
-        enabled_by_env="STRIPE_WEBHOOK_SECRETS",
-        env_prefix="STRIPE_",
         receiver="service.providers.stripe:StripeWebhook",
-        config_rows="payhooks.cli.config_check:stripe_rows",
         sample="payhooks.devtools.samples.stripe:for_send_test",
+        dev_environment="payhooks.devtools.samples.stripe:dev_environment",
         worker_step="workers.provider_steps.stripe:StripeStep",
         stand_in="payhooks.devtools.sandbox.stripe:add_stripe_routes",
+        probe="payhooks.cli.probe:stripe_checks",
     ),
     ProviderSpec(
         name="gocardless",
+        settings="payhooks.settings.gocardless:GoCardlessSettings",
         display_name="GoCardless",
         payment_providers=(RegularPaymentProvider.GOCARDLESS,),
-        enabled_by="gocardless_webhook_secrets",
-        enabled_by_env="GOCARDLESS_WEBHOOK_SECRETS",
-        env_prefix="GOCARDLESS_",
         receiver="service.providers.gocardless:GoCardlessWebhook",
-        config_rows="payhooks.cli.config_check:gocardless_rows",
         sample="payhooks.devtools.samples.gocardless:for_send_test",
+        dev_environment="payhooks.devtools.samples.gocardless:dev_environment",
         sample_uses_sandbox=True,
-        worker_needs=(("gocardless_access_token", "GOCARDLESS_ACCESS_TOKEN"),),
         worker_step="workers.provider_steps.gocardless:GoCardlessStep",
         stand_in="payhooks.devtools.sandbox.gocardless:add_gocardless_routes",
+        probe="payhooks.cli.probe:gocardless_checks",
     ),
     ProviderSpec(
         name="braintree",
+        settings="payhooks.settings.braintree:BraintreeSettings",
         display_name="Braintree",
         payment_providers=(RegularPaymentProvider.BRAINTREE,),
-        enabled_by="braintree_keys",
-        enabled_by_env="BRAINTREE_KEYS",
-        env_prefix="BRAINTREE_",
         receiver="service.providers.braintree:BraintreeWebhook",
-        config_rows="payhooks.cli.config_check:braintree_rows",
         sample="payhooks.devtools.samples.braintree:for_send_test",
+        dev_environment="payhooks.devtools.samples.braintree:dev_environment",
+        probe="payhooks.cli.probe:braintree_checks",
     ),
     ProviderSpec(
         name="authorizenet",
+        settings="payhooks.settings.authorizenet:AuthorizeNetSettings",
         display_name="Authorize.Net",
         payment_providers=(RegularPaymentProvider.AUTHORIZE_NET_SUBSCRIPTION,),
-        enabled_by="authorizenet_signature_keys",
-        enabled_by_env="AUTHORIZENET_SIGNATURE_KEYS",
-        env_prefix="AUTHORIZENET_",
         receiver="service.providers.authorizenet:AuthorizeNetWebhook",
-        config_rows="payhooks.cli.config_check:authorizenet_rows",
         sample="payhooks.devtools.samples.authorizenet:for_send_test",
+        dev_environment="payhooks.devtools.samples.authorizenet:dev_environment",
         sample_uses_sandbox=True,
-        worker_needs=(
-            ("authorizenet_login_id", "AUTHORIZENET_LOGIN_ID"),
-            ("authorizenet_transaction_key", "AUTHORIZENET_TRANSACTION_KEY"),
-        ),
         worker_step="workers.provider_steps.authorizenet:AuthorizeNetStep",
         stand_in="payhooks.devtools.sandbox.authorizenet:add_authorizenet_routes",
+        probe="payhooks.cli.probe:authorizenet_checks",
     ),
     ProviderSpec(
         name="paypal",
+        settings="payhooks.settings.paypal:PayPalSettings",
         display_name="PayPal",
         payment_providers=(
             RegularPaymentProvider.PAYPAL_ADAPTIVE,
             RegularPaymentProvider.PAYPAL_STANDARD_SUBSCRIPTION,
         ),
-        enabled_by="paypal_webhook_ids",
-        enabled_by_env="PAYPAL_WEBHOOK_IDS",
-        env_prefix="PAYPAL_",
         receiver="service.providers.paypal:PayPalWebhook",
-        config_rows="payhooks.cli.config_check:paypal_rows",
         sample="payhooks.devtools.samples.paypal:for_send_test",
+        dev_environment="payhooks.devtools.samples.paypal:dev_environment",
         sample_uses_sandbox=True,
         stand_in="payhooks.devtools.sandbox.paypal:add_paypal_routes",
     ),
     ProviderSpec(
         name="paypal-ipn",
+        settings="payhooks.settings.paypal:PayPalIpnSettings",
         display_name="PayPal IPN",
         payment_providers=(RegularPaymentProvider.PAYPAL_STANDARD_SUBSCRIPTION,),
-        enabled_by="paypal_ipn_receiver_emails",
-        enabled_by_env="PAYPAL_IPN_RECEIVER_EMAILS",
-        env_prefix="PAYPAL_",
         receiver="service.providers.paypal_ipn:PayPalIpn",
-        config_rows="payhooks.cli.config_check:paypal_ipn_rows",
         sample="payhooks.devtools.samples.paypal:ipn_for_send_test",
+        dev_environment="payhooks.devtools.samples.paypal:ipn_dev_environment",
         worker_step="workers.provider_steps.paypal_ipn:PayPalIpnStep",
         stand_in="payhooks.devtools.sandbox.paypal:add_paypal_routes",
     ),
     ProviderSpec(
         name="liqpay",
+        settings="payhooks.settings.liqpay:LiqPaySettings",
         display_name="LiqPay",
         payment_providers=(RegularPaymentProvider.LIQPAY,),
-        enabled_by="liqpay_private_keys",
-        enabled_by_env="LIQPAY_PRIVATE_KEYS",
-        env_prefix="LIQPAY_",
         receiver="service.providers.liqpay:LiqPayWebhook",
-        config_rows="payhooks.cli.config_check:liqpay_rows",
         sample="payhooks.devtools.samples.liqpay:for_send_test",
+        dev_environment="payhooks.devtools.samples.liqpay:dev_environment",
     ),
     ProviderSpec(
         name="epay",
+        settings="payhooks.settings.epay:EPaySettings",
         display_name="ePay",
         payment_providers=(RegularPaymentProvider.EPAY,),
-        enabled_by="epay_md5_secrets",
-        enabled_by_env="EPAY_MD5_SECRETS",
-        env_prefix="EPAY_",
         receiver="service.providers.epay:EPayCallback",
-        config_rows="payhooks.cli.config_check:epay_rows",
         sample="payhooks.devtools.samples.epay:for_send_test",
+        dev_environment="payhooks.devtools.samples.epay:dev_environment",
         sample_uses_sandbox=True,
-        worker_needs=(("epay_merchant_number", "EPAY_MERCHANT_NUMBER"),),
         worker_step="workers.provider_steps.epay:EPayStep",
         stand_in="payhooks.devtools.sandbox.epay:add_epay_routes",
+        probe="payhooks.cli.probe:epay_checks",
     ),
 )
 
 #: Operators' own systems: one receiver per configured source, at /webhooks/generic/<source>.
 GENERIC = ProviderSpec(
     name="generic",
+    settings="payhooks.settings.generic:GenericSettings",
     display_name="Standard Webhooks",
     payment_providers=(RegularPaymentProvider.BANK_TRANSFER,),
-    enabled_by="generic_webhook_secrets",
-    enabled_by_env="GENERIC_WEBHOOK_SECRETS",
-    env_prefix="GENERIC_",
     receiver="service.providers.generic:GenericWebhook",
-    config_rows="payhooks.cli.config_check:generic_rows",
     sample="payhooks.devtools.samples.generic:for_send_test",
+    dev_environment="payhooks.devtools.samples.generic:dev_environment",
 )
 
 PROVIDER_NAMES: tuple[str, ...] = tuple(spec.name for spec in PROVIDERS)

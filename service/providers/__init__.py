@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from payhooks.domain.providers import PROVIDERS, load
 from payhooks.settings import Settings
+from payhooks.settings.generic import GenericSettings
 from service.providers.base import WebhookProvider
 from service.providers.generic import GenericWebhook
 
@@ -17,7 +18,7 @@ def build_providers(settings: Settings) -> dict[str, WebhookProvider]:
         for spec in PROVIDERS
         if spec.name in enabled
     }
-    for source, secrets in settings.generic_webhook_secrets.items():
+    for source, secrets in settings.provider(GenericSettings).webhook_secrets.items():
         provider = GenericWebhook(source, secrets)
         providers[provider.name] = provider
     return providers

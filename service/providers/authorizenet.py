@@ -22,6 +22,7 @@ from payhooks.domain.events import (
     RegularPaymentProvider,
 )
 from payhooks.settings import Settings
+from payhooks.settings.authorizenet import AuthorizeNetSettings
 from service.errors import InvalidSignature, MalformedPayload
 from service.providers.base import load_json_object
 
@@ -53,7 +54,8 @@ class AuthorizeNetWebhook:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthorizeNetWebhook:
-        return cls(settings.authorizenet_signature_keys)
+        section = settings.provider(AuthorizeNetSettings)
+        return cls(section.signature_keys)
 
     def __init__(self, signature_keys: tuple[str, ...]) -> None:
         if not signature_keys:

@@ -29,6 +29,7 @@ from payhooks.domain.events import (
     RegularPaymentProvider,
 )
 from payhooks.settings import Settings
+from payhooks.settings.braintree import BraintreeSettings
 from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable, WebhookError
 
 Kind = braintree.WebhookNotification.Kind
@@ -85,11 +86,12 @@ class BraintreeWebhook:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BraintreeWebhook:
+        section = settings.provider(BraintreeSettings)
         return cls(
-            settings.braintree_keys,
-            merchant_id=settings.braintree_merchant_id or "",
-            environment=settings.braintree_environment,
-            invoice_field=settings.braintree_invoice_field,
+            section.keys,
+            merchant_id=section.merchant_id or "",
+            environment=section.environment,
+            invoice_field=section.invoice_field,
         )
 
     def __init__(

@@ -24,6 +24,7 @@ from payhooks.domain.events import (
 from payhooks.domain.money import from_minor_units
 from payhooks.domain.provider_formats.epay import CURRENCIES
 from payhooks.settings import Settings
+from payhooks.settings.epay import EPaySettings
 from service.errors import InvalidSignature, MalformedPayload
 
 # ePay reports date and time in Danish local time.
@@ -51,7 +52,8 @@ class EPayCallback:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EPayCallback:
-        return cls(settings.epay_md5_secrets)
+        section = settings.provider(EPaySettings)
+        return cls(section.md5_secrets)
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
         if not secrets:

@@ -24,6 +24,7 @@ from payhooks.domain.events import (
     RegularPaymentProvider,
 )
 from payhooks.settings import Settings
+from payhooks.settings.gocardless import GoCardlessSettings
 from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable
 from service.providers.base import load_json_object, redact_json
 
@@ -48,9 +49,10 @@ class GoCardlessWebhook:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GoCardlessWebhook:
+        section = settings.provider(GoCardlessSettings)
         return cls(
-            settings.gocardless_webhook_secrets,
-            paid_action=settings.gocardless_paid_action,
+            section.webhook_secrets,
+            paid_action=section.paid_action,
             invoice_metadata_key=settings.invoice_metadata_key,
         )
 

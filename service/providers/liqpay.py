@@ -29,6 +29,7 @@ from payhooks.domain.events import (
     RegularPaymentProvider,
 )
 from payhooks.settings import Settings
+from payhooks.settings.liqpay import LiqPaySettings
 from service.errors import InvalidSignature, MalformedPayload
 
 FAILED = frozenset({"failure", "error"})
@@ -72,7 +73,8 @@ class LiqPayWebhook:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiqPayWebhook:
-        return cls(settings.liqpay_private_keys, allow_sandbox=settings.liqpay_allow_sandbox)
+        section = settings.provider(LiqPaySettings)
+        return cls(section.private_keys, allow_sandbox=section.allow_sandbox)
 
     def __init__(self, private_keys: tuple[str, ...], *, allow_sandbox: bool) -> None:
         if not private_keys:

@@ -37,6 +37,7 @@ from payhooks.domain.events import (
 )
 from payhooks.domain.money import finite_amount
 from payhooks.settings import Settings
+from payhooks.settings.paypal import PayPalSettings
 from service.errors import InvalidSignature, MalformedPayload, WebhookError
 from service.providers.base import load_json_object
 
@@ -84,11 +85,12 @@ class PayPalWebhook:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PayPalWebhook:
+        section = settings.provider(PayPalSettings)
         return cls(
-            settings.paypal_webhook_ids,
-            cert_url_prefixes=settings.paypal_cert_url_prefixes,
-            trust_file=settings.paypal_cert_trust_file or certifi.where(),
-            provider_value=settings.paypal_provider_value,
+            section.webhook_ids,
+            cert_url_prefixes=section.cert_url_prefixes,
+            trust_file=section.cert_trust_file or certifi.where(),
+            provider_value=section.provider_value,
         )
 
     def __init__(

@@ -40,6 +40,7 @@ from payhooks.domain.provider_formats.stripe import (
     token_of,
 )
 from payhooks.settings import Settings
+from payhooks.settings.stripe import StripeSettings
 from service import metrics
 from service.errors import InvalidSignature, MalformedPayload
 from service.providers.base import load_json_object, redact_json
@@ -100,11 +101,12 @@ class StripeWebhook:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeWebhook:
+        section = settings.provider(StripeSettings)
         return cls(
-            settings.stripe_webhook_secrets,
-            tolerance_seconds=settings.stripe_tolerance_seconds,
+            section.webhook_secrets,
+            tolerance_seconds=section.tolerance_seconds,
             invoice_metadata_key=settings.invoice_metadata_key,
-            allow_test_mode=settings.stripe_allow_test_mode,
+            allow_test_mode=section.allow_test_mode,
         )
 
     def __init__(

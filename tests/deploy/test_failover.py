@@ -34,6 +34,7 @@ from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import ConfigError, Settings, redact_url
+from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_connect, redis_keys
 from service.app import create_app
 from tests.support.delivery import deliver
@@ -371,7 +372,7 @@ async def test_receiver_answers_503_until_a_replica_confirms(topology: Topology)
     topology.start_primary()
     settings = Settings(
         redis_url=f"redis://127.0.0.1:{topology.primary_port}/0",
-        stripe_webhook_secrets=(STRIPE_SECRET,),
+        providers=(StripeSettings(webhook_secrets=(STRIPE_SECRET,)),),
         redis_ack_replicas=1,
         redis_ack_timeout_ms=100,
     )
@@ -561,7 +562,9 @@ def enqueue_timings(url: str, *, ack_replicas: int, concurrency: int, count: int
     from service.inbox import EventInbox
     from service.providers import build_providers
 
-    settings = Settings(redis_url=url, stripe_webhook_secrets=(STRIPE_SECRET,))
+    settings = Settings(
+        redis_url=url, providers=(StripeSettings(webhook_secrets=(STRIPE_SECRET,)),)
+    )
     stripe = build_providers(settings)["stripe"]
     bodies = [signed_webhook()[1] for _ in range(count)]
 

@@ -22,6 +22,7 @@ from payhooks.cli.ops import Filters, Ops, parse_since
 from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
+from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, writes
 from tests.support.processes import PAYHOOKS, worker_env
@@ -376,7 +377,7 @@ class TestTrail:
         from service.app import create_app
 
         event = paid_event(42)
-        body, headers = samples.signed(event, settings.stripe_webhook_secrets[0])
+        body, headers = samples.signed(event, settings.provider(StripeSettings).webhook_secrets[0])
 
         async def post() -> None:
             async with TestClient(TestServer(create_app(settings))) as client:

@@ -22,6 +22,7 @@ from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
+from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from payhooks.storage.trail import StoredWebhook
 from service.app import create_app
@@ -57,7 +58,9 @@ def cli(
 ) -> Callable[..., tuple[int, str, str]]:
     """Run `payhooks …` in this process against the test Redis: (exit code, stdout, stderr)."""
     monkeypatch.setenv("REDIS_URL", settings.require_redis())
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", settings.stripe_webhook_secrets[0])
+    monkeypatch.setenv(
+        "STRIPE_WEBHOOK_SECRETS", settings.provider(StripeSettings).webhook_secrets[0]
+    )
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()

@@ -14,9 +14,15 @@ from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.devtools.sandbox.stripe import API_KEY as STRIPE_KEY
 from payhooks.domain.providers import PROVIDER_NAMES
-from payhooks.settings import PAYPAL_CERT_URL_PREFIXES, Settings
+from payhooks.settings import Settings
+from payhooks.settings.authorizenet import AuthorizeNetSettings
+from payhooks.settings.braintree import BraintreeSettings
+from payhooks.settings.epay import EPaySettings
+from payhooks.settings.gocardless import GoCardlessSettings
+from payhooks.settings.paypal import PAYPAL_CERT_URL_PREFIXES, PayPalSettings
+from payhooks.settings.stripe import StripeSettings
 from tests.support.paths import REPO
-from tests.support.settings import with_settings
+from tests.support.settings import with_section, with_settings
 
 ENV_EXAMPLE = REPO / "deploy" / "compose" / ".env.example"
 Captured = pytest.CaptureFixture[str]
@@ -44,7 +50,10 @@ def test_every_enabled_provider_gets_its_rows(settings: Settings, capsys: Captur
     assert code == 0
     assert set(report["providers"]) == set(settings.enabled_providers())
     assert set(PROVIDER_NAMES) < set(report["providers"])  # every one, and generic/bank
-    assert report["providers"]["epay"]["merchant number"] == settings.epay_merchant_number
+    assert (
+        report["providers"]["epay"]["merchant number"]
+        == settings.provider(EPaySettings).merchant_number
+    )
     assert report["providers"]["authorizenet"]["transaction key"] == "set"
     assert report["providers"]["generic/bank"]["secrets"] == "2 set"
 
@@ -52,8 +61,10 @@ def test_every_enabled_provider_gets_its_rows(settings: Settings, capsys: Captur
 def test_probe_reaches_each_api_read_only_and_prints_no_secret(
     settings: Settings, sandbox: ThreadedServer, capsys: Captured
 ) -> None:
-    configured = with_settings(
-        settings, stripe_api_key=STRIPE_KEY, stripe_api_base=sandbox.url, braintree_keys=()
+    configured = with_section(
+        with_section(settings, StripeSettings, api_key=STRIPE_KEY, api_base=sandbox.url),
+        BraintreeSettings,
+        keys=(),
     )
     code = check_config(configured, role="all", probe=True, env={})
     out, err = capsys.readouterr()
@@ -73,7 +84,7 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
         settings.nexudus_password,
         STRIPE_KEY,
         ACCESS_TOKEN,
-        settings.authorizenet_transaction_key,
+        settings.provider(AuthorizeNetSettings).transaction_key,
     )
     for secret in secrets:
         assert secret is not None
@@ -83,13 +94,10 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
 def test_probe_reports_refused_credentials_and_unreachable_services(
     settings: Settings, capsys: Captured
 ) -> None:
-    wrong = with_settings(
-        settings,
-        nexudus_password="not-the-password",
-        gocardless_access_token="not-the-token",
-        authorizenet_transaction_key="not-the-key",
-        braintree_keys=(),
-    )
+    wrong = with_settings(settings, nexudus_password="not-the-password")
+    wrong = with_section(wrong, GoCardlessSettings, access_token="not-the-token")
+    wrong = with_section(wrong, AuthorizeNetSettings, transaction_key="not-the-key")
+    wrong = with_section(wrong, BraintreeSettings, keys=())
     assert check_config(wrong, role="all", probe=True, as_json=True, env={}) == 1
     report = json.loads(capsys.readouterr().out)
     results = {r["target"]: r for r in report["probe"]}
@@ -101,7 +109,11 @@ def test_probe_reports_refused_credentials_and_unreachable_services(
     assert report["valid"] is False
     assert "not-the-" not in json.dumps(report)
 
-    gone = with_settings(settings, redis_url="redis://:hunter2@127.0.0.1:1/0", braintree_keys=())
+    gone = with_section(
+        with_settings(settings, redis_url="redis://:hunter2@127.0.0.1:1/0"),
+        BraintreeSettings,
+        keys=(),
+    )
     assert check_config(gone, role="all", probe=True, as_json=True, env={}) == 1
     redis = next(r for r in json.loads(capsys.readouterr().out)["probe"] if r["target"] == "Redis")
     assert redis["detail"] == "could not reach redis://:***@127.0.0.1:1/0 (ConnectionError)"
@@ -112,10 +124,10 @@ def test_text_fits_100_columns_and_the_verdict_says_what_was_skipped(
 ) -> None:
     # Every provider and a generic source enabled, PayPal's own certificate URLs, and the
     # dev Braintree sample keys, which the probe skips (nothing to call with them).
-    everything = with_settings(
-        settings,
-        paypal_cert_url_prefixes=PAYPAL_CERT_URL_PREFIXES,
-        braintree_keys=((braintree_samples.DEV_PUBLIC_KEY, braintree_samples.DEV_PRIVATE_KEY),),
+    everything = with_section(
+        with_section(settings, PayPalSettings, cert_url_prefixes=PAYPAL_CERT_URL_PREFIXES),
+        BraintreeSettings,
+        keys=((braintree_samples.DEV_PUBLIC_KEY, braintree_samples.DEV_PRIVATE_KEY),),
     )
     assert check_config(everything, role="all", probe=True, env={}) == 0
     out = capsys.readouterr().out

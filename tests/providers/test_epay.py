@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlencode
@@ -19,10 +18,11 @@ from payhooks.devtools.sandbox.epay import EPayState
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
+from payhooks.settings.epay import EPaySettings
 from payhooks.storage import redis_keys
 from service.errors import InvalidSignature
 from service.providers.epay import EPayCallback
-from tests.support.settings import EPAY_SECRET
+from tests.support.settings import EPAY_SECRET, with_section
 
 RunWorker = Callable[[], None]
 
@@ -142,7 +142,7 @@ def test_without_a_merchant_number_nothing_is_recorded(
 
     from workers import context
 
-    bare = dataclasses.replace(settings, epay_merchant_number=None)
+    bare = with_section(settings, EPaySettings, merchant_number=None)
     ctx = context.build_context(bare)
     context.install(ctx)
     try:

@@ -15,6 +15,7 @@ from payhooks.devtools.samples import generic as samples
 from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import ConfigError, Settings
+from payhooks.settings.generic import GenericSettings
 from tests.support.settings import GENERIC_SECRET, OLD_GENERIC_SECRET
 
 RunWorker = Callable[[], None]
@@ -138,7 +139,7 @@ def test_several_secrets_per_source() -> None:
     settings = Settings.from_env(
         {"GENERIC_WEBHOOK_SECRETS": "bank:whsec_a,cash:whsec_c,bank:whsec_b"}
     )
-    assert settings.generic_webhook_secrets == {
+    assert settings.provider(GenericSettings).webhook_secrets == {
         "bank": ("whsec_a", "whsec_b"),
         "cash": ("whsec_c",),
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -20,13 +19,14 @@ from payhooks.devtools.sandbox.gocardless import GoCardlessState, payment_record
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, SandboxState
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
+from payhooks.settings.gocardless import GoCardlessSettings
 from payhooks.storage import redis_keys
 from service.app import create_app
 from service.providers import build_providers
 from service.providers.gocardless import normalise_event
 from tests.support.delivery import writes
 from tests.support.paths import FIXTURES
-from tests.support.settings import GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET
+from tests.support.settings import GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET, with_section
 
 RunWorker = Callable[[], None]
 
@@ -75,7 +75,7 @@ class TestReceiver:
         queue: Queue,
         sandbox_state: SandboxState,
     ) -> None:
-        sdk = dataclasses.replace(settings, gocardless_webhook_secrets=(SDK_KEY,))
+        sdk = with_section(settings, GoCardlessSettings, webhook_secrets=(SDK_KEY,))
         client = await aiohttp_client(create_app(sdk))
         status, _ = await post(
             client,
@@ -325,10 +325,11 @@ class TestWorker:
             json.dumps({"events": [samples.refund_event("RF0001")]}).encode(), {}
         )
         assert isinstance(queued, PaymentEvent)
+        gocardless = settings.provider(GoCardlessSettings)
         lookup = GoCardlessStep(
-            settings.gocardless_access_token,
-            environment=settings.gocardless_environment,
-            base_url=settings.gocardless_base_url,
+            gocardless.access_token,
+            environment=gocardless.environment,
+            base_url=gocardless.base_url,
             invoice_metadata_key=settings.invoice_metadata_key,
         )
         refund = lookup(queued)

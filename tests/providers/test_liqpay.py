@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -19,9 +18,10 @@ from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
+from payhooks.settings.liqpay import LiqPaySettings
 from service.errors import InvalidSignature, MalformedPayload
 from service.providers.liqpay import LiqPayWebhook, signature_of
-from tests.support.settings import LIQPAY_KEY, OLD_LIQPAY_KEY
+from tests.support.settings import LIQPAY_KEY, OLD_LIQPAY_KEY, with_section
 
 RunWorker = Callable[[], None]
 
@@ -164,7 +164,7 @@ def test_sandbox_payments_are_applied_only_when_allowed(
     deliver_bodies(settings, "liqpay", [samples.signed(payment, LIQPAY_KEY)[0]])
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is None
-    allowed = dataclasses.replace(settings, liqpay_allow_sandbox=True)
+    allowed = with_section(settings, LiqPaySettings, allow_sandbox=True)
     deliver_bodies(allowed, "liqpay", [samples.signed(dict(payment, payment_id=5), LIQPAY_KEY)[0]])
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is not None

@@ -22,12 +22,13 @@ from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
+from payhooks.settings.paypal import PayPalSettings
 from payhooks.storage import redis_keys
 from service.app import create_app
 from service.inbox import Accepted
 from service.providers import build_providers
 from tests.support.paths import FIXTURES
-from tests.support.settings import PAYPAL_WEBHOOK_ID
+from tests.support.settings import PAYPAL_WEBHOOK_ID, with_section
 
 RunWorker = Callable[[], None]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -101,7 +102,7 @@ class TestWebhooks:
         untrusted = tmp_path / "other-ca.pem"
         untrusted.write_bytes(other.ca_pem)
         client = await aiohttp_client(
-            create_app(dataclasses.replace(settings, paypal_cert_trust_file=str(untrusted)))
+            create_app(with_section(settings, PayPalSettings, cert_trust_file=str(untrusted)))
         )
         body, headers = webhook(
             sandbox, paypal_state, samples.capture_event(invoice_id="42", amount=Decimal(1))
@@ -129,10 +130,11 @@ class TestWebhooks:
         try:
             client = await aiohttp_client(
                 create_app(
-                    dataclasses.replace(
+                    with_section(
                         settings,
-                        paypal_cert_trust_file=str(trust),
-                        paypal_cert_url_prefixes=(f"{server.url}/paypal/",),
+                        PayPalSettings,
+                        cert_trust_file=str(trust),
+                        cert_url_prefixes=(f"{server.url}/paypal/",),
                     )
                 )
             )
@@ -157,7 +159,7 @@ class TestWebhooks:
 
         prefix = f"http://127.0.0.1:{free_port()}/paypal/"
         client = await aiohttp_client(
-            create_app(dataclasses.replace(settings, paypal_cert_url_prefixes=(prefix,)))
+            create_app(with_section(settings, PayPalSettings, cert_url_prefixes=(prefix,)))
         )
         body = samples.encoded(samples.capture_event(invoice_id="42", amount=Decimal(1)))
         headers = samples.headers_for(

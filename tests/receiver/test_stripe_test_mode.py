@@ -24,11 +24,12 @@ from payhooks.cli.send_test import send_test
 from payhooks.devtools.samples import stripe as samples
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
+from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from payhooks.storage.trail import Trail
 from service.app import create_app
 from tests.support.client import MakeClient
-from tests.support.settings import STRIPE_SECRET, with_settings
+from tests.support.settings import STRIPE_SECRET, with_section
 
 AiohttpClient = Any
 
@@ -54,7 +55,7 @@ def counted(metrics: str) -> float:
 class TestRefusedByDefault:
     @pytest.fixture
     async def client(self, make_client: MakeClient, settings: Settings) -> TestClient:
-        assert settings.stripe_allow_test_mode is False
+        assert settings.provider(StripeSettings).allow_test_mode is False
         return await make_client()
 
     async def test_acknowledged_not_queued_counted_and_in_the_trail(
@@ -97,7 +98,9 @@ class TestRefusedByDefault:
 async def test_allowed_when_configured(
     aiohttp_client: AiohttpClient, settings: Settings, redis: Redis, queue: Queue
 ) -> None:
-    client = await aiohttp_client(create_app(with_settings(settings, stripe_allow_test_mode=True)))
+    client = await aiohttp_client(
+        create_app(with_section(settings, StripeSettings, allow_test_mode=True))
+    )
     status, answer = await post(client, stripe_test_mode_event())
     assert (status, answer["queued"]) == (200, 1)
     assert queue.count == 1
@@ -108,7 +111,7 @@ def test_setting_read_from_the_environment(value: str | None, allowed: bool) -> 
     env = {"REDIS_URL": "redis://localhost:6379/0", "STRIPE_WEBHOOK_SECRETS": "whsec_x"}
     if value is not None:
         env["STRIPE_ALLOW_TEST_MODE"] = value
-    assert Settings.from_env(env).stripe_allow_test_mode is allowed
+    assert Settings.from_env(env).provider(StripeSettings).allow_test_mode is allowed
 
 
 async def test_send_test_event_is_test_mode_and_applied_by_a_dev_receiver(
@@ -119,7 +122,9 @@ async def test_send_test_event_is_test_mode_and_applied_by_a_dev_receiver(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # `payhooks send-test stripe`, sent to a receiver configured as `payhooks dev` is.
-    client = await aiohttp_client(create_app(with_settings(settings, stripe_allow_test_mode=True)))
+    client = await aiohttp_client(
+        create_app(with_section(settings, StripeSettings, allow_test_mode=True))
+    )
     args = argparse.Namespace(
         provider="stripe",
         invoice=42,

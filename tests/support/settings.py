@@ -9,7 +9,7 @@ from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
 from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
 from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
-from payhooks.settings import Settings
+from payhooks.settings import ProviderSettings, Settings
 
 STRIPE_SECRET = DEV_WEBHOOK_SECRET
 OLD_STRIPE_SECRET = "whsec_previous_secret_for_rotation"
@@ -29,3 +29,8 @@ OLD_LIQPAY_KEY = "previous_liqpay_private_key"
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(settings, **changes)
+
+
+def with_section(settings: Settings, kind: type[ProviderSettings], **changes: Any) -> Settings:
+    """A copy whose ``kind`` section has ``changes``."""
+    return settings.with_provider(dataclasses.replace(settings.provider(kind), **changes))

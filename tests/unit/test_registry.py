@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+import httpx
 import pytest
 from redis import Redis
 
@@ -16,7 +17,13 @@ from payhooks.domain.providers import (
     load,
     stand_ins,
 )
-from payhooks.settings import ConfigError, Settings
+from payhooks.settings import ConfigError, ProviderSettings, Settings
+from payhooks.settings.authorizenet import AuthorizeNetSettings
+from payhooks.settings.epay import EPaySettings
+from payhooks.settings.gocardless import GoCardlessSettings
+from payhooks.settings.liqpay import LiqPaySettings
+from payhooks.settings.reading import variables
+from payhooks.settings.stripe import StripeSettings
 from payhooks.storage.trail import Trail
 from service.providers import build_providers
 
@@ -28,8 +35,10 @@ def test_names_are_unique_url_segments_and_every_entry_is_complete() -> None:
         assert spec.name == spec.name.lower(), spec.name
         assert "/" not in spec.name
         assert spec.payment_providers, spec.name
-        assert spec.enabled_by_env.startswith(spec.env_prefix), spec.name
-        assert spec.enabled_by in Settings.__dataclass_fields__, spec.name
+        section = load(spec.settings)
+        assert issubclass(section, ProviderSettings), spec.name
+        assert section.ENABLED_BY in variables(section), spec.name
+        assert set(section.WORKER_NEEDS) <= set(variables(section)), spec.name
 
 
 @pytest.mark.parametrize("spec", PROVIDERS, ids=lambda spec: spec.name)
@@ -42,7 +51,11 @@ def test_each_part_an_entry_names_loads_with_the_shape_its_user_calls(
         step = load(spec.worker_step).from_settings(settings, redis, Trail(redis, ttl_seconds=60))
         assert callable(step)
     assert list(inspect.signature(load(spec.sample)).parameters) == ["request"]
-    assert load(spec.config_rows)(settings)
+    assert list(inspect.signature(load(spec.dev_environment)).parameters) == ["sandbox", "env"]
+    assert settings.provider(load(spec.settings)).rows()
+    if spec.probe is not None:
+        checks = load(spec.probe)(settings.provider(load(spec.settings)), httpx.Client())
+        assert all(callable(check) for _, check in checks)
     if spec.stand_in is not None:
         assert list(inspect.signature(load(spec.stand_in)).parameters) == ["app", "state"]
 
@@ -50,7 +63,7 @@ def test_each_part_an_entry_names_loads_with_the_shape_its_user_calls(
 def test_the_receiver_serves_exactly_the_providers_the_settings_enable(settings: Settings) -> None:
     assert set(build_providers(settings)) == set(settings.enabled_providers())
     assert set(provider_rows(settings)) == set(settings.enabled_providers())
-    only_liqpay = Settings(liqpay_private_keys=("key",))
+    only_liqpay = Settings(providers=(LiqPaySettings(private_keys=("key",)),))
     assert list(build_providers(only_liqpay)) == ["liqpay"]
 
 
@@ -58,7 +71,7 @@ def test_with_no_provider_the_receiver_names_every_variable_that_enables_one() -
     with pytest.raises(ConfigError) as raised:
         Settings(redis_url="redis://localhost:6379/0").check_receiver()
     for spec in (*PROVIDERS, GENERIC):
-        assert spec.enabled_by_env in str(raised.value)
+        assert load(spec.settings).enabling_variable() in str(raised.value)
 
 
 def test_stand_ins_shared_by_two_providers_are_served_once() -> None:
@@ -68,12 +81,12 @@ def test_stand_ins_shared_by_two_providers_are_served_once() -> None:
 
 def test_check_config_names_only_the_missing_setting_a_providers_worker_step_needs() -> None:
     settings = Settings(
-        gocardless_webhook_secrets=("gc-secret",),
-        authorizenet_signature_keys=("anet-key",),
-        authorizenet_login_id="login",
-        epay_md5_secrets=("md5-secret",),
-        epay_merchant_number="1234",
-        stripe_webhook_secrets=("whsec_x",),
+        providers=(
+            GoCardlessSettings(webhook_secrets=("gc-secret",)),
+            AuthorizeNetSettings(signature_keys=("anet-key",), login_id="login"),
+            EPaySettings(md5_secrets=("md5-secret",), merchant_number="1234"),
+            StripeSettings(webhook_secrets=("whsec_x",)),
+        )
     )
     worker_problems = [p for p in problems(settings, "worker", {}) if " is set but " in p]
     assert worker_problems == [

@@ -25,11 +25,12 @@ from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
+from payhooks.settings.generic import GenericSettings
 from payhooks.storage import redis_keys
 from service.inbox import Accepted
 from tests.support.delivery import deliver, writes
 from tests.support.processes import PAYHOOKS, run_burst_worker, worker_env
-from tests.support.settings import GENERIC_SECRET, with_settings
+from tests.support.settings import GENERIC_SECRET, with_section, with_settings
 from workers.errors import InvoiceLockLost
 from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
@@ -78,7 +79,7 @@ class TestEventIdentity:
         second: tuple[str, str],
     ) -> None:
         sources = {"bank": (GENERIC_SECRET,), "bank-eu": (GENERIC_SECRET,)}
-        two_sources = with_settings(settings, generic_webhook_secrets=sources)
+        two_sources = with_section(settings, GenericSettings, webhook_secrets=sources)
         for (source, webhook_id), invoice_id in zip((first, second), (42, 43), strict=True):
             body, headers = generic.signed(
                 generic.notification(invoice_id=invoice_id, amount="100.00"),

@@ -28,11 +28,12 @@ from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.stripe import API_KEY, StripeState
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.settings import Settings
+from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from service.providers.stripe import normalise_event
 from tests.support.delivery import deliver
 from tests.support.paths import FIXTURES
-from tests.support.settings import with_settings
+from tests.support.settings import with_section
 from workers import context
 
 RunWorker = Callable[[], None]
@@ -277,8 +278,8 @@ class TestWithApiKey:
     ) -> Callable[..., None]:
         """Deliver events with STRIPE_API_KEY set and run a worker; ``known`` puts the
         payment's objects in the Stripe stand-in (an invoice paid out of band has none)."""
-        api_settings = with_settings(
-            settings, stripe_api_key=API_KEY, stripe_api_base=settings.nexudus_base_url
+        api_settings = with_section(
+            settings, StripeSettings, api_key=API_KEY, api_base=settings.nexudus_base_url
         )
 
         def run(payment: Payment, *events: dict[str, Any], known: bool = True) -> None:

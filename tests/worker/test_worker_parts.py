@@ -14,7 +14,9 @@ from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import ConfigError, Settings
+from payhooks.settings.stripe import StripeSettings
 from tests.support.delivery import deliver
+from tests.support.settings import with_section
 from workers import context
 from workers.jobs import backoff_seconds
 from workers.ratelimit import RateLimiter, Window
@@ -60,8 +62,8 @@ def test_payment_method_looked_up_when_the_webhook_does_not_say(
     from rq import Queue, SimpleWorker
 
     server, intents = stripe_api
-    settings = dataclasses.replace(
-        settings, stripe_api_key="sk_test_payhooks", stripe_api_base=server.url
+    settings = with_section(
+        settings, StripeSettings, api_key="sk_test_payhooks", api_base=server.url
     )
     intent = samples.payment_intent(
         invoice_id=42, amount=Decimal("100.00"), method=method, single_method_type=False
@@ -184,13 +186,13 @@ class TestSettings:
     def test_defaults(self) -> None:
         settings = Settings.from_env({})
         assert settings.nexudus_base_url == "https://spaces.nexudus.com"
-        assert settings.stripe_tolerance_seconds == 300
+        assert settings.provider(StripeSettings).tolerance_seconds == 300
         assert settings.invoice_metadata_key == "nexudus_invoice_id"
         assert settings.failed_job_retention_days == 14
 
     def test_secrets_are_a_comma_separated_list(self) -> None:
         settings = Settings.from_env({"STRIPE_WEBHOOK_SECRETS": " whsec_a , whsec_b,"})
-        assert settings.stripe_webhook_secrets == ("whsec_a", "whsec_b")
+        assert settings.provider(StripeSettings).webhook_secrets == ("whsec_a", "whsec_b")
 
     def test_repr_hides_secrets(self) -> None:
         settings = Settings.from_env(

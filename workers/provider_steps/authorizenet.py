@@ -15,6 +15,7 @@ from redis import Redis
 
 from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
+from payhooks.settings.authorizenet import AuthorizeNetSettings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
@@ -33,11 +34,12 @@ class AuthorizeNetStep:
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> AuthorizeNetStep:
+        section = settings.provider(AuthorizeNetSettings)
         return cls(
-            api_url=settings.authorizenet_api_url,
-            login_id=settings.authorizenet_login_id,
-            transaction_key=settings.authorizenet_transaction_key,
-            currency=settings.authorizenet_currency,
+            api_url=section.api_url,
+            login_id=section.login_id,
+            transaction_key=section.transaction_key,
+            currency=section.currency,
         )
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:

@@ -18,6 +18,7 @@ from payhooks.domain.events import PaymentEvent
 from payhooks.domain.money import to_minor_units
 from payhooks.domain.provider_formats.epay import NUMERIC_CODES
 from payhooks.settings import Settings
+from payhooks.settings.epay import EPaySettings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
@@ -60,10 +61,11 @@ class EPayStep:
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> EPayStep:
+        section = settings.provider(EPaySettings)
         return cls(
-            api_url=settings.epay_api_url,
-            merchant_number=settings.epay_merchant_number,
-            password=settings.epay_api_password,
+            api_url=section.api_url,
+            merchant_number=section.merchant_number,
+            password=section.api_password,
         )
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:

@@ -20,6 +20,7 @@ from requests.exceptions import Timeout
 from payhooks.domain.events import InvoiceRef, PaymentEvent
 from payhooks.domain.money import from_minor_units
 from payhooks.settings import Settings
+from payhooks.settings.gocardless import GoCardlessSettings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
@@ -40,10 +41,11 @@ class GoCardlessStep:
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> GoCardlessStep:
+        section = settings.provider(GoCardlessSettings)
         return cls(
-            settings.gocardless_access_token,
-            environment=settings.gocardless_environment,
-            base_url=settings.gocardless_base_url,
+            section.access_token,
+            environment=section.environment,
+            base_url=section.base_url,
             invoice_metadata_key=settings.invoice_metadata_key,
         )
 

@@ -15,6 +15,7 @@ from redis import Redis
 from payhooks.domain.events import PaymentEvent
 from payhooks.domain.provider_formats.paypal_ipn import body_digest, ipn_events, ipn_fields
 from payhooks.settings import Settings
+from payhooks.settings.paypal import PayPalIpnSettings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
@@ -27,10 +28,11 @@ class PayPalIpnStep:
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> PayPalIpnStep:
+        section = settings.provider(PayPalIpnSettings)
         return cls(
             trail,
-            ipn_url=settings.paypal_ipn_url,
-            receiver_emails=settings.paypal_ipn_receiver_emails,
+            ipn_url=section.ipn_url,
+            receiver_emails=section.receiver_emails,
         )
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:

@@ -39,6 +39,7 @@ from payhooks.domain.provider_formats.stripe import (
     token_of,
 )
 from payhooks.settings import Settings
+from payhooks.settings.stripe import StripeSettings
 from payhooks.storage.redis_keys import text
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable, TransientError
@@ -73,9 +74,10 @@ class StripeStep:
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> StripeStep:
+        section = settings.provider(StripeSettings)
         return cls(
-            settings.stripe_api_key,
-            settings.stripe_api_base,
+            section.api_key,
+            section.api_base,
             redis=redis,
             invoice_metadata_key=settings.invoice_metadata_key,
             ttl_seconds=settings.event_ttl_seconds,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
+from payhooks.devtools.sandbox.authorizenet import LOGIN_ID, TRANSACTION_KEY
 from service.providers.authorizenet import signature_of
 
 # Not a secret: the Signature Key of `payhooks dev`, known to `send-test`.
@@ -65,3 +68,15 @@ def for_send_test(request: SampleRequest) -> Sample:
         body,
         headers,
     )
+
+
+def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "AUTHORIZENET_SIGNATURE_KEYS": exported_or(
+            env, "AUTHORIZENET_SIGNATURE_KEYS", DEV_SIGNATURE_KEY
+        ),
+        "AUTHORIZENET_LOGIN_ID": LOGIN_ID,
+        "AUTHORIZENET_TRANSACTION_KEY": TRANSACTION_KEY,
+        "AUTHORIZENET_API_URL": f"{sandbox.url}/xml/v1/request.api",
+        "AUTHORIZENET_CURRENCY": "EUR",
+    }

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import secrets
 from base64 import encodebytes
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import urlencode
 
 from braintree.util.crypto import Crypto
 
+from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
 
 # Not secrets: the key pair of `payhooks dev`, known to `send-test`.
@@ -86,3 +88,11 @@ def for_send_test(request: SampleRequest) -> Sample:
         body,
         headers,
     )
+
+
+def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "BRAINTREE_KEYS": exported_or(env, "BRAINTREE_KEYS", f"{DEV_PUBLIC_KEY}:{DEV_PRIVATE_KEY}"),
+        "BRAINTREE_MERCHANT_ID": exported_or(env, "BRAINTREE_MERCHANT_ID", DEV_MERCHANT_ID),
+        "BRAINTREE_ENVIRONMENT": exported_or(env, "BRAINTREE_ENVIRONMENT", "sandbox"),
+    }

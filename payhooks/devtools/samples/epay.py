@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
+from payhooks.devtools.sandbox.epay import API_PATH, MERCHANT_NUMBER
 from payhooks.domain.money import to_minor_units
 from payhooks.domain.provider_formats.epay import NUMERIC_CODES
 from service.providers.epay import hash_of
@@ -57,3 +60,11 @@ def for_send_test(request: SampleRequest) -> Sample:
         f"order {request.invoice}",
         query=signed_query(parameters, secret),
     )
+
+
+def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "EPAY_MD5_SECRETS": exported_or(env, "EPAY_MD5_SECRETS", DEV_SECRET),
+        "EPAY_MERCHANT_NUMBER": MERCHANT_NUMBER,
+        "EPAY_API_URL": f"{sandbox.url}{API_PATH}",
+    }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
 
 # Not a secret: the `bank` source's secret in `payhooks dev`, known to `send-test`.
@@ -75,3 +77,11 @@ def for_send_test(request: SampleRequest) -> Sample:
         body,
         headers,
     )
+
+
+def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "GENERIC_WEBHOOK_SECRETS": exported_or(
+            env, "GENERIC_WEBHOOK_SECRETS", f"{DEV_SOURCE}:{DEV_SECRET}"
+        )
+    }

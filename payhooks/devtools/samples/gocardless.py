@@ -6,10 +6,13 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
+from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
 from payhooks.domain.money import to_minor_units
 
 # Not a secret: the webhook endpoint secret of `payhooks dev`, known to `send-test`.
@@ -116,3 +119,13 @@ def for_send_test(request: SampleRequest) -> Sample:
         body,
         headers,
     )
+
+
+def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "GOCARDLESS_WEBHOOK_SECRETS": exported_or(
+            env, "GOCARDLESS_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET
+        ),
+        "GOCARDLESS_ACCESS_TOKEN": ACCESS_TOKEN,
+        "GOCARDLESS_BASE_URL": sandbox.url,
+    }

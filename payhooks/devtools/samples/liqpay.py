@@ -6,10 +6,12 @@ import base64
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
 from service.providers.liqpay import signature_of
 
@@ -68,3 +70,7 @@ def for_send_test(request: SampleRequest) -> Sample:
         body,
         headers,
     )
+
+
+def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    return {"LIQPAY_PRIVATE_KEYS": exported_or(env, "LIQPAY_PRIVATE_KEYS", DEV_PRIVATE_KEY)}

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
-from payhooks.devtools.sandbox.paypal import CERT_PATH
+from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from service.providers.paypal import signed_message
 
 # Not secrets: the webhook id and receiver address of `payhooks dev`.
@@ -136,3 +139,26 @@ def ipn_for_send_test(request: SampleRequest) -> Sample:
         body,
         {"Content-Type": "application/x-www-form-urlencoded"},
     )
+
+
+def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    """Certificates from the stand-in, whose CA is trusted instead of the real roots."""
+    state = sandbox.states.get("paypal")
+    if not isinstance(state, PayPalState):
+        raise TypeError("PayPal's dev settings need the stand-in's PayPalState")
+    trust_file = Path(sandbox.data_dir) / "sandbox-paypal-ca.pem"
+    trust_file.write_bytes(state.ca_pem)
+    return {
+        "PAYPAL_WEBHOOK_IDS": exported_or(env, "PAYPAL_WEBHOOK_IDS", DEV_WEBHOOK_ID),
+        "PAYPAL_CERT_URL_PREFIXES": f"{sandbox.url}/paypal/",
+        "PAYPAL_CERT_TRUST_FILE": str(trust_file),
+    }
+
+
+def ipn_dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "PAYPAL_IPN_RECEIVER_EMAILS": exported_or(
+            env, "PAYPAL_IPN_RECEIVER_EMAILS", DEV_RECEIVER_EMAIL
+        ),
+        "PAYPAL_IPN_URL": f"{sandbox.url}/cgi-bin/webscr",
+    }

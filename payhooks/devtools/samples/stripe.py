@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import stripe
 
+from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
 from payhooks.domain.money import to_minor_units
 
@@ -199,3 +201,10 @@ def for_send_test(request: SampleRequest) -> Sample:
         body,
         headers,
     )
+
+
+def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "STRIPE_WEBHOOK_SECRETS": exported_or(env, "STRIPE_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET),
+        "STRIPE_ALLOW_TEST_MODE": "true",  # send-test's Stripe events are test mode
+    }

@@ -1,0 +1,156 @@
+"""The one settings object: core settings and one section per provider, read once at start-up.
+
+Every variable is listed in the README's configuration table. Secrets are kept out of
+``repr`` so a settings object can be logged or printed safely.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import TypeVar
+
+from payhooks.domain.providers import GENERIC, PROVIDERS, load
+from payhooks.settings.generic import GenericSettings
+from payhooks.settings.provider import ProviderSettings
+from payhooks.settings.reading import (
+    ConfigError,
+    choice,
+    read_fields,
+    secret_variables,
+    setting,
+    upper,
+    url,
+    variables,
+    whole,
+)
+
+S = TypeVar("S", bound=ProviderSettings)
+
+
+@cache
+def section_classes() -> tuple[type[ProviderSettings], ...]:
+    """Each registry entry's settings section, in registry order, the generic sources last."""
+    return tuple(dict.fromkeys(load(spec.settings) for spec in (*PROVIDERS, GENERIC)))
+
+
+def every_variable() -> dict[str, bool]:
+    """Every variable payhooks reads, and whether it holds a secret."""
+    found: dict[str, bool] = {}
+    classes: tuple[type, ...] = (Settings, *section_classes())
+    for cls in classes:
+        hidden = secret_variables(cls)
+        found.update({variable: variable in hidden for variable in variables(cls).values()})
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str | None = setting("REDIS_URL", None, url, secret=True)  # may hold a password
+    redis_password: str | None = setting("REDIS_PASSWORD", secret=True)
+    #: The receiver answers 2xx only once this many replicas hold the event (WAIT).
+    redis_ack_replicas: int = setting("REDIS_ACK_REPLICAS", 0, whole())
+    redis_ack_timeout_ms: int = setting("REDIS_ACK_TIMEOUT_MS", 500, whole(minimum=1))
+    queue_name: str = setting("PAYHOOKS_QUEUE", "payhooks")
+
+    nexudus_base_url: str = setting("NEXUDUS_BASE_URL", "https://spaces.nexudus.com", url)
+    nexudus_username: str | None = setting("NEXUDUS_USERNAME")
+    nexudus_password: str | None = setting("NEXUDUS_PASSWORD", secret=True)
+    nexudus_timeout_seconds: int = setting("NEXUDUS_TIMEOUT_SECONDS", 30, whole(minimum=1))
+    nexudus_writes_per_minute: int = setting("NEXUDUS_WRITES_PER_MINUTE", 60, whole(minimum=1))
+    nexudus_writes_per_day: int = setting("NEXUDUS_WRITES_PER_DAY", 5000, whole(minimum=1))
+    nexudus_calls_per_minute: int = setting("NEXUDUS_CALLS_PER_MINUTE", 120, whole(minimum=1))
+    nexudus_min_interval_ms: int = setting("NEXUDUS_MIN_INTERVAL_MS", 100, whole())
+    #: How much longer our count windows are than Nexudus's (we count a call when its
+    #: slot is taken, Nexudus when it arrives).
+    nexudus_rate_margin_ms: int = setting("NEXUDUS_RATE_MARGIN_MS", 2000, whole())
+    #: The breaker judges once this many recent calls are known, and opens when half failed.
+    nexudus_breaker_min_calls: int = setting("NEXUDUS_BREAKER_MIN_CALLS", 10, whole(minimum=2))
+    nexudus_breaker_open_seconds: int = setting(
+        "NEXUDUS_BREAKER_OPEN_SECONDS", 15, whole(minimum=1)
+    )
+    nexudus_breaker_max_open_seconds: int = setting(
+        "NEXUDUS_BREAKER_MAX_OPEN_SECONDS", 120, whole(minimum=1)
+    )
+
+    #: The metadata key naming the Nexudus invoice (Stripe and GoCardless objects).
+    invoice_metadata_key: str = setting("INVOICE_METADATA_KEY", "nexudus_invoice_id")
+
+    job_max_attempts: int = setting("JOB_MAX_ATTEMPTS", 8, whole(minimum=1))
+    job_retry_base_seconds: int = setting("JOB_RETRY_BASE_SECONDS", 10, whole())
+    #: Transient failures retried in place (first wait, doubling) before RQ retries.
+    job_retries_in_place: int = setting("JOB_RETRIES_IN_PLACE", 6, whole())
+    job_retry_in_place_first_ms: int = setting("JOB_RETRY_IN_PLACE_FIRST_MS", 250, whole())
+    job_retry_max_seconds: int = setting("JOB_RETRY_MAX_SECONDS", 3600, whole(minimum=1))
+    job_timeout_seconds: int = setting("JOB_TIMEOUT_SECONDS", 300, whole(minimum=10))
+    worker_maintenance_seconds: int = setting("WORKER_MAINTENANCE_SECONDS", 60, whole(minimum=10))
+    event_retention_days: int = setting("EVENT_RETENTION_DAYS", 30, whole(minimum=1))
+    failed_job_retention_days: int = setting("FAILED_JOB_RETENTION_DAYS", 14, whole(minimum=1))
+
+    log_format: str = setting("LOG_FORMAT", "json", choice("json", "text"))
+    log_level: str = setting("LOG_LEVEL", "INFO", upper)
+
+    #: One section per provider; a provider without one has its defaults (off).
+    providers: tuple[ProviderSettings, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        sections = tuple(section.from_env(env) for section in section_classes())
+        return read_fields(cls, env, providers=sections)
+
+    def provider(self, kind: type[S]) -> S:
+        """The provider's section (its defaults when none was given)."""
+        for section in self.providers:
+            if type(section) is kind:
+                return section
+        return kind()
+
+    def with_provider(self, section: ProviderSettings) -> Settings:
+        """A copy with ``section`` in place of its provider's."""
+        others = tuple(s for s in self.providers if type(s) is not type(section))
+        return replace(self, providers=(*others, section))
+
+    # What each role cannot start without. Checked at start-up, so a misconfigured
+    # deployment fails loudly instead of acknowledging webhooks it cannot handle.
+
+    def require_redis(self) -> str:
+        if self.redis_url is None:
+            raise ConfigError("REDIS_URL is required (e.g. redis://localhost:6379/0)")
+        return self.redis_url
+
+    def check_receiver(self) -> None:
+        self.require_redis()
+        for section in self.providers:
+            section.check()
+        if not self.enabled_providers():
+            variables = [section.enabling_variable() for section in section_classes()]
+            raise ConfigError(f"no provider is configured: set one of {', '.join(variables)}")
+
+    def check_worker(self) -> None:
+        self.require_redis()
+        self.nexudus_credentials()
+
+    def nexudus_credentials(self) -> tuple[str, str]:
+        """The Nexudus user and password the worker signs in with."""
+        if self.nexudus_username is None:
+            raise ConfigError("NEXUDUS_USERNAME is required for the worker")
+        if self.nexudus_password is None:
+            raise ConfigError("NEXUDUS_PASSWORD is required for the worker")
+        return self.nexudus_username, self.nexudus_password
+
+    def enabled_providers(self) -> list[str]:
+        """The providers whose URL exists, in registry order, then generic sources."""
+        enabled = [spec.name for spec in PROVIDERS if self.provider(load(spec.settings)).enabled]
+        sources = self.provider(GenericSettings).webhook_secrets
+        return enabled + [f"generic/{source}" for source in sources]
+
+    @property
+    def event_ttl_seconds(self) -> int:
+        return self.event_retention_days * 86400
+
+    @property
+    def failed_job_ttl_seconds(self) -> int:
+        return self.failed_job_retention_days * 86400

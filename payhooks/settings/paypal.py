@@ -1,0 +1,57 @@
+"""PayPal's two settings sections: REST webhooks and IPN."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from payhooks.settings.provider import ProviderSettings
+from payhooks.settings.reading import Rows, choice, count, items, setting, text, url
+
+#: Where PayPal's message-signing certificates may be fetched from.
+PAYPAL_CERT_URL_PREFIXES = (
+    "https://api.paypal.com/",
+    "https://api-m.paypal.com/",
+    "https://api.sandbox.paypal.com/",
+    "https://api-m.sandbox.paypal.com/",
+)
+
+
+def _provider_value(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """``auto`` (the default), 5 or 6: the eRegularPaymentProvider its tokens carry."""
+    value = choice("auto", "5", "6")(env, name, "auto" if default is None else str(default))
+    return None if value == "auto" else int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PayPalSettings(ProviderSettings):
+    ENABLED_BY = "webhook_ids"
+
+    webhook_ids: tuple[str, ...] = setting("PAYPAL_WEBHOOK_IDS", (), items)
+    cert_url_prefixes: tuple[str, ...] = setting(
+        "PAYPAL_CERT_URL_PREFIXES", PAYPAL_CERT_URL_PREFIXES, items
+    )
+    cert_trust_file: str | None = setting("PAYPAL_CERT_TRUST_FILE", None, text)
+    provider_value: int | None = setting("PAYPAL_PROVIDER_VALUE", None, _provider_value)
+
+    def rows(self) -> Rows:
+        return [
+            ("webhook ids", count(self.webhook_ids)),
+            ("certificates from", ", ".join(self.cert_url_prefixes)),
+            ("trusted roots", self.cert_trust_file or "the certifi bundle"),
+            ("provider value", str(self.provider_value or "auto")),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class PayPalIpnSettings(ProviderSettings):
+    ENABLED_BY = "receiver_emails"
+
+    receiver_emails: tuple[str, ...] = setting("PAYPAL_IPN_RECEIVER_EMAILS", (), items)
+    ipn_url: str = setting("PAYPAL_IPN_URL", "https://ipnpb.paypal.com/cgi-bin/webscr", url)
+
+    def rows(self) -> Rows:
+        return [
+            ("receiver addresses", ", ".join(self.receiver_emails)),
+            ("postback to", self.ipn_url),
+        ]
