@@ -74,7 +74,7 @@ def create_app(
     for name, provider in providers.items():
         app.router.add_route(
             provider.method,
-            f"/webhooks/{name}",
+            f"/webhooks/{name}/{{token}}" if provider.url_tokens else f"/webhooks/{name}",
             webhook_handler(provider, inbox, quarantine, limits, budget),
         )
         answer = getattr(provider, "answer_challenge", None)

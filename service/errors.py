@@ -33,6 +33,15 @@ class InvalidPayload(WebhookError):
         self.errors = errors
 
 
+class UnknownUrlToken(WebhookError):
+    """The secret of ours a signature-less provider's URL ends with is not one we set: the
+    URL is answered as if it did not exist, and the body is left unread."""
+
+    status = 404
+    code = "unknown_url_token"
+    close_connection = True
+
+
 class UnsupportedMediaType(WebhookError):
     status = 415
     code = "unsupported_media_type"

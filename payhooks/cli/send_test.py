@@ -117,11 +117,14 @@ def _send(
         sandbox_url=args.sandbox_url,
     )
     sample = build(request)
+    target = f"{url}/{sample.url_token}" if sample.url_token else url
     if sample.query is not None:
-        response = httpx.get(f"{url}?{sample.query}", timeout=10)
+        response = httpx.get(f"{target}?{sample.query}", timeout=10)
     else:
-        response = httpx.post(url, content=sample.body, headers=sample.headers, timeout=10)
-    return sample.method, url, request, sample, response
+        response = httpx.post(target, content=sample.body, headers=sample.headers, timeout=10)
+    # What is printed never shows the URL's secret.
+    shown = f"{url}/***" if sample.url_token else url
+    return sample.method, shown, request, sample, response
 
 
 def _answer(response: httpx.Response) -> object:

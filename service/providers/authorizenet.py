@@ -51,6 +51,7 @@ class AuthorizeNetWebhook:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("X-ANET-Signature",)
+    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthorizeNetWebhook:

@@ -31,6 +31,9 @@ class WebhookProvider(Protocol):
 
     #: The request headers kept with the body in the trail, to re-verify it later.
     signature_headers: tuple[str, ...]
+    #: For a provider that signs nothing (Forte): secrets of ours, one of which its URL must
+    #: end with (``/webhooks/<name>/<token>``); empty when the signature is the proof.
+    url_tokens: tuple[str, ...]
 
     def redact(self, body: bytes) -> bytes | None:
         """The body with card and bank details removed, or None when it holds none."""

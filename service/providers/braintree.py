@@ -83,6 +83,7 @@ class BraintreeWebhook:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ()  # the signature is a form field
+    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BraintreeWebhook:

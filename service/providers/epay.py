@@ -49,6 +49,7 @@ class EPayCallback:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ()  # the hash is a query parameter
+    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EPayCallback:

@@ -44,6 +44,7 @@ class GenericWebhook:
     bad_signature_status = 401
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("webhook-id", "webhook-timestamp", "webhook-signature")
+    url_tokens: tuple[str, ...] = ()
 
     def __init__(self, source: str, secrets: tuple[str, ...]) -> None:
         if not secrets:

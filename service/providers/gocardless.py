@@ -46,6 +46,7 @@ class GoCardlessWebhook:
     #: GoCardless recommends 204 for a request with nothing of interest.
     nothing_to_do_status = 204
     signature_headers: tuple[str, ...] = ("Webhook-Signature",)
+    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GoCardlessWebhook:

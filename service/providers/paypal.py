@@ -82,6 +82,7 @@ class PayPalWebhook:
         "PAYPAL-CERT-URL",
         "PAYPAL-AUTH-ALGO",
     )
+    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PayPalWebhook:

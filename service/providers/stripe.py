@@ -98,6 +98,7 @@ class StripeWebhook:
     bad_signature_status = 400
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("Stripe-Signature",)
+    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeWebhook:

@@ -54,6 +54,8 @@ class Sample:
     headers: dict[str, str] = field(default_factory=dict)
     #: Set for providers that call back with a GET (ePay): sent as the query string.
     query: str | None = None
+    #: Set for providers that sign nothing (Forte): the secret the URL ends with.
+    url_token: str | None = field(default=None, repr=False)
 
     @property
     def method(self) -> str:

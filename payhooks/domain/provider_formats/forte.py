@@ -1,0 +1,51 @@
+"""What Forte's transactions say: status, response code and money.
+
+Forte (REST API v3) describes a transaction by ``status`` (lower case on the wire) and a
+``response`` whose ``response_code`` is ``A01`` only for an approved one. A card sale is
+``ready`` once approved and ``settled`` once paid out; an eCheck sale goes ``ready`` ->
+``settling`` -> ``funded``, and may come back ``rejected`` or, after funding, ``unfunded``.
+Sources: Forte's "Transaction Status Codes" and "Response Codes" (forte.net/devdocs/
+reference/response_codes.htm; support.forte.net articles 11000053798 and 11000053799).
+Transactions carry no currency: a location takes one (US dollars, rarely Canadian).
+"""
+
+from __future__ import annotations
+
+import re
+
+from payhooks.domain.events import PaymentKind, RegularPaymentProvider
+
+PROVIDER = "forte"
+REGULAR_PAYMENT_PROVIDER = RegularPaymentProvider.FORTE
+APPROVED = "A01"
+
+TRANSACTION_ID = re.compile(r"trn_[A-Za-z0-9-]{1,64}")
+LOCATION_ID = re.compile(r"loc_\d{1,12}")
+STATUS = re.compile(r"[a-z]{1,20}")
+
+#: A card sale's status -> what it means for the invoice.
+CARD_SALE = {
+    "ready": PaymentKind.PAID,  # approved, awaiting settlement: the member has paid
+    "settled": PaymentKind.PAID,
+    "review": PaymentKind.PENDING,  # held by a merchant configuration issue
+    "declined": PaymentKind.FAILED,
+    "failed": PaymentKind.FAILED,
+    "voided": PaymentKind.FAILED,
+}
+#: An eCheck sale's: money has moved only once funded.
+ECHECK_SALE = {
+    "ready": PaymentKind.PENDING,
+    "settling": PaymentKind.PENDING,
+    "review": PaymentKind.PENDING,
+    "funded": PaymentKind.PAID,
+    "declined": PaymentKind.FAILED,
+    "failed": PaymentKind.FAILED,
+    "voided": PaymentKind.FAILED,
+    "rejected": PaymentKind.FAILED,  # returned before funding: never paid
+    "unfunded": PaymentKind.REFUNDED,  # returned after funding: the money went back
+}
+
+
+def sale_kind(status: str, *, echeck: bool) -> PaymentKind | None:
+    """What a sale in ``status`` means, or None for a status we do not know."""
+    return (ECHECK_SALE if echeck else CARD_SALE).get(status.lower())

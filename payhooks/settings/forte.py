@@ -1,0 +1,56 @@
+"""Forte's settings section.
+
+Forte signs no webhook, so its URL carries a secret of ours (``/webhooks/forte/<token>``)
+and the job confirms every transaction with Forte's REST API before money is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from payhooks.settings.provider import ProviderSettings
+from payhooks.settings.reading import ConfigError, Rows, count, is_set, items, setting, upper, url
+
+#: Long enough that guessing is hopeless, and safe in a URL path as it is.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{24,128}")
+
+
+def url_tokens(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    tokens = items(env, name, default)
+    if not all(_TOKEN.fullmatch(token) for token in tokens):
+        # The values are not echoed: they are secrets.
+        raise ConfigError(
+            f"{name} takes tokens of 24 to 128 letters, digits, '-' or '_' "
+            "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ForteSettings(ProviderSettings):
+    ENABLED_BY = "webhook_tokens"
+    WORKER_NEEDS = ("organization_id", "api_access_id", "api_secure_key")
+
+    webhook_tokens: tuple[str, ...] = setting("FORTE_WEBHOOK_TOKENS", (), url_tokens, secret=True)
+    organization_id: str | None = setting("FORTE_ORGANIZATION_ID")
+    api_access_id: str | None = setting("FORTE_API_ACCESS_ID", secret=True)
+    api_secure_key: str | None = setting("FORTE_API_SECURE_KEY", secret=True)
+    api_url: str = setting("FORTE_API_URL", "https://api.forte.net/v3", url)
+    #: Forte's transactions carry no currency: a location is in US dollars (or, rarely, CAD).
+    currency: str = setting("FORTE_CURRENCY", "USD", upper)
+
+    def check(self) -> None:
+        if self.organization_id and not re.fullmatch(r"org_\d+", self.organization_id):
+            raise ConfigError("FORTE_ORGANIZATION_ID is Forte's org_ id, such as org_300005")
+
+    def rows(self) -> Rows:
+        return [
+            ("URL tokens", count(self.webhook_tokens)),
+            ("organization", self.organization_id or "not set"),
+            ("API access id", is_set(self.api_access_id)),
+            ("API secure key", is_set(self.api_secure_key)),
+            ("API", self.api_url),
+            ("currency", self.currency),
+        ]
