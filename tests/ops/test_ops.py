@@ -80,7 +80,7 @@ class TestTransientFailures:
     ) -> None:
         sandbox_state.faults.append(fault)
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert len(sandbox_state.tokens) == 1
@@ -93,7 +93,7 @@ class TestPermanentFailures:
     ) -> None:
         sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 401, times=2))
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         failure = Job.fetch(job_id(event), connection=queue.connection).meta["failure"]
         assert failure["error_class"] == "NexudusPermanentError"
@@ -113,7 +113,7 @@ class TestPermanentFailures:
         context.install(ctx)
         event = paid_event(42)
         try:
-            deliver(wrong, event)
+            deliver(wrong, "stripe", event)
             SimpleWorker([queue], connection=redis).work(burst=True)
         finally:
             context._current = None
@@ -127,7 +127,7 @@ class TestPermanentFailures:
         self, settings: Settings, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = paid_event(None, metadata={"nexudus_invoice_number": "INV-NOPE"})
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         failure = Job.fetch(job_id(event), connection=queue.connection).meta["failure"]
         assert failure["error_class"] == "InvoiceNotFound"
@@ -139,7 +139,7 @@ class TestReplay:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, ops: Ops
     ) -> None:
         event = paid_event(77)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         [failed], _ = ops.failed_jobs(Filters())
         assert (failed.error_class, failed.invoice, failed.event_id) == (
@@ -167,7 +167,7 @@ class TestReplay:
             Fault("GET", f"{INVOICES}/42", 500, times=settings.job_max_attempts)
         )
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         [failed], _ = ops.failed_jobs(Filters())
         assert failed.attempts == settings.job_max_attempts
@@ -180,7 +180,7 @@ class TestReplay:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, ops: Ops
     ) -> None:
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         before = json.dumps(sandbox_state.invoices[42], sort_keys=True)
         sandbox_state.calls.clear()
@@ -196,7 +196,7 @@ class TestReplay:
     ) -> None:
         missing = [paid_event(i) for i in (90, 91)]
         short = paid_event(42, currency="GBP")  # the invoice is in EUR
-        deliver(settings, *missing, short)
+        deliver(settings, "stripe", *missing, short)
         run_worker()
         jobs, _ = ops.failed_jobs(Filters())
         assert len(jobs) == 3
@@ -223,7 +223,7 @@ class TestReplay:
         run_worker: RunWorker,
         queue: Queue,
     ) -> None:
-        deliver(settings, paid_event(90), paid_event(91))
+        deliver(settings, "stripe", paid_event(90), paid_event(91))
         run_worker()
         env = worker_env(settings)
         listed = subprocess.run(  # noqa: PLW1510
@@ -278,7 +278,7 @@ class TestReplay:
         redis: Redis,
     ) -> None:
         event = paid_event(88)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         redis.delete(f"rq:job:{job_id(event)}")  # the job hash has expired meanwhile
         jobs, expired = ops.failed_jobs(Filters())
@@ -302,7 +302,7 @@ class TestReplay:
     ) -> None:
         # An older configuration looked in another metadata key and ignored the event.
         event = paid_event(None, metadata={"invoice": "42"})
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         assert ops.trail.history(f"stripe:{event['id']}")[-1]["stage"] == "ignored"
         fixed = Ops(with_settings(settings, invoice_metadata_key="invoice"), redis)
         assert "queued" in fixed.replay_event(f"stripe:{event['id']}")
@@ -322,9 +322,9 @@ class TestTrail:
         intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
         first = samples.event("payment_intent.processing", dict(intent, status="processing"))
         second = samples.event("payment_intent.succeeded", intent)
-        deliver(settings, first)
+        deliver(settings, "stripe", first)
         run_worker()
-        deliver(settings, second, second)  # the second one delivered twice
+        deliver(settings, "stripe", second, second)  # the second one delivered twice
         sandbox_state.faults.append(Fault("PUT", INVOICES, 503))
         run_worker()
 
@@ -355,7 +355,7 @@ class TestTrail:
     ) -> None:
         intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
         event = samples.event("charge.succeeded", samples.charge(intent))
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         [entry, *_] = ops.trail.history(f"stripe:{event['id']}")
         stored = ops.trail.webhook(entry["webhook"])
         assert stored is not None
@@ -404,7 +404,7 @@ def test_worker_killed_mid_job_is_recovered_not_lost(
     # The token POST lands, then hangs: the worker (and its work horse) die meanwhile.
     sandbox_state.faults.append(Fault("POST", TOKENS, 503, delay=30, after_apply=True))
     event = paid_event(42)
-    deliver(settings, event)
+    deliver(settings, "stripe", event)
     # A short job timeout: the dead job's invoice lock lapses with it.
     worker = subprocess.Popen(
         [*PAYHOOKS, "worker"],
@@ -436,7 +436,7 @@ class TestReplaySafety:
         self, settings: Settings, run_worker: RunWorker, ops: Ops, redis: Redis
     ) -> None:
         event = paid_event(90)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert redis.ttl(f"rq:job:{job_id(event)}") > 0  # a failed job expires
         ops.replay([job_id(event)])
@@ -446,7 +446,7 @@ class TestReplaySafety:
         self, settings: Settings, run_worker: RunWorker, ops: Ops, queue: Queue
     ) -> None:
         event = paid_event(90)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         listed, _ = ops.failed_jobs(Filters())
         ops.replay([job_id(event)])  # someone replays it meanwhile
@@ -457,7 +457,7 @@ class TestReplaySafety:
         self, settings: Settings, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = paid_event(90)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         result = subprocess.run(  # noqa: PLW1510
             [*PAYHOOKS, "failed", "replay", job_id(event), "--dry-run"],

@@ -18,7 +18,6 @@ from payhooks.cli.main import main
 from payhooks.cli.ops import shorten
 from payhooks.devtools.samples import generic as generic_samples
 from payhooks.devtools.samples import stripe as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
@@ -74,7 +73,7 @@ class TestFailedList:
     ) -> None:
         short = paid_event(42, currency="GBP")  # AmountMismatch: a long reason
         missing = paid_event(77)
-        deliver(settings, short, missing)
+        deliver(settings, "stripe", short, missing)
         run_worker()
 
         code, out, _ = cli("failed", "list")
@@ -134,8 +133,8 @@ class TestFailedList:
         body, headers = generic_samples.signed(
             generic_samples.notification(invoice_id=77, amount="100.00"), GENERIC_SECRET
         )
-        deliver_bodies(settings, "generic/bank", [body], headers)
-        deliver(settings, paid_event(78))
+        deliver(settings, "generic/bank", (body, headers))
+        deliver(settings, "stripe", paid_event(78))
         run_worker()
         _, out, _ = cli("failed", "list", "--provider", "generic", "--json")
         [row] = json.loads(out)
@@ -177,7 +176,7 @@ class TestUnknownJobs:
         self, settings: Settings, run_worker: RunWorker, cli: Any, redis: Redis
     ) -> None:
         event = paid_event(77)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         redis.delete(f"rq:job:{job_id(event)}")  # the failed job's own TTL ran out
         redis.zrem(
@@ -195,7 +194,7 @@ class TestPurge:
         self, settings: Settings, run_worker: RunWorker, cli: Any, queue: Queue
     ) -> None:
         missing, short = paid_event(77), paid_event(42, currency="GBP")
-        deliver(settings, missing, short)
+        deliver(settings, "stripe", missing, short)
         run_worker()
         registry = FailedJobRegistry(queue=queue)
 
@@ -220,7 +219,7 @@ class TestPurge:
         body, headers = generic_samples.signed(
             generic_samples.notification(invoice_id=77, amount="100.00"), GENERIC_SECRET
         )
-        deliver_bodies(settings, "generic/bank", [body], headers)
+        deliver(settings, "generic/bank", (body, headers))
         run_worker()
         code, _, _ = cli("failed", "purge", "--all", "--yes")
         assert code == 0
@@ -238,7 +237,7 @@ class TestShow:
         cli: Any,
     ) -> None:
         event = paid_event(77)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         code, out, _ = cli("failed", "show", job_id(event))
         assert code == 0
@@ -271,7 +270,7 @@ class TestShow:
         self, settings: Settings, run_worker: RunWorker, cli: Any
     ) -> None:
         event = paid_event(77)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         _, out, _ = cli("failed", "show", job_id(event))
         head = out.split("\n\n")[0]

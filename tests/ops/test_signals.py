@@ -91,7 +91,7 @@ def test_worker_finishes_its_current_job_on_sigterm(
     event = samples.event(
         "payment_intent.succeeded", samples.payment_intent(invoice_id=42, amount=Decimal(100))
     )
-    deliver(settings, event)
+    deliver(settings, "stripe", event)
     worker = subprocess.Popen(
         [*PAYHOOKS, "worker"],
         env=worker_env(settings),

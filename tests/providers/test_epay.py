@@ -14,7 +14,6 @@ from rq import Queue
 from rq.job import Job
 
 from payhooks.devtools.samples import epay as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.epay import EPayState
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import PaymentEvent
@@ -22,6 +21,7 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.errors import InvalidSignature
 from service.providers.epay import EPayCallback
+from tests.support.delivery import deliver
 from tests.support.settings import EPAY_SECRET
 
 RunWorker = Callable[[], None]
@@ -81,7 +81,7 @@ def test_callback_marks_the_invoice_paid(
 ) -> None:
     parameters = samples.callback(orderid="42", amount_minor=10000, currency="978")
     register(epay_state, parameters)
-    deliver_bodies(settings, "epay", [samples.signed_query(parameters, EPAY_SECRET).encode()])
+    deliver(settings, "epay", samples.signed_query(parameters, EPAY_SECRET).encode())
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert (token["Token"], token["RegularPaymentProvider"]) == (parameters[0][1], 7)
@@ -128,7 +128,7 @@ def test_a_rearranged_callback_is_not_recorded(
     query = samples.signed_query(genuine, EPAY_SECRET)
     forged_query = urlencode([*forged, ("hash", dict(parse_qsl(query))["hash"])])
     EPayCallback((EPAY_SECRET,)).verify(forged_query.encode(), {})  # the hash still matches
-    deliver_bodies(settings, "epay", [forged_query.encode()])
+    deliver(settings, "epay", forged_query.encode())
     run_worker()
     assert sandbox_state.calls == []
     job = Job.fetch(redis_keys.job_id("epay:1234567"), connection=queue.connection)
@@ -149,7 +149,7 @@ def test_without_a_merchant_number_nothing_is_recorded(
         query = samples.signed_query(
             samples.callback(orderid="42", amount_minor=10000), EPAY_SECRET
         )
-        deliver_bodies(bare, "epay", [query.encode()])
+        deliver(bare, "epay", query.encode())
         SimpleWorker([queue], connection=redis).work(burst=True)
     finally:
         context._current = None

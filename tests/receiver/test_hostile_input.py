@@ -36,6 +36,7 @@ from payhooks.storage import redis_keys
 from payhooks.storage.trail import StoredWebhook
 from service.app import create_app
 from service.quarantine import Quarantine
+from tests.support.client import post_webhook
 from tests.support.settings import (
     BRAINTREE_PRIVATE,
     BRAINTREE_PUBLIC,
@@ -285,9 +286,8 @@ class TestGenericSchemaIsStrict:
         notification = generic_samples.notification(invoice_id=197, amount="100.00")
         raw = json.dumps({**notification, **change}).encode()
         body, headers = generic_samples.signed(raw, GENERIC_SECRET)
-        response = await client.post("/webhooks/generic/bank", data=body, headers=headers)
-        answer = await response.json()
-        assert (response.status, answer["error"]) == (422, "invalid_payload")
+        status, answer = await post_webhook(client, "generic/bank", body, headers)
+        assert (status, answer["error"]) == (422, "invalid_payload")
         assert [e.split(":")[0] for e in answer["errors"]] == [complaint]
         assert queue.count == 0
 
@@ -315,8 +315,8 @@ async def test_unverified_junk_is_still_refused_and_not_kept(
 ) -> None:
     body = deeply_nested("events")
     headers = {"Webhook-Signature": "0" * 64, "Content-Type": "application/json"}
-    response = await client.post("/webhooks/gocardless", data=body, headers=headers)
-    assert response.status == 498
+    status, _ = await post_webhook(client, "gocardless", body, headers)
+    assert status == 498
     assert UnprocessedWebhooks(Ops(settings, redis)).listed() == []
 
 
@@ -397,5 +397,5 @@ async def test_kept_only_once_the_replicas_asked_for_hold_it(
     body = deeply_nested("events")
     signature = hmac.new(GOCARDLESS_SECRET.encode(), body, hashlib.sha256).hexdigest()
     headers = {"Webhook-Signature": signature, "Content-Type": "application/json"}
-    response = await client.post("/webhooks/gocardless", data=body, headers=headers)
-    assert (response.status, (await response.json())["error"]) == (503, "queue_unavailable")
+    status, answer = await post_webhook(client, "gocardless", body, headers)
+    assert (status, answer["error"]) == (503, "queue_unavailable")

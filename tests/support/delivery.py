@@ -1,8 +1,9 @@
-"""Queueing events as the receiver does, and reading the Nexudus sandbox's call log."""
+"""Queueing webhooks as the receiver does, and reading the Nexudus sandbox's call log."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from payhooks.devtools.samples.deliver import deliver_bodies
@@ -10,10 +11,25 @@ from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
 from service.inbox import Accepted
 
+#: What a test delivers: the raw body, a sample's ``signed(...)`` pair (body, headers), or a
+#: JSON object (a Stripe event, a GoCardless batch) sent as ``json.dumps`` writes it.
+Webhook = bytes | tuple[bytes, Mapping[str, str]] | dict[str, Any]
 
-def deliver(settings: Settings, *events: dict[str, Any]) -> list[Accepted]:
-    """Queue Stripe events exactly as the receiver does after verifying them."""
-    return deliver_bodies(settings, "stripe", [json.dumps(e).encode() for e in events])
+
+def deliver(settings: Settings, provider: str, *webhooks: Webhook) -> list[Accepted]:
+    """Queue ``webhooks`` for ``provider`` (a registry name, or ``generic/<source>``) exactly
+    as the receiver does once it has verified them, one after another; what each was."""
+    accepted: list[Accepted] = []
+    for webhook in webhooks:
+        headers: dict[str, str] = {}
+        if isinstance(webhook, dict):
+            body = json.dumps(webhook).encode()
+        elif isinstance(webhook, bytes):
+            body = webhook
+        else:
+            body, headers = webhook[0], dict(webhook[1])
+        accepted += deliver_bodies(settings, provider, [body], headers)
+    return accepted
 
 
 def api_calls(state: SandboxState) -> list[tuple[str, str, int]]:

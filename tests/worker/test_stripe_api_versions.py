@@ -226,7 +226,7 @@ class TestWithoutApiKey:
     ) -> None:
         payment = Payment(api_version)
         events = [payment.intent_succeeded(), *(getattr(payment, name)() for name in order)]
-        deliver(settings, *events)
+        deliver(settings, "stripe", *events)
         run_worker()
         assert tokens_of(sandbox_state) == [payment.intent["id"]]
         assert sandbox_state.invoices[42]["PaidOn"] is not None
@@ -236,10 +236,10 @@ class TestWithoutApiKey:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
     ) -> None:
         payment = Payment()
-        deliver(settings, payment.invoice_payment_paid())
+        deliver(settings, "stripe", payment.invoice_payment_paid())
         run_worker()  # alone: its invoice may be none of ours, so it writes nothing yet
         assert tokens_of(sandbox_state) == []
-        deliver(settings, payment.invoice_paid())
+        deliver(settings, "stripe", payment.invoice_paid())
         run_worker()
         assert tokens_of(sandbox_state) == [payment.intent["id"]]
         assert len(queue.failed_job_registry) == 0
@@ -249,7 +249,7 @@ class TestWithoutApiKey:
     ) -> None:
         payment = Payment()
         event = payment.event("invoice.payment_failed", {**payment.invoice, "status": "open"})
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert job_of(queue, event).get_status() == "finished"
         assert tokens_of(sandbox_state) == []
@@ -259,7 +259,7 @@ class TestWithoutApiKey:
     ) -> None:
         payment = Payment()
         event = payment.invoice_paid()
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert tokens_of(sandbox_state) == []  # never the in_… id
         failure = job_of(queue, event).meta["failure"]
@@ -294,7 +294,7 @@ class TestWithApiKey:
                 stripe_state.invoice_payments[payment.invoice_payment["id"]] = (
                     payment.invoice_payment
                 )
-            deliver(api_settings, *events)
+            deliver(api_settings, "stripe", *events)
             ctx = context.build_context(api_settings)
             context.install(ctx)
             try:

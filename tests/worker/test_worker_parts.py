@@ -70,7 +70,7 @@ def test_payment_method_looked_up_when_the_webhook_does_not_say(
     ctx = context.build_context(settings)
     context.install(ctx)
     try:
-        deliver(settings, samples.event("payment_intent.succeeded", intent))
+        deliver(settings, "stripe", samples.event("payment_intent.succeeded", intent))
         SimpleWorker([Queue(settings.queue_name, connection=redis)], connection=redis).work(
             burst=True
         )
@@ -88,7 +88,7 @@ def test_without_api_key_an_unknown_method_is_recorded_as_stripe(
     intent = samples.payment_intent(
         invoice_id=42, amount=Decimal("100.00"), method="us_bank_account", single_method_type=False
     )
-    deliver(settings, samples.event("payment_intent.succeeded", intent))
+    deliver(settings, "stripe", samples.event("payment_intent.succeeded", intent))
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert token["RegularPaymentProvider"] == 2
