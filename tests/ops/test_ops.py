@@ -24,7 +24,7 @@ from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxSt
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, writes
-from tests.support.processes import PAYHOOKS, worker_env
+from tests.support.processes import PAYHOOKS, run_burst_worker, worker_env
 from tests.support.settings import with_settings
 from workers import context
 
@@ -104,20 +104,10 @@ class TestPermanentFailures:
     def test_wrong_credentials(
         self, settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
     ) -> None:
-        from rq import SimpleWorker
-
-        from workers import context
-
         wrong = with_settings(settings, nexudus_password="not-the-password")
-        ctx = context.build_context(wrong)
-        context.install(ctx)
         event = paid_event(42)
-        try:
-            deliver(wrong, "stripe", event)
-            SimpleWorker([queue], connection=redis).work(burst=True)
-        finally:
-            context._current = None
-            ctx.close()
+        deliver(wrong, "stripe", event)
+        run_burst_worker(wrong, redis, queue)
         failure = Job.fetch(job_id(event), connection=redis).meta["failure"]
         assert "authentication refused (invalid_grant)" in failure["reason"]
         assert "not-the-password" not in json.dumps(failure)

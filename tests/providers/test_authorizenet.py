@@ -8,17 +8,15 @@ from decimal import Decimal
 import pytest
 from aiohttp.test_utils import TestClient
 from rq import Queue
-from rq.job import Job
 
 from payhooks.devtools.samples import authorizenet as samples
 from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState, transaction_record
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
-from payhooks.storage import redis_keys
 from service.errors import InvalidSignature
 from service.providers.authorizenet import AuthorizeNetWebhook
 from tests.support.client import post_webhook
-from tests.support.delivery import deliver
+from tests.support.delivery import deliver, queued_job
 from tests.support.settings import AUTHORIZENET_KEY
 
 RunWorker = Callable[[], None]
@@ -117,10 +115,7 @@ def test_unconfirmed_transaction_records_no_money(
     deliver(settings, "authorizenet", samples.signed(notification, AUTHORIZENET_KEY))
     run_worker()
     assert sandbox_state.calls == []
-    job = Job.fetch(
-        redis_keys.job_id(f"authorizenet:{notification['notificationId']}"),
-        connection=queue.connection,
-    )
+    job = queued_job(queue.connection, f"authorizenet:{notification['notificationId']}")
     assert reason in job.meta["failure"]["reason"]
     assert job.meta["failure"]["attempt"] == 1
 

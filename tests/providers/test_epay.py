@@ -11,17 +11,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
-from rq.job import Job
 
 from payhooks.devtools.samples import epay as samples
 from payhooks.devtools.sandbox.epay import EPayState
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
-from payhooks.storage import redis_keys
 from service.errors import InvalidSignature
 from service.providers.epay import EPayCallback
-from tests.support.delivery import deliver
+from tests.support.delivery import deliver, queued_job
+from tests.support.processes import run_burst_worker
 from tests.support.settings import EPAY_SECRET
 
 RunWorker = Callable[[], None]
@@ -131,27 +130,15 @@ def test_a_rearranged_callback_is_not_recorded(
     deliver(settings, "epay", forged_query.encode())
     run_worker()
     assert sandbox_state.calls == []
-    job = Job.fetch(redis_keys.job_id("epay:1234567"), connection=queue.connection)
+    job = queued_job(queue.connection, "epay:1234567")
     assert "does not match ePay's record" in job.meta["failure"]["reason"]
 
 
 def test_without_a_merchant_number_nothing_is_recorded(
     settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
 ) -> None:
-    from rq import SimpleWorker
-
-    from workers import context
-
     bare = dataclasses.replace(settings, epay_merchant_number=None)
-    ctx = context.build_context(bare)
-    context.install(ctx)
-    try:
-        query = samples.signed_query(
-            samples.callback(orderid="42", amount_minor=10000), EPAY_SECRET
-        )
-        deliver(bare, "epay", query.encode())
-        SimpleWorker([queue], connection=redis).work(burst=True)
-    finally:
-        context._current = None
-        ctx.close()
+    query = samples.signed_query(samples.callback(orderid="42", amount_minor=10000), EPAY_SECRET)
+    deliver(bare, "epay", query.encode())
+    run_burst_worker(bare, redis, queue)
     assert sandbox_state.calls == []

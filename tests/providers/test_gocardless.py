@@ -12,7 +12,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
-from rq.job import Job
 
 from payhooks.devtools.samples import gocardless as samples
 from payhooks.devtools.sandbox.gocardless import GoCardlessState, payment_record, refund_record
@@ -24,7 +23,7 @@ from service.app import create_app
 from service.providers import build_providers
 from service.providers.gocardless import normalise_event
 from tests.support.client import post_webhook
-from tests.support.delivery import deliver, writes
+from tests.support.delivery import deliver, queued_job, writes
 from tests.support.paths import FIXTURES
 from tests.support.settings import GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET
 
@@ -257,7 +256,7 @@ class TestWorker:
         deliver(settings, "gocardless", {"events": [event]})
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(redis_keys.job_id(f"gocardless:{event['id']}"), connection=queue.connection)
+        job = queued_job(queue.connection, f"gocardless:{event['id']}")
         assert job.get_status() == "finished"
 
     def test_payment_that_does_not_exist_fails_with_a_reason(
@@ -266,7 +265,7 @@ class TestWorker:
         event = samples.payment_event("PM000MISSING")
         deliver(settings, "gocardless", {"events": [event]})
         run_worker()
-        job = Job.fetch(redis_keys.job_id(f"gocardless:{event['id']}"), connection=queue.connection)
+        job = queued_job(queue.connection, f"gocardless:{event['id']}")
         assert job.get_status() == "failed"
         failure = job.meta["failure"]
         assert failure["error_class"] == "ProviderLookupError"

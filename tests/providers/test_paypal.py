@@ -21,12 +21,11 @@ from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
-from payhooks.storage import redis_keys
 from service.app import create_app
 from service.inbox import Accepted
 from service.providers import build_providers
 from tests.support.client import post_webhook
-from tests.support.delivery import deliver
+from tests.support.delivery import deliver, queued_job
 from tests.support.paths import FIXTURES
 from tests.support.settings import PAYPAL_WEBHOOK_ID
 
@@ -323,7 +322,7 @@ async def test_certificate_url_with_a_query_is_refused_without_fetching(
 def ipn_job(settings: Settings, body: bytes, queue: Queue) -> Job:
     [event] = build_providers(settings)["paypal-ipn"].normalise(body, {})
     assert isinstance(event, PaymentEvent)
-    return Job.fetch(redis_keys.job_id(event.key), connection=queue.connection)
+    return queued_job(queue.connection, event.key)
 
 
 @dataclasses.dataclass

@@ -1,4 +1,5 @@
-"""Queueing webhooks as the receiver does, and reading the Nexudus sandbox's call log."""
+"""Queueing webhooks as the receiver does, finding their jobs, and reading the Nexudus
+sandbox's call log."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from redis import Redis
+from rq.job import Job
+
 from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from service.inbox import Accepted
 
 #: What a test delivers: the raw body, a sample's ``signed(...)`` pair (body, headers), or a
@@ -42,3 +47,8 @@ def writes(state: SandboxState, method: str | None = None) -> list[tuple[str, st
         for c in state.calls
         if c.write and c.status == 200 and (method is None or c.method == method)
     ]
+
+
+def queued_job(redis: Redis, event_key: str) -> Job:
+    """The RQ job the receiver queued for ``event_key`` (``<provider>:<event id>``)."""
+    return Job.fetch(redis_keys.job_id(event_key), connection=redis)

@@ -26,7 +26,7 @@ from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.inbox import Accepted
-from tests.support.delivery import deliver, writes
+from tests.support.delivery import deliver, queued_job, writes
 from tests.support.processes import PAYHOOKS, run_burst_worker, worker_env
 from tests.support.settings import GENERIC_SECRET, with_settings
 from workers.errors import InvoiceLockLost
@@ -45,7 +45,7 @@ def intent(invoice_id: int, amount: str, **kw: Any) -> dict[str, Any]:
 
 
 def job_of(redis: Redis, event: dict[str, Any]) -> Job:
-    return Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
+    return queued_job(redis, f"stripe:{event['id']}")
 
 
 def tokens_of(state: SandboxState, invoice_id: int) -> list[dict[str, Any]]:

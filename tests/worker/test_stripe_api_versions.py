@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 
 from payhooks.devtools.samples import stripe as samples
@@ -28,12 +28,11 @@ from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.stripe import API_KEY, StripeState
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.settings import Settings
-from payhooks.storage import redis_keys
 from service.providers.stripe import normalise_event
-from tests.support.delivery import deliver
+from tests.support.delivery import deliver, queued_job
 from tests.support.paths import FIXTURES
+from tests.support.processes import run_burst_worker
 from tests.support.settings import with_settings
-from workers import context
 
 RunWorker = Callable[[], None]
 OPENAPI = json.loads((FIXTURES / "stripe_openapi_fixtures.json").read_text())
@@ -201,7 +200,7 @@ def tokens_of(state: SandboxState) -> list[str]:
 
 
 def job_of(queue: Queue, event: dict[str, Any]) -> Job:
-    return Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+    return queued_job(queue.connection, f"stripe:{event['id']}")
 
 
 ORDERS = {
@@ -295,13 +294,7 @@ class TestWithApiKey:
                     payment.invoice_payment
                 )
             deliver(api_settings, "stripe", *events)
-            ctx = context.build_context(api_settings)
-            context.install(ctx)
-            try:
-                SimpleWorker([queue], connection=queue.connection).work(burst=True)
-            finally:
-                context._current = None
-                ctx.close()
+            run_burst_worker(api_settings, queue.connection, queue)
 
         return run
 

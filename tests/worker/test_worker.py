@@ -16,7 +16,7 @@ from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from tests.support.delivery import api_calls, deliver, writes
+from tests.support.delivery import api_calls, deliver, queued_job, writes
 from tests.support.processes import run_burst_worker
 from tests.support.settings import with_settings
 
@@ -102,7 +102,7 @@ class TestPaid:
         run_worker()
         # Replaying the same job (as ops would) after it was applied.
         sandbox_state.calls.clear()
-        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
+        job = queued_job(redis, f"stripe:{event['id']}")
         job.requeue() if job.get_status() == "failed" else Queue(
             settings.queue_name, connection=redis
         ).enqueue_job(job)
@@ -186,7 +186,7 @@ class TestAmountGuard:
             "partial payment: running total 60.00 of 100.00 EUR, 40.00 still due"
             in (token["Notes"])
         )
-        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+        job = queued_job(queue.connection, f"stripe:{event['id']}")
         assert job.get_status() == "finished"
         assert job.return_value()["result"] == "partially_paid"
 
@@ -262,7 +262,7 @@ class TestNexudusFailures:
         deliver(patient, "stripe", event)
         run_burst_worker(patient, redis, queue)
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+        job = queued_job(queue.connection, f"stripe:{event['id']}")
         assert job.get_status() == "finished"
         assert job.retries_left == settings.job_max_attempts - 1  # RQ never had to retry
 
@@ -441,23 +441,13 @@ class TestSlowNexudus:
     def test_job_timeout_is_transient_and_a_landed_post_is_not_repeated(
         self, settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
     ) -> None:
-        from rq import SimpleWorker
-
-        from workers import context
-
         slow = with_settings(settings, job_timeout_seconds=10, nexudus_timeout_seconds=30)
-        ctx = context.build_context(slow)
-        context.install(ctx)
         # The token is written at once, but the answer comes after the job's time is up.
         sandbox_state.faults.append(Fault("POST", TOKENS, 503, delay=12, after_apply=True))
         event = paid_event(42)
-        try:
-            deliver(slow, "stripe", event)
-            SimpleWorker([queue], connection=redis).work(burst=True)
-        finally:
-            context._current = None
-            ctx.close()
+        deliver(slow, "stripe", event)
+        run_burst_worker(slow, redis, queue)
         assert len(sandbox_state.tokens) == 1
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
+        job = queued_job(redis, f"stripe:{event['id']}")
         assert job.get_status() == "finished"
