@@ -20,6 +20,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from payhooks.cli.ops import Filters, Ops, parse_since
 from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
@@ -29,11 +30,6 @@ from tests.support.settings import with_settings
 from workers import context
 
 RunWorker = Callable[[], None]
-
-
-def paid_event(invoice_id: int | None = 42, amount: str = "100.00", **kw: Any) -> dict[str, Any]:
-    intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal(amount), **kw)
-    return samples.event("payment_intent.succeeded", intent)
 
 
 def job_id(event: dict[str, Any]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from rq.registry import FailedJobRegistry
 from payhooks.cli.main import main
 from payhooks.cli.ops import shorten
 from payhooks.devtools.samples import generic as generic_samples
-from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
@@ -37,13 +36,6 @@ from tests.support.settings import (
 
 RunWorker = Callable[[], None]
 Captured = pytest.CaptureFixture[str]
-
-
-def paid_event(invoice_id: int, amount: str = "100.00", currency: str = "EUR") -> dict[str, Any]:
-    intent = samples.payment_intent(
-        invoice_id=invoice_id, amount=Decimal(amount), currency=currency
-    )
-    return samples.event("payment_intent.succeeded", intent)
 
 
 def job_id(event: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from rq.job import Job
 
 from payhooks.devtools.embedded_redis import free_port
 from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.stripe import paid_event
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
@@ -24,11 +24,6 @@ from tests.support.client import post_webhook
 from tests.support.settings import OLD_STRIPE_SECRET, STRIPE_SECRET, with_settings
 
 AiohttpClient = Any
-
-
-def paid_event(invoice_id: int = 42) -> dict[str, Any]:
-    intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal("100.00"))
-    return samples.event("payment_intent.succeeded", intent)
 
 
 class TestAccepted:

@@ -13,6 +13,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
@@ -21,11 +22,6 @@ from tests.support.processes import run_burst_worker
 from tests.support.settings import with_settings
 
 RunWorker = Callable[[], None]
-
-
-def paid_event(invoice_id: int | None = 42, amount: str = "100.00", **kw: Any) -> dict[str, Any]:
-    intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal(amount), **kw)
-    return samples.event("payment_intent.succeeded", intent)
 
 
 def failure_of(queue: Queue, job_id: str) -> dict[str, Any]:

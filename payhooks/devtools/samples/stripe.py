@@ -173,6 +173,17 @@ def event(
     }
 
 
+def paid_event(
+    invoice_id: int | None = 42, amount: str = "100.00", **intent: Any
+) -> dict[str, Any]:
+    """The usual payment: ``payment_intent.succeeded`` for a new intent of ``amount`` EUR
+    (``intent`` overrides ``payment_intent``'s other fields: currency, method, metadata)."""
+    return event(
+        "payment_intent.succeeded",
+        payment_intent(invoice_id=invoice_id, amount=Decimal(amount), **intent),
+    )
+
+
 def signed(
     body: dict[str, Any] | bytes, secret: str, *, timestamp: int | None = None
 ) -> tuple[bytes, dict[str, str]]:
