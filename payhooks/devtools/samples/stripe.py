@@ -203,10 +203,8 @@ def for_send_test(request: SampleRequest) -> Sample:
         method=request.method,
     )
     sent = event("payment_intent.succeeded", intent, livemode=False)
-    body, headers = signed(sent, request.secret("STRIPE_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET))
     return Sample(
         f"{sent['type']} {sent['id']}, {request.amount} {request.currency.upper()}, "
         f"invoice {request.invoice}",
-        body,
-        headers,
+        *signed(sent, request.secret("STRIPE_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET)),
     )
