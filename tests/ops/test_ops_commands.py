@@ -21,10 +21,8 @@ from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from payhooks.storage.trail import StoredWebhook
 from service.app import create_app
-from service.quarantine import Quarantine
-from tests.support.delivery import deliver
+from tests.support.delivery import deliver, keep_unprocessed
 from tests.support.processes import PAYHOOKS, worker_env
 from tests.support.settings import (
     AUTHORIZENET_KEY,
@@ -334,12 +332,7 @@ class TestUnprocessed:
 
     async def keep(self, settings: Settings, body: bytes) -> str:
         """As a receiver whose code could not read this body left it: its short id."""
-        from redis.asyncio import Redis as AsyncRedis
-
-        webhook = StoredWebhook.of("stripe", body, {}, None)
-        client = AsyncRedis.from_url(settings.require_redis())
-        await Quarantine(client, ttl_seconds=60).keep(webhook, "OverflowError in service/x.py:1")
-        await client.aclose()
+        webhook = await keep_unprocessed(settings, "stripe", body)
         return webhook.key.rsplit(":", 1)[1][:16]
 
     async def test_replay_and_dismiss_take_json(

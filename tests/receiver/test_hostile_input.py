@@ -33,10 +33,9 @@ from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from payhooks.storage.trail import StoredWebhook
 from service.app import create_app
-from service.quarantine import Quarantine
 from tests.support.client import post_webhook
+from tests.support.delivery import keep_unprocessed
 from tests.support.settings import (
     BRAINTREE_PRIVATE,
     BRAINTREE_PUBLIC,
@@ -321,16 +320,6 @@ async def test_unverified_junk_is_still_refused_and_not_kept(
 
 
 class TestUnprocessedCommand:
-    async def keep(self, settings: Settings, redis: Redis, body: bytes) -> StoredWebhook:
-        """As a receiver whose code could not read this body left it."""
-        from redis.asyncio import Redis as AsyncRedis
-
-        webhook = StoredWebhook.of("stripe", body, {}, None)
-        client = AsyncRedis.from_url(settings.require_redis())
-        await Quarantine(client, ttl_seconds=60).keep(webhook, "OverflowError in service/x.py:1")
-        await client.aclose()
-        return webhook
-
     async def test_replay_queues_what_the_current_code_reads_and_pays_the_invoice(
         self,
         settings: Settings,
@@ -345,7 +334,7 @@ class TestUnprocessedCommand:
             "payment_intent.succeeded",
             stripe_samples.payment_intent(invoice_id=42, amount=Decimal("100.00")),
         )
-        webhook = await self.keep(settings, redis, json.dumps(event).encode())
+        webhook = await keep_unprocessed(settings, "stripe", json.dumps(event).encode())
         monkeypatch.setenv("REDIS_URL", settings.require_redis())
         monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", STRIPE_SECRET)
         short = webhook.key.rsplit(":", 1)[1][:16]
@@ -372,7 +361,7 @@ class TestUnprocessedCommand:
         capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        webhook = await self.keep(settings, redis, b'{"id": "evt_1", "type": ')
+        webhook = await keep_unprocessed(settings, "stripe", b'{"id": "evt_1", "type": ')
         monkeypatch.setenv("REDIS_URL", settings.require_redis())
         monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", STRIPE_SECRET)
         short = webhook.key.rsplit(":", 1)[1][:16]

@@ -1,5 +1,5 @@
-"""Queueing webhooks as the receiver does, finding their jobs, and reading the Nexudus
-sandbox's call log."""
+"""Queueing webhooks as the receiver does (or keeping them unprocessed), finding their jobs,
+and reading the Nexudus sandbox's call log."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from rq.job import Job
 from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
-from payhooks.storage import redis_keys
+from payhooks.storage import redis_connect, redis_keys
+from payhooks.storage.trail import StoredWebhook
 from service.inbox import Accepted
+from service.quarantine import Quarantine
 
 #: What a test delivers: the raw body, a sample's ``signed(...)`` pair (body, headers), or a
 #: JSON object (a Stripe event, a GoCardless batch) sent as ``json.dumps`` writes it.
@@ -35,6 +37,15 @@ def deliver(settings: Settings, provider: str, *webhooks: Webhook) -> list[Accep
             body, headers = webhook[0], dict(webhook[1])
         accepted += deliver_bodies(settings, provider, [body], headers)
     return accepted
+
+
+async def keep_unprocessed(settings: Settings, provider: str, body: bytes) -> StoredWebhook:
+    """Keep ``body`` as a receiver whose code could not read it does: listed as unprocessed."""
+    redis = redis_connect.async_client(settings)
+    webhook = StoredWebhook.of(provider, body, {}, None)
+    await Quarantine(redis, ttl_seconds=60).keep(webhook, "OverflowError in service/x.py:1")
+    await redis.aclose()
+    return webhook
 
 
 def api_calls(state: SandboxState) -> list[tuple[str, str, int]]:
