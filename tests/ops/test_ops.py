@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -25,11 +25,9 @@ from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxSt
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, writes
-from tests.support.processes import PAYHOOKS, run_burst_worker, worker_env
+from tests.support.processes import PAYHOOKS, RunWorker, run_burst_worker, worker_env
 from tests.support.settings import with_settings
 from workers import context
-
-RunWorker = Callable[[], None]
 
 
 def job_id(event: dict[str, Any]) -> str:

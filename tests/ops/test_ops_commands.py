@@ -23,7 +23,7 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.app import create_app
 from tests.support.delivery import deliver, keep_unprocessed
-from tests.support.processes import PAYHOOKS, worker_env
+from tests.support.processes import PAYHOOKS, RunWorker, worker_env
 from tests.support.settings import (
     AUTHORIZENET_KEY,
     BRAINTREE_PRIVATE,
@@ -32,7 +32,6 @@ from tests.support.settings import (
     LIQPAY_KEY,
 )
 
-RunWorker = Callable[[], None]
 Captured = pytest.CaptureFixture[str]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -17,9 +16,8 @@ from service.errors import InvalidSignature
 from service.providers.authorizenet import AuthorizeNetWebhook
 from tests.support.client import post_webhook
 from tests.support.delivery import deliver, queued_job
+from tests.support.processes import RunWorker
 from tests.support.settings import AUTHORIZENET_KEY
-
-RunWorker = Callable[[], None]
 
 # The signed example in stymiee/authnetjson's tests (AuthnetWebhookTest): this key, body
 # and header verify.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -18,9 +17,9 @@ from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
 from tests.support.client import post_webhook
 from tests.support.delivery import deliver
+from tests.support.processes import RunWorker
 from tests.support.settings import BRAINTREE_PRIVATE, BRAINTREE_PUBLIC
 
-RunWorker = Callable[[], None]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlencode
 
@@ -20,10 +19,8 @@ from payhooks.settings import Settings
 from service.errors import InvalidSignature
 from service.providers.epay import EPayCallback
 from tests.support.delivery import deliver, queued_job
-from tests.support.processes import run_burst_worker
+from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import EPAY_SECRET
-
-RunWorker = Callable[[], None]
 
 
 def test_published_vector_verifies() -> None:

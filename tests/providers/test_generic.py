@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,9 +15,9 @@ from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import ConfigError, Settings
 from tests.support.client import post_webhook
 from tests.support.delivery import deliver
+from tests.support.processes import RunWorker
 from tests.support.settings import GENERIC_SECRET, OLD_GENERIC_SECRET
 
-RunWorker = Callable[[], None]
 #: The source the test settings configure: /webhooks/generic/bank.
 BANK = "generic/bank"
 

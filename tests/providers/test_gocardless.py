@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -25,9 +24,8 @@ from service.providers.gocardless import normalise_event
 from tests.support.client import post_webhook
 from tests.support.delivery import deliver, queued_job, writes
 from tests.support.paths import FIXTURES
+from tests.support.processes import RunWorker
 from tests.support.settings import GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET
-
-RunWorker = Callable[[], None]
 
 # The signed example that ships with gocardless-pro-python's own tests
 # (tests/fixtures/webhook_body.json with its key and signature in tests/webhooks_test.py):

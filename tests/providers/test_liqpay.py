@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,9 +20,8 @@ from service.errors import InvalidSignature, MalformedPayload
 from service.providers.liqpay import LiqPayWebhook, signature_of
 from tests.support.client import post_webhook
 from tests.support.delivery import deliver
+from tests.support.processes import RunWorker
 from tests.support.settings import LIQPAY_KEY, OLD_LIQPAY_KEY
-
-RunWorker = Callable[[], None]
 
 
 def test_documentation_vector_verifies() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -27,9 +26,9 @@ from service.providers import build_providers
 from tests.support.client import post_webhook
 from tests.support.delivery import deliver, queued_job
 from tests.support.paths import FIXTURES
+from tests.support.processes import RunWorker
 from tests.support.settings import PAYPAL_WEBHOOK_ID
 
-RunWorker = Callable[[], None]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue
 
@@ -48,7 +49,6 @@ from tests.support.settings import (
     with_settings,
 )
 
-AiohttpClient = Any
 #: Deeper than any JSON parser's recursion limit (orjson: 1024, json: the stack).
 DEEP = 100_000
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -22,8 +23,6 @@ from payhooks.storage import redis_keys
 from service.app import create_app
 from tests.support.client import post_webhook
 from tests.support.settings import OLD_STRIPE_SECRET, STRIPE_SECRET, with_settings
-
-AiohttpClient = Any
 
 
 class TestAccepted:

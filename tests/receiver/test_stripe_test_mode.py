@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -29,8 +30,6 @@ from payhooks.storage.trail import Trail
 from service.app import create_app
 from tests.support.client import MakeClient, post_webhook
 from tests.support.settings import STRIPE_SECRET, with_settings
-
-AiohttpClient = Any
 
 
 def stripe_test_mode_event(invoice_id: int = 42) -> dict[str, Any]:

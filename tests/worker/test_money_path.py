@@ -27,13 +27,11 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.inbox import Accepted
 from tests.support.delivery import deliver, queued_job, writes
-from tests.support.processes import PAYHOOKS, run_burst_worker, worker_env
+from tests.support.processes import PAYHOOKS, RunWorker, run_burst_worker, worker_env
 from tests.support.settings import GENERIC_SECRET, with_settings
 from workers.errors import InvoiceLockLost
 from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
-
-RunWorker = Callable[[], None]
 
 
 def succeeded(intent: dict[str, Any]) -> dict[str, Any]:

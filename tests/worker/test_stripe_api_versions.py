@@ -31,10 +31,9 @@ from payhooks.settings import Settings
 from service.providers.stripe import normalise_event
 from tests.support.delivery import deliver, queued_job
 from tests.support.paths import FIXTURES
-from tests.support.processes import run_burst_worker
+from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import with_settings
 
-RunWorker = Callable[[], None]
 OPENAPI = json.loads((FIXTURES / "stripe_openapi_fixtures.json").read_text())
 BASIL = "2025-03-31.basil"
 CLOVER = "2025-09-30.clover"

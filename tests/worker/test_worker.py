@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -18,10 +17,8 @@ from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxSt
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.delivery import api_calls, deliver, queued_job, writes
-from tests.support.processes import run_burst_worker
+from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import with_settings
-
-RunWorker = Callable[[], None]
 
 
 def failure_of(queue: Queue, job_id: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -15,11 +15,10 @@ from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import ConfigError, Settings
 from tests.support.delivery import deliver
+from tests.support.processes import RunWorker
 from workers import context
 from workers.jobs import backoff_seconds
 from workers.ratelimit import RateLimiter, Window
-
-RunWorker = Callable[[], None]
 
 
 @pytest.fixture
