@@ -344,6 +344,7 @@ def test_alerts_and_dashboard_use_only_exported_metrics(
 
     deliver(
         settings,
+        "stripe",
         samples.event(
             "payment_intent.succeeded", samples.payment_intent(invoice_id=42, amount=Decimal(100))
         ),

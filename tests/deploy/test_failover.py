@@ -284,6 +284,7 @@ def test_worker_and_ops_work_through_sentinels(
     through_sentinels = dataclasses.replace(settings, redis_url=topology.url)
     deliver(  # the ops path (replays use it too) through the async client
         through_sentinels,
+        "stripe",
         samples.event(
             "payment_intent.succeeded",
             samples.payment_intent(invoice_id=42, amount=Decimal("100.00")),
@@ -352,7 +353,7 @@ def test_workers_carry_on_after_the_failover(
             event = samples.event("payment_intent.succeeded", intent)
             # As a provider's retries would, once the Sentinels agree on the new primary.
             wait_for(lambda: reachable(through_sentinels), timeout=20)
-            deliver(through_sentinels, event)
+            deliver(through_sentinels, "stripe", event)
             wait_for(
                 lambda i=invoice_id: worker.keep_running() or sandbox_state.invoices[i]["PaidOn"],
                 timeout=30,

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,21 +20,15 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from payhooks.cli.ops import Filters, Ops, parse_since
 from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, writes
-from tests.support.processes import PAYHOOKS, worker_env
+from tests.support.processes import PAYHOOKS, RunWorker, run_burst_worker, worker_env
 from tests.support.settings import with_settings
 from workers import context
-
-RunWorker = Callable[[], None]
-
-
-def paid_event(invoice_id: int | None = 42, amount: str = "100.00", **kw: Any) -> dict[str, Any]:
-    intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal(amount), **kw)
-    return samples.event("payment_intent.succeeded", intent)
 
 
 def job_id(event: dict[str, Any]) -> str:
@@ -81,7 +75,7 @@ class TestTransientFailures:
     ) -> None:
         sandbox_state.faults.append(fault)
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert len(sandbox_state.tokens) == 1
@@ -94,7 +88,7 @@ class TestPermanentFailures:
     ) -> None:
         sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 401, times=2))
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         failure = Job.fetch(job_id(event), connection=queue.connection).meta["failure"]
         assert failure["error_class"] == "NexudusPermanentError"
@@ -105,20 +99,10 @@ class TestPermanentFailures:
     def test_wrong_credentials(
         self, settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
     ) -> None:
-        from rq import SimpleWorker
-
-        from workers import context
-
         wrong = with_settings(settings, nexudus_password="not-the-password")
-        ctx = context.build_context(wrong)
-        context.install(ctx)
         event = paid_event(42)
-        try:
-            deliver(wrong, event)
-            SimpleWorker([queue], connection=redis).work(burst=True)
-        finally:
-            context._current = None
-            ctx.close()
+        deliver(wrong, "stripe", event)
+        run_burst_worker(wrong, redis, queue)
         failure = Job.fetch(job_id(event), connection=redis).meta["failure"]
         assert "authentication refused (invalid_grant)" in failure["reason"]
         assert "not-the-password" not in json.dumps(failure)
@@ -128,7 +112,7 @@ class TestPermanentFailures:
         self, settings: Settings, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = paid_event(None, metadata={"nexudus_invoice_number": "INV-NOPE"})
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         failure = Job.fetch(job_id(event), connection=queue.connection).meta["failure"]
         assert failure["error_class"] == "InvoiceNotFound"
@@ -140,7 +124,7 @@ class TestReplay:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, ops: Ops
     ) -> None:
         event = paid_event(77)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         [failed], _ = ops.failed_jobs(Filters())
         assert (failed.error_class, failed.invoice, failed.event_id) == (
@@ -168,7 +152,7 @@ class TestReplay:
             Fault("GET", f"{INVOICES}/42", 500, times=settings.job_max_attempts)
         )
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         [failed], _ = ops.failed_jobs(Filters())
         assert failed.attempts == settings.job_max_attempts
@@ -181,7 +165,7 @@ class TestReplay:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, ops: Ops
     ) -> None:
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         before = json.dumps(sandbox_state.invoices[42], sort_keys=True)
         sandbox_state.calls.clear()
@@ -197,7 +181,7 @@ class TestReplay:
     ) -> None:
         missing = [paid_event(i) for i in (90, 91)]
         short = paid_event(42, currency="GBP")  # the invoice is in EUR
-        deliver(settings, *missing, short)
+        deliver(settings, "stripe", *missing, short)
         run_worker()
         jobs, _ = ops.failed_jobs(Filters())
         assert len(jobs) == 3
@@ -224,7 +208,7 @@ class TestReplay:
         run_worker: RunWorker,
         queue: Queue,
     ) -> None:
-        deliver(settings, paid_event(90), paid_event(91))
+        deliver(settings, "stripe", paid_event(90), paid_event(91))
         run_worker()
         env = worker_env(settings)
         listed = subprocess.run(  # noqa: PLW1510
@@ -279,7 +263,7 @@ class TestReplay:
         redis: Redis,
     ) -> None:
         event = paid_event(88)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         redis.delete(f"rq:job:{job_id(event)}")  # the job hash has expired meanwhile
         jobs, expired = ops.failed_jobs(Filters())
@@ -303,7 +287,7 @@ class TestReplay:
     ) -> None:
         # An older configuration looked in another metadata key and ignored the event.
         event = paid_event(None, metadata={"invoice": "42"})
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         assert ops.trail.history(f"stripe:{event['id']}")[-1]["stage"] == "ignored"
         fixed = Ops(with_settings(settings, invoice_metadata_key="invoice"), redis)
         assert "queued" in fixed.replay_event(f"stripe:{event['id']}")
@@ -323,9 +307,9 @@ class TestTrail:
         intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
         first = samples.event("payment_intent.processing", dict(intent, status="processing"))
         second = samples.event("payment_intent.succeeded", intent)
-        deliver(settings, first)
+        deliver(settings, "stripe", first)
         run_worker()
-        deliver(settings, second, second)  # the second one delivered twice
+        deliver(settings, "stripe", second, second)  # the second one delivered twice
         sandbox_state.faults.append(Fault("PUT", INVOICES, 503))
         run_worker()
 
@@ -356,7 +340,7 @@ class TestTrail:
     ) -> None:
         intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
         event = samples.event("charge.succeeded", samples.charge(intent))
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         [entry, *_] = ops.trail.history(f"stripe:{event['id']}")
         stored = ops.trail.webhook(entry["webhook"])
         assert stored is not None
@@ -405,7 +389,7 @@ def test_worker_killed_mid_job_is_recovered_not_lost(
     # The token POST lands, then hangs: the worker (and its work horse) die meanwhile.
     sandbox_state.faults.append(Fault("POST", TOKENS, 503, delay=30, after_apply=True))
     event = paid_event(42)
-    deliver(settings, event)
+    deliver(settings, "stripe", event)
     # A short job timeout: the dead job's invoice lock lapses with it.
     worker = subprocess.Popen(
         [*PAYHOOKS, "worker"],
@@ -437,7 +421,7 @@ class TestReplaySafety:
         self, settings: Settings, run_worker: RunWorker, ops: Ops, redis: Redis
     ) -> None:
         event = paid_event(90)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert redis.ttl(f"rq:job:{job_id(event)}") > 0  # a failed job expires
         ops.replay([job_id(event)])
@@ -447,7 +431,7 @@ class TestReplaySafety:
         self, settings: Settings, run_worker: RunWorker, ops: Ops, queue: Queue
     ) -> None:
         event = paid_event(90)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         listed, _ = ops.failed_jobs(Filters())
         ops.replay([job_id(event)])  # someone replays it meanwhile
@@ -458,7 +442,7 @@ class TestReplaySafety:
         self, settings: Settings, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = paid_event(90)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         result = subprocess.run(  # noqa: PLW1510
             [*PAYHOOKS, "failed", "replay", job_id(event), "--dry-run"],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,18 +16,15 @@ from rq.registry import FailedJobRegistry
 from payhooks.cli.main import main
 from payhooks.cli.ops import shorten
 from payhooks.devtools.samples import generic as generic_samples
-from payhooks.devtools.samples import stripe as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
+from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
-from payhooks.storage.trail import StoredWebhook
 from service.app import create_app
-from service.quarantine import Quarantine
-from tests.support.delivery import deliver
-from tests.support.processes import PAYHOOKS, worker_env
+from tests.support.delivery import deliver, keep_unprocessed
+from tests.support.processes import PAYHOOKS, RunWorker, worker_env
 from tests.support.settings import (
     AUTHORIZENET_KEY,
     BRAINTREE_PRIVATE,
@@ -37,15 +33,7 @@ from tests.support.settings import (
     LIQPAY_KEY,
 )
 
-RunWorker = Callable[[], None]
 Captured = pytest.CaptureFixture[str]
-
-
-def paid_event(invoice_id: int, amount: str = "100.00", currency: str = "EUR") -> dict[str, Any]:
-    intent = samples.payment_intent(
-        invoice_id=invoice_id, amount=Decimal(amount), currency=currency
-    )
-    return samples.event("payment_intent.succeeded", intent)
 
 
 def job_id(event: dict[str, Any]) -> str:
@@ -77,7 +65,7 @@ class TestFailedList:
     ) -> None:
         short = paid_event(42, currency="GBP")  # AmountMismatch: a long reason
         missing = paid_event(77)
-        deliver(settings, short, missing)
+        deliver(settings, "stripe", short, missing)
         run_worker()
 
         code, out, _ = cli("failed", "list")
@@ -137,8 +125,8 @@ class TestFailedList:
         body, headers = generic_samples.signed(
             generic_samples.notification(invoice_id=77, amount="100.00"), GENERIC_SECRET
         )
-        deliver_bodies(settings, "generic/bank", [body], headers)
-        deliver(settings, paid_event(78))
+        deliver(settings, "generic/bank", (body, headers))
+        deliver(settings, "stripe", paid_event(78))
         run_worker()
         _, out, _ = cli("failed", "list", "--provider", "generic", "--json")
         [row] = json.loads(out)
@@ -180,7 +168,7 @@ class TestUnknownJobs:
         self, settings: Settings, run_worker: RunWorker, cli: Any, redis: Redis
     ) -> None:
         event = paid_event(77)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         redis.delete(f"rq:job:{job_id(event)}")  # the failed job's own TTL ran out
         redis.zrem(
@@ -198,7 +186,7 @@ class TestPurge:
         self, settings: Settings, run_worker: RunWorker, cli: Any, queue: Queue
     ) -> None:
         missing, short = paid_event(77), paid_event(42, currency="GBP")
-        deliver(settings, missing, short)
+        deliver(settings, "stripe", missing, short)
         run_worker()
         registry = FailedJobRegistry(queue=queue)
 
@@ -223,7 +211,7 @@ class TestPurge:
         body, headers = generic_samples.signed(
             generic_samples.notification(invoice_id=77, amount="100.00"), GENERIC_SECRET
         )
-        deliver_bodies(settings, "generic/bank", [body], headers)
+        deliver(settings, "generic/bank", (body, headers))
         run_worker()
         code, _, _ = cli("failed", "purge", "--all", "--yes")
         assert code == 0
@@ -241,7 +229,7 @@ class TestShow:
         cli: Any,
     ) -> None:
         event = paid_event(77)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         code, out, _ = cli("failed", "show", job_id(event))
         assert code == 0
@@ -274,7 +262,7 @@ class TestShow:
         self, settings: Settings, run_worker: RunWorker, cli: Any
     ) -> None:
         event = paid_event(77)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         _, out, _ = cli("failed", "show", job_id(event))
         head = out.split("\n\n")[0]
@@ -346,12 +334,7 @@ class TestUnprocessed:
 
     async def keep(self, settings: Settings, body: bytes) -> str:
         """As a receiver whose code could not read this body left it: its short id."""
-        from redis.asyncio import Redis as AsyncRedis
-
-        webhook = StoredWebhook.of("stripe", body, {}, None)
-        client = AsyncRedis.from_url(settings.require_redis())
-        await Quarantine(client, ttl_seconds=60).keep(webhook, "OverflowError in service/x.py:1")
-        await client.aclose()
+        webhook = await keep_unprocessed(settings, "stripe", body)
         return webhook.key.rsplit(":", 1)[1][:16]
 
     async def test_replay_and_dismiss_take_json(

@@ -29,7 +29,7 @@ def test_classified_failures_are_one_warning_line_and_bugs_keep_their_traceback(
         "payment_intent.succeeded",
         samples.payment_intent(invoice_id=42, amount=Decimal("100.00"), currency="GBP"),
     )
-    deliver(settings, missing, other_currency)
+    deliver(settings, "stripe", missing, other_currency)
     # A bug: a stored event the job cannot read (no classified error covers it).
     redis.set(redis_keys.event("stripe:evt_broken"), b'{"not": "an event"}')
     queue.enqueue(JOB_FUNCTION, "stripe:evt_broken", job_id=redis_keys.job_id("stripe:evt_broken"))

@@ -37,7 +37,7 @@ def test_parallel_workers_give_one_token_and_one_put_per_payment(
             samples.event("invoice.paid", samples.invoice_paid(intent)),
             samples.event("checkout.session.completed", samples.checkout_session(intent)),
         ]
-    deliver(settings, *events)
+    deliver(settings, "stripe", *events)
 
     env = worker_env(settings)
     workers = [

@@ -14,14 +14,13 @@ import httpx
 import pytest
 from redis import Redis
 from rq import Queue
-from rq.job import Job
 
 from payhooks.devtools.embedded_redis import free_port
 from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from tests.support.delivery import deliver
+from tests.support.delivery import deliver, queued_job
 from tests.support.processes import PAYHOOKS, worker_env
 from tests.support.settings import STRIPE_SECRET
 
@@ -91,7 +90,7 @@ def test_worker_finishes_its_current_job_on_sigterm(
     event = samples.event(
         "payment_intent.succeeded", samples.payment_intent(invoice_id=42, amount=Decimal(100))
     )
-    deliver(settings, event)
+    deliver(settings, "stripe", event)
     worker = subprocess.Popen(
         [*PAYHOOKS, "worker"],
         env=worker_env(settings),
@@ -108,6 +107,6 @@ def test_worker_finishes_its_current_job_on_sigterm(
             os.killpg(worker.pid, signal.SIGKILL)
     assert worker.returncode == 0, errors.decode()[-2000:]
     assert sandbox_state.invoices[42]["PaidOn"] is not None
-    job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
+    job = queued_job(redis, f"stripe:{event['id']}")
     assert job.get_status() == "finished"
     assert b"warm shut down" in errors.lower() or b"warm shutdown" in errors.lower()

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 from aiohttp.test_utils import TestClient
 from rq import Queue
-from rq.job import Job
 
 from payhooks.devtools.samples import authorizenet as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState, transaction_record
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
-from payhooks.storage import redis_keys
 from service.errors import InvalidSignature
 from service.providers.authorizenet import AuthorizeNetWebhook
+from tests.support.client import post_webhook
+from tests.support.delivery import deliver, queued_job
+from tests.support.processes import RunWorker
 from tests.support.settings import AUTHORIZENET_KEY
-
-RunWorker = Callable[[], None]
 
 # The signed example in stymiee/authnetjson's tests (AuthnetWebhookTest): this key, body
 # and header verify.
@@ -58,16 +55,16 @@ async def test_bad_signature_is_400(client: TestClient, queue: Queue, header: st
         del headers["X-ANET-Signature"]
     else:
         headers["X-ANET-Signature"] = header
-    response = await client.post("/webhooks/authorizenet", data=body, headers=headers)
-    assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")
+    status, answer = await post_webhook(client, "authorizenet", body, headers)
+    assert (status, answer["error"]) == (400, "invalid_signature")
     assert queue.count == 0
 
 
 async def test_signed_notification_is_queued_once(client: TestClient, queue: Queue) -> None:
     body, headers = samples.signed(samples.notification(), AUTHORIZENET_KEY)
     for expected in ("accepted", "duplicate"):
-        response = await client.post("/webhooks/authorizenet", data=body, headers=headers)
-        assert (await response.json())["status"] == expected
+        _, answer = await post_webhook(client, "authorizenet", body, headers)
+        assert answer["status"] == expected
     assert queue.count == 1
 
 
@@ -81,10 +78,8 @@ def test_confirmed_transaction_marks_the_invoice_paid(
     authorizenet_state.transactions["6001"] = transaction_record(
         "6001", invoice_number="42", amount="100.00", subscription_id="SUB9"
     )
-    deliver_bodies(
-        settings,
-        "authorizenet",
-        [samples.signed(samples.notification("6001"), AUTHORIZENET_KEY)[0]],
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("6001"), AUTHORIZENET_KEY)
     )
     run_worker()
     [token] = sandbox_state.tokens.values()
@@ -115,13 +110,10 @@ def test_unconfirmed_transaction_records_no_money(
             "6002", invoice_number="42", amount="100.00", status=transaction
         )
     notification = samples.notification("6002")
-    deliver_bodies(settings, "authorizenet", [samples.signed(notification, AUTHORIZENET_KEY)[0]])
+    deliver(settings, "authorizenet", samples.signed(notification, AUTHORIZENET_KEY))
     run_worker()
     assert sandbox_state.calls == []
-    job = Job.fetch(
-        redis_keys.job_id(f"authorizenet:{notification['notificationId']}"),
-        connection=queue.connection,
-    )
+    job = queued_job(queue.connection, f"authorizenet:{notification['notificationId']}")
     assert reason in job.meta["failure"]["reason"]
     assert job.meta["failure"]["attempt"] == 1
 
@@ -132,8 +124,8 @@ def test_refund_writes_nothing(
     authorizenet_state: AuthorizeNetState,
     run_worker: RunWorker,
 ) -> None:
-    body = samples.signed(samples.notification("6003", event="refund.created"), AUTHORIZENET_KEY)[0]
-    deliver_bodies(settings, "authorizenet", [body])
+    refund = samples.notification("6003", event="refund.created")
+    deliver(settings, "authorizenet", samples.signed(refund, AUTHORIZENET_KEY))
     run_worker()
     assert sandbox_state.calls == []
     assert authorizenet_state.lookups == 0

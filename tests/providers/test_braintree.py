@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -13,13 +12,14 @@ from redis import Redis
 from rq import Queue
 
 from payhooks.devtools.samples import braintree as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
+from tests.support.client import post_webhook
+from tests.support.delivery import deliver
+from tests.support.processes import RunWorker
 from tests.support.settings import BRAINTREE_PRIVATE, BRAINTREE_PUBLIC
 
-RunWorker = Callable[[], None]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
@@ -54,22 +54,19 @@ def ours(
 
 async def test_sdk_samples_verify_and_are_acknowledged(client: TestClient, queue: Queue) -> None:
     for kind in ("transaction_settled", "subscription_charged_successfully", "check"):
-        response = await client.post(
-            "/webhooks/braintree", data=sdk_sample(kind, "sub_or_txn_1"), headers=FORM
+        status, answer = await post_webhook(
+            client, "braintree", sdk_sample(kind, "sub_or_txn_1"), FORM
         )
-        assert response.status == 200, await response.text()
+        assert status == 200, answer
     # The SDK's samples carry no order id: acknowledged, nothing to apply.
     assert queue.count == 0
 
 
 async def test_signed_transaction_is_queued_once(client: TestClient, queue: Queue) -> None:
     body = ours()
-    first = await client.post("/webhooks/braintree", data=body, headers=FORM)
-    second = await client.post("/webhooks/braintree", data=body, headers=FORM)
-    assert ((await first.json())["status"], (await second.json())["status"]) == (
-        "accepted",
-        "duplicate",
-    )
+    _, first = await post_webhook(client, "braintree", body, FORM)
+    _, second = await post_webhook(client, "braintree", body, FORM)
+    assert (first["status"], second["status"]) == ("accepted", "duplicate")
     assert queue.count == 1
 
 
@@ -85,8 +82,8 @@ async def test_bad_signature_is_400(client: TestClient, queue: Queue, tamper: st
         body = ours().replace(b"bt_payload=", b"bt_payload=AAAA")
     else:
         body = b"bt_payload=abc"
-    response = await client.post("/webhooks/braintree", data=body, headers=FORM)
-    assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")
+    status, answer = await post_webhook(client, "braintree", body, FORM)
+    assert (status, answer["error"]) == (400, "invalid_signature")
     assert queue.count == 0
 
 
@@ -183,7 +180,7 @@ def test_a_retrieval_is_not_money_leaving(settings: Settings) -> None:
 def test_settled_transaction_marks_the_invoice_paid(
     settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
 ) -> None:
-    deliver_bodies(settings, "braintree", [ours(kind="subscription_charged_successfully")])
+    deliver(settings, "braintree", ours(kind="subscription_charged_successfully"))
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert token["RegularPaymentProvider"] == 8
@@ -204,7 +201,7 @@ def test_card_details_are_redacted_in_the_trail(settings: Settings, redis: Redis
     )
     body = samples.signed(xml, BRAINTREE_PUBLIC, BRAINTREE_PRIVATE)[0]
     assert build_providers(settings)["braintree"].redact(body) is not None
-    deliver_bodies(settings, "braintree", [body])
+    deliver(settings, "braintree", body)
     trail = Trail(redis, ttl_seconds=60)
     [key] = [k.decode() for k in redis.scan_iter("payhooks:webhook:*")]
     stored = trail.webhook(key)
@@ -225,6 +222,6 @@ async def test_signature_with_several_pairs_uses_ours(client: TestClient, queue:
     fields = parse_qs(ours().decode())
     fields["bt_signature"] = ["someone_else|00ff&" + fields["bt_signature"][0]]
     body = urlencode({k: v[0] for k, v in fields.items()}).encode()
-    response = await client.post("/webhooks/braintree", data=body, headers=FORM)
-    assert response.status == 200
+    status, _ = await post_webhook(client, "braintree", body, FORM)
+    assert status == 200
     assert queue.count == 1

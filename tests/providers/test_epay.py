@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlencode
 
@@ -10,21 +9,18 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
-from rq.job import Job
 
 from payhooks.devtools.samples import epay as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.epay import EPayState
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.settings.epay import EPaySettings
-from payhooks.storage import redis_keys
 from service.errors import InvalidSignature
 from service.providers.epay import EPayCallback
+from tests.support.delivery import deliver, queued_job
+from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import EPAY_SECRET, with_section
-
-RunWorker = Callable[[], None]
 
 
 def test_published_vector_verifies() -> None:
@@ -81,7 +77,7 @@ def test_callback_marks_the_invoice_paid(
 ) -> None:
     parameters = samples.callback(orderid="42", amount_minor=10000, currency="978")
     register(epay_state, parameters)
-    deliver_bodies(settings, "epay", [samples.signed_query(parameters, EPAY_SECRET).encode()])
+    deliver(settings, "epay", samples.signed_query(parameters, EPAY_SECRET).encode())
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert (token["Token"], token["RegularPaymentProvider"]) == (parameters[0][1], 7)
@@ -128,30 +124,18 @@ def test_a_rearranged_callback_is_not_recorded(
     query = samples.signed_query(genuine, EPAY_SECRET)
     forged_query = urlencode([*forged, ("hash", dict(parse_qsl(query))["hash"])])
     EPayCallback((EPAY_SECRET,)).verify(forged_query.encode(), {})  # the hash still matches
-    deliver_bodies(settings, "epay", [forged_query.encode()])
+    deliver(settings, "epay", forged_query.encode())
     run_worker()
     assert sandbox_state.calls == []
-    job = Job.fetch(redis_keys.job_id("epay:1234567"), connection=queue.connection)
+    job = queued_job(queue.connection, "epay:1234567")
     assert "does not match ePay's record" in job.meta["failure"]["reason"]
 
 
 def test_without_a_merchant_number_nothing_is_recorded(
     settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
 ) -> None:
-    from rq import SimpleWorker
-
-    from workers import context
-
     bare = with_section(settings, EPaySettings, merchant_number=None)
-    ctx = context.build_context(bare)
-    context.install(ctx)
-    try:
-        query = samples.signed_query(
-            samples.callback(orderid="42", amount_minor=10000), EPAY_SECRET
-        )
-        deliver_bodies(bare, "epay", [query.encode()])
-        SimpleWorker([queue], connection=redis).work(burst=True)
-    finally:
-        context._current = None
-        ctx.close()
+    query = samples.signed_query(samples.callback(orderid="42", amount_minor=10000), EPAY_SECRET)
+    deliver(bare, "epay", query.encode())
+    run_burst_worker(bare, redis, queue)
     assert sandbox_state.calls == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,21 +11,16 @@ from aiohttp.test_utils import TestClient
 from rq import Queue
 
 from payhooks.devtools.samples import generic as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import ConfigError, Settings
 from payhooks.settings.generic import GenericSettings
+from tests.support.client import post_webhook
+from tests.support.delivery import deliver
+from tests.support.processes import RunWorker
 from tests.support.settings import GENERIC_SECRET, OLD_GENERIC_SECRET
 
-RunWorker = Callable[[], None]
-URL = "/webhooks/generic/bank"
-
-
-async def post(
-    client: TestClient, body: bytes, headers: dict[str, str], url: str = URL
-) -> tuple[int, Any]:
-    response = await client.post(url, data=body, headers=headers)
-    return response.status, await response.json()
+#: The source the test settings configure: /webhooks/generic/bank.
+BANK = "generic/bank"
 
 
 class TestReceiver:
@@ -36,15 +30,15 @@ class TestReceiver:
         body, headers = samples.signed(
             samples.notification(invoice_id=42, amount="100.00"), GENERIC_SECRET
         )
-        assert (await post(client, body, headers))[1]["status"] == "accepted"
-        assert (await post(client, body, headers))[1]["status"] == "duplicate"
+        assert (await post_webhook(client, BANK, body, headers))[1]["status"] == "accepted"
+        assert (await post_webhook(client, BANK, body, headers))[1]["status"] == "duplicate"
         assert queue.count == 1
 
     async def test_previous_secret_accepted_during_rotation(self, client: TestClient) -> None:
         body, headers = samples.signed(
             samples.notification(invoice_id=42, amount="1.00"), OLD_GENERIC_SECRET
         )
-        assert (await post(client, body, headers))[0] == 200
+        assert (await post_webhook(client, BANK, body, headers))[0] == 200
 
     @pytest.mark.parametrize(
         ("make", "reason"),
@@ -70,7 +64,7 @@ class TestReceiver:
         self, client: TestClient, queue: Queue, make: Any, reason: str
     ) -> None:
         body = json.dumps(samples.notification(invoice_id=42, amount="100.00")).encode()
-        status, answer = await post(client, body, make(body))
+        status, answer = await post_webhook(client, BANK, body, make(body))
         assert (status, answer["reason"]) == (401, reason)
         assert queue.count == 0
 
@@ -78,7 +72,7 @@ class TestReceiver:
         self, client: TestClient, queue: Queue
     ) -> None:
         bad = samples.notification(invoice_id=None, amount="10,50", provider=2, kind="settled")
-        status, answer = await post(client, *samples.signed(bad, GENERIC_SECRET))
+        status, answer = await post_webhook(client, BANK, *samples.signed(bad, GENERIC_SECRET))
         assert (status, answer["error"]) == (422, "invalid_payload")
         text = "\n".join(answer["errors"])
         assert "amount: '10,50' does not match" in text
@@ -104,8 +98,7 @@ def test_cash_payment_marks_the_invoice_paid(
     notification = samples.notification(
         invoice_id=43, amount="100.00", provider=97, notes="front desk"
     )
-    body, headers = samples.signed(notification, GENERIC_SECRET)
-    deliver_bodies(settings, "generic/bank", [body], headers)
+    deliver(settings, BANK, samples.signed(notification, GENERIC_SECRET))
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert (token["Token"], token["RegularPaymentProvider"]) == (notification["reference"], 97)
@@ -119,8 +112,7 @@ def test_invoice_number_instead_of_id(
     notification = samples.notification(
         invoice_id=None, amount="100.00", invoice_number="INV-00042"
     )
-    body, headers = samples.signed(notification, GENERIC_SECRET)
-    deliver_bodies(settings, "generic/bank", [body], headers)
+    deliver(settings, BANK, samples.signed(notification, GENERIC_SECRET))
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is not None
 

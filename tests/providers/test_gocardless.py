@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -11,10 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue
-from rq.job import Job
 
 from payhooks.devtools.samples import gocardless as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.gocardless import GoCardlessState, payment_record, refund_record
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, SandboxState
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
@@ -24,11 +21,11 @@ from payhooks.storage import redis_keys
 from service.app import create_app
 from service.providers import build_providers
 from service.providers.gocardless import normalise_event
-from tests.support.delivery import writes
+from tests.support.client import post_webhook
+from tests.support.delivery import deliver, queued_job, writes
 from tests.support.paths import FIXTURES
+from tests.support.processes import RunWorker
 from tests.support.settings import GOCARDLESS_SECRET, OLD_GOCARDLESS_SECRET, with_section
-
-RunWorker = Callable[[], None]
 
 # The signed example that ships with gocardless-pro-python's own tests
 # (tests/fixtures/webhook_body.json with its key and signature in tests/webhooks_test.py):
@@ -36,12 +33,6 @@ RunWorker = Callable[[], None]
 SDK_BODY = (FIXTURES / "gocardless_webhook_body.json").read_bytes()
 SDK_KEY = "ED7D658C-D8EB-4941-948B-3973214F2D49"
 SDK_SIGNATURE = "2693754819d3e32d7e8fcb13c729631f316c6de8dc1cf634d6527f1c07276e7e"
-
-
-async def post(client: TestClient, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    response = await client.post("/webhooks/gocardless", data=body, headers=headers)
-    answer = await response.json() if response.status != 204 else None
-    return response.status, answer
 
 
 def add_payment(
@@ -77,8 +68,9 @@ class TestReceiver:
     ) -> None:
         sdk = with_section(settings, GoCardlessSettings, webhook_secrets=(SDK_KEY,))
         client = await aiohttp_client(create_app(sdk))
-        status, _ = await post(
+        status, _ = await post_webhook(
             client,
+            "gocardless",
             SDK_BODY,
             {"Webhook-Signature": SDK_SIGNATURE, "Content-Type": "application/json"},
         )
@@ -100,13 +92,15 @@ class TestReceiver:
         self, client: TestClient, queue: Queue, headers: dict[str, str]
     ) -> None:
         body, _ = samples.signed([samples.payment_event(samples.payment_id())], GOCARDLESS_SECRET)
-        status, answer = await post(client, body, headers)
+        status, answer = await post_webhook(client, "gocardless", body, headers)
         assert (status, answer["error"]) == (498, "invalid_signature")
         assert queue.count == 0
 
     async def test_tampered_body_is_498(self, client: TestClient, queue: Queue) -> None:
         body, headers = samples.signed([samples.payment_event("PM123")], GOCARDLESS_SECRET)
-        status, _ = await post(client, body.replace(b"PM123", b"PM999"), headers)
+        status, _ = await post_webhook(
+            client, "gocardless", body.replace(b"PM123", b"PM999"), headers
+        )
         assert status == 498
         assert queue.count == 0
 
@@ -114,7 +108,7 @@ class TestReceiver:
         self, client: TestClient, queue: Queue
     ) -> None:
         body, headers = samples.signed([samples.payment_event("PM1")], OLD_GOCARDLESS_SECRET)
-        assert (await post(client, body, headers))[0] == 200
+        assert (await post_webhook(client, "gocardless", body, headers))[0] == 200
         assert queue.count == 1
 
     async def test_batch_mixing_payment_and_other_events(
@@ -126,7 +120,9 @@ class TestReceiver:
             samples.other_event("payouts", "paid"),
             samples.payment_event("PM2", "created"),
         ]
-        status, answer = await post(client, *samples.signed(events, GOCARDLESS_SECRET))
+        status, answer = await post_webhook(
+            client, "gocardless", *samples.signed(events, GOCARDLESS_SECRET)
+        )
         assert (status, answer["queued"], answer["ignored"]) == (200, 2, 2)
         assert sorted(queue.job_ids) == sorted(
             redis_keys.job_id(f"gocardless:{e['id']}") for e in (events[1], events[3])
@@ -136,9 +132,11 @@ class TestReceiver:
         self, client: TestClient, queue: Queue
     ) -> None:
         first = [samples.payment_event("PM1"), samples.payment_event("PM2")]
-        await post(client, *samples.signed(first, GOCARDLESS_SECRET))
+        await post_webhook(client, "gocardless", *samples.signed(first, GOCARDLESS_SECRET))
         again = [first[1], samples.payment_event("PM3")]
-        status, answer = await post(client, *samples.signed(again, GOCARDLESS_SECRET))
+        status, answer = await post_webhook(
+            client, "gocardless", *samples.signed(again, GOCARDLESS_SECRET)
+        )
         assert (status, answer["queued"], answer["duplicates"]) == (200, 1, 1)
         assert queue.count == 3
 
@@ -203,9 +201,6 @@ def test_other_resources_are_ignored() -> None:
 
 
 class TestWorker:
-    def deliver(self, settings: Settings, events: list[dict[str, Any]]) -> None:
-        deliver_bodies(settings, "gocardless", [json.dumps({"events": events}).encode()])
-
     def test_several_payment_events_for_different_invoices(
         self,
         settings: Settings,
@@ -214,7 +209,11 @@ class TestWorker:
         run_worker: RunWorker,
     ) -> None:
         payments = {i: add_payment(gocardless_state, i, mandate=f"MD00{i}") for i in (42, 43, 44)}
-        self.deliver(settings, [samples.payment_event(p) for p in payments.values()])
+        deliver(
+            settings,
+            "gocardless",
+            {"events": [samples.payment_event(p) for p in payments.values()]},
+        )
         run_worker()
         for invoice_id, payment in payments.items():
             assert sandbox_state.invoices[invoice_id]["PaidOn"] is not None
@@ -234,9 +233,9 @@ class TestWorker:
         run_worker: RunWorker,
     ) -> None:
         payment = add_payment(gocardless_state, 42)
-        self.deliver(settings, [samples.payment_event(payment, "confirmed")])
+        deliver(settings, "gocardless", {"events": [samples.payment_event(payment, "confirmed")]})
         run_worker()
-        self.deliver(settings, [samples.payment_event(payment, "paid_out")])
+        deliver(settings, "gocardless", {"events": [samples.payment_event(payment, "paid_out")]})
         run_worker()
         assert len(sandbox_state.tokens) == 1
         assert writes(sandbox_state) == [("POST", TOKENS, 200), ("PUT", INVOICES, 200)]
@@ -252,19 +251,19 @@ class TestWorker:
         payment = add_payment(gocardless_state, 42)
         gocardless_state.faults.extend([503, 429])
         event = samples.payment_event(payment)
-        self.deliver(settings, [event])
+        deliver(settings, "gocardless", {"events": [event]})
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(redis_keys.job_id(f"gocardless:{event['id']}"), connection=queue.connection)
+        job = queued_job(queue.connection, f"gocardless:{event['id']}")
         assert job.get_status() == "finished"
 
     def test_payment_that_does_not_exist_fails_with_a_reason(
         self, settings: Settings, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = samples.payment_event("PM000MISSING")
-        self.deliver(settings, [event])
+        deliver(settings, "gocardless", {"events": [event]})
         run_worker()
-        job = Job.fetch(redis_keys.job_id(f"gocardless:{event['id']}"), connection=queue.connection)
+        job = queued_job(queue.connection, f"gocardless:{event['id']}")
         assert job.get_status() == "failed"
         failure = job.meta["failure"]
         assert failure["error_class"] == "ProviderLookupError"
@@ -279,7 +278,7 @@ class TestWorker:
         run_worker: RunWorker,
     ) -> None:
         payment = add_payment(gocardless_state, 42, amount_minor=5000)
-        self.deliver(settings, [samples.payment_event(payment)])
+        deliver(settings, "gocardless", {"events": [samples.payment_event(payment)]})
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
         [token] = sandbox_state.tokens.values()
@@ -295,7 +294,7 @@ class TestWorker:
         run_worker: RunWorker,
     ) -> None:
         payment = add_payment(gocardless_state, None, reference="REF43")
-        self.deliver(settings, [samples.payment_event(payment)])
+        deliver(settings, "gocardless", {"events": [samples.payment_event(payment)]})
         run_worker()
         assert sandbox_state.invoices[43]["PaidOn"] is not None
 
@@ -308,7 +307,7 @@ class TestWorker:
         queue: Queue,
     ) -> None:
         payment = add_payment(gocardless_state, None)
-        self.deliver(settings, [samples.payment_event(payment)])
+        deliver(settings, "gocardless", {"events": [samples.payment_event(payment)]})
         run_worker()
         assert sandbox_state.calls == []
         assert len(queue.finished_job_registry) == 1
@@ -358,7 +357,7 @@ class TestWorker:
             event = samples.refund_event("RF0002")
         else:
             event = samples.payment_event(payment, action)
-        self.deliver(settings, [event])
+        deliver(settings, "gocardless", {"events": [event]})
         run_worker()
         assert sandbox_state.calls == []
         assert len(queue.finished_job_registry) == 1  # applied as no write, not failed

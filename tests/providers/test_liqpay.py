@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
@@ -14,16 +12,16 @@ from aiohttp.test_utils import TestClient
 from rq import Queue
 
 from payhooks.devtools.samples import liqpay as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
 from payhooks.settings.liqpay import LiqPaySettings
 from service.errors import InvalidSignature, MalformedPayload
 from service.providers.liqpay import LiqPayWebhook, signature_of
+from tests.support.client import post_webhook
+from tests.support.delivery import deliver
+from tests.support.processes import RunWorker
 from tests.support.settings import LIQPAY_KEY, OLD_LIQPAY_KEY, with_section
-
-RunWorker = Callable[[], None]
 
 
 def test_documentation_vector_verifies() -> None:
@@ -52,25 +50,20 @@ def test_sha3_256_vector_verifies() -> None:
         provider.verify(tampered, {})
 
 
-async def post(client: TestClient, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    response = await client.post("/webhooks/liqpay", data=body, headers=headers)
-    return response.status, await response.json()
-
-
 class TestReceiver:
     async def test_signed_callback_is_queued_once(self, client: TestClient, queue: Queue) -> None:
         body, headers = samples.signed(
             samples.payment(order_id="42", amount=Decimal(100)), LIQPAY_KEY
         )
-        assert (await post(client, body, headers))[1]["status"] == "accepted"
-        assert (await post(client, body, headers))[1]["status"] == "duplicate"
+        assert (await post_webhook(client, "liqpay", body, headers))[1]["status"] == "accepted"
+        assert (await post_webhook(client, "liqpay", body, headers))[1]["status"] == "duplicate"
         assert queue.count == 1
 
     async def test_sha3_signed_callback_is_queued(self, client: TestClient, queue: Queue) -> None:
         body, headers = samples.signed(
             samples.payment(order_id="42", amount=Decimal(100)), LIQPAY_KEY, "sha3_256"
         )
-        assert (await post(client, body, headers))[1]["status"] == "accepted"
+        assert (await post_webhook(client, "liqpay", body, headers))[1]["status"] == "accepted"
         assert queue.count == 1
 
     async def test_previous_key_accepted_during_a_change(
@@ -79,7 +72,7 @@ class TestReceiver:
         body, headers = samples.signed(
             samples.payment(order_id="42", amount=Decimal(1)), OLD_LIQPAY_KEY
         )
-        assert (await post(client, body, headers))[0] == 200
+        assert (await post_webhook(client, "liqpay", body, headers))[0] == 200
 
     @pytest.mark.parametrize(
         "tamper", ["wrong key", "modified data", "no signature", "not ASCII", "sha3, wrong key"]
@@ -102,8 +95,9 @@ class TestReceiver:
             ).decode()
         else:
             del fields["signature"]
-        status, answer = await post(
+        status, answer = await post_webhook(
             client,
+            "liqpay",
             urlencode(fields).encode(),
             {"Content-Type": "application/x-www-form-urlencoded"},
         )
@@ -112,7 +106,7 @@ class TestReceiver:
 
     async def test_json_content_type_is_415(self, client: TestClient) -> None:
         body, _ = samples.signed(samples.payment(order_id="42", amount=Decimal(1)), LIQPAY_KEY)
-        status, _ = await post(client, body, {"Content-Type": "application/json"})
+        status, _ = await post_webhook(client, "liqpay", body, {"Content-Type": "application/json"})
         assert status == 415
 
 
@@ -148,7 +142,7 @@ def test_paid_callback_marks_the_invoice_paid(
 ) -> None:
     sandbox_state.invoices[44]["CurrencyCode"] = "UAH"
     payment = samples.payment(order_id="44", amount=Decimal("100.00"), currency="UAH")
-    deliver_bodies(settings, "liqpay", [samples.signed(payment, LIQPAY_KEY)[0]])
+    deliver(settings, "liqpay", samples.signed(payment, LIQPAY_KEY))
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert (token["Token"], token["RegularPaymentProvider"]) == (str(payment["payment_id"]), 10)
@@ -161,11 +155,11 @@ def test_sandbox_payments_are_applied_only_when_allowed(
     payment = samples.payment(
         order_id="42", amount=Decimal("100.00"), currency="EUR", status="sandbox"
     )
-    deliver_bodies(settings, "liqpay", [samples.signed(payment, LIQPAY_KEY)[0]])
+    deliver(settings, "liqpay", samples.signed(payment, LIQPAY_KEY))
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is None
     allowed = with_section(settings, LiqPaySettings, allow_sandbox=True)
-    deliver_bodies(allowed, "liqpay", [samples.signed(dict(payment, payment_id=5), LIQPAY_KEY)[0]])
+    deliver(allowed, "liqpay", samples.signed(dict(payment, payment_id=5), LIQPAY_KEY))
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is not None
 

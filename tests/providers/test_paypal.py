@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -16,21 +15,21 @@ from rq import Queue
 from rq.job import Job
 
 from payhooks.devtools.samples import paypal as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
 from payhooks.settings.paypal import PayPalSettings
-from payhooks.storage import redis_keys
 from service.app import create_app
 from service.inbox import Accepted
 from service.providers import build_providers
+from tests.support.client import post_webhook
+from tests.support.delivery import deliver, queued_job
 from tests.support.paths import FIXTURES
+from tests.support.processes import RunWorker
 from tests.support.settings import PAYPAL_WEBHOOK_ID, with_section
 
-RunWorker = Callable[[], None]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
@@ -52,8 +51,8 @@ class TestWebhooks:
             sandbox, paypal_state, samples.capture_event(invoice_id="42", amount=Decimal(100))
         )
         for expected in ("accepted", "duplicate"):
-            response = await client.post("/webhooks/paypal", data=body, headers=headers)
-            assert (await response.json())["status"] == expected
+            _, answer = await post_webhook(client, "paypal", body, headers)
+            assert answer["status"] == expected
         assert queue.count == 1
 
     @pytest.mark.parametrize(
@@ -84,8 +83,8 @@ class TestWebhooks:
             headers["PAYPAL-AUTH-ALGO"] = "SHA1withRSA"
         elif tamper == "no cert url":
             del headers["PAYPAL-CERT-URL"]
-        response = await client.post("/webhooks/paypal", data=body, headers=headers)
-        assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")
+        status, answer = await post_webhook(client, "paypal", body, headers)
+        assert (status, answer["error"]) == (400, "invalid_signature")
         assert queue.count == 0
 
     async def test_certificate_from_an_untrusted_chain_is_refused(
@@ -107,10 +106,8 @@ class TestWebhooks:
         body, headers = webhook(
             sandbox, paypal_state, samples.capture_event(invoice_id="42", amount=Decimal(1))
         )
-        response = await client.post("/webhooks/paypal", data=body, headers=headers)
-        assert (await response.json())[
-            "reason"
-        ] == "PayPal's certificate chain ends in an untrusted root"
+        _, answer = await post_webhook(client, "paypal", body, headers)
+        assert answer["reason"] == "PayPal's certificate chain ends in an untrusted root"
         assert queue.count == 0
 
     async def test_expired_certificate_is_refused(
@@ -142,10 +139,8 @@ class TestWebhooks:
             headers = samples.headers_for(
                 body, PAYPAL_WEBHOOK_ID, server.url + CERT_PATH, expired.sign
             )
-            response = await client.post("/webhooks/paypal", data=body, headers=headers)
-            assert (await response.json())[
-                "reason"
-            ] == "PayPal's certificate chain has an expired certificate"
+            _, answer = await post_webhook(client, "paypal", body, headers)
+            assert answer["reason"] == "PayPal's certificate chain has an expired certificate"
         finally:
             server.stop()
 
@@ -165,8 +160,8 @@ class TestWebhooks:
         headers = samples.headers_for(
             body, PAYPAL_WEBHOOK_ID, prefix + "certs/x.pem", lambda m: "AAAA"
         )
-        response = await client.post("/webhooks/paypal", data=body, headers=headers)
-        assert response.status == 503
+        status, _ = await post_webhook(client, "paypal", body, headers)
+        assert status == 503
 
 
 def _app_with(add_routes: Any, state: PayPalState) -> Any:
@@ -218,7 +213,7 @@ def test_verified_capture_marks_the_invoice_paid(
     settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
 ) -> None:
     event = samples.capture_event(invoice_id="42", amount=Decimal(100))
-    deliver_bodies(settings, "paypal", [samples.encoded(event)])
+    deliver(settings, "paypal", event)
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert (token["Token"], token["RegularPaymentProvider"]) == (event["resource"]["id"], 6)
@@ -227,12 +222,10 @@ def test_verified_capture_marks_the_invoice_paid(
 
 class TestIpn:
     async def test_acknowledged_at_once(self, client: TestClient, queue: Queue) -> None:
-        response = await client.post(
-            "/webhooks/paypal-ipn",
-            data=samples.ipn(invoice="42", amount=Decimal(100)),
-            headers=FORM,
+        status, _ = await post_webhook(
+            client, "paypal-ipn", samples.ipn(invoice="42", amount=Decimal(100)), FORM
         )
-        assert response.status == 200
+        assert status == 200
         assert queue.count == 1
 
     def test_verified_ipn_marks_the_invoice_paid(
@@ -243,7 +236,7 @@ class TestIpn:
         run_worker: RunWorker,
     ) -> None:
         body = samples.ipn(invoice="42", amount=Decimal(100), txn_id="TXN42")
-        deliver_bodies(settings, "paypal-ipn", [body])
+        deliver(settings, "paypal-ipn", body)
         run_worker()
         [token] = sandbox_state.tokens.values()
         assert (token["Token"], token["RegularPaymentProvider"]) == ("TXN42", 5)
@@ -271,7 +264,7 @@ class TestIpn:
                 txn_id="TXN43",
                 receiver_email="someone@else.example",
             )
-        deliver_bodies(settings, "paypal-ipn", [body])
+        deliver(settings, "paypal-ipn", body)
         run_worker()
         assert sandbox_state.calls == []
         job = ipn_job(settings, body, queue)
@@ -323,14 +316,14 @@ async def test_certificate_url_with_a_query_is_refused_without_fetching(
         sandbox, paypal_state, samples.capture_event(invoice_id="42", amount=Decimal(1))
     )
     headers["PAYPAL-CERT-URL"] += "?x=1"
-    response = await client.post("/webhooks/paypal", data=body, headers=headers)
-    assert (response.status, (await response.json())["error"]) == (400, "invalid_signature")
+    status, answer = await post_webhook(client, "paypal", body, headers)
+    assert (status, answer["error"]) == (400, "invalid_signature")
 
 
 def ipn_job(settings: Settings, body: bytes, queue: Queue) -> Job:
     [event] = build_providers(settings)["paypal-ipn"].normalise(body, {})
     assert isinstance(event, PaymentEvent)
-    return Job.fetch(redis_keys.job_id(event.key), connection=queue.connection)
+    return queued_job(queue.connection, event.key)
 
 
 @dataclasses.dataclass
@@ -367,7 +360,7 @@ class TestForgedIpn:
         genuine = samples.ipn(invoice="", amount=Decimal("0.01"), txn_id="TXNX")
         forged = samples.ipn(invoice="43", amount=Decimal("100.00"), txn_id="TXNX")
         world.paypal.genuine.add(genuine)
-        deliver_bodies(world.settings, "paypal-ipn", [genuine, forged])
+        deliver(world.settings, "paypal-ipn", genuine, forged)
         world.run_worker()
         assert world.nexudus.calls == []
         assert world.nexudus.invoices[43]["PaidOn"] is None
@@ -384,7 +377,7 @@ class TestForgedIpn:
         resent = genuine + b"&resend=true"  # PayPal's resend from the IPN history: a new body
         world.paypal.genuine.update({genuine, resent})
 
-        accepted = deliver_bodies(world.settings, "paypal-ipn", [forged, genuine, genuine, resent])
+        accepted = deliver(world.settings, "paypal-ipn", forged, genuine, genuine, resent)
         assert accepted == [Accepted.QUEUED, Accepted.QUEUED, Accepted.DUPLICATE, Accepted.QUEUED]
         world.run_worker()
 
@@ -406,8 +399,8 @@ class TestWebhookAndIpnTogether:
         txn_id = capture["resource"]["id"]
         ipn = samples.ipn(invoice="43", amount=Decimal("100.00"), txn_id=txn_id)
         world.paypal.genuine.add(ipn)
-        deliver_bodies(world.settings, "paypal", [samples.encoded(capture)])
-        deliver_bodies(world.settings, "paypal-ipn", [ipn])
+        deliver(world.settings, "paypal", capture)
+        deliver(world.settings, "paypal-ipn", ipn)
         world.run_worker()
         [token] = world.nexudus.tokens.values()
         assert (token["Token"], token["CoworkerInvoiceId"]) == (txn_id, 43)
@@ -459,7 +452,7 @@ class TestIpnRefunds:
             txn_id="FAKEREFUND",
             parent_txn_id="PAYTXN",
         )
-        deliver_bodies(world.settings, "paypal-ipn", [body])
+        deliver(world.settings, "paypal-ipn", body)
         world.run_worker()
         assert world.paypal.postbacks == [b"cmd=_notify-validate&" + body]
         assert "did not confirm" in world.job(body).meta["failure"]["reason"]
@@ -518,28 +511,15 @@ def test_an_ipn_queued_under_the_old_event_id_is_still_confirmed_and_applied(
     world: IpnWorld,
 ) -> None:
     """Jobs queued before event ids named their body (``txn_id-status``) survive the upgrade."""
-    import asyncio
-
-    from redis.asyncio import Redis as AsyncRedis
-
-    from payhooks.storage.jobs import JobFactory
+    from payhooks.devtools.samples.deliver import queue_events
     from payhooks.storage.trail import StoredWebhook
-    from service.inbox import EventInbox
 
     body = samples.ipn(invoice="44", amount=Decimal("100.00"), txn_id="TXNOLD")
     [event] = build_providers(world.settings)["paypal-ipn"].normalise(body, {})
     assert isinstance(event, PaymentEvent)
     old = event.with_changes(event_id="TXNOLD-Completed")
-
-    async def queue_as_the_old_receiver_did() -> None:
-        redis = AsyncRedis.from_url(world.settings.require_redis())
-        inbox = EventInbox(
-            redis, JobFactory(world.settings), event_ttl_seconds=world.settings.event_ttl_seconds
-        )
-        await inbox.accept(StoredWebhook.of("paypal-ipn", body, {}, None), [old])
-        await redis.aclose()
-
-    asyncio.run(queue_as_the_old_receiver_did())
+    # Queued as the old receiver did: under the old event id.
+    queue_events(world.settings, [(StoredWebhook.of("paypal-ipn", body, {}, None), [old])])
     world.run_worker()
     assert world.nexudus.invoices[44]["PaidOn"] is not None
     assert world.paypal.postbacks == [b"cmd=_notify-validate&" + body]

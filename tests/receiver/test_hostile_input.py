@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue
 
@@ -33,9 +34,9 @@ from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from payhooks.storage.trail import StoredWebhook
 from service.app import create_app
-from service.quarantine import Quarantine
+from tests.support.client import post_webhook
+from tests.support.delivery import keep_unprocessed
 from tests.support.settings import (
     BRAINTREE_PRIVATE,
     BRAINTREE_PUBLIC,
@@ -48,7 +49,6 @@ from tests.support.settings import (
     with_settings,
 )
 
-AiohttpClient = Any
 #: Deeper than any JSON parser's recursion limit (orjson: 1024, json: the stack).
 DEEP = 100_000
 
@@ -285,9 +285,8 @@ class TestGenericSchemaIsStrict:
         notification = generic_samples.notification(invoice_id=197, amount="100.00")
         raw = json.dumps({**notification, **change}).encode()
         body, headers = generic_samples.signed(raw, GENERIC_SECRET)
-        response = await client.post("/webhooks/generic/bank", data=body, headers=headers)
-        answer = await response.json()
-        assert (response.status, answer["error"]) == (422, "invalid_payload")
+        status, answer = await post_webhook(client, "generic/bank", body, headers)
+        assert (status, answer["error"]) == (422, "invalid_payload")
         assert [e.split(":")[0] for e in answer["errors"]] == [complaint]
         assert queue.count == 0
 
@@ -315,22 +314,12 @@ async def test_unverified_junk_is_still_refused_and_not_kept(
 ) -> None:
     body = deeply_nested("events")
     headers = {"Webhook-Signature": "0" * 64, "Content-Type": "application/json"}
-    response = await client.post("/webhooks/gocardless", data=body, headers=headers)
-    assert response.status == 498
+    status, _ = await post_webhook(client, "gocardless", body, headers)
+    assert status == 498
     assert UnprocessedWebhooks(Ops(settings, redis)).listed() == []
 
 
 class TestUnprocessedCommand:
-    async def keep(self, settings: Settings, redis: Redis, body: bytes) -> StoredWebhook:
-        """As a receiver whose code could not read this body left it."""
-        from redis.asyncio import Redis as AsyncRedis
-
-        webhook = StoredWebhook.of("stripe", body, {}, None)
-        client = AsyncRedis.from_url(settings.require_redis())
-        await Quarantine(client, ttl_seconds=60).keep(webhook, "OverflowError in service/x.py:1")
-        await client.aclose()
-        return webhook
-
     async def test_replay_queues_what_the_current_code_reads_and_pays_the_invoice(
         self,
         settings: Settings,
@@ -345,7 +334,7 @@ class TestUnprocessedCommand:
             "payment_intent.succeeded",
             stripe_samples.payment_intent(invoice_id=42, amount=Decimal("100.00")),
         )
-        webhook = await self.keep(settings, redis, json.dumps(event).encode())
+        webhook = await keep_unprocessed(settings, "stripe", json.dumps(event).encode())
         monkeypatch.setenv("REDIS_URL", settings.require_redis())
         monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", STRIPE_SECRET)
         short = webhook.key.rsplit(":", 1)[1][:16]
@@ -372,7 +361,7 @@ class TestUnprocessedCommand:
         capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        webhook = await self.keep(settings, redis, b'{"id": "evt_1", "type": ')
+        webhook = await keep_unprocessed(settings, "stripe", b'{"id": "evt_1", "type": ')
         monkeypatch.setenv("REDIS_URL", settings.require_redis())
         monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", STRIPE_SECRET)
         short = webhook.key.rsplit(":", 1)[1][:16]
@@ -397,5 +386,5 @@ async def test_kept_only_once_the_replicas_asked_for_hold_it(
     body = deeply_nested("events")
     signature = hmac.new(GOCARDLESS_SECRET.encode(), body, hashlib.sha256).hexdigest()
     headers = {"Webhook-Signature": signature, "Content-Type": "application/json"}
-    response = await client.post("/webhooks/gocardless", data=body, headers=headers)
-    assert (response.status, (await response.json())["error"]) == (503, "queue_unavailable")
+    status, answer = await post_webhook(client, "gocardless", body, headers)
+    assert (status, answer["error"]) == (503, "queue_unavailable")

@@ -5,40 +5,30 @@ from __future__ import annotations
 import io
 import json
 import time
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue
 from rq.job import Job
 
 from payhooks.devtools.embedded_redis import free_port
 from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.stripe import paid_event
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.app import create_app
+from tests.support.client import post_webhook
 from tests.support.settings import OLD_STRIPE_SECRET, STRIPE_SECRET, with_settings
-
-AiohttpClient = Any
-
-
-def paid_event(invoice_id: int = 42) -> dict[str, Any]:
-    intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal("100.00"))
-    return samples.event("payment_intent.succeeded", intent)
-
-
-async def post(client: TestClient, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    response = await client.post("/webhooks/stripe", data=body, headers=headers)
-    return response.status, await response.json()
 
 
 class TestAccepted:
     async def test_signed_event_becomes_one_rq_job(self, client: TestClient, queue: Queue) -> None:
         event = paid_event()
-        status, answer = await post(client, *samples.signed(event, STRIPE_SECRET))
+        status, answer = await post_webhook(client, "stripe", *samples.signed(event, STRIPE_SECRET))
         assert (status, answer["status"], answer["queued"]) == (200, "accepted", 1)
 
         assert queue.count == 1
@@ -53,7 +43,9 @@ class TestAccepted:
     async def test_previous_secret_still_accepted_during_a_roll(
         self, client: TestClient, queue: Queue
     ) -> None:
-        status, _ = await post(client, *samples.signed(paid_event(), OLD_STRIPE_SECRET))
+        status, _ = await post_webhook(
+            client, "stripe", *samples.signed(paid_event(), OLD_STRIPE_SECRET)
+        )
         assert status == 200
         assert queue.count == 1
 
@@ -61,8 +53,8 @@ class TestAccepted:
         self, client: TestClient, queue: Queue
     ) -> None:
         event = paid_event()
-        first = await post(client, *samples.signed(event, STRIPE_SECRET))
-        second = await post(client, *samples.signed(event, STRIPE_SECRET))
+        first = await post_webhook(client, "stripe", *samples.signed(event, STRIPE_SECRET))
+        second = await post_webhook(client, "stripe", *samples.signed(event, STRIPE_SECRET))
         assert first[1]["status"] == "accepted"
         assert second == (200, {"status": "duplicate", "queued": 0, "duplicates": 1, "ignored": 0})
         assert queue.count == 1
@@ -71,7 +63,7 @@ class TestAccepted:
         self, client: TestClient, queue: Queue
     ) -> None:
         event = samples.event("customer.updated", {"id": "cus_1", "object": "customer"})
-        status, answer = await post(client, *samples.signed(event, STRIPE_SECRET))
+        status, answer = await post_webhook(client, "stripe", *samples.signed(event, STRIPE_SECRET))
         assert (status, answer["status"], answer["ignored"]) == (200, "ignored", 1)
         assert queue.count == 0
         metrics = await (await client.get("/metrics")).text()
@@ -103,21 +95,21 @@ class TestRejected:
         self, client: TestClient, queue: Queue, make_headers: Any, reason: str
     ) -> None:
         body = json.dumps(paid_event()).encode()
-        status, answer = await post(client, body, make_headers(body))
+        status, answer = await post_webhook(client, "stripe", body, make_headers(body))
         assert (status, answer["reason"]) == (400, reason)
         assert queue.count == 0
         assert queue.connection.keys("payhooks:event:*") == []
 
     async def test_tampered_body_fails_verification(self, client: TestClient, queue: Queue) -> None:
         body, headers = samples.signed(paid_event(), STRIPE_SECRET)
-        status, answer = await post(client, body.replace(b"100", b"999"), headers)
+        status, answer = await post_webhook(client, "stripe", body.replace(b"100", b"999"), headers)
         assert (status, answer["error"]) == (400, "invalid_signature")
         assert queue.count == 0
 
     async def test_wrong_content_type_is_415(self, client: TestClient, queue: Queue) -> None:
         body, headers = samples.signed(paid_event(), STRIPE_SECRET)
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-        status, answer = await post(client, body, headers)
+        status, answer = await post_webhook(client, "stripe", body, headers)
         assert (status, answer["error"]) == (415, "unsupported_media_type")
         assert queue.count == 0
 
@@ -137,8 +129,8 @@ class TestRejected:
     ) -> None:
         # Stripe would retry a 4xx for days, then disable the endpoint; a person replays it
         # once the cause is known (`payhooks unprocessed`, tests/test_hostile_input.py).
-        status, answer = await post(
-            client, *samples.signed(b'{"id": "evt_1", "type": ', STRIPE_SECRET)
+        status, answer = await post_webhook(
+            client, "stripe", *samples.signed(b'{"id": "evt_1", "type": ', STRIPE_SECRET)
         )
         assert (status, answer["status"]) == (200, "unprocessed")
         assert queue.count == 0
@@ -154,7 +146,9 @@ async def test_redis_down_is_503_so_stripe_retries(
 ) -> None:
     down = with_settings(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     client = await aiohttp_client(create_app(down))
-    status, answer = await post(client, *samples.signed(paid_event(), STRIPE_SECRET))
+    status, answer = await post_webhook(
+        client, "stripe", *samples.signed(paid_event(), STRIPE_SECRET)
+    )
     assert (status, answer["error"]) == (503, "queue_unavailable")
     assert (await client.get("/readyz")).status == 503
     assert (await client.get("/healthz")).status == 200
@@ -175,7 +169,7 @@ async def test_queued_job_is_the_job_rq_itself_would_write(
     from payhooks.storage.jobs import JobFactory
 
     event = paid_event()
-    await post(client, *samples.signed(event, STRIPE_SECRET))
+    await post_webhook(client, "stripe", *samples.signed(event, STRIPE_SECRET))
     key = f"stripe:{event['id']}"
     written = {
         k.decode(): v

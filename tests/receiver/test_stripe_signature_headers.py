@@ -20,8 +20,6 @@ from payhooks.devtools.samples import stripe as stripe_samples
 from service.providers.authorizenet import signature_of
 from tests.support.settings import AUTHORIZENET_KEY, STRIPE_SECRET
 
-AiohttpClient = Any
-
 
 def stripe_request() -> tuple[str, bytes, str, str]:
     intent = stripe_samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))

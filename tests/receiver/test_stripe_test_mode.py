@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -28,10 +29,8 @@ from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from payhooks.storage.trail import Trail
 from service.app import create_app
-from tests.support.client import MakeClient
+from tests.support.client import MakeClient, post_webhook
 from tests.support.settings import STRIPE_SECRET, with_section
-
-AiohttpClient = Any
 
 
 def stripe_test_mode_event(invoice_id: int = 42) -> dict[str, Any]:
@@ -40,9 +39,7 @@ def stripe_test_mode_event(invoice_id: int = 42) -> dict[str, Any]:
 
 
 async def post(client: TestClient, event: dict[str, Any]) -> tuple[int, Any]:
-    body, headers = samples.signed(event, STRIPE_SECRET)
-    response = await client.post("/webhooks/stripe", data=body, headers=headers)
-    return response.status, await response.json()
+    return await post_webhook(client, "stripe", *samples.signed(event, STRIPE_SECRET))
 
 
 def counted(metrics: str) -> float:

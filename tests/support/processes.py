@@ -1,15 +1,21 @@
-"""Workers outside the fixture: the `payhooks` command line, its environment, a burst worker."""
+"""Workers: the type of the ``run_worker`` fixture, and those outside it: the `payhooks`
+command line, its environment, a burst worker."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET as STRIPE_SECRET
 from payhooks.settings import Settings
+
+#: The type of the ``run_worker`` fixture (tests/conftest.py): drain the queue with a real
+#: RQ worker in burst mode, built from the fixture's settings.
+RunWorker = Callable[[], None]
 
 
 def run_burst_worker(settings: Settings, redis: Redis, queue: Queue) -> None:

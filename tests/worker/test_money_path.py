@@ -21,21 +21,18 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from payhooks.devtools.samples import generic
 from payhooks.devtools.samples import stripe as samples
-from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.settings.generic import GenericSettings
 from payhooks.storage import redis_keys
 from service.inbox import Accepted
-from tests.support.delivery import deliver, writes
-from tests.support.processes import PAYHOOKS, run_burst_worker, worker_env
+from tests.support.delivery import deliver, queued_job, writes
+from tests.support.processes import PAYHOOKS, RunWorker, run_burst_worker, worker_env
 from tests.support.settings import GENERIC_SECRET, with_section, with_settings
 from workers.errors import InvoiceLockLost
 from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
-
-RunWorker = Callable[[], None]
 
 
 def succeeded(intent: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +44,7 @@ def intent(invoice_id: int, amount: str, **kw: Any) -> dict[str, Any]:
 
 
 def job_of(redis: Redis, event: dict[str, Any]) -> Job:
-    return Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
+    return queued_job(redis, f"stripe:{event['id']}")
 
 
 def tokens_of(state: SandboxState, invoice_id: int) -> list[dict[str, Any]]:
@@ -86,7 +83,7 @@ class TestEventIdentity:
                 GENERIC_SECRET,
                 msg_id=webhook_id,
             )
-            accepted = deliver_bodies(two_sources, f"generic/{source}", [body], headers)
+            accepted = deliver(two_sources, f"generic/{source}", (body, headers))
             assert accepted == [Accepted.QUEUED]
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
@@ -136,12 +133,12 @@ class TestDoublePayments:
         # then pays the invoice. B's success is a second payment, whatever its token.
         b = intent(43, "100.00", method="us_bank_account", status="processing")
         a = intent(43, "100.00")
-        deliver(settings, samples.event("payment_intent.processing", b))
+        deliver(settings, "stripe", samples.event("payment_intent.processing", b))
         run_worker()
-        deliver(settings, succeeded(a))
+        deliver(settings, "stripe", succeeded(a))
         run_worker()
         b_paid = succeeded(dict(b, status="succeeded", amount_received=b["amount"]))
-        deliver(settings, b_paid)
+        deliver(settings, "stripe", b_paid)
         run_worker()
 
         job = job_of(redis, b_paid)
@@ -163,15 +160,15 @@ class TestDoublePayments:
         b = intent(44, "100.00")
         patient = with_settings(settings, job_retries_in_place=0, job_max_attempts=1)
         sandbox_state.faults.append(Fault("POST", TOKENS, 502, after_apply=True))
-        deliver(patient, succeeded(b))
+        deliver(patient, "stripe", succeeded(b))
         run_burst_worker(patient, redis, Queue(settings.queue_name, connection=redis))
         a = intent(44, "100.00")
-        deliver(settings, succeeded(a))
+        deliver(settings, "stripe", succeeded(a))
         run_worker()
         assert sandbox_state.invoices[44]["PaidOn"] is not None
         # B replayed: its token is found, and it is flagged as the second payment it is.
         b_again = samples.event("charge.succeeded", samples.charge(b))
-        deliver(settings, b_again)
+        deliver(settings, "stripe", b_again)
         run_worker()
         assert job_of(redis, b_again).meta["failure"]["error_class"] == "InvoiceAlreadyPaid"
         assert len(tokens_of(sandbox_state, 44)) == 2
@@ -180,14 +177,14 @@ class TestDoublePayments:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
         a = intent(42, "100.00")
-        deliver(settings, succeeded(a))
+        deliver(settings, "stripe", succeeded(a))
         run_worker()
         # Its later events, after our markers were lost (say Redis was restored).
         sandbox_state.calls.clear()
         redis = Redis.from_url(settings.require_redis())
         redis.delete(*redis.keys("payhooks:payment-token:*"))
         redis.close()
-        deliver(settings, samples.event("charge.succeeded", samples.charge(a)))
+        deliver(settings, "stripe", samples.event("charge.succeeded", samples.charge(a)))
         run_worker()
         assert writes(sandbox_state) == []
         assert len(tokens_of(sandbox_state, 42)) == 1
@@ -200,11 +197,11 @@ class TestDoublePayments:
         # an "overpayment" that settles the invoice.
         sandbox_state.faults.append(Fault("PUT", INVOICES, 503, times=1))
         patient = with_settings(settings, job_retries_in_place=0, job_max_attempts=1)
-        deliver(patient, succeeded(intent(42, "100.00")))
+        deliver(patient, "stripe", succeeded(intent(42, "100.00")))
         run_burst_worker(patient, redis, Queue(settings.queue_name, connection=redis))
         assert sandbox_state.invoices[42]["PaidOn"] is None
         b = succeeded(intent(42, "100.00"))
-        deliver(settings, b)
+        deliver(settings, "stripe", b)
         run_worker()
         assert job_of(redis, b).meta["failure"]["error_class"] == "InvoiceAlreadyPaid"
         assert writes(sandbox_state, "PUT") == []
@@ -224,16 +221,18 @@ class TestDoublePayments:
         patient = with_settings(settings, job_retries_in_place=0, job_max_attempts=1)
         if answer_lost:
             sandbox_state.faults.append(Fault("POST", TOKENS, 502, after_apply=True))
-            deliver(patient, succeeded(b))
+            deliver(patient, "stripe", succeeded(b))
         else:
             deliver(
-                patient, samples.event("payment_intent.processing", dict(b, status="processing"))
+                patient,
+                "stripe",
+                samples.event("payment_intent.processing", dict(b, status="processing")),
             )
         run_burst_worker(patient, redis, Queue(settings.queue_name, connection=redis))
         assert len(tokens_of(sandbox_state, 44)) == 1
         sandbox_state.invoices[44].update(PaidOn="2026-11-30T08:00:00Z", Paid=True)
         b_again = samples.event("charge.succeeded", samples.charge(b))
-        deliver(settings, b_again)
+        deliver(settings, "stripe", b_again)
         run_worker()
         assert job_of(redis, b_again).meta["failure"]["error_class"] == "InvoiceAlreadyPaid"
 
@@ -244,7 +243,7 @@ class TestDoublePayments:
         # payment did not pay it, so it must not stay counted as if it had.
         sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=1.5))
         event = succeeded(intent(42, "100.00"))
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         worker = _run_worker_process(settings)
         wait_for(lambda: any(c.method == "GET" for c in sandbox_state.calls), 20, "the GET")
         sandbox_state.invoices[42].update(PaidOn="2026-11-30T08:00:00Z", Paid=True)
@@ -262,10 +261,10 @@ class TestPartialPayments:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
         first, second = intent(42, "50.00"), intent(42, "50.00")
-        deliver(settings, succeeded(first))
+        deliver(settings, "stripe", succeeded(first))
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
-        deliver(settings, succeeded(second))
+        deliver(settings, "stripe", succeeded(second))
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         notes = {t["Token"]: t["Notes"] for t in tokens_of(sandbox_state, 42)}
@@ -281,7 +280,7 @@ class TestPartialPayments:
             samples.event("charge.succeeded", samples.charge(half)),
             samples.event("checkout.session.completed", samples.checkout_session(half)),
         ]
-        deliver(settings, *events)
+        deliver(settings, "stripe", *events)
         run_worker()
         queue = Queue(settings.queue_name, connection=redis)
         for event in events:  # each job run again, as a replay by a person would
@@ -295,7 +294,7 @@ class TestPartialPayments:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
         sandbox_state.invoices[42]["PaidAmount"] = 30.0
-        deliver(settings, succeeded(intent(42, "40.00")), succeeded(intent(42, "30.00")))
+        deliver(settings, "stripe", succeeded(intent(42, "40.00")), succeeded(intent(42, "30.00")))
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
 
@@ -303,7 +302,7 @@ class TestPartialPayments:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
     ) -> None:
         pounds = succeeded(intent(42, "60.00", currency="GBP"))
-        deliver(settings, pounds, succeeded(intent(42, "60.00")))
+        deliver(settings, "stripe", pounds, succeeded(intent(42, "60.00")))
         run_worker()
         failure = job_of(redis, pounds).meta["failure"]
         assert failure["error_class"] == "AmountMismatch"
@@ -340,7 +339,7 @@ class TestFreshPut:
         # the invoice paid. The PUT must carry the record as it is then, or not happen.
         sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=1.5))
         event = succeeded(intent(42, "100.00"))
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         worker = _run_worker_process(settings)
         wait_for(lambda: any(c.method == "GET" for c in sandbox_state.calls), 20, "the GET")
         sandbox_state.invoices[42].update(change)
@@ -366,8 +365,8 @@ class TestLocks:
         queued = with_settings(settings, job_timeout_seconds=120)
         payment = intent(42, "100.00")
         sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=16))
-        deliver(queued, succeeded(payment))
-        deliver(queued, samples.event("charge.succeeded", samples.charge(payment)))
+        deliver(queued, "stripe", succeeded(payment))
+        deliver(queued, "stripe", samples.event("charge.succeeded", samples.charge(payment)))
         workers = [_run_worker_process(settings, JOB_TIMEOUT_SECONDS="10") for _ in range(2)]
         for worker in workers:
             worker.communicate(timeout=90)
@@ -398,7 +397,7 @@ class TestOutage:
             Fault(method, "/api/billing/", 503, times=10**6) for method in ("GET", "POST", "PUT")
         ]
         sandbox_state.faults.extend(outage)
-        deliver(settings, *(succeeded(intent(i, "100.00")) for i in invoices))
+        deliver(settings, "stripe", *(succeeded(intent(i, "100.00")) for i in invoices))
         env = {
             "JOB_MAX_ATTEMPTS": "2",
             "JOB_RETRIES_IN_PLACE": "0",
@@ -448,7 +447,7 @@ def test_a_write_that_may_have_landed_is_not_searched_for_at_once(
     patient = with_settings(settings, job_retry_base_seconds=30)
     sandbox_state.faults.append(Fault("POST", TOKENS, 502, after_apply=True))
     event = succeeded(intent(42, "100.00"))
-    deliver(patient, event)
+    deliver(patient, "stripe", event)
     run_burst_worker(patient, redis, queue)
     assert job_of(redis, event).get_status() == "scheduled"
     assert [c.method for c in sandbox_state.calls if c.path.startswith(TOKENS)] == ["POST"]
@@ -469,7 +468,7 @@ def test_an_invoice_failing_alone_still_ends_in_the_failed_registry(
         nexudus_breaker_max_open_seconds=1,
     )
     event = succeeded(intent(43, "100.00"))
-    deliver(quick, event)
+    deliver(quick, "stripe", event)
     scheduled = ScheduledJobRegistry(queue=queue)
     for _ in range(8):
         run_burst_worker(quick, redis, queue)
@@ -486,7 +485,7 @@ def test_a_throttled_put_is_sent_again_on_a_fresh_record(
     settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
 ) -> None:
     sandbox_state.faults.append(Fault("PUT", INVOICES, 429, times=1, retry_after=0.2))
-    deliver(settings, succeeded(intent(42, "100.00")))
+    deliver(settings, "stripe", succeeded(intent(42, "100.00")))
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is not None
     after_throttle = [

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 
 from payhooks.devtools.samples import stripe as samples
@@ -29,14 +29,12 @@ from payhooks.devtools.sandbox.stripe import API_KEY, StripeState
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
-from payhooks.storage import redis_keys
 from service.providers.stripe import normalise_event
-from tests.support.delivery import deliver
+from tests.support.delivery import deliver, queued_job
 from tests.support.paths import FIXTURES
+from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import with_section
-from workers import context
 
-RunWorker = Callable[[], None]
 OPENAPI = json.loads((FIXTURES / "stripe_openapi_fixtures.json").read_text())
 BASIL = "2025-03-31.basil"
 CLOVER = "2025-09-30.clover"
@@ -202,7 +200,7 @@ def tokens_of(state: SandboxState) -> list[str]:
 
 
 def job_of(queue: Queue, event: dict[str, Any]) -> Job:
-    return Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+    return queued_job(queue.connection, f"stripe:{event['id']}")
 
 
 ORDERS = {
@@ -227,7 +225,7 @@ class TestWithoutApiKey:
     ) -> None:
         payment = Payment(api_version)
         events = [payment.intent_succeeded(), *(getattr(payment, name)() for name in order)]
-        deliver(settings, *events)
+        deliver(settings, "stripe", *events)
         run_worker()
         assert tokens_of(sandbox_state) == [payment.intent["id"]]
         assert sandbox_state.invoices[42]["PaidOn"] is not None
@@ -237,10 +235,10 @@ class TestWithoutApiKey:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
     ) -> None:
         payment = Payment()
-        deliver(settings, payment.invoice_payment_paid())
+        deliver(settings, "stripe", payment.invoice_payment_paid())
         run_worker()  # alone: its invoice may be none of ours, so it writes nothing yet
         assert tokens_of(sandbox_state) == []
-        deliver(settings, payment.invoice_paid())
+        deliver(settings, "stripe", payment.invoice_paid())
         run_worker()
         assert tokens_of(sandbox_state) == [payment.intent["id"]]
         assert len(queue.failed_job_registry) == 0
@@ -250,7 +248,7 @@ class TestWithoutApiKey:
     ) -> None:
         payment = Payment()
         event = payment.event("invoice.payment_failed", {**payment.invoice, "status": "open"})
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert job_of(queue, event).get_status() == "finished"
         assert tokens_of(sandbox_state) == []
@@ -260,7 +258,7 @@ class TestWithoutApiKey:
     ) -> None:
         payment = Payment()
         event = payment.invoice_paid()
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert tokens_of(sandbox_state) == []  # never the in_… id
         failure = job_of(queue, event).meta["failure"]
@@ -295,14 +293,8 @@ class TestWithApiKey:
                 stripe_state.invoice_payments[payment.invoice_payment["id"]] = (
                     payment.invoice_payment
                 )
-            deliver(api_settings, *events)
-            ctx = context.build_context(api_settings)
-            context.install(ctx)
-            try:
-                SimpleWorker([queue], connection=queue.connection).work(burst=True)
-            finally:
-                context._current = None
-                ctx.close()
+            deliver(api_settings, "stripe", *events)
+            run_burst_worker(api_settings, queue.connection, queue)
 
         return run
 

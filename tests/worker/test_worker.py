@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -13,19 +12,13 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from payhooks.devtools.samples import stripe as samples
+from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from tests.support.delivery import api_calls, deliver, writes
-from tests.support.processes import run_burst_worker
+from tests.support.delivery import api_calls, deliver, queued_job, writes
+from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import with_settings
-
-RunWorker = Callable[[], None]
-
-
-def paid_event(invoice_id: int | None = 42, amount: str = "100.00", **kw: Any) -> dict[str, Any]:
-    intent = samples.payment_intent(invoice_id=invoice_id, amount=Decimal(amount), **kw)
-    return samples.event("payment_intent.succeeded", intent)
 
 
 def failure_of(queue: Queue, job_id: str) -> dict[str, Any]:
@@ -39,7 +32,7 @@ class TestPaid:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
 
         invoice = sandbox_state.invoices[42]
@@ -64,7 +57,7 @@ class TestPaid:
             SystemId="ops-7", CustomData="keep me", BillToState="Kent"
         )
         before = dict(sandbox_state.invoices[42])
-        deliver(settings, paid_event(42))
+        deliver(settings, "stripe", paid_event(42))
         run_worker()
         after = sandbox_state.invoices[42]
         changed = {k for k in before if before[k] != after.get(k)}
@@ -73,7 +66,7 @@ class TestPaid:
     def test_bacs_payment_recorded_as_stripe_bacs(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
-        deliver(settings, paid_event(42, method="bacs_debit"))
+        deliver(settings, "stripe", paid_event(42, method="bacs_debit"))
         run_worker()
         [token] = sandbox_state.tokens.values()
         assert token["RegularPaymentProvider"] == 13
@@ -84,6 +77,7 @@ class TestPaid:
         intent = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
         deliver(
             settings,
+            "stripe",
             samples.event("payment_intent.succeeded", intent),
             samples.event("charge.succeeded", samples.charge(intent)),
             samples.event("invoice.paid", samples.invoice_paid(intent)),
@@ -97,11 +91,11 @@ class TestPaid:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
     ) -> None:
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         # Replaying the same job (as ops would) after it was applied.
         sandbox_state.calls.clear()
-        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
+        job = queued_job(redis, f"stripe:{event['id']}")
         job.requeue() if job.get_status() == "failed" else Queue(
             settings.queue_name, connection=redis
         ).enqueue_job(job)
@@ -114,7 +108,7 @@ class TestPaid:
     ) -> None:
         sandbox_state.invoices[50] = invoice_record(50, InvoiceNumber="INV-7-2026")
         sandbox_state.invoices[51] = invoice_record(51, InvoiceNumber="INV-7")
-        deliver(settings, paid_event(None, metadata={"nexudus_invoice_number": "INV-7"}))
+        deliver(settings, "stripe", paid_event(None, metadata={"nexudus_invoice_number": "INV-7"}))
         run_worker()
         assert sandbox_state.invoices[51]["PaidOn"] is not None
         assert sandbox_state.invoices[50]["PaidOn"] is None
@@ -125,7 +119,9 @@ class TestPaid:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
         sandbox_state.invoices[60] = invoice_record(60, PaymentReference="BANKREF-60")
-        deliver(settings, paid_event(None, metadata={"nexudus_invoice_number": "BANKREF-60"}))
+        deliver(
+            settings, "stripe", paid_event(None, metadata={"nexudus_invoice_number": "BANKREF-60"})
+        )
         run_worker()
         assert sandbox_state.invoices[60]["PaidOn"] is not None
 
@@ -137,7 +133,7 @@ class TestPendingFailedRefunded:
         intent = samples.payment_intent(
             invoice_id=43, amount=Decimal("100.00"), method="us_bank_account", status="processing"
         )
-        deliver(settings, samples.event("payment_intent.processing", intent))
+        deliver(settings, "stripe", samples.event("payment_intent.processing", intent))
         run_worker()
         assert sandbox_state.invoices[43]["PaidOn"] is None
         [token] = sandbox_state.tokens.values()
@@ -145,7 +141,7 @@ class TestPendingFailedRefunded:
         assert "pending" in token["Notes"]
 
         succeeded = dict(intent, status="succeeded", amount_received=intent["amount"])
-        deliver(settings, samples.event("payment_intent.succeeded", succeeded))
+        deliver(settings, "stripe", samples.event("payment_intent.succeeded", succeeded))
         run_worker()
         assert sandbox_state.invoices[43]["PaidOn"] is not None
         assert len(sandbox_state.tokens) == 1
@@ -163,7 +159,7 @@ class TestPendingFailedRefunded:
         intent = samples.payment_intent(invoice_id=44, amount=Decimal("100.00"))
         obj = samples.charge(intent) if event_type.startswith("charge") else intent
         obj["amount_refunded"] = obj["amount"]
-        deliver(settings, samples.event(event_type, obj))
+        deliver(settings, "stripe", samples.event(event_type, obj))
         run_worker()
         assert sandbox_state.calls == []
         assert sandbox_state.invoices[44]["PaidOn"] == "2026-11-02T10:00:00Z"
@@ -175,7 +171,7 @@ class TestAmountGuard:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = paid_event(42, amount="60.00")
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
         [token] = sandbox_state.tokens.values()
@@ -183,7 +179,7 @@ class TestAmountGuard:
             "partial payment: running total 60.00 of 100.00 EUR, 40.00 still due"
             in (token["Notes"])
         )
-        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+        job = queued_job(queue.connection, f"stripe:{event['id']}")
         assert job.get_status() == "finished"
         assert job.return_value()["result"] == "partially_paid"
 
@@ -191,7 +187,7 @@ class TestAmountGuard:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
         sandbox_state.invoices[42]["PaidAmount"] = 40.0
-        deliver(settings, paid_event(42, amount="60.00"))
+        deliver(settings, "stripe", paid_event(42, amount="60.00"))
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
 
@@ -199,7 +195,7 @@ class TestAmountGuard:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = paid_event(42, currency="GBP")
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
         failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
@@ -210,10 +206,10 @@ class TestNexudusFailures:
     def test_401_re_authenticates_once(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
-        deliver(settings, paid_event(42))
+        deliver(settings, "stripe", paid_event(42))
         run_worker()
         sandbox_state.access_tokens.clear()  # every token now answers 401
-        deliver(settings, paid_event(43))
+        deliver(settings, "stripe", paid_event(43))
         run_worker()
         assert sandbox_state.invoices[43]["PaidOn"] is not None
         assert sandbox_state.grants == 2
@@ -223,7 +219,7 @@ class TestNexudusFailures:
     ) -> None:
         sandbox_state.token_lifetime_seconds = 200  # inside the 300 s refresh margin
         for invoice_id in (42, 43, 44):
-            deliver(settings, paid_event(invoice_id))
+            deliver(settings, "stripe", paid_event(invoice_id))
         run_worker()
         assert all(sandbox_state.invoices[i]["PaidOn"] for i in (42, 43, 44))
         # The first grant is a password grant; each later one used the newest refresh token.
@@ -234,7 +230,7 @@ class TestNexudusFailures:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
         sandbox_state.faults.append(Fault("PUT", INVOICES, 429, times=2, retry_after=0.1))
-        deliver(settings, paid_event(42))
+        deliver(settings, "stripe", paid_event(42))
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert [c.status for c in sandbox_state.calls if c.method == "PUT"] == [429, 429, 200]
@@ -243,7 +239,7 @@ class TestNexudusFailures:
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
         sandbox_state.faults.append(Fault("POST", TOKENS, 409, times=1, retry_after=0))
-        deliver(settings, paid_event(42))
+        deliver(settings, "stripe", paid_event(42))
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert len(sandbox_state.tokens) == 1
@@ -256,10 +252,10 @@ class TestNexudusFailures:
         patient = with_settings(settings, job_retry_base_seconds=10)
         sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 500, times=6))
         event = paid_event(42)
-        deliver(patient, event)
+        deliver(patient, "stripe", event)
         run_burst_worker(patient, redis, queue)
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=queue.connection)
+        job = queued_job(queue.connection, f"stripe:{event['id']}")
         assert job.get_status() == "finished"
         assert job.retries_left == settings.job_max_attempts - 1  # RQ never had to retry
 
@@ -268,7 +264,7 @@ class TestNexudusFailures:
     ) -> None:
         # The token is written but the answer is lost: the retry must find it.
         sandbox_state.faults.append(Fault("POST", TOKENS, 502, after_apply=True))
-        deliver(settings, paid_event(42))
+        deliver(settings, "stripe", paid_event(42))
         run_worker()
         assert len(sandbox_state.tokens) == 1
         assert sandbox_state.invoices[42]["PaidOn"] is not None
@@ -289,7 +285,7 @@ class TestNexudusFailures:
         # The first POST fails before writing, so the retry searches, and the search
         # (a substring match in Nexudus) returns only the near miss.
         sandbox_state.faults.append(Fault("POST", TOKENS, 503))
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert sorted(t["Token"] for t in sandbox_state.tokens.values()) == [
             token,
@@ -325,7 +321,7 @@ class TestNexudusFailures:
             )
         )
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         job_id = redis_keys.job_id(f"stripe:{event['id']}")
         assert job_id in FailedJobRegistry(queue=queue).get_job_ids()
@@ -341,7 +337,7 @@ class TestNexudusFailures:
     ) -> None:
         del sandbox_state.invoices[42]["BillToCity"]
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
         assert "refusing to PUT an incomplete invoice record (no BillToCity)" in failure["reason"]
@@ -351,7 +347,7 @@ class TestNexudusFailures:
         self, settings: Settings, run_worker: RunWorker, queue: Queue
     ) -> None:
         event = paid_event(4040)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
         assert failure["error_class"] == "InvoiceNotFound"
@@ -364,7 +360,7 @@ class TestNexudusFailures:
         quick = with_settings(settings, job_max_attempts=2, nexudus_breaker_min_calls=1000)
         sandbox_state.faults.append(Fault("GET", f"{INVOICES}/42", 500, times=100))
         event = paid_event(42)
-        deliver(quick, event)
+        deliver(quick, "stripe", event)
         run_burst_worker(quick, redis, queue)
         failure = failure_of(queue, redis_keys.job_id(f"stripe:{event['id']}"))
         assert failure["transient"] is True
@@ -379,7 +375,7 @@ class TestOnePaymentOneInvoice:
     ) -> None:
         sandbox_state.invoices[42].update(PaidOn="2026-11-10T09:00:00Z", Paid=True)
         event = paid_event(42)
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         [token] = sandbox_state.tokens.values()
         assert "already paid" in token["Notes"]
@@ -401,7 +397,7 @@ class TestOnePaymentOneInvoice:
             "RegularPaymentProvider": 2,
             "Notes": None,
         }
-        deliver(settings, event)
+        deliver(settings, "stripe", event)
         run_worker()
         assert writes(sandbox_state) == []
         assert len(queue.finished_job_registry) == 1
@@ -413,9 +409,9 @@ class TestOnePaymentOneInvoice:
         session = {**samples.checkout_session(intent), "client_reference_id": "43"}
         first = samples.event("payment_intent.succeeded", intent)
         second = samples.event("checkout.session.completed", session)
-        deliver(settings, first)
+        deliver(settings, "stripe", first)
         run_worker()
-        deliver(settings, second)
+        deliver(settings, "stripe", second)
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert sandbox_state.invoices[43]["PaidOn"] is None
@@ -426,7 +422,7 @@ class TestOnePaymentOneInvoice:
     def test_overpayment_is_applied_and_noted(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
     ) -> None:
-        deliver(settings, paid_event(42, amount="150.00"))
+        deliver(settings, "stripe", paid_event(42, amount="150.00"))
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         [token] = sandbox_state.tokens.values()
@@ -438,23 +434,13 @@ class TestSlowNexudus:
     def test_job_timeout_is_transient_and_a_landed_post_is_not_repeated(
         self, settings: Settings, sandbox_state: SandboxState, redis: Redis, queue: Queue
     ) -> None:
-        from rq import SimpleWorker
-
-        from workers import context
-
         slow = with_settings(settings, job_timeout_seconds=10, nexudus_timeout_seconds=30)
-        ctx = context.build_context(slow)
-        context.install(ctx)
         # The token is written at once, but the answer comes after the job's time is up.
         sandbox_state.faults.append(Fault("POST", TOKENS, 503, delay=12, after_apply=True))
         event = paid_event(42)
-        try:
-            deliver(slow, event)
-            SimpleWorker([queue], connection=redis).work(burst=True)
-        finally:
-            context._current = None
-            ctx.close()
+        deliver(slow, "stripe", event)
+        run_burst_worker(slow, redis, queue)
         assert len(sandbox_state.tokens) == 1
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = Job.fetch(redis_keys.job_id(f"stripe:{event['id']}"), connection=redis)
+        job = queued_job(redis, f"stripe:{event['id']}")
         assert job.get_status() == "finished"

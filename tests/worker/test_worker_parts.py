@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -16,12 +16,11 @@ from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.settings import ConfigError, Settings
 from payhooks.settings.stripe import StripeSettings
 from tests.support.delivery import deliver
+from tests.support.processes import RunWorker
 from tests.support.settings import with_section
 from workers import context
 from workers.jobs import backoff_seconds
 from workers.ratelimit import RateLimiter, Window
-
-RunWorker = Callable[[], None]
 
 
 @pytest.fixture
@@ -72,7 +71,7 @@ def test_payment_method_looked_up_when_the_webhook_does_not_say(
     ctx = context.build_context(settings)
     context.install(ctx)
     try:
-        deliver(settings, samples.event("payment_intent.succeeded", intent))
+        deliver(settings, "stripe", samples.event("payment_intent.succeeded", intent))
         SimpleWorker([Queue(settings.queue_name, connection=redis)], connection=redis).work(
             burst=True
         )
@@ -90,7 +89,7 @@ def test_without_api_key_an_unknown_method_is_recorded_as_stripe(
     intent = samples.payment_intent(
         invoice_id=42, amount=Decimal("100.00"), method="us_bank_account", single_method_type=False
     )
-    deliver(settings, samples.event("payment_intent.succeeded", intent))
+    deliver(settings, "stripe", samples.event("payment_intent.succeeded", intent))
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert token["RegularPaymentProvider"] == 2

@@ -62,11 +62,9 @@ def for_send_test(request: SampleRequest) -> Sample:
         },
     )
     key = request.secret("AUTHORIZENET_SIGNATURE_KEYS", DEV_SIGNATURE_KEY)
-    body, headers = signed(sent, key)
     return Sample(
         f"authcapture.created {transaction_id}, {request.amount}, invoice {request.invoice}",
-        body,
-        headers,
+        *signed(sent, key),
     )
 
 

@@ -81,12 +81,10 @@ def for_send_test(request: SampleRequest) -> Sample:
     request.signed_with["BRAINTREE_KEYS"] = f"{public}:{private}"
     # Braintree's SDK needs a merchant id to parse anything: any will do to read it back.
     request.signed_with["BRAINTREE_MERCHANT_ID"] = request.env.get("BRAINTREE_MERCHANT_ID") or "dev"
-    body, headers = signed(xml, public, private)
     return Sample(
         f"transaction_settled, {request.amount} {request.currency.upper()}, "
         f"order {request.invoice}",
-        body,
-        headers,
+        *signed(xml, public, private),
     )
 
 

@@ -6,6 +6,7 @@ For tests and benchmarks that exercise the worker without going through HTTP.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.settings import Settings
@@ -23,6 +24,23 @@ def deliver_bodies(
     headers: dict[str, str] | None = None,
 ) -> list[Accepted]:
     provider = build_providers(settings)[provider_name]
+    return queue_events(
+        settings,
+        [
+            (
+                StoredWebhook.of(provider_name, body, headers or {}, provider.redact(body)),
+                provider.normalise(body, headers or {}),
+            )
+            for body in bodies
+        ],
+    )
+
+
+def queue_events(
+    settings: Settings,
+    webhooks: Sequence[tuple[StoredWebhook, Sequence[PaymentEvent | Ignored]]],
+) -> list[Accepted]:
+    """Accept each webhook's normalised events as the receiver's inbox does, in order."""
 
     async def run() -> list[Accepted]:
         redis = redis_connect.async_client(settings)
@@ -30,9 +48,7 @@ def deliver_bodies(
             redis, JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds
         )
         results: list[Accepted] = []
-        for body in bodies:
-            normalised = provider.normalise(body, headers or {})
-            webhook = StoredWebhook.of(provider_name, body, headers or {}, provider.redact(body))
+        for webhook, normalised in webhooks:
             results += await inbox.accept(
                 webhook,
                 [n for n in normalised if isinstance(n, PaymentEvent)],

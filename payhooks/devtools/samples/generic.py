@@ -70,12 +70,10 @@ def for_send_test(request: SampleRequest) -> Sample:
     pairs = [p.partition(":") for p in request.env.get("GENERIC_WEBHOOK_SECRETS", "").split(",")]
     secret = next((s for source, _, s in pairs if source.strip() == request.source and s), None)
     request.signed_with["GENERIC_WEBHOOK_SECRETS"] = f"{request.source}:{secret or DEV_SECRET}"
-    body, headers = signed(sent, secret or DEV_SECRET)
     return Sample(
         f"bank transfer {sent['reference']}, {request.amount} {request.currency.upper()}, "
         f"invoice {request.invoice}",
-        body,
-        headers,
+        *signed(sent, secret or DEV_SECRET),
     )
 
 

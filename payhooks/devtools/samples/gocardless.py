@@ -112,12 +112,10 @@ def for_send_test(request: SampleRequest) -> Sample:
     )
     sent = payment_event(payment, "confirmed")
     secret = request.secret("GOCARDLESS_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET)
-    body, headers = signed([sent], secret)
     return Sample(
         f"payments/confirmed {sent['id']} for {payment}, {request.amount} "
         f"{request.currency.upper()}, invoice {request.invoice}",
-        body,
-        headers,
+        *signed([sent], secret),
     )
 
 

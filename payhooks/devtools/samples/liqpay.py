@@ -63,12 +63,10 @@ def signed(
 
 def for_send_test(request: SampleRequest) -> Sample:
     sent = payment(order_id=str(request.invoice), amount=request.amount, currency=request.currency)
-    body, headers = signed(sent, request.secret("LIQPAY_PRIVATE_KEYS", DEV_PRIVATE_KEY))
     return Sample(
         f"status success, payment {sent['payment_id']}, {request.amount} "
         f"{request.currency.upper()}, order {request.invoice}",
-        body,
-        headers,
+        *signed(sent, request.secret("LIQPAY_PRIVATE_KEYS", DEV_PRIVATE_KEY)),
     )
 
 

@@ -175,6 +175,17 @@ def event(
     }
 
 
+def paid_event(
+    invoice_id: int | None = 42, amount: str = "100.00", **intent: Any
+) -> dict[str, Any]:
+    """The usual payment: ``payment_intent.succeeded`` for a new intent of ``amount`` EUR
+    (``intent`` overrides ``payment_intent``'s other fields: currency, method, metadata)."""
+    return event(
+        "payment_intent.succeeded",
+        payment_intent(invoice_id=invoice_id, amount=Decimal(amount), **intent),
+    )
+
+
 def signed(
     body: dict[str, Any] | bytes, secret: str, *, timestamp: int | None = None
 ) -> tuple[bytes, dict[str, str]]:
@@ -194,12 +205,10 @@ def for_send_test(request: SampleRequest) -> Sample:
         method=request.method,
     )
     sent = event("payment_intent.succeeded", intent, livemode=False)
-    body, headers = signed(sent, request.secret("STRIPE_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET))
     return Sample(
         f"{sent['type']} {sent['id']}, {request.amount} {request.currency.upper()}, "
         f"invoice {request.invoice}",
-        body,
-        headers,
+        *signed(sent, request.secret("STRIPE_WEBHOOK_SECRETS", DEV_WEBHOOK_SECRET)),
     )
 
 

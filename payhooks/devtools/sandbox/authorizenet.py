@@ -8,19 +8,18 @@ Control: ``POST /_sandbox/authorizenet/transactions`` adds a transaction.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from payhooks.devtools.sandbox.transactions import TransactionBook
 
 LOGIN_ID = "sandbox_login"
 TRANSACTION_KEY = "sandbox_transaction_key"
 
 
-@dataclass
-class AuthorizeNetState:
-    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lookups: int = 0
+class AuthorizeNetState(TransactionBook):
+    """Transactions by ``transId``, as getTransactionDetails answers them."""
 
 
 ANET_STATE = web.AppKey("authorizenet_state", AuthorizeNetState)

@@ -6,20 +6,19 @@ Control: ``POST /_sandbox/epay/transactions`` adds a transaction
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
 
 from aiohttp import web
 
+from payhooks.devtools.sandbox.transactions import TransactionBook
+
 API_PATH = "/remote/payment.asmx"
 MERCHANT_NUMBER = "8888888"
 
 
-@dataclass
-class EPayState:
-    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lookups: int = 0
+class EPayState(TransactionBook):
+    """Transactions by ``txnid``, as ``gettransaction``'s transactionInformation."""
 
 
 EPAY_STATE = web.AppKey("epay_state", EPayState)

@@ -10,10 +10,11 @@ Control: ``POST /_sandbox/forte/transactions`` adds a transaction.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from payhooks.devtools.sandbox.transactions import TransactionBook
 
 ORGANIZATION_ID = "org_300005"
 LOCATION_ID = "loc_191620"
@@ -22,10 +23,8 @@ API_SECURE_KEY = "sandbox_forte_secure_key"
 API_PATH = "/forte/v3"
 
 
-@dataclass
-class ForteState:
-    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lookups: int = 0
+class ForteState(TransactionBook):
+    """Forte's transactions, as its API answers them."""
 
 
 FORTE_STATE = web.AppKey("forte_state", ForteState)
