@@ -23,7 +23,7 @@ from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.paypal import PayPalState
-from payhooks.domain.providers import GENERIC, PROVIDERS
+from payhooks.domain.providers import BY_NAME, GENERIC, PROVIDERS, load
 from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
 from service.app import create_app
@@ -180,6 +180,13 @@ async def _run(
         await runner.cleanup()
 
 
+def _url_end(name: str) -> str:
+    spec = BY_NAME.get(name)
+    if spec is not None and spec.url_token:
+        return f"/<token> (one of {load(spec.settings).enabling_variable()})"
+    return " (GET)" if name == "epay" else ""
+
+
 def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     invoices = "\n".join(
         f"    {r['Id']}  {r['InvoiceNumber']:<14} {r['TotalAmount']:>7.2f} {r['CurrencyCode']}"
@@ -189,8 +196,7 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     receiver = f"http://127.0.0.1:{receiver_port}"
     custom_secret = settings.provider(StripeSettings).webhook_secrets[0] != DEV_WEBHOOK_SECRET
     urls = "\n                   ".join(
-        f"{receiver}/webhooks/{name}{' (GET)' if name == 'epay' else ''}"
-        for name in settings.enabled_providers()
+        f"{receiver}/webhooks/{name}{_url_end(name)}" for name in settings.enabled_providers()
     )
     # send-test finds this instance (its ports and secrets) by itself: no --url needed.
     tries = "\n".join(f"  .venv/bin/payhooks send-test {' '.join(t.arguments())}" for t in TRIES)

@@ -46,6 +46,9 @@ class ProviderSpec:
     #: as ``(app, state or None)``; None when the worker never calls its API. Providers may
     #: share one stand-in (PayPal's two APIs).
     stand_in: str | None = None
+    #: It signs nothing: its URL ends with a secret of ours, ``/webhooks/<name>/<token>``,
+    #: and its worker step confirms every event with its API.
+    url_token: bool = False
     #: What ``check-config --probe`` calls with its credentials (``payhooks/cli/probe.py``),
     #: as ``(section, http) -> checks``; None when it has no API credential to try.
     probe: str | None = None
@@ -150,6 +153,19 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         worker_step="workers.provider_steps.epay:EPayStep",
         stand_in="payhooks.devtools.sandbox.epay:add_epay_routes",
         probe="payhooks.cli.probe:epay_checks",
+    ),
+    ProviderSpec(
+        name="forte",
+        settings="payhooks.settings.forte:ForteSettings",
+        display_name="Forte",
+        payment_providers=(RegularPaymentProvider.FORTE,),
+        receiver="service.providers.forte:ForteWebhook",
+        sample="payhooks.devtools.samples.forte:for_send_test",
+        dev_environment="payhooks.devtools.samples.forte:dev_environment",
+        sample_uses_sandbox=True,
+        worker_step="workers.provider_steps.forte:ForteStep",
+        stand_in="payhooks.devtools.sandbox.forte:add_forte_routes",
+        url_token=True,
     ),
 )
 

@@ -24,7 +24,7 @@ from payhooks.domain.events import (
 from payhooks.settings import Settings
 from payhooks.settings.authorizenet import AuthorizeNetSettings
 from service.errors import InvalidSignature, MalformedPayload
-from service.providers.base import load_json_object
+from service.providers.base import ReceiverDefaults, load_json_object
 
 PREFIX = "net.authorize.payment."
 KINDS = {
@@ -44,14 +44,9 @@ def signature_of(key: str, body: bytes) -> str:
     return hmac.new(key.encode(), body, hashlib.sha512).hexdigest()
 
 
-class AuthorizeNetWebhook:
+class AuthorizeNetWebhook(ReceiverDefaults):
     name = "authorizenet"
-    method = "POST"
-    content_types = frozenset({"application/json"})
-    bad_signature_status = 400
-    nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("X-ANET-Signature",)
-    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthorizeNetWebhook:

@@ -45,6 +45,23 @@ class WebhookProvider(Protocol):
         """Turn a verified body (and its headers) into events; pure (no I/O, no clock)."""
 
 
+JSON = frozenset({"application/json"})
+FORM = frozenset({"application/x-www-form-urlencoded"})
+
+
+class ReceiverDefaults:
+    """What most providers answer, for a receiver class to inherit: it states only what
+    differs (its name, media types, signature headers, statuses). ``WebhookProvider`` is
+    the contract; this is a convenience, not a second one."""
+
+    method = "POST"
+    content_types: frozenset[str] = JSON
+    bad_signature_status = 400
+    nothing_to_do_status = 200
+    signature_headers: tuple[str, ...] = ()
+    url_tokens: tuple[str, ...] = ()
+
+
 #: Fields that identify a card or a bank account (Stripe's names, and common ones).
 SENSITIVE_FIELDS = frozenset(
     {

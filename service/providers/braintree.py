@@ -31,6 +31,7 @@ from payhooks.domain.events import (
 from payhooks.settings import Settings
 from payhooks.settings.braintree import BraintreeSettings
 from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable, WebhookError
+from service.providers.base import FORM, ReceiverDefaults
 
 Kind = braintree.WebhookNotification.Kind
 PAID = frozenset(
@@ -76,14 +77,10 @@ def _fields(body: bytes) -> tuple[str, str]:
     return (parsed.get("bt_signature") or [""])[0], (parsed.get("bt_payload") or [""])[0]
 
 
-class BraintreeWebhook:
+class BraintreeWebhook(ReceiverDefaults):
     name = "braintree"
-    method = "POST"
-    content_types = frozenset({"application/x-www-form-urlencoded"})
-    bad_signature_status = 400
-    nothing_to_do_status = 200
-    signature_headers: tuple[str, ...] = ()  # the signature is a form field
-    url_tokens: tuple[str, ...] = ()
+    content_types = FORM
+    # the signature is a form field (no signature header)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BraintreeWebhook:

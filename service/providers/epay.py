@@ -26,6 +26,7 @@ from payhooks.domain.provider_formats.epay import CURRENCIES
 from payhooks.settings import Settings
 from payhooks.settings.epay import EPaySettings
 from service.errors import InvalidSignature, MalformedPayload
+from service.providers.base import ReceiverDefaults
 
 # ePay reports date and time in Danish local time.
 EPAY_TIME_ZONE = ZoneInfo("Europe/Copenhagen")
@@ -42,14 +43,11 @@ def _parameters(query: bytes) -> list[tuple[str, str]]:
         raise MalformedPayload("query is not UTF-8") from None
 
 
-class EPayCallback:
+class EPayCallback(ReceiverDefaults):
     name = "epay"
     method = "GET"
     content_types: frozenset[str] = frozenset()  # a GET has no body
-    bad_signature_status = 400
-    nothing_to_do_status = 200
-    signature_headers: tuple[str, ...] = ()  # the hash is a query parameter
-    url_tokens: tuple[str, ...] = ()
+    # the hash is a query parameter (no signature header)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EPayCallback:

@@ -28,20 +28,16 @@ from payhooks.domain.provider_formats.forte import (
 from payhooks.settings import Settings
 from payhooks.settings.forte import ForteSettings
 from service.errors import BodyTooLarge, MalformedPayload
-from service.providers.base import load_json_object, redact_json
+from service.providers.base import ReceiverDefaults, load_json_object, redact_json
 
 #: Forte's webhooks are a transaction's summary; anything far larger is not one of them.
 MAX_BODY_BYTES = 64_000
 
 
-class ForteWebhook:
+class ForteWebhook(ReceiverDefaults):
     name = PROVIDER
-    method = "POST"
     # Forte does not document the header; its sample is JSON. Read the body, not the label.
     content_types = frozenset({"application/json", "text/json", "text/plain"})
-    bad_signature_status = 400
-    nothing_to_do_status = 200
-    signature_headers: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ForteWebhook:

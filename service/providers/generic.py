@@ -28,7 +28,7 @@ from payhooks.domain.events import (
     RegularPaymentProvider,
 )
 from service.errors import InvalidPayload, InvalidSignature, MalformedPayload
-from service.providers.base import load_json_object
+from service.providers.base import ReceiverDefaults, load_json_object
 
 
 @cache
@@ -38,13 +38,9 @@ def notification_schema() -> dict[str, Any]:
     return schema
 
 
-class GenericWebhook:
-    content_types = frozenset({"application/json"})
-    method = "POST"
+class GenericWebhook(ReceiverDefaults):
     bad_signature_status = 401
-    nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("webhook-id", "webhook-timestamp", "webhook-signature")
-    url_tokens: tuple[str, ...] = ()
 
     def __init__(self, source: str, secrets: tuple[str, ...]) -> None:
         if not secrets:

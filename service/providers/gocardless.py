@@ -26,7 +26,7 @@ from payhooks.domain.events import (
 from payhooks.settings import Settings
 from payhooks.settings.gocardless import GoCardlessSettings
 from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable
-from service.providers.base import load_json_object, redact_json
+from service.providers.base import ReceiverDefaults, load_json_object, redact_json
 
 PENDING = frozenset({"created", "submitted", "customer_approval_granted"})
 FAILED = frozenset(
@@ -38,15 +38,12 @@ FAILED = frozenset(
 REFUNDED = frozenset({"created", "paid", "refund_settled"})
 
 
-class GoCardlessWebhook:
+class GoCardlessWebhook(ReceiverDefaults):
     name = "gocardless"
-    content_types = frozenset({"application/json"})
-    method = "POST"
     bad_signature_status = 498  # "Token Invalid", what GoCardless documents
     #: GoCardless recommends 204 for a request with nothing of interest.
     nothing_to_do_status = 204
     signature_headers: tuple[str, ...] = ("Webhook-Signature",)
-    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GoCardlessWebhook:

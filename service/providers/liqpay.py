@@ -31,6 +31,7 @@ from payhooks.domain.events import (
 from payhooks.settings import Settings
 from payhooks.settings.liqpay import LiqPaySettings
 from service.errors import InvalidSignature, MalformedPayload
+from service.providers.base import FORM, ReceiverDefaults
 
 FAILED = frozenset({"failure", "error"})
 IGNORED = frozenset({"subscribed", "unsubscribed"})
@@ -63,14 +64,10 @@ def _fields(body: bytes) -> dict[str, str]:
     return {name: values[0] for name, values in parsed.items()}
 
 
-class LiqPayWebhook:
+class LiqPayWebhook(ReceiverDefaults):
     name = "liqpay"
-    content_types = frozenset({"application/x-www-form-urlencoded"})
-    method = "POST"
-    bad_signature_status = 400
-    nothing_to_do_status = 200
-    signature_headers: tuple[str, ...] = ()  # the signature is a form field
-    url_tokens: tuple[str, ...] = ()
+    content_types = FORM
+    # the signature is a form field (no signature header)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiqPayWebhook:

@@ -39,7 +39,7 @@ from payhooks.domain.money import finite_amount
 from payhooks.settings import Settings
 from payhooks.settings.paypal import PayPalSettings
 from service.errors import InvalidSignature, MalformedPayload, WebhookError
-from service.providers.base import load_json_object
+from service.providers.base import ReceiverDefaults, load_json_object
 
 KINDS = {
     "COMPLETED": PaymentKind.PAID,
@@ -69,12 +69,8 @@ def signed_message(headers: Mapping[str, str], webhook_id: str, body: bytes) -> 
     return f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
 
 
-class PayPalWebhook:
+class PayPalWebhook(ReceiverDefaults):
     name = "paypal"
-    method = "POST"
-    content_types = frozenset({"application/json"})
-    bad_signature_status = 400
-    nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = (
         "PAYPAL-TRANSMISSION-ID",
         "PAYPAL-TRANSMISSION-TIME",
@@ -82,7 +78,6 @@ class PayPalWebhook:
         "PAYPAL-CERT-URL",
         "PAYPAL-AUTH-ALGO",
     )
-    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PayPalWebhook:

@@ -16,18 +16,14 @@ from payhooks.domain.provider_formats import UnreadableMessage
 from payhooks.domain.provider_formats.paypal_ipn import PROVIDER, ipn_events
 from payhooks.settings import Settings
 from service.errors import BodyTooLarge, MalformedPayload
+from service.providers.base import FORM, ReceiverDefaults
 
 MAX_IPN_BYTES = 20_000  # the endpoint is unauthenticated: keep what it stores small
 
 
-class PayPalIpn:
+class PayPalIpn(ReceiverDefaults):
     name = PROVIDER
-    method = "POST"
-    content_types = frozenset({"application/x-www-form-urlencoded"})
-    bad_signature_status = 400
-    nothing_to_do_status = 200
-    signature_headers: tuple[str, ...] = ()
-    url_tokens: tuple[str, ...] = ()
+    content_types = FORM
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PayPalIpn:

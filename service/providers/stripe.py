@@ -43,7 +43,7 @@ from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
 from service import metrics
 from service.errors import InvalidSignature, MalformedPayload
-from service.providers.base import load_json_object, redact_json
+from service.providers.base import ReceiverDefaults, load_json_object, redact_json
 
 PAID = frozenset(
     {
@@ -91,14 +91,9 @@ TEST_MODE_REASON = (
 )
 
 
-class StripeWebhook:
+class StripeWebhook(ReceiverDefaults):
     name = "stripe"
-    content_types = frozenset({"application/json"})
-    method = "POST"
-    bad_signature_status = 400
-    nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ("Stripe-Signature",)
-    url_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeWebhook:

@@ -10,7 +10,6 @@ import json
 from decimal import Decimal
 from typing import Any
 
-import httpx
 from redis import Redis
 
 from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
@@ -18,9 +17,15 @@ from payhooks.settings import Settings
 from payhooks.settings.authorizenet import AuthorizeNetSettings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+from workers.provider_steps.provider_api import ProviderApi
 
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
 NOT_FOUND = "E00040"
+
+
+API = ProviderApi(
+    "Authorize.Net API", credentials="AUTHORIZENET_LOGIN_ID and AUTHORIZENET_TRANSACTION_KEY"
+)
 
 
 class AuthorizeNetStep:
@@ -81,14 +86,7 @@ class AuthorizeNetStep:
                 "transId": transaction_id,
             }
         }
-        try:
-            response = httpx.post(self._api_url, json=request, timeout=30)
-        except httpx.HTTPError as exc:
-            raise ProviderLookupUnavailable(
-                f"Authorize.Net API unreachable ({exc.__class__.__name__})"
-            ) from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise ProviderLookupUnavailable(f"Authorize.Net API answered {response.status_code}")
+        response = API.send("POST", self._api_url, json=request)
         try:
             # The API prefixes its JSON with a byte-order mark.
             body = json.loads(response.content.decode("utf-8-sig"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from decimal import Decimal
 from xml.etree import ElementTree
 
-import httpx
 from redis import Redis
 
 from payhooks.domain.events import PaymentEvent
@@ -21,6 +20,7 @@ from payhooks.settings import Settings
 from payhooks.settings.epay import EPaySettings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+from workers.provider_steps.provider_api import ProviderApi
 
 NAMESPACE = "https://ssl.ditonlinebetalingssystem.dk/remote/payment"
 AUTHORISED = frozenset({"PAYMENT_NEW", "PAYMENT_CAPTURED"})
@@ -51,6 +51,11 @@ def _values(xml: bytes) -> dict[str, str]:
         for element in root.iter()
         if len(element) == 0
     }
+
+
+WEB_SERVICE = ProviderApi(
+    "ePay's web service", credentials="EPAY_MERCHANT_NUMBER and EPAY_API_PASSWORD"
+)
 
 
 class EPayStep:
@@ -106,22 +111,15 @@ class EPayStep:
         return event
 
     def _fetch(self, transaction_id: str) -> dict[str, str]:
-        try:
-            response = httpx.post(
-                self._api_url,
-                content=gettransaction_request(
-                    self._merchant or "", transaction_id, self._password
-                ),
-                headers={
-                    "Content-Type": "text/xml; charset=utf-8",
-                    "SOAPAction": f'"{NAMESPACE}/gettransaction"',
-                },
-                timeout=30,
-            )
-        except httpx.HTTPError as exc:
-            raise ProviderLookupUnavailable(
-                f"ePay's web service unreachable ({exc.__class__.__name__})"
-            ) from None
+        response = WEB_SERVICE.send(
+            "POST",
+            self._api_url,
+            content=gettransaction_request(self._merchant or "", transaction_id, self._password),
+            headers={
+                "Content-Type": "text/xml; charset=utf-8",
+                "SOAPAction": f'"{NAMESPACE}/gettransaction"',
+            },
+        )
         if response.status_code != 200:
             raise ProviderLookupUnavailable(f"ePay's web service answered {response.status_code}")
         try:

@@ -25,10 +25,12 @@ from workers.provider_steps.provider_api import ProviderApi
 CREDENTIALS = "FORTE_API_ACCESS_ID, FORTE_API_SECURE_KEY and FORTE_ORGANIZATION_ID"
 
 
+API = ProviderApi("Forte's API", credentials=CREDENTIALS)
+
+
 class ForteStep:
     def __init__(self, section: ForteSettings) -> None:
         self._settings = section
-        self._api = ProviderApi("Forte's API", credentials=CREDENTIALS)
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> ForteStep:
@@ -68,7 +70,7 @@ class ForteStep:
         if not (section.organization_id and section.api_access_id and section.api_secure_key):
             raise ProviderLookupError(f"{CREDENTIALS} are needed to confirm Forte transactions")
         organization = section.organization_id
-        response = self._api.send(
+        response = API.send(
             "GET",
             f"{section.api_url}/organizations/{organization}/locations/{location}"
             f"/transactions/{transaction_id}",

@@ -9,7 +9,6 @@ own: a forgery fails alone and never stands in for, or delays, the genuine notif
 
 from __future__ import annotations
 
-import httpx
 from redis import Redis
 
 from payhooks.domain.events import PaymentEvent
@@ -18,6 +17,9 @@ from payhooks.settings import Settings
 from payhooks.settings.paypal import PayPalIpnSettings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+from workers.provider_steps.provider_api import ProviderApi
+
+IPN_CHECK = ProviderApi("PayPal's IPN check", credentials="nothing (the postback has none)")
 
 
 class PayPalIpnStep:
@@ -43,17 +45,12 @@ class PayPalIpnStep:
                 "the IPN is for another PayPal account (receiver_email is not in "
                 "PAYPAL_IPN_RECEIVER_EMAILS)"
             )
-        try:
-            response = httpx.post(
-                self._ipn_url,
-                content=b"cmd=_notify-validate&" + body,
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-                timeout=30,
-            )
-        except httpx.HTTPError as exc:
-            raise ProviderLookupUnavailable(
-                f"PayPal's IPN check unreachable ({exc.__class__.__name__})"
-            ) from None
+        response = IPN_CHECK.send(
+            "POST",
+            self._ipn_url,
+            content=b"cmd=_notify-validate&" + body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         if response.status_code != 200:
             raise ProviderLookupUnavailable(f"PayPal's IPN check answered {response.status_code}")
         answer = response.text.strip()

@@ -81,4 +81,5 @@ def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, st
         "FORTE_API_ACCESS_ID": API_ACCESS_ID,
         "FORTE_API_SECURE_KEY": API_SECURE_KEY,
         "FORTE_API_URL": f"{sandbox.url}{API_PATH}",
+        "FORTE_CURRENCY": "EUR",  # the sandbox's invoices are in euros
     }

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from payhooks.devtools.sandbox.transactions import TransactionBook
 
-ORGANIZATION_ID = "org_300005"
+ORGANIZATION_ID = "org_333251"  # as in Forte's published webhook sample
 LOCATION_ID = "loc_191620"
 API_ACCESS_ID = "sandbox_forte_access_id"
 API_SECURE_KEY = "sandbox_forte_secure_key"
