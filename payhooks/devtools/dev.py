@@ -23,10 +23,11 @@ from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.paypal import PayPalState
-from payhooks.domain.providers import BY_NAME, GENERIC, PROVIDERS, load
+from payhooks.domain.providers import GENERIC, PROVIDERS
 from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
 from service.app import create_app
+from service.providers import build_providers
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +181,15 @@ async def _run(
         await runner.cleanup()
 
 
-def _url_end(name: str) -> str:
-    spec = BY_NAME.get(name)
-    if spec is not None and spec.url_token:
-        return f"/<token> (one of {load(spec.settings).enabling_variable()})"
-    return " (GET)" if name == "epay" else ""
+def _url_ends(settings: Settings) -> dict[str, str]:
+    """What each URL ends with: a token of ours for a provider that signs nothing."""
+    ends = {}
+    for name, provider in build_providers(settings).items():
+        if provider.url_tokens:
+            ends[name] = "/<token>  (a secret of ours)"
+        elif provider.method == "GET":
+            ends[name] = " (GET)"
+    return ends
 
 
 def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
@@ -195,8 +200,9 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     receiver = f"http://127.0.0.1:{receiver_port}"
     custom_secret = settings.provider(StripeSettings).webhook_secrets[0] != DEV_WEBHOOK_SECRET
+    ends = _url_ends(settings)
     urls = "\n                   ".join(
-        f"{receiver}/webhooks/{name}{_url_end(name)}" for name in settings.enabled_providers()
+        f"{receiver}/webhooks/{name}{ends.get(name, '')}" for name in settings.enabled_providers()
     )
     # send-test finds this instance (its ports and secrets) by itself: no --url needed.
     tries = "\n".join(f"  .venv/bin/payhooks send-test {' '.join(t.arguments())}" for t in TRIES)

@@ -46,9 +46,6 @@ class ProviderSpec:
     #: as ``(app, state or None)``; None when the worker never calls its API. Providers may
     #: share one stand-in (PayPal's two APIs).
     stand_in: str | None = None
-    #: It signs nothing: its URL ends with a secret of ours, ``/webhooks/<name>/<token>``,
-    #: and its worker step confirms every event with its API.
-    url_token: bool = False
     #: What ``check-config --probe`` calls with its credentials (``payhooks/cli/probe.py``),
     #: as ``(section, http) -> checks``; None when it has no API credential to try.
     probe: str | None = None
@@ -165,7 +162,6 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         sample_uses_sandbox=True,
         worker_step="workers.provider_steps.forte:ForteStep",
         stand_in="payhooks.devtools.sandbox.forte:add_forte_routes",
-        url_token=True,
     ),
 )
 

@@ -7,25 +7,19 @@ and the job confirms every transaction with Forte's REST API before money is rec
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from payhooks.settings.provider import ProviderSettings
-from payhooks.settings.reading import ConfigError, Rows, count, is_set, items, setting, upper, url
-
-#: Long enough that guessing is hopeless, and safe in a URL path as it is.
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{24,128}")
-
-
-def url_tokens(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    tokens = items(env, name, default)
-    if not all(_TOKEN.fullmatch(token) for token in tokens):
-        # The values are not echoed: they are secrets.
-        raise ConfigError(
-            f"{name} takes tokens of 24 to 128 letters, digits, '-' or '_' "
-            "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
-    return tokens
+from payhooks.settings.reading import (
+    ConfigError,
+    Rows,
+    count,
+    is_set,
+    setting,
+    upper,
+    url,
+    url_tokens,
+)
 
 
 @dataclass(frozen=True, slots=True)

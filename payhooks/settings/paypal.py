@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from payhooks.settings.provider import ProviderSettings
-from payhooks.settings.reading import Rows, choice, count, items, setting, text, url
+from payhooks.settings.reading import Rows, choice, count, items, setting, text, url, url_tokens
 
 #: Where PayPal's message-signing certificates may be fetched from.
 PAYPAL_CERT_URL_PREFIXES = (
@@ -48,10 +48,18 @@ class PayPalIpnSettings(ProviderSettings):
     ENABLED_BY = "receiver_emails"
 
     receiver_emails: tuple[str, ...] = setting("PAYPAL_IPN_RECEIVER_EMAILS", (), items)
+    #: IPN signs nothing: with a token, its URL is /webhooks/paypal-ipn/<token>.
+    url_tokens: tuple[str, ...] = setting("PAYPAL_IPN_URL_TOKENS", (), url_tokens, secret=True)
     ipn_url: str = setting("PAYPAL_IPN_URL", "https://ipnpb.paypal.com/cgi-bin/webscr", url)
 
     def rows(self) -> Rows:
         return [
             ("receiver addresses", ", ".join(self.receiver_emails)),
+            (
+                "URL token",
+                count(self.url_tokens)
+                if self.url_tokens
+                else "not set: anyone may post to the URL (each IPN is confirmed with PayPal)",
+            ),
             ("postback to", self.ipn_url),
         ]

@@ -147,6 +147,21 @@ def sources(
     return found or default
 
 
+#: Long enough that guessing is hopeless, and safe in a URL path as it is.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{24,128}")
+
+
+def url_tokens(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    tokens = items(env, name, default)
+    if not all(_TOKEN.fullmatch(token) for token in tokens):
+        # The values are not echoed: they are secrets.
+        raise ConfigError(
+            f"{name} takes tokens of 24 to 128 letters, digits, '-' or '_' "
+            "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return tokens
+
+
 def url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     value = _raw(env, name) or default
     if value is None:

@@ -15,6 +15,7 @@ from payhooks.domain.events import Normalised
 from payhooks.domain.provider_formats import UnreadableMessage
 from payhooks.domain.provider_formats.paypal_ipn import PROVIDER, ipn_events
 from payhooks.settings import Settings
+from payhooks.settings.paypal import PayPalIpnSettings
 from service.errors import BodyTooLarge, MalformedPayload
 from service.providers.base import FORM, ReceiverDefaults
 
@@ -27,7 +28,11 @@ class PayPalIpn(ReceiverDefaults):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PayPalIpn:
-        return cls()
+        return cls(settings.provider(PayPalIpnSettings).url_tokens)
+
+    def __init__(self, url_tokens: tuple[str, ...] = ()) -> None:
+        # Optional, for the URLs PayPal already posts to; with one, a forger must know it too.
+        self.url_tokens = url_tokens
 
     def redact(self, body: bytes) -> bytes | None:
         return None  # kept byte for byte: the job posts it back to PayPal

@@ -20,11 +20,11 @@ from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
-from payhooks.settings.paypal import PayPalSettings
+from payhooks.settings.paypal import PayPalIpnSettings, PayPalSettings
 from service.app import create_app
 from service.inbox import Accepted
 from service.providers import build_providers
-from tests.support.client import post_webhook
+from tests.support.client import MakeClient, post_webhook
 from tests.support.delivery import deliver, queued_job
 from tests.support.paths import FIXTURES
 from tests.support.processes import RunWorker
@@ -226,6 +226,20 @@ class TestIpn:
             client, "paypal-ipn", samples.ipn(invoice="42", amount=Decimal(100)), FORM
         )
         assert status == 200
+        assert queue.count == 1
+
+    async def test_with_a_url_token_only_the_url_ending_with_it_exists(
+        self, make_client: MakeClient, settings: Settings, queue: Queue
+    ) -> None:
+        token = "ipn-url-token-of-ours-0123456789"
+        client = await make_client(with_section(settings, PayPalIpnSettings, url_tokens=(token,)))
+        body = samples.ipn(invoice="42", amount=Decimal(100))
+        for path in ("paypal-ipn", "paypal-ipn/ipn-url-token-but-not-the-one-we-set"):
+            response = await client.post(f"/webhooks/{path}", data=body, headers=FORM)
+            assert response.status in (404, 405), path
+        assert queue.count == 0
+        status, answer = await post_webhook(client, f"paypal-ipn/{token}", body, FORM)
+        assert (status, answer["status"]) == (200, "accepted")
         assert queue.count == 1
 
     def test_verified_ipn_marks_the_invoice_paid(

@@ -138,6 +138,7 @@ def ipn_for_send_test(request: SampleRequest) -> Sample:
         f"IPN subscr_payment Completed, {request.amount}, invoice {request.invoice}",
         body,
         {"Content-Type": "application/x-www-form-urlencoded"},
+        url_token=request.secret("PAYPAL_IPN_URL_TOKENS", "") or None,
     )
 
 
