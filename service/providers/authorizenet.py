@@ -50,8 +50,7 @@ class AuthorizeNetWebhook(ReceiverDefaults):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthorizeNetWebhook:
-        section = settings.provider(AuthorizeNetSettings)
-        return cls(section.signature_keys)
+        return cls(settings.provider(AuthorizeNetSettings).signature_keys)
 
     def __init__(self, signature_keys: tuple[str, ...]) -> None:
         if not signature_keys:

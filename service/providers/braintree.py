@@ -84,36 +84,24 @@ class BraintreeWebhook(ReceiverDefaults):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BraintreeWebhook:
-        section = settings.provider(BraintreeSettings)
-        return cls(
-            section.keys,
-            merchant_id=section.merchant_id or "",
-            environment=section.environment,
-            invoice_field=section.invoice_field,
-        )
+        return cls(settings.provider(BraintreeSettings))
 
-    def __init__(
-        self,
-        keys: tuple[tuple[str, str], ...],
-        *,
-        merchant_id: str,
-        environment: str,
-        invoice_field: str | None,
-    ) -> None:
-        if not keys:
+    def __init__(self, section: BraintreeSettings) -> None:
+        if not section.keys:
             raise ValueError("at least one Braintree key pair is required")
         env = (
             braintree.Environment.Production
-            if environment == "production"
+            if section.environment == "production"
             else (braintree.Environment.Sandbox)
         )
+        merchant_id = section.merchant_id or ""
         self._gateways = {
             public: braintree.BraintreeGateway(
                 braintree.Configuration(env, merchant_id, public, private)
             )
-            for public, private in keys
+            for public, private in section.keys
         }
-        self._invoice_field = invoice_field
+        self._invoice_field = section.invoice_field
 
     def redact(self, body: bytes) -> bytes | None:
         """Card and bank elements of the XML emptied (then no longer re-verifiable)."""

@@ -51,8 +51,7 @@ class EPayCallback(ReceiverDefaults):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EPayCallback:
-        section = settings.provider(EPaySettings)
-        return cls(section.md5_secrets)
+        return cls(settings.provider(EPaySettings).md5_secrets)
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
         if not secrets:

@@ -47,20 +47,13 @@ class GoCardlessWebhook(ReceiverDefaults):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GoCardlessWebhook:
-        section = settings.provider(GoCardlessSettings)
-        return cls(
-            section.webhook_secrets,
-            paid_action=section.paid_action,
-            invoice_metadata_key=settings.invoice_metadata_key,
-        )
+        return cls(settings.provider(GoCardlessSettings), settings.invoice_metadata_key)
 
-    def __init__(
-        self, secrets: tuple[str, ...], *, paid_action: str, invoice_metadata_key: str
-    ) -> None:
-        if not secrets:
+    def __init__(self, section: GoCardlessSettings, invoice_metadata_key: str) -> None:
+        if not section.webhook_secrets:
             raise ValueError("at least one GoCardless webhook secret is required")
-        self._secrets = secrets
-        self._paid_action = paid_action
+        self._secrets = section.webhook_secrets
+        self._paid_action = section.paid_action
         self._invoice_metadata_key = invoice_metadata_key
 
     def redact(self, body: bytes) -> bytes | None:

@@ -97,28 +97,15 @@ class StripeWebhook(ReceiverDefaults):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeWebhook:
-        section = settings.provider(StripeSettings)
-        return cls(
-            section.webhook_secrets,
-            tolerance_seconds=section.tolerance_seconds,
-            invoice_metadata_key=settings.invoice_metadata_key,
-            allow_test_mode=section.allow_test_mode,
-        )
+        return cls(settings.provider(StripeSettings), settings.invoice_metadata_key)
 
-    def __init__(
-        self,
-        secrets: tuple[str, ...],
-        *,
-        tolerance_seconds: int,
-        invoice_metadata_key: str,
-        allow_test_mode: bool = False,
-    ) -> None:
-        if not secrets:
+    def __init__(self, section: StripeSettings, invoice_metadata_key: str) -> None:
+        if not section.webhook_secrets:
             raise ValueError("at least one Stripe webhook secret is required")
-        self._secrets = secrets
-        self._tolerance = tolerance_seconds
+        self._secrets = section.webhook_secrets
+        self._tolerance = section.tolerance_seconds
         self._invoice_metadata_key = invoice_metadata_key
-        self._allow_test_mode = allow_test_mode
+        self._allow_test_mode = section.allow_test_mode
         self._test_mode_refused = metrics.TEST_MODE_REFUSED.labels(self.name)
 
     def redact(self, body: bytes) -> bytes | None:

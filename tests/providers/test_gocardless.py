@@ -324,11 +324,8 @@ class TestWorker:
             json.dumps({"events": [samples.refund_event("RF0001")]}).encode(), {}
         )
         assert isinstance(queued, PaymentEvent)
-        gocardless = settings.provider(GoCardlessSettings)
         lookup = GoCardlessStep(
-            gocardless.access_token,
-            environment=gocardless.environment,
-            base_url=gocardless.base_url,
+            settings.provider(GoCardlessSettings),
             invoice_metadata_key=settings.invoice_metadata_key,
         )
         refund = lookup(queued)

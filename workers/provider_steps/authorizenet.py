@@ -29,23 +29,12 @@ API = ProviderApi(
 
 
 class AuthorizeNetStep:
-    def __init__(
-        self, *, api_url: str, login_id: str | None, transaction_key: str | None, currency: str
-    ) -> None:
-        self._api_url = api_url
-        self._login_id = login_id
-        self._transaction_key = transaction_key
-        self._currency = currency
+    def __init__(self, section: AuthorizeNetSettings) -> None:
+        self._settings = section
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> AuthorizeNetStep:
-        section = settings.provider(AuthorizeNetSettings)
-        return cls(
-            api_url=section.api_url,
-            login_id=section.login_id,
-            transaction_key=section.transaction_key,
-            currency=section.currency,
-        )
+        return cls(settings.provider(AuthorizeNetSettings))
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         if event.kind is not PaymentKind.PAID and event.kind is not PaymentKind.PENDING:
@@ -67,12 +56,13 @@ class AuthorizeNetStep:
         return event.with_changes(
             invoice=invoice,
             amount=Decimal(str(amount)) if amount is not None else None,
-            currency=self._currency,
+            currency=self._settings.currency,
             details=details,
         )
 
     def _fetch(self, transaction_id: str) -> dict[str, Any]:
-        if not self._login_id or not self._transaction_key:
+        section = self._settings
+        if not section.login_id or not section.transaction_key:
             raise ProviderLookupError(
                 "AUTHORIZENET_LOGIN_ID and AUTHORIZENET_TRANSACTION_KEY are needed to confirm "
                 "Authorize.Net transactions"
@@ -80,13 +70,13 @@ class AuthorizeNetStep:
         request = {
             "getTransactionDetailsRequest": {
                 "merchantAuthentication": {
-                    "name": self._login_id,
-                    "transactionKey": self._transaction_key,
+                    "name": section.login_id,
+                    "transactionKey": section.transaction_key,
                 },
                 "transId": transaction_id,
             }
         }
-        response = API.send("POST", self._api_url, json=request)
+        response = API.send("POST", section.api_url, json=request)
         try:
             # The API prefixes its JSON with a byte-order mark.
             body = json.loads(response.content.decode("utf-8-sig"))

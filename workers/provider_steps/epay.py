@@ -59,22 +59,15 @@ WEB_SERVICE = ProviderApi(
 
 
 class EPayStep:
-    def __init__(self, *, api_url: str, merchant_number: str | None, password: str | None) -> None:
-        self._api_url = api_url
-        self._merchant = merchant_number
-        self._password = password or ""
+    def __init__(self, section: EPaySettings) -> None:
+        self._settings = section
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> EPayStep:
-        section = settings.provider(EPaySettings)
-        return cls(
-            api_url=section.api_url,
-            merchant_number=section.merchant_number,
-            password=section.api_password,
-        )
+        return cls(settings.provider(EPaySettings))
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
-        if not self._merchant:
+        if not self._settings.merchant_number:
             raise ProviderLookupError(
                 "EPAY_MERCHANT_NUMBER is needed to confirm ePay callbacks before money is recorded"
             )
@@ -113,8 +106,12 @@ class EPayStep:
     def _fetch(self, transaction_id: str) -> dict[str, str]:
         response = WEB_SERVICE.send(
             "POST",
-            self._api_url,
-            content=gettransaction_request(self._merchant or "", transaction_id, self._password),
+            self._settings.api_url,
+            content=gettransaction_request(
+                self._settings.merchant_number or "",
+                transaction_id,
+                self._settings.api_password or "",
+            ),
             headers={
                 "Content-Type": "text/xml; charset=utf-8",
                 "SOAPAction": f'"{NAMESPACE}/gettransaction"',

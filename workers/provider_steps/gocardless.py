@@ -26,26 +26,14 @@ from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
 
 class GoCardlessStep:
-    def __init__(
-        self,
-        access_token: str | None,
-        *,
-        environment: str,
-        base_url: str | None,
-        invoice_metadata_key: str,
-    ) -> None:
-        self._access_token = access_token
-        self._environment = environment
-        self._base_url = base_url
+    def __init__(self, section: GoCardlessSettings, *, invoice_metadata_key: str) -> None:
+        self._settings = section
         self._invoice_metadata_key = invoice_metadata_key
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> GoCardlessStep:
-        section = settings.provider(GoCardlessSettings)
         return cls(
-            section.access_token,
-            environment=section.environment,
-            base_url=section.base_url,
+            settings.provider(GoCardlessSettings),
             invoice_metadata_key=settings.invoice_metadata_key,
         )
 
@@ -96,14 +84,14 @@ class GoCardlessStep:
     def _fetch(self, resource: str, object_id: str) -> dict[str, Any]:
         """``GET /payments/{id}`` or ``GET /refunds/{id}``, errors made ours."""
         what = resource.removesuffix("s")
-        if not self._access_token:
+        if not self._settings.access_token:
             raise ProviderLookupError(
                 f"GOCARDLESS_ACCESS_TOKEN is not set, so the {what} cannot be read"
             )
         client = gocardless_pro.Client(
-            access_token=self._access_token,
-            environment=None if self._base_url else self._environment,
-            base_url=self._base_url,
+            access_token=self._settings.access_token,
+            environment=None if self._settings.base_url else self._settings.environment,
+            base_url=self._settings.base_url,
         )
         try:
             found = getattr(client, resource).get(object_id)
