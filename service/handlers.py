@@ -128,7 +128,7 @@ def _check_url_token(tokens: tuple[str, ...], request: web.Request) -> None:
         return
     # Bytes: compare_digest refuses non-ASCII text, and a path may hold any. Every token is
     # compared, so the time taken says nothing about which one came close.
-    given_bytes = request.match_info["token"].encode()
+    given_bytes = request.match_info.get("token", "").encode()
     matches = [hmac.compare_digest(given_bytes, token.encode()) for token in tokens]
     if not any(matches):
         raise UnknownUrlToken("no such webhook URL")
@@ -160,6 +160,11 @@ def _reject(name: str, exc: WebhookError) -> web.Response:
     """Every refusal is a short JSON reason; none echoes the body or a secret."""
     metrics.WEBHOOKS.labels(name, exc.code).inc()
     log.warning("webhook.rejected", extra={"provider": name, "reason": exc.message})
+    if isinstance(exc, UnknownUrlToken):
+        # What aiohttp answers for a URL that does not exist, word for word.
+        missing = web.Response(status=404, text="404: Not Found")
+        missing.force_close()  # the body was left unread
+        return missing
     answer: dict[str, object] = {"error": exc.code, "reason": exc.message}
     if isinstance(exc, InvalidPayload):
         answer["errors"] = exc.errors

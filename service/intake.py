@@ -129,7 +129,8 @@ async def read_body(request: web.Request, limits: ReadLimits, budget: PendingBod
     except TimeoutError:
         log.warning(
             "http.body_too_slow",
-            extra={"path": request.path, "received": size, "declared": declared},
+            # The route, not the path: a signature-less provider's path holds our token.
+            extra={"route": _route(request), "received": size, "declared": declared},
         )
         raise _closing(
             SlowBody(f"the body did not arrive within {limits.body_seconds:g} s")
@@ -143,3 +144,8 @@ def _closing(error: WebhookError) -> WebhookError:
     """The rest of the body is not read: the connection cannot carry another request."""
     error.close_connection = True
     return error
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"

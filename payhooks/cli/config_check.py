@@ -6,6 +6,7 @@ file; with --probe, 1 when something configured could not be reached or refused 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -34,17 +35,35 @@ PLACEHOLDER = re.compile(
 )
 
 
+def _ours(name: str) -> bool:
+    """A variable payhooks reads, or one named like them (``STRIPE_…``, ``REDIS_…``)."""
+    read = every_variable()
+    return name in read or name.startswith(tuple({v.split("_")[0] + "_" for v in read}))
+
+
 def placeholders(env: Mapping[str, str]) -> list[str]:
     """Names of the variables that still hold a placeholder (their values are not shown)."""
     found = []
-    # Only variables payhooks reads: an example's placeholder elsewhere is not ours.
-    read = every_variable()
     for name in sorted(env):
-        if name not in read:
+        if not _ours(name):
             continue
         items = [item.strip() for item in env[name].split(",")]
         if any(PLACEHOLDER.search(item) for item in items if item):
             found.append(name)
+    return found
+
+
+def misspelled(env: Mapping[str, str]) -> list[str]:
+    """Variables named like ours that payhooks does not read, but nearly one it does: the
+    setting meant is not applied (``STRIPE_WEBHOOK_SECRET`` for ``…_SECRETS``)."""
+    read = list(every_variable())
+    found = []
+    for name in sorted(env):
+        if name in read or not _ours(name):
+            continue
+        near = difflib.get_close_matches(name, read, n=1, cutoff=0.85)
+        if near:
+            found.append(f"{name} is not a variable payhooks reads: did you mean {near[0]}?")
     return found
 
 
@@ -102,6 +121,7 @@ def problems(settings: Settings, role: str, env: Mapping[str, str]) -> list[str]
         f"{name} still holds a placeholder from an example file: put the real value in"
         for name in placeholders(env)
     ]
+    found += misspelled(env)
     return found
 
 

@@ -88,6 +88,15 @@ SENSITIVE_FIELDS = frozenset(
         "institution_number",
         "billing_details",
         "customer_details",
+        # Forte's names (its transaction, customer and paymethod objects).
+        "name_on_card",
+        "last_4_account_number",
+        "masked_account_number",
+        "expire_month",
+        "expire_year",
+        "account_holder",
+        "billing_address",
+        "physical_address",
     }
 )
 _SENSITIVE_MARKER = re.compile(

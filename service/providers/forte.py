@@ -17,12 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payhooks.domain.events import Ignored, InvoiceRef, Normalised, PaymentEvent, PaymentKind
+from payhooks.domain.provider_formats import body_digest
 from payhooks.domain.provider_formats.forte import (
     LOCATION_ID,
     PROVIDER,
     REGULAR_PAYMENT_PROVIDER,
     STATUS,
     TRANSACTION_ID,
+    payment_method,
+    received_at,
     sale_kind,
 )
 from payhooks.settings import Settings
@@ -30,6 +33,8 @@ from payhooks.settings.forte import ForteSettings
 from service.errors import BodyTooLarge, MalformedPayload
 from service.providers.base import ReceiverDefaults, load_json_object, redact_json
 
+#: A webhook's own date is a hint too: the job takes Forte's record of it.
+EPOCH = datetime.fromtimestamp(0, tz=UTC)
 #: Forte's webhooks are a transaction's summary; anything far larger is not one of them.
 MAX_BODY_BYTES = 64_000
 
@@ -66,29 +71,33 @@ class ForteWebhook(ReceiverDefaults):
             key = str(webhook.get("event_id") or _object_id(webhook[kind]) or kind)[:100]
             return [Ignored(key, f"{kind}.*", "not a transaction: no money moves")]
         transaction_id = _text(transaction, "transaction_id", TRANSACTION_ID.fullmatch)
-        status = _text(transaction, "status", STATUS.fullmatch).lower()
+        status = str(transaction.get("status") or "").lower()
+        if not STATUS.fullmatch(status):
+            raise MalformedPayload("Forte webhook without a readable status")
         action = str(transaction.get("action") or "")
-        event_id = f"{transaction_id}:{status}"
+        # Anyone who knows the URL may post; the body's digest keeps a forgery naming a
+        # genuine transaction from making Forte's own webhook a duplicate.
+        event_id = f"{transaction_id}:{status}:{body_digest(body)}"
         if action != "sale":
             return [Ignored(event_id, f"transaction.{action[:40]}", "not a sale")]
         location = transaction.get("location_id", webhook.get("location_id"))
         location_id = _text({"location_id": location}, "location_id", LOCATION_ID.fullmatch)
-        echeck = "echeck" in transaction
+        method = payment_method(transaction)
         return [
             PaymentEvent(
                 provider=self.name,
                 event_id=event_id,
                 event_type="transaction.sale",
                 # A hint until the job has read the transaction from Forte.
-                kind=sale_kind(status, echeck=echeck) or PaymentKind.PENDING,
+                kind=sale_kind(status, method) or PaymentKind.PENDING,
                 token=transaction_id,
                 invoice=InvoiceRef(),  # order_number comes from the API, in the job
                 amount=None,
                 currency=None,
-                occurred_at=_when(transaction.get("received_date")),
+                occurred_at=received_at(transaction.get("received_date")) or EPOCH,
                 object_id=transaction_id,
                 regular_payment_provider=REGULAR_PAYMENT_PROVIDER,
-                payment_method="echeck" if echeck else None,
+                payment_method=method,
                 details={"location": location_id},
             )
         ]
@@ -107,15 +116,3 @@ def _object_id(value: object) -> str | None:
             if isinstance(value.get(name), str):
                 return str(value[name])
     return None
-
-
-def _when(value: object) -> datetime:
-    """Forte's dates come with or without fractions and offsets (2017-10-11T09:12:10.56-07:00)."""
-    if isinstance(value, str):
-        try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00")[:32])
-        except ValueError:
-            pass
-        else:
-            return when if when.tzinfo else when.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(0, tz=UTC)

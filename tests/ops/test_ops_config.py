@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from payhooks.cli.config_check import check_config
+from payhooks.cli.config_check import check_config, problems
 from payhooks.devtools.samples import braintree as braintree_samples
 from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
 from payhooks.devtools.sandbox.server import ThreadedServer
@@ -145,3 +145,23 @@ def test_text_fits_100_columns_and_the_verdict_says_what_was_skipped(
     assert check_config(everything, role="all", probe=True, as_json=True, env={}) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["settings"]["providers enabled"] == ", ".join(everything.enabled_providers())
+
+
+def test_a_misspelled_or_placeholder_variable_named_like_ours_is_a_problem(
+    settings: Settings,
+) -> None:
+    env = {
+        "STRIPE_WEBHOOK_SECRET": "whsec_REPLACE_ME",  # one letter short of ours
+        "NEXUDUS_USER": "api@coworking.test",
+        "REDIS_ADDRESS": "redis.internal:6380",  # the Kubernetes manifests' own: not ours
+        "HOME": "/root",
+    }
+    found = problems(settings, "all", env)
+    assert (
+        "STRIPE_WEBHOOK_SECRET is not a variable payhooks reads: did you mean "
+        "STRIPE_WEBHOOK_SECRETS?"
+    ) in found
+    assert "NEXUDUS_USER is not a variable payhooks reads: did you mean NEXUDUS_USERNAME?" in found
+    assert any(p.startswith("STRIPE_WEBHOOK_SECRET still holds a placeholder") for p in found)
+    assert not any("REDIS_ADDRESS" in p or "HOME" in p for p in found)
+    assert not any("REPLACE_ME" in p for p in found)

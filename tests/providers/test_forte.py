@@ -14,6 +14,7 @@ from rq import Queue
 from payhooks.devtools.samples import forte as samples
 from payhooks.devtools.sandbox.forte import LOCATION_ID, ForteState, transaction_record
 from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.domain.provider_formats import body_digest
 from payhooks.settings import ConfigError, Settings
 from payhooks.settings.forte import ForteSettings
 from tests.support.client import post_webhook
@@ -51,7 +52,7 @@ async def test_published_webhook_is_queued_once_under_the_url_token(
         status, answer = await post_webhook(client, f"forte/{TOKEN}", PUBLISHED, JSON)
         assert (status, answer["status"]) == (200, expected)
     assert queue.count == 1
-    job = queued_job(queue.connection, f"forte:{PUBLISHED_ID}:ready")
+    job = queued_job(queue.connection, f"forte:{PUBLISHED_ID}:ready:{body_digest(PUBLISHED)}")
     assert job.args or job.kwargs
 
 
@@ -60,7 +61,9 @@ async def test_a_url_without_our_token_does_not_exist(
     client: TestClient, queue: Queue, path: str
 ) -> None:
     response = await client.post(f"/webhooks/{path}", data=PUBLISHED, headers=JSON)
-    assert response.status in (404, 405)
+    missing = await client.post("/webhooks/no-such-provider", data=PUBLISHED, headers=JSON)
+    # Answered word for word as a URL that does not exist: no sign that Forte is enabled.
+    assert (response.status, await response.text()) == (404, await missing.text())
     assert queue.count == 0
 
 
@@ -117,10 +120,9 @@ def test_published_sale_is_recorded_from_the_api_not_the_webhook(
     run_worker()
     [token] = sandbox_state.tokens.values()
     assert (token["Token"], token["RegularPaymentProvider"]) == (PUBLISHED_ID, 3)
-    assert sandbox_state.invoices[42]["PaidOn"] is not None
+    # Paid when Forte received it, by Forte's record (2026-12-01T09:12:10.56-07:00).
+    assert sandbox_state.invoices[42]["PaidOn"].startswith("2026-12-01T16:12:10")
     assert forte_state.lookups == 1
-    [lookup] = [c for c in sandbox_state.calls if "forte" in c.path] or [None]
-    assert lookup is None  # the stand-in is not Nexudus: nothing of Forte's in Nexudus's log
 
 
 @pytest.mark.parametrize(
@@ -156,7 +158,7 @@ def test_a_sale_forte_does_not_know_is_retried_then_fails_without_money(
     quick = with_settings(settings, job_max_attempts=2, job_retries_in_place=1)
     deliver(quick, "forte", forged)
     run_burst_worker(quick, queue.connection, queue)
-    job = queued_job(queue.connection, "forte:trn_forged:ready")
+    job = queued_job(queue.connection, f"forte:trn_forged:ready:{body_digest(forged)}")
     assert job.is_failed
     assert "Forte has no transaction trn_forged" in job.meta["failure"]["reason"]
     assert sandbox_state.tokens == {}
@@ -167,9 +169,10 @@ def test_refused_credentials_fail_at_once_naming_the_variables(
     settings: Settings, sandbox_state: SandboxState, forte_state: ForteState, queue: Queue
 ) -> None:
     wrong = with_section(settings, ForteSettings, api_secure_key="not-the-secure-key")
-    deliver(wrong, "forte", sale(forte_state, "trn_c1"))
+    body = sale(forte_state, "trn_c1")
+    deliver(wrong, "forte", body)
     run_burst_worker(wrong, queue.connection, queue)
-    job = queued_job(queue.connection, "forte:trn_c1:ready")
+    job = queued_job(queue.connection, f"forte:trn_c1:ready:{body_digest(body)}")
     reason = job.meta["failure"]["reason"]
     assert "refused our credentials (401)" in reason
     assert "FORTE_API_SECURE_KEY" in reason
@@ -185,7 +188,7 @@ def test_an_answer_about_another_transaction_is_not_trusted(
     forte_state.transactions["trn_d1"]["transaction_id"] = "trn_other"
     deliver(settings, "forte", body)
     run_burst_worker(settings, queue.connection, queue)
-    job = queued_job(queue.connection, "forte:trn_d1:ready")
+    job = queued_job(queue.connection, f"forte:trn_d1:ready:{body_digest(body)}")
     assert "another transaction" in job.meta["failure"]["reason"]
     assert sandbox_state.tokens == {}
 
@@ -209,3 +212,62 @@ def test_a_weak_or_unsafe_token_stops_start_up_without_echoing_it(tokens: str) -
     with pytest.raises(ConfigError, match="FORTE_WEBHOOK_TOKENS takes tokens") as raised:
         Settings.from_env({"FORTE_WEBHOOK_TOKENS": tokens})
     assert tokens not in str(raised.value)
+
+
+def test_a_forgery_sent_first_cannot_make_fortes_own_webhook_a_duplicate(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    forte_state: ForteState,
+    run_worker: RunWorker,
+) -> None:
+    # Someone who knows the URL (and a genuine transaction id) posts first, naming a
+    # location where Forte has no such transaction: that event fails; Forte's own webhook
+    # of the same sale is another event, and pays the invoice.
+    genuine = sale(forte_state, "trn_e1")
+    forged = json.dumps(samples.webhook("trn_e1", location_id="loc_999")).encode()
+    deliver(settings, "forte", forged, genuine)
+    run_worker()
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
+    assert [t["Token"] for t in sandbox_state.tokens.values()] == ["trn_e1"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "status", "paid"),
+    [
+        ({"card": None, "echeck": None}, "ready", None),  # neither: cannot tell, nothing
+        ({"echeck": None}, "ready", None),  # a null eCheck is no eCheck, and no card either
+        ({"card": {}, "echeck": {}}, "ready", None),
+        ({"card": None, "echeck": None}, "settled", True),  # only a card settles
+        ({"card": None, "echeck": None}, "funded", True),  # only an eCheck is funded
+    ],
+)
+def test_card_or_echeck_is_read_from_the_record_and_doubt_records_nothing(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    forte_state: ForteState,
+    queue: Queue,
+    shape: dict[str, Any],
+    status: str,
+    paid: bool | None,
+) -> None:
+    body = sale(forte_state, "trn_f1", status=status)
+    record = forte_state.transactions["trn_f1"]
+    record.pop("card", None)
+    record.update(shape)
+    deliver(settings, "forte", body)
+    run_burst_worker(settings, queue.connection, queue)
+    if paid:
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+    else:
+        job = queued_job(queue.connection, f"forte:trn_f1:ready:{body_digest(body)}")
+        assert "cannot read for a payment neither card nor eCheck" in job.meta["failure"]["reason"]
+        assert sandbox_state.tokens == {}
+
+
+async def test_a_status_in_capitals_is_read_as_forte_writes_it_elsewhere(
+    client: TestClient, queue: Queue
+) -> None:
+    body = json.dumps(samples.webhook("trn_g1", status="Ready")).encode()
+    status, answer = await post_webhook(client, f"forte/{TOKEN}", body, JSON)
+    assert (status, answer["status"]) == (200, "accepted")
+    assert queue.count == 1

@@ -179,3 +179,20 @@ async def test_chunked_body_draws_on_the_budget_as_it_arrives(port: int) -> None
     assert answer.startswith(b"HTTP/1.1 503 ")
     assert b"busy" in answer
     assert seconds < LIMITS.body_seconds
+
+
+async def test_a_slow_body_to_a_token_url_is_logged_without_the_token(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from payhooks.devtools.samples import forte
+
+    caplog.set_level(logging.DEBUG)
+    head = (
+        f"POST /webhooks/forte/{forte.DEV_URL_TOKEN} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nContent-Length: 150000\r\n\r\n"
+    ).encode()
+    answer, _ = await dribble(port, head, b"x" * 1024, every=0.05, up_to=5)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    logged = [r.getMessage() + str(r.__dict__) for r in caplog.records]
+    assert any("/webhooks/forte/{token}" in line for line in logged)  # the route, named
+    assert not any(forte.DEV_URL_TOKEN in line for line in logged)

@@ -9,13 +9,19 @@ Forte signs no webhook, so nothing in it is trusted but the transaction id: the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from redis import Redis
 
 from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
-from payhooks.domain.provider_formats.forte import APPROVED, sale_kind
+from payhooks.domain.provider_formats.forte import (
+    APPROVED,
+    payment_method,
+    received_at,
+    sale_kind,
+)
 from payhooks.settings import Settings
 from payhooks.settings.forte import ForteSettings
 from payhooks.storage.trail import Trail
@@ -45,11 +51,13 @@ class ForteStep:
                 "sale: nothing recorded"
             )
         status = str(transaction.get("status") or "")
-        kind = sale_kind(status, echeck="echeck" in transaction)
+        method = payment_method(transaction)
+        kind = sale_kind(status, method)
         if kind is None:
             raise ProviderLookupError(
                 f"Forte transaction {event.token} has status {status[:40]!r}, which payhooks "
-                "does not know: nothing recorded"
+                f"cannot read for {method or 'a payment neither card nor eCheck'}: nothing "
+                "recorded"
             )
         code = (transaction.get("response") or {}).get("response_code")
         if kind is PaymentKind.PAID and code != APPROVED:
@@ -62,7 +70,9 @@ class ForteStep:
             invoice=InvoiceRef.from_text(str(transaction.get("order_number") or "")),
             amount=_amount(event.token, transaction.get("authorization_amount"), kind),
             currency=self._settings.currency,
-            payment_method="echeck" if "echeck" in transaction else "card",
+            payment_method=method,
+            # When Forte received it, by Forte's record (the webhook's date is a hint).
+            occurred_at=received_at(transaction.get("received_date")) or _now(event),
         )
 
     def _fetch(self, location: str, transaction_id: str) -> dict[str, Any]:
@@ -120,3 +130,10 @@ def _amount(transaction_id: str, value: object, kind: PaymentKind) -> Decimal | 
             f"Forte transaction {transaction_id} has no readable authorization_amount"
         )
     return None
+
+
+def _now(event: PaymentEvent) -> datetime:
+    """Forte's record has no readable date: the webhook's, else the time it is applied."""
+    if event.occurred_at.timestamp() > 0:
+        return event.occurred_at
+    return datetime.now(tz=UTC)

@@ -12,14 +12,15 @@ from __future__ import annotations
 from redis import Redis
 
 from payhooks.domain.events import PaymentEvent
-from payhooks.domain.provider_formats.paypal_ipn import body_digest, ipn_events, ipn_fields
+from payhooks.domain.provider_formats import body_digest
+from payhooks.domain.provider_formats.paypal_ipn import ipn_events, ipn_fields
 from payhooks.settings import Settings
 from payhooks.settings.paypal import PayPalIpnSettings
 from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 from workers.provider_steps.provider_api import ProviderApi
 
-IPN_CHECK = ProviderApi("PayPal's IPN check", credentials="nothing (the postback has none)")
+IPN_CHECK = ProviderApi("PayPal's IPN check", credentials=None)  # the postback has none
 
 
 class PayPalIpnStep:

@@ -12,6 +12,8 @@ Transactions carry no currency: a location takes one (US dollars, rarely Canadia
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from typing import Any
 
 from payhooks.domain.events import PaymentKind, RegularPaymentProvider
 
@@ -46,6 +48,34 @@ ECHECK_SALE = {
 }
 
 
-def sale_kind(status: str, *, echeck: bool) -> PaymentKind | None:
-    """What a sale in ``status`` means, or None for a status we do not know."""
-    return (ECHECK_SALE if echeck else CARD_SALE).get(status.lower())
+def payment_method(transaction: dict[str, Any]) -> str | None:
+    """``card`` or ``echeck``, by the object the transaction carries; None when it carries
+    neither or both (the answer's shape is not one we have seen)."""
+    card = isinstance(transaction.get("card"), dict)
+    echeck = isinstance(transaction.get("echeck"), dict)
+    return None if card == echeck else "card" if card else "echeck"
+
+
+def sale_kind(status: str, method: str | None) -> PaymentKind | None:
+    """What a sale in ``status`` means, or None when it cannot be told: a status we do not
+    know, or one that means different things for a card and an eCheck (``ready``) when
+    the method is not known."""
+    status = status.lower()
+    if method == "card":
+        return CARD_SALE.get(status)
+    if method == "echeck":
+        return ECHECK_SALE.get(status)
+    meanings = {table[status] for table in (CARD_SALE, ECHECK_SALE) if status in table}
+    return meanings.pop() if len(meanings) == 1 else None
+
+
+def received_at(value: object) -> datetime | None:
+    """Forte's dates come with or without fractions (up to 7 digits) and offsets:
+    ``2017-10-11T09:12:10.5607107-07:00``, ``2017-03-06T06:52:18``, ``2012-06-23``."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -10,7 +10,6 @@ the money path applies once.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -24,7 +23,7 @@ from payhooks.domain.events import (
     RegularPaymentProvider,
 )
 from payhooks.domain.money import finite_amount
-from payhooks.domain.provider_formats import UnreadableMessage
+from payhooks.domain.provider_formats import UnreadableMessage, body_digest
 
 PROVIDER = "paypal-ipn"
 
@@ -40,7 +39,6 @@ KINDS = {
 }
 PAYPAL_TIME = ZoneInfo("America/Los_Angeles")  # payment_date is in PayPal's own time
 #: Hex digits of the body's SHA-256 in the event id: 128 bits, beyond any forger's reach.
-BODY_DIGEST_CHARS = 32
 
 
 def ipn_fields(body: bytes) -> dict[str, str]:
@@ -97,11 +95,6 @@ def ipn_events(body: bytes) -> list[Normalised]:
             details=details,
         )
     ]
-
-
-def body_digest(body: bytes) -> str:
-    """The part of an IPN's event id that names its exact body."""
-    return hashlib.sha256(body).hexdigest()[:BODY_DIGEST_CHARS]
 
 
 def _payment_date(value: str) -> datetime:
