@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from payhooks.cli.cli_output import emit, labelled, wrapped
 from payhooks.cli.dev_state import DevInstance
 from payhooks.domain.providers import BY_NAME, PROVIDERS, load
-from payhooks.settings import ConfigError, Settings, every_variable, redact_url
+from payhooks.settings import ConfigError, Settings, every_variable, redact_url, section_classes
 from payhooks.settings.generic import GenericSettings
-from payhooks.settings.reading import Rows, is_set
+from payhooks.settings.reading import Rows, is_set, secret_variables, variables
 
 if TYPE_CHECKING:
     from payhooks.cli.probe import ProbeResult
@@ -39,6 +39,40 @@ def _ours(name: str) -> bool:
     """A variable payhooks reads, or one named like them (``STRIPE_…``, ``REDIS_…``)."""
     read = every_variable()
     return name in read or name.startswith(tuple({v.split("_")[0] + "_" for v in read}))
+
+
+#: The sample secrets `payhooks dev` signs with (payhooks/devtools/samples/): public, in
+#: this repository, so never a production value. ("cGF5aG9va3MtZGV2LW9ubHk" is base64 of
+#: "payhooks-dev-only", the generic sources' secret.)
+DEV_ONLY = re.compile(r"payhooks[_-]dev[_-]only|cGF5aG9va3MtZGV2LW9ubHk", re.IGNORECASE)
+
+
+def dev_values(env: Mapping[str, str]) -> list[str]:
+    """Names of the variables holding one of `payhooks dev`'s public sample secrets."""
+    return [name for name in sorted(env) if _ours(name) and DEV_ONLY.search(env[name])]
+
+
+def half_configured(settings: Settings) -> list[str]:
+    """Providers given credentials but not the setting that turns them on: someone meant to
+    use them, and their URL does not exist. (Other leftovers, such as a merchant id, are not
+    a sign of that.)"""
+    found = []
+    for section_class in section_classes():
+        section = settings.provider(section_class)
+        if section.enabled:
+            continue
+        secrets = secret_variables(section_class)
+        given = [
+            variable
+            for field, variable in variables(section_class).items()
+            if variable in secrets and getattr(section, field)
+        ]
+        if given:
+            found.append(
+                f"serve: {' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
+                f"{section_class.enabling_variable()} is not: that provider's URL does not exist"
+            )
+    return found
 
 
 def placeholders(env: Mapping[str, str]) -> list[str]:
@@ -107,7 +141,9 @@ def general_rows(settings: Settings) -> Rows:
     ]
 
 
-def problems(settings: Settings, role: str, env: Mapping[str, str]) -> list[str]:
+def problems(
+    settings: Settings, role: str, env: Mapping[str, str], *, dev: bool = False
+) -> list[str]:
     found = []
     for name, check in (("serve", settings.check_receiver), ("worker", settings.check_worker)):
         if role in (name, "all"):
@@ -122,6 +158,14 @@ def problems(settings: Settings, role: str, env: Mapping[str, str]) -> list[str]
         for name in placeholders(env)
     ]
     found += misspelled(env)
+    if role in ("serve", "all"):
+        found += half_configured(settings)
+    if not dev:
+        found += [
+            f"{name} holds a sample secret of `payhooks dev`, public in payhooks' repository: "
+            "put a secret of your own in"
+            for name in dev_values(env)
+        ]
     return found
 
 
@@ -149,7 +193,7 @@ def check_config(
     env: Mapping[str, str] | None = None,
 ) -> int:
     """Print what is configured, never a secret; exit 2 if a role cannot start."""
-    found = problems(settings, role, os.environ if env is None else env)
+    found = problems(settings, role, os.environ if env is None else env, dev=dev is not None)
     general = general_rows(settings)
     providers = provider_rows(settings)
     results: list[ProbeResult] = []

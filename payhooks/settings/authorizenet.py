@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from payhooks.settings.provider import ProviderSettings
-from payhooks.settings.reading import Rows, count, is_set, items, setting, upper, url
+from payhooks.settings.reading import Rows, count, currency_code, is_set, items, setting, url
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +19,7 @@ class AuthorizeNetSettings(ProviderSettings):
     api_url: str = setting(
         "AUTHORIZENET_API_URL", "https://api.authorize.net/xml/v1/request.api", url
     )
-    currency: str = setting("AUTHORIZENET_CURRENCY", "USD", upper)
+    currency: str = setting("AUTHORIZENET_CURRENCY", "USD", currency_code)
 
     def rows(self) -> Rows:
         return [

@@ -132,6 +132,8 @@ class Settings:
     def check_worker(self) -> None:
         self.require_redis()
         self.nexudus_credentials()
+        for section in self.providers:
+            section.check()
 
     def nexudus_credentials(self) -> tuple[str, str]:
         """The Nexudus user and password the worker signs in with."""

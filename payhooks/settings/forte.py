@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from payhooks.settings.provider import ProviderSettings
 from payhooks.settings.reading import (
     ConfigError,
     Rows,
     count,
+    currency_code,
     is_set,
     setting,
-    upper,
     url,
     url_tokens,
 )
@@ -33,11 +34,18 @@ class ForteSettings(ProviderSettings):
     api_secure_key: str | None = setting("FORTE_API_SECURE_KEY", secret=True)
     api_url: str = setting("FORTE_API_URL", "https://api.forte.net/v3", url)
     #: Forte's transactions carry no currency: a location is in US dollars (or, rarely, CAD).
-    currency: str = setting("FORTE_CURRENCY", "USD", upper)
+    currency: str = setting("FORTE_CURRENCY", "USD", currency_code)
 
     def check(self) -> None:
         if self.organization_id and not re.fullmatch(r"org_\d+", self.organization_id):
-            raise ConfigError("FORTE_ORGANIZATION_ID is Forte's org_ id, such as org_300005")
+            raise ConfigError(
+                "FORTE_ORGANIZATION_ID must be Forte's organization id: org_ and digits, "
+                "such as org_300005"
+            )
+        host = urlsplit(self.api_url).hostname or ""
+        if self.api_url.startswith("http:") and host not in ("127.0.0.1", "localhost", "::1"):
+            # Every call carries the API secure key (HTTP Basic).
+            raise ConfigError("FORTE_API_URL must be https:// (plain http only on loopback)")
 
     def rows(self) -> Rows:
         return [

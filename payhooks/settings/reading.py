@@ -186,6 +186,14 @@ def redact_url(address: str) -> str:
     return urlunsplit((parts.scheme, user + hosts, parts.path, parts.query, parts.fragment))
 
 
+def currency_code(env: Mapping[str, str], name: str, default: str) -> str:
+    """An ISO 4217 code, such as USD."""
+    value = (_raw(env, name) or default).upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ConfigError(f"{name} must be a three-letter currency code such as USD")
+    return value
+
+
 def is_set(value: object) -> str:
     return "set" if value else "not set"
 

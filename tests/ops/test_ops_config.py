@@ -165,3 +165,47 @@ def test_a_misspelled_or_placeholder_variable_named_like_ours_is_a_problem(
     assert any(p.startswith("STRIPE_WEBHOOK_SECRET still holds a placeholder") for p in found)
     assert not any("REDIS_ADDRESS" in p or "HOME" in p for p in found)
     assert not any("REPLACE_ME" in p for p in found)
+
+
+def test_payhooks_devs_public_sample_secrets_are_a_problem_outside_dev(settings: Settings) -> None:
+    from payhooks.devtools.samples import forte, generic, stripe
+
+    env = {
+        "STRIPE_WEBHOOK_SECRETS": f"whsec_mine,{stripe.DEV_WEBHOOK_SECRET}",
+        "FORTE_WEBHOOK_TOKENS": forte.DEV_URL_TOKEN,
+        "GENERIC_WEBHOOK_SECRETS": f"bank:{generic.DEV_SECRET}",
+    }
+    found = [p for p in problems(settings, "all", env) if "sample secret" in p]
+    assert [p.split()[0] for p in found] == sorted(env)
+    assert not any(stripe.DEV_WEBHOOK_SECRET in p for p in found)
+    # Next to a running `payhooks dev` its own secrets are expected.
+    assert not any("sample secret" in p for p in problems(settings, "all", env, dev=True))
+
+
+def test_a_provider_given_settings_but_not_the_one_that_enables_it_is_a_problem() -> None:
+    half = Settings.from_env(
+        {
+            "REDIS_URL": "redis://localhost:6379/0",
+            "STRIPE_WEBHOOK_SECRETS": "whsec_x",
+            "FORTE_API_ACCESS_ID": "access",
+            "FORTE_ORGANIZATION_ID": "org_300005",
+        }
+    )
+    expected = (
+        "serve: FORTE_API_ACCESS_ID is set but FORTE_WEBHOOK_TOKENS is not: that provider's "
+        "URL does not exist"
+    )
+    assert [p for p in problems(half, "serve", {}) if "URL does not exist" in p] == [expected]
+
+
+def test_fortes_api_key_never_travels_over_plain_http() -> None:
+    env = {"REDIS_URL": "redis://localhost:6379/0", "FORTE_WEBHOOK_TOKENS": "t" * 32}
+    for url, refused in (
+        ("http://api.forte.net/v3", True),
+        ("http://127.0.0.1:8090/forte/v3", False),
+        ("https://sandbox.forte.net/api/v3", False),
+    ):
+        problem = [
+            p for p in problems(Settings.from_env({**env, "FORTE_API_URL": url}), "serve", {})
+        ]
+        assert any("FORTE_API_URL must be https://" in p for p in problem) is refused, url

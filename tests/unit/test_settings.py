@@ -73,3 +73,25 @@ def test_the_worker_names_the_missing_nexudus_credential() -> None:
 def test_a_malformed_provider_variable_is_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_the_worker_checks_each_section_too() -> None:
+    # A malformed organization id would go into every Forte API path the worker calls.
+    settings = Settings.from_env(
+        {
+            "REDIS_URL": "redis://localhost:6379/0",
+            "NEXUDUS_USERNAME": "u",
+            "NEXUDUS_PASSWORD": "p",
+            "FORTE_WEBHOOK_TOKENS": "t" * 32,
+            "FORTE_ORGANIZATION_ID": "333251",
+        }
+    )
+    with pytest.raises(ConfigError, match="FORTE_ORGANIZATION_ID must be Forte's organization id"):
+        settings.check_worker()
+
+
+@pytest.mark.parametrize("variable", ["FORTE_CURRENCY", "AUTHORIZENET_CURRENCY"])
+def test_a_currency_is_a_three_letter_code(variable: str) -> None:
+    assert Settings.from_env({variable: "eur"}) is not None
+    with pytest.raises(ConfigError, match=f"{variable} must be a three-letter currency code"):
+        Settings.from_env({variable: "dollars"})
