@@ -21,10 +21,9 @@ from payhooks.domain.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
-from payhooks.settings import Settings
 from payhooks.settings.authorizenet import AuthorizeNetSettings
 from service.errors import InvalidSignature, MalformedPayload
-from service.providers.base import ReceiverDefaults, load_json_object
+from service.providers.base import SectionReceiver, load_json_object
 
 PREFIX = "net.authorize.payment."
 KINDS = {
@@ -44,18 +43,10 @@ def signature_of(key: str, body: bytes) -> str:
     return hmac.new(key.encode(), body, hashlib.sha512).hexdigest()
 
 
-class AuthorizeNetWebhook(ReceiverDefaults):
+class AuthorizeNetWebhook(SectionReceiver[AuthorizeNetSettings]):
+    SECTION = AuthorizeNetSettings
     name = "authorizenet"
     signature_headers: tuple[str, ...] = ("X-ANET-Signature",)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AuthorizeNetWebhook:
-        return cls(settings.provider(AuthorizeNetSettings).signature_keys)
-
-    def __init__(self, signature_keys: tuple[str, ...]) -> None:
-        if not signature_keys:
-            raise ValueError("at least one Authorize.Net signature key is required")
-        self._keys = signature_keys
 
     def redact(self, body: bytes) -> bytes | None:
         return None  # notifications carry ids and amounts only
@@ -69,7 +60,9 @@ class AuthorizeNetWebhook(ReceiverDefaults):
         if scheme.lower() != "sha512" or not given:
             raise InvalidSignature("missing or malformed X-ANET-Signature header")
         given = given.strip().lower()
-        if not any(hmac.compare_digest(signature_of(k, body), given) for k in self._keys):
+        if not any(
+            hmac.compare_digest(signature_of(k, body), given) for k in self._settings.signature_keys
+        ):
             raise InvalidSignature("signature does not match")
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
 import orjson
 
 from payhooks.domain.events import Normalised
+from payhooks.settings import ProviderSettings, Settings
 from service.errors import MalformedPayload
 
 
@@ -60,6 +61,26 @@ class ReceiverDefaults:
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ()
     url_tokens: tuple[str, ...] = ()
+
+
+S = TypeVar("S", bound=ProviderSettings)
+
+
+class SectionReceiver(ReceiverDefaults, Generic[S]):
+    """A receiver that needs only its settings section, as ``self._settings``: the registry
+    builds it for an enabled provider, so its secrets are there (and with none, no
+    signature could match: it fails closed)."""
+
+    SECTION: ClassVar[type[ProviderSettings]]
+
+    def __init__(self, section: S, invoice_metadata_key: str = "nexudus_invoice_id") -> None:
+        self._settings = section
+        #: Where providers with metadata (Stripe, GoCardless) name the Nexudus invoice.
+        self._invoice_metadata_key = invoice_metadata_key
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(cast(S, settings.provider(cls.SECTION)), settings.invoice_metadata_key)
 
 
 #: Fields that identify a card or a bank account (Stripe's names, and common ones).

@@ -23,10 +23,9 @@ from payhooks.domain.events import (
 )
 from payhooks.domain.money import from_minor_units
 from payhooks.domain.provider_formats.epay import CURRENCIES
-from payhooks.settings import Settings
 from payhooks.settings.epay import EPaySettings
 from service.errors import InvalidSignature, MalformedPayload
-from service.providers.base import ReceiverDefaults
+from service.providers.base import SectionReceiver
 
 # ePay reports date and time in Danish local time.
 EPAY_TIME_ZONE = ZoneInfo("Europe/Copenhagen")
@@ -43,20 +42,12 @@ def _parameters(query: bytes) -> list[tuple[str, str]]:
         raise MalformedPayload("query is not UTF-8") from None
 
 
-class EPayCallback(ReceiverDefaults):
+class EPayCallback(SectionReceiver[EPaySettings]):
+    SECTION = EPaySettings
     name = "epay"
     method = "GET"
     content_types: frozenset[str] = frozenset()  # a GET has no body
     # the hash is a query parameter (no signature header)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EPayCallback:
-        return cls(settings.provider(EPaySettings).md5_secrets)
-
-    def __init__(self, secrets: tuple[str, ...]) -> None:
-        if not secrets:
-            raise ValueError("at least one ePay MD5 secret is required")
-        self._secrets = secrets
 
     def redact(self, body: bytes) -> bytes | None:
         """``cardno`` (a masked card number, BIN and last digits) removed."""
@@ -74,7 +65,9 @@ class EPayCallback(ReceiverDefaults):
             raise InvalidSignature("missing hash parameter")
         values = [value for name, value in parameters if name != "hash"]
         expected = given[0].lower()
-        if not any(hmac.compare_digest(hash_of(values, s), expected) for s in self._secrets):
+        if not any(
+            hmac.compare_digest(hash_of(values, s), expected) for s in self._settings.md5_secrets
+        ):
             raise InvalidSignature("hash does not match")
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:

@@ -23,10 +23,9 @@ from payhooks.domain.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
-from payhooks.settings import Settings
 from payhooks.settings.gocardless import GoCardlessSettings
 from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadable
-from service.providers.base import ReceiverDefaults, load_json_object, redact_json
+from service.providers.base import SectionReceiver, load_json_object, redact_json
 
 PENDING = frozenset({"created", "submitted", "customer_approval_granted"})
 FAILED = frozenset(
@@ -38,23 +37,13 @@ FAILED = frozenset(
 REFUNDED = frozenset({"created", "paid", "refund_settled"})
 
 
-class GoCardlessWebhook(ReceiverDefaults):
+class GoCardlessWebhook(SectionReceiver[GoCardlessSettings]):
+    SECTION = GoCardlessSettings
     name = "gocardless"
     bad_signature_status = 498  # "Token Invalid", what GoCardless documents
     #: GoCardless recommends 204 for a request with nothing of interest.
     nothing_to_do_status = 204
     signature_headers: tuple[str, ...] = ("Webhook-Signature",)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> GoCardlessWebhook:
-        return cls(settings.provider(GoCardlessSettings), settings.invoice_metadata_key)
-
-    def __init__(self, section: GoCardlessSettings, invoice_metadata_key: str) -> None:
-        if not section.webhook_secrets:
-            raise ValueError("at least one GoCardless webhook secret is required")
-        self._secrets = section.webhook_secrets
-        self._paid_action = section.paid_action
-        self._invoice_metadata_key = invoice_metadata_key
 
     def redact(self, body: bytes) -> bytes | None:
         return redact_json(body)
@@ -64,7 +53,7 @@ class GoCardlessWebhook(ReceiverDefaults):
         # The SDK raises TypeError, not InvalidSignatureError, for a missing header.
         if not signature:
             raise InvalidSignature("missing Webhook-Signature header")
-        for secret in self._secrets:  # several during a secret change
+        for secret in self._settings.webhook_secrets:  # several during a secret change
             try:
                 webhooks.parse(body, secret, signature)
                 return
@@ -83,7 +72,7 @@ class GoCardlessWebhook(ReceiverDefaults):
         return [
             normalise_event(
                 event,
-                paid_action=self._paid_action,
+                paid_action=self._settings.paid_action,
                 invoice_metadata_key=self._invoice_metadata_key,
             )
             for event in events

@@ -28,10 +28,9 @@ from payhooks.domain.events import (
     PaymentKind,
     RegularPaymentProvider,
 )
-from payhooks.settings import Settings
 from payhooks.settings.liqpay import LiqPaySettings
 from service.errors import InvalidSignature, MalformedPayload
-from service.providers.base import FORM, ReceiverDefaults
+from service.providers.base import FORM, SectionReceiver
 
 FAILED = frozenset({"failure", "error"})
 IGNORED = frozenset({"subscribed", "unsubscribed"})
@@ -64,21 +63,11 @@ def _fields(body: bytes) -> dict[str, str]:
     return {name: values[0] for name, values in parsed.items()}
 
 
-class LiqPayWebhook(ReceiverDefaults):
+class LiqPayWebhook(SectionReceiver[LiqPaySettings]):
+    SECTION = LiqPaySettings
     name = "liqpay"
     content_types = FORM
     # the signature is a form field (no signature header)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LiqPayWebhook:
-        section = settings.provider(LiqPaySettings)
-        return cls(section.private_keys, allow_sandbox=section.allow_sandbox)
-
-    def __init__(self, private_keys: tuple[str, ...], *, allow_sandbox: bool) -> None:
-        if not private_keys:
-            raise ValueError("at least one LiqPay private key is required")
-        self._keys = private_keys
-        self._allow_sandbox = allow_sandbox
 
     def redact(self, body: bytes) -> bytes | None:
         """The card mask and card holder's details removed from ``data``."""
@@ -103,7 +92,9 @@ class LiqPayWebhook(ReceiverDefaults):
         data, signature = fields.get("data"), fields.get("signature")
         if not data or not signature:
             raise InvalidSignature("missing data or signature field")
-        if not signature.isascii() or not signature_matches(self._keys, data, signature):
+        if not signature.isascii() or not signature_matches(
+            self._settings.private_keys, data, signature
+        ):
             raise InvalidSignature("signature does not match")
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
@@ -166,7 +157,7 @@ class LiqPayWebhook(ReceiverDefaults):
         )
 
     def _kind(self, status: str) -> PaymentKind | None:
-        if status == "success" or (status == "sandbox" and self._allow_sandbox):
+        if status == "success" or (status == "sandbox" and self._settings.allow_sandbox):
             return PaymentKind.PAID
         if status == "sandbox" or status in IGNORED:
             return None

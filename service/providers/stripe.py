@@ -39,11 +39,10 @@ from payhooks.domain.provider_formats.stripe import (
     provider_for_method,
     token_of,
 )
-from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
 from service import metrics
 from service.errors import InvalidSignature, MalformedPayload
-from service.providers.base import ReceiverDefaults, load_json_object, redact_json
+from service.providers.base import SectionReceiver, load_json_object, redact_json
 
 PAID = frozenset(
     {
@@ -91,21 +90,13 @@ TEST_MODE_REASON = (
 )
 
 
-class StripeWebhook(ReceiverDefaults):
+class StripeWebhook(SectionReceiver[StripeSettings]):
+    SECTION = StripeSettings
     name = "stripe"
     signature_headers: tuple[str, ...] = ("Stripe-Signature",)
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> StripeWebhook:
-        return cls(settings.provider(StripeSettings), settings.invoice_metadata_key)
-
     def __init__(self, section: StripeSettings, invoice_metadata_key: str) -> None:
-        if not section.webhook_secrets:
-            raise ValueError("at least one Stripe webhook secret is required")
-        self._secrets = section.webhook_secrets
-        self._tolerance = section.tolerance_seconds
-        self._invoice_metadata_key = invoice_metadata_key
-        self._allow_test_mode = section.allow_test_mode
+        super().__init__(section, invoice_metadata_key)
         self._test_mode_refused = metrics.TEST_MODE_REFUSED.labels(self.name)
 
     def redact(self, body: bytes) -> bytes | None:
@@ -126,9 +117,11 @@ class StripeWebhook(ReceiverDefaults):
             ) from None
         failure = "signature does not match"
         # Several secrets are valid at once while an endpoint secret is rolled.
-        for secret in self._secrets:
+        for secret in self._settings.webhook_secrets:
             try:
-                stripe.WebhookSignature.verify_header(payload, header, secret, self._tolerance)
+                stripe.WebhookSignature.verify_header(
+                    payload, header, secret, self._settings.tolerance_seconds
+                )
                 return
             except stripe.SignatureVerificationError as exc:
                 message = str(exc)
@@ -143,7 +136,7 @@ class StripeWebhook(ReceiverDefaults):
         result = normalise_event(
             event,
             invoice_metadata_key=self._invoice_metadata_key,
-            allow_test_mode=self._allow_test_mode,
+            allow_test_mode=self._settings.allow_test_mode,
         )
         if isinstance(result, Ignored) and result.reason == TEST_MODE_REASON:
             self._test_mode_refused.inc()

@@ -12,6 +12,7 @@ from payhooks.devtools.samples import authorizenet as samples
 from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState, transaction_record
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
+from payhooks.settings.authorizenet import AuthorizeNetSettings
 from service.errors import InvalidSignature
 from service.providers.authorizenet import AuthorizeNetWebhook
 from tests.support.client import post_webhook
@@ -38,7 +39,7 @@ VECTOR_SIGNATURE = (
 
 
 def test_published_example_verifies_case_insensitively() -> None:
-    provider = AuthorizeNetWebhook((VECTOR_KEY,))
+    provider = AuthorizeNetWebhook(AuthorizeNetSettings(signature_keys=(VECTOR_KEY,)))
     provider.verify(VECTOR_BODY, {"X-ANET-Signature": VECTOR_SIGNATURE})
     provider.verify(VECTOR_BODY, {"X-ANET-Signature": VECTOR_SIGNATURE.lower()})
     wrong = VECTOR_SIGNATURE[:-1] + "1"  # one digit off
@@ -133,7 +134,7 @@ def test_refund_writes_nothing(
 
 
 def test_fraud_approved_is_paid_once_confirmed() -> None:
-    provider = AuthorizeNetWebhook((AUTHORIZENET_KEY,))
+    provider = AuthorizeNetWebhook(AuthorizeNetSettings(signature_keys=(AUTHORIZENET_KEY,)))
     body = samples.signed(samples.notification("7001", event="fraud.approved"), AUTHORIZENET_KEY)[0]
     [event] = provider.normalise(body, {})
     assert event.kind.value == "paid"

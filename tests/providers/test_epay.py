@@ -26,10 +26,12 @@ from tests.support.settings import EPAY_SECRET, with_section
 def test_published_vector_verifies() -> None:
     # tech.epay.dk/MD5_6.html: md5("20820000Order1ABC") = 18aa5a1a173e5e5e6245a620b814f176
     query = b"currency=208&amount=20000&orderid=Order1&hash=18aa5a1a173e5e5e6245a620b814f176"
-    EPayCallback(("ABC",)).verify(query, {})
+    EPayCallback(EPaySettings(md5_secrets=("ABC",))).verify(query, {})
     reordered = b"amount=20000&currency=208&orderid=Order1&hash=18aa5a1a173e5e5e6245a620b814f176"
     with pytest.raises(InvalidSignature):
-        EPayCallback(("ABC",)).verify(reordered, {})  # order is part of what is hashed
+        EPayCallback(EPaySettings(md5_secrets=("ABC",))).verify(
+            reordered, {}
+        )  # order is part of what is hashed
 
 
 async def test_hashed_callback_is_queued_once(client: TestClient, queue: Queue) -> None:
@@ -61,7 +63,7 @@ async def test_bad_hash_is_400_and_queues_nothing(
 def test_normalised_from_minor_units_and_numeric_currency() -> None:
     parameters = samples.callback(orderid="INV-7", amount_minor=12345, currency="208", txnid=99)
     query = samples.signed_query(parameters, EPAY_SECRET).encode()
-    [event] = EPayCallback((EPAY_SECRET,)).normalise(query, {})
+    [event] = EPayCallback(EPaySettings(md5_secrets=(EPAY_SECRET,))).normalise(query, {})
     assert isinstance(event, PaymentEvent)
     assert (event.token, event.invoice.number, event.amount, event.currency) == (
         "99",
@@ -87,7 +89,7 @@ def test_callback_marks_the_invoice_paid(
 def test_card_number_is_redacted() -> None:
     parameters = samples.callback(orderid="42", amount_minor=100)
     query = samples.signed_query(parameters, EPAY_SECRET).encode()
-    redacted = EPayCallback((EPAY_SECRET,)).redact(query)
+    redacted = EPayCallback(EPaySettings(md5_secrets=(EPAY_SECRET,))).redact(query)
     assert redacted is not None
     assert b"444444XXXXXX4444" not in redacted
     assert b"cardno=%5Bredacted%5D" in redacted
@@ -123,7 +125,9 @@ def test_a_rearranged_callback_is_not_recorded(
     }
     query = samples.signed_query(genuine, EPAY_SECRET)
     forged_query = urlencode([*forged, ("hash", dict(parse_qsl(query))["hash"])])
-    EPayCallback((EPAY_SECRET,)).verify(forged_query.encode(), {})  # the hash still matches
+    EPayCallback(EPaySettings(md5_secrets=(EPAY_SECRET,))).verify(
+        forged_query.encode(), {}
+    )  # the hash still matches
     deliver(settings, "epay", forged_query.encode())
     run_worker()
     assert sandbox_state.calls == []

@@ -27,7 +27,9 @@ from tests.support.settings import LIQPAY_KEY, OLD_LIQPAY_KEY, with_section
 def test_documentation_vector_verifies() -> None:
     # www.liqpay.ua/documentation/en/api/callback: this key and data give this signature.
     assert signature_of("your_private_key", "base64_post_string") == "tp+ZLmKm1/E83dIzUpx5ljcttP4="
-    provider = LiqPayWebhook(("your_private_key",), allow_sandbox=False)
+    provider = LiqPayWebhook(
+        LiqPaySettings(private_keys=("your_private_key",), allow_sandbox=False)
+    )
     body = urlencode(
         {"data": "base64_post_string", "signature": "tp+ZLmKm1/E83dIzUpx5ljcttP4="}
     ).encode()
@@ -43,7 +45,9 @@ def test_sha3_256_vector_verifies() -> None:
     # inputs, with Python's hashlib and, independently, `openssl dgst -binary -sha3-256`.
     vector = "ZsPPnP2GD1ucBV6iz8qYeZHDTdnHaXJ2MSdERXL37aY="
     assert signature_of("your_private_key", "base64_post_string", "sha3_256") == vector
-    provider = LiqPayWebhook(("your_private_key",), allow_sandbox=False)
+    provider = LiqPayWebhook(
+        LiqPaySettings(private_keys=("your_private_key",), allow_sandbox=False)
+    )
     provider.verify(urlencode({"data": "base64_post_string", "signature": vector}).encode(), {})
     tampered = urlencode({"data": "base64_post_strinG", "signature": vector}).encode()
     with pytest.raises(InvalidSignature):
@@ -125,7 +129,9 @@ class TestReceiver:
     ],
 )
 def test_status_maps_to_kind(status: str, allow_sandbox: bool, kind: PaymentKind | None) -> None:
-    provider = LiqPayWebhook((LIQPAY_KEY,), allow_sandbox=allow_sandbox)
+    provider = LiqPayWebhook(
+        LiqPaySettings(private_keys=(LIQPAY_KEY,), allow_sandbox=allow_sandbox)
+    )
     payment = samples.payment(order_id="42", amount=Decimal("12.34"), status=status, payment_id=77)
     [result] = provider.normalise(samples.signed(payment, LIQPAY_KEY)[0], {})
     if kind is None:
@@ -165,7 +171,7 @@ def test_sandbox_payments_are_applied_only_when_allowed(
 
 
 def test_card_mask_is_redacted() -> None:
-    provider = LiqPayWebhook((LIQPAY_KEY,), allow_sandbox=False)
+    provider = LiqPayWebhook(LiqPaySettings(private_keys=(LIQPAY_KEY,), allow_sandbox=False))
     body, _ = samples.signed(samples.payment(order_id="42", amount=Decimal(1)), LIQPAY_KEY)
     redacted = provider.redact(body)
     assert redacted is not None

@@ -10,14 +10,11 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from redis import Redis
-
 from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
-from payhooks.settings import Settings
 from payhooks.settings.authorizenet import AuthorizeNetSettings
-from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 from workers.provider_steps.provider_api import ProviderApi
+from workers.provider_steps.section_step import SectionStep
 
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
 NOT_FOUND = "E00040"
@@ -28,13 +25,8 @@ API = ProviderApi(
 )
 
 
-class AuthorizeNetStep:
-    def __init__(self, section: AuthorizeNetSettings) -> None:
-        self._settings = section
-
-    @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> AuthorizeNetStep:
-        return cls(settings.provider(AuthorizeNetSettings))
+class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
+    SECTION = AuthorizeNetSettings
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         if event.kind is not PaymentKind.PAID and event.kind is not PaymentKind.PENDING:

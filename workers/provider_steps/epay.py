@@ -11,16 +11,13 @@ from __future__ import annotations
 from decimal import Decimal
 from xml.etree import ElementTree
 
-from redis import Redis
-
 from payhooks.domain.events import PaymentEvent
 from payhooks.domain.money import to_minor_units
 from payhooks.domain.provider_formats.epay import NUMERIC_CODES
-from payhooks.settings import Settings
 from payhooks.settings.epay import EPaySettings
-from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 from workers.provider_steps.provider_api import ProviderApi
+from workers.provider_steps.section_step import SectionStep
 
 NAMESPACE = "https://ssl.ditonlinebetalingssystem.dk/remote/payment"
 AUTHORISED = frozenset({"PAYMENT_NEW", "PAYMENT_CAPTURED"})
@@ -57,13 +54,8 @@ def _values(xml: bytes) -> dict[str, str]:
 WEB_SERVICE = ProviderApi("ePay's web service", credentials=None)
 
 
-class EPayStep:
-    def __init__(self, section: EPaySettings) -> None:
-        self._settings = section
-
-    @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> EPayStep:
-        return cls(settings.provider(EPaySettings))
+class EPayStep(SectionStep[EPaySettings]):
+    SECTION = EPaySettings
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         if not self._settings.merchant_number:

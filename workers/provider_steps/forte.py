@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from redis import Redis
-
 from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.domain.provider_formats.forte import (
     APPROVED,
@@ -22,11 +20,10 @@ from payhooks.domain.provider_formats.forte import (
     received_at,
     sale_kind,
 )
-from payhooks.settings import Settings
 from payhooks.settings.forte import ForteSettings
-from payhooks.storage.trail import Trail
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 from workers.provider_steps.provider_api import ProviderApi
+from workers.provider_steps.section_step import SectionStep
 
 CREDENTIALS = "FORTE_API_ACCESS_ID, FORTE_API_SECURE_KEY and FORTE_ORGANIZATION_ID"
 
@@ -34,13 +31,8 @@ CREDENTIALS = "FORTE_API_ACCESS_ID, FORTE_API_SECURE_KEY and FORTE_ORGANIZATION_
 API = ProviderApi("Forte's API", credentials=CREDENTIALS)
 
 
-class ForteStep:
-    def __init__(self, section: ForteSettings) -> None:
-        self._settings = section
-
-    @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> ForteStep:
-        return cls(settings.provider(ForteSettings))
+class ForteStep(SectionStep[ForteSettings]):
+    SECTION = ForteSettings
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         location = event.details.get("location", "")
