@@ -97,14 +97,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser(
         "check-config", help="validate the environment and say what is configured (no secrets)"
     )
-    check.add_argument("--role", choices=["serve", "worker", "all"], default="all")
+    check.add_argument(
+        "--role",
+        choices=["serve", "worker", "all"],
+        default="all",
+        help="check what this role needs to start (default: both)",
+    )
     check.add_argument(
         "--probe",
         action="store_true",
         help="also reach Redis, take a Nexudus token and make one read-only call per "
         "provider API key configured",
     )
-    check.add_argument("--json", action="store_true")
+    check.add_argument("--json", action="store_true", help="one JSON object, for scripts")
 
     health = commands.add_parser("healthcheck", help="exit 0 when this container is healthy")
     health.add_argument(

@@ -90,6 +90,9 @@ def _list(webhooks: UnprocessedWebhooks, *, as_json: bool) -> int:
     if as_json:
         emit([asdict(w) for w in found])
         return 0
+    if not found:
+        print("no unprocessed webhooks")
+        return 0
     rows = [{**asdict(w), "id": w.id[:SHORT_ID]} for w in found]
     columns = ("id", "provider", "received_at", "reason")
     # Within 100 columns, the reason wrapped under itself, never cut (--json: one line).

@@ -357,6 +357,10 @@ class TestUnprocessed:
         assert code == 0
         assert json.loads(out)["dismissed"][0]["lines"] == [f"{short}: dismissed"]
 
+    def test_an_empty_list_says_so(self, cli: Any) -> None:
+        assert cli("unprocessed", "list")[:2] == (0, "no unprocessed webhooks\n")
+        assert json.loads(cli("unprocessed", "list", "--json")[1]) == []
+
     async def test_list_fits_100_columns_with_the_reason_whole(
         self, settings: Settings, cli: Any
     ) -> None:
