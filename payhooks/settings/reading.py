@@ -153,10 +153,11 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{24,128}")
 
 def url_tokens(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     tokens = items(env, name, default)
-    if not all(_TOKEN.fullmatch(token) for token in tokens):
+    # Twelve different characters at least: "aaaa…" or "0123456789…" is long but guessable.
+    if not all(_TOKEN.fullmatch(token) and len(set(token)) >= 12 for token in tokens):
         # The values are not echoed: they are secrets.
         raise ConfigError(
-            f"{name} takes tokens of 24 to 128 letters, digits, '-' or '_' "
+            f"{name} takes random tokens of 24 to 128 letters, digits, '-' or '_' "
             "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return tokens

@@ -199,7 +199,10 @@ def test_a_provider_given_settings_but_not_the_one_that_enables_it_is_a_problem(
 
 
 def test_fortes_api_key_never_travels_over_plain_http() -> None:
-    env = {"REDIS_URL": "redis://localhost:6379/0", "FORTE_WEBHOOK_TOKENS": "t" * 32}
+    env = {
+        "REDIS_URL": "redis://localhost:6379/0",
+        "FORTE_WEBHOOK_TOKENS": "Zx9-q2Lm_7Rt4vBn8Kp3Wd6Hy1Jc5Gs0",
+    }
     for url, refused in (
         ("http://api.forte.net/v3", True),
         ("http://127.0.0.1:8090/forte/v3", False),

@@ -82,7 +82,7 @@ def test_the_worker_checks_each_section_too() -> None:
             "REDIS_URL": "redis://localhost:6379/0",
             "NEXUDUS_USERNAME": "u",
             "NEXUDUS_PASSWORD": "p",
-            "FORTE_WEBHOOK_TOKENS": "t" * 32,
+            "FORTE_WEBHOOK_TOKENS": "Zx9-q2Lm_7Rt4vBn8Kp3Wd6Hy1Jc5Gs0",
             "FORTE_ORGANIZATION_ID": "333251",
         }
     )
