@@ -21,6 +21,7 @@ from payhooks.settings import Settings, redact_url
 from payhooks.settings.authorizenet import AuthorizeNetSettings
 from payhooks.settings.braintree import BraintreeSettings
 from payhooks.settings.epay import EPaySettings
+from payhooks.settings.forte import ForteSettings
 from payhooks.settings.gocardless import GoCardlessSettings
 from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_connect
@@ -202,6 +203,16 @@ def _authorizenet(section: AuthorizeNetSettings, http: httpx.Client) -> ProbeRes
     if code in ("I00001", "E00040"):
         return ProbeResult("Authorize.Net API login", True, f"{url} accepted the login")
     return ProbeResult("Authorize.Net API login", False, f"{url}: {code} {text}")
+
+
+def forte_checks(section: ForteSettings, http: httpx.Client) -> list[Check]:
+    """Listed, not called: Forte documents no read-only call that needs no location, and
+    its locations are named only by its webhooks."""
+    if not (section.api_access_id and section.api_secure_key):
+        return []
+    target = "Forte API credentials"
+    detail = "not called: no read-only Forte call without a location; each job's lookup checks them"
+    return [(target, lambda: ProbeResult(target, False, detail, skipped=True))]
 
 
 def epay_checks(section: EPaySettings, http: httpx.Client) -> list[Check]:

@@ -162,6 +162,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         sample_uses_sandbox=True,
         worker_step="workers.provider_steps.forte:ForteStep",
         stand_in="payhooks.devtools.sandbox.forte:add_forte_routes",
+        probe="payhooks.cli.probe:forte_checks",
     ),
 )
 
