@@ -226,7 +226,8 @@ class EventInbox:
                 at, "received", event_type=event.event_type, webhook=webhook.key
             ),
             "trail_enqueued": trail.entry_at(at, "enqueued", job_id=job.job_id),
-            "trail_duplicate": trail.entry_at(at, "duplicate"),
+            # Which delivery it was: its body is kept too, under that key.
+            "trail_duplicate": trail.entry_at(at, "duplicate", webhook=webhook.key),
             "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
             "event_name": event.key,
             "webhook_body": webhook.body if store_webhook else "",

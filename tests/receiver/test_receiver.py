@@ -20,6 +20,7 @@ from payhooks.devtools.samples.stripe import paid_event
 from payhooks.domain.events import PaymentEvent
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.trail import Trail
 from service.app import create_app
 from tests.support.client import post_webhook
 from tests.support.settings import OLD_STRIPE_SECRET, STRIPE_SECRET, with_settings
@@ -58,6 +59,11 @@ class TestAccepted:
         assert first[1]["status"] == "accepted"
         assert second == (200, {"status": "duplicate", "queued": 0, "duplicates": 1, "ignored": 0})
         assert queue.count == 1
+        # The trail says which delivery each entry was, and keeps the duplicate's body too.
+        trail = Trail(queue.connection, ttl_seconds=60)
+        entries = trail.history(f"stripe:{event['id']}")
+        assert [e["stage"] for e in entries] == ["received", "enqueued", "duplicate"]
+        assert trail.webhook(str(entries[-1]["webhook"])) is not None
 
     async def test_unhandled_event_type_is_acknowledged_without_a_job(
         self, client: TestClient, queue: Queue
