@@ -73,11 +73,14 @@ def create_app(
     app.cleanup_ctx.append(redis_ctx)
     for name, provider in providers.items():
         handler = webhook_handler(provider, inbox, quarantine, limits, budget)
-        app.router.add_route(provider.method, f"/webhooks/{name}", handler)
         if provider.url_tokens:
-            # The bare URL stays, refused like a wrong token: counted, so a sender still
-            # posting there (an old IPN notify_url) shows in the metrics before it is lost.
-            app.router.add_route(provider.method, f"/webhooks/{name}/{{token}}", handler)
+            # Every method, so that without the token nothing (a 405 either) tells the URL
+            # exists; the bare URL stays, refused like a wrong token and counted, so a sender
+            # still posting there (an old IPN notify_url) shows in the metrics.
+            app.router.add_route("*", f"/webhooks/{name}", handler)
+            app.router.add_route("*", f"/webhooks/{name}/{{token}}", handler)
+        else:
+            app.router.add_route(provider.method, f"/webhooks/{name}", handler)
         answer = getattr(provider, "answer_challenge", None)
         if answer is not None:  # Braintree's legacy endpoint check: GET ?bt_challenge=
             app.router.add_get(f"/webhooks/{name}", challenge_handler(answer))

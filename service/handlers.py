@@ -57,7 +57,7 @@ def webhook_handler(
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         try:
-            _check_url_token(provider.url_tokens, request)
+            _check_url_token(provider, request)
             response = await _handle(request)
         except web.HTTPRequestEntityTooLarge:
             return _reject(name, BodyTooLarge("body over 1 MiB"))
@@ -122,8 +122,10 @@ async def _read(
     return await read_body(request, limits, budget)
 
 
-def _check_url_token(tokens: tuple[str, ...], request: web.Request) -> None:
-    """For a provider that signs nothing: the URL must end with one of our tokens."""
+def _check_url_token(provider: WebhookProvider, request: web.Request) -> None:
+    """For a provider that signs nothing: the URL must end with one of our tokens (its
+    routes take every method, so only past the token is a wrong method told apart)."""
+    tokens = provider.url_tokens
     if not tokens:
         return
     # Bytes: compare_digest refuses non-ASCII text, and a path may hold any. Every token is
@@ -132,6 +134,8 @@ def _check_url_token(tokens: tuple[str, ...], request: web.Request) -> None:
     matches = [hmac.compare_digest(given_bytes, token.encode()) for token in tokens]
     if not any(matches):
         raise UnknownUrlToken("no such webhook URL")
+    if request.method != provider.method:
+        raise web.HTTPMethodNotAllowed(request.method, [provider.method])
 
 
 def _verify(provider: WebhookProvider, body: bytes, headers: Mapping[str, str]) -> None:
@@ -161,10 +165,9 @@ def _reject(name: str, exc: WebhookError) -> web.Response:
     metrics.WEBHOOKS.labels(name, exc.code).inc()
     log.warning("webhook.rejected", extra={"provider": name, "reason": exc.message})
     if isinstance(exc, UnknownUrlToken):
-        # What aiohttp answers for a URL that does not exist, word for word.
-        missing = web.Response(status=404, text="404: Not Found")
-        missing.force_close()  # the body was left unread
-        return missing
+        # What aiohttp answers for a URL that does not exist, word for word (its body is
+        # left unread there too, and aiohttp deals with it the same way).
+        return web.Response(status=404, text="404: Not Found")
     answer: dict[str, object] = {"error": exc.code, "reason": exc.message}
     if isinstance(exc, InvalidPayload):
         answer["errors"] = exc.errors

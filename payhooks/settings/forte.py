@@ -42,8 +42,9 @@ class ForteSettings(ProviderSettings):
                 "FORTE_ORGANIZATION_ID must be Forte's organization id: org_ and digits, "
                 "such as org_300005"
             )
-        host = urlsplit(self.api_url).hostname or ""
-        if self.api_url.startswith("http:") and host not in ("127.0.0.1", "localhost", "::1"):
+        parts = urlsplit(self.api_url)
+        loopback = (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme.lower() != "https" and not loopback:
             # Every call carries the API secure key (HTTP Basic).
             raise ConfigError("FORTE_API_URL must be https:// (plain http only on loopback)")
 

@@ -210,6 +210,7 @@ def test_fortes_api_key_never_travels_over_plain_http() -> None:
     }
     for url, refused in (
         ("http://api.forte.net/v3", True),
+        ("HTTP://api.forte.net/v3", True),
         ("http://127.0.0.1:8090/forte/v3", False),
         ("https://sandbox.forte.net/api/v3", False),
     ):

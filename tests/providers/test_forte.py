@@ -60,11 +60,19 @@ async def test_published_webhook_is_queued_once_under_the_url_token(
 async def test_a_url_without_our_token_does_not_exist(
     client: TestClient, queue: Queue, path: str
 ) -> None:
-    response = await client.post(f"/webhooks/{path}", data=PUBLISHED, headers=JSON)
-    missing = await client.post("/webhooks/no-such-provider", data=PUBLISHED, headers=JSON)
-    # Answered word for word as a URL that does not exist: no sign that Forte is enabled.
-    assert (response.status, await response.text()) == (404, await missing.text())
+    # Answered as a URL that does not exist, whatever the method: no sign Forte is enabled.
+    for method in ("POST", "GET", "PUT"):
+        response = await client.request(method, f"/webhooks/{path}", data=PUBLISHED)
+        missing = await client.request(method, "/webhooks/no-such-provider", data=PUBLISHED)
+        assert response.status == missing.status == 404
+        assert await response.text() == await missing.text()
+        assert response.headers.get("Connection") == missing.headers.get("Connection")
     assert queue.count == 0
+
+
+async def test_past_the_token_a_wrong_method_is_405(client: TestClient) -> None:
+    response = await client.get(f"/webhooks/forte/{TOKEN}")
+    assert (response.status, response.headers["Allow"]) == (405, "POST")
 
 
 async def test_the_token_never_reaches_a_log_or_the_trail(
@@ -232,6 +240,24 @@ def test_a_forgery_sent_first_cannot_make_fortes_own_webhook_a_duplicate(
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is not None
     assert [t["Token"] for t in sandbox_state.tokens.values()] == ["trn_e1"]
+
+
+@pytest.mark.parametrize(
+    "recorded", ["0001-01-01T00:00:00", "0001-01-01T00:00:00+01:00", "2999-01-01"]
+)
+def test_a_date_forte_could_not_mean_is_not_the_paid_date(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    forte_state: ForteState,
+    run_worker: RunWorker,
+    recorded: str,
+) -> None:
+    # .NET's "no date" (year 1) or a date far ahead: the webhook's date stands instead.
+    body = sale(forte_state, "trn_h1")
+    forte_state.transactions["trn_h1"]["received_date"] = recorded
+    deliver(settings, "forte", body)
+    run_worker()
+    assert sandbox_state.invoices[42]["PaidOn"].startswith("2026-12-01T16:12:10")
 
 
 @pytest.mark.parametrize(

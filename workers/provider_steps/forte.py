@@ -9,7 +9,7 @@ Forte signs no webhook, so nothing in it is trusted but the transaction id: the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -64,7 +64,7 @@ class ForteStep(SectionStep[ForteSettings]):
             currency=self._settings.currency,
             payment_method=method,
             # When Forte received it, by Forte's record (the webhook's date is a hint).
-            occurred_at=received_at(transaction.get("received_date")) or _now(event),
+            occurred_at=_paid_at(transaction.get("received_date"), event),
         )
 
     def _fetch(self, location: str, transaction_id: str) -> dict[str, Any]:
@@ -124,8 +124,11 @@ def _amount(transaction_id: str, value: object, kind: PaymentKind) -> Decimal | 
     return None
 
 
-def _now(event: PaymentEvent) -> datetime:
-    """Forte's record has no readable date: the webhook's, else the time it is applied."""
-    if event.occurred_at.timestamp() > 0:
-        return event.occurred_at
-    return datetime.now(tz=UTC)
+def _paid_at(recorded: object, event: PaymentEvent) -> datetime:
+    """Forte's date of the sale; if its record has none we can believe (unreadable, or
+    ahead of our clock by more than a day), the webhook's, else the time it is applied."""
+    now = datetime.now(tz=UTC)
+    for when in (received_at(recorded), event.occurred_at):
+        if when is not None and when.timestamp() > 0 and when <= now + timedelta(days=1):
+            return when
+    return now

@@ -78,4 +78,7 @@ def received_at(value: object) -> datetime | None:
         when = datetime.fromisoformat(value)
     except ValueError:
         return None
+    # .NET's "no date" is 0001-01-01: only a date of this century is one.
+    if not 2000 <= when.year < 2100:
+        return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
