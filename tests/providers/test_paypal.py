@@ -559,3 +559,26 @@ def test_a_refund_with_odd_links_or_amount_is_acknowledged(settings: Settings) -
     refund["resource"]["amount"] = {"currency_code": "USD", "value": "NaN"}
     [result] = build_providers(settings)["paypal"].normalise(json.dumps(refund).encode(), {})
     assert isinstance(result, Ignored)
+
+
+def test_send_tests_ipn_is_dated_now_as_paypal_writes_it() -> None:
+    from datetime import UTC, datetime
+    from urllib.parse import parse_qs
+
+    from payhooks.devtools.samples.sending import SampleRequest
+    from payhooks.domain.provider_formats.paypal_ipn import ipn_events
+
+    request = SampleRequest(
+        invoice=47,
+        amount=Decimal("100.00"),
+        currency="EUR",
+        method="card",
+        source="bank",
+        env={},
+        sandbox_url="http://127.0.0.1:1",
+    )
+    sample = samples.ipn_for_send_test(request)
+    assert parse_qs(sample.body.decode())["payment_date"][0].endswith(("PST", "PDT"))
+    [event] = ipn_events(sample.body)
+    assert isinstance(event, PaymentEvent)
+    assert abs((event.occurred_at - datetime.now(tz=UTC)).total_seconds()) < 60

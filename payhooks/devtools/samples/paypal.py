@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.devtools.samples.sending import Sample, SampleRequest
 from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
+from payhooks.domain.provider_formats.paypal_ipn import PAYPAL_TIME
 from service.providers.paypal import signed_message
 
 # Not secrets: the webhook id and receiver address of `payhooks dev`.
@@ -72,6 +73,7 @@ def ipn(
     receiver_email: str = DEV_RECEIVER_EMAIL,
     txn_id: str | None = None,
     parent_txn_id: str | None = None,
+    payment_date: str = "10:14:20 Nov 20, 2026 PST",
 ) -> bytes:
     """An IPN as PayPal posts it; a refund or reversal names ``parent_txn_id``.
 
@@ -87,7 +89,7 @@ def ipn(
             "invoice": invoice,
             "protection_eligibility": "Eligible",
             "payer_id": "LPLWNMTBWMFAY",
-            "payment_date": "10:14:20 Nov 20, 2026 PST",
+            "payment_date": payment_date,
             "payment_status": status,
             "charset": "windows-1252",
             "first_name": "Ana",
@@ -133,6 +135,7 @@ def ipn_for_send_test(request: SampleRequest) -> Sample:
         amount=request.amount,
         currency=request.currency.upper(),
         receiver_email=request.secret("PAYPAL_IPN_RECEIVER_EMAILS", DEV_RECEIVER_EMAIL),
+        payment_date=_paypal_time_now(),
     )
     return Sample(
         f"IPN subscr_payment Completed, {request.amount}, invoice {request.invoice}",
@@ -163,3 +166,9 @@ def ipn_dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str
         ),
         "PAYPAL_IPN_URL": f"{sandbox.url}/cgi-bin/webscr",
     }
+
+
+def _paypal_time_now() -> str:
+    """Now, as PayPal writes an IPN's ``payment_date`` (its own Pacific time)."""
+    now = datetime.now(tz=PAYPAL_TIME)
+    return now.strftime("%H:%M:%S %b %d, %Y ") + (now.tzname() or "PST")
