@@ -172,7 +172,11 @@ def main() -> int:
             registries = [StartedJobRegistry(queue=queue), ScheduledJobRegistry(queue=queue)]
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
-                busy = queue.count + sum(len(r.get_job_ids()) for r in registries)
+                # cleanup=False: counting must not run RQ's registry cleanup itself. Workers
+                # take turns at it (a maintenance lock); a cleanup from here raced theirs,
+                # retried a killed worker's job twice, and one run's end removed the other's
+                # started entry while it still ran, so the queue looked drained too early.
+                busy = queue.count + sum(len(r.get_job_ids(cleanup=False)) for r in registries)
                 if busy == 0:
                     break
                 time.sleep(1)
