@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict
+from functools import cache
 from typing import TYPE_CHECKING
 
 from payhooks.cli.cli_output import emit, labelled, wrapped
@@ -35,10 +36,17 @@ PLACEHOLDER = re.compile(
 )
 
 
+@cache
+def _our_names() -> tuple[frozenset[str], tuple[str, ...]]:
+    """The variables payhooks reads, and their prefixes (fixed by the settings classes)."""
+    read = frozenset(every_variable())
+    return read, tuple({v.split("_")[0] + "_" for v in read})
+
+
 def _ours(name: str) -> bool:
     """A variable payhooks reads, or one named like them (``STRIPE_…``, ``REDIS_…``)."""
-    read = every_variable()
-    return name in read or name.startswith(tuple({v.split("_")[0] + "_" for v in read}))
+    read, prefixes = _our_names()
+    return name in read or name.startswith(prefixes)
 
 
 #: The sample secrets `payhooks dev` signs with (payhooks/devtools/samples/): public, in
@@ -90,7 +98,7 @@ def placeholders(env: Mapping[str, str]) -> list[str]:
 def misspelled(env: Mapping[str, str]) -> list[str]:
     """Variables named like ours that payhooks does not read, but nearly one it does: the
     setting meant is not applied (``STRIPE_WEBHOOK_SECRET`` for ``…_SECRETS``)."""
-    read = list(every_variable())
+    read = sorted(_our_names()[0])
     found = []
     for name in sorted(env):
         if name in read or not _ours(name):
