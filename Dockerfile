@@ -2,29 +2,29 @@
 # One image for both roles: `payhooks serve` (the default) and `payhooks worker`.
 
 FROM python:3.11.10-slim-bookworm AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+# uv at the version and hashes pinned in requirements-uv.txt, as scripts/setup installs it.
+COPY requirements-uv.txt ./
+RUN python -m venv /opt/uv \
+    && /opt/uv/bin/pip install --require-hashes --no-deps -r requirements-uv.txt
+COPY pyproject.toml uv.lock README.md ./
 COPY payhooks ./payhooks
 COPY service ./service
 COPY workers ./workers
-# Build the wheel with pinned tools in a throw-away venv, then install it with exactly the
-# pinned dependencies (constraints.txt) into the venv that the final stage copies.
-RUN python -m venv /opt/build \
-    && /opt/build/bin/pip install setuptools==84.2.1 wheel==0.48.0 \
-    && /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
-    && python -m venv /opt/payhooks \
-    && /opt/payhooks/bin/pip install --constraint constraints.txt /wheels/payhooks-*.whl
+# Exactly what uv.lock holds (hashes checked; refused if the lock no longer matches
+# pyproject.toml), the runtime only, payhooks itself as a built wheel (setuptools locked).
+RUN UV_PROJECT_ENVIRONMENT=/opt/payhooks /opt/uv/bin/uv sync --locked --no-default-groups --no-editable --python /usr/local/bin/python3
 
-# rq-dashboard for ops (docker build --target dashboard), pinned by the same constraints.
+# rq-dashboard for ops (docker build --target dashboard), from the same lock.
+FROM build AS dashboard-build
+RUN UV_PROJECT_ENVIRONMENT=/opt/dashboard /opt/uv/bin/uv sync --locked --no-default-groups --no-install-project --extra dashboard --python /usr/local/bin/python3
+
 FROM python:3.11.10-slim-bookworm AS dashboard
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-COPY constraints.txt /tmp/constraints.txt
-RUN python -m venv /opt/dashboard \
-    && /opt/dashboard/bin/pip install --constraint /tmp/constraints.txt rq-dashboard \
-    && rm /tmp/constraints.txt \
-    && groupadd --system --gid 10001 payhooks \
+RUN groupadd --system --gid 10001 payhooks \
     && useradd --system --uid 10001 --gid payhooks --home-dir /nonexistent --shell /usr/sbin/nologin payhooks
+COPY --from=dashboard-build /opt/dashboard /opt/dashboard
 USER 10001:10001
 EXPOSE 9181
 ENTRYPOINT ["/opt/dashboard/bin/rq-dashboard"]

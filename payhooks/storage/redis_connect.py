@@ -14,6 +14,7 @@ that protect their Sentinels with the Redis password have it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -28,6 +29,10 @@ from payhooks.settings import ConfigError, Settings
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
 #: Options that also apply to the Sentinels themselves (a dead one must not hang us).
 _SENTINEL_OPTIONS = ("socket_timeout", "socket_connect_timeout")
+# redis-py types its Sentinel classes from 8.2 on, not before: seen through these names they
+# type-check alike on both, so an upgrade of the types alone is not a red build.
+_SyncSentinel: Callable[..., Any] = redis.sentinel.Sentinel
+_AsyncSentinel: Callable[..., Any] = redis.asyncio.sentinel.Sentinel
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +107,12 @@ def connect(url: str, *, password: str | None = None, **options: Any) -> redis.R
     if not is_sentinel_url(url):
         return redis.Redis.from_url(url, **_with_password(password, options))
     target = SentinelTarget.parse(url)
-    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = _SyncSentinel(
         target.sentinels,
         sentinel_kwargs=target.sentinel_options(password, options),
         **target.node_options(password, options),
     )
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        target.master, redis_class=_SentinelManaged
-    )
+    client: redis.Redis = sentinel.master_for(target.master, redis_class=_SentinelManaged)
     return client
 
 
@@ -118,7 +121,7 @@ def connect_async(url: str, *, password: str | None = None, **options: Any) -> r
     if not is_sentinel_url(url):
         return redis.asyncio.Redis.from_url(url, **_with_password(password, options))
     target = SentinelTarget.parse(url)
-    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = _AsyncSentinel(
         target.sentinels,
         sentinel_kwargs=target.sentinel_options(password, options),
         **target.node_options(password, options),

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,6 +30,40 @@ from tests.support.settings import STRIPE_SECRET
 ROOT = REPO
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
+
+
+UV = ROOT / ".tools" / "uv" / "bin" / "uv"
+
+
+def dockerfile_sync_command(environment: str) -> list[str]:
+    """The Dockerfile's ``uv sync`` into ``environment``, less its ``--python``."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    found = re.search(
+        rf"UV_PROJECT_ENVIRONMENT={re.escape(environment)} /opt/uv/bin/uv (sync [^\n]*)", dockerfile
+    )
+    assert found is not None
+    words = found.group(1).split()
+    at = words.index("--python")
+    return words[:at] + words[at + 2 :]
+
+
+def installed_versions(environment: Path) -> dict[str, str]:
+    """Each distribution installed in a virtual environment: normalised name -> version."""
+    [site] = environment.glob("lib/python3*/site-packages")
+    versions = {}
+    for info in site.glob("*.dist-info"):
+        metadata = (info / "METADATA").read_text(errors="replace")
+        name = re.search(r"^Name: (.+)$", metadata, re.MULTILINE)
+        version = re.search(r"^Version: (.+)$", metadata, re.MULTILINE)
+        assert name is not None
+        assert version is not None
+        versions[re.sub(r"[-_.]+", "-", name.group(1).strip()).lower()] = version.group(1).strip()
+    return versions
+
+
+def locked_versions() -> dict[str, str]:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return {package["name"]: package.get("version", "") for package in lock["package"]}
 
 
 def tool(name: str) -> str:
@@ -385,33 +420,23 @@ def test_alerts_and_dashboard_use_only_exported_metrics(
 def test_installs_as_the_dockerfile_does_and_runs_both_roles(
     tmp_path: Path, settings: Settings, sandbox_state: SandboxState
 ) -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    tools = re.search(r"pip install (setuptools==\S+ wheel==\S+)", dockerfile)
-    assert tools is not None
-    build, app = tmp_path / "build", tmp_path / "app"
-    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-    run(sys.executable, "-m", "venv", str(build))
-    run(str(build / "bin" / "pip"), "install", "--quiet", *tools.group(1).split())
-    run(
-        str(build / "bin" / "pip"),
-        "wheel",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        "--wheel-dir",
-        str(tmp_path / "wheels"),
-        str(ROOT),
+    app = tmp_path / "app"
+    sync = dockerfile_sync_command("/opt/payhooks")
+    subprocess.run(
+        [str(UV), *sync, "--python", sys.executable],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(app), "UV_PYTHON_DOWNLOADS": "never"},
     )
-    run(sys.executable, "-m", "venv", str(app))
-    [wheel] = (tmp_path / "wheels").glob("payhooks-*.whl")
-    run(
-        str(app / "bin" / "pip"),
-        "install",
-        "--quiet",
-        "--constraint",
-        str(ROOT / "constraints.txt"),
-        str(wheel),
-    )
+    installed = installed_versions(app)
+    locked = locked_versions()
+    # What the image runs is what the lock holds, and what scripts/test ran against here.
+    assert {name: locked[name] for name in installed if name != "payhooks"} == {
+        name: version for name, version in installed.items() if name != "payhooks"
+    }
+    here = installed_versions(Path(sys.prefix))
+    assert {name: here[name] for name in installed} == installed
     payhooks = str(app / "bin" / "payhooks")
     env = worker_env(settings)
 
