@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -32,6 +33,7 @@ from payhooks.settings.paypal import PayPalIpnSettings, PayPalSettings
 from payhooks.settings.stripe import StripeSettings
 from service.app import create_app
 from tests.support.client import MakeClient
+from tests.support.processes import Started
 from tests.support.settings import (
     AUTHORIZENET_KEY,
     BRAINTREE_PRIVATE,
@@ -212,6 +214,14 @@ def run_worker(
         SimpleWorker([queue], connection=redis).work(burst=True)
 
     return run
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Started]:
+    """Start `payhooks` processes that are stopped when the test ends, whatever its outcome."""
+    started = Started(tmp_path)
+    yield started
+    started.stop_all()
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ Settings come from the environment (see the README's configuration table).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, cast
@@ -253,6 +255,8 @@ def _work(settings: Settings, *, burst: bool) -> int:
 
     settings.check_worker()
     logs.configure(settings.log_format, settings.log_level)
+    # `kill -USR1 <pid>` prints what every thread of a worker that seems stuck is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     context.install(context.build_context(settings))
     connection = redis_connect.sync_client(settings)
     try:

@@ -10,6 +10,7 @@ an invalid body gets 422 with the schema's complaints.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -29,6 +30,16 @@ from payhooks.domain.events import (
 )
 from service.errors import InvalidPayload, InvalidSignature, MalformedPayload
 from service.providers.base import ReceiverDefaults, load_json_object
+
+# The spec's signature header: space-separated "v1,<base64>" entries. Checked here, not left to
+# the package, whose answer to a malformed entry changed between releases (a ValueError in
+# 1.1, a plain mismatch in 1.3): the sender should be told its header is malformed.
+_SIGNATURE_ENTRY = re.compile(r"v[0-9]+,[A-Za-z0-9+/]+={0,2}")
+
+
+def _well_formed(signature_header: str) -> bool:
+    entries = signature_header.split()
+    return bool(entries) and all(_SIGNATURE_ENTRY.fullmatch(entry) for entry in entries)
 
 
 @cache
@@ -57,6 +68,8 @@ class GenericWebhook(ReceiverDefaults):
         wanted = {h: headers.get(h, "") for h in self.signature_headers}
         if not all(wanted.values()):
             raise InvalidSignature("missing webhook-id, webhook-timestamp or webhook-signature")
+        if not _well_formed(wanted["webhook-signature"]):
+            raise InvalidSignature("malformed webhook-signature header")
         for webhook in self._webhooks:  # several secrets per source, for rotation
             try:
                 webhook.verify(body, wanted, json_parse=False)

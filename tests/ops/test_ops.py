@@ -26,7 +26,13 @@ from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, writes
-from tests.support.processes import PAYHOOKS, RunWorker, run_burst_worker, worker_env
+from tests.support.processes import (
+    PAYHOOKS,
+    RunWorker,
+    Started,
+    run_burst_worker,
+    worker_env,
+)
 from tests.support.settings import with_settings
 from workers import context
 
@@ -385,18 +391,15 @@ def test_worker_killed_mid_job_is_recovered_not_lost(
     redis: Redis,
     queue: Queue,
     run_worker: RunWorker,
+    processes: Started,
 ) -> None:
     # The token POST lands, then hangs: the worker (and its work horse) die meanwhile.
     sandbox_state.faults.append(Fault("POST", TOKENS, 503, delay=30, after_apply=True))
     event = paid_event(42)
     deliver(settings, "stripe", event)
     # A short job timeout: the dead job's invoice lock lapses with it.
-    worker = subprocess.Popen(
-        [*PAYHOOKS, "worker"],
-        env={**worker_env(settings), "JOB_TIMEOUT_SECONDS": "20"},
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    worker = processes.start(
+        [*PAYHOOKS, "worker"], {**worker_env(settings), "JOB_TIMEOUT_SECONDS": "20"}
     )
     deadline = time.monotonic() + 20
     while not sandbox_state.tokens and time.monotonic() < deadline:

@@ -19,12 +19,12 @@ from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, SandboxState
 from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import Settings
 from tests.support.delivery import deliver, writes
-from tests.support.processes import PAYHOOKS, worker_env
+from tests.support.processes import PAYHOOKS, Started, worker_env
 from tests.support.settings import STRIPE_SECRET
 
 
 def test_parallel_workers_give_one_token_and_one_put_per_payment(
-    settings: Settings, sandbox_state: SandboxState, redis: object
+    settings: Settings, sandbox_state: SandboxState, redis: object, processes: Started
 ) -> None:
     events = []
     intents = []
@@ -40,12 +40,9 @@ def test_parallel_workers_give_one_token_and_one_put_per_payment(
     deliver(settings, "stripe", *events)
 
     env = worker_env(settings)
-    workers = [
-        subprocess.Popen([*PAYHOOKS, "worker", "--burst"], env=env, stderr=subprocess.PIPE)
-        for _ in range(3)
-    ]
-    logs = b"".join(w.communicate(timeout=60)[1] for w in workers)
-    assert [w.returncode for w in workers] == [0, 0, 0]
+    workers = [processes.start([*PAYHOOKS, "worker", "--burst"], env) for _ in range(3)]
+    assert processes.wait(*workers, timeout=90) == [0, 0, 0]
+    logs = b"".join(processes.stderr(w) for w in workers)
 
     assert sorted(t["Token"] for t in sandbox_state.tokens.values()) == sorted(
         i["id"] for i in intents

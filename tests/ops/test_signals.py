@@ -21,7 +21,7 @@ from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, queued_job
-from tests.support.processes import PAYHOOKS, worker_env
+from tests.support.processes import PAYHOOKS, Started, worker_env
 from tests.support.settings import STRIPE_SECRET
 
 
@@ -84,27 +84,18 @@ def test_receiver_finishes_in_flight_requests_and_their_enqueue_on_sigterm(
 
 @pytest.mark.slow
 def test_worker_finishes_its_current_job_on_sigterm(
-    settings: Settings, sandbox_state: SandboxState, redis: Redis
+    settings: Settings, sandbox_state: SandboxState, redis: Redis, processes: Started
 ) -> None:
     sandbox_state.faults.append(Fault("PUT", INVOICES, 200, delay=2))  # a slow PUT
     event = samples.event(
         "payment_intent.succeeded", samples.payment_intent(invoice_id=42, amount=Decimal(100))
     )
     deliver(settings, "stripe", event)
-    worker = subprocess.Popen(
-        [*PAYHOOKS, "worker"],
-        env=worker_env(settings),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert _wait_for(lambda: bool(sandbox_state.tokens), 20)  # mid-job: token done, PUT slow
-        os.kill(worker.pid, signal.SIGTERM)
-        _, errors = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
+    worker = processes.start([*PAYHOOKS, "worker"], worker_env(settings))
+    assert _wait_for(lambda: bool(sandbox_state.tokens), 20)  # mid-job: token done, PUT slow
+    os.kill(worker.pid, signal.SIGTERM)
+    processes.wait(worker, timeout=60)
+    errors = processes.stderr(worker)
     assert worker.returncode == 0, errors.decode()[-2000:]
     assert sandbox_state.invoices[42]["PaidOn"] is not None
     job = queued_job(redis, f"stripe:{event['id']}")
