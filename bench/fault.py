@@ -150,6 +150,7 @@ def main() -> int:
                 str(port),
             ],
             env=env,
+            start_new_session=True,
             stderr=subprocess.DEVNULL,
         )
         workers = [start_worker(env), start_worker(env)]
@@ -185,11 +186,27 @@ def main() -> int:
                 return 1
             return report(redis, state, plan, events, started)
         finally:
-            for process in (*workers, receiver):
-                if process.poll() is None:
-                    os.kill(process.pid, signal.SIGTERM)
-                    process.wait(timeout=30)
+            stop([*workers, receiver], grace_seconds=int(env["JOB_TIMEOUT_SECONDS"]) + 30)
             sandbox.stop()
+
+
+def stop(processes: list[subprocess.Popen[bytes]], grace_seconds: float) -> None:
+    """SIGTERM to all at once (a worker finishes its job, up to the job timeout), then
+    SIGKILL to each process group still there: none outlives the run, whatever happened."""
+    for process in processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(
+                f"{' '.join(map(str, process.args[2:4]))} (pid {process.pid}) did not stop "
+                f"within {grace_seconds:.0f} s of SIGTERM: killed"
+            )
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def report(

@@ -76,18 +76,21 @@ class Started:
     def start(
         self, command: Sequence[str], env: Mapping[str, str], **options: Any
     ) -> subprocess.Popen[bytes]:
-        log = self._directory / f"process-{len(self._started)}.stderr"
-        with log.open("wb") as stderr:
+        log = self._directory / f"process-{len(self._started)}"
+        with log.with_suffix(".stdout").open("wb") as stdout, log.open("wb") as stderr:
             process = subprocess.Popen(
                 list(command),
                 env=dict(env),
-                stdout=options.pop("stdout", subprocess.DEVNULL),
+                stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
                 **options,
             )
         self._started.append((process, log))
         return process
+
+    def stdout(self, process: subprocess.Popen[bytes]) -> bytes:
+        return self._log_of(process).with_suffix(".stdout").read_bytes()
 
     def stderr(self, process: subprocess.Popen[bytes]) -> bytes:
         return self._log_of(process).read_bytes()
