@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from payhooks.settings import Settings
-from payhooks.storage import redis_connect
+from payhooks.storage import eviction_policy, redis_connect
 from payhooks.storage.jobs import JobFactory
 from service import cluster_metrics, metrics
 from service.errors import WebhookError
@@ -110,9 +110,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if await request.app[INBOX].ping():
-        return web.json_response({"status": "ready"})
-    return web.json_response({"status": "unavailable", "reason": "redis unreachable"}, status=503)
+    if not await request.app[INBOX].ping():
+        return web.json_response(
+            {"status": "unavailable", "reason": "redis unreachable"}, status=503
+        )
+    try:
+        problem = await eviction_policy.check_async(request.app[REDIS])
+    except (RedisError, OSError):
+        problem = "redis unreachable"
+    if problem is not None:
+        # Out of the load balancer: a webhook acknowledged here could be evicted unapplied.
+        return web.json_response({"status": "unavailable", "reason": problem}, status=503)
+    return web.json_response({"status": "ready"})
 
 
 async def metrics_view(request: web.Request) -> web.Response:

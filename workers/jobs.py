@@ -17,6 +17,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
@@ -24,6 +25,7 @@ from rq import get_current_job
 from rq.timeouts import BaseTimeoutException
 
 from payhooks.domain.events import PaymentEvent
+from payhooks.domain.paid_dates import paid_date
 from payhooks.storage import redis_keys
 from workers import context
 from workers.apply import apply_event
@@ -59,6 +61,12 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
         if event.invoice.invoice_id is not None:
             fields["invoice_id"] = event.invoice.invoice_id
         job = get_current_job()
+        # Every provider's date under one rule: an unreadable or implausible one (1970 from
+        # a date we could not read) never becomes PaidOn; the time we received it stands in.
+        received = job.created_at if job is not None else None
+        event = event.with_changes(
+            occurred_at=paid_date(event.occurred_at, received, now=datetime.now(tz=UTC))
+        )
         # The job's own timeout (-1 or none: unlimited, so the worker's setting bounds it).
         own = job.timeout if job is not None else None
         limit = int(own) if own is not None and own > 0 else ctx.settings.job_timeout_seconds

@@ -250,7 +250,7 @@ def _positive(value: str) -> int:
 
 def _work(settings: Settings, *, burst: bool) -> int:
     from payhooks import logs
-    from payhooks.storage import redis_connect
+    from payhooks.storage import eviction_policy, redis_connect
     from workers import context
 
     settings.check_worker()
@@ -260,6 +260,13 @@ def _work(settings: Settings, *, burst: bool) -> int:
     context.install(context.build_context(settings))
     connection = redis_connect.sync_client(settings)
     try:
+        # Before any job: on a Redis that may evict our keys, money goes missing silently.
+        problem = eviction_policy.check(connection)
+        if problem is not None:
+            return report_error(
+                CommandError(f"not starting: {problem}", code="redis_may_evict", exit_code=2),
+                as_json=False,
+            )
         _run_worker(settings, connection, burst=burst)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         # Redis unreachable (at start-up, or lost for good): one line naming where; the

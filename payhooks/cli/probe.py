@@ -24,7 +24,7 @@ from payhooks.settings.epay import EPaySettings
 from payhooks.settings.forte import ForteSettings
 from payhooks.settings.gocardless import GoCardlessSettings
 from payhooks.settings.stripe import StripeSettings
-from payhooks.storage import redis_connect
+from payhooks.storage import eviction_policy, redis_connect
 
 TIMEOUT_SECONDS = 5.0
 STRIPE_API = "https://api.stripe.com"
@@ -88,11 +88,14 @@ def _redis(settings: Settings) -> ProbeResult:
         redis = redis_connect.sync_client(settings, socket_timeout=3, socket_connect_timeout=3)
         try:
             redis.ping()
+            problem = eviction_policy.check(redis)
         finally:
             redis.close()
     except RedisError as exc:
         return ProbeResult("Redis", False, f"could not reach {where} ({exc.__class__.__name__})")
-    return ProbeResult("Redis", True, f"{where} answered PING")
+    if problem is not None:
+        return ProbeResult("Redis", False, f"{where}: {problem}")
+    return ProbeResult("Redis", True, f"{where} answered PING, maxmemory-policy noeviction")
 
 
 def _nexudus(settings: Settings, http: httpx.Client) -> ProbeResult:

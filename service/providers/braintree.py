@@ -161,6 +161,9 @@ class BraintreeWebhook(ReceiverDefaults):
         payment_kind, why_not = _kind(kind, getattr(notification, "dispute", None))
         if payment_kind is None:
             return [Ignored(event_id, kind, why_not)]
+        if transaction is None and payment_kind in (PaymentKind.PAID, PaymentKind.REFUNDED):
+            # Money moved and we cannot tell which payment: kept for a person, not dropped.
+            raise MalformedPayload(f"Braintree {kind} without a transaction")
         if transaction is None:
             return [Ignored(event_id, kind, "no transaction in the notification")]
         invoice = self._invoice_of(transaction)

@@ -1,8 +1,10 @@
 """ePay (Bambora Online ePay): GET callbacks with an MD5 over the parameter values.
 
 ``hash = md5(the values of every other parameter, in the order received, + secret)``.
-ePay calls back only for completed payments (authorisations), so every verified callback
-is a paid event. There is no event id: the transaction id (``txnid``) is the payment.
+ePay calls back when a card is authorised. The event is made paid, as a hint: the job reads
+the transaction from ePay's web service and only a captured one stays paid (an authorisation
+is not money received; workers/provider_steps/epay.py). There is no event id: the
+transaction id (``txnid``) is the payment.
 """
 
 from __future__ import annotations

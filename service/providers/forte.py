@@ -39,6 +39,10 @@ EPOCH = datetime.fromtimestamp(0, tz=UTC)
 MAX_BODY_BYTES = 64_000
 
 
+#: Actions that return money to the customer (Forte's transaction actions).
+MONEY_RETURNED = frozenset({"credit", "void"})
+
+
 class ForteWebhook(ReceiverDefaults):
     name = PROVIDER
     # Forte does not document the header; its sample is JSON. Read the body, not the label.
@@ -78,6 +82,13 @@ class ForteWebhook(ReceiverDefaults):
         # Anyone who knows the URL may post; the body's digest keeps a forgery naming a
         # genuine transaction from making Forte's own webhook a duplicate.
         event_id = f"{transaction_id}:{status}:{body_digest(body)}"
+        if action in MONEY_RETURNED:
+            # A credit (refund) or a void moves money back; payhooks does not yet find the
+            # sale it undoes, so it is kept for a person (listed, alerted), never dropped.
+            raise MalformedPayload(
+                f"Forte {action} {transaction_id}: money went back to the customer; payhooks "
+                "does not record Forte credits or voids yet: handle it by hand, then dismiss"
+            )
         if action != "sale":
             return [Ignored(event_id, f"transaction.{action[:40]}", "not a sale")]
         location = transaction.get("location_id", webhook.get("location_id"))

@@ -98,7 +98,9 @@ def normalise_event(event: Any, *, paid_action: str, invoice_metadata_key: str) 
     # token) and amount; the refund's id stands in for the token until then.
     token = payment_id or refund_id
     if not token:
-        return Ignored(event_id, event_type, "event without links.payment")
+        # Every payment and refund event names its object; one that does not (a refund or a
+        # chargeback among them: money moved) is kept for a person, never dropped.
+        raise MalformedPayload(f"GoCardless {event_type} event without links.payment")
 
     # resource_metadata, when GoCardless includes it, is the payment's own metadata.
     metadata = event.get("resource_metadata")

@@ -136,7 +136,8 @@ class LiqPayWebhook(SectionReceiver[LiqPaySettings]):
         if currency is not None and not isinstance(currency, str):
             raise MalformedPayload("LiqPay currency is not a string")
         if kind is PaymentKind.PAID and (amount is None or not currency):
-            return Ignored(event_id, event_type, "paid event without amount or currency")
+            # Paid, but how much we cannot read: a body we cannot read, kept for a person.
+            raise MalformedPayload("LiqPay paid event without amount or currency")
         stamp = payment.get("end_date") or payment.get("create_date")
         return PaymentEvent(
             provider=self.name,

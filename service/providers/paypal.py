@@ -232,12 +232,24 @@ class PayPalWebhook(ReceiverDefaults):
             # The resource is the refund; the token is the payment it undoes.
             undone = _refunded_payment(resource, sale)
             if undone is None:
-                return Ignored(event_id, event_type, "the refund names no capture or sale")
+                # Money left and we cannot tell whose payment it was (PayPal's simulator
+                # sends PAYMENT.SALE.REVERSED with only the refund's `self` link). payhooks
+                # holds no PayPal API credentials to look it up: kept, listed and alerted on
+                # as unprocessed for a person, never acknowledged and forgotten.
+                raise MalformedPayload(
+                    f"PayPal {event_type}: the refund names no capture or sale (no sale_id, "
+                    "`up` or `sale` link), so the payment it undoes is unknown; find it in "
+                    "PayPal's dashboard by the refund's id"
+                )
             token = undone
             # v1 sale refunds state their total as a negative number: what left, positive.
             amount = abs(amount) if amount is not None else None
         elif amount is not None and amount < 0:
             return Ignored(event_id, event_type, "a negative amount is not a payment")
+        elif kind is PaymentKind.PAID and (amount is None or not currency):
+            # A payment whose amount we cannot read is a body we cannot read: kept for a
+            # person and a replay once fixed, not a job bound to fail AmountMismatch.
+            raise MalformedPayload(f"PayPal {event_type} without a readable amount and currency")
         provider = self._provider_value or (5 if subscription else 6)
         try:
             when = datetime.fromisoformat(

@@ -164,6 +164,10 @@ def normalise_event(
         return Ignored(event_id, event_type, "event type not handled")
 
     token = token_of(obj)
+    if token is None and kind is PaymentKind.REFUNDED:
+        # A refund or lost dispute always names its charge or PaymentIntent; one that does
+        # not moved money we cannot place: kept for a person, never dropped.
+        raise MalformedPayload(f"Stripe {event_type} names no PaymentIntent or charge")
     if token is None:
         return Ignored(
             event_id, event_type, _NO_PAYMENT.get(str(obj.get("object")), _NO_PAYMENT[""])

@@ -95,14 +95,54 @@ def test_card_number_is_redacted() -> None:
     assert b"cardno=%5Bredacted%5D" in redacted
 
 
-def register(state: EPayState, parameters: list[tuple[str, str]]) -> None:
+def register(
+    state: EPayState, parameters: list[tuple[str, str]], status: str = "PAYMENT_CAPTURED"
+) -> None:
+    """ePay's record of the transaction, as ``gettransaction``'s transactionInformation
+    names its fields (status, authamount, capturedamount, creditedamount)."""
     values = dict(parameters)
     state.transactions[values["txnid"]] = {
         "orderid": values["orderid"],
         "authamount": values["amount"],
         "currency": values["currency"],
-        "status": "PAYMENT_NEW",
+        "status": status,
+        "capturedamount": values["amount"] if status == "PAYMENT_CAPTURED" else "0",
+        "creditedamount": "0",
     }
+
+
+def test_an_authorisation_not_captured_is_pending_not_paid(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    epay_state: EPayState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    """ePay calls back on authorisation; the money moves only on capture (ePay's payment web
+    service documentation, "Data flow"). PAYMENT_NEW is a token, not PaidOn."""
+    parameters = samples.callback(orderid="42", amount_minor=10000, currency="978")
+    register(epay_state, parameters, status="PAYMENT_NEW")
+    deliver(settings, "epay", samples.signed_query(parameters, EPAY_SECRET).encode())
+    run_worker()
+    [token] = sandbox_state.tokens.values()
+    assert token["Token"] == parameters[0][1]
+    assert sandbox_state.invoices[42]["PaidOn"] is None
+    job = queued_job(queue.connection, f"epay:{parameters[0][1]}")
+    assert job.get_status() == "finished"
+    assert job.return_value()["result"] == "token_only"
+
+
+def test_a_partial_capture_counts_what_was_captured(
+    settings: Settings, sandbox_state: SandboxState, epay_state: EPayState, run_worker: RunWorker
+) -> None:
+    parameters = samples.callback(orderid="42", amount_minor=10000, currency="978")
+    register(epay_state, parameters)
+    epay_state.transactions[parameters[0][1]]["capturedamount"] = "6000"  # 60.00 of 100.00
+    deliver(settings, "epay", samples.signed_query(parameters, EPAY_SECRET).encode())
+    run_worker()
+    [token] = sandbox_state.tokens.values()
+    assert "60.00 of 100.00" in token["Notes"]
+    assert sandbox_state.invoices[42]["PaidOn"] is None
 
 
 def test_a_rearranged_callback_is_not_recorded(
@@ -121,7 +161,8 @@ def test_a_rearranged_callback_is_not_recorded(
         "orderid": "999",
         "authamount": "500",
         "currency": "978",
-        "status": "PAYMENT_NEW",
+        "status": "PAYMENT_CAPTURED",
+        "capturedamount": "500",
     }
     query = samples.signed_query(genuine, EPAY_SECRET)
     forged_query = urlencode([*forged, ("hash", dict(parse_qsl(query))["hash"])])

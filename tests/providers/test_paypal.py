@@ -22,6 +22,7 @@ from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.settings import Settings
 from payhooks.settings.paypal import PayPalIpnSettings, PayPalSettings
 from service.app import create_app
+from service.errors import MalformedPayload
 from service.inbox import Accepted
 from service.providers import build_providers
 from tests.support.client import MakeClient, post_webhook
@@ -512,13 +513,13 @@ class TestRestRefunds:
         assert isinstance(refund, PaymentEvent)
         assert refund.token == payment.token
 
-    def test_reversal_naming_no_sale_is_acknowledged_not_misfiled(self, settings: Settings) -> None:
+    def test_reversal_naming_no_sale_is_not_misfiled(self, settings: Settings) -> None:
         # PayPal's simulator sends this reversal without sale_id: its only id is the
-        # refund's own, which no payment token could ever match.
+        # refund's own, which no payment token could ever match. Money left: it is kept as
+        # unprocessed (tests/receiver/test_money_moved_is_never_dropped.py), not misfiled.
         provider = build_providers(settings)["paypal"]
-        [result] = provider.normalise((PAYPAL_SAMPLES / "sale_reversed.json").read_bytes(), {})
-        assert isinstance(result, Ignored)
-        assert result.reason == "the refund names no capture or sale"
+        with pytest.raises(MalformedPayload, match="names no capture or sale"):
+            provider.normalise((PAYPAL_SAMPLES / "sale_reversed.json").read_bytes(), {})
 
 
 def test_an_ipn_queued_under_the_old_event_id_is_still_confirmed_and_applied(
@@ -548,17 +549,18 @@ def test_an_ipn_gross_that_is_no_number_is_an_unknown_amount(
     body = samples.ipn(invoice="42", amount=Decimal(1), txn_id="ODD").replace(
         b"mc_gross=1.00", b"mc_gross=" + gross.encode()
     )
-    [event] = build_providers(settings)["paypal-ipn"].normalise(body, {})
-    assert isinstance(event, PaymentEvent)
-    assert event.amount is None  # the amount guard then refuses to mark anything paid
+    # A paid IPN whose amount cannot be read is a body we cannot read: kept as unprocessed
+    # (the receiver's answer to MalformedPayload), never a job bound to fail AmountMismatch.
+    with pytest.raises(MalformedPayload, match="mc_gross"):
+        build_providers(settings)["paypal-ipn"].normalise(body, {})
 
 
-def test_a_refund_with_odd_links_or_amount_is_acknowledged(settings: Settings) -> None:
+def test_a_refund_with_odd_links_or_amount_is_kept_not_dropped(settings: Settings) -> None:
     refund = json.loads((PAYPAL_SAMPLES / "capture_refunded.json").read_bytes())
     refund["resource"]["links"] = 7
     refund["resource"]["amount"] = {"currency_code": "USD", "value": "NaN"}
-    [result] = build_providers(settings)["paypal"].normalise(json.dumps(refund).encode(), {})
-    assert isinstance(result, Ignored)
+    with pytest.raises(MalformedPayload):
+        build_providers(settings)["paypal"].normalise(json.dumps(refund).encode(), {})
 
 
 def test_send_tests_ipn_is_dated_now_as_paypal_writes_it() -> None:

@@ -20,9 +20,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+from payhooks.cli.ops import Ops
 from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.stripe import API_KEY, StripeState
@@ -265,6 +267,84 @@ class TestWithoutApiKey:
         assert failure["error_class"] == "AwaitingInvoicePayment"
         assert "invoice_payment.paid" in failure["reason"]
         assert "STRIPE_API_KEY" in failure["reason"]
+
+
+class SplitPayment(Payment):
+    """Nexudus invoice 42 (100.00 EUR) paid through one Stripe invoice by two payments:
+    pi_A 60.00 and pi_B 40.00, each with its own InvoicePayment (docs.stripe.com example,
+    ``amount_paid`` its own share) and the Invoice's ``amount_paid`` the whole 100.00."""
+
+    def __init__(self) -> None:
+        super().__init__(BASIL, amount_minor=10000)
+        self.shares = {"pi_basilSplitA": 6000, "pi_basilSplitB": 4000}
+        self.payments = {}
+        for n, (intent, share) in enumerate(self.shares.items()):
+            payment = copy.deepcopy(self.invoice_payment)
+            payment.update(id=f"inpay_Split{n}", amount_paid=share, amount_requested=share)
+            payment["payment"]["payment_intent"] = intent
+            self.payments[intent] = payment
+
+    def paid_by(self, intent: str) -> dict[str, Any]:
+        return self.event("invoice_payment.paid", self.payments[intent])
+
+
+class TestSplitWithoutApiKey:
+    """Issue 17, point 4: each InvoicePayment carries its own amount; the invoice's
+    ``amount_paid`` is never recorded against one of them."""
+
+    def test_invoice_paid_between_the_two_payments(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        split = SplitPayment()
+        a, b = split.shares
+        # pi_A's InvoicePayment, then invoice.paid (100.00) before pi_B's InvoicePayment.
+        deliver(settings, "stripe", split.paid_by(a), split.invoice_paid(), split.paid_by(b))
+        run_worker()
+        assert len(queue.failed_job_registry) == 0  # no false double payment
+        assert sorted(tokens_of(sandbox_state)) == [a, b]
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        notes = {str(t["Token"]): str(t["Notes"]) for t in sandbox_state.tokens.values()}
+        assert "60.00" in notes[a]
+        assert "100.00" not in notes[a].split("running total")[0]
+        assert "40.00" in notes[b]
+
+    def test_invoice_first_then_each_payment_records_itself(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
+    ) -> None:
+        split = SplitPayment()
+        a, b = split.shares
+        deliver(settings, "stripe", split.invoice_paid(), split.paid_by(a), split.paid_by(b))
+        run_worker()
+        assert len(queue.failed_job_registry) == 0
+        assert sorted(tokens_of(sandbox_state)) == [a, b]
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+    def test_both_payments_first_refuses_and_says_what_to_replay(
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        run_worker: RunWorker,
+        queue: Queue,
+        redis: Redis,
+    ) -> None:
+        split = SplitPayment()
+        a, b = split.shares
+        first, second, invoice = split.paid_by(a), split.paid_by(b), split.invoice_paid()
+        deliver(settings, "stripe", first, second, invoice)
+        run_worker()
+        assert tokens_of(sandbox_state) == []  # never one of them at 100.00
+        assert sandbox_state.invoices[42]["PaidOn"] is None
+        failure = job_of(queue, invoice).meta["failure"]
+        assert failure["error_class"] == "InvoicePaymentsUnresolved"
+        assert f"stripe:{first['id']}" in failure["reason"]
+        assert f"stripe:{second['id']}" in failure["reason"]
+        # The runbook the reason gives: replay them; now the invoice is known.
+        ops = Ops(settings, redis)
+        for event in (first, second):
+            assert "queued" in ops.replay_event(f"stripe:{event['id']}")
+        run_worker()
+        assert sorted(tokens_of(sandbox_state)) == [a, b]
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
 
 
 class TestWithApiKey:

@@ -4,6 +4,15 @@ ePay's MD5 covers the parameter values only, joined without separators, so the n
 the boundaries between values are not authenticated: a payer who saw a genuine signed
 query could rearrange it. The job therefore reads the transaction from ePay
 (``gettransaction``) and requires its order id, amount, currency and status to match.
+
+The callback comes when the card is **authorised**, which is not money received: ePay's
+payment web service documentation (epay.bambora.com/en/payment-web-service, "Data flow")
+says a completed purchase is authorised, and only ``capture`` makes the acquirer transfer
+the captured amount to the merchant; before capture the merchant can ``delete`` the
+payment and the whole amount is released to the card holder. So ePay's status decides:
+``PAYMENT_CAPTURED`` (the payment window's instant capture, or captured since) is paid, at
+the captured amount less anything credited back; ``PAYMENT_NEW`` (authorised, not
+captured) and Euroline's ``PAYMENT_EUROLINE_WAIT_CAPTURE`` are pending (token only).
 """
 
 from __future__ import annotations
@@ -11,8 +20,8 @@ from __future__ import annotations
 from decimal import Decimal
 from xml.etree import ElementTree
 
-from payhooks.domain.events import PaymentEvent
-from payhooks.domain.money import to_minor_units
+from payhooks.domain.events import PaymentEvent, PaymentKind
+from payhooks.domain.money import from_minor_units, to_minor_units
 from payhooks.domain.provider_formats.epay import NUMERIC_CODES
 from payhooks.settings.epay import EPaySettings
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
@@ -20,7 +29,9 @@ from workers.provider_steps.provider_api import ProviderApi
 from workers.provider_steps.section_step import SectionStep
 
 NAMESPACE = "https://ssl.ditonlinebetalingssystem.dk/remote/payment"
-AUTHORISED = frozenset({"PAYMENT_NEW", "PAYMENT_CAPTURED"})
+CAPTURED = "PAYMENT_CAPTURED"
+#: Authorised, not captured: the money may still be released to the card holder.
+AUTHORISED_ONLY = frozenset({"PAYMENT_NEW", "PAYMENT_EUROLINE_WAIT_CAPTURE"})
 
 
 def gettransaction_request(merchant_number: str, transaction_id: str, password: str) -> bytes:
@@ -88,11 +99,30 @@ class EPayStep(SectionStep[EPaySettings]):
                 f"the callback does not match ePay's record of transaction {event.token} "
                 f"({', '.join(mismatches)} differ): not recorded"
             )
-        if values.get("status") not in AUTHORISED:
+        status = values.get("status", "")
+        if status in AUTHORISED_ONLY:
+            return event.with_changes(kind=PaymentKind.PENDING)
+        if status != CAPTURED:
             raise ProviderLookupError(
-                f"ePay transaction {event.token} is {values.get('status') or 'of unknown status'}"
+                f"ePay transaction {event.token} is {status or 'of unknown status'}"
             )
-        return event
+        return event.with_changes(kind=PaymentKind.PAID, amount=self._received(event, values))
+
+    @staticmethod
+    def _received(event: PaymentEvent, values: dict[str, str]) -> Decimal:
+        """What the merchant got: captured, less anything credited back already."""
+        captured, credited = values.get("capturedamount", ""), values.get("creditedamount") or "0"
+        if not (captured.isdigit() and credited.isdigit()):
+            raise ProviderLookupError(
+                f"ePay's record of transaction {event.token} has no readable capturedamount"
+                " or creditedamount: not recorded"
+            )
+        if int(credited):
+            raise ProviderLookupError(
+                f"ePay transaction {event.token} was captured ({captured}) and "
+                f"{credited} credited back (minor units): record it by hand"
+            )
+        return from_minor_units(int(captured), event.currency or "XXX")
 
     def _fetch(self, transaction_id: str) -> dict[str, str]:
         response = WEB_SERVICE.send(

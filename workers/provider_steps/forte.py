@@ -9,11 +9,12 @@ Forte signs no webhook, so nothing in it is trusted but the transaction id: the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
+from payhooks.domain.paid_dates import paid_date
 from payhooks.domain.provider_formats.forte import (
     APPROVED,
     payment_method,
@@ -127,8 +128,4 @@ def _amount(transaction_id: str, value: object, kind: PaymentKind) -> Decimal | 
 def _paid_at(recorded: object, event: PaymentEvent) -> datetime:
     """Forte's date of the sale; if its record has none we can believe (unreadable, or
     ahead of our clock by more than a day), the webhook's, else the time it is applied."""
-    now = datetime.now(tz=UTC)
-    for when in (received_at(recorded), event.occurred_at):
-        if when is not None and when.timestamp() > 0 and when <= now + timedelta(days=1):
-            return when
-    return now
+    return paid_date(received_at(recorded), event.occurred_at, now=datetime.now(tz=UTC))

@@ -14,17 +14,24 @@
     reads its invoice (``GET /v1/invoices/in_…``) for the Nexudus reference;
   - without it: the two events complete each other through Redis. Each job stores what
     its event knows under the Stripe invoice id and reads what the other stored, in one
-    transaction, so whichever runs second sees both halves. The invoice's event waits
-    (retried with backoff) for its InvoicePayment; the InvoicePayment's event, whose
-    invoice may be none of ours, finishes as ignored if the invoice's event has not
-    been seen yet, leaving the recording to it. Either way nothing records the ``in_…``
-    id as a token.
+    transaction, so whichever runs second sees both halves. An InvoicePayment's event
+    stores its payment and its own amount; once the invoice's event has named the Nexudus
+    invoice, it records that payment itself, at that amount. One seen before, whose
+    invoice may be none of ours, finishes as ignored, leaving the recording to the
+    invoice's event. The invoice's event waits (retried with backoff) until the payments
+    seen add up to its ``amount_paid``, then records the one payment left to it, at that
+    payment's own amount (an invoice paid 60.00 + 40.00 is never recorded as 100.00 by
+    its first payment); if several were left to it, one event cannot record them all and
+    it fails saying which InvoicePayment events to replay (they record themselves now
+    that the invoice is known) or to set the key. Nothing records the ``in_…`` id as a
+    token.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import stripe
@@ -42,14 +49,28 @@ from payhooks.settings import Settings
 from payhooks.settings.stripe import StripeSettings
 from payhooks.storage.redis_keys import text
 from payhooks.storage.trail import Trail
-from workers.errors import ProviderLookupError, ProviderLookupUnavailable, TransientError
+from workers.errors import (
+    PermanentError,
+    ProviderLookupError,
+    ProviderLookupUnavailable,
+    TransientError,
+)
 
 log = logging.getLogger("payhooks.stripe")
 T = TypeVar("T")
 
 
 class AwaitingInvoicePayment(TransientError):
-    """A basil invoice's event, before its invoice_payment.paid event has been seen."""
+    """A basil invoice's event, before its invoice_payment.paid events have been seen."""
+
+
+class InvoicePaymentsUnresolved(PermanentError):
+    """A basil invoice whose payments its events alone cannot record right (no key)."""
+
+
+#: Join-hash fields: an InvoicePayment's own amount, and that it recorded itself.
+PAID_FIELD = "paid:"
+SELF_FIELD = "self:"
 
 
 def _join_key(stripe_invoice: str) -> str:
@@ -120,7 +141,11 @@ class StripeStep:
     def _from_other_event(self, event: PaymentEvent, stripe_invoice: str) -> PaymentEvent:
         mine: dict[Any, str] = {}
         if not is_invoice_stand_in(event.token):
-            mine["token"] = event.token
+            mine["token"] = event.token  # what versions before the split read
+            if event.kind is PaymentKind.PAID and event.amount is not None:
+                mine[PAID_FIELD + event.token] = (
+                    f"{event.amount} {event.currency or ''} {event.event_id}"
+                )
         if event.invoice.invoice_id is not None:
             mine["invoice_id"] = str(event.invoice.invoice_id)
         if event.invoice.number:
@@ -133,13 +158,7 @@ class StripeStep:
             pipe.hgetall(key)
             known = {text(k): text(v) for k, v in pipe.execute()[-1].items()}
         if is_invoice_stand_in(event.token):
-            if "token" not in known:
-                raise AwaitingInvoicePayment(
-                    f"Stripe invoice {stripe_invoice} names no PaymentIntent (API version"
-                    " 2025-03-31.basil or later): waiting for its invoice_payment.paid event."
-                    " Subscribe the endpoint to invoice_payment.paid, or set STRIPE_API_KEY"
-                )
-            event = event.with_changes(token=known["token"])
+            return self._left_to_the_invoice(event, stripe_invoice, known)
         if not event.invoice:
             invoice_id = known.get("invoice_id")
             event = event.with_changes(
@@ -153,7 +172,69 @@ class StripeStep:
                     "stripe.invoice_payment_before_invoice",
                     extra={"event_id": event.event_id, "stripe_invoice": stripe_invoice},
                 )
+            else:
+                # It records itself: the invoice's event must not record it too at another
+                # amount. (If the invoice's event reads the hash before this lands, it
+                # records this same payment at this same amount: counted once.)
+                self._redis.hset(key, SELF_FIELD + event.token, "1")
         return event
+
+    def _left_to_the_invoice(
+        self, event: PaymentEvent, stripe_invoice: str, known: dict[str, str]
+    ) -> PaymentEvent:
+        """The payment the invoice's event records: the one of its payments that did not
+        record itself, at its own amount, once the payments add up to the invoice's."""
+        payments = {
+            name.removeprefix(PAID_FIELD): value.split(" ")
+            for name, value in known.items()
+            if name.startswith(PAID_FIELD)
+        }
+        if not payments and "token" in known:
+            return event.with_changes(token=known["token"])  # stored by an older version
+        seen = ", ".join(
+            f"{token} {amount} {currency}" for token, (amount, currency, _) in payments.items()
+        )
+        if not payments or event.amount is None:
+            raise AwaitingInvoicePayment(
+                f"Stripe invoice {stripe_invoice} names no PaymentIntent (API version"
+                " 2025-03-31.basil or later): waiting for its invoice_payment.paid event."
+                " Subscribe the endpoint to invoice_payment.paid, or set STRIPE_API_KEY"
+            )
+        if any(currency != event.currency for _, currency, _ in payments.values()):
+            raise InvoicePaymentsUnresolved(
+                f"Stripe invoice {stripe_invoice} ({event.amount} {event.currency}) was paid in"
+                f" another currency ({seen}): nothing recorded; set STRIPE_API_KEY or record it"
+                " by hand"
+            )
+        total = sum((Decimal(amount) for amount, _, _ in payments.values()), Decimal(0))
+        if total < event.amount:
+            raise AwaitingInvoicePayment(
+                f"Stripe invoice {stripe_invoice} was paid {event.amount} {event.currency};"
+                f" its invoice_payment.paid events so far add up to {total} ({seen}):"
+                " waiting for the rest"
+            )
+        if total > event.amount:
+            raise InvoicePaymentsUnresolved(
+                f"Stripe invoice {stripe_invoice} was paid {event.amount} {event.currency} but"
+                f" its invoice_payment.paid events add up to {total} ({seen}): nothing"
+                " recorded; set STRIPE_API_KEY and replay this event, or record it by hand"
+            )
+        left = [token for token in payments if SELF_FIELD + token not in known]
+        if not left:
+            # Every payment recorded itself at its own amount: nothing left to this event.
+            return event.with_changes(invoice=InvoiceRef())
+        if len(left) > 1:
+            replay = ", ".join(f"stripe:{payments[token][2]}" for token in left)
+            raise InvoicePaymentsUnresolved(
+                f"Stripe invoice {stripe_invoice} was paid by {len(left)} payments whose"
+                f" invoice_payment.paid events came before invoice.paid ({seen}); one event"
+                " cannot record them all, and none at the invoice's whole amount. Now that"
+                f" the invoice is known they record themselves: run `payhooks replay-event`"
+                f" for each of {replay}, then purge this job (or set STRIPE_API_KEY)"
+            )
+        [token] = left
+        amount, currency, _ = payments[token]
+        return event.with_changes(token=token, amount=Decimal(amount), currency=currency)
 
     # -- the payment method ----------------------------------------------------------
 

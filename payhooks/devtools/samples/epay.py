@@ -50,9 +50,14 @@ def for_send_test(request: SampleRequest) -> Sample:
     )
     values = dict(parameters)
     # The job confirms the transaction with ePay: register it with the sandbox first.
+    # Captured at once, as the payment window's instantcapture=1 does: an authorisation
+    # alone is not money received (the job records it as pending).
     request.to_sandbox(
         "epay/transactions",
-        {key: values[key] for key in ("txnid", "orderid", "amount", "currency")},
+        {
+            **{key: values[key] for key in ("txnid", "orderid", "amount", "currency")},
+            "status": "PAYMENT_CAPTURED",
+        },
     )
     secret = request.secret("EPAY_MD5_SECRETS", DEV_SECRET)
     return Sample(

@@ -1,7 +1,8 @@
 """A local stand-in for ePay's ``gettransaction`` web service (SOAP), for tests and dev.
 
 Control: ``POST /_sandbox/epay/transactions`` adds a transaction
-``{txnid, orderid, amount (minor units), currency (numeric), status}``.
+``{txnid, orderid, amount (minor units), currency (numeric), status}`` (status
+``PAYMENT_NEW``, authorised, unless given; ``PAYMENT_CAPTURED`` is captured in full).
 """
 
 from __future__ import annotations
@@ -49,12 +50,15 @@ async def gettransaction(request: web.Request) -> web.Response:
 
 async def add_transaction(request: web.Request) -> web.Response:
     body = await request.json()
+    status = body.get("status", "PAYMENT_NEW")  # authorised; PAYMENT_CAPTURED once captured
     request.app[EPAY_STATE].transactions[str(body["txnid"])] = {
         "transactionid": body["txnid"],
         "orderid": body["orderid"],
         "authamount": body["amount"],
         "currency": body["currency"],
-        "status": body.get("status", "PAYMENT_NEW"),
+        "status": status,
+        "capturedamount": body["amount"] if status == "PAYMENT_CAPTURED" else "0",
+        "creditedamount": "0",
     }
     return web.json_response({"ok": True})
 

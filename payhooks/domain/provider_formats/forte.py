@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payhooks.domain.events import PaymentKind, RegularPaymentProvider
+from payhooks.domain.paid_dates import of_this_century
 
 PROVIDER = "forte"
 REGULAR_PAYMENT_PROVIDER = RegularPaymentProvider.FORTE
@@ -79,6 +80,6 @@ def received_at(value: object) -> datetime | None:
     except ValueError:
         return None
     # .NET's "no date" is 0001-01-01: only a date of this century is one.
-    if not 2000 <= when.year < 2100:
+    if not of_this_century(when):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -72,7 +72,10 @@ def ipn_events(body: bytes) -> list[Normalised]:
         # A refund or reversal is its own transaction; the payment it undoes is the parent.
         token = fields.get("parent_txn_id", "")
         if not token:
-            return [Ignored(event_id, event_type, "refund without parent_txn_id")]
+            # Money left; whose payment is unknown: for a person, not acknowledged and lost.
+            raise UnreadableMessage(f"IPN {status} without parent_txn_id: the payment is unknown")
+    elif kind is PaymentKind.PAID and (amount is None or not fields.get("mc_currency")):
+        raise UnreadableMessage("IPN Completed without a readable mc_gross and mc_currency")
     elif amount is not None and amount < 0:
         # Money leaving (a payment we sent, a fee): never a payment to an invoice.
         return [Ignored(event_id, event_type, f"negative mc_gross with status {status}")]
