@@ -40,6 +40,7 @@ TERMINAL = {
     "applied",
     "partially_paid",
     "already_applied",
+    "reversed",
     "token_only",
     "no_write",
     "ignored",
