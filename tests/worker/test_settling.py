@@ -92,7 +92,7 @@ class TestOurOwnLatePut:
             settings, nexudus_timeout_seconds=1, job_retries_in_place=0, job_retry_base_seconds=60
         )
         sandbox_state.faults += [
-            Fault("PUT", INVOICES, 200, delay=2.5),
+            Fault("PUT", INVOICES, 200, delay=2.5, lands_late=True),
             Fault("PUT", INVOICES, 429, retry_after=2.0),
         ]
         payment = intent(42, "100.00")
