@@ -231,9 +231,7 @@ class _Application:
         self.ledger.bind_payment(event.payment_source, event.token, self.invoice_id)
         remark = self.take_off_reversals()
         if self.amount is not None and self.amount <= 0:
-            if not self.ledger.counts(self.invoice_id, self.payment):
-                self.ledger.unbind_payment(event.payment_source, event.token, self.invoice_id)
-            return self.outcome("reversed", (known.token_id, False), note=f"not applied: {remark}")
+            return self.reversed(known, remark or "")
 
         paying = event.kind is PaymentKind.PAID
         # The common case's calls, reserved together: GET, POST (unless the token is
@@ -306,6 +304,19 @@ class _Application:
             return self.outcome("partially_paid", token, note=final.note)
         self.mark(token[0], SETTLED)
         return self.outcome("applied", token, paid_on_set=True, note=assessment.note)
+
+    def reversed(self, known: TokenState, what: str) -> Outcome:
+        """All of the payment went back: nothing more is written for it."""
+        event = self.event
+        if known.put_sent:
+            # A PUT of ours that timed out may have landed after the reversal's job
+            # looked (this retry comes after RQ's backoff, for that reason): flag it then.
+            invoice, _ = self.read_invoice()
+            if invoice.get("PaidOn"):
+                raise PaymentReversed(self.invoice_id, event.token, what, str(invoice["PaidOn"]))
+        if not self.ledger.counts(self.invoice_id, self.payment):
+            self.ledger.unbind_payment(event.payment_source, event.token, self.invoice_id)
+        return self.outcome("reversed", (known.token_id, False), note=f"not applied: {what}")
 
     def take_off_reversals(self) -> str | None:
         """Take the money that went back off the payment's amount (0: all of it); the

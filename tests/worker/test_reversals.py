@@ -321,6 +321,34 @@ class TestRefundBeforeTheRetry:
             in (failure["reason"])
         )
 
+    def test_our_put_landing_after_the_refund_looked_is_flagged_by_the_retry(
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        run_worker: RunWorker,
+        redis: Redis,
+        queue: Queue,
+    ) -> None:
+        # The payment's PUT times out here but lands 2.5 s after it was sent; the refund's
+        # job looks in between (PaidOn not set yet). The payment's retry, after RQ's
+        # backoff, finds PaidOn set for money that went back: flagged for a person.
+        quick = with_settings(
+            settings, nexudus_timeout_seconds=1, job_retries_in_place=0, job_retry_base_seconds=60
+        )
+        sandbox_state.faults.append(Fault("PUT", INVOICES, 200, delay=2.5, lands_late=True))
+        payment = intent(42, "100.00")
+        event = succeeded(payment)
+        deliver(quick, "stripe", event)
+        run_burst_worker(quick, redis, queue)
+        refund = refunded(payment)
+        deliver(settings, "stripe", refund)
+        run_worker()
+        assert result_of(job_of(redis, refund)) == "no_write"
+        wait_for(lambda: sandbox_state.puts_applied[42] == 1, 10, "the late PUT")
+        requeue_scheduled(redis, queue)
+        run_worker()
+        assert job_of(redis, event).meta["failure"]["error_class"] == "PaymentReversed"
+
     @pytest.mark.slow
     def test_a_refund_after_a_crash_between_the_post_and_the_put_stops_the_payment(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
