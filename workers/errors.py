@@ -166,8 +166,8 @@ class PaymentAlreadyApplied(PermanentError):
 
     def __init__(self, token: str, bound_to: int, named: int) -> None:
         super().__init__(
-            f"payment {token} was applied (or is being applied) to invoice {bound_to}, but "
-            f"this event names invoice {named}; check the payment's metadata"
+            f"payment {token} was already applied to invoice {bound_to} (or is being "
+            f"applied to it), but this event names invoice {named}; check the payment's metadata"
         )
         self.token = token
 
