@@ -1,11 +1,14 @@
 """Fault test: every acknowledged webhook is applied exactly once, whatever fails.
 
 Sends N signed Stripe webhooks (several events per payment, some delivered twice, some
-payments short of the invoice) through a real `payhooks serve` to real `payhooks worker`
-processes, while the Nexudus sandbox fails 20% of requests (some after writing), throttles
-writes, and one worker is killed (SIGKILL, with its work horse) and replaced. At the end
-it counts, from the sandbox's own records and the event trail: one token per (invoice,
-payment), PaidOn on every fully paid invoice and on no other, no event lost.
+payments short of the invoice, some refunded in full) through a real `payhooks serve` to
+real `payhooks worker` processes, while the Nexudus sandbox fails 20% of requests (some
+after writing), throttles writes, and one worker is killed (SIGKILL, with its work horse)
+and replaced. At the end it counts, from the sandbox's own records and the event trail:
+one token per (invoice, payment), PaidOn on every fully paid invoice and on no other, no
+event lost. A refunded payment's events arrive in any order with its refund: its invoice
+ends unpaid, or paid with the refund's job failed for a person (PaymentReversed), never
+paid unseen.
 
 Usage: python -m bench.fault [--webhooks 1000]
 """
@@ -40,6 +43,7 @@ TERMINAL = {
     "applied",
     "partially_paid",
     "already_applied",
+    "reversed",
     "token_only",
     "no_write",
     "ignored",
@@ -48,12 +52,14 @@ TERMINAL = {
 
 
 def build_webhooks(total: int, rng: random.Random) -> tuple[list[dict[str, Any]], dict[int, str]]:
-    """Events for payments of invoices 1000..: (events to send, invoice -> 'full'|'short')."""
+    """Events for payments of invoices 1000..: (events to send, invoice ->
+    'full'|'short'|'refunded')."""
     events: list[dict[str, Any]] = []
     plan: dict[int, str] = {}
     invoice_id = 1000
     while len(events) < total:
-        short = rng.random() < 0.1
+        roll = rng.random()
+        short, refunded = roll < 0.1, 0.1 <= roll < 0.2
         amount = Decimal("40.00") if short else Decimal("100.00")
         intent = samples.payment_intent(invoice_id=invoice_id, amount=amount)
         group = [
@@ -65,9 +71,12 @@ def build_webhooks(total: int, rng: random.Random) -> tuple[list[dict[str, Any]]
         if rng.random() < 0.3:
             processing = dict(intent, status="processing", amount_received=0)
             group.insert(0, samples.event("payment_intent.processing", processing))
+        if refunded:
+            charge = dict(samples.charge(intent), amount_refunded=intent["amount"], refunded=True)
+            group.append(samples.event("charge.refunded", charge))
         group += [e for e in group if rng.random() < 0.25]  # redeliveries
         events += group
-        plan[invoice_id] = "short" if short else "full"
+        plan[invoice_id] = "short" if short else "refunded" if refunded else "full"
         invoice_id += 1
     rng.shuffle(events)
     return events, plan
@@ -235,22 +244,34 @@ def report(
         for e in events
         for inv in [int(e["data"]["object"]["metadata"]["nexudus_invoice_id"])]
     }
-    missing_tokens = len(payments - set(tokens))
+    refunded = [i for i, kind in plan.items() if kind == "refunded"]
+    # A refund seen first stops its payment before its token: only kept payments must have one.
+    missing_tokens = len({p for p in payments if p[0] not in refunded} - set(tokens))
     puts = state.puts_applied
     full = [i for i, kind in plan.items() if kind == "full"]
     short = [i for i, kind in plan.items() if kind == "short"]
     unpaid_full = [i for i in full if not state.invoices[i]["PaidOn"]]
     paid_short = [i for i in short if state.invoices[i]["PaidOn"]]
     failed_ids = FailedJobRegistry(queue=Queue("payhooks", connection=redis)).get_job_ids()
-    failed_reasons = Counter(
+    failures = {
         # The last failure of the job (a redelivery may have been noted after it).
-        [
+        j: [
             h
             for h in trail.history(str(Job.fetch(j, connection=redis).args[0]))
             if h["stage"] == "failed"
-        ][-1].get("error_class")
+        ][-1]
         for j in failed_ids
-    )
+    }
+    failed_reasons = Counter(f.get("error_class") for f in failures.values())
+    flagged = {
+        int(Job.fetch(j, connection=redis).meta["failure"]["invoice_id"])
+        for j, f in failures.items()
+        if f.get("error_class") == "PaymentReversed"
+    }
+    paid_refunded = {i for i in refunded if state.invoices[i]["PaidOn"]}
+    # A refund after PaidOn is flagged (PaymentReversed), and only then.
+    unflagged = paid_refunded - flagged
+    wrongly_flagged = flagged - paid_refunded
     faults = Counter(c.status for c in state.calls)
     print(f"\nfinished in {time.monotonic() - started:.0f}s; Nexudus answers: {dict(faults)}")
     print(f"distinct events          {len(unique)}")
@@ -265,7 +286,13 @@ def report(
     )
     print(f"short-paid invoices      {len(short)}  PaidOn wrongly set {len(paid_short)}")
     print(
-        f"failed jobs              {len(failed_ids)} {dict(failed_reasons)} (none expected: a short payment is a partial payment, counted and noted)"
+        f"refunded invoices        {len(refunded)}  stopped before PaidOn "
+        f"{len(refunded) - len(paid_refunded)}  PaidOn then refund flagged {len(flagged)}  "
+        f"unflagged {len(unflagged)}  wrongly flagged {len(wrongly_flagged)}"
+    )
+    print(
+        f"failed jobs              {len(failed_ids)} {dict(failed_reasons)} (expected: "
+        "PaymentReversed for each refund after PaidOn; a short payment is a partial payment)"
     )
     print(f"lost events              {len(lost)}")
     extra_puts = sum(n - 1 for n in puts.values() if n > 1)
@@ -275,7 +302,9 @@ def report(
         and not missing_tokens
         and not unpaid_full
         and not paid_short
-        and not failed_reasons
+        and not set(failed_reasons) - {"PaymentReversed"}
+        and not unflagged
+        and not wrongly_flagged
         and not extra_puts
     )
     print(

@@ -3,7 +3,13 @@
 Paid: find the invoice, record the payment token unless it is there already, count the
 payment on the invoice's running total (workers/invoice_ledger.py), and set PaidOn on the full
 record once PaidAmount plus that total covers TotalAmount. Pending: the token only.
-Failed and refunded: nothing is written (PaidOn is never cleared); the outcome is logged.
+Failed: nothing is written (PaidOn is never cleared); the outcome is logged.
+
+Refunded (refunds, chargebacks, disputes lost): the money that went back is recorded for
+the payment (workers/reversals.py) before anything else, so that no later event or replay
+of the payment records its token or sets PaidOn for it, and the running total no longer
+counts it. A reversal of a payment that paid an invoice fails its job for a person
+(PaymentReversed): PaidOn is never cleared by us.
 
 Calls per newly paid payment whose event carries the invoice id: GET invoice, POST
 token, PUT invoice, their slots reserved together so the PUT follows at once. The PUT
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC
 from decimal import Decimal, InvalidOperation
@@ -37,12 +45,15 @@ from workers.errors import (
     InvoiceNotPayable,
     NexudusPermanentError,
     NexudusThrottled,
+    PaymentReversed,
+    PermanentError,
+    PutNotSent,
     RecordStale,
     TransientError,
 )
 from workers.invoice_ledger import AppliedPayment, InvoiceLedger, payment_key
-from workers.markers import InvoiceLock, Markers, TokenState
-from workers.nexudus import NexudusClient, Record
+from workers.markers import COUNTED, PUT_SENT, SETTLED, InvoiceLock, Markers, TokenState
+from workers.nexudus import INVOICES, NexudusClient, Record
 
 log = logging.getLogger("payhooks.job")
 
@@ -55,7 +66,8 @@ MAX_INLINE_PUT_WAIT_SECONDS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    # "applied", "partially_paid", "token_only", "already_applied", "no_write", "ignored"
+    # "applied", "partially_paid", "token_only", "already_applied", "reversed",
+    # "no_write", "ignored"
     result: str
     invoice_id: int | None = None
     token_id: int | None = None
@@ -92,8 +104,10 @@ def apply_event(
     lock_seconds: int | None = None,
 ) -> Outcome:
     """``lock_seconds``: how long the calling job may run (its own timeout)."""
-    if event.kind in (PaymentKind.FAILED, PaymentKind.REFUNDED):
+    if event.kind is PaymentKind.FAILED:
         return Outcome("no_write", event.invoice.invoice_id, note=f"{event.kind.value} event")
+    if event.kind is PaymentKind.REFUNDED:
+        return reverse_payment(event, nexudus, ledger, markers, lock_seconds=lock_seconds)
     if event.regular_payment_provider is None:
         raise ValueError("payment provider must be resolved before applying")
     if not event.invoice:
@@ -102,17 +116,81 @@ def apply_event(
         return Outcome("ignored", note="the payment names no Nexudus invoice")
 
     invoice_id = resolve_invoice_id(event.invoice, nexudus)
+    with _locked(markers, invoice_id, lock_seconds, nexudus) as lock:
+        try:
+            return _Application(event, invoice_id, nexudus, ledger, markers, lock).run()
+        except PermanentError:
+            # Refused (another currency, a paid or void invoice, ...): the payment stays
+            # tied to the invoice only if it was counted there.
+            payment = payment_key(event.payment_source, event.token)
+            state = markers.token_state(invoice_id, event.payment_source, event.token)
+            if not ledger.counts(invoice_id, payment) and not state.counted:
+                ledger.unbind_payment(event.payment_source, event.token, invoice_id)
+            raise
+
+
+@contextmanager
+def _locked(
+    markers: Markers, invoice_id: int, lock_seconds: int | None, nexudus: NexudusClient
+) -> Iterator[InvoiceLock]:
     lock = markers.lock(invoice_id, seconds=lock_seconds)
     if not lock.acquire():
         raise TransientError(f"invoice {invoice_id} is locked by another job")
     try:
-        return _Application(event, invoice_id, nexudus, ledger, markers, lock).run()
+        yield lock
     finally:
         nexudus.release_reserved()
         try:
             lock.release()
         except LockError:
             log.warning("billing.lock_expired", extra={"invoice_id": invoice_id})
+
+
+def reverse_payment(
+    event: PaymentEvent,
+    nexudus: NexudusClient,
+    ledger: InvoiceLedger,
+    markers: Markers,
+    *,
+    lock_seconds: int | None = None,
+) -> Outcome:
+    """Record that a payment's money went back, then see whether it had paid an invoice.
+
+    Recorded first, with no lock and no call, so that it holds even while Nexudus is
+    down: the payment's own jobs read it under the invoice's lock before any write. Then,
+    under the lock of the invoice the payment is tied to (so after any of its jobs in
+    flight), a payment counted on an invoice that is paid is flagged for a person.
+    """
+    provider, token = event.payment_source, event.token
+    ledger.reversals.record(event)
+    undone = ledger.reversals.of(provider, token)
+    what = undone.describe() if undone is not None else "its money went back"
+    invoice_id = ledger.bound_invoice(provider, token)
+    if invoice_id is None:
+        return Outcome(
+            "no_write",
+            event.invoice.invoice_id,
+            note=f"{event.kind.value} event: {what}; the payment was not applied, and will not be",
+        )
+    with _locked(markers, invoice_id, lock_seconds, nexudus):
+        state = markers.token_state(invoice_id, provider, token)
+        if not ledger.counts(invoice_id, payment_key(provider, token)) and not state.counted:
+            return Outcome(
+                "no_write",
+                invoice_id,
+                note=f"{event.kind.value} event: {what}; the payment was not counted on the "
+                "invoice, and will not be",
+            )
+        invoice = nexudus.get_invoice(invoice_id)
+        if invoice is None:
+            raise InvoiceNotFound(f"invoice id {invoice_id}")
+        if invoice.get("PaidOn"):
+            raise PaymentReversed(invoice_id, token, what, str(invoice["PaidOn"]))
+        return Outcome(
+            "no_write",
+            invoice_id,
+            note=f"{event.kind.value} event: {what}; it no longer counts toward the invoice",
+        )
 
 
 class _Application:
@@ -134,17 +212,26 @@ class _Application:
         self.markers = markers
         self.lock = lock
         self.payment = payment_key(event.payment_source, event.token)
+        #: What the payment still brings once any money that went back is taken off.
+        self.amount = event.amount
 
-    def outcome(self, result: str, token: tuple[int, bool], **fields: Any) -> Outcome:
+    def outcome(self, result: str, token: tuple[int | None, bool], **fields: Any) -> Outcome:
         return Outcome(result, self.invoice_id, token[0], token[1], **fields)
 
     def run(self) -> Outcome:
         event = self.event
         known = self.markers.token_state(self.invoice_id, event.payment_source, event.token)
-        if known.token_id is not None and (known.invoice_paid or event.kind is PaymentKind.PENDING):
-            # Another event of this payment was applied already: nothing to ask Nexudus.
+        if known.token_id is not None and (known.settled or event.kind is PaymentKind.PENDING):
+            # Another event of this payment settled the invoice: nothing to ask Nexudus.
             result = "token_only" if event.kind is PaymentKind.PENDING else "already_applied"
             return self.outcome(result, (known.token_id, False), note="applied by an earlier event")
+
+        # Tied first, read second: a reversal is recorded first and reads the tie second,
+        # so one of the two jobs always sees the other (workers/reversals.py).
+        self.ledger.bind_payment(event.payment_source, event.token, self.invoice_id)
+        remark = self.take_off_reversals()
+        if self.amount is not None and self.amount <= 0:
+            return self.reversed(known, remark or "")
 
         paying = event.kind is PaymentKind.PAID
         # The common case's calls, reserved together: GET, POST (unless the token is
@@ -152,17 +239,27 @@ class _Application:
         post = [True] if known.token_id is None else []
         self.nexudus.reserve(False, *post, *([True] if paying else []))
         invoice, read_at = self.read_invoice()
-        self.ledger.bind_payment(event.payment_source, event.token, self.invoice_id)
         paid_on = invoice.get("PaidOn")
 
         if not paying:
-            remark = f"the invoice was already paid (PaidOn {paid_on})" if paid_on else None
+            if paid_on:
+                remark = f"the invoice was already paid (PaidOn {paid_on})"
             if paid_on and known.token_id is None:
                 known = TokenState(may_exist=True)
             token = self.ensure_token(known, remark)
             return self.outcome("token_only", token, note="payment pending")
+        return self.paid(known, invoice, read_at, remark)
 
-        assessment = assess(event, invoice, self.ledger.applied(self.invoice_id), self.payment)
+    def paid(
+        self, known: TokenState, invoice: Record, read_at: float, remark: str | None
+    ) -> Outcome:
+        """A paid event, on the invoice as just read."""
+        event = self.event
+        assessment = assess(
+            event, invoice, self.ledger.applied(self.invoice_id), self.payment, self.amount
+        )
+        if remark:
+            assessment = Assessment(assessment.verdict, _joined(remark, assessment.note))
         match assessment.verdict:
             case Verdict.PAID_BY_IT:
                 # Its token was written by the attempt that counted it; search for it
@@ -170,11 +267,11 @@ class _Application:
                 token = self.ensure_token(
                     known if known.token_id is not None else TokenState(may_exist=True), None
                 )
-                self.mark_counted(token[0])
+                self.mark(token[0], SETTLED)
                 return self.outcome("already_applied", token, note="PaidOn already set")
             case Verdict.PAID_BY_OTHERS:
                 self.ensure_token(known, assessment.note)
-                raise InvoiceAlreadyPaid(self.invoice_id, str(paid_on), event.token)
+                raise InvoiceAlreadyPaid(self.invoice_id, event.token, assessment.note)
             case Verdict.PAID_OUTSIDE:
                 # Paid in Nexudus itself, or by us before we kept a ledger. Only a search
                 # tells whether this payment's token is there; a token we or the search
@@ -186,25 +283,54 @@ class _Application:
                     known if ours_unsettled else TokenState(may_exist=True), assessment.note
                 )
                 if token[1] or ours_unsettled:
-                    raise InvoiceAlreadyPaid(self.invoice_id, str(paid_on), event.token)
-                self.mark_counted(token[0])
+                    raise InvoiceAlreadyPaid(self.invoice_id, event.token, assessment.note)
+                self.mark(token[0], SETTLED)
                 return self.outcome("already_applied", token, note="PaidOn already set")
             case Verdict.REFUSED:
                 self.ensure_token(known, f"NOT marked paid: {assessment.note}")
                 raise AmountMismatch(self.invoice_id, assessment.note)
             case Verdict.PARTIAL:
+                # Counted, not settled: its later events read the invoice again, as an
+                # admin may record the rest in Nexudus or lower the total.
                 token = self.ensure_token(known, assessment.note)
                 self.count()
-                self.mark_counted(token[0])
+                self.mark(token[0], COUNTED)
                 return self.outcome("partially_paid", token, note=assessment.note)
         token = self.ensure_token(known, assessment.note or None)
         self.count()
-        final = self.settle(invoice, read_at)
+        self.mark(token[0], COUNTED)
+        final = self.settle(invoice, read_at, token[0])
         if final.verdict is Verdict.PARTIAL:  # the invoice's total grew meanwhile
-            self.mark_counted(token[0])
             return self.outcome("partially_paid", token, note=final.note)
-        self.mark_counted(token[0])
+        self.mark(token[0], SETTLED)
         return self.outcome("applied", token, paid_on_set=True, note=assessment.note)
+
+    def reversed(self, known: TokenState, what: str) -> Outcome:
+        """All of the payment went back: nothing more is written for it."""
+        event = self.event
+        if known.put_sent:
+            # A PUT of ours that timed out may have landed after the reversal's job
+            # looked (this retry comes after RQ's backoff, for that reason): flag it then.
+            invoice, _ = self.read_invoice()
+            if invoice.get("PaidOn"):
+                raise PaymentReversed(self.invoice_id, event.token, what, str(invoice["PaidOn"]))
+        if not self.ledger.counts(self.invoice_id, self.payment):
+            self.ledger.unbind_payment(event.payment_source, event.token, self.invoice_id)
+        return self.outcome("reversed", (known.token_id, False), note=f"not applied: {what}")
+
+    def take_off_reversals(self) -> str | None:
+        """Take the money that went back off the payment's amount (0: all of it); the
+        note saying so, if any did."""
+        event = self.event
+        undone = self.ledger.reversals.of(event.payment_source, event.token)
+        if undone is None:
+            return None
+        self.amount = Decimal(0)
+        if event.amount is not None:
+            self.amount = undone.net(event.amount, event.currency)
+        if self.amount <= 0:
+            return undone.describe()
+        return f"{undone.describe()} before it was applied: {self.amount} counted"
 
     def read_invoice(self) -> tuple[Record, float]:
         invoice = self.nexudus.get_invoice(self.invoice_id)
@@ -214,30 +340,34 @@ class _Application:
         return invoice, time.monotonic()
 
     def count(self) -> None:
+        """Count the payment's whole amount: what went back is taken off as it is read."""
         event = self.event
         assert event.amount is not None
         assert event.currency is not None
         self.ledger.record_applied(self.invoice_id, self.payment, event.amount, event.currency)
 
-    def mark_counted(self, token_id: int) -> None:
-        self.markers.mark_paid(
-            self.invoice_id, self.event.payment_source, self.event.token, token_id
-        )
+    def mark(self, token_id: int, stage: str) -> None:
+        event = self.event
+        self.markers.advance(self.invoice_id, event.payment_source, event.token, token_id, stage)
 
-    def settle(self, invoice: Record, read_at: float) -> Assessment:
+    def settle(self, invoice: Record, read_at: float, token_id: int) -> Assessment:
         """PUT the invoice with PaidOn, from a record read right before; returns the
         assessment the PUT was made on (PARTIAL when no PUT was due after all)."""
-        paid_on = self.event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = self.event
+        paid_on = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         assessment = Assessment(Verdict.SETTLES)
+        stale: RecordStale | None = None
         for attempt in range(1, PUT_TRIES + 1):
             if time.monotonic() - read_at > FRESH_RECORD_SECONDS:
                 self.nexudus.reserve(False, True)
                 invoice, read_at = self.read_invoice()
                 applied = self.ledger.applied(self.invoice_id)
-                assessment = assess(self.event, invoice, applied, self.payment)
-                ours = invoice.get("PaidOn") == paid_on
-                if assessment.verdict is Verdict.PAID_BY_IT and ours:
-                    return assessment  # an earlier PUT of ours landed after all
+                assessment = assess(event, invoice, applied, self.payment, self.amount)
+                if assessment.verdict is Verdict.PAID_BY_IT and self.put_sent():
+                    # A PUT of ours for this payment was sent before (by this event or
+                    # another of the same payment) and may have landed late: PaidOn is
+                    # ours, whatever its timestamp says.
+                    return assessment
                 if assessment.verdict in (
                     Verdict.PAID_BY_IT,  # but by someone else's hand, meanwhile
                     Verdict.PAID_BY_OTHERS,
@@ -245,14 +375,22 @@ class _Application:
                 ):
                     # It did not pay the invoice: it must not be named as a payer.
                     self.ledger.uncount(self.invoice_id, self.payment)
+                    self.markers.mark_created(
+                        self.invoice_id, event.payment_source, event.token, token_id
+                    )
                     raise InvoiceAlreadyPaid(
-                        self.invoice_id, str(invoice.get("PaidOn")), self.event.token
+                        self.invoice_id,
+                        event.token,
+                        f"it was marked paid meanwhile (PaidOn {invoice.get('PaidOn')}), "
+                        "not by this payment",
                     )
                 if assessment.verdict is Verdict.REFUSED:
                     raise AmountMismatch(self.invoice_id, assessment.note)
                 if assessment.verdict is Verdict.PARTIAL:
                     return assessment
             self.lock.before_write()
+            earlier_put = self.put_sent()
+            self.mark(token_id, PUT_SENT)
             try:
                 # PUT replaces the whole record: send back everything GET gave,
                 # changing only PaidOn.
@@ -260,15 +398,29 @@ class _Application:
                     {**invoice, "PaidOn": paid_on}, fresh_until=read_at + FRESH_RECORD_SECONDS
                 )
                 return assessment
-            except RecordStale:
-                read_at = float("-inf")  # the slot or the token came late: read again
-            except NexudusThrottled as exc:
+            except Exception as exc:
+                if not exc_may_have_landed(exc) and not earlier_put:
+                    # Not sent, or refused: no PUT of ours can land later.
+                    self.markers.reset(
+                        self.invoice_id, event.payment_source, event.token, token_id, COUNTED
+                    )
+                if isinstance(exc, RecordStale):
+                    stale = exc
+                    read_at = float("-inf")  # the slot or the token came late: read again
+                    continue
+                if not isinstance(exc, NexudusThrottled):
+                    raise
                 wait = exc.retry_after or 1.0
                 if attempt == PUT_TRIES or wait > MAX_INLINE_PUT_WAIT_SECONDS:
                     raise
                 time.sleep(wait)
                 read_at = float("-inf")  # the record must be read again after a wait
-        raise AssertionError("unreachable")
+        assert stale is not None  # the only way out of the loop without a return or raise
+        raise _unsent_put(self.invoice_id, stale)
+
+    def put_sent(self) -> bool:
+        event = self.event
+        return self.markers.token_state(self.invoice_id, event.payment_source, event.token).put_sent
 
     def ensure_token(self, known: TokenState, remark: str | None) -> tuple[int, bool]:
         """The payment token's id on the invoice, created if needed, and whether it was."""
@@ -303,7 +455,6 @@ class _Application:
             # and the next attempt searches first.
             if exc.status is not None and 400 <= exc.status < 500:
                 self.markers.forget(invoice_id, event.payment_source, event.token)
-                self.ledger.unbind_payment(event.payment_source, event.token, invoice_id)
             raise
         self.markers.mark_created(invoice_id, event.payment_source, event.token, token_id)
         return token_id, True
@@ -340,9 +491,14 @@ def _check_payable(invoice: Record, invoice_id: int) -> None:
 
 
 def assess(
-    event: PaymentEvent, invoice: Record, applied: dict[str, AppliedPayment], payment: str
+    event: PaymentEvent,
+    invoice: Record,
+    applied: dict[str, AppliedPayment],
+    payment: str,
+    amount: Decimal | None,
 ) -> Assessment:
-    """What a paid event does to the invoice, given the payments already counted on it.
+    """What a paid event bringing ``amount`` (its own, less any refund) does to the
+    invoice, given the payments already counted on it.
 
     Pure: the invoice record and the ledger in, a verdict and a note out.
     """
@@ -366,7 +522,7 @@ def assess(
             Verdict.REFUSED,
             f"payment currency {event.currency} differs from the invoice's {invoice_currency}",
         )
-    if event.amount is None:
+    if amount is None:
         return Assessment(Verdict.REFUSED, "the payment carries no amount")
     try:
         total = Decimal(str(invoice.get("TotalAmount") or 0))
@@ -388,12 +544,8 @@ def assess(
     if outstanding <= 0 and payment not in applied:
         # Paid in full by payments counted before, whose PUT has not landed yet: this
         # one is a second payment, not an overpayment.
-        return Assessment(
-            Verdict.PAID_BY_OTHERS,
-            "the invoice was already paid in full by "
-            + ", ".join(sorted(name.partition(":")[2] for name in applied)),
-        )
-    amount = event.amount.quantize(places)
+        return Assessment(Verdict.PAID_BY_OTHERS, _paid_in_full(applied, paid, total))
+    amount = amount.quantize(places)
     running = (paid + earlier + amount).quantize(places)
     due = outstanding - amount
     if due > 0:
@@ -413,6 +565,44 @@ def assess(
             f"running total {running} of {total.quantize(places)} {invoice_currency}, settled",
         )
     return Assessment(Verdict.SETTLES)
+
+
+def _paid_in_full(applied: dict[str, AppliedPayment], paid: Decimal, total: Decimal) -> str:
+    """Why an invoice without PaidOn is paid already: a double payment caught early."""
+    payers = sorted(name.partition(":")[2] for name in applied)
+    if not payers:
+        return (
+            f"the invoice is already paid in full in Nexudus (PaidAmount {paid} of "
+            f"TotalAmount {total}), though PaidOn is not set"
+        )
+    return (
+        f"the invoice is already paid in full by {', '.join(payers)} (counted by payhooks; "
+        "PaidOn not set in Nexudus yet)"
+    )
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(note for note in notes if note)
+
+
+def exc_may_have_landed(exc: BaseException) -> bool:
+    return bool(getattr(exc, "write_may_have_landed", False))
+
+
+def _unsent_put(invoice_id: int, stale: RecordStale) -> Exception:
+    """What PUT_TRIES stale records in a row mean, named for the person reading it."""
+    if stale.unauthorised:
+        return NexudusPermanentError(
+            f"invoice {invoice_id} not marked paid: {stale}",
+            method="PUT",
+            path=INVOICES,
+            status=401,
+        )
+    return PutNotSent(
+        f"invoice {invoice_id} not marked paid yet: {PUT_TRIES} times the record to PUT was "
+        f"over {FRESH_RECORD_SECONDS:g} s old by the time it could be sent; the last time "
+        f"{stale}. Nothing was written; the job will run again"
+    )
 
 
 def token_notes(event: PaymentEvent, remark: str | None) -> str:

@@ -90,7 +90,18 @@ class NexudusUnavailable(TransientError):
 
 
 class RecordStale(TransientError):
-    """A record to PUT was older than allowed by the time its call could be sent."""
+    """A record to PUT was older than allowed by the time its call could be sent.
+
+    ``unauthorised``: Nexudus had answered the PUT 401 and re-authenticating made it late.
+    """
+
+    def __init__(self, message: str, *, unauthorised: bool = False) -> None:
+        super().__init__(message)
+        self.unauthorised = unauthorised
+
+
+class PutNotSent(TransientError):
+    """The PaidOn PUT could not be sent on a fresh record, try after try; says why."""
 
 
 class InvoiceLockLost(TransientError):
@@ -122,12 +133,30 @@ class AmountMismatch(PermanentError):
 
 
 class InvoiceAlreadyPaid(PermanentError):
-    """A payment arrived for an invoice that another payment had already settled."""
+    """A payment arrived for an invoice that another payment had already settled.
 
-    def __init__(self, invoice_id: int, paid_on: str, token: str) -> None:
+    ``why`` says how we know: PaidOn in Nexudus, or payments counted whose PUT is to come.
+    """
+
+    def __init__(self, invoice_id: int, token: str, why: str) -> None:
         super().__init__(
-            f"invoice {invoice_id} was already paid (PaidOn {paid_on}) when payment {token} "
-            "arrived; its token was recorded with a note. Check for a double payment."
+            f"invoice {invoice_id}: {why}, when payment {token} arrived; its token was "
+            "recorded with a note. Check for a double payment."
+        )
+        self.invoice_id = invoice_id
+
+
+class PaymentReversed(PermanentError):
+    """Money that paid an invoice went back (a refund, a chargeback, a dispute lost).
+
+    payhooks never clears PaidOn: a person decides (reopen the invoice, or recover the money).
+    """
+
+    def __init__(self, invoice_id: int, token: str, what: str, paid_on: str) -> None:
+        super().__init__(
+            f"payment {token} was reversed after it was applied to invoice {invoice_id} "
+            f"(PaidOn {paid_on}): {what}. PaidOn is left as it is; reopen the invoice in "
+            "Nexudus or recover the money, then purge this job."
         )
         self.invoice_id = invoice_id
 
@@ -137,8 +166,8 @@ class PaymentAlreadyApplied(PermanentError):
 
     def __init__(self, token: str, bound_to: int, named: int) -> None:
         super().__init__(
-            f"payment {token} was already applied to invoice {bound_to}, but this event names "
-            f"invoice {named}; check the payment's metadata"
+            f"payment {token} was already applied to invoice {bound_to} (or is being "
+            f"applied to it), but this event names invoice {named}; check the payment's metadata"
         )
         self.token = token
 

@@ -3,8 +3,14 @@
 The applied payments of an invoice (provider, token -> amount, currency) are its running
 total: a payment is added once (HSETNX), whatever how often its events are delivered or
 replayed, and the invoice is marked paid when its PaidAmount plus that total covers it.
-The same record says which payments settled a paid invoice; any other paid payment for it
-is a double payment. A payment is bound to one invoice for good.
+Money that went back (workers/reversals.py) is taken off as the total is read: a payment
+refunded in full no longer counts, nor names itself a payer of the invoice. The same
+record says which payments settled a paid invoice; any other paid payment for it is a
+double payment.
+
+A payment is tied to one invoice while its job works on it, and stays tied once it was
+counted there: its events may not name another. A job that refuses the payment (another
+currency, a paid or void invoice) unties it, so that a corrected match can apply it.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from payhooks.storage import redis_keys
 from payhooks.storage.redis_keys import text
 from workers.errors import PaymentAlreadyApplied
 from workers.markers import MARKER_TTL_SECONDS
+from workers.reversals import Reversals
 
 
 @dataclass(frozen=True, slots=True)
 class AppliedPayment:
+    #: What still counts: the amount applied less what went back.
     amount: Decimal
     currency: str
+    reversed: Decimal = Decimal(0)
 
 
 def payment_key(provider: str, token: str) -> str:
@@ -36,17 +45,34 @@ def payment_key(provider: str, token: str) -> str:
 class InvoiceLedger:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self.reversals = Reversals(redis)
 
     def applied(self, invoice_id: int) -> dict[str, AppliedPayment]:
         """The payments this service counted on the invoice, by ``payment_key``."""
         raw: Mapping[bytes | str, bytes | str] = self._redis.hgetall(
             redis_keys.invoice_applied(invoice_id)
         )
+        counted = {text(name): json.loads(value) for name, value in raw.items()}
+        reversals = self.reversals.of_payments(
+            (provider, token) for provider, _, token in (n.partition(":") for n in counted)
+        )
         payments = {}
-        for name, value in raw.items():
-            data = json.loads(value)
-            payments[text(name)] = AppliedPayment(Decimal(data["amount"]), data["currency"])
+        for name, data in counted.items():
+            amount, currency = Decimal(data["amount"]), data["currency"]
+            provider, _, token = name.partition(":")
+            undone = reversals.get((provider, token))
+            net = amount if undone is None else undone.net(amount, currency)
+            if net > 0:
+                payments[name] = AppliedPayment(net, currency, amount - net)
         return payments
+
+    def counts(self, invoice_id: int, payment: str) -> bool:
+        """Whether the payment was counted on the invoice (refunded or not)."""
+        return bool(self._redis.hexists(redis_keys.invoice_applied(invoice_id), payment))
+
+    def bound_invoice(self, provider: str, token: str) -> int | None:
+        bound = self._redis.get(redis_keys.payment_binding(provider, token))
+        return None if bound is None else int(text(bound))
 
     def uncount(self, invoice_id: int, payment: str) -> None:
         """Take back a payment counted on an invoice that it turned out not to pay."""
@@ -62,7 +88,7 @@ class InvoiceLedger:
             pipe.execute()
 
     def bind_payment(self, provider: str, token: str, invoice_id: int) -> None:
-        """Tie a payment to one invoice, for good: its events may not name another."""
+        """Tie a payment to one invoice: its events may not name another while it is."""
         key = redis_keys.payment_binding(provider, token)
         if self._redis.set(key, str(invoice_id), nx=True, ex=MARKER_TTL_SECONDS):
             return

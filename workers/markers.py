@@ -4,11 +4,18 @@ Nexudus has no idempotency keys, so before creating a payment token we would hav
 search for it. The marker tells us when that search is needed: it is set to "pending"
 before the POST and to the new token's id after it. No marker: we never tried, so no
 search. "pending": an earlier attempt may have written (a timeout or a crash after
-sending), so search first. An id: the token exists, nothing to do. "<id>:paid": the
-invoice was also seen paid, so a later event of the same payment needs no call at all
-(and a redelivery cannot undo what someone changed in Nexudus since); since partial
-payments, it means "this payment's amount is counted on the invoice"
-(workers/invoice_ledger.py).
+sending), so search first. An id: the token exists, nothing to do. Then how far the
+payment got on the invoice, never going back:
+- "<id>:counted": its amount is counted (workers/invoice_ledger.py) but the invoice is
+  not settled; every later event of it reads the invoice again, since what else was paid
+  (in Nexudus, by an admin) or the total may have changed.
+- "<id>:put": a PUT setting PaidOn was sent for it. A PUT whose answer we did not get can
+  still land up to NEXUDUS_TIMEOUT_SECONDS later, so PaidOn found on the invoice after this
+  may be our own write, not a second payment's.
+- "<id>:settled": the invoice was seen paid with this payment counted: a later event of it
+  needs no call at all (and a redelivery cannot undo what someone changed in Nexudus since).
+"<id>:paid", written by versions before partial payments were told apart, is read as
+"counted": such a payment is assessed once more, then marked settled if it is.
 """
 
 from __future__ import annotations
@@ -23,6 +30,12 @@ from payhooks.storage.redis_keys import text
 from workers.errors import InvoiceLockLost
 
 PENDING = "pending"
+COUNTED = "counted"
+PUT_SENT = "put"
+SETTLED = "settled"
+#: How far a payment got, in order; a marker never moves back.
+STAGES = ("", COUNTED, PUT_SENT, SETTLED)
+_LEGACY_STAGES = {"paid": COUNTED}
 # A marker must outlive every redelivery and replay of the payment's events: providers
 # retry for days, failed jobs are kept for weeks. Kept for 400 days.
 MARKER_TTL_SECONDS = 400 * 86400
@@ -32,7 +45,19 @@ MARKER_TTL_SECONDS = 400 * 86400
 class TokenState:
     token_id: int | None = None
     may_exist: bool = False  # a POST was sent and its outcome is unknown
-    invoice_paid: bool = False
+    stage: str = ""  # one of STAGES
+
+    @property
+    def counted(self) -> bool:
+        return self.stage != ""
+
+    @property
+    def put_sent(self) -> bool:
+        return self.stage in (PUT_SENT, SETTLED)
+
+    @property
+    def settled(self) -> bool:
+        return self.stage == SETTLED
 
     @classmethod
     def parse(cls, value: str | None) -> TokenState:
@@ -40,8 +65,9 @@ class TokenState:
             return cls()
         if value == PENDING:
             return cls(may_exist=True)
-        token_id, _, paid = value.partition(":")
-        return cls(token_id=int(token_id), invoice_paid=paid == "paid")
+        token_id, _, stage = value.partition(":")
+        stage = _LEGACY_STAGES.get(stage, stage)
+        return cls(token_id=int(token_id), stage=stage if stage in STAGES else COUNTED)
 
 
 class InvoiceLock:
@@ -109,9 +135,18 @@ class Markers:
     def mark_created(self, invoice_id: int, provider: str, token: str, token_id: int) -> None:
         self._set_marker(invoice_id, provider, token, str(token_id))
 
-    def mark_paid(self, invoice_id: int, provider: str, token: str, token_id: int) -> None:
-        """The payment is counted on the invoice: later events of it need no call."""
-        self._set_marker(invoice_id, provider, token, f"{token_id}:paid")
+    def advance(
+        self, invoice_id: int, provider: str, token: str, token_id: int, stage: str
+    ) -> None:
+        """Note how far the payment got on the invoice (COUNTED, PUT_SENT, SETTLED); a
+        marker already further on is left alone. Called under the invoice's lock."""
+        current = self.token_state(invoice_id, provider, token)
+        if STAGES.index(current.stage) < STAGES.index(stage) or current.token_id != token_id:
+            self._set_marker(invoice_id, provider, token, f"{token_id}:{stage}")
+
+    def reset(self, invoice_id: int, provider: str, token: str, token_id: int, stage: str) -> None:
+        """Set the stage back: a PUT marked as sent turned out never to have gone."""
+        self._set_marker(invoice_id, provider, token, f"{token_id}:{stage}")
 
     def _set_marker(self, invoice_id: int, provider: str, token: str, value: str) -> None:
         key = redis_keys.token_marker(invoice_id, provider, token)

@@ -222,10 +222,15 @@ class NexudusClient:
         throttled = 0
         while True:
             self._check_breaker()
+            asked = time.monotonic()
             self._take_slot(write)
+            slotted = time.monotonic()
             token = self._auth.token()
             if fresh_until is not None and time.monotonic() > fresh_until:
-                raise RecordStale("the record to PUT grew stale waiting for a slot or a token")
+                raise RecordStale(
+                    _stale_reason(slotted - asked, time.monotonic() - slotted, reauthenticated),
+                    unauthorised=reauthenticated,
+                )
             response = self._send(method, path, params, json, token, write=write)
             status = response.status_code
             if status == 401 and not reauthenticated:
@@ -262,6 +267,8 @@ class NexudusClient:
                 return response
             if status >= 400:
                 message, errors = _error_details(response)
+                if status == 403:
+                    message += f" (NEXUDUS_USERNAME may lack the role to {method} {path})"
                 raise NexudusPermanentError(
                     message, method=method, path=path, status=status, errors=errors
                 )
@@ -339,6 +346,21 @@ def _landed(error: NexudusTransientError, http: httpx.Client) -> NexudusTransien
     del http
     error.write_may_have_landed = True
     return error
+
+
+def _stale_reason(slot_wait: float, token_wait: float, reauthenticated: bool) -> str:
+    """Why a record to PUT grew stale before its call could go: for the job's reason."""
+    if reauthenticated:
+        return (
+            f"Nexudus answered the PUT 401 and a new bearer token took {token_wait:.1f} s; "
+            "if this repeats, NEXUDUS_USERNAME lacks the role to edit CoworkerInvoice records"
+        )
+    if slot_wait >= token_wait:
+        return (
+            f"the PUT waited {slot_wait:.1f} s for a write slot: the write window is full "
+            "(NEXUDUS_WRITES_PER_MINUTE, NEXUDUS_MIN_INTERVAL_MS, other workers' writes)"
+        )
+    return f"the PUT waited {token_wait:.1f} s for a Nexudus bearer token (POST /api/token)"
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -56,6 +56,7 @@ RUN_STAGES = frozenset(
         "partially_paid",
         "token_only",
         "already_applied",
+        "reversed",
         "no_write",
         "ignored",
     }

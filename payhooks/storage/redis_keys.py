@@ -66,6 +66,11 @@ def payment_binding(provider: str, token: str) -> str:
     return f"{PREFIX}:payment:{provider}:{token}"
 
 
+def payment_reversals(provider: str, token: str) -> str:
+    """The money of a payment that went back (refunds, chargebacks, disputes lost)."""
+    return f"{PREFIX}:reversed:{provider}:{token}"
+
+
 def trail(event_key: str) -> str:
     return f"{PREFIX}:trail:{event_key}"
 

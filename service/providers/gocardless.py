@@ -28,9 +28,10 @@ from service.errors import InvalidSignature, MalformedPayload, SignedButUnreadab
 from service.providers.base import SectionReceiver, load_json_object, redact_json
 
 PENDING = frozenset({"created", "submitted", "customer_approval_granted"})
-FAILED = frozenset(
-    {"failed", "charged_back", "cancelled", "late_failure_settled", "customer_approval_denied"}
-)
+FAILED = frozenset({"failed", "cancelled", "customer_approval_denied"})
+#: Payment actions by which money already collected goes back to the customer: a
+#: chargeback under the Direct Debit Guarantee, a late failure debited from a payout.
+REVERSED = frozenset({"charged_back", "late_failure_settled"})
 #: Refund actions after which the money is (or is committed to be) the customer's. Not
 #: ``failed`` or ``funds_returned``: the refund never reached the customer and the money
 #: came back (GoCardless API reference, "Refund actions").
@@ -149,6 +150,8 @@ def _kind(resource: str, action: str, paid_action: str) -> PaymentKind | None:
         return PaymentKind.PENDING
     if action in FAILED:
         return PaymentKind.FAILED
+    if action in REVERSED:
+        return PaymentKind.REFUNDED
     return None
 
 

@@ -163,6 +163,9 @@ class Fault:
     after_apply: bool = False
     #: A JSON body to answer with (default: the generic 500 envelope).
     body: Any = None
+    #: Status 200 with a delay: the write lands after ``delay`` even if the caller gave up
+    #: waiting meanwhile (a request that timed out on the caller's side, applied later).
+    lands_late: bool = False
 
 
 @dataclass
@@ -297,8 +300,7 @@ async def _guarded(
         return throttled
     fault = _take_fault(state, request)
     if fault is not None and fault.status == 200:
-        await asyncio.sleep(fault.delay)  # slow, but it works
-        return await handler(request)
+        return await _slow(fault, handler, request)  # slow, but it works
     if fault is not None:
         if fault.after_apply:
             await handler(request)
@@ -319,6 +321,18 @@ async def _guarded(
         if roll < 0.65:
             return web.json_response({"Message": "An error has occurred."}, status=503)
         return web.Response(status=429, headers={"Retry-After": "1"}, text="Wait 1 seconds")
+    return await handler(request)
+
+
+async def _slow(fault: Fault, handler: Handler, request: web.Request) -> web.StreamResponse:
+    if fault.lands_late:
+        await request.read()  # kept by aiohttp for the handler, whoever still waits
+        return await asyncio.shield(_after(fault.delay, handler, request))
+    return await _after(fault.delay, handler, request)
+
+
+async def _after(delay: float, handler: Handler, request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(delay)
     return await handler(request)
 
 
