@@ -34,6 +34,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from payhooks.devtools.embedded_redis import EmbeddedRedis, free_port
+from payhooks.devtools.process_tree import kill_tree
 from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer, wait_until_ready
@@ -173,7 +174,7 @@ def main() -> int:
 
             # Kill a worker while it works, the way a node dies, and start another.
             time.sleep(3)
-            os.killpg(workers[0].pid, signal.SIGKILL)
+            kill_tree(workers[0].pid)
             workers[0].wait()
             workers[0] = start_worker(env)
             print("killed worker 1 (SIGKILL, with its work horse) and started a replacement")
@@ -214,7 +215,7 @@ def stop(processes: list[subprocess.Popen[bytes]], grace_seconds: float) -> None
                 f"{' '.join(map(str, process.args[2:4]))} (pid {process.pid}) did not stop "
                 f"within {grace_seconds:.0f} s of SIGTERM: killed"
             )
-            os.killpg(process.pid, signal.SIGKILL)
+            kill_tree(process.pid)
             process.wait()
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from payhooks.cli.ops import Filters, Ops, parse_since
+from payhooks.devtools.process_tree import kill_tree
 from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
@@ -405,7 +404,7 @@ def test_worker_killed_mid_job_is_recovered_not_lost(
     while not sandbox_state.tokens and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sandbox_state.tokens, "the job never reached the token POST"
-    os.killpg(worker.pid, signal.SIGKILL)  # node loss: worker and horse together
+    kill_tree(worker.pid)  # node loss: the worker and its work horse together
     worker.wait()
 
     registry = StartedJobRegistry(queue=queue)

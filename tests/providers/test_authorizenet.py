@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from aiohttp.test_utils import TestClient
 from rq import Queue
@@ -119,18 +117,81 @@ def test_unconfirmed_transaction_records_no_money(
     assert job.meta["failure"]["attempt"] == 1
 
 
-def test_refund_writes_nothing(
+def _payment_and_refund(state: AuthorizeNetState, refunded: str) -> None:
+    """Payment 6003 (100.00 for invoice 42) and refund 6004 of ``refunded`` of it."""
+    state.transactions["6003"] = transaction_record("6003", invoice_number="42", amount="100.00")
+    state.transactions["6004"] = transaction_record(
+        "6004",
+        invoice_number="42",
+        amount=refunded,
+        status="refundPendingSettlement",
+        refunds="6003",
+    )
+
+
+def test_a_refund_seen_first_stops_its_payment(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    # refund.created names the refund (6004), not the payment: read as it came, it took
+    # back nothing of payment 6003, which was then recorded and marked paid.
+    _payment_and_refund(authorizenet_state, refunded="100.00")
+    refund = samples.notification("6004", event="refund.created")
+    deliver(settings, "authorizenet", samples.signed(refund, AUTHORIZENET_KEY))
+    run_worker()
+    assert sandbox_state.calls == []  # nothing of the payment was applied yet
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("6003"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+    assert len(queue.failed_job_registry) == 0
+    assert sandbox_state.tokens == {}
+    assert sandbox_state.invoices[42]["PaidOn"] is None
+
+
+def test_a_partial_refund_takes_back_only_its_amount(
     settings: Settings,
     sandbox_state: SandboxState,
     authorizenet_state: AuthorizeNetState,
     run_worker: RunWorker,
 ) -> None:
-    refund = samples.notification("6003", event="refund.created")
+    # 30.00 of 100.00 went back before the payment was applied: 70.00 counts, so the
+    # invoice stays open (a refund without its amount would take back all of it).
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"  # AUTHORIZENET_CURRENCY's
+    _payment_and_refund(authorizenet_state, refunded="30.00")
+    refund = samples.notification("6004", event="refund.created")
+    deliver(settings, "authorizenet", samples.signed(refund, AUTHORIZENET_KEY))
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("6003"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+    [token] = sandbox_state.tokens.values()
+    assert token["Token"] == "6003"
+    assert "USD went back (6004)" in token["Notes"]
+    assert "70.00 of 100.00 USD" in token["Notes"]
+    assert sandbox_state.invoices[42]["PaidOn"] is None
+
+
+def test_a_refund_naming_no_payment_fails_for_a_person(
+    settings: Settings,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    authorizenet_state.transactions["6005"] = transaction_record(
+        "6005", invoice_number="42", amount="100.00"
+    )  # a sale, not a refund
+    refund = samples.notification("6005", event="refund.created")
     deliver(settings, "authorizenet", samples.signed(refund, AUTHORIZENET_KEY))
     run_worker()
     assert sandbox_state.calls == []
-    assert authorizenet_state.lookups == 0
-    assert Decimal(0) == Decimal(len(sandbox_state.tokens))
+    job = queued_job(queue.connection, f"authorizenet:{refund['notificationId']}")
+    assert job.get_status() == "failed"
+    assert "names no payment (refTransId)" in job.meta["failure"]["reason"]
 
 
 def test_fraud_approved_is_paid_once_confirmed() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from payhooks.devtools.process_tree import kill_tree
 from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET as STRIPE_SECRET
 from payhooks.settings import Settings
 
@@ -108,8 +109,7 @@ class Started:
     def stop_all(self) -> None:
         for process, _ in self._started:
             if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                kill_tree(process.pid)  # RQ's work horses are in process groups of their own
                 process.wait(timeout=30)
 
     def _stuck(self, processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> str:

@@ -8,12 +8,9 @@ sandbox and the providers' stand-ins over HTTP; providers' published bodies wher
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +19,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
+from payhooks.devtools.process_tree import kill_tree
 from payhooks.devtools.samples import gocardless as gocardless_samples
 from payhooks.devtools.samples import liqpay as liqpay_samples
 from payhooks.devtools.samples import paypal as paypal_samples
@@ -369,8 +367,7 @@ class TestRefundBeforeTheRetry:
         try:
             wait_for(lambda: len(sandbox_state.tokens) == 1, 20, "the token POST")
         finally:
-            for pid in [*_children(worker.pid), worker.pid]:  # its work horse too
-                os.kill(pid, signal.SIGKILL)
+            kill_tree(worker.pid)  # its work horse too
             worker.communicate(timeout=30)
         wait_for(lambda: not redis.exists(redis_keys.invoice_lock(42)), 20, "the lock to lapse")
         refund = refunded(payment)
@@ -383,19 +380,6 @@ class TestRefundBeforeTheRetry:
         assert sandbox_state.invoices[42]["PaidOn"] is None
         assert len(tokens_of(sandbox_state, 42)) == 1
         assert sandbox_state.puts_applied[42] == 0
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (RQ's work horse runs in a session of its own)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 # -- the ledger ---------------------------------------------------------------------------

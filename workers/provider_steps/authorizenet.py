@@ -2,6 +2,10 @@
 
 ``getTransactionDetails`` gives the transaction's status, amount, ``order.invoiceNumber``
 and subscription. A paid notification whose transaction is not captured is not trusted.
+
+A refund is a transaction of its own: ``refund.created`` names the refund, not the payment
+it returns, so the refund is read for ``refTransId`` (the payment) and its amount, and the
+event is told as a reversal of that payment. A void names the voided payment itself.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from workers.provider_steps.provider_api import ProviderApi
 from workers.provider_steps.section_step import SectionStep
 
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
+REFUNDED = frozenset({"refundPendingSettlement", "refundSettledSuccessfully"})
 NOT_FOUND = "E00040"
 
 
@@ -29,6 +34,8 @@ class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
     SECTION = AuthorizeNetSettings
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
+        if event.kind is PaymentKind.REFUNDED and event.event_type.endswith(".refund.created"):
+            return self._refunded_payment(event)
         if event.kind is not PaymentKind.PAID and event.kind is not PaymentKind.PENDING:
             return event
         transaction = self._fetch(event.token)
@@ -50,6 +57,25 @@ class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
             amount=Decimal(str(amount)) if amount is not None else None,
             currency=self._settings.currency,
             details=details,
+        )
+
+    def _refunded_payment(self, event: PaymentEvent) -> PaymentEvent:
+        refund = self._fetch(event.token)
+        status = str(refund.get("transactionStatus", ""))
+        payment = str(refund.get("refTransId") or "")
+        if status not in REFUNDED or not payment:
+            # Told as it came, the refund would name no payment of ours and take back
+            # nothing: a person must see it.
+            raise ProviderLookupError(
+                f"Authorize.Net transaction {event.token} is {status or 'of unknown status'} "
+                f"and names {'payment ' + payment if payment else 'no payment (refTransId)'}: "
+                "not a refund we can apply to a payment"
+            )
+        amount = refund.get("settleAmount", refund.get("authAmount"))
+        return event.with_changes(
+            token=payment,
+            amount=Decimal(str(amount)) if amount is not None else None,
+            currency=self._settings.currency,
         )
 
     def _fetch(self, transaction_id: str) -> dict[str, Any]:

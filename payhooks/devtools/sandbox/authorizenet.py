@@ -32,10 +32,13 @@ def transaction_record(
     amount: str,
     status: str = "capturedPendingSettlement",
     subscription_id: str | None = None,
+    refunds: str | None = None,
 ) -> dict[str, Any]:
+    """A transaction as getTransactionDetails gives it; ``refunds`` makes it a refund of
+    that transaction (``refTransId``), as Authorize.Net records one."""
     record: dict[str, Any] = {
         "transId": transaction_id,
-        "transactionType": "authCaptureTransaction",
+        "transactionType": "refundTransaction" if refunds else "authCaptureTransaction",
         "transactionStatus": status,
         "responseCode": 1,
         "authAmount": float(amount),
@@ -43,6 +46,8 @@ def transaction_record(
         "order": {"invoiceNumber": invoice_number, "description": "Coworking membership"},
         "payment": {"creditCard": {"cardNumber": "XXXX1111", "cardType": "Visa"}},
     }
+    if refunds:
+        record["refTransId"] = refunds
     if subscription_id:
         record["subscription"] = {"id": subscription_id, "payNum": 1}
     return record
@@ -87,6 +92,7 @@ async def add_transaction(request: web.Request) -> web.Response:
         amount=str(body["amount"]),
         status=body.get("status", "capturedPendingSettlement"),
         subscription_id=body.get("subscription_id"),
+        refunds=body.get("refunds"),
     )
     request.app[ANET_STATE].transactions[record["transId"]] = record
     return web.json_response(record)
