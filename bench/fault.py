@@ -31,9 +31,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from payhooks.devtools.embedded_redis import EmbeddedRedis, free_port
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer, wait_until_ready
+from payhooks.providers.stripe import sample as samples
 from payhooks.storage.trail import Trail
 
 TERMINAL = {

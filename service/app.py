@@ -9,16 +9,16 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from payhooks.providers.kit.receiver_errors import WebhookError
+from payhooks.providers.kit.receiving import WebhookProvider
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
 from payhooks.storage.jobs import JobFactory
 from service import cluster_metrics, metrics
-from service.errors import WebhookError
 from service.handlers import webhook_handler
 from service.inbox import EventInbox
 from service.intake import PendingBodies, ReadLimits
 from service.providers import build_providers
-from service.providers.base import WebhookProvider
 from service.quarantine import Quarantine
 
 SETTINGS = web.AppKey("settings", Settings)

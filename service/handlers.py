@@ -11,10 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from payhooks.domain.events import Ignored, PaymentEvent
-from payhooks.storage import redis_keys
-from payhooks.storage.trail import StoredWebhook
-from service import metrics
-from service.errors import (
+from payhooks.providers.kit.receiver_errors import (
     BodyTooLarge,
     InvalidPayload,
     InvalidSignature,
@@ -24,9 +21,12 @@ from service.errors import (
     UnsupportedMediaType,
     WebhookError,
 )
+from payhooks.providers.kit.receiving import WebhookProvider
+from payhooks.storage import redis_keys
+from payhooks.storage.trail import StoredWebhook
+from service import metrics
 from service.inbox import Accepted, EventInbox
 from service.intake import PendingBodies, ReadLimits, read_body
-from service.providers.base import WebhookProvider
 from service.quarantine import Quarantine, reason_of
 
 log = logging.getLogger("payhooks.webhook")

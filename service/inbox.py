@@ -17,10 +17,10 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.providers.kit.receiver_errors import QueueUnavailable
 from payhooks.storage import redis_keys, trail
 from payhooks.storage.jobs import JobFactory
 from payhooks.storage.trail import StoredWebhook
-from service.errors import QueueUnavailable
 
 # The script's inputs, by name: the Lua reads them into locals of these names (as arq
 # names every script input), and the Python side builds them from dicts of these names.

@@ -12,6 +12,7 @@ import httpx
 from redis import Redis
 
 from payhooks.domain.providers import PROVIDERS, load
+from payhooks.providers.kit.steps import ProviderStep
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
 from payhooks.storage.trail import Trail
@@ -21,7 +22,6 @@ from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
 from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
-from workers.provider_steps import ProviderStep
 from workers.ratelimit import RateLimiter
 
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from payhooks.cli.cli_output import emit, labelled, wrapped
 from payhooks.cli.dev_state import DevInstance
 from payhooks.domain.providers import BY_NAME, PROVIDERS, load
+from payhooks.providers.generic.settings import GenericSettings
 from payhooks.settings import ConfigError, Settings, every_variable, redact_url, section_classes
-from payhooks.settings.generic import GenericSettings
 from payhooks.settings.reading import Rows, is_set, secret_variables, variables
 
 if TYPE_CHECKING:

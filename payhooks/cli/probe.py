@@ -17,13 +17,13 @@ import httpx
 from redis.exceptions import RedisError
 
 from payhooks.domain.providers import PROVIDERS, load
+from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
+from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.epay.settings import EPaySettings
+from payhooks.providers.forte.settings import ForteSettings
+from payhooks.providers.gocardless.settings import GoCardlessSettings
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings, redact_url
-from payhooks.settings.authorizenet import AuthorizeNetSettings
-from payhooks.settings.braintree import BraintreeSettings
-from payhooks.settings.epay import EPaySettings
-from payhooks.settings.forte import ForteSettings
-from payhooks.settings.gocardless import GoCardlessSettings
-from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_connect
 
 TIMEOUT_SECONDS = 5.0
@@ -222,7 +222,7 @@ def epay_checks(section: EPaySettings, http: httpx.Client) -> list[Check]:
 
 
 def _epay(section: EPaySettings, http: httpx.Client) -> ProbeResult:
-    from workers.provider_steps.epay import NAMESPACE, gettransaction_request
+    from payhooks.providers.epay.step import NAMESPACE, gettransaction_request
 
     url = section.api_url
     answer = http.post(
@@ -265,7 +265,7 @@ def braintree_checks(section: BraintreeSettings, http: httpx.Client) -> list[Che
 def _braintree(
     section: BraintreeSettings, http: httpx.Client, pair: tuple[str, str], target: str
 ) -> ProbeResult:
-    from payhooks.devtools.samples import braintree as samples
+    from payhooks.providers.braintree import sample as samples
 
     if pair == (samples.DEV_PUBLIC_KEY, samples.DEV_PRIVATE_KEY):
         # `payhooks dev` signs its sample notifications with these; Braintree never saw them.

@@ -12,8 +12,8 @@ import httpx
 
 from payhooks.cli.cli_output import CommandError, emit, labelled, report_error
 from payhooks.cli.dev_state import DevInstance
-from payhooks.devtools.samples.sending import Sample, SampleRequest
 from payhooks.domain.providers import BY_NAME, load
+from payhooks.providers.kit.samples import Sample, SampleRequest
 from payhooks.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"

@@ -13,7 +13,7 @@ from functools import cache
 from typing import TypeVar
 
 from payhooks.domain.providers import GENERIC, PROVIDERS, load
-from payhooks.settings.generic import GenericSettings
+from payhooks.providers.generic.settings import GenericSettings
 from payhooks.settings.provider import ProviderSettings
 from payhooks.settings.reading import (
     ConfigError,

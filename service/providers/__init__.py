@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from payhooks.domain.providers import PROVIDERS, load
+from payhooks.providers.generic.receiver import GenericWebhook
+from payhooks.providers.generic.settings import GenericSettings
+from payhooks.providers.kit.receiving import WebhookProvider
 from payhooks.settings import Settings
-from payhooks.settings.generic import GenericSettings
-from service.providers.base import WebhookProvider
-from service.providers.generic import GenericWebhook
 
 __all__ = ["build_providers"]
 

@@ -30,11 +30,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from payhooks.devtools.embedded_redis import free_port, redis_server_binary
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.server import wait_until_ready
+from payhooks.providers.stripe import sample as samples
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import ConfigError, Settings, redact_url
-from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_connect, redis_keys
 from service.app import create_app
 from tests.support.delivery import deliver

@@ -15,9 +15,9 @@ from rq import Queue
 from rq.job import Job
 
 from payhooks.devtools.embedded_redis import free_port
-from payhooks.devtools.samples import stripe as samples
-from payhooks.devtools.samples.stripe import paid_event
 from payhooks.domain.events import PaymentEvent
+from payhooks.providers.stripe import sample as samples
+from payhooks.providers.stripe.sample import paid_event
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.trail import Trail
@@ -197,7 +197,7 @@ async def test_queued_job_is_the_job_rq_itself_would_write(
 
 
 def test_bank_and_billing_details_are_redacted() -> None:
-    from service.providers.base import redact_json
+    from payhooks.providers.kit.receiving import redact_json
 
     body = json.dumps(
         {

@@ -18,13 +18,13 @@ from payhooks.domain.providers import (
     load,
     stand_ins,
 )
+from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
+from payhooks.providers.epay.settings import EPaySettings
+from payhooks.providers.gocardless.settings import GoCardlessSettings
+from payhooks.providers.liqpay.settings import LiqPaySettings
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import ConfigError, ProviderSettings, Settings
-from payhooks.settings.authorizenet import AuthorizeNetSettings
-from payhooks.settings.epay import EPaySettings
-from payhooks.settings.gocardless import GoCardlessSettings
-from payhooks.settings.liqpay import LiqPaySettings
 from payhooks.settings.reading import variables
-from payhooks.settings.stripe import StripeSettings
 from payhooks.storage.trail import Trail
 from service.providers import build_providers
 

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from payhooks.domain.providers import GENERIC, PROVIDERS, load
+from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import ConfigError, Settings, every_variable, section_classes
-from payhooks.settings.braintree import BraintreeSettings
 from payhooks.settings.reading import variables
-from payhooks.settings.stripe import StripeSettings
 
 
 def test_an_empty_environment_gives_the_defaults_the_classes_declare() -> None:

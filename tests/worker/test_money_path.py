@@ -19,12 +19,12 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from payhooks.devtools.samples import generic
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState
 from payhooks.domain.events import PaymentEvent
+from payhooks.providers.generic import sample as generic
+from payhooks.providers.generic.settings import GenericSettings
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
-from payhooks.settings.generic import GenericSettings
 from payhooks.storage import redis_keys
 from service.inbox import Accepted
 from tests.support.delivery import deliver, queued_job, writes
