@@ -11,7 +11,7 @@ from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from payhooks.devtools.dev_environment import DevSandbox, dev_environment
+from payhooks.devtools.dev_environment import dev_environment
 from payhooks.devtools.embedded_redis import EmbeddedRedis
 from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
@@ -24,6 +24,7 @@ from payhooks.providers.epay.stand_in import EPayState
 from payhooks.providers.generic.settings import GenericSettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.gocardless.stand_in import GoCardlessState
+from payhooks.providers.kit.samples import DevSandbox
 from payhooks.providers.liqpay.settings import LiqPaySettings
 from payhooks.providers.paypal.settings import PayPalIpnSettings, PayPalSettings
 from payhooks.providers.paypal.stand_in import PayPalState

@@ -33,7 +33,7 @@ class WorkerContext:
     ledger: InvoiceLedger
     markers: Markers
     #: Per provider: confirm or complete an event with the provider's API before it is applied
-    #: (workers/provider_steps/).
+    #: (each provider's step.py, payhooks/providers/).
     provider_steps: Mapping[str, ProviderStep]
     http: httpx.Client
     trail: Trail

@@ -49,7 +49,7 @@ def _ours(name: str) -> bool:
     return name in read or name.startswith(prefixes)
 
 
-#: The sample secrets `payhooks dev` signs with (payhooks/devtools/samples/): public, in
+#: The sample secrets `payhooks dev` signs with (the providers' sample.py): public, in
 #: this repository, so never a production value. ("cGF5aG9va3MtZGV2LW9ubHk" is base64 of
 #: "payhooks-dev-only", the generic sources' secret.)
 DEV_ONLY = re.compile(r"payhooks[_-]dev[_-]only|cGF5aG9va3MtZGV2LW9ubHk", re.IGNORECASE)

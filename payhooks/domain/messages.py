@@ -1,7 +1,8 @@
-"""What providers' messages say, read the same way by the receiver and by the workers.
+"""What every provider's formats share (each provider's formats.py says what its messages say,
+read the same way by its receiver and its worker step).
 
-Only parsing and constants: no HTTP, no Redis, no signature checks (those are the
-receiver's, service/providers/). A message that cannot be read raises UnreadableMessage,
+Only parsing and constants: no HTTP, no Redis, no signature checks (those are each
+provider's receiver.py). A message that cannot be read raises UnreadableMessage,
 which the receiver answers as a malformed payload.
 """
 

@@ -66,7 +66,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         dev_environment="payhooks.providers.stripe.sample:dev_environment",
         worker_step="payhooks.providers.stripe.step:StripeStep",
         stand_in="payhooks.providers.stripe.stand_in:add_stripe_routes",
-        probe="payhooks.cli.probe:stripe_checks",
+        probe="payhooks.providers.stripe.probe:checks",
     ),
     ProviderSpec(
         name="gocardless",
@@ -79,7 +79,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         sample_uses_sandbox=True,
         worker_step="payhooks.providers.gocardless.step:GoCardlessStep",
         stand_in="payhooks.providers.gocardless.stand_in:add_gocardless_routes",
-        probe="payhooks.cli.probe:gocardless_checks",
+        probe="payhooks.providers.gocardless.probe:checks",
     ),
     ProviderSpec(
         name="braintree",
@@ -89,7 +89,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         receiver="payhooks.providers.braintree.receiver:BraintreeWebhook",
         sample="payhooks.providers.braintree.sample:for_send_test",
         dev_environment="payhooks.providers.braintree.sample:dev_environment",
-        probe="payhooks.cli.probe:braintree_checks",
+        probe="payhooks.providers.braintree.probe:checks",
     ),
     ProviderSpec(
         name="authorizenet",
@@ -102,7 +102,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         sample_uses_sandbox=True,
         worker_step="payhooks.providers.authorizenet.step:AuthorizeNetStep",
         stand_in="payhooks.providers.authorizenet.stand_in:add_authorizenet_routes",
-        probe="payhooks.cli.probe:authorizenet_checks",
+        probe="payhooks.providers.authorizenet.probe:checks",
     ),
     ProviderSpec(
         name="paypal",
@@ -149,7 +149,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         sample_uses_sandbox=True,
         worker_step="payhooks.providers.epay.step:EPayStep",
         stand_in="payhooks.providers.epay.stand_in:add_epay_routes",
-        probe="payhooks.cli.probe:epay_checks",
+        probe="payhooks.providers.epay.probe:checks",
     ),
     ProviderSpec(
         name="forte",
@@ -162,7 +162,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         sample_uses_sandbox=True,
         worker_step="payhooks.providers.forte.step:ForteStep",
         stand_in="payhooks.providers.forte.stand_in:add_forte_routes",
-        probe="payhooks.cli.probe:forte_checks",
+        probe="payhooks.providers.forte.probe:checks",
     ),
 )
 

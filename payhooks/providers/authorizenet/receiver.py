@@ -2,7 +2,7 @@
 
 ``X-ANET-Signature: sha512=<HEX>``, keyed with the Signature Key used as text, compared
 case-insensitively and in constant time. A notification only names the transaction: the
-job reads it back with the API (getTransactionDetails, workers/provider_steps/authorizenet.py)
+job reads it back with the API (getTransactionDetails, step.py)
 for the invoice number and the amount, and to confirm it, before recording money.
 """
 

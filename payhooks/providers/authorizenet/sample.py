@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.providers.authorizenet.receiver import signature_of
 from payhooks.providers.authorizenet.stand_in import LOGIN_ID, TRANSACTION_KEY
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
 # Not a secret: the Signature Key of `payhooks dev`, known to `send-test`.
 DEV_SIGNATURE_KEY = "PAYHOOKS-DEV-ONLY-SIGNATURE-KEY"

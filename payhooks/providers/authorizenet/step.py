@@ -14,7 +14,7 @@ from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.kit.provider_api import ProviderApi
 from payhooks.providers.kit.section_step import SectionStep
-from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
 NOT_FOUND = "E00040"

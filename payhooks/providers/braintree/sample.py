@@ -16,8 +16,7 @@ from urllib.parse import urlencode
 
 from braintree.util.crypto import Crypto
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
 # Not secrets: the key pair of `payhooks dev`, known to `send-test`.
 DEV_PUBLIC_KEY = "payhooks_dev_public"

@@ -8,12 +8,11 @@ from datetime import datetime
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.domain.money import to_minor_units
 from payhooks.providers.epay.formats import NUMERIC_CODES
 from payhooks.providers.epay.receiver import hash_of
 from payhooks.providers.epay.stand_in import API_PATH, MERCHANT_NUMBER
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
 # Not a secret: the MD5 secret of `payhooks dev`, known to `send-test`.
 DEV_SECRET = "payhooks_dev_only_epay_secret"  # noqa: S105

@@ -17,7 +17,7 @@ from payhooks.providers.epay.formats import NUMERIC_CODES
 from payhooks.providers.epay.settings import EPaySettings
 from payhooks.providers.kit.provider_api import ProviderApi
 from payhooks.providers.kit.section_step import SectionStep
-from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 
 NAMESPACE = "https://ssl.ditonlinebetalingssystem.dk/remote/payment"
 AUTHORISED = frozenset({"PAYMENT_NEW", "PAYMENT_CAPTURED"})

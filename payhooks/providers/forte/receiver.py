@@ -3,7 +3,7 @@
 Forte documents no signature for its webhooks (developers.forte.net "Using Webhooks"):
 the URL carries a secret of ours (``/webhooks/forte/<token>``, checked by the handler),
 and the webhook only names a transaction. Its status here is a hint: the job reads the
-transaction back from Forte's API (workers/provider_steps/forte.py) for its status,
+transaction back from Forte's API (step.py) for its status,
 amount and order number before any money is recorded. The body, as Forte's sample shows
 it (support.forte.net article 1000102770): ``{"location_id": "loc_…", "transaction":
 {"transaction_id": "trn_…", "action": "sale", "status": "ready", …}}``; the customer and

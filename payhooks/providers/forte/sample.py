@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.providers.forte.stand_in import (
     API_ACCESS_ID,
     API_PATH,
@@ -17,7 +16,7 @@ from payhooks.providers.forte.stand_in import (
     LOCATION_ID,
     ORGANIZATION_ID,
 )
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
 # Not a secret: the URL token of `payhooks dev`, known to `send-test`.
 DEV_URL_TOKEN = "payhooks-dev-only-forte-url-token"  # noqa: S105

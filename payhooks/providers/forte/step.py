@@ -23,7 +23,7 @@ from payhooks.providers.forte.formats import (
 from payhooks.providers.forte.settings import ForteSettings
 from payhooks.providers.kit.provider_api import ProviderApi
 from payhooks.providers.kit.section_step import SectionStep
-from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 
 CREDENTIALS = "FORTE_API_ACCESS_ID, FORTE_API_SECURE_KEY and FORTE_ORGANIZATION_ID"
 

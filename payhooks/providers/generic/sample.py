@@ -10,8 +10,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
 # Not a secret: the `bank` source's secret in `payhooks dev`, known to `send-test`.
 DEV_SOURCE = "bank"

@@ -3,7 +3,7 @@
 One request carries many unrelated events. Each payment event becomes its own job,
 deduplicated by its event id (``EV…``). A payment event names only its payment
 (``links.payment``); the job fetches the payment for its amount, currency, metadata
-and mandate (workers/provider_steps/gocardless.py).
+and mandate (step.py).
 """
 
 from __future__ import annotations

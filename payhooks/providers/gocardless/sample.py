@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.domain.money import to_minor_units
 from payhooks.providers.gocardless.stand_in import ACCESS_TOKEN
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
 # Not a secret: the webhook endpoint secret of `payhooks dev`, known to `send-test`.
 DEV_WEBHOOK_SECRET = "payhooks_dev_only_gocardless_secret"  # noqa: S105

@@ -20,9 +20,9 @@ from requests.exceptions import Timeout
 from payhooks.domain.events import InvoiceRef, PaymentEvent
 from payhooks.domain.money import from_minor_units
 from payhooks.providers.gocardless.settings import GoCardlessSettings
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
-from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
 
 class GoCardlessStep:

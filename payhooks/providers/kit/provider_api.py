@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from workers.errors import ProviderLookupError, ProviderLookupUnavailable
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 
 TIMEOUT_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 3600.0

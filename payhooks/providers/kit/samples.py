@@ -1,4 +1,5 @@
-"""What `payhooks send-test` asks of a provider's sample, and what the sample answers.
+"""What `payhooks send-test` asks of a provider's sample, what the sample answers, and where
+`payhooks dev` and the tests run the stand-ins a sample's dev variables point at.
 
 Each provider's sample module has a ``for_send_test(request) -> Sample`` (named in its
 registry entry, ``payhooks/domain/providers.py``), so ``send-test`` needs no list of them.
@@ -60,3 +61,25 @@ class Sample:
     @property
     def method(self) -> str:
         return "POST" if self.query is None else "GET"
+
+
+@dataclass(frozen=True, slots=True)
+class DevSandbox:
+    """Where `payhooks dev` and the tests run the providers' stand-ins.
+
+    Each provider's sample module has a ``dev_environment(sandbox, env)`` (named in its
+    registry entry): the variables that point the provider at its stand-in and sign with
+    the dev secrets. A secret the user exported in ``env`` wins, so `payhooks dev` can try
+    a real provider's signatures; where the worker calls an API, the stand-in always does.
+    """
+
+    url: str
+    #: A directory for files a setting names (PayPal's trusted CA).
+    data_dir: str
+    #: The stand-ins' states the caller keeps, by stand-in name (``paypal``).
+    states: Mapping[str, object] = field(default_factory=dict)
+
+
+def exported_or(env: Mapping[str, str], variable: str, dev_value: str) -> str:
+    """The user's value for ``variable``, or the dev one."""
+    return env.get(variable) or dev_value

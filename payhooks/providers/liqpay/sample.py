@@ -11,8 +11,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 from payhooks.providers.liqpay.receiver import signature_of
 
 # Not a secret: the private key of `payhooks dev`, known to `send-test`.

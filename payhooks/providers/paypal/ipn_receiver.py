@@ -2,9 +2,9 @@
 
 IPN has no signature: the receiver acknowledges at once (as PayPal requires) and keeps the
 raw body; before the event is applied the job posts that body back to PayPal
-(``cmd=_notify-validate``, workers/provider_steps/paypal_ipn.py) and needs ``VERIFIED``.
+(``cmd=_notify-validate``, ipn_step.py) and needs ``VERIFIED``.
 The form itself, and the event id that names the exact body, are read in
-payhooks/domain/provider_formats/paypal_ipn.py, which the job reads with too.
+ipn_formats.py, which the job reads with too.
 """
 
 from __future__ import annotations

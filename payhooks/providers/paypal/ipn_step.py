@@ -14,11 +14,11 @@ from redis import Redis
 from payhooks.domain.events import PaymentEvent
 from payhooks.domain.messages import body_digest
 from payhooks.providers.kit.provider_api import ProviderApi
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.providers.paypal.ipn_formats import ipn_events, ipn_fields
 from payhooks.providers.paypal.settings import PayPalIpnSettings
 from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
-from workers.errors import ProviderLookupError, ProviderLookupUnavailable
 
 IPN_CHECK = ProviderApi("PayPal's IPN check", credentials=None)  # the postback has none
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 from payhooks.providers.paypal.ipn_formats import PAYPAL_TIME
 from payhooks.providers.paypal.receiver import signed_message
 from payhooks.providers.paypal.stand_in import CERT_PATH, PayPalState

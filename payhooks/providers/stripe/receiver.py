@@ -10,11 +10,11 @@ Since API version 2025-03-31.basil an Invoice names neither its PaymentIntent no
 charge, and an InvoicePayment (``invoice_payment.paid``) names the PaymentIntent and the
 Stripe invoice id but not the invoice's metadata. Neither event alone holds both the
 token and the Nexudus invoice, so both become events that the job completes
-(workers/provider_steps/stripe.py): the invoice's event keeps the ``in_…`` id as a stand-in
+(step.py): the invoice's event keeps the ``in_…`` id as a stand-in
 token, the InvoicePayment's event has no invoice reference yet, and both carry the
 Stripe invoice id in ``details["stripe_invoice"]``. What both sides read from Stripe's
 objects (tokens, invoice references, payment methods) is in
-payhooks/domain/provider_formats/stripe.py.
+formats.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import stripe
+from prometheus_client import Counter
 
 from payhooks.domain.events import (
     Ignored,
@@ -42,7 +43,6 @@ from payhooks.providers.stripe.formats import (
     token_of,
 )
 from payhooks.providers.stripe.settings import StripeSettings
-from service import metrics
 
 PAID = frozenset(
     {
@@ -84,6 +84,13 @@ _NO_PAYMENT = {
     " recorded out of band)",
 }
 
+#: Served at GET /metrics with the receiver's own (prometheus_client's default registry).
+TEST_MODE_REFUSED = Counter(
+    "payhooks_test_mode_events_total",
+    "Verified test-mode events refused (acknowledged, not queued) by provider.",
+    ["provider"],
+)
+
 TEST_MODE_REASON = (
     "test-mode event (livemode false) refused: set STRIPE_ALLOW_TEST_MODE=true"
     " only on a development or test endpoint"
@@ -97,7 +104,7 @@ class StripeWebhook(SectionReceiver[StripeSettings]):
 
     def __init__(self, section: StripeSettings, invoice_metadata_key: str) -> None:
         super().__init__(section, invoice_metadata_key)
-        self._test_mode_refused = metrics.TEST_MODE_REFUSED.labels(self.name)
+        self._test_mode_refused = TEST_MODE_REFUSED.labels(self.name)
 
     def redact(self, body: bytes) -> bytes | None:
         return redact_json(body)

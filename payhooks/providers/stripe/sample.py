@@ -11,9 +11,8 @@ from typing import Any
 
 import stripe
 
-from payhooks.devtools.dev_environment import DevSandbox, exported_or
 from payhooks.domain.money import to_minor_units
-from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
 # Not a secret: the endpoint secret of `payhooks dev`, known to `send-test`.
 DEV_WEBHOOK_SECRET = "whsec_payhooks_dev_only"  # noqa: S105

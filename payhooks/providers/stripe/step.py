@@ -31,6 +31,11 @@ import stripe
 from redis import Redis
 
 from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind, RegularPaymentProvider
+from payhooks.providers.kit.step_errors import (
+    ProviderLookupError,
+    ProviderLookupUnavailable,
+    TransientError,
+)
 from payhooks.providers.stripe.formats import (
     STRIPE_INVOICE_DETAIL,
     invoice_ref_of,
@@ -42,7 +47,6 @@ from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
 from payhooks.storage.redis_keys import text
 from payhooks.storage.trail import Trail
-from workers.errors import ProviderLookupError, ProviderLookupUnavailable, TransientError
 
 log = logging.getLogger("payhooks.stripe")
 T = TypeVar("T")

@@ -7,7 +7,7 @@ Payload sources:
   and the InvoicePayment examples of https://docs.stripe.com/api/invoice-payment/object
   (basil/clover: ``payment.payment_intent``) and of its ``?api-version=2025-11-17.preview``
   page (``payment_intent``/``charge`` at the top level).
-- 2024-06-20 shapes: payhooks/devtools/samples/stripe.py, shaped like the same fixtures
+- 2024-06-20 shapes: payhooks/providers/stripe/sample.py, shaped like the same fixtures
   before basil.
 """
 
