@@ -16,7 +16,6 @@ from payhooks.devtools.embedded_redis import EmbeddedRedis
 from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
-from payhooks.domain.providers import stand_ins
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.authorizenet.stand_in import AuthorizeNetState
 from payhooks.providers.braintree.settings import BraintreeSettings
@@ -30,6 +29,7 @@ from payhooks.providers.paypal.settings import PayPalIpnSettings, PayPalSettings
 from payhooks.providers.paypal.stand_in import PayPalState
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.providers.stripe.stand_in import StripeState
+from payhooks.providers.tools import STAND_INS
 from payhooks.settings import Settings
 from service.app import create_app
 from tests.support.client import MakeClient
@@ -118,7 +118,7 @@ def sandbox(
     a stand-in without one starts empty.
     """
     states: dict[str, object] = {}
-    for name in stand_ins():
+    for name in STAND_INS:
         try:
             states[name] = request.getfixturevalue(f"{name}_state")
         except pytest.FixtureLookupError:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import httpx
 from redis.exceptions import RedisError
 
-from payhooks.domain.providers import PROVIDERS, load
 from payhooks.providers.kit.probes import Check, ProbeResult
+from payhooks.providers.tools import TOOLS
 from payhooks.settings import Settings, redact_url
 from payhooks.storage import redis_connect
 
@@ -27,9 +27,9 @@ def probe(settings: Settings, http: httpx.Client | None = None) -> list[ProbeRes
         ("Redis", lambda: _redis(settings)),
         ("Nexudus", lambda: _nexudus(settings, client)),
     ]
-    for spec in PROVIDERS:
-        if spec.probe is not None:
-            checks += load(spec.probe)(settings.provider(load(spec.settings)), client)
+    for tools in TOOLS.values():
+        if tools.probe is not None:
+            checks += tools.probe(settings, client)
     results = []
     for target, check in checks:
         try:

@@ -24,11 +24,11 @@ from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, 
 from payhooks.domain.providers import GENERIC, PROVIDERS
 from payhooks.providers.kit.samples import DevSandbox
 from payhooks.providers.paypal.stand_in import PayPalState
+from payhooks.providers.receivers import build_providers
 from payhooks.providers.stripe.sample import DEV_WEBHOOK_SECRET
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
 from service.app import create_app
-from service.providers import build_providers
 
 
 @dataclass(frozen=True, slots=True)

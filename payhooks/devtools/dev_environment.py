@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from payhooks.domain.providers import GENERIC, PROVIDERS, load
 from payhooks.providers.kit.samples import DevSandbox
+from payhooks.providers.tools import TOOLS
 
 
 def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, str]:
-    """Every provider's dev variables, from its registry entry."""
+    """Every provider's dev variables."""
     variables: dict[str, str] = {}
-    for spec in (*PROVIDERS, GENERIC):
-        variables.update(load(spec.dev_environment)(sandbox, env))
+    for tools in TOOLS.values():
+        variables.update(tools.dev_environment(sandbox, env))
     return variables

@@ -558,10 +558,10 @@ def enqueue_timings(url: str, *, ack_replicas: int, concurrency: int, count: int
     """Milliseconds each of ``count`` Stripe events took to be accepted by the receiver's
     EventInbox (``concurrency`` at a time, so group commits form as they do under load)."""
     from payhooks.domain.events import PaymentEvent
+    from payhooks.providers.receivers import build_providers
     from payhooks.storage.jobs import JobFactory
     from payhooks.storage.trail import StoredWebhook
     from service.inbox import EventInbox
-    from service.providers import build_providers
 
     settings = Settings(
         redis_url=url, providers=(StripeSettings(webhook_secrets=(STRIPE_SECRET,)),)

@@ -28,6 +28,8 @@ def test_every_provider_package_is_held_by_the_provider_contracts() -> None:
     expected = [f"payhooks.providers.{name}" for name in provider_packages()]
     assert sorted(contract("Inside a provider")["containers"]) == expected  # type: ignore[arg-type]
     assert sorted(contract("Providers never import each other")["modules"]) == expected  # type: ignore[arg-type]
+    named = contract("The receiver and the workers name no provider")["forbidden_modules"]
+    assert sorted(named) == expected  # type: ignore[arg-type]
 
 
 def test_every_provider_package_says_what_it_sends_and_what_we_trust() -> None:

@@ -17,6 +17,10 @@ class GenericSettings(ProviderSettings):
         "GENERIC_WEBHOOK_SECRETS", read=sources, secret=True, factory=dict
     )
 
+    def urls(self, name: str) -> list[str]:
+        """One URL per source: ``generic/<source>``."""
+        return [f"{name}/{source}" for source in self.webhook_secrets]
+
     def rows(self) -> Rows:
         return [("sources", ", ".join(self.webhook_secrets))]
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
+
+from payhooks.settings import ProviderSettings, Settings
 
 #: An id no provider has: a "not found" answer proves the credential was accepted.
 PROBE_ID = "PM000PAYHOOKSPROBE"
@@ -53,3 +56,14 @@ def by_status(
     if status in ok:
         return ProbeResult(target, True, ok[status])
     return ProbeResult(target, False, refused.get(status, f"answered HTTP {status}"))
+
+
+#: A provider's probe as `check-config --probe` calls it: with the whole settings.
+Probe = Callable[[Settings, httpx.Client], list[Check]]
+
+S = TypeVar("S", bound=ProviderSettings)
+
+
+def probe_of(section: type[S], checks: Callable[[S, httpx.Client], list[Check]]) -> Probe:
+    """The probe that calls ``checks`` with the provider's own section."""
+    return lambda settings, http: checks(settings.provider(section), http)

@@ -1,4 +1,5 @@
-"""Receiver errors, each with the HTTP status it maps to (in one middleware, app.py)."""
+"""Receiver errors, each carrying the HTTP status it is answered with (one place answers
+them all: ``_reject`` in service/handlers.py; a request handler, not a middleware)."""
 
 
 class WebhookError(Exception):

@@ -1,15 +1,15 @@
-"""What a provider module supplies to the receiver.
+"""What a provider's receiver supplies to the receiver (service/).
 
-Adding a provider means adding one module that implements ``WebhookProvider`` (built by
-its ``from_settings(settings)``) and naming it in its entry of ``payhooks/domain/providers.py``;
-the handler, inbox, queue and worker stay as they are.
+A provider's ``receiver.py`` implements ``WebhookProvider`` (built by its
+``from_settings(settings)``) and is listed in payhooks/providers/receivers.py; the handler,
+inbox, queue and worker stay as they are.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
 import orjson
@@ -36,6 +36,17 @@ class WebhookProvider(Protocol):
     #: end with (``/webhooks/<name>/<token>``); empty when the signature is the proof.
     url_tokens: tuple[str, ...]
 
+    # Optional capabilities, None where a provider has none (ReceiverDefaults).
+
+    @property
+    def prepare(self) -> Callable[[Mapping[str, str]], Awaitable[None]] | None:
+        """I/O its check needs before the synchronous ``verify`` (PayPal fetches its
+        certificate), awaited by the handler so the event loop never blocks."""
+
+    @property
+    def answer_challenge(self) -> Callable[[str], str] | None:
+        """The answer to Braintree's legacy endpoint check (``GET ?bt_challenge=``)."""
+
     def redact(self, body: bytes) -> bytes | None:
         """The body with card and bank details removed, or None when it holds none."""
 
@@ -61,13 +72,15 @@ class ReceiverDefaults:
     nothing_to_do_status = 200
     signature_headers: tuple[str, ...] = ()
     url_tokens: tuple[str, ...] = ()
+    prepare: Callable[[Mapping[str, str]], Awaitable[None]] | None = None
+    answer_challenge: Callable[[str], str] | None = None
 
 
 S = TypeVar("S", bound=ProviderSettings)
 
 
 class SectionReceiver(ReceiverDefaults, Generic[S]):
-    """A receiver that needs only its settings section, as ``self._settings``: the registry
+    """A receiver that needs only its settings section, as ``self._settings``: the receiver
     builds it for an enabled provider, so its secrets are there (and with none, no
     signature could match: it fails closed)."""
 

@@ -2,7 +2,7 @@
 `payhooks dev` and the tests run the stand-ins a sample's dev variables point at.
 
 Each provider's sample module has a ``for_send_test(request) -> Sample`` (named in its
-registry entry, ``payhooks/domain/providers.py``), so ``send-test`` needs no list of them.
+table, payhooks/providers/tools.py), so ``send-test`` needs no list of them.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ class Sample:
 class DevSandbox:
     """Where `payhooks dev` and the tests run the providers' stand-ins.
 
-    Each provider's sample module has a ``dev_environment(sandbox, env)`` (named in its
-    registry entry): the variables that point the provider at its stand-in and sign with
-    the dev secrets. A secret the user exported in ``env`` wins, so `payhooks dev` can try
+    Each provider's sample module has a ``dev_environment(sandbox, env)`` (listed in
+    payhooks/providers/tools.py): the variables that point the provider at its stand-in
+    and sign with the dev secrets. A secret the user exported in ``env`` wins, so `payhooks dev` can try
     a real provider's signatures; where the worker calls an API, the stand-in always does.
     """
 

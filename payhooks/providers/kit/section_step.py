@@ -13,7 +13,8 @@ S = TypeVar("S", bound=ProviderSettings)
 
 
 class SectionStep(Generic[S]):
-    """Built by the registry with ``from_settings``; reads ``self._settings`` (its section)."""
+    """Built with ``from_settings`` (payhooks/providers/worker_steps.py); reads
+    ``self._settings`` (its section)."""
 
     SECTION: ClassVar[type[ProviderSettings]]
 

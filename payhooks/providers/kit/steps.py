@@ -4,8 +4,8 @@ One module per provider that needs one: it confirms the event (ePay, PayPal IPN:
 callback itself is not proof enough) or completes it (Stripe, GoCardless, Authorize.Net:
 the webhook leaves out the payment method, the invoice or the amount).
 
-Each step is a class built by ``from_settings(settings, redis, trail)`` and named in its
-provider's entry of ``payhooks/domain/providers.py``.
+Each step is a class in its provider's ``step.py``, built by ``from_settings(settings,
+redis, trail)`` and listed in payhooks/providers/worker_steps.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from payhooks.domain.events import PaymentEvent
 
-#: Confirms or completes one event, or raises (workers/errors.py says how to retry).
+#: Confirms or completes one event, or raises (kit/step_errors.py says how it is retried).
 ProviderStep = Callable[[PaymentEvent], PaymentEvent]
 
 __all__ = ["ProviderStep"]

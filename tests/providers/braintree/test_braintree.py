@@ -105,7 +105,7 @@ async def test_legacy_challenge_is_answered(client: TestClient) -> None:
     ],
 )
 def test_kind_mapping(settings: Settings, kind: str, expected: PaymentKind | None) -> None:
-    from service.providers import build_providers
+    from payhooks.providers.receivers import build_providers
 
     provider = build_providers(settings)["braintree"]
     [result] = provider.normalise(ours(kind), {})
@@ -140,7 +140,7 @@ def test_kind_mapping(settings: Settings, kind: str, expected: PaymentKind | Non
 def test_disputes_undo_the_payment_only_when_money_left(
     settings: Settings, kind: str, money_left: bool
 ) -> None:
-    from service.providers import build_providers
+    from payhooks.providers.receivers import build_providers
 
     provider = build_providers(settings)["braintree"]
     [paid] = provider.normalise(ours(transaction_id="txn_4242"), {})
@@ -164,7 +164,7 @@ def test_a_retrieval_is_not_money_leaving(settings: Settings) -> None:
     from base64 import b64decode
     from urllib.parse import parse_qs
 
-    from service.providers import build_providers
+    from payhooks.providers.receivers import build_providers
 
     # The SDK's dispute_opened sample with the dispute kind Braintree uses for a request
     # for information ("retrieval"), signed by the SDK's own crypto helper.
@@ -190,8 +190,8 @@ def test_settled_transaction_marks_the_invoice_paid(
 
 
 def test_card_details_are_redacted_in_the_trail(settings: Settings, redis: Redis) -> None:
+    from payhooks.providers.receivers import build_providers
     from payhooks.storage.trail import Trail
-    from service.providers import build_providers
 
     xml = samples.transaction_notification("transaction_settled", order_id="42", amount=Decimal(1))
     xml = xml.replace(

@@ -17,10 +17,10 @@ from payhooks.providers.gocardless import sample as samples
 from payhooks.providers.gocardless.receiver import normalise_event
 from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record, refund_record
+from payhooks.providers.receivers import build_providers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.app import create_app
-from service.providers import build_providers
 from tests.support.client import post_webhook
 from tests.support.delivery import deliver, queued_job, writes
 from tests.support.paths import FIXTURES

@@ -20,10 +20,10 @@ from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
 from payhooks.providers.paypal import sample as samples
 from payhooks.providers.paypal.settings import PayPalIpnSettings, PayPalSettings
 from payhooks.providers.paypal.stand_in import CERT_PATH, PayPalState
+from payhooks.providers.receivers import build_providers
 from payhooks.settings import Settings
 from service.app import create_app
 from service.inbox import Accepted
-from service.providers import build_providers
 from tests.support.client import MakeClient, post_webhook
 from tests.support.delivery import deliver, queued_job
 from tests.support.paths import FIXTURES
