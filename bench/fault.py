@@ -35,9 +35,9 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 
 from payhooks.devtools.embedded_redis import EmbeddedRedis, free_port
 from payhooks.devtools.process_tree import kill_tree
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer, wait_until_ready
+from payhooks.providers.stripe import sample as samples
 from payhooks.storage.trail import Trail
 
 TERMINAL = {

@@ -27,7 +27,7 @@ from redis import Redis
 
 from bench import loadgen
 from payhooks.devtools.embedded_redis import EmbeddedRedis, free_port
-from payhooks.devtools.samples import stripe as samples
+from payhooks.providers.stripe import sample as samples
 
 SECRET = samples.DEV_WEBHOOK_SECRET
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -30,12 +30,12 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.devtools.embedded_redis import EmbeddedRedis
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.providers.stripe import sample as samples
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
-from payhooks.settings.stripe import StripeSettings
 from workers import context
 from workers.markers import Markers, TokenState
 

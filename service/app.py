@@ -9,16 +9,16 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from payhooks.providers.kit.receiver_errors import WebhookError
+from payhooks.providers.kit.receiving import WebhookProvider
+from payhooks.providers.receivers import build_providers
 from payhooks.settings import Settings
 from payhooks.storage import eviction_policy, redis_connect
 from payhooks.storage.jobs import JobFactory
 from service import cluster_metrics, metrics
-from service.errors import WebhookError
 from service.handlers import webhook_handler
 from service.inbox import EventInbox
 from service.intake import PendingBodies, ReadLimits
-from service.providers import build_providers
-from service.providers.base import WebhookProvider
 from service.quarantine import Quarantine
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -81,9 +81,8 @@ def create_app(
             app.router.add_route("*", f"/webhooks/{name}/{{token}}", handler)
         else:
             app.router.add_route(provider.method, f"/webhooks/{name}", handler)
-        answer = getattr(provider, "answer_challenge", None)
-        if answer is not None:  # Braintree's legacy endpoint check: GET ?bt_challenge=
-            app.router.add_get(f"/webhooks/{name}", challenge_handler(answer))
+        if provider.answer_challenge is not None:  # Braintree's legacy check: GET ?bt_challenge=
+            app.router.add_get(f"/webhooks/{name}", challenge_handler(provider.answer_challenge))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

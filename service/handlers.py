@@ -11,10 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from payhooks.domain.events import Ignored, PaymentEvent
-from payhooks.storage import redis_keys
-from payhooks.storage.trail import StoredWebhook
-from service import metrics
-from service.errors import (
+from payhooks.providers.kit.receiver_errors import (
     BodyTooLarge,
     InvalidPayload,
     InvalidSignature,
@@ -24,9 +21,12 @@ from service.errors import (
     UnsupportedMediaType,
     WebhookError,
 )
+from payhooks.providers.kit.receiving import WebhookProvider
+from payhooks.storage import redis_keys
+from payhooks.storage.trail import StoredWebhook
+from service import metrics
 from service.inbox import Accepted, EventInbox
 from service.intake import PendingBodies, ReadLimits, read_body
-from service.providers.base import WebhookProvider
 from service.quarantine import Quarantine, reason_of
 
 log = logging.getLogger("payhooks.webhook")
@@ -61,18 +61,19 @@ def webhook_handler(
             response = await _handle(request)
         except web.HTTPRequestEntityTooLarge:
             return _reject(name, BodyTooLarge("body over 1 MiB"))
+        except InvalidSignature as exc:
+            # Refused with the status the provider documents for it (GoCardless: 498).
+            refused = InvalidSignature(exc.message, status=provider.bad_signature_status)
+            return _reject(name, refused)
         except WebhookError as exc:
-            if isinstance(exc, InvalidSignature):
-                exc.status = provider.bad_signature_status
             return _reject(name, exc)
         ack_seconds.observe(time.perf_counter() - started)
         return response
 
     async def _handle(request: web.Request) -> web.StreamResponse:
         body = await _read(provider, request, limits, budget)
-        prepare = getattr(provider, "prepare", None)
-        if prepare is not None:  # I/O a check needs first (PayPal's certificate), off the loop
-            await prepare(request.headers)
+        if provider.prepare is not None:  # I/O a check needs first (PayPal's certificate)
+            await provider.prepare(request.headers)
         try:
             _verify(provider, body, request.headers)
         except SignedButUnreadable as exc:

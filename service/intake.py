@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from service.errors import BodyTooLarge, WebhookError
+from payhooks.providers.kit.receiver_errors import BodyTooLarge, WebhookError
 
 log = logging.getLogger("payhooks.intake")
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the receiver, served at GET /metrics."""
+"""Prometheus metrics of the receiver, served at GET /metrics (with those a provider's
+receiver keeps itself, such as Stripe's refused test-mode events)."""
 
 import os
 
@@ -27,11 +28,6 @@ ACK_SECONDS = Histogram(
     "Time from reading a webhook to answering it.",
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
-TEST_MODE_REFUSED = Counter(
-    "payhooks_test_mode_events_total",
-    "Verified test-mode events refused (acknowledged, not queued) by provider.",
-    ["provider"],
 )
 
 

@@ -17,9 +17,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from payhooks.providers.kit.receiver_errors import QueueUnavailable, WebhookError
 from payhooks.storage import trail
 from payhooks.storage.trail import StoredWebhook
-from service.errors import QueueUnavailable, WebhookError
 from service.inbox import NotReplicated
 
 _OUR_CODE = ("service", "payhooks", "workers")

@@ -12,25 +12,26 @@ from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from payhooks.devtools.dev_environment import DevSandbox, dev_environment
+from payhooks.devtools.dev_environment import dev_environment
 from payhooks.devtools.embedded_redis import EmbeddedRedis
 from payhooks.devtools.sandbox import add_stand_ins
-from payhooks.devtools.sandbox.authorizenet import AuthorizeNetState
-from payhooks.devtools.sandbox.epay import EPayState
-from payhooks.devtools.sandbox.gocardless import GoCardlessState
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.devtools.sandbox.paypal import PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
-from payhooks.devtools.sandbox.stripe import StripeState
-from payhooks.domain.providers import stand_ins
+from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
+from payhooks.providers.authorizenet.stand_in import AuthorizeNetState
+from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.epay.stand_in import EPayState
+from payhooks.providers.generic.settings import GenericSettings
+from payhooks.providers.gocardless.settings import GoCardlessSettings
+from payhooks.providers.gocardless.stand_in import GoCardlessState
+from payhooks.providers.kit.samples import DevSandbox
+from payhooks.providers.liqpay.settings import LiqPaySettings
+from payhooks.providers.paypal.settings import PayPalIpnSettings, PayPalSettings
+from payhooks.providers.paypal.stand_in import PayPalState
+from payhooks.providers.stripe.settings import StripeSettings
+from payhooks.providers.stripe.stand_in import StripeState
+from payhooks.providers.tools import STAND_INS
 from payhooks.settings import Settings
-from payhooks.settings.authorizenet import AuthorizeNetSettings
-from payhooks.settings.braintree import BraintreeSettings
-from payhooks.settings.generic import GenericSettings
-from payhooks.settings.gocardless import GoCardlessSettings
-from payhooks.settings.liqpay import LiqPaySettings
-from payhooks.settings.paypal import PayPalIpnSettings, PayPalSettings
-from payhooks.settings.stripe import StripeSettings
 from service.app import create_app
 from tests.support.client import MakeClient
 from tests.support.processes import Started
@@ -119,7 +120,7 @@ def sandbox(
     a stand-in without one starts empty.
     """
     states: dict[str, object] = {}
-    for name in stand_ins():
+    for name in STAND_INS:
         try:
             states[name] = request.getfixturevalue(f"{name}_state")
         except pytest.FixtureLookupError:

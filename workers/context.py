@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import httpx
 from redis import Redis
 
-from payhooks.domain.providers import PROVIDERS, load
+from payhooks.providers.kit.steps import ProviderStep
+from payhooks.providers.worker_steps import build_steps
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
 from payhooks.storage.trail import Trail
@@ -21,7 +22,6 @@ from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
 from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
-from workers.provider_steps import ProviderStep
 from workers.ratelimit import RateLimiter
 
 
@@ -33,7 +33,7 @@ class WorkerContext:
     ledger: InvoiceLedger
     markers: Markers
     #: Per provider: confirm or complete an event with the provider's API before it is applied
-    #: (workers/provider_steps/).
+    #: (each provider's step.py, payhooks/providers/).
     provider_steps: Mapping[str, ProviderStep]
     http: httpx.Client
     trail: Trail
@@ -75,11 +75,7 @@ def build_context(settings: Settings) -> WorkerContext:
         nexudus=nexudus,
         ledger=InvoiceLedger(redis),
         markers=Markers(redis, lock_seconds=settings.job_timeout_seconds),
-        provider_steps={
-            spec.name: load(spec.worker_step).from_settings(settings, redis, trail)
-            for spec in PROVIDERS
-            if spec.worker_step is not None
-        },
+        provider_steps=build_steps(settings, redis, trail),
         http=http,
         trail=trail,
         metrics=metrics,

@@ -1,41 +1,30 @@
 """Why a job did not apply: transient (retried with backoff) or permanent (failed at once).
 
 Each error carries the fields an ops person needs as attributes, and a message that
-says what to do. No message ever contains a secret or a bearer token.
+says what to do. No message ever contains a secret or a bearer token. The base classes and
+the provider steps' own errors are in payhooks/providers/kit/step_errors.py, which the
+steps raise from below the workers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from payhooks.providers.kit.step_errors import (
+    JobError,
+    PermanentError,
+    ProviderLookupError,
+    ProviderLookupUnavailable,
+    TransientError,
+)
 
-class JobError(Exception):
-    """Base of every expected job failure."""
-
-    transient = False
-    retry_after: float | None = None
-    #: False where the failure says nothing about this job (Nexudus is down for all):
-    #: such an attempt is not counted against the job's JOB_MAX_ATTEMPTS.
-    counts_as_attempt = True
-    #: A write was sent and its outcome is unknown (a timeout, a 5xx): it may still land,
-    #: so the job must not search-and-write again at once (RQ retries it after a backoff).
-    write_may_have_landed = False
-
-    @property
-    def error_class(self) -> str:
-        return type(self).__name__
-
-
-class TransientError(JobError):
-    transient = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PermanentError(JobError):
-    """Retrying cannot help until someone fixes the cause; then replay the job."""
+__all__ = [
+    "JobError",
+    "PermanentError",
+    "ProviderLookupError",
+    "ProviderLookupUnavailable",
+    "TransientError",
+]
 
 
 class NexudusError(JobError):
@@ -173,12 +162,4 @@ class PaymentAlreadyApplied(PermanentError):
 
 
 class EventMissing(PermanentError):
-    pass
-
-
-class ProviderLookupError(PermanentError):
-    pass
-
-
-class ProviderLookupUnavailable(TransientError):
     pass

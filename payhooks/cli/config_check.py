@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from payhooks.cli.cli_output import emit, labelled, wrapped
 from payhooks.cli.dev_state import DevInstance
-from payhooks.domain.providers import BY_NAME, PROVIDERS, load
+from payhooks.domain.providers import PROVIDERS
+from payhooks.providers.generic.settings import GenericSettings
+from payhooks.providers.sections import SECTIONS
 from payhooks.settings import ConfigError, Settings, every_variable, redact_url, section_classes
-from payhooks.settings.generic import GenericSettings
 from payhooks.settings.reading import Rows, is_set, secret_variables, variables
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _ours(name: str) -> bool:
     return name in read or name.startswith(prefixes)
 
 
-#: The sample secrets `payhooks dev` signs with (payhooks/devtools/samples/): public, in
+#: The sample secrets `payhooks dev` signs with (the providers' sample.py): public, in
 #: this repository, so never a production value. ("cGF5aG9va3MtZGV2LW9ubHk" is base64 of
 #: "payhooks-dev-only", the generic sources' secret.)
 DEV_ONLY = re.compile(r"payhooks[_-]dev[_-]only|cGF5aG9va3MtZGV2LW9ubHk", re.IGNORECASE)
@@ -117,7 +118,7 @@ def provider_rows(settings: Settings) -> dict[str, Rows]:
             generic = settings.provider(GenericSettings)
             rows[name] = generic.source_rows(name.removeprefix("generic/"))
         else:
-            rows[name] = settings.provider(load(BY_NAME[name].settings)).rows()
+            rows[name] = settings.provider(SECTIONS[name]).rows()
     return rows
 
 
@@ -181,7 +182,7 @@ def _missing_for_worker(settings: Settings) -> list[str]:
     """Providers enabled without what their worker step needs to confirm a payment."""
     found = []
     for spec in PROVIDERS:
-        section = settings.provider(load(spec.settings))
+        section = settings.provider(SECTIONS[spec.name])
         missing = section.missing_for_worker()
         if missing and section.enabled:
             found.append(

@@ -19,7 +19,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from payhooks.cli import dev_state
 from payhooks.cli.cli_output import CommandError, redis_unreachable, report_error
-from payhooks.domain.providers import GENERIC, PROVIDER_NAMES, PROVIDERS
+from payhooks.domain.providers import GENERIC, PROVIDER_NAMES
+from payhooks.providers.tools import TOOLS
 from payhooks.settings import ConfigError, Settings
 
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     send.add_argument(
         "--sandbox-url",
-        help=f"{', '.join(s.name for s in PROVIDERS if s.sample_uses_sandbox)}: the dev "
+        help=f"{', '.join(name for name, tools in TOOLS.items() if tools.sample_uses_sandbox)}: the dev "
         "sandbox, which registers the sample payment or signs as PayPal (default: a running "
         "`payhooks dev`'s, else http://127.0.0.1:8090)",
     )

@@ -302,7 +302,7 @@ class Ops:
                 f"(kept {self.settings.event_retention_days} days)"
             )
         # The normalisers pull in every provider's SDK: only this command needs them.
-        from service.providers import build_providers
+        from payhooks.providers.receivers import build_providers
 
         provider_name, event_id = event_key.split(":", 1)
         providers = build_providers(self.settings)

@@ -27,10 +27,10 @@ from payhooks.cli.ops import (
     print_failed,
     print_trail,
 )
+from payhooks.providers.generic.settings import GenericSettings
+from payhooks.providers.kit.receiver_errors import WebhookError
 from payhooks.settings import Settings
-from payhooks.settings.generic import GenericSettings
 from payhooks.storage import redis_connect
-from service.errors import WebhookError
 
 
 def run_ops(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,8 +12,8 @@ import httpx
 
 from payhooks.cli.cli_output import CommandError, emit, labelled, report_error
 from payhooks.cli.dev_state import DevInstance
-from payhooks.devtools.samples.sending import Sample, SampleRequest
-from payhooks.domain.providers import BY_NAME, load
+from payhooks.providers.kit.samples import Sample, SampleRequest
+from payhooks.providers.tools import TOOLS
 from payhooks.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -84,7 +84,7 @@ def _event_keys(args: argparse.Namespace, request: SampleRequest, sample: Sample
     """The events of the sample as `trace` finds them: read by the receiver's own
     normaliser, built with what the sample was signed with (a provider's event id is not
     always what its payload calls an id: LiqPay's is the payment and its status)."""
-    from service.providers import build_providers
+    from payhooks.providers.receivers import build_providers
 
     body = sample.query.encode() if sample.query is not None else sample.body
     try:
@@ -106,7 +106,7 @@ def _send(
 ) -> tuple[str, str, SampleRequest, Sample, httpx.Response]:
     url = f"{args.url.rstrip('/')}/webhooks/{_path(args)}"
     # The provider's own sample builds (and, where its job asks an API, registers) it.
-    build: Callable[[SampleRequest], Sample] = load(BY_NAME[args.provider].sample)
+    build: Callable[[SampleRequest], Sample] = TOOLS[args.provider].sample
     request = SampleRequest(
         invoice=args.invoice,
         amount=amount,

@@ -13,9 +13,9 @@ from typing import Any
 
 from payhooks.cli.ops import Ops
 from payhooks.domain.events import Ignored
+from payhooks.providers.receivers import build_providers
 from payhooks.storage import redis_keys, trail
 from payhooks.storage.redis_keys import text
-from service.providers import build_providers
 from service.quarantine import reason_of
 
 _PREFIX = redis_keys.webhook("")

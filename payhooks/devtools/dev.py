@@ -17,17 +17,18 @@ from aiohttp import web
 
 from payhooks import logs
 from payhooks.cli import dev_state
-from payhooks.devtools.dev_environment import DevSandbox, dev_environment
+from payhooks.devtools.dev_environment import dev_environment
 from payhooks.devtools.embedded_redis import EmbeddedRedis
-from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
 from payhooks.devtools.sandbox import add_stand_ins
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
-from payhooks.devtools.sandbox.paypal import PayPalState
 from payhooks.domain.providers import GENERIC, PROVIDERS
+from payhooks.providers.kit.samples import DevSandbox
+from payhooks.providers.paypal.stand_in import PayPalState
+from payhooks.providers.receivers import build_providers
+from payhooks.providers.stripe.sample import DEV_WEBHOOK_SECRET
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
-from payhooks.settings.stripe import StripeSettings
 from service.app import create_app
-from service.providers import build_providers
 
 
 @dataclass(frozen=True, slots=True)

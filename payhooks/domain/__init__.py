@@ -1,4 +1,4 @@
-"""The payment domain: events, money and what each provider's messages mean.
+"""The payment domain: events, money, the providers that exist and what their messages share.
 
-Imports nothing of ours. The receiver (service/) and the workers (workers/) both read it.
+Imports nothing of ours, and names nothing above it. The receiver and the workers both read it.
 """

@@ -12,8 +12,6 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import TypeVar
 
-from payhooks.domain.providers import GENERIC, PROVIDERS, load
-from payhooks.settings.generic import GenericSettings
 from payhooks.settings.provider import ProviderSettings
 from payhooks.settings.reading import (
     ConfigError,
@@ -31,9 +29,17 @@ S = TypeVar("S", bound=ProviderSettings)
 
 
 @cache
+def sections() -> Mapping[str, type[ProviderSettings]]:
+    """Each provider's settings section by its name, in registry order, the generic last."""
+    # Imported when first needed, not with this module: each section imports the settings'
+    # readers (payhooks.settings), which must be whole before the sections load.
+    from payhooks.providers.sections import SECTIONS
+
+    return SECTIONS
+
+
 def section_classes() -> tuple[type[ProviderSettings], ...]:
-    """Each registry entry's settings section, in registry order, the generic sources last."""
-    return tuple(dict.fromkeys(load(spec.settings) for spec in (*PROVIDERS, GENERIC)))
+    return tuple(sections().values())
 
 
 def every_variable() -> dict[str, bool]:
@@ -145,9 +151,7 @@ class Settings:
 
     def enabled_providers(self) -> list[str]:
         """The providers whose URL exists, in registry order, then generic sources."""
-        enabled = [spec.name for spec in PROVIDERS if self.provider(load(spec.settings)).enabled]
-        sources = self.provider(GenericSettings).webhook_secrets
-        return enabled + [f"generic/{source}" for source in sources]
+        return [url for name, kind in sections().items() for url in self.provider(kind).urls(name)]
 
     @property
     def event_ttl_seconds(self) -> int:

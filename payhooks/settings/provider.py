@@ -1,7 +1,7 @@
 """What every provider's settings section is: its fields, when it is on, what it lacks.
 
-A provider's section is a frozen dataclass of ``setting(...)`` fields in its own module
-(``payhooks/settings/<provider>.py``), named by its registry entry; ``Settings`` holds
+A provider's section is a frozen dataclass of ``setting(...)`` fields in its package
+(``payhooks/providers/<name>/settings.py``), listed in payhooks/providers/sections.py; ``Settings`` holds
 one of each and hands it out by class (``settings.provider(StripeSettings)``).
 """
 
@@ -37,6 +37,10 @@ class ProviderSettings(ABC):
     @property
     def enabled(self) -> bool:
         return bool(getattr(self, self.ENABLED_BY))
+
+    def urls(self, name: str) -> list[str]:
+        """Its URL names (``/webhooks/<name>``) when it is on: one, named for its provider."""
+        return [name] if self.enabled else []
 
     def missing_for_worker(self) -> list[str]:
         """The variables its worker step needs that are not set."""

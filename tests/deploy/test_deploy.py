@@ -18,9 +18,9 @@ import yaml
 from aiohttp.test_utils import TestClient
 
 from payhooks.devtools.embedded_redis import free_port
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.server import wait_until_ready
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings, every_variable
 from service.app import create_app
 from tests.support.paths import REPO

@@ -30,11 +30,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from payhooks.devtools.embedded_redis import free_port, redis_server_binary
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.server import wait_until_ready
+from payhooks.providers.stripe import sample as samples
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import ConfigError, Settings, redact_url
-from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_connect, redis_keys
 from service.app import create_app
 from tests.support.delivery import deliver
@@ -558,10 +558,10 @@ def enqueue_timings(url: str, *, ack_replicas: int, concurrency: int, count: int
     """Milliseconds each of ``count`` Stripe events took to be accepted by the receiver's
     EventInbox (``concurrency`` at a time, so group commits form as they do under load)."""
     from payhooks.domain.events import PaymentEvent
+    from payhooks.providers.receivers import build_providers
     from payhooks.storage.jobs import JobFactory
     from payhooks.storage.trail import StoredWebhook
     from service.inbox import EventInbox
-    from service.providers import build_providers
 
     settings = Settings(
         redis_url=url, providers=(StripeSettings(webhook_secrets=(STRIPE_SECRET,)),)

@@ -18,11 +18,11 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from payhooks.cli.ops import Filters, Ops, parse_since
 from payhooks.devtools.process_tree import kill_tree
-from payhooks.devtools.samples import stripe as samples
-from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
+from payhooks.providers.stripe import sample as samples
+from payhooks.providers.stripe.sample import paid_event
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
-from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, writes
 from tests.support.processes import (

@@ -15,12 +15,12 @@ from rq.registry import FailedJobRegistry
 
 from payhooks.cli.main import main
 from payhooks.cli.ops import shorten
-from payhooks.devtools.samples import generic as generic_samples
-from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.providers.generic import sample as generic_samples
+from payhooks.providers.stripe.sample import paid_event
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
-from payhooks.settings.stripe import StripeSettings
 from payhooks.storage import redis_keys
 from service.app import create_app
 from tests.support.delivery import deliver, keep_unprocessed

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 
 from payhooks.cli.config_check import check_config, problems
-from payhooks.devtools.samples import braintree as braintree_samples
-from payhooks.devtools.sandbox.gocardless import ACCESS_TOKEN
 from payhooks.devtools.sandbox.server import ThreadedServer
-from payhooks.devtools.sandbox.stripe import API_KEY as STRIPE_KEY
 from payhooks.domain.providers import PROVIDER_NAMES
+from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
+from payhooks.providers.braintree import sample as braintree_samples
+from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.epay.settings import EPaySettings
+from payhooks.providers.gocardless.settings import GoCardlessSettings
+from payhooks.providers.gocardless.stand_in import ACCESS_TOKEN
+from payhooks.providers.paypal.settings import PAYPAL_CERT_URL_PREFIXES, PayPalSettings
+from payhooks.providers.stripe.settings import StripeSettings
+from payhooks.providers.stripe.stand_in import API_KEY as STRIPE_KEY
 from payhooks.settings import Settings
-from payhooks.settings.authorizenet import AuthorizeNetSettings
-from payhooks.settings.braintree import BraintreeSettings
-from payhooks.settings.epay import EPaySettings
-from payhooks.settings.gocardless import GoCardlessSettings
-from payhooks.settings.paypal import PAYPAL_CERT_URL_PREFIXES, PayPalSettings
-from payhooks.settings.stripe import StripeSettings
 from tests.support.paths import REPO
 from tests.support.settings import with_section, with_settings
 
@@ -173,7 +173,9 @@ def test_a_misspelled_or_placeholder_variable_named_like_ours_is_a_problem(
 
 
 def test_payhooks_devs_public_sample_secrets_are_a_problem_outside_dev(settings: Settings) -> None:
-    from payhooks.devtools.samples import forte, generic, stripe
+    from payhooks.providers.forte import sample as forte
+    from payhooks.providers.generic import sample as generic
+    from payhooks.providers.stripe import sample as stripe
 
     env = {
         "STRIPE_WEBHOOK_SECRETS": f"whsec_mine,{stripe.DEV_WEBHOOK_SECRET}",

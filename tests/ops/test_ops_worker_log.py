@@ -10,7 +10,7 @@ from decimal import Decimal
 from redis import Redis
 from rq import Queue
 
-from payhooks.devtools.samples import stripe as samples
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JOB_FUNCTION

@@ -14,9 +14,9 @@ import pytest
 
 from payhooks.devtools.dev import TRIES
 from payhooks.devtools.embedded_redis import free_port
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, SandboxState
 from payhooks.devtools.sandbox.server import wait_until_ready
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from tests.support.delivery import deliver, writes
 from tests.support.processes import PAYHOOKS, Started, worker_env

@@ -16,8 +16,8 @@ from rq import Queue
 
 from payhooks.cli.config_check import check_config
 from payhooks.devtools.embedded_redis import EmbeddedRedis
+from payhooks.providers.braintree.settings import BraintreeSettings
 from payhooks.settings import Settings
-from payhooks.settings.braintree import BraintreeSettings
 from payhooks.storage.eviction_policy import eviction_problem
 from payhooks.storage.jobs import JobFactory
 from tests.support.client import MakeClient

@@ -16,8 +16,8 @@ from redis import Redis
 from rq import Queue
 
 from payhooks.devtools.embedded_redis import free_port
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, queued_job

@@ -23,15 +23,15 @@ from rq import Queue
 from payhooks.cli.main import main as cli_main
 from payhooks.cli.ops import Ops
 from payhooks.cli.unprocessed import UnprocessedWebhooks
-from payhooks.devtools.samples import braintree as braintree_samples
-from payhooks.devtools.samples import epay as epay_samples
-from payhooks.devtools.samples import generic as generic_samples
-from payhooks.devtools.samples import liqpay as liqpay_samples
-from payhooks.devtools.samples import paypal as paypal_samples
-from payhooks.devtools.samples import stripe as stripe_samples
 from payhooks.devtools.sandbox.nexudus import SandboxState
-from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.providers.braintree import sample as braintree_samples
+from payhooks.providers.epay import sample as epay_samples
+from payhooks.providers.generic import sample as generic_samples
+from payhooks.providers.liqpay import sample as liqpay_samples
+from payhooks.providers.paypal import sample as paypal_samples
+from payhooks.providers.paypal.stand_in import CERT_PATH, PayPalState
+from payhooks.providers.stripe import sample as stripe_samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.app import create_app

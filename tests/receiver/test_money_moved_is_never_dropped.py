@@ -27,15 +27,15 @@ from rq import Queue
 
 from payhooks.cli.ops import Ops
 from payhooks.cli.unprocessed import UnprocessedWebhooks
-from payhooks.devtools.samples import forte as forte_samples
-from payhooks.devtools.samples import gocardless as gocardless_samples
-from payhooks.devtools.samples import liqpay as liqpay_samples
-from payhooks.devtools.samples import paypal as paypal_samples
-from payhooks.devtools.samples import stripe as stripe_samples
-from payhooks.devtools.sandbox.paypal import CERT_PATH, PayPalState
 from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.providers.forte import sample as forte_samples
+from payhooks.providers.forte.settings import ForteSettings
+from payhooks.providers.gocardless import sample as gocardless_samples
+from payhooks.providers.liqpay import sample as liqpay_samples
+from payhooks.providers.paypal import sample as paypal_samples
+from payhooks.providers.paypal.stand_in import CERT_PATH, PayPalState
+from payhooks.providers.stripe import sample as stripe_samples
 from payhooks.settings import Settings
-from payhooks.settings.forte import ForteSettings
 from tests.support.client import post_webhook
 from tests.support.paths import FIXTURES
 from tests.support.settings import GOCARDLESS_SECRET, LIQPAY_KEY, PAYPAL_WEBHOOK_ID, STRIPE_SECRET

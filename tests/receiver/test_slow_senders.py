@@ -16,7 +16,7 @@ from redis import Redis
 from rq import Queue
 
 from payhooks.devtools.embedded_redis import free_port
-from payhooks.devtools.samples import stripe as samples
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from service.app import create_app
 from service.intake import ReadLimits
@@ -184,7 +184,7 @@ async def test_chunked_body_draws_on_the_budget_as_it_arrives(port: int) -> None
 async def test_a_slow_body_to_a_token_url_is_logged_without_the_token(
     port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from payhooks.devtools.samples import forte
+    from payhooks.providers.forte import sample as forte
 
     caplog.set_level(logging.DEBUG)
     head = (

@@ -17,7 +17,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.devtools.process_tree import kill_tree
-from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET as STRIPE_SECRET
+from payhooks.providers.stripe.sample import DEV_WEBHOOK_SECRET as STRIPE_SECRET
 from payhooks.settings import Settings
 
 #: The type of the ``run_worker`` fixture (tests/conftest.py): drain the queue with a real

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from payhooks.devtools.samples.generic import DEV_SECRET as GENERIC_DEV_SECRET
-from payhooks.devtools.samples.gocardless import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
-from payhooks.devtools.samples.liqpay import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
-from payhooks.devtools.samples.stripe import DEV_WEBHOOK_SECRET
+from payhooks.providers.generic.sample import DEV_SECRET as GENERIC_DEV_SECRET
+from payhooks.providers.gocardless.sample import DEV_WEBHOOK_SECRET as GOCARDLESS_DEV_SECRET
+from payhooks.providers.liqpay.sample import DEV_PRIVATE_KEY as LIQPAY_DEV_KEY
+from payhooks.providers.stripe.sample import DEV_WEBHOOK_SECRET
 from payhooks.settings import ProviderSettings, Settings
 
 STRIPE_SECRET = DEV_WEBHOOK_SECRET

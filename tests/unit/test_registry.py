@@ -1,32 +1,32 @@
-"""The provider registry: every part an entry names exists and has the shape its user calls."""
+"""The provider registry: every provider in the domain's list has its parts in the typed tables
+of payhooks/providers/, each part in its own package under the name its kind takes, and each
+has the shape its user calls."""
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 import pytest
 from redis import Redis
 
 from payhooks.cli.config_check import problems, provider_rows
-from payhooks.domain.providers import (
-    BY_NAME,
-    GENERIC,
-    PROVIDER_NAMES,
-    PROVIDERS,
-    ProviderSpec,
-    load,
-    stand_ins,
-)
+from payhooks.domain.providers import GENERIC, PROVIDER_NAMES, PROVIDERS, ProviderSpec
+from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
+from payhooks.providers.epay.settings import EPaySettings
+from payhooks.providers.gocardless.settings import GoCardlessSettings
+from payhooks.providers.liqpay.settings import LiqPaySettings
+from payhooks.providers.receivers import RECEIVERS, SOURCE_RECEIVER, build_providers
+from payhooks.providers.sections import SECTIONS
+from payhooks.providers.stripe.settings import StripeSettings
+from payhooks.providers.tools import STAND_INS, TOOLS
+from payhooks.providers.worker_steps import WORKER_STEPS
 from payhooks.settings import ConfigError, ProviderSettings, Settings
-from payhooks.settings.authorizenet import AuthorizeNetSettings
-from payhooks.settings.epay import EPaySettings
-from payhooks.settings.gocardless import GoCardlessSettings
-from payhooks.settings.liqpay import LiqPaySettings
 from payhooks.settings.reading import variables
-from payhooks.settings.stripe import StripeSettings
 from payhooks.storage.trail import Trail
-from service.providers import build_providers
+from tests.support.paths import REPO
 
 
 def test_names_are_unique_url_segments_and_every_entry_is_complete() -> None:
@@ -36,29 +36,78 @@ def test_names_are_unique_url_segments_and_every_entry_is_complete() -> None:
         assert spec.name == spec.name.lower(), spec.name
         assert "/" not in spec.name
         assert spec.payment_providers, spec.name
-        section = load(spec.settings)
+        section = SECTIONS[spec.name]
         assert issubclass(section, ProviderSettings), spec.name
         assert section.ENABLED_BY in variables(section), spec.name
         assert set(section.WORKER_NEEDS) <= set(variables(section)), spec.name
 
 
 @pytest.mark.parametrize("spec", PROVIDERS, ids=lambda spec: spec.name)
-def test_each_part_an_entry_names_loads_with_the_shape_its_user_calls(
+def test_each_part_a_table_lists_has_the_shape_its_user_calls(
     spec: ProviderSpec, settings: Settings, redis: Redis
 ) -> None:
-    receiver = load(spec.receiver).from_settings(settings)
+    receiver = RECEIVERS[spec.name](settings)
     assert receiver.name == spec.name  # its URL and event keys
-    if spec.worker_step is not None:
-        step = load(spec.worker_step).from_settings(settings, redis, Trail(redis, ttl_seconds=60))
+    if spec.name in WORKER_STEPS:
+        step = WORKER_STEPS[spec.name](settings, redis, Trail(redis, ttl_seconds=60))
         assert callable(step)
-    assert list(inspect.signature(load(spec.sample)).parameters) == ["request"]
-    assert list(inspect.signature(load(spec.dev_environment)).parameters) == ["sandbox", "env"]
-    assert settings.provider(load(spec.settings)).rows()
-    if spec.probe is not None:
-        checks = load(spec.probe)(settings.provider(load(spec.settings)), httpx.Client())
+    tools = TOOLS[spec.name]
+    assert list(inspect.signature(tools.sample).parameters) == ["request"]
+    assert list(inspect.signature(tools.dev_environment).parameters) == ["sandbox", "env"]
+    assert settings.provider(SECTIONS[spec.name]).rows()
+    if tools.probe is not None:
+        checks = tools.probe(settings, httpx.Client())
         assert all(callable(check) for _, check in checks)
-    if spec.stand_in is not None:
-        assert list(inspect.signature(load(spec.stand_in)).parameters) == ["app", "state"]
+    for add_routes in STAND_INS.values():
+        assert list(inspect.signature(add_routes).parameters) == ["app", "state"]
+
+
+def _home(part: Any) -> tuple[str, str]:
+    """The provider package and the module a part is defined in (payhooks/providers/<p>/<m>)."""
+    owner = getattr(part, "__self__", part)  # a factory: the class its from_settings builds
+    module = owner.__module__
+    root, providers, package, name = module.split(".")
+    assert (root, providers) == ("payhooks", "providers"), module
+    return package, name
+
+
+TABLES: Mapping[str, Callable[[], list[Any]]] = {
+    "settings": lambda: list(SECTIONS.values()),
+    "receiver": lambda: [*RECEIVERS.values(), SOURCE_RECEIVER],
+    "step": lambda: list(WORKER_STEPS.values()),
+    "sample": lambda: [tools.sample for tools in TOOLS.values()],
+    "stand_in": lambda: list(STAND_INS.values()),
+}
+
+
+def test_every_provider_module_is_in_its_table_and_every_table_entry_in_its_module() -> None:
+    """The convention: a provider's settings.py, receiver.py, step.py, sample.py and
+    stand_in.py (PayPal's IPN: ipn_receiver.py, ipn_step.py) are each listed in the table of
+    their kind, and every entry of a table lives in a module of that kind."""
+    packages = sorted(
+        p.name
+        for p in (REPO / "payhooks" / "providers").iterdir()
+        if (p / "__init__.py").exists() and p.name != "kit"
+    )
+    for kind, entries in TABLES.items():
+        homes = {_home(part) for part in entries()}
+        for package, module in homes:
+            assert module.removeprefix("ipn_") == kind, (kind, package, module)
+        for package in packages:
+            for module in (kind, f"ipn_{kind}"):
+                if (REPO / "payhooks" / "providers" / package / f"{module}.py").exists():
+                    assert (package, module) in homes, f"{package}/{module}.py is in no table"
+    probes = [
+        package
+        for package in packages
+        if (REPO / "payhooks/providers" / package / "probe.py").exists()
+    ]
+    assert len(probes) == sum(tools.probe is not None for tools in TOOLS.values())
+    names = [*PROVIDER_NAMES, GENERIC.name]
+    assert list(SECTIONS) == names
+    assert list(TOOLS) == names
+    assert list(RECEIVERS) == list(PROVIDER_NAMES)
+    assert set(WORKER_STEPS) < set(PROVIDER_NAMES)
 
 
 def test_the_receiver_serves_exactly_the_providers_the_settings_enable(settings: Settings) -> None:
@@ -72,16 +121,16 @@ def test_with_no_provider_the_receiver_names_every_variable_that_enables_one() -
     with pytest.raises(ConfigError) as raised:
         Settings(redis_url="redis://localhost:6379/0").check_receiver()
     for spec in (*PROVIDERS, GENERIC):
-        assert load(spec.settings).enabling_variable() in str(raised.value)
+        assert SECTIONS[spec.name].enabling_variable() in str(raised.value)
 
 
 def test_stand_ins_shared_by_two_providers_are_served_once() -> None:
     # PayPal's webhook certificates and IPN postback are one stand-in.
-    paths = [spec.stand_in for spec in PROVIDERS if spec.stand_in is not None]
-    assert BY_NAME["paypal"].stand_in == BY_NAME["paypal-ipn"].stand_in
-    assert len(paths) == len(set(paths)) + 1
-    assert sorted(stand_ins().values()) == sorted(set(paths))
-    assert "paypal" in stand_ins()
+    homes = [_home(add_routes)[0] for add_routes in STAND_INS.values()]
+    assert len(homes) == len(set(homes))
+    assert list(STAND_INS) == homes  # each by its package's name
+    assert "paypal" in STAND_INS
+    assert "paypal-ipn" not in STAND_INS
 
 
 def test_check_config_names_only_the_missing_setting_a_providers_worker_step_needs() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,44 +18,28 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from payhooks.devtools.samples import generic
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState
 from payhooks.domain.events import PaymentEvent
+from payhooks.providers.generic import sample as generic
+from payhooks.providers.generic.settings import GenericSettings
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
-from payhooks.settings.generic import GenericSettings
 from payhooks.storage import redis_keys
 from service.inbox import Accepted
-from tests.support.delivery import deliver, queued_job, writes
+from tests.support.delivery import deliver, writes
+from tests.support.money import (
+    intent,
+    job_of,
+    run_worker_process,
+    succeeded,
+    tokens_of,
+    wait_for,
+)
 from tests.support.processes import PAYHOOKS, RunWorker, run_burst_worker, worker_env
 from tests.support.settings import GENERIC_SECRET, with_section, with_settings
 from workers.errors import InvoiceLockLost
 from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
-
-
-def succeeded(intent: dict[str, Any]) -> dict[str, Any]:
-    return samples.event("payment_intent.succeeded", intent)
-
-
-def intent(invoice_id: int, amount: str, **kw: Any) -> dict[str, Any]:
-    return samples.payment_intent(invoice_id=invoice_id, amount=Decimal(amount), **kw)
-
-
-def job_of(redis: Redis, event: dict[str, Any]) -> Job:
-    return queued_job(redis, f"stripe:{event['id']}")
-
-
-def tokens_of(state: SandboxState, invoice_id: int) -> list[dict[str, Any]]:
-    return [t for t in state.tokens.values() if t["CoworkerInvoiceId"] == invoice_id]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class TestEventIdentity:
@@ -244,7 +227,7 @@ class TestDoublePayments:
         sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=1.5))
         event = succeeded(intent(42, "100.00"))
         deliver(settings, "stripe", event)
-        worker = _run_worker_process(settings)
+        worker = run_worker_process(settings)
         wait_for(lambda: any(c.method == "GET" for c in sandbox_state.calls), 20, "the GET")
         sandbox_state.invoices[42].update(PaidOn="2026-11-30T08:00:00Z", Paid=True)
         worker.communicate(timeout=60)
@@ -310,14 +293,6 @@ class TestPartialPayments:
         assert sandbox_state.invoices[42]["PaidOn"] is None  # 60 EUR of 100 so far
 
 
-def _run_worker_process(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [*PAYHOOKS, "worker", "--burst"],
-        env=worker_env(settings, JOB_RETRY_IN_PLACE_FIRST_MS="5", LOG_LEVEL="WARNING", **env),
-        stderr=subprocess.PIPE,
-    )
-
-
 class TestFreshPut:
     @pytest.mark.parametrize(
         ("change", "paid"),
@@ -340,7 +315,7 @@ class TestFreshPut:
         sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=1.5))
         event = succeeded(intent(42, "100.00"))
         deliver(settings, "stripe", event)
-        worker = _run_worker_process(settings)
+        worker = run_worker_process(settings)
         wait_for(lambda: any(c.method == "GET" for c in sandbox_state.calls), 20, "the GET")
         sandbox_state.invoices[42].update(change)
         worker.communicate(timeout=60)
@@ -367,7 +342,7 @@ class TestLocks:
         sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=16))
         deliver(queued, "stripe", succeeded(payment))
         deliver(queued, "stripe", samples.event("charge.succeeded", samples.charge(payment)))
-        workers = [_run_worker_process(settings, JOB_TIMEOUT_SECONDS="10") for _ in range(2)]
+        workers = [run_worker_process(settings, JOB_TIMEOUT_SECONDS="10") for _ in range(2)]
         for worker in workers:
             worker.communicate(timeout=90)
         assert len(tokens_of(sandbox_state, 42)) == 1

@@ -19,11 +19,11 @@ from decimal import Decimal
 
 import pytest
 
-from payhooks.devtools.samples import gocardless as gocardless_samples
-from payhooks.devtools.samples import paypal as paypal_samples
-from payhooks.devtools.sandbox.gocardless import GoCardlessState, payment_record
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.paid_dates import paid_date
+from payhooks.providers.gocardless import sample as gocardless_samples
+from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record
+from payhooks.providers.paypal import sample as paypal_samples
 from payhooks.settings import Settings
 from tests.support.delivery import deliver
 from tests.support.processes import RunWorker

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 
 from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.providers.kit.provider_api import ProviderApi
 from workers.errors import ProviderLookupError, ProviderLookupUnavailable
-from workers.provider_steps.provider_api import ProviderApi
 
 
 async def answer(request: web.Request) -> web.Response:

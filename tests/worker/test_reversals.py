@@ -16,34 +16,38 @@ from typing import Any
 import pytest
 from redis import Redis
 from rq import Queue
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry
 
 from payhooks.devtools.process_tree import kill_tree
-from payhooks.devtools.samples import gocardless as gocardless_samples
-from payhooks.devtools.samples import liqpay as liqpay_samples
-from payhooks.devtools.samples import paypal as paypal_samples
-from payhooks.devtools.samples import stripe as samples
-from payhooks.devtools.sandbox.gocardless import GoCardlessState
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState
 from payhooks.domain.money import to_minor_units
+from payhooks.providers.gocardless import sample as gocardless_samples
+from payhooks.providers.gocardless.stand_in import GoCardlessState
+from payhooks.providers.liqpay import sample as liqpay_samples
+from payhooks.providers.paypal import sample as paypal_samples
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from tests.providers.test_braintree import ours as braintree_paid
-from tests.providers.test_braintree import sdk_sample as braintree_sdk_sample
-from tests.providers.test_gocardless import add_payment, add_refund
-from tests.providers.test_paypal import PAYPAL_SAMPLES
 from tests.support.delivery import deliver, queued_job, writes
-from tests.support.processes import PAYHOOKS, RunWorker, run_burst_worker, worker_env
-from tests.support.settings import LIQPAY_KEY, with_settings
-from tests.worker.test_money_path import (
-    _run_worker_process,
+from tests.support.money import (
     intent,
     job_of,
+    replay,
+    requeue_scheduled,
+    result_of,
+    run_worker_process,
     succeeded,
     tokens_of,
     wait_for,
 )
+from tests.support.processes import PAYHOOKS, RunWorker, run_burst_worker, worker_env
+from tests.support.provider_payloads import (
+    PAYPAL_SAMPLES,
+    add_payment,
+    add_refund,
+    braintree_paid,
+    braintree_sdk_sample,
+)
+from tests.support.settings import LIQPAY_KEY, with_settings
 from workers.invoice_ledger import InvoiceLedger
 
 
@@ -80,24 +84,6 @@ def dispute(payment: dict[str, Any], event_type: str, status: str, amount: str) 
             "status": status,
         },
     )
-
-
-def requeue_scheduled(redis: Redis, queue: Queue) -> None:
-    """The scheduler's part, without waiting for it: scheduled retries queued now."""
-    scheduled = ScheduledJobRegistry(queue=queue)
-    for job_id in scheduled.get_job_ids():
-        scheduled.remove(job_id)
-        queue.enqueue_job(Job.fetch(job_id, connection=redis))
-
-
-def replay(redis: Redis, queue: Queue, job: Job) -> None:
-    """What `payhooks failed replay` does to a failed job: queue it again."""
-    queue.enqueue_job(Job.fetch(job.id, connection=redis))
-
-
-def result_of(job: Job) -> str:
-    job.refresh()
-    return str((job.return_value() or {}).get("result"))
 
 
 # -- every provider whose reversal is its own event --------------------------------------
@@ -303,7 +289,7 @@ class TestRefundBeforeTheRetry:
         sandbox_state.faults.append(Fault("POST", TOKENS, 200, delay=1.5))
         payment = intent(42, "100.00")
         deliver(settings, "stripe", succeeded(payment))
-        worker = _run_worker_process(settings)
+        worker = run_worker_process(settings)
         try:
             wait_for(lambda: any(c.method == "GET" for c in sandbox_state.calls), 20, "the GET")
             refund = refunded(payment)

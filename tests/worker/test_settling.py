@@ -14,14 +14,21 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import INVOICES, Call, Fault, SandboxState
+from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from tests.support.delivery import deliver, writes
+from tests.support.money import (
+    intent,
+    job_of,
+    replay,
+    requeue_scheduled,
+    result_of,
+    succeeded,
+    tokens_of,
+)
 from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import with_settings
-from tests.worker.test_money_path import intent, job_of, succeeded, tokens_of
-from tests.worker.test_reversals import replay, requeue_scheduled, result_of
 from workers.invoice_ledger import InvoiceLedger
 
 

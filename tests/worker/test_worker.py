@@ -11,9 +11,9 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from payhooks.devtools.samples import stripe as samples
-from payhooks.devtools.samples.stripe import paid_event
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState, invoice_record
+from payhooks.providers.stripe import sample as samples
+from payhooks.providers.stripe.sample import paid_event
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.delivery import api_calls, deliver, queued_job, writes

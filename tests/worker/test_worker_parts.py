@@ -10,11 +10,11 @@ import pytest
 from aiohttp import web
 from redis import Redis
 
-from payhooks.devtools.samples import stripe as samples
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.devtools.sandbox.server import ThreadedServer
+from payhooks.providers.stripe import sample as samples
+from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import ConfigError, Settings
-from payhooks.settings.stripe import StripeSettings
 from tests.support.delivery import deliver
 from tests.support.processes import RunWorker
 from tests.support.settings import with_section

@@ -9,12 +9,12 @@ import asyncio
 from collections.abc import Sequence
 
 from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.providers.receivers import build_providers
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
 from payhooks.storage.jobs import JobFactory
 from payhooks.storage.trail import StoredWebhook
 from service.inbox import Accepted, EventInbox
-from service.providers import build_providers
 
 
 def deliver_bodies(

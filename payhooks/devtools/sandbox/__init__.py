@@ -1,6 +1,6 @@
 """Local stand-ins for the HTTP APIs payhooks talks to, for tests and `payhooks dev`.
 
-The providers' stand-ins are named in the registry (``payhooks/domain/providers.py``).
+The providers' stand-ins are listed in payhooks/providers/tools.py.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from payhooks.domain.providers import load, stand_ins
+from payhooks.providers.tools import STAND_INS
 
 
 def add_stand_ins(app: web.Application, states: Mapping[str, object]) -> None:
     """Serve every provider's stand-in from ``app``; ``states``, by stand-in, are those the
     caller reads (the others start empty)."""
-    for name, path in stand_ins().items():
-        load(path)(app, states.get(name))
+    for name, add_routes in STAND_INS.items():
+        add_routes(app, states.get(name))

@@ -1,0 +1,111 @@
+"""Confirms an Authorize.Net transaction with the API before any money is recorded.
+
+``getTransactionDetails`` gives the transaction's status, amount, ``order.invoiceNumber``
+and subscription. A paid notification whose transaction is not captured is not trusted.
+
+A refund is a transaction of its own: ``refund.created`` names the refund, not the payment
+it returns, so the refund is read for ``refTransId`` (the payment) and its amount, and the
+event is told as a reversal of that payment. A void names the voided payment itself.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
+from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
+from payhooks.providers.kit.provider_api import ProviderApi
+from payhooks.providers.kit.section_step import SectionStep
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
+
+CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
+REFUNDED = frozenset({"refundPendingSettlement", "refundSettledSuccessfully"})
+NOT_FOUND = "E00040"
+
+
+API = ProviderApi(
+    "Authorize.Net API", credentials="AUTHORIZENET_LOGIN_ID and AUTHORIZENET_TRANSACTION_KEY"
+)
+
+
+class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
+    SECTION = AuthorizeNetSettings
+
+    def __call__(self, event: PaymentEvent) -> PaymentEvent:
+        if event.kind is PaymentKind.REFUNDED and event.event_type.endswith(".refund.created"):
+            return self._refunded_payment(event)
+        if event.kind is not PaymentKind.PAID and event.kind is not PaymentKind.PENDING:
+            return event
+        transaction = self._fetch(event.token)
+        status = str(transaction.get("transactionStatus", ""))
+        if status not in CAPTURED:
+            raise ProviderLookupError(
+                f"Authorize.Net transaction {event.token} is {status or 'of unknown status'}, "
+                "not captured: no money is recorded"
+            )
+        order = transaction.get("order") or {}
+        invoice = InvoiceRef.from_text(str(order.get("invoiceNumber") or ""))
+        details = dict(event.details)
+        subscription = transaction.get("subscription") or {}
+        if subscription.get("id"):
+            details["subscription"] = str(subscription["id"])
+        amount = transaction.get("settleAmount", transaction.get("authAmount"))
+        return event.with_changes(
+            invoice=invoice,
+            amount=Decimal(str(amount)) if amount is not None else None,
+            currency=self._settings.currency,
+            details=details,
+        )
+
+    def _refunded_payment(self, event: PaymentEvent) -> PaymentEvent:
+        refund = self._fetch(event.token)
+        status = str(refund.get("transactionStatus", ""))
+        payment = str(refund.get("refTransId") or "")
+        if status not in REFUNDED or not payment:
+            # Told as it came, the refund would name no payment of ours and take back
+            # nothing: a person must see it.
+            raise ProviderLookupError(
+                f"Authorize.Net transaction {event.token} is {status or 'of unknown status'} "
+                f"and names {'payment ' + payment if payment else 'no payment (refTransId)'}: "
+                "not a refund we can apply to a payment"
+            )
+        amount = refund.get("settleAmount", refund.get("authAmount"))
+        return event.with_changes(
+            token=payment,
+            amount=Decimal(str(amount)) if amount is not None else None,
+            currency=self._settings.currency,
+        )
+
+    def _fetch(self, transaction_id: str) -> dict[str, Any]:
+        section = self._settings
+        if not section.login_id or not section.transaction_key:
+            raise ProviderLookupError(
+                "AUTHORIZENET_LOGIN_ID and AUTHORIZENET_TRANSACTION_KEY are needed to confirm "
+                "Authorize.Net transactions"
+            )
+        request = {
+            "getTransactionDetailsRequest": {
+                "merchantAuthentication": {
+                    "name": section.login_id,
+                    "transactionKey": section.transaction_key,
+                },
+                "transId": transaction_id,
+            }
+        }
+        response = API.send("POST", section.api_url, json=request)
+        try:
+            # The API prefixes its JSON with a byte-order mark.
+            body = json.loads(response.content.decode("utf-8-sig"))
+        except ValueError:
+            raise ProviderLookupUnavailable("Authorize.Net API answered no JSON") from None
+        messages = body.get("messages") or {}
+        if messages.get("resultCode") != "Ok":
+            first = (messages.get("message") or [{}])[0]
+            code, text = first.get("code", "?"), first.get("text", "")
+            if code == NOT_FOUND:
+                raise ProviderLookupError(f"Authorize.Net has no transaction {transaction_id}")
+            raise ProviderLookupError(f"Authorize.Net refused the lookup: {code} {text}")
+        transaction: dict[str, Any] = body.get("transaction") or {}
+        return transaction

@@ -1,0 +1,244 @@
+"""Braintree: form-encoded notifications verified and parsed with the official SDK.
+
+``bt_signature`` / ``bt_payload`` go to ``webhook_notification.parse``, which checks the
+HMAC for the public key named in the signature (several key pairs may be configured, for
+rotation or several merchant accounts). The legacy endpoint check (``GET ?bt_challenge=``)
+is answered with ``webhook_notification.verify``. Braintree notifications carry no event
+id: (kind, timestamp, subject id) is the dedupe key.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import braintree
+from braintree.exceptions.invalid_signature_error import InvalidSignatureError
+
+from payhooks.domain.events import (
+    Ignored,
+    InvoiceRef,
+    Normalised,
+    PaymentEvent,
+    PaymentKind,
+    RegularPaymentProvider,
+)
+from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.kit.receiver_errors import (
+    InvalidSignature,
+    MalformedPayload,
+    SignedButUnreadable,
+    WebhookError,
+)
+from payhooks.providers.kit.receiving import FORM, ReceiverDefaults
+from payhooks.settings import Settings
+
+Kind = braintree.WebhookNotification.Kind
+PAID = frozenset(
+    {Kind.SubscriptionChargedSuccessfully, Kind.TransactionSettled, Kind.LocalPaymentCompleted}
+)
+FAILED = frozenset({Kind.SubscriptionChargedUnsuccessfully, Kind.TransactionSettlementDeclined})
+#: Disputes after which the money is with the customer. Braintree debits a chargeback when
+#: it is opened; accepting it, losing it or letting it expire leaves the money with the
+#: customer; winning returns it (PayPal help, "I received a chargeback on my Braintree
+#: control panel", paypal.com/us/selfhelp/article/faq3379).
+MONEY_LEFT = frozenset(
+    {
+        Kind.DisputeOpened,
+        Kind.DisputeAccepted,
+        Kind.DisputeAutoAccepted,
+        Kind.DisputeLost,
+        Kind.DisputeExpired,
+    }
+)
+#: Why the other dispute kinds are not refunds.
+NO_MONEY_LEFT = {
+    Kind.DisputeWon: "dispute won: the money came back to the merchant",
+    Kind.DisputeDisputed: "dispute contested by the merchant: no money moved",
+    Kind.DisputeUnderReview: "dispute under review: no money moved",
+}
+
+
+_SENSITIVE_XML = re.compile(
+    r"<(bin|last-4|expiration-month|expiration-year|masked-number|unique-number-identifier|"
+    r"account-number|routing-number|account-holder-name|last-name|cardholder-name)>"
+    r"[^<]*</\1>"
+)
+
+
+_CHALLENGE = re.compile(r"[a-f0-9]{20,32}")
+
+
+def _fields(body: bytes) -> tuple[str, str]:
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise MalformedPayload("body is not a form") from None
+    return (parsed.get("bt_signature") or [""])[0], (parsed.get("bt_payload") or [""])[0]
+
+
+class BraintreeWebhook(ReceiverDefaults):
+    name = "braintree"
+    content_types = FORM
+    # the signature is a form field (no signature header)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BraintreeWebhook:
+        return cls(settings.provider(BraintreeSettings))
+
+    def __init__(self, section: BraintreeSettings) -> None:
+        if not section.keys:
+            raise ValueError("at least one Braintree key pair is required")
+        env = (
+            braintree.Environment.Production
+            if section.environment == "production"
+            else (braintree.Environment.Sandbox)
+        )
+        merchant_id = section.merchant_id or ""
+        self._gateways = {
+            public: braintree.BraintreeGateway(
+                braintree.Configuration(env, merchant_id, public, private)
+            )
+            for public, private in section.keys
+        }
+        self._invoice_field = section.invoice_field
+
+    def redact(self, body: bytes) -> bytes | None:
+        """Card and bank elements of the XML emptied (then no longer re-verifiable)."""
+        signature, payload = _fields(body)
+        try:
+            xml = base64.b64decode(payload).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        redacted = _SENSITIVE_XML.sub(r"<\1>[redacted]</\1>", xml)
+        if redacted == xml:
+            return None
+        return urlencode(
+            {
+                "bt_signature": signature,
+                "bt_payload": base64.encodebytes(redacted.encode()).decode(),
+            }
+        ).encode()
+
+    def answer_challenge(self, challenge: str) -> str:
+        # The SDK checks with re.match and `$`, which lets a trailing newline through and
+        # raises for the rest: refuse anything else here, as a 400.
+        if not _CHALLENGE.fullmatch(challenge):
+            raise MalformedPayload("bt_challenge must be 20-32 lower-case hex characters")
+        gateway = next(iter(self._gateways.values()))
+        return str(gateway.webhook_notification.verify(challenge))
+
+    def _parse(self, body: bytes) -> Any:
+        signature, payload = _fields(body)
+        if not signature or not payload:
+            raise InvalidSignature("missing bt_signature or bt_payload")
+        # Several public_key|hmac pairs may be present: use the first one that is ours.
+        publics = [pair.split("|")[0] for pair in signature.split("&")]
+        gateway = next((self._gateways[p] for p in publics if p in self._gateways), None)
+        if gateway is None:
+            raise InvalidSignature("signed with a public key that is not configured")
+        try:
+            return gateway.webhook_notification.parse(signature, payload)
+        except InvalidSignatureError as exc:
+            raise InvalidSignature(f"signature rejected ({exc})") from None
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        try:
+            self._parse(body)
+        except (WebhookError, UnicodeEncodeError):
+            raise  # refused before, or (a non-ASCII payload) instead of, the signature check
+        except Exception as exc:
+            # The SDK checks the signature before it reads the XML.
+            raise SignedButUnreadable("signed payload is not a notification the SDK reads") from exc
+
+    def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
+        notification = self._parse(body)
+        kind = str(notification.kind)
+        when: datetime = notification.timestamp.replace(tzinfo=UTC)
+        transaction, extra = _transaction_of(notification)
+        subject = getattr(transaction, "id", None) or extra.get("subscription", "")
+        event_id = f"{kind}-{int(when.timestamp())}-{subject}"
+        payment_kind, why_not = _kind(kind, getattr(notification, "dispute", None))
+        if payment_kind is None:
+            return [Ignored(event_id, kind, why_not)]
+        if transaction is None and payment_kind in (PaymentKind.PAID, PaymentKind.REFUNDED):
+            # Money moved and we cannot tell which payment: kept for a person, not dropped.
+            raise MalformedPayload(f"Braintree {kind} without a transaction")
+        if transaction is None:
+            return [Ignored(event_id, kind, "no transaction in the notification")]
+        invoice = self._invoice_of(transaction)
+        if not invoice and payment_kind is PaymentKind.PAID:
+            return [Ignored(event_id, kind, "no order_id on the transaction")]
+        # A dispute's money is its own (the disputed amount, in the dispute's currency);
+        # the transaction inside it is the payment it undoes, and gives the token.
+        money = getattr(notification, "dispute", None) or transaction
+        amount = getattr(money, "amount_disputed", None) or getattr(money, "amount", None)
+        currency = getattr(money, "currency_iso_code", None)
+        return [
+            PaymentEvent(
+                provider=self.name,
+                event_id=event_id,
+                event_type=kind,
+                kind=payment_kind,
+                token=str(transaction.id),
+                invoice=invoice,
+                amount=Decimal(str(amount)) if amount is not None else None,
+                currency=str(currency).upper() if currency else None,
+                occurred_at=when,
+                object_id=str(transaction.id),
+                regular_payment_provider=RegularPaymentProvider.BRAINTREE,
+                payment_method=getattr(transaction, "payment_instrument_type", None),
+                details=extra,
+            )
+        ]
+
+    def _invoice_of(self, transaction: Any) -> InvoiceRef:
+        value = getattr(transaction, "order_id", None)
+        if self._invoice_field:
+            custom = getattr(transaction, "custom_fields", None) or {}
+            value = custom.get(self._invoice_field, value) if isinstance(custom, dict) else value
+        return InvoiceRef.from_text(str(value or ""))
+
+
+def _kind(kind: str, dispute: Any) -> tuple[PaymentKind | None, str]:
+    """The payment kind, or None and why the notification is not acted on."""
+    if kind in PAID:
+        return PaymentKind.PAID, ""
+    if kind in FAILED:
+        return PaymentKind.FAILED, ""
+    if kind in NO_MONEY_LEFT:
+        return None, NO_MONEY_LEFT[kind]
+    if kind in MONEY_LEFT:
+        if str(getattr(dispute, "kind", "")) == "retrieval":
+            return None, "a retrieval asks for information: no money moved"
+        return PaymentKind.REFUNDED, ""
+    return None, "notification kind not handled"
+
+
+def _transaction_of(notification: Any) -> tuple[Any, dict[str, str]]:
+    """The transaction a notification is about, and references for the token's Notes."""
+    extra: dict[str, str] = {}
+    subscription = getattr(notification, "subscription", None)
+    if subscription is not None:
+        extra["subscription"] = str(subscription.id)
+        if getattr(subscription, "payment_method_token", None):
+            extra["payment_method_token"] = str(subscription.payment_method_token)
+        transactions = getattr(subscription, "transactions", None) or []
+        return (transactions[0] if transactions else None), extra
+    dispute = getattr(notification, "dispute", None)
+    if dispute is not None:
+        extra["dispute"] = str(getattr(dispute, "id", ""))
+        return getattr(dispute, "transaction", None), extra
+    local = getattr(notification, "local_payment_completed", None)
+    if local is not None:
+        return getattr(local, "transaction", None), extra
+    transaction = getattr(notification, "transaction", None)
+    details = getattr(transaction, "credit_card_details", None)
+    if details is not None and getattr(details, "token", None):
+        extra["payment_method_token"] = str(details.token)
+    return transaction, extra

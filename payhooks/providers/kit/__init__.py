@@ -1,0 +1,1 @@
+"""What every provider package builds on; names no provider."""

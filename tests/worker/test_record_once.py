@@ -1,0 +1,78 @@
+"""Record-once-and-enqueue, the storage's hand-off: its sync runner (what a worker-side
+poller or a replay uses) writes exactly what the receiver's async runner writes, and the
+worker applies what it queued."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from redis import Redis
+from rq import Queue
+
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.domain.events import PaymentEvent
+from payhooks.providers.receivers import build_providers
+from payhooks.providers.stripe import sample as samples
+from payhooks.settings import Settings
+from payhooks.storage import redis_connect, redis_keys
+from payhooks.storage.jobs import JobFactory
+from payhooks.storage.record_once import Accepted, RecordOnce, record_events, run_async
+from payhooks.storage.trail import StoredWebhook, Trail
+from tests.support.processes import RunWorker
+
+
+def stripe_event(settings: Settings, invoice: int) -> tuple[StoredWebhook, list[PaymentEvent]]:
+    body = json.dumps(samples.paid_event(invoice)).encode()
+    receiver = build_providers(settings)["stripe"]
+    events = [e for e in receiver.normalise(body, {}) if isinstance(e, PaymentEvent)]
+    return StoredWebhook.of("stripe", body, {}, receiver.redact(body)), events
+
+
+def recorder(settings: Settings) -> RecordOnce:
+    return RecordOnce(JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
+
+
+def test_the_sync_runner_queues_each_event_once_and_the_worker_applies_it(
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    sandbox_state: SandboxState,
+    run_worker: RunWorker,
+) -> None:
+    webhook, events = stripe_event(settings, 42)
+    assert record_events(redis, recorder(settings), webhook, events) == [Accepted.QUEUED]
+    assert record_events(redis, recorder(settings), webhook, events) == [Accepted.DUPLICATE]
+    assert queue.count == 1
+    stages = [e["stage"] for e in Trail(redis, ttl_seconds=60).history(events[0].key)]
+    assert stages == ["received", "enqueued", "duplicate"]
+    run_worker()
+    assert sandbox_state.invoices[42]["Paid"] is True
+
+
+def test_the_sync_and_async_runners_write_the_same_records(
+    settings: Settings, redis: Redis
+) -> None:
+    synced, [first] = stripe_event(settings, 42)
+    record_events(redis, recorder(settings), synced, [first])
+    awaited, [second] = stripe_event(settings, 43)
+
+    async def record_async() -> list[object]:
+        client = redis_connect.async_client(settings)
+        try:
+            record = recorder(settings)
+            return await run_async(client, record, record.calls(awaited, [second]))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(record_async()) == [1]
+
+    def written(event: PaymentEvent) -> dict[str, set[str]]:
+        job = redis.hgetall(f"rq:job:{redis_keys.job_id(event.key)}")
+        return {
+            "job": {k.decode() for k in job},
+            "event": set(json.loads(redis.get(redis_keys.event(event.key)) or b"{}")),
+        }
+
+    assert written(first) == written(second)
+    assert redis.hget(synced.key, "body") == synced.body
