@@ -190,7 +190,9 @@ class _Application:
                 self.mark_counted(token[0])
                 return self.outcome("already_applied", token, note="PaidOn already set")
             case Verdict.REFUSED:
-                self.ensure_token(known, f"NOT marked paid: {assessment.note}")
+                # Worded to stay true once the invoice is corrected and the job replayed
+                # (a replay finds this token and settles without rewriting its note).
+                self.ensure_token(known, refused_note(assessment.note))
                 raise AmountMismatch(self.invoice_id, assessment.note)
             case Verdict.PARTIAL:
                 token = self.ensure_token(known, assessment.note)
@@ -413,6 +415,14 @@ def assess(
             f"running total {running} of {total.quantize(places)} {invoice_currency}, settled",
         )
     return Assessment(Verdict.SETTLES)
+
+
+def refused_note(reason: str) -> str:
+    """The note of a token recorded without marking the invoice paid."""
+    return (
+        f"not marked paid when this token was recorded: {reason} "
+        "(a replay after the invoice is corrected marks it paid)"
+    )
 
 
 def token_notes(event: PaymentEvent, remark: str | None) -> str:

@@ -48,10 +48,17 @@ class ProbeResult:
     detail: str
     #: Nothing to call: not a failure, not a success.
     skipped: bool = False
+    #: The answer proves the credentials were accepted; else the service only answered
+    #: (`reachable`), as ePay does whatever the merchant number and password.
+    proven: bool = True
 
     @property
     def result(self) -> str:
-        return "skipped" if self.skipped else "ok" if self.ok else "FAILED"
+        if self.skipped:
+            return "skipped"
+        if not self.ok:
+            return "FAILED"
+        return "ok" if self.proven else "reachable"
 
 
 #: One read-only call: its target and what makes it.
@@ -242,13 +249,15 @@ def _epay(section: EPaySettings, http: httpx.Client) -> ProbeResult:
     code = next((e.text for e in root.iter() if e.tag.endswith("epayresponse")), None)
     if answer.status_code != 200 or code is None:
         return ProbeResult("ePay web service", False, f"{url}: HTTP {answer.status_code}")
-    # ePay answers an unknown transaction and a wrong merchant alike; what this proves is
-    # that the service answers for merchant number section.merchant_number.
+    # ePay answers an unknown transaction and a wrong merchant alike: the service answers,
+    # but nothing here proves the merchant number and password are right.
     return ProbeResult(
         "ePay web service",
         True,
         f"{url} answered gettransaction for merchant {section.merchant_number} "
-        f"(epayresponse {code})",
+        f"(epayresponse {code}); the credentials are not proven: ePay answers a wrong "
+        "merchant alike, each job's lookup checks them",
+        proven=False,
     )
 
 

@@ -17,6 +17,7 @@ from payhooks.devtools.sandbox.forte import (
     API_SECURE_KEY,
     LOCATION_ID,
     ORGANIZATION_ID,
+    forte_now,
 )
 
 # Not a secret: the URL token of `payhooks dev`, known to `send-test`.
@@ -31,6 +32,7 @@ def webhook(
     status: str = "ready",
     action: str = "sale",
     location_id: str = LOCATION_ID,
+    received_date: str | None = None,
 ) -> dict[str, Any]:
     """A transaction webhook; its status and amount are only hints (the job asks the API)."""
     transaction_id = transaction_id or f"trn_{uuid.uuid4()}"
@@ -48,7 +50,7 @@ def webhook(
             "authorization_amount": float(amount),
             "authorization_code": "7EZ442",
             "entered_by": "2976300bb69f08b2dfe5",
-            "received_date": "2026-12-01T09:12:10.5607107-07:00",
+            "received_date": received_date or forte_now(),
         },
     }
 
