@@ -404,15 +404,23 @@ class TestUnprocessed:
 
 
 def test_worker_with_redis_unreachable_says_where_in_one_line(settings: Settings) -> None:
-    """A real `payhooks worker` process: one line naming the masked URL, not a traceback."""
-    env = {**worker_env(settings), "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    """A real `payhooks worker` process: it waits WORKER_REDIS_PATIENCE_SECONDS for Redis
+    (logging that it does), then one line naming the masked URL, not a traceback."""
+    env = {
+        **worker_env(settings),
+        "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0",
+        "WORKER_REDIS_PATIENCE_SECONDS": "1",
+    }
     result = subprocess.run(  # noqa: PLW1510
         [*PAYHOOKS, "worker"], env=env, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "payhooks: could not reach Redis at redis://:***@127.0.0.1:1/0 (ConnectionError)"
-    ]
+    *logged, last = result.stderr.strip().splitlines()
+    assert last == "payhooks: could not reach Redis at redis://:***@127.0.0.1:1/0 (ConnectionError)"
+    events = [json.loads(line)["event"] for line in logged]
+    assert events == ["worker.redis_lost", "worker.redis_unreachable"]
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 class TestSendTest:
