@@ -46,8 +46,10 @@ class PaymentWorker(Worker):
     held: tuple[str, str] | None = None
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        # Held until RQ is done with it: if Redis is lost meanwhile, run_worker recovers it.
         self.held = (job.id, queue.key)
         super().execute_job(job, queue)
+        self.held = None
 
     def set_current_job_working_time(
         self, current_job_working_time: float, pipeline: Any = None
@@ -112,8 +114,8 @@ def run_worker(settings: Settings, *, burst: bool) -> int:
             done, lost = False, exc
         finally:
             connection.close()
-        if done:
-            return 0
+        if done or (worker is not None and worker._stop_requested):
+            return 0  # as asked (SIGTERM during the job too: RQ finished it first)
         log.warning(
             "worker.redis_lost",
             extra={
