@@ -287,7 +287,9 @@ class _Application:
                 self.mark(token[0], SETTLED)
                 return self.outcome("already_applied", token, note="PaidOn already set")
             case Verdict.REFUSED:
-                self.ensure_token(known, f"NOT marked paid: {assessment.note}")
+                # Worded to stay true once the invoice is corrected and the job replayed
+                # (a replay finds this token and settles without rewriting its note).
+                self.ensure_token(known, refused_note(assessment.note))
                 raise AmountMismatch(self.invoice_id, assessment.note)
             case Verdict.PARTIAL:
                 # Counted, not settled: its later events read the invoice again, as an
@@ -602,6 +604,14 @@ def _unsent_put(invoice_id: int, stale: RecordStale) -> Exception:
         f"invoice {invoice_id} not marked paid yet: {PUT_TRIES} times the record to PUT was "
         f"over {FRESH_RECORD_SECONDS:g} s old by the time it could be sent; the last time "
         f"{stale}. Nothing was written; the job will run again"
+    )
+
+
+def refused_note(reason: str) -> str:
+    """The note of a token recorded without marking the invoice paid."""
+    return (
+        f"not marked paid when this token was recorded: {reason} "
+        "(a replay after the invoice is corrected marks it paid)"
     )
 
 

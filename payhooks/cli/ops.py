@@ -7,6 +7,7 @@ that was applied changes nothing in Nexudus.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -386,6 +387,8 @@ NARROW_COLUMNS = COLUMNS
 #: Event references longer than this are shortened in the middle (--wide shows them whole).
 EVENT_WIDTH = 40
 MIN_REASON_WIDTH = 12
+#: Narrower than this, reasons go under their row rather than in a column.
+MIN_REASON_COLUMN = 30
 
 
 def shorten(text: str, width: int) -> str:
@@ -480,8 +483,26 @@ def print_failed(jobs: list[FailedJob], out: TextIO, *, as_json: bool, wide: boo
     if wide:
         table(rows, WIDE_COLUMNS, out)
         return
-    widths = {"reason": left_for(rows, NARROW, "reason")}
-    table(rows, NARROW, out, widths=widths)
+    # The reason ends with what to do: wrapped, never cut. In its column while that is
+    # wide enough to read, else on the lines under its row.
+    width = left_for(rows, NARROW, "reason")
+    if width >= MIN_REASON_COLUMN:
+        for row in rows:
+            row["reason"] = "\n".join(_wrap(row["reason"], width))
+        table(rows, NARROW, out)
+        return
+    lines = io.StringIO()
+    table(rows, NARROW[:-1], lines)
+    header, *row_lines = lines.getvalue().splitlines()
+    print(header, file=out)
+    for row, line in zip(rows, row_lines, strict=True):
+        print(line, file=out)
+        for part in _wrap(row["reason"], NARROW_COLUMNS - 2):
+            print(f"  {part}", file=out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False) or [""]
 
 
 def left_for(rows: Sequence[dict[str, Any]], columns: Sequence[str], last: str) -> int:

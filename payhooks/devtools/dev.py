@@ -29,6 +29,8 @@ from payhooks.providers.stripe.sample import DEV_WEBHOOK_SECRET
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
 from service.app import create_app
+from service.intake import ReadLimits
+from service.server import runner_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +130,12 @@ async def _run(
         state.invoices[record["Id"]] = dict(record)
     sandbox = create_sandbox_app(state)
     add_stand_ins(sandbox, {"paypal": paypal_state})
-    runners = []
-    for app, port in (
-        (sandbox, sandbox_port),
-        (create_app(settings), receiver_port),
+    runners: list[web.AppRunner] = []
+    for runner, port in (
+        (web.AppRunner(sandbox, access_log=None), sandbox_port),
+        # The receiver as `payhooks serve` runs it: header deadline, quiet protocol errors.
+        (runner_for(create_app(settings), ReadLimits()), receiver_port),
     ):
-        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
         try:
@@ -210,7 +212,7 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     return f"""
 payhooks dev is running (Ctrl-C stops everything)
   receiver         {urls}
-  Nexudus sandbox  {sandbox}  (state: /_sandbox/state; also the providers' stand-ins)
+  Nexudus sandbox  {sandbox}  (invoices: /_sandbox/invoices?summary; also the stand-ins)
   Redis            {settings.redis_url}
   Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if custom_secret else DEV_WEBHOOK_SECRET}
   Ops commands     run from this checkout, they use this instance (.payhooks-dev/state.json):
@@ -221,7 +223,7 @@ Sandbox invoices (one per provider, then the amount and currency guards):
 
 Try, in another terminal (each pays its own invoice):
 {tries}
-  curl -s {sandbox}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn)"'
+  curl -s '{sandbox}/_sandbox/invoices?summary'   # each invoice: total, PaidOn, tokens
   .venv/bin/payhooks send-test stripe --invoice {AMOUNT_GUARD_INVOICE}   # 100.00 of 250.00: not marked paid
   .venv/bin/payhooks send-test stripe --invoice {CURRENCY_GUARD_INVOICE}   # EUR for a GBP invoice: not marked paid
   .venv/bin/payhooks send-test stripe --invoice 42   # again: already paid, flagged

@@ -92,6 +92,8 @@ class Settings:
     job_retry_max_seconds: int = setting("JOB_RETRY_MAX_SECONDS", 3600, whole(minimum=1))
     job_timeout_seconds: int = setting("JOB_TIMEOUT_SECONDS", 300, whole(minimum=10))
     worker_maintenance_seconds: int = setting("WORKER_MAINTENANCE_SECONDS", 60, whole(minimum=10))
+    #: How long a worker waits for Redis to come back (a Sentinel election) before exiting.
+    worker_redis_patience_seconds: int = setting("WORKER_REDIS_PATIENCE_SECONDS", 120, whole())
     event_retention_days: int = setting("EVENT_RETENTION_DAYS", 30, whole(minimum=1))
     failed_job_retention_days: int = setting("FAILED_JOB_RETENTION_DAYS", 14, whole(minimum=1))
 

@@ -76,13 +76,15 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
         "Stripe API key",
         "GoCardless access token",
         "Authorize.Net API login",
-        "ePay web service",
     ):
         assert " ok " in rows[target], rows
+    # ePay answers a wrong merchant as it answers the right one: it answered, nothing more.
+    assert " reachable " in rows["ePay web service"], rows
     verdict = " ".join(out.split("configuration is valid", 1)[1].split())
     # Forte has no read-only call to make: listed as skipped, never as answered.
     assert verdict == (
-        "and everything probed answered; skipped, so not checked: Forte API credentials"
+        "and everything probed answered; reachable, credentials not proven: ePay web service; "
+        "skipped, so not checked: Forte API credentials"
     )
     assert "skipped" in rows["Forte API credentials"]
     secrets = (
@@ -138,8 +140,8 @@ def test_text_fits_100_columns_and_the_verdict_says_what_was_skipped(
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if len(line) > 100] == []
     assert " ".join(out.split("configuration is valid", 1)[1].split()) == (
-        "and everything probed answered; skipped, so not checked: Braintree key 1, "
-        "Forte API credentials"
+        "and everything probed answered; reachable, credentials not proven: ePay web service; "
+        "skipped, so not checked: Braintree key 1, Forte API credentials"
     )
     # Wrapped, not cut: every provider and every certificate prefix is there whole.
     words = out.split()
@@ -170,6 +172,52 @@ def test_a_misspelled_or_placeholder_variable_named_like_ours_is_a_problem(
     assert any(p.startswith("STRIPE_WEBHOOK_SECRET still holds a placeholder") for p in found)
     assert not any("REDIS_ADDRESS" in p or "HOME" in p for p in found)
     assert not any("REPLACE_ME" in p for p in found)
+
+
+def test_a_near_name_without_our_prefix_or_in_lower_case_is_a_problem(
+    settings: Settings,
+) -> None:
+    env = {
+        "STRIP_WEBHOOK_SECRETS": "whsec_x",  # not named like ours, but nearly one of ours
+        "stripe_webhook_secrets": "whsec_y",  # ours, in the wrong case: not read
+        "nexudus_password": "secret",
+        "KUBERNETES_SERVICE_HOST": "10.0.0.1",  # a pod's environment is left alone
+        "PAYHOOKS_RECEIVER_PORT": "tcp://10.0.0.2:80",
+        "PATH": "/usr/bin",
+    }
+    found = problems(settings, "all", env)
+    assert found == [
+        (
+            "STRIP_WEBHOOK_SECRETS is not a variable payhooks reads: did you mean "
+            "STRIPE_WEBHOOK_SECRETS?"
+        ),
+        (
+            "nexudus_password is not a variable payhooks reads (names are upper case): did you "
+            "mean NEXUDUS_PASSWORD?"
+        ),
+        (
+            "stripe_webhook_secrets is not a variable payhooks reads (names are upper case): did "
+            "you mean STRIPE_WEBHOOK_SECRETS?"
+        ),
+    ]
+
+
+def test_a_failing_check_ends_with_its_verdict_within_100_columns(capsys: Captured) -> None:
+    env = {
+        **env_file(ENV_EXAMPLE),
+        "REDIS_URL": "redis://redis:6379/0",
+        "STRIP_WEBHOOK_SECRETS": "whsec_x",
+    }
+    code = check_config(Settings.from_env(env), role="all", env=env)
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.splitlines()
+    assert [line for line in (out + err).splitlines() if len(line) > 100] == []
+    count = sum(line.startswith("problem: ") for line in lines)
+    assert count >= 4
+    assert lines[-1] == f"{count} problems: the configuration is not valid"
+    # Wrapped, not cut: every problem's words are all there.
+    assert "did you mean STRIPE_WEBHOOK_SECRETS?" in " ".join(err.split())
 
 
 def test_payhooks_devs_public_sample_secrets_are_a_problem_outside_dev(settings: Settings) -> None:
