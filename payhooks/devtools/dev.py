@@ -212,7 +212,7 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     return f"""
 payhooks dev is running (Ctrl-C stops everything)
   receiver         {urls}
-  Nexudus sandbox  {sandbox}  (invoices: /_sandbox/invoices?summary; also the stand-ins)
+  Nexudus sandbox  {sandbox}  (and the stand-ins; invoices: /_sandbox/invoices?summary)
   Redis            {settings.redis_url}
   Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if custom_secret else DEV_WEBHOOK_SECRET}
   Ops commands     run from this checkout, they use this instance (.payhooks-dev/state.json):
