@@ -8,6 +8,7 @@ Real Redis, real RQ workers, the Nexudus sandbox and the providers' stand-ins ov
 from __future__ import annotations
 
 import base64
+import json
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,10 +23,11 @@ from payhooks.devtools.samples import gocardless as gocardless_samples
 from payhooks.devtools.sandbox.gocardless import GoCardlessState
 from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from tests.providers.test_braintree import ours as braintree_paid
 from tests.providers.test_braintree import sdk_sample as braintree_sdk_sample
 from tests.providers.test_gocardless import add_payment, add_refund
-from tests.support.delivery import deliver
+from tests.support.delivery import deliver, writes
 from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import BRAINTREE_PRIVATE, BRAINTREE_PUBLIC, with_settings
 from tests.worker.test_money_path import intent, job_of, succeeded, tokens_of, wait_for
@@ -364,3 +366,56 @@ def test_a_second_braintree_dispute_after_one_was_won_still_counts(
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is None
     assert tokens_of(sandbox_state, 42) == []
+
+
+# -- records written by the previous release ----------------------------------------------
+
+
+def _previous_release_payment(
+    redis: Redis, state: SandboxState, payment: dict[str, Any], amount: str, *, paid: bool
+) -> None:
+    """What the release before this one left for a payment it applied to invoice 42: its
+    token in Nexudus, a ':paid' marker, a ledger entry with no reversal, the binding."""
+    token_id = next(state.next_token_id)
+    state.tokens[token_id] = {"Id": token_id, "CoworkerInvoiceId": 42, "Token": payment["id"]}
+    if paid:
+        state.invoices[42].update(PaidOn="2026-11-30T10:00:00Z")
+    token = payment["id"]
+    redis.set(redis_keys.token_marker(42, "stripe", token), f"{token_id}:paid")
+    redis.hset(
+        redis_keys.invoice_applied(42),
+        f"stripe:{token}",
+        json.dumps({"amount": amount, "currency": "EUR"}),
+    )
+    redis.set(redis_keys.payment_binding("stripe", token), "42")
+
+
+def test_a_payment_the_previous_release_settled_is_read_as_applied_and_its_refund_flagged(
+    settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
+) -> None:
+    payment = intent(42, "100.00")
+    _previous_release_payment(redis, sandbox_state, payment, "100.00", paid=True)
+    again = succeeded(payment)
+    deliver(settings, "stripe", again)
+    run_worker()
+    assert result_of(job_of(redis, again)) == "already_applied"
+    assert writes(sandbox_state) == []
+    back = refunded(payment, "40.00")
+    deliver(settings, "stripe", back)
+    run_worker()
+    assert job_of(redis, back).meta["failure"]["error_class"] == "PaymentReversed"
+    assert counted(redis) == (Decimal("60.00"), Decimal("40.00"))
+
+
+def test_a_partial_payment_of_the_previous_release_settles_once_the_rest_is_recorded(
+    settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
+) -> None:
+    payment = intent(42, "60.00")
+    _previous_release_payment(redis, sandbox_state, payment, "60.00", paid=False)
+    sandbox_state.invoices[42].update(PaidAmount=40.0)  # the rest, recorded by an admin
+    again = succeeded(payment)
+    deliver(settings, "stripe", again)
+    run_worker()
+    assert result_of(job_of(redis, again)) == "applied"
+    assert writes(sandbox_state, "POST") == []  # its token was there already
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
