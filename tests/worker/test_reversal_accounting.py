@@ -217,6 +217,25 @@ class TestMoneyThatCameBack:
         run_worker()
         assert InvoiceLedger(redis).reversals.of("stripe", payment["id"]) is None
 
+    def test_a_held_event_no_longer_stored_is_left_to_a_person(
+        self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
+    ) -> None:
+        payment = intent(42, "100.00")
+        lost = dispute(payment, "charge.dispute.created", "needs_response", "100.00")
+        deliver(settings, "stripe", lost)
+        run_worker()
+        event = succeeded(payment)
+        deliver(settings, "stripe", event)
+        run_worker()
+        redis.delete(redis_keys.event(f"stripe:{event['id']}"))  # past EVENT_RETENTION_DAYS
+        won = dispute(payment, "charge.dispute.closed", "won", "100.00")
+        deliver(settings, "stripe", won)
+        run_worker()
+        failure = job_of(redis, won).meta["failure"]
+        assert failure["error_class"] == "PaymentReinstated"
+        assert f"stripe:{event['id']}" in failure["reason"]
+        assert sandbox_state.invoices[42]["PaidOn"] is None
+
     def test_a_partly_disputed_payment_counts_in_full_once_the_dispute_is_won(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, redis: Redis
     ) -> None:
