@@ -71,6 +71,16 @@ def payment_reversals(provider: str, token: str) -> str:
     return f"{PREFIX}:reversed:{provider}:{token}"
 
 
+def payment_held_events(provider: str, token: str) -> str:
+    """The paid events of a payment held back (in full or in part) by its reversals."""
+    return f"{PREFIX}:held:{provider}:{token}"
+
+
+def payment_reversal_flag(provider: str, token: str) -> str:
+    """Which event flagged the payment's reversal on a paid invoice, and at what amount."""
+    return f"{PREFIX}:reversal-flag:{provider}:{token}"
+
+
 def trail(event_key: str) -> str:
     return f"{PREFIX}:trail:{event_key}"
 
