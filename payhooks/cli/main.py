@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = commands.add_parser("worker", help="run an RQ worker that applies events to Nexudus")
     worker.add_argument("--burst", action="store_true", help="drain the queue, then exit")
 
+    commands.add_parser(
+        "scheduler",
+        help="queue scheduled tasks (providers' polls) for the workers, one run per tick",
+    )
+
     dev = commands.add_parser(
         "dev", help="embedded Redis, Nexudus sandbox, receiver and worker, for a local try-out"
     )
@@ -168,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ops(settings, args)
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.workers)
+        if args.command == "scheduler":
+            from workers.scheduler import run_scheduler
+
+            return run_scheduler(settings)
         return _work(settings, burst=args.burst)
     except ConfigError as exc:
         message = f"configuration error: {exc}"

@@ -12,7 +12,7 @@ import json
 import re
 import sys
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -24,8 +24,10 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from payhooks.cli.cli_output import COLUMNS
-from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.domain.events import Ignored, Normalised, PaymentEvent
 from payhooks.domain.providers import PROVIDER_NAMES
+from payhooks.providers.kit.polling import PollIntake
+from payhooks.providers.pollers import POLLERS, build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory
@@ -292,40 +294,61 @@ class Ops:
     def find_event(self, reference: str) -> str | None:
         return self.trail.find_event(reference)
 
-    def replay_event(self, event_key: str) -> str:
-        """Re-normalise the stored webhook with the current code and queue its job."""
+    def replay_event(self, event_key: str, pollers: Mapping[str, PollIntake] = POLLERS) -> str:
+        """Re-normalise the stored webhook (or polled record) with the current code and
+        queue its job."""
         history = self.trail.history(event_key)
         webhook_key = next((e.get("webhook") for e in history if e.get("webhook")), None)
-        stored = self.trail.webhook(str(webhook_key)) if webhook_key else None
+        polled_key = next((e.get("origin") for e in history if e.get("origin")), None)
+        origin = "stored webhook" if webhook_key or not polled_key else "polled record"
+        stored_key = webhook_key or polled_key
+        stored = self.trail.webhook(str(stored_key)) if stored_key else None
         if stored is None:
             return (
-                f"{event_key}: the stored webhook has expired "
+                f"{event_key}: the {origin} has expired "
                 f"(kept {self.settings.event_retention_days} days)"
             )
+        event_id = event_key.split(":", 1)[1]
+        found = (
+            self._renormalise_webhook(event_key, stored)
+            if webhook_key
+            else self._renormalise_polled(event_key, stored, pollers)
+        )
+        normalised = [n for n in found if n.event_id == event_id]
+        if not normalised:
+            return f"{event_key}: not found in its {origin}"
+        item = normalised[0]
+        if isinstance(item, Ignored):
+            self.trail.append(event_key, "replay_ignored", reason=item.reason)
+            return f"{event_key}: still ignored by the current code ({item.reason})"
+        return self._enqueue(item, source=origin)
+
+    def _renormalise_webhook(self, event_key: str, stored: dict[str, Any]) -> list[Normalised]:
         # The normalisers pull in every provider's SDK: only this command needs them.
         from payhooks.providers.receivers import build_providers
 
-        provider_name, event_id = event_key.split(":", 1)
+        provider_name = event_key.split(":", 1)[0]
         providers = build_providers(self.settings)
         if provider_name not in providers:
             raise ValueError(
                 f"{event_key}: provider {provider_name} is not configured here; run replay-event "
                 "with the receiver's environment (its secrets build the normaliser)"
             )
-        normalised = [
-            n
-            for n in providers[provider_name].normalise(stored["body"], stored["headers"])
-            if n.event_id == event_id
-        ]
-        if not normalised:
-            return f"{event_key}: not found in its stored webhook"
-        item = normalised[0]
-        if isinstance(item, Ignored):
-            self.trail.append(event_key, "replay_ignored", reason=item.reason)
-            return f"{event_key}: still ignored by the current code ({item.reason})"
-        return self._enqueue(item)
+        return providers[provider_name].normalise(stored["body"], stored["headers"])
 
-    def _enqueue(self, event: PaymentEvent) -> str:
+    def _renormalise_polled(
+        self, event_key: str, stored: dict[str, Any], pollers: Mapping[str, PollIntake]
+    ) -> list[Normalised]:
+        provider_name = event_key.split(":", 1)[0]
+        built = build_pollers(self.settings, pollers)
+        if provider_name not in built:
+            raise ValueError(
+                f"{event_key}: the poll of {provider_name} is not turned on here; run "
+                "replay-event with the scheduler's environment"
+            )
+        return built[provider_name].normalise(stored["body"])
+
+    def _enqueue(self, event: PaymentEvent, *, source: str = "stored webhook") -> str:
         job_id = redis_keys.job_id(event.key)
         self.redis.set(
             redis_keys.event(event.key), event.to_json(), ex=self.settings.event_ttl_seconds
@@ -346,7 +369,7 @@ class Ops:
             job.delete()  # a finished or failed run; the new one takes its id
         description = f"{event.provider} {event.event_type} {event.event_id} (replayed)"
         self.queue.enqueue_job(JobFactory(self.settings).create(event.key, description, self.redis))
-        self.trail.append(event.key, "replayed", job_id=job_id, source="stored webhook")
+        self.trail.append(event.key, "replayed", job_id=job_id, source=source)
         return f"{event.key}: queued as {job_id}"
 
 

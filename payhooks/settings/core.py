@@ -96,6 +96,9 @@ class Settings:
     worker_redis_patience_seconds: int = setting("WORKER_REDIS_PATIENCE_SECONDS", 120, whole())
     event_retention_days: int = setting("EVENT_RETENTION_DAYS", 30, whole(minimum=1))
     failed_job_retention_days: int = setting("FAILED_JOB_RETENTION_DAYS", 14, whole(minimum=1))
+    #: How long a scheduled run (a poll) holds its task without committing a page: another
+    #: run of the task may start once it lapses, and the late one's writes are refused.
+    task_lease_seconds: int = setting("TASK_LEASE_SECONDS", 60, whole(minimum=2))
 
     log_format: str = setting("LOG_FORMAT", "json", choice("json", "text"))
     log_level: str = setting("LOG_LEVEL", "INFO", upper)

@@ -1,12 +1,15 @@
 """Record each event once and queue its one job: the hand-off every front door shares.
 
-Whatever brings an event in (a verified webhook now; a poll of a provider's API), the
+Whatever brings an event in (a verified webhook, or a poll of a provider's API), the
 same writes follow, atomically, in one Lua script per event: the origin is kept (the
-webhook's body and signature headers), the trail gets its entries, and, unless the event
-was recorded before, the dedupe record and the one RQ job (what ``Queue.enqueue`` would
-write: job hash, queue set, push). ``RecordOnce`` builds the script's calls for a batch;
-``run_sync`` runs them with redis-py (a worker-side poller, a replay), ``run_async`` with
-redis.asyncio (the receiver, whose group commit in service/inbox.py sits on top of it).
+webhook's body and signature headers, or the polled record), the trail gets its entries
+("received" or "polled"), and, unless the event was recorded before, the dedupe record and
+the one RQ job (what ``Queue.enqueue`` would write: job hash, queue set, push).
+``RecordOnce`` builds the script's calls for a batch; ``run_sync`` runs them with redis-py
+(a poll, a replay), ``run_async`` with redis.asyncio (the receiver, whose group commit in
+service/inbox.py sits on top of it). A poll's calls are fenced by its task's lease: each
+script first checks that the lease still holds the run's token, and writes nothing if not,
+so a run that outlived its lease cannot write alongside the next one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -24,7 +28,7 @@ from redis.exceptions import NoScriptError, RedisError
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.storage import redis_keys, trail
 from payhooks.storage.jobs import JobFactory
-from payhooks.storage.trail import StoredWebhook
+from payhooks.storage.trail import StoredOrigin
 
 # The script's inputs, by name: the Lua reads them into locals of these names (as arq
 # names every script input), and the Python side builds them from dicts of these names.
@@ -35,7 +39,8 @@ SCRIPT_KEYS = (
     "queues_key",
     "trail_key",
     "invoice_index",
-    "webhook_key",
+    "webhook_key",  # where the origin is kept (a webhook's, or a polled record's, key)
+    "fence_key",  # '' unfenced (webhooks); else the lease that must hold fence_token
 )
 SCRIPT_ARGS = (
     "event_json",  # the normalised event, stored as the dedupe record
@@ -53,12 +58,16 @@ SCRIPT_ARGS = (
     "webhook_headers",
     "webhook_redacted",
     "provider",
+    "fence_token",
 )
 
 # The webhook is kept first, for the trail; the dedupe record is written after the job:
 # Redis does not undo a script's earlier writes when a later command fails, and a record
 # without its job would turn every redelivery away.
 _RECORD_AND_ENQUEUE = """
+if fence_key ~= '' and redis.call('GET', fence_key) ~= fence_token then
+    return -1
+end
 if webhook_body ~= '' then
     redis.call('HSET', webhook_key, 'body', webhook_body, 'headers', webhook_headers,
                'redacted', webhook_redacted, 'provider', provider, 'received_at', timestamp)
@@ -130,6 +139,19 @@ class NotReplicated(RedisError):
 class Accepted(StrEnum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"
+    #: Nothing written: the fencing lease no longer holds the run's token.
+    FENCED = "fenced"
+
+
+_ACCEPTED = {1: Accepted.QUEUED, 0: Accepted.DUPLICATE, -1: Accepted.FENCED}
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A lease key and the token it must hold for a fenced call to write anything."""
+
+    key: str
+    token: str
 
 
 class RecordOnce:
@@ -144,15 +166,18 @@ class RecordOnce:
 
     def calls(
         self,
-        webhook: StoredWebhook,
+        webhook: StoredOrigin,
         events: Sequence[PaymentEvent],
         ignored: Sequence[Ignored] = (),
+        *,
+        fence: Fence | None = None,
     ) -> list[list[Any]]:
-        """Keep the webhook, queue a job per new event, note ignored ones in the trail."""
+        """Keep the origin, queue a job per new event, note ignored ones in the trail."""
         at = trail.now_iso()
-        # The first event's script stores the webhook; without events, a plain HSET does.
+        # The first event's script stores the origin; without events, a plain HSET does.
         calls: list[list[Any]] = [
-            self._call(event, webhook, at, store_webhook=n == 0) for n, event in enumerate(events)
+            self._call(event, webhook, at, store_webhook=n == 0, fence=fence)
+            for n, event in enumerate(events)
         ]
         if not events:
             calls.append(["HSET", webhook.key, *_flatten(webhook.mapping())])
@@ -160,7 +185,10 @@ class RecordOnce:
         for item in ignored:
             trail_key = redis_keys.trail(f"{webhook.provider}:{item.event_id}")
             received = trail.entry_at(
-                at, "received", event_type=item.event_type, webhook=webhook.key
+                at,
+                webhook.ARRIVAL,
+                event_type=item.event_type,
+                **{webhook.TRAIL_FIELD: webhook.key},
             )
             ignored_entry = trail.entry_at(at, "ignored", reason=item.reason)
             calls.append(["RPUSH", trail_key, received, ignored_entry])
@@ -170,14 +198,19 @@ class RecordOnce:
     @staticmethod
     def accepted(results: Sequence[Any], events: int) -> list[Accepted]:
         """What happened to each of the first ``events`` calls' events, in order."""
-        return [
-            Accepted.QUEUED if result == 1 else Accepted.DUPLICATE for result in results[:events]
-        ]
+        return [_ACCEPTED[int(result)] for result in results[:events]]
 
     def _call(
-        self, event: PaymentEvent, webhook: StoredWebhook, at: str, *, store_webhook: bool
+        self,
+        event: PaymentEvent,
+        webhook: StoredOrigin,
+        at: str,
+        *,
+        store_webhook: bool,
+        fence: Fence | None,
     ) -> list[Any]:
         job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
+        origin = {webhook.TRAIL_FIELD: webhook.key}
         invoice_id = event.invoice.invoice_id
         script_keys = {
             "event_key": redis_keys.event(event.key),
@@ -187,6 +220,7 @@ class RecordOnce:
             "trail_key": redis_keys.trail(event.key),
             "invoice_index": redis_keys.invoice_events(invoice_id if invoice_id is not None else 0),
             "webhook_key": webhook.key,
+            "fence_key": fence.key if fence else "",
         }
         script_args = {
             "event_json": event.to_json(),
@@ -196,17 +230,18 @@ class RecordOnce:
             "job_description": job.description,
             "timestamp": job.timestamp,
             "trail_received": trail.entry_at(
-                at, "received", event_type=event.event_type, webhook=webhook.key
+                at, webhook.ARRIVAL, event_type=event.event_type, **origin
             ),
             "trail_enqueued": trail.entry_at(at, "enqueued", job_id=job.job_id),
-            # Which delivery it was: its body is kept too, under that key.
-            "trail_duplicate": trail.entry_at(at, "duplicate", webhook=webhook.key),
+            # Which delivery (or poll) it was: its body is kept too, under that key.
+            "trail_duplicate": trail.entry_at(at, "duplicate", **origin),
             "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
             "event_name": event.key,
             "webhook_body": webhook.body if store_webhook else "",
             "webhook_headers": webhook.headers_json,
             "webhook_redacted": "1" if webhook.redacted else "0",
             "provider": webhook.provider,
+            "fence_token": fence.token if fence else "",
         }
         return [
             "EVALSHA",
@@ -236,7 +271,7 @@ def run_sync(redis: Redis, record: RecordOnce, calls: list[list[Any]]) -> list[A
 def record_events(
     redis: Redis,
     record: RecordOnce,
-    webhook: StoredWebhook,
+    webhook: StoredOrigin,
     events: Sequence[PaymentEvent],
     ignored: Sequence[Ignored] = (),
 ) -> list[Accepted]:

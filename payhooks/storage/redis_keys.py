@@ -89,6 +89,26 @@ def webhook(digest: str) -> str:
     return f"{PREFIX}:webhook:{digest}"
 
 
+def polled(digest: str) -> str:
+    """A record a poll read from a provider's API, kept as its events' origin."""
+    return f"{PREFIX}:polled:{digest}"
+
+
+def task_lease(task: str) -> str:
+    """Who runs a scheduled task now: the run's token, until its lease lapses."""
+    return f"{PREFIX}:task:{task}:lease"
+
+
+def task_cursor(task: str) -> str:
+    """Where a scheduled task's next run starts (a poll's position in the provider's list)."""
+    return f"{PREFIX}:task:{task}:cursor"
+
+
+def task_tick(task: str) -> str:
+    """The last tick of a task the scheduler queued a run for (one per tick, all instances)."""
+    return f"{PREFIX}:task:{task}:tick"
+
+
 def invoice_events(invoice_id: int) -> str:
     return f"{PREFIX}:invoice:{invoice_id}:events"
 

@@ -1,10 +1,12 @@
 """The event trail: what happened to every verified provider event, kept in Redis.
 
 Per event, a list of JSON entries (``payhooks:trail:<provider>:<event id>``):
-received -> enqueued | duplicate | ignored -> (retrying ...) -> applied | ignored | failed.
-Per webhook request, its verified body and signature headers
-(``payhooks:webhook:<sha256>``), so the event can be re-verified or re-normalised; card
-and bank details are redacted before storing (then only re-normalisation is possible).
+received (a webhook) or polled (a poll of the provider's API) -> enqueued | duplicate |
+ignored -> (retrying ...) -> applied | ignored | failed. Each event's origin is kept: per
+webhook request, its verified body and signature headers (``payhooks:webhook:<sha256>``),
+so the event can be re-verified or re-normalised; per polled record, the record as the
+provider's API gave it (``payhooks:polled:<sha256>``). Card and bank details are redacted
+before storing (then only re-normalisation is possible).
 Per invoice, the events that named it. Everything expires after EVENT_RETENTION_DAYS.
 """
 
@@ -14,7 +16,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from redis import Redis
@@ -47,14 +49,37 @@ def _dumps(value: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredWebhook:
-    """A verified request as it is kept: body (redacted if needed) and signature headers."""
+class StoredOrigin:
+    """Where events came from, as it is kept: the body (redacted if needed) and, for a
+    request, its signature headers."""
 
     provider: str
     key: str
     body: bytes
     headers: dict[str, str]
     redacted: bool
+
+    #: How its events' trails begin, and the field that names it there.
+    ARRIVAL: ClassVar[str] = "received"
+    TRAIL_FIELD: ClassVar[str] = "webhook"
+
+    @property
+    def headers_json(self) -> str:
+        return json.dumps(self.headers)
+
+    def mapping(self) -> dict[str, str | bytes]:
+        return {
+            "provider": self.provider,
+            "body": self.body,
+            "headers": self.headers_json,
+            "redacted": "1" if self.redacted else "0",
+            "received_at": now_iso(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWebhook(StoredOrigin):
+    """A verified request as it is kept: body (redacted if needed) and signature headers."""
 
     @classmethod
     def of(
@@ -69,18 +94,24 @@ class StoredWebhook:
             redacted=redacted_body is not None,
         )
 
-    @property
-    def headers_json(self) -> str:
-        return json.dumps(self.headers)
 
-    def mapping(self) -> dict[str, str | bytes]:
-        return {
-            "provider": self.provider,
-            "body": self.body,
-            "headers": self.headers_json,
-            "redacted": "1" if self.redacted else "0",
-            "received_at": now_iso(),
-        }
+@dataclass(frozen=True, slots=True)
+class StoredPoll(StoredOrigin):
+    """A record a poll read from the provider's API, kept as its events' origin: no request
+    came, so no headers; its events' trails begin "polled" and name it as ``origin``."""
+
+    ARRIVAL: ClassVar[str] = "polled"
+    TRAIL_FIELD: ClassVar[str] = "origin"
+
+    @classmethod
+    def of(cls, provider: str, record: bytes, redacted: bytes | None) -> StoredPoll:
+        return cls(
+            provider=provider,
+            key=redis_keys.polled(hashlib.sha256(record).hexdigest()),
+            body=record if redacted is None else redacted,
+            headers={},
+            redacted=redacted is not None,
+        )
 
 
 class Trail:
@@ -120,6 +151,7 @@ class Trail:
         return None
 
     def webhook(self, webhook_key: str) -> dict[str, Any] | None:
+        """A stored origin (a webhook, or a polled record) as it was kept."""
         raw = self._redis.hgetall(webhook_key)
         if not raw:
             return None

@@ -219,7 +219,7 @@ def test_kubernetes_config_holds_every_setting_once() -> None:
     assert (in_configmap | in_secret) - {"REDIS_ADDRESS"} == settings - {"REDIS_URL"}
     assert secrets - {"REDIS_URL"} <= in_secret
     deployments = [d for d in kustomize(KUBERNETES) if d["kind"] == "Deployment"]
-    assert len(deployments) == 2
+    assert len(deployments) == 3  # receiver, worker, scheduler
     for deployment in deployments:
         [container] = containers(deployment)
         env = {e["name"]: e["value"] for e in container["env"]}
@@ -238,9 +238,11 @@ def test_kubernetes_shutdown_and_security_settings() -> None:
     job_timeout = int(configmap["data"]["JOB_TIMEOUT_SECONDS"])
     worker = rendered["Deployment", "payhooks-worker"]
     receiver = rendered["Deployment", "payhooks-receiver"]
+    scheduler = rendered["Deployment", "payhooks-scheduler"]
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > job_timeout
     assert receiver["spec"]["replicas"] >= 2
-    for deployment in (worker, receiver):
+    assert scheduler["spec"]["replicas"] >= 1
+    for deployment in (worker, receiver, scheduler):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         [container] = pod["containers"]
@@ -262,7 +264,7 @@ def test_read_only_containers_have_a_writable_tmp_for_serve_workers() -> None:
     needs a tmpfs (compose) or an emptyDir (Kubernetes) there, or the receiver cannot start."""
     assert "TMPDIR" not in (ROOT / "Dockerfile").read_text()
     services = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())["services"]
-    for name in ("receiver", "worker", "rq-dashboard"):
+    for name in ("receiver", "worker", "scheduler", "rq-dashboard"):
         service = services[name]
         assert service["read_only"] is True, name
         assert "/tmp" in service["tmpfs"], name
@@ -341,16 +343,17 @@ def test_readme_compose_and_kubernetes_agree_on_commands_and_tags() -> None:
     # The compose file's own instructions are the README's.
     [up] = re.findall(r"^#\s+(docker compose up .*)$", compose_text, re.MULTILINE)
     assert up in readme
-    for service in ("receiver", "worker"):
+    for service in ("receiver", "worker", "scheduler"):
         command = " ".join(compose["services"][service]["command"])
         assert f"payhooks {command.split()[0]}" in readme
     for deployment in kustomize(KUBERNETES):
         for container in containers(deployment):
             assert container["image"].endswith(f":{version}")
-            assert container["args"][0] in {"serve", "worker"}
+            assert container["args"][0] in {"serve", "worker", "scheduler"}
             assert container["args"] in (
                 compose["services"]["receiver"]["command"],
                 compose["services"]["worker"]["command"],
+                compose["services"]["scheduler"]["command"],
             )
 
 

@@ -125,6 +125,8 @@ def test_every_ops_command_works_next_to_payhooks_dev_with_nothing_exported(
         output, _ = dev.communicate(timeout=30)
     assert dev.returncode == 0, output
     assert ".payhooks-dev/state.json" in output  # the banner says where ops commands look
+    assert "scheduler.started" in output  # the scheduler runs beside the worker, and stops
+    assert "scheduler.stopped" in output
     assert not (tmp_path / ".payhooks-dev" / "state.json").exists()
 
     stopped = payhooks(tmp_path, "failed", "list")
