@@ -11,6 +11,7 @@ import sys
 import tomllib
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,22 +97,69 @@ KUBERNETES = DEPLOY / "kubernetes"
 
 def kustomize(directory: Path) -> list[dict]:  # type: ignore[type-arg]
     """Render a kustomization with the parts of kustomize's semantics deploy/ uses:
-    resources (files and directories), delete patches, and image tags."""
+    resources (files and directories), delete patches, strategic-merge patches of maps
+    (a null deletes a key), JSON patches (test, replace) on the objects a target selects,
+    and image tags."""
     spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
     rendered = []
     for resource in spec.get("resources", []):
         path = directory / resource
         rendered += kustomize(path) if path.is_dir() else documents(path)
     for patch in spec.get("patches", []):
-        target = yaml.safe_load(patch["patch"])
-        assert target.pop("$patch") == "delete", "only delete patches are rendered here"
-        rendered = [d for d in rendered if identity(d) != identity(target)]
+        body = yaml.safe_load(
+            (directory / patch["path"]).read_text() if "path" in patch else patch["patch"]
+        )
+        if isinstance(body, list):  # a JSON patch (RFC 6902)
+            for document in rendered:
+                if selected(document, patch["target"]):
+                    json_patch(document, body)
+        elif body.pop("$patch", None) == "delete":
+            rendered = [d for d in rendered if identity(d) != identity(body)]
+        else:
+            [document] = [d for d in rendered if identity(d) == identity(body)]
+            merge(document, body)
     for image in spec.get("images", []):
         for document in rendered:
             for container in containers(document):
                 if container["image"].partition(":")[0] == image["name"]:
                     container["image"] = f"{image['name']}:{image['newTag']}"
     return rendered
+
+
+def selected(document: dict, target: dict) -> bool:  # type: ignore[type-arg]
+    labels = document["metadata"].get("labels", {})
+    wanted = dict(pair.split("=") for pair in target.get("labelSelector", "").split(",") if pair)
+    return (
+        target.get("kind", document["kind"]) == document["kind"]
+        and target.get("name", document["metadata"]["name"]) == document["metadata"]["name"]
+        and all(labels.get(key) == value for key, value in wanted.items())
+    )
+
+
+def merge(document: dict, patch: dict) -> None:  # type: ignore[type-arg]
+    """A strategic-merge patch of maps only (lists merge by key in kustomize: not here)."""
+    for key, value in patch.items():
+        assert not isinstance(value, list), "list merges are not rendered here"
+        if value is None:
+            document.pop(key, None)
+        elif isinstance(value, dict) and isinstance(document.get(key), dict):
+            merge(document[key], value)
+        else:
+            document[key] = value
+
+
+def json_patch(document: dict, operations: list[dict]) -> None:  # type: ignore[type-arg]
+    for operation in operations:
+        *parents, last = operation["path"].strip("/").split("/")
+        node: Any = document
+        for step in parents:
+            node = node[int(step)] if isinstance(node, list) else node[step]
+        key = int(last) if isinstance(node, list) else last
+        if operation["op"] == "test":
+            assert node[key] == operation["value"], f"{identity(document)}: {operation}"
+        else:
+            assert operation["op"] == "replace", "only test and replace are rendered here"
+            node[key] = operation["value"]
 
 
 def identity(document: dict) -> tuple[str, str]:  # type: ignore[type-arg]
@@ -128,7 +176,53 @@ def by_identity(rendered: list[dict]) -> dict[tuple[str, str], dict]:  # type: i
     return {identity(d): d for d in rendered}
 
 
-@pytest.mark.parametrize("variant", [KUBERNETES, KUBERNETES / "keda"], ids=["default", "keda"])
+SENTINEL = KUBERNETES / "sentinel"
+VARIANTS = {
+    "default": KUBERNETES,
+    "keda": KUBERNETES / "keda",
+    "sentinel": SENTINEL,
+    "sentinel-keda": KUBERNETES / "sentinel-keda",
+}
+#: What KEDA documents for its redis-sentinel scaler (keda.sh, "Redis Lists (supports Redis
+#: Sentinel)"): trigger metadata, and TriggerAuthentication parameters.
+KEDA_SENTINEL_METADATA = {
+    "addresses",
+    "addressesFromEnv",
+    "hosts",
+    "hostsFromEnv",
+    "ports",
+    "portsFromEnv",
+    "sentinelMaster",
+    "sentinelMasterFromEnv",
+    "usernameFromEnv",
+    "passwordFromEnv",
+    "sentinelUsernameFromEnv",
+    "sentinelPasswordFromEnv",
+    "listName",
+    "listLength",
+    "activationListLength",
+    "enableTLS",
+    "unsafeSsl",
+    "databaseIndex",
+}
+KEDA_SENTINEL_AUTH = {
+    "addresses",
+    "hosts",
+    "ports",
+    "sentinelMaster",
+    "username",
+    "password",
+    "sentinelUsername",
+    "sentinelPassword",
+    "tls",
+    "ca",
+    "cert",
+    "key",
+    "keyPassword",
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
 def test_kustomizations_render_as_kubectl_does(variant: Path) -> None:
     rendered = by_identity(kustomize(variant))
     kubectl = shutil.which("kubectl")
@@ -163,18 +257,98 @@ def test_default_deployment_needs_nothing_but_kubernetes_and_keda_is_an_overlay(
 
 
 def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> None:
-    rendered = tmp_path / "rendered.yaml"
-    objects = by_identity(kustomize(KUBERNETES))
-    rendered.write_text(yaml.safe_dump_all(objects.values()))
-    examples = [KUBERNETES / "secret.example.yaml", KUBERNETES / "ingress.example.yaml"]
+    import jsonschema
+
+    schema = json.loads((KUBERNETES / "keda" / "keda.schema.json").read_text())
+    files = [KUBERNETES / "secret.example.yaml", KUBERNETES / "ingress.example.yaml"]
+    for name, variant in VARIANTS.items():
+        rendered = tmp_path / f"{name}.yaml"
+        objects = kustomize(variant)
+        # kubernetes-validate has no schemas for KEDA's custom resources: ours has.
+        for document in objects:
+            if document["apiVersion"].startswith("keda.sh/"):
+                jsonschema.validate(document, schema)
+        rendered.write_text(
+            yaml.safe_dump_all(d for d in objects if not d["apiVersion"].startswith("keda.sh/"))
+        )
+        files.append(rendered)
     result = subprocess.run(  # noqa: PLW1510
-        [tool("kubernetes-validate"), "--strict", str(rendered), *map(str, examples)],
+        [tool("kubernetes-validate"), "--strict", *map(str, files)],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ERROR" not in result.stdout, result.stdout
     assert "WARN" not in result.stdout, result.stdout
+
+
+def resolved(value: str, data: dict[str, str]) -> str:
+    """A container variable as Kubernetes expands it: $(NAME) from the environment."""
+    return re.sub(r"\$\(([A-Z0-9_]+)\)", lambda found: data[found.group(1)], value)
+
+
+def test_sentinel_overlay_writes_the_sentinels_once_and_acknowledges_after_a_replica() -> None:
+    from payhooks.cli.config_check import misspelled
+    from payhooks.storage.redis_connect import SentinelTarget
+
+    default = by_identity(kustomize(KUBERNETES))
+    sentinel = by_identity(kustomize(SENTINEL))
+    assert set(sentinel) == set(default)
+    data = sentinel["ConfigMap", "payhooks"]["data"]
+    assert data["REDIS_ACK_REPLICAS"] == "1"
+    assert "REDIS_ADDRESS" not in data  # one server's address would mean nothing here
+    deployments = [name for kind, name in sentinel if kind == "Deployment"]
+    assert deployments
+    for name in deployments:
+        [container] = containers(sentinel["Deployment", name])
+        [url] = [e["value"] for e in container["env"] if e["name"] == "REDIS_URL"]
+        assert url == "rediss+sentinel://$(REDIS_SENTINELS)/$(REDIS_MASTER_NAME)/0"
+        target = SentinelTarget.parse(resolved(url, data))
+        assert (target.master, target.db, target.tls) == (data["REDIS_MASTER_NAME"], 0, True)
+        assert len(target.sentinels) == 3
+        # Nothing else differs from the default deployment's.
+        container["env"] = containers(default["Deployment", name])[0]["env"]
+        assert sentinel["Deployment", name] == default["Deployment", name]
+    # The Sentinels are written once: the overlay's ConfigMap patch.
+    first = data["REDIS_SENTINELS"].split(",")[0].rpartition(":")[0]
+    assert [p for p in KUBERNETES.rglob("*.yaml") if first in p.read_text()] == [
+        SENTINEL / "sentinel.yaml"
+    ]
+    # The variables only the manifests read are not taken for misspelt settings.
+    [secret] = documents(KUBERNETES / "secret.example.yaml")
+    assert misspelled({**data, **secret["stringData"], "REDIS_URL": "x"}) == []
+
+
+def test_sentinel_keda_overlay_scales_through_the_sentinels_with_payhooks_own_values() -> None:
+    sentinel = by_identity(kustomize(SENTINEL))
+    keda = by_identity(kustomize(KUBERNETES / "sentinel-keda"))
+    assert set(keda) - set(sentinel) == {
+        ("ScaledObject", "payhooks-worker"),
+        ("TriggerAuthentication", "payhooks-redis"),
+    }
+    assert set(sentinel) - set(keda) == {("HorizontalPodAutoscaler", "payhooks-worker")}
+    data = keda["ConfigMap", "payhooks"]["data"]
+    [secret] = documents(KUBERNETES / "secret.example.yaml")
+    scaled = keda["ScaledObject", "payhooks-worker"]
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "redis-sentinel"
+    assert set(trigger["metadata"]) <= KEDA_SENTINEL_METADATA
+    assert trigger["metadata"]["listName"] == f"rq:queue:{data['PAYHOOKS_QUEUE']}"
+    # The worker's own environment (the ConfigMap) names the Sentinels and the master.
+    assert trigger["metadata"]["addressesFromEnv"] == "REDIS_SENTINELS"
+    assert trigger["metadata"]["sentinelMasterFromEnv"] == "REDIS_MASTER_NAME"
+    assert {"REDIS_SENTINELS", "REDIS_MASTER_NAME"} <= set(data)
+    assert trigger["metadata"]["enableTLS"] == "true"  # as the rediss+sentinel:// URL
+    assert trigger["authenticationRef"]["name"] == "payhooks-redis"
+    references = keda["TriggerAuthentication", "payhooks-redis"]["spec"]["secretTargetRef"]
+    assert {r["parameter"] for r in references} <= KEDA_SENTINEL_AUTH
+    assert {r["parameter"]: r["key"] for r in references} == {
+        "password": "REDIS_PASSWORD",
+        "sentinelPassword": "REDIS_SENTINEL_PASSWORD",
+    }
+    for reference in references:
+        assert reference["name"] == secret["metadata"]["name"]
+        assert reference["key"] in secret["stringData"]
 
 
 def test_keda_objects_validate_and_watch_the_rq_queue_on_the_one_redis_address() -> None:
