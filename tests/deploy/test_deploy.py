@@ -177,6 +177,7 @@ def by_identity(rendered: list[dict]) -> dict[tuple[str, str], dict]:  # type: i
 
 
 SENTINEL = KUBERNETES / "sentinel"
+POLICIES = KUBERNETES / "network-policies"
 VARIANTS = {
     "default": KUBERNETES,
     "keda": KUBERNETES / "keda",
@@ -222,7 +223,10 @@ KEDA_SENTINEL_AUTH = {
 }
 
 
-@pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
+RENDERED = {**VARIANTS, "network-policies": POLICIES}
+
+
+@pytest.mark.parametrize("variant", RENDERED.values(), ids=RENDERED.keys())
 def test_kustomizations_render_as_kubectl_does(variant: Path) -> None:
     rendered = by_identity(kustomize(variant))
     kubectl = shutil.which("kubectl")
@@ -261,7 +265,7 @@ def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> No
 
     schema = json.loads((KUBERNETES / "keda" / "keda.schema.json").read_text())
     files = [KUBERNETES / "secret.example.yaml", KUBERNETES / "ingress.example.yaml"]
-    for name, variant in VARIANTS.items():
+    for name, variant in RENDERED.items():
         rendered = tmp_path / f"{name}.yaml"
         objects = kustomize(variant)
         # kubernetes-validate has no schemas for KEDA's custom resources: ours has.
@@ -280,6 +284,84 @@ def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ERROR" not in result.stdout, result.stdout
     assert "WARN" not in result.stdout, result.stdout
+
+
+#: Private and link-local ranges, which "the internet" (Nexudus, the providers) leaves out.
+PRIVATE = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"}
+
+
+def policies_for(labels: dict[str, str]) -> list[dict]:  # type: ignore[type-arg]
+    return [
+        policy
+        for policy in kustomize(POLICIES)
+        if policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+
+
+def allowed(labels: dict[str, str], direction: str) -> list[dict]:  # type: ignore[type-arg]
+    """The rules that let a pod with these labels connect (egress) or be connected to
+    (ingress); NetworkPolicies add up."""
+    return [
+        rule
+        for policy in policies_for(labels)
+        if direction.capitalize() in policy["spec"]["policyTypes"]
+        for rule in policy["spec"].get(direction, [])
+    ]
+
+
+def ports(rules: list[dict]) -> set[tuple[str, int]]:  # type: ignore[type-arg]
+    return {(port["protocol"], port["port"]) for rule in rules for port in rule["ports"]}
+
+
+@pytest.mark.parametrize("role", ["receiver", "worker", "scheduler"])
+def test_network_policies_let_each_role_reach_what_it_needs_and_nothing_else(role: str) -> None:
+    labels = {"app.kubernetes.io/name": "payhooks", "app.kubernetes.io/component": role}
+    rendered = by_identity(kustomize(KUBERNETES))
+    for (kind, name), document in rendered.items():
+        # The policies' labels are the Deployments' (the scheduler's too, once it is there).
+        if kind == "Deployment" and name == f"payhooks-{role}":
+            assert document["spec"]["template"]["metadata"]["labels"] == labels
+    # Everything is denied to and from every payhooks pod unless a rule allows it.
+    [deny] = [p for p in policies_for(labels) if p["metadata"]["name"] == "payhooks-default-deny"]
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert set(deny["spec"]) == {"podSelector", "policyTypes"}
+    egress = allowed(labels, "egress")
+    # DNS, Redis (the port of REDIS_ADDRESS, the Sentinels' as the sentinel overlay has
+    # them), and HTTPS to addresses outside the private ranges; nothing else.
+    address = rendered["ConfigMap", "payhooks"]["data"]["REDIS_ADDRESS"]
+    sentinels = by_identity(kustomize(SENTINEL))["ConfigMap", "payhooks"]["data"]
+    redis_ports = {int(address.rpartition(":")[2])} | {
+        int(item.rpartition(":")[2]) for item in sentinels["REDIS_SENTINELS"].split(",")
+    }
+    assert {("TCP", port) for port in redis_ports} | {("UDP", 53), ("TCP", 53)} <= ports(egress)
+    internet = [r for r in egress if any("ipBlock" in peer for peer in r["to"])]
+    assert ports(internet) == {("TCP", 443)}
+    for rule in internet:
+        for peer in rule["to"]:
+            assert set(peer["ipBlock"]["except"]) == PRIVATE
+    assert ports(egress) - ports(internet) == {("TCP", 6379), ("TCP", 6380), ("TCP", 26379)} | {
+        ("UDP", 53),
+        ("TCP", 53),
+    }
+    # Only the receiver takes connections: on its one port, from the ingress controller's
+    # namespace and Prometheus's.
+    ingress = allowed(labels, "ingress")
+    if role != "receiver":
+        assert ingress == []
+        return
+    [container] = containers(rendered["Deployment", "payhooks-receiver"])
+    [port] = container["ports"]
+    assert ports(ingress) == {("TCP", port["containerPort"])}
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in ingress
+        for peer in rule["from"]
+    }
+    assert sources == {"ingress-nginx", "monitoring"}
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("#### Network policies") :]
+    for name in ("receiver", "worker", "scheduler"):
+        assert f"| {name} |" in section[: section.index("\n#")]
 
 
 def resolved(value: str, data: dict[str, str]) -> str:
