@@ -224,6 +224,8 @@ KEDA_SENTINEL_AUTH = {
 
 
 RENDERED = {**VARIANTS, "network-policies": POLICIES}
+#: Templates beside the kustomizations, applied by hand.
+EXAMPLES = ("secret", "ingress", "ops-job", "rq-dashboard")
 
 
 @pytest.mark.parametrize("variant", RENDERED.values(), ids=RENDERED.keys())
@@ -264,7 +266,7 @@ def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> No
     import jsonschema
 
     schema = json.loads((KUBERNETES / "keda" / "keda.schema.json").read_text())
-    files = [KUBERNETES / "secret.example.yaml", KUBERNETES / "ingress.example.yaml"]
+    files = [KUBERNETES / f"{name}.example.yaml" for name in EXAMPLES]
     for name, variant in RENDERED.items():
         rendered = tmp_path / f"{name}.yaml"
         objects = kustomize(variant)
@@ -362,6 +364,58 @@ def test_network_policies_let_each_role_reach_what_it_needs_and_nothing_else(rol
     section = readme[readme.index("#### Network policies") :]
     for name in ("receiver", "worker", "scheduler"):
         assert f"| {name} |" in section[: section.index("\n#")]
+
+
+def test_ops_job_runs_a_payhooks_command_as_the_receiver_runs() -> None:
+    from payhooks.cli.main import main
+
+    [job] = documents(KUBERNETES / "ops-job.example.yaml")
+    receiver = by_identity(kustomize(KUBERNETES))["Deployment", "payhooks-receiver"]
+    pod, receiving = job["spec"]["template"]["spec"], receiver["spec"]["template"]["spec"]
+    [container], [serving] = pod["containers"], receiving["containers"]
+    # The receiver's environment (replay-event needs a provider's secrets), image and
+    # hardening; run once, never retried by Kubernetes.
+    for key in ("envFrom", "env", "image", "securityContext"):
+        assert container[key] == serving[key], key
+    assert pod["securityContext"] == receiving["securityContext"]
+    assert pod["automountServiceAccountToken"] is False
+    assert (pod["restartPolicy"], job["spec"]["backoffLimit"]) == ("Never", 0)
+    assert job["metadata"]["labels"]["app.kubernetes.io/name"] == "payhooks"  # the policies'
+    with pytest.raises(SystemExit) as parsed:  # a command payhooks has
+        main([*container["args"], "--help"])
+    assert parsed.value.code == 0
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("#### Where ops commands run") :]
+    section = section[: section.index("\n#")]
+    assert "kubectl exec" in section
+    assert "ops-job.example.yaml" in section
+    assert "rq-dashboard.example.yaml" in section
+
+
+def test_rq_dashboard_manifest_is_reached_only_through_kubernetes_and_asks_for_a_password() -> None:
+    [dashboard] = documents(KUBERNETES / "rq-dashboard.example.yaml")
+    assert dashboard["kind"] == "Deployment"  # no Service: port-forward only
+    pod = dashboard["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--bind") + 1] == "127.0.0.1"
+    env = {e["name"]: e for e in container["env"]}
+    # rq-dashboard's basic auth (RQ_DASHBOARD_USERNAME/PASSWORD), from a Secret of its own.
+    for variable in ("RQ_DASHBOARD_USERNAME", "RQ_DASHBOARD_PASSWORD"):
+        assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == "payhooks-dashboard"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "payhooks",
+        "key": "REDIS_PASSWORD",
+    }
+    assert (
+        env["RQ_DASHBOARD_REDIS_URL"]["value"] == "rediss://:$(REDIS_PASSWORD)@$(REDIS_ADDRESS)/0"
+    )
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    image = compose["services"]["rq-dashboard"]["image"]  # ${…:-payhooks-dashboard:0.1.0}
+    assert container["image"].endswith("/" + image.rpartition(":-")[2].rstrip("}"))
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    [mount] = container["volumeMounts"]
+    assert mount["mountPath"] == "/tmp"
 
 
 def resolved(value: str, data: dict[str, str]) -> str:
