@@ -725,6 +725,99 @@ def test_alerts_and_dashboard_use_only_exported_metrics(
     assert 'payhooks_webhooks_total{outcome="invalid_signature",provider="stripe"}' in exposed
 
 
+#: A PromQL aggregation and the opening parenthesis of its argument (the prefix forms).
+AGGREGATION = re.compile(r"\b(sum|max|min|avg|count)\s*(?:(?:by|without)\s*\([^)]*\)\s*)?\(")
+
+
+def innermost_aggregations(expr: str) -> list[tuple[str, str | None]]:
+    """Each payhooks series in a PromQL expression, with the aggregation nearest around it
+    (the one that combines the replicas' series)."""
+    spans = []
+    for found in AGGREGATION.finditer(expr):
+        depth, start = 0, found.end() - 1
+        for end in range(start, len(expr)):
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            if depth == 0:
+                break
+        spans.append((start, end, found.group(1)))
+    found_metrics = []
+    for metric in re.finditer(r"\bpayhooks_[a-z_]+", expr):
+        around = [span for span in spans if span[0] < metric.start() < span[1]]
+        found_metrics.append((metric.group(0), max(around)[2] if around else None))
+    return found_metrics
+
+
+def metrics_table() -> dict[str, tuple[str, str]]:
+    """The README's metrics table: metric -> (per replica or cluster-wide, aggregation)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("| metric | what | across replicas |") :]
+    table = {}
+    for row in section[: section.index("\n\n")].splitlines()[2:]:
+        names, _, across = row.strip("|").split(" | ")
+        kind, _, aggregation = across.partition(": ")
+        for name in re.findall(r"`(payhooks_[a-z_]+)", names):
+            table[name] = (kind, re.findall(r"`([a-z]+)`", aggregation)[0])
+    return table
+
+
+def test_metrics_table_says_how_to_aggregate_and_the_dashboard_and_alerts_do_so(
+    settings: Settings, redis: object
+) -> None:
+    import asyncio
+
+    import prometheus_client
+
+    import payhooks.providers.stripe.receiver  # noqa: F401 (registers its counter)
+    import service.metrics  # noqa: F401
+    from payhooks.storage import redis_connect
+    from service import cluster_metrics
+
+    async def from_redis() -> str:
+        client = redis_connect.async_client(settings)
+        try:
+            return (await cluster_metrics.render(client, settings.queue_name)).decode()
+        finally:
+            await client.aclose()
+
+    def exposed(types: list[tuple[str, str]]) -> set[str]:
+        return {f"{name}_total" if kind == "counter" else name for name, kind in types}
+
+    # The exposition's TYPE lines name counters as scraped (with _total).
+    read_from_redis = set(re.findall(r"^# TYPE (\S+) ", asyncio.run(from_redis()), re.MULTILINE))
+    own = exposed(
+        [
+            (metric.name, metric.type)
+            for metric in prometheus_client.REGISTRY.collect()
+            if metric.name.startswith("payhooks_")
+        ]
+    )
+    table = metrics_table()
+    # Every metric is in the table, classified as what it is.
+    assert set(table) == read_from_redis | own
+    assert {name for name, (kind, _) in table.items() if kind == "cluster-wide"} == read_from_redis
+    for name, (kind, aggregation) in table.items():
+        assert aggregation == ("max" if kind == "cluster-wide" else aggregation), name
+        assert kind == "cluster-wide" or aggregation in {"sum", "min"}, name
+    # The check below catches what it is for: a cluster-wide series summed.
+    assert innermost_aggregations("sum(rate(payhooks_jobs_total[5m]))") == [
+        ("payhooks_jobs_total", "sum")
+    ]
+
+    expressions = []
+    dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
+    for panel in dashboard["panels"]:
+        expressions += [(panel["title"], t["expr"]) for t in panel["targets"]]
+    for group in yaml.safe_load((DEPLOY / "monitoring" / "alerts.yaml").read_text())["groups"]:
+        expressions += [(rule["alert"], rule["expr"]) for rule in group["rules"]]
+    wrong = []
+    for title, expr in expressions:
+        for series, aggregation in innermost_aggregations(expr):
+            name = series if series in table else re.sub(r"_(bucket|sum|count)$", "", series)
+            if aggregation != table[name][1]:
+                wrong.append(f"{title}: {series} under {aggregation}, not {table[name][1]}")
+    assert wrong == []
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_installs_as_the_dockerfile_does_and_runs_both_roles(
