@@ -133,9 +133,27 @@ def provider_rows(settings: Settings) -> dict[str, Rows]:
     return rows
 
 
+def redis_rows(settings: Settings) -> Rows:
+    """Where Redis is, and how it is reached: the TLS files by path, passwords as set."""
+    url = settings.redis_url
+    rows = [("Redis", redact_url(url) if url else "not set")]
+    if url and url.startswith("rediss"):
+        tls = [
+            f"CA {settings.redis_tls_ca_file}" if settings.redis_tls_ca_file else "system CAs",
+            f"client certificate {settings.redis_tls_cert_file}"
+            if settings.redis_tls_cert_file
+            else "no client certificate",
+            "host name checked" if settings.redis_tls_check_hostname else "host name NOT checked",
+        ]
+        rows.append(("Redis TLS", ", ".join(tls)))
+    if url and "+sentinel" in url.partition("://")[0]:
+        rows.append(("Sentinel password", is_set(settings.redis_sentinel_password)))
+    return rows
+
+
 def general_rows(settings: Settings) -> Rows:
     return [
-        ("Redis", redact_url(settings.redis_url) if settings.redis_url else "not set"),
+        *redis_rows(settings),
         ("queue", settings.queue_name),
         ("providers enabled", ", ".join(settings.enabled_providers()) or "none"),
         ("Nexudus", settings.nexudus_base_url),

@@ -3,6 +3,7 @@ against the sandbox's stand-ins for Nexudus and the providers' APIs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -268,3 +269,30 @@ def test_fortes_api_key_never_travels_over_plain_http() -> None:
             p for p in problems(Settings.from_env({**env, "FORTE_API_URL": url}), "serve", {})
         ]
         assert any("FORTE_API_URL must be https://" in p for p in problem) is refused, url
+
+
+def test_redis_tls_and_sentinel_password_are_shown_without_secrets(
+    settings: Settings, capsys: Captured, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not read here")
+    over_tls = dataclasses.replace(
+        settings,
+        redis_url="rediss+sentinel://:data-pw@s1:26379,s2:26379/payhooks/0",
+        redis_sentinel_password="sentinel-pw",
+        redis_tls_ca_file=str(ca),
+        redis_tls_check_hostname=False,
+    )
+    check_config(over_tls, role="all", as_json=True, env={})
+    out = capsys.readouterr().out
+    shown = json.loads(out)["settings"]
+    assert shown["Redis"] == "rediss+sentinel://:***@s1:26379,s2:26379/payhooks/0"
+    assert shown["Redis TLS"] == f"CA {ca}, no client certificate, host name NOT checked"
+    assert shown["Sentinel password"] == "set"
+    assert "data-pw" not in out
+    assert "sentinel-pw" not in out
+    # Plain Redis: no TLS row, no Sentinel row.
+    check_config(settings, role="all", as_json=True, env={})
+    assert {"Redis TLS", "Sentinel password"}.isdisjoint(
+        json.loads(capsys.readouterr().out)["settings"]
+    )
