@@ -22,7 +22,16 @@ from payhooks.settings import ConfigError, Settings
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
 #: Commands that read a running `payhooks dev`'s settings when REDIS_URL is not set.
 OPS_COMMANDS = frozenset(
-    {"failed", "trace", "replay-event", "unprocessed", "check-config", "healthcheck", "send-test"}
+    {
+        "failed",
+        "trace",
+        "replay-event",
+        "unprocessed",
+        "check-config",
+        "healthcheck",
+        "send-test",
+        "reconcile",
+    }
 )
 
 
@@ -128,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from payhooks.cli.unprocessed_cli import add_unprocessed_command
 
     add_unprocessed_command(commands)
+    from payhooks.cli.reconcile import add_reconcile_command
+
+    add_reconcile_command(commands)
 
     args = parser.parse_args(argv)
     as_json = bool(getattr(args, "json", False))
@@ -167,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from payhooks.cli.unprocessed_cli import run_unprocessed
 
             return run_unprocessed(settings, args)
+        if args.command == "reconcile":
+            from payhooks.cli.reconcile import run_reconcile
+
+            return run_reconcile(settings, args)
         if args.command in ("failed", "trace", "replay-event"):
             from payhooks.cli.ops_cli import run_ops
 
