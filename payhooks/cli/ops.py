@@ -27,6 +27,7 @@ from payhooks.cli.cli_output import COLUMNS
 from payhooks.domain.events import Ignored, Normalised, PaymentEvent
 from payhooks.domain.providers import PROVIDER_NAMES
 from payhooks.providers.kit.polling import PollIntake
+from payhooks.providers.listers import build_listers
 from payhooks.providers.pollers import POLLERS, build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
@@ -341,12 +342,16 @@ class Ops:
     ) -> list[Normalised]:
         provider_name = event_key.split(":", 1)[0]
         built = build_pollers(self.settings, pollers)
-        if provider_name not in built:
-            raise ValueError(
-                f"{event_key}: the poll of {provider_name} is not turned on here; run "
-                "replay-event with the scheduler's environment"
-            )
-        return built[provider_name].normalise(stored["body"])
+        if provider_name in built:
+            return built[provider_name].normalise(stored["body"])
+        # Not polled: a record reconciliation read from the provider's list of events.
+        listers, _ = build_listers(self.settings, [provider_name])
+        if provider_name in listers:
+            return listers[provider_name].normalise(stored["body"])
+        raise ValueError(
+            f"{event_key}: neither the poll nor the reconciliation of {provider_name} is "
+            "turned on here; run replay-event with the workers' environment"
+        )
 
     def _enqueue(self, event: PaymentEvent, *, source: str = "stored webhook") -> str:
         job_id = redis_keys.job_id(event.key)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -24,8 +25,9 @@ from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from payhooks.cli.ops import Ops
 from payhooks.cli.reconcile import reconcile_providers, run_reconcile
-from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record
 from payhooks.providers.kit.listing import Window
 from payhooks.providers.stripe.settings import StripeSettings
@@ -144,6 +146,29 @@ def test_missed_payments_are_recovered_and_seen_ones_are_not_queued_twice(
     assert [(r["seen"], r["queued"]) for r in again] == [(2, 0), (1, 0)]
     assert Queue(rc_settings.queue_name, connection=redis).count == 0
     assert len(api_calls(sandbox_state)) == calls_before
+
+
+def test_a_recovered_event_is_replayed_from_the_record_the_scan_kept(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+) -> None:
+    # The invoice is missing when the recovered event is applied; once it exists, a person
+    # replays the event as they would a webhook's (README, Replaying).
+    missed = stripe_paid(stripe_state, 77)
+    reconcile_providers(rc_settings, redis, last(), ["stripe"])
+    drain(redis, rc_settings)
+    key = f"stripe:{missed['id']}"
+    assert stages(redis, key)[-1] == "failed"
+    sandbox_state.invoices[77] = invoice_record(77)
+    answer = Ops(rc_settings, redis, out=io.StringIO()).replay_event(key)
+    assert answer.startswith(f"{key}: queued as ")
+    drain(redis, rc_settings)
+    assert sandbox_state.invoices[77]["PaidOn"] is not None
+    assert "replayed" in stages(redis, key)
+    assert stages(redis, key)[-1] == "applied"
 
 
 def test_overlapping_runs_in_parallel_queue_each_event_once_across_many_pages(
