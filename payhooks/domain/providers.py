@@ -78,6 +78,11 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         display_name="Forte",
         payment_providers=(RegularPaymentProvider.FORTE,),
     ),
+    ProviderSpec(
+        name="ezidebit",
+        display_name="EziDebit",
+        payment_providers=(RegularPaymentProvider.EZIDEBIT,),
+    ),
 )
 
 #: Operators' own systems: one receiver per configured source, at /webhooks/generic/<source>.

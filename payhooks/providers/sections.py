@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.braintree.settings import BraintreeSettings
 from payhooks.providers.epay.settings import EPaySettings
+from payhooks.providers.ezidebit.settings import EziDebitSettings
 from payhooks.providers.forte.settings import ForteSettings
 from payhooks.providers.generic.settings import GenericSettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
@@ -30,5 +31,6 @@ SECTIONS: Mapping[str, type[ProviderSettings]] = {
     "liqpay": LiqPaySettings,
     "epay": EPaySettings,
     "forte": ForteSettings,
+    "ezidebit": EziDebitSettings,
     "generic": GenericSettings,
 }
