@@ -83,6 +83,11 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         display_name="EziDebit",
         payment_providers=(RegularPaymentProvider.EZIDEBIT,),
     ),
+    ProviderSpec(
+        name="spreedly",
+        display_name="Spreedly (MultiGateway)",
+        payment_providers=(RegularPaymentProvider.MULTI_GATEWAY,),
+    ),
 )
 
 #: Operators' own systems: one receiver per configured source, at /webhooks/generic/<source>.

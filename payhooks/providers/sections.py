@@ -18,6 +18,7 @@ from payhooks.providers.generic.settings import GenericSettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.liqpay.settings import LiqPaySettings
 from payhooks.providers.paypal.settings import PayPalIpnSettings, PayPalSettings
+from payhooks.providers.spreedly.settings import SpreedlySettings
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings.provider import ProviderSettings
 
@@ -32,5 +33,6 @@ SECTIONS: Mapping[str, type[ProviderSettings]] = {
     "epay": EPaySettings,
     "forte": ForteSettings,
     "ezidebit": EziDebitSettings,
+    "spreedly": SpreedlySettings,
     "generic": GenericSettings,
 }

@@ -42,6 +42,10 @@ from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest
 from payhooks.providers.liqpay import sample as liqpay_sample
 from payhooks.providers.paypal import sample as paypal_sample
 from payhooks.providers.paypal.stand_in import add_paypal_routes
+from payhooks.providers.spreedly import probe as spreedly_probe
+from payhooks.providers.spreedly import sample as spreedly_sample
+from payhooks.providers.spreedly.settings import SpreedlySettings
+from payhooks.providers.spreedly.stand_in import add_spreedly_routes
 from payhooks.providers.stripe import probe as stripe_probe
 from payhooks.providers.stripe import sample as stripe_sample
 from payhooks.providers.stripe.settings import StripeSettings
@@ -111,6 +115,12 @@ TOOLS: Mapping[str, ProviderTools] = {
         sample_uses_sandbox=True,
         probe=probe_of(EziDebitSettings, ezidebit_probe.checks),
     ),
+    "spreedly": ProviderTools(
+        spreedly_sample.for_send_test,
+        spreedly_sample.dev_environment,
+        sample_uses_sandbox=True,
+        probe=probe_of(SpreedlySettings, spreedly_probe.checks),
+    ),
     "generic": ProviderTools(generic_sample.for_send_test, generic_sample.dev_environment),
 }
 
@@ -123,4 +133,5 @@ STAND_INS: Mapping[str, StandIn] = {
     "epay": add_epay_routes,
     "forte": add_forte_routes,
     "ezidebit": add_ezidebit_routes,
+    "spreedly": add_spreedly_routes,
 }

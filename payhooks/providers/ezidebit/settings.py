@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from payhooks.settings.provider import ProviderSettings
 from payhooks.settings.reading import (
-    ConfigError,
     Rows,
     currency_code,
     is_set,
+    require_https,
     setting,
     url,
     whole,
@@ -38,11 +37,8 @@ class EziDebitSettings(ProviderSettings):
     currency: str = setting("EZIDEBIT_CURRENCY", "AUD", currency_code)
 
     def check(self) -> None:
-        parts = urlsplit(self.api_url)
-        loopback = (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
-        if parts.scheme.lower() != "https" and not loopback:
-            # Every call carries the Digital Key in its body.
-            raise ConfigError("EZIDEBIT_API_URL must be https:// (plain http only on loopback)")
+        # Every call carries the Digital Key in its body.
+        require_https("EZIDEBIT_API_URL", self.api_url)
 
     def rows(self) -> Rows:
         return [
