@@ -31,6 +31,8 @@ UNLISTED: Mapping[str, str] = {
     "paypal-ipn": "IPN has no list of past notifications (reconcile PayPal's REST events)",
     "liqpay": "LiqPay has only a per-order status call, no list of payments",
     "epay": "ePay has only a per-order status call, no list of payments",
+    "ezidebit": "polled already: its poll reads GetPayments over an overlapping window",
+    "spreedly": "not yet reconciled (GET /v1/transactions.json with since_token is to come)",
     "generic": "operators' own systems have no API we can ask",
 }
 
