@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from payhooks.providers.ezidebit.lister import EziDebitLister
 from payhooks.providers.gocardless.lister import GoCardlessLister
 from payhooks.providers.kit.listing import Lister, ListerFactory, NotListed
 from payhooks.providers.stripe.lister import StripeLister
@@ -20,6 +21,8 @@ __all__ = ["LISTERS", "UNLISTED", "build_listers"]
 LISTERS: Mapping[str, ListerFactory] = {
     "stripe": StripeLister.from_settings,
     "gocardless": GoCardlessLister.from_settings,
+    # On demand only (`payhooks reconcile ezidebit`): its poll is scheduled already.
+    "ezidebit": EziDebitLister.from_settings,
 }
 
 #: Why a provider without a lister is skipped: what its API allows, or what is still to come.
@@ -31,7 +34,6 @@ UNLISTED: Mapping[str, str] = {
     "paypal-ipn": "IPN has no list of past notifications (reconcile PayPal's REST events)",
     "liqpay": "LiqPay has only a per-order status call, no list of payments",
     "epay": "ePay has only a per-order status call, no list of payments",
-    "ezidebit": "polled already: its poll reads GetPayments over an overlapping window",
     "spreedly": "not yet reconciled (GET /v1/transactions.json with since_token is to come)",
     "generic": "operators' own systems have no API we can ask",
 }

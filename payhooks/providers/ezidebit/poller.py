@@ -71,7 +71,11 @@ class EziDebitPoller:
         return start - LOOKBACK, today
 
     def fetch(self, cursor: str | None) -> PolledPage:
-        date_from, date_to = self.window(cursor)
+        return self.read(*self.window(cursor))
+
+    def read(self, date_from: date, date_to: date) -> PolledPage:
+        """Every payment settled (or failed) from ``date_from`` to ``date_to``, both
+        included: Ezidebit answers the whole window at once, so one page."""
         rows = self._get_payments(date_from, date_to)
         return PolledPage(
             records=tuple(record_of(row) for row in rows),

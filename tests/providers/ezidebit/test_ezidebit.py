@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from payhooks.cli.main import main
+from payhooks.cli.reconcile import reconcile_providers
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import Ignored, InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.providers.ezidebit.formats import (
@@ -29,9 +30,10 @@ from payhooks.providers.ezidebit.formats import (
     payment_rows,
     record_of,
 )
-from payhooks.providers.ezidebit.poller import EziDebitPoller
+from payhooks.providers.ezidebit.poller import EziDebitPoller, ezidebit_now
 from payhooks.providers.ezidebit.settings import EziDebitSettings
 from payhooks.providers.ezidebit.stand_in import DIGITAL_KEY, EziDebitState, payment_row
+from payhooks.providers.kit.listing import Window
 from payhooks.settings import ConfigError, Intake, Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.task_lease import TaskLease
@@ -313,3 +315,32 @@ def test_soap_faults_and_error_codes_are_the_runs_classified_result_and_move_not
     assert key not in ran["reason"]
     assert not redis.exists(redis_keys.task_cursor(TASK))  # the next tick asks again
     assert Queue(settings.queue_name, connection=redis).count == 0
+
+
+def test_reconcile_reads_the_window_asked_for_beyond_the_polls_week(
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    worker_context: context.WorkerContext,
+    sandbox_state: SandboxState,
+    ezidebit_state: EziDebitState,
+) -> None:
+    # Settled twelve days ago, while the scheduler was down: each poll reads a week only.
+    twelve_days_ago = (ezidebit_now() - timedelta(days=12)).replace(microsecond=0, tzinfo=None)
+    payment_id = register(ezidebit_state, 42, settled=twelve_days_ago.isoformat())
+    assert run_poll(worker_context, redis)["queued"] == 0
+
+    now = datetime.now(tz=UTC)
+    window = Window(now - timedelta(days=14), now)
+    [found] = reconcile_providers(settings, redis, window, ["ezidebit"])
+    assert (found["provider"], found["queued"], found["result"]) == ("ezidebit", 1, "ok")
+    drain(queue, redis)
+    (token,) = [t for t in sandbox_state.tokens.values() if t["CoworkerInvoiceId"] == 42]
+    assert (token["RegularPaymentProvider"], token["Token"]) == (9, payment_id)
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
+    date_from, date_to, _ = ezidebit_state.requests[-1]
+    assert date_from <= twelve_days_ago.date().isoformat() <= date_to
+
+    # Asked again: seen, never a second job.
+    [again] = reconcile_providers(settings, redis, window, ["ezidebit"])
+    assert (again["seen"], again["queued"]) == (1, 0)
