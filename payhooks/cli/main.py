@@ -6,15 +6,13 @@ Settings come from the environment (see the README's configuration table).
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, cast
 
 from payhooks.cli import dev_state
-from payhooks.cli.cli_output import CommandError, report_error
+from payhooks.cli.cli_output import CommandError, redis_unreachable, report_error
 from payhooks.domain.providers import GENERIC, PROVIDER_NAMES
 from payhooks.providers.tools import TOOLS
 from payhooks.settings import ConfigError, Settings
@@ -255,18 +253,17 @@ def _positive(value: str) -> int:
 
 
 def _work(settings: Settings, *, burst: bool) -> int:
-    from payhooks import logs
-    from payhooks.cli.worker_process import run_worker
-    from workers import context
+    from payhooks.cli import worker_process
 
-    settings.check_worker()
-    logs.configure(settings.log_format, settings.log_level)
-    # `kill -USR1 <pid>` prints what every thread of a worker that seems stuck is doing.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    context.install(context.build_context(settings))
     # Redis unreachable, at start-up or lost: waited for (WORKER_REDIS_PATIENCE_SECONDS),
     # then one line naming where; other errors keep their traceback: bugs.
-    return run_worker(settings, burst=burst)
+    try:
+        return worker_process.run(settings, burst=burst)
+    except worker_process.RedisMayEvict as exc:
+        error = CommandError(f"not starting: {exc}", code="redis_may_evict", exit_code=2)
+    except worker_process.RedisStayedAway as exc:
+        error = redis_unreachable(exc.redis_url, exc.cause)
+    return report_error(error, as_json=False)
 
 
 if __name__ == "__main__":
