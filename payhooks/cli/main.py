@@ -253,7 +253,7 @@ def _positive(value: str) -> int:
 
 
 def _work(settings: Settings, *, burst: bool) -> int:
-    from payhooks.cli import worker_process
+    from workers import worker_process
 
     # Redis unreachable, at start-up or lost: waited for (WORKER_REDIS_PATIENCE_SECONDS),
     # then one line naming where; other errors keep their traceback: bugs.
