@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, cast
 
-from payhooks.cli import dev_state
 from payhooks.cli.cli_output import CommandError, redis_unreachable, report_error
+from payhooks.devtools import dev_state
 from payhooks.domain.providers import GENERIC, PROVIDER_NAMES
 from payhooks.providers.tools import TOOLS
 from payhooks.settings import ConfigError, Settings
