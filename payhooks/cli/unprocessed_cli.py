@@ -11,7 +11,8 @@ from dataclasses import asdict
 from redis.exceptions import RedisError
 
 from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
-from payhooks.cli.ops import Ops, left_for, table
+from payhooks.cli.ops import Ops
+from payhooks.cli.tables import left_for, table
 from payhooks.cli.unprocessed import SHORT_ID, UnprocessedWebhooks
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
