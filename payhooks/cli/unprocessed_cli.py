@@ -19,29 +19,6 @@ from payhooks.storage import redis_connect
 from payhooks.storage.redis_keys import text
 
 
-def add_unprocessed_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    unprocessed = commands.add_parser(
-        "unprocessed",
-        help="verified webhooks the receiver could not normalise: list, show, replay, dismiss",
-    )
-    actions = unprocessed.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="oldest first, with the reason")
-    listing.add_argument("--json", action="store_true")
-    show = actions.add_parser("show", help="one webhook: reason, headers and stored body")
-    show.add_argument("id", help="the id from `list` (or at least its first 8 characters)")
-    show.add_argument("--json", action="store_true")
-    replay = actions.add_parser(
-        "replay", help="normalise with the current code and queue the events (idempotent)"
-    )
-    replay.add_argument("ids", nargs="+")
-    replay.add_argument("--json", action="store_true")
-    dismiss = actions.add_parser("dismiss", help="take off the list once handled by hand")
-    dismiss.add_argument("ids", nargs="+")
-    dismiss.add_argument("--json", action="store_true")
-
-
 def run_unprocessed(settings: Settings, args: argparse.Namespace) -> int:
     redis_url = settings.require_redis()
     redis = redis_connect.sync_client(settings)
