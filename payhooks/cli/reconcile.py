@@ -16,8 +16,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
-from payhooks.cli.ops import parse_since, table
-from payhooks.domain.providers import GENERIC, PROVIDER_NAMES
+from payhooks.cli.ops import parse_since
+from payhooks.cli.tables import table
 from payhooks.providers.kit.listing import Lister, Window
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.providers.listers import build_listers
@@ -29,27 +29,6 @@ from payhooks.storage.worker_metrics import WorkerMetrics
 from workers.reconcile import ScanCounts, WindowCursor, scan
 
 COLUMNS = ("provider", "scanned", "seen", "queued", "ignored", "errors", "result")
-
-
-def add_reconcile_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    reconcile = commands.add_parser(
-        "reconcile",
-        help="ask providers' APIs what happened and queue what no webhook brought (idempotent)",
-    )
-    reconcile.add_argument(
-        "providers",
-        nargs="*",
-        metavar="PROVIDER",
-        help=f"{', '.join([*PROVIDER_NAMES, GENERIC.name])} (default: every one configured)",
-    )
-    reconcile.add_argument(
-        "--since", required=True, help="2h, 3d, or an ISO 8601 time such as 2026-11-20T09:00Z"
-    )
-    reconcile.add_argument("--until", help="as --since (default: now)")
-    reconcile.add_argument(
-        "--dry-run", action="store_true", help="count what would be queued; write nothing"
-    )
-    reconcile.add_argument("--json", action="store_true")
 
 
 def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

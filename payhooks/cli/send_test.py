@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 import httpx
 
 from payhooks.cli.cli_output import CommandError, emit, labelled, report_error
-from payhooks.cli.dev_state import DevInstance
+from payhooks.devtools.dev_state import DevInstance
 from payhooks.providers.kit.samples import Sample, SampleRequest
 from payhooks.providers.tools import TOOLS
 from payhooks.settings import Settings

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -163,7 +162,7 @@ def test_a_recovered_event_is_replayed_from_the_record_the_scan_kept(
     key = f"stripe:{missed['id']}"
     assert stages(redis, key)[-1] == "failed"
     sandbox_state.invoices[77] = invoice_record(77)
-    answer = Ops(rc_settings, redis, out=io.StringIO()).replay_event(key)
+    answer = Ops(rc_settings, redis).replay_event(key)
     assert answer.startswith(f"{key}: queued as ")
     drain(redis, rc_settings)
     assert sandbox_state.invoices[77]["PaidOn"] is not None
