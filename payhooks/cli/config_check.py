@@ -122,9 +122,9 @@ def misspelled(env: Mapping[str, str]) -> list[str]:
 
 
 def provider_rows(settings: Settings) -> dict[str, Rows]:
-    """Each enabled provider's rows, from its settings section."""
+    """Each enabled provider's rows (webhook or poll), from its settings section."""
     rows: dict[str, Rows] = {}
-    for name in settings.enabled_providers():
+    for name in settings.configured_providers():
         if name.startswith("generic/"):
             generic = settings.provider(GenericSettings)
             rows[name] = generic.source_rows(name.removeprefix("generic/"))
@@ -155,7 +155,7 @@ def general_rows(settings: Settings) -> Rows:
     return [
         *redis_rows(settings),
         ("queue", settings.queue_name),
-        ("providers enabled", ", ".join(settings.enabled_providers()) or "none"),
+        ("providers enabled", ", ".join(settings.configured_providers()) or "none"),
         ("Nexudus", settings.nexudus_base_url),
         ("Nexudus user", settings.nexudus_username or "not set"),
         ("Nexudus password", is_set(settings.nexudus_password)),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import TypeVar
 
-from payhooks.settings.provider import ProviderSettings
+from payhooks.settings.provider import Intake, ProviderSettings
 from payhooks.settings.reading import (
     ConfigError,
     choice,
@@ -206,6 +206,16 @@ class Settings:
     def enabled_providers(self) -> list[str]:
         """The providers whose URL exists, in registry order, then generic sources."""
         return [url for name, kind in sections().items() for url in self.provider(kind).urls(name)]
+
+    def configured_providers(self) -> list[str]:
+        """Every provider with an intake on, in registry order: its URL names (one, or a
+        generic source each), else its name when only its poll is on. check-config lists these."""
+        found: list[str] = []
+        for name, kind in sections().items():
+            section = self.provider(kind)
+            polled = [name] if section.intake_enabled(Intake.POLL) else []
+            found += section.urls(name) or polled
+        return found
 
     @property
     def event_ttl_seconds(self) -> int:

@@ -49,8 +49,9 @@ def test_every_enabled_provider_gets_its_rows(settings: Settings, capsys: Captur
     code = check_config(settings, role="all", as_json=True, env={})
     report = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert set(report["providers"]) == set(settings.enabled_providers())
-    assert set(PROVIDER_NAMES) < set(report["providers"])  # every one, and generic/bank
+    # Every provider with a URL or a poll (EziDebit has only a poll), and generic/bank.
+    assert set(report["providers"]) == set(settings.enabled_providers()) | {"ezidebit"}
+    assert set(PROVIDER_NAMES) < set(report["providers"])
     assert (
         report["providers"]["epay"]["merchant number"]
         == settings.provider(EPaySettings).merchant_number
@@ -152,7 +153,7 @@ def test_text_fits_100_columns_and_the_verdict_says_what_was_skipped(
         assert f"{prefix}," in words or prefix in words
     assert check_config(everything, role="all", probe=True, as_json=True, env={}) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["settings"]["providers enabled"] == ", ".join(everything.enabled_providers())
+    assert report["settings"]["providers enabled"] == ", ".join(everything.configured_providers())
 
 
 def test_a_misspelled_or_placeholder_variable_named_like_ours_is_a_problem(
