@@ -181,10 +181,11 @@ async def _run(
     )
     if state_path is not None:
         dev_state.remove(state_path, os.getpid())
-    for process in (scheduler, worker):
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            await process.wait()
+    # Both at once: the worker may be finishing a job (warm shutdown), the scheduler never is.
+    running = [process for process in (scheduler, worker) if process.returncode is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    await asyncio.gather(*(process.wait() for process in running))
     for runner in reversed(runners):
         await runner.cleanup()
 

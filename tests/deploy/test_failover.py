@@ -150,7 +150,10 @@ class Topology:
         dead = self.primary_port
         on(dead, "WAIT", len(self.replica_ports), 5000)
         self.kill(dead)
-        wait_for(lambda: self.primary() != dead, timeout=30)
+        # Generous bounds: on a loaded 2-core machine the Sentinels' election and their
+        # discovery of the new replica (INFO every 10 s) take longer; nothing waits longer
+        # than it must.
+        wait_for(lambda: self.primary() != dead, timeout=60)
         self.primary_port = self.primary()
         self.replica_ports.remove(self.primary_port)
         port = self.add_replica()
@@ -160,7 +163,7 @@ class Topology:
                     int(r["port"]) == port and r["flags"] == "slave"
                     for r in on(s, "SENTINEL", "REPLICAS", MASTER)
                 ),
-                timeout=30,
+                timeout=60,
             )
         return self.primary_port
 
