@@ -12,7 +12,6 @@ once, at start-up, and only the fields that differ between jobs are computed per
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,11 @@ class JobFields:
     timestamp: str
 
 
+def utc_timestamp() -> str:
+    """Now, as RQ writes a job's created_at and enqueued_at."""
+    return utcformat(now())
+
+
 class JobFactory:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -50,7 +54,9 @@ class JobFactory:
             name: value for name, value in template.to_dict().items() if name not in VARIABLE_FIELDS
         }
 
-    def fields(self, event_key: str, description: str) -> JobFields:
+    def fields(self, event_key: str, description: str, timestamp: str | None = None) -> JobFields:
+        """The fields of one event's job; ``timestamp`` (``utc_timestamp()``) may be shared
+        by a batch's jobs."""
         job_id = redis_keys.job_id(event_key)
         payload: tuple[str, None, tuple[str], dict[str, Any]] = (
             JOB_FUNCTION,
@@ -61,9 +67,11 @@ class JobFactory:
         return JobFields(
             job_id=job_id,
             job_key=Job.key_for(job_id),
-            data=zlib.compress(self._serializer.dumps(payload)),
+            # Uncompressed: RQ reads data that is not zlib's as it is, and a payload this
+            # small only grows when compressed (and compressing costs more than the rest).
+            data=self._serializer.dumps(payload),
             description=description,
-            timestamp=utcformat(now()),
+            timestamp=timestamp or utc_timestamp(),
         )
 
     def full_mapping(self, event_key: str, description: str) -> dict[str, Any]:

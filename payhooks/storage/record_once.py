@@ -23,7 +23,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.storage import redis_keys, trail
-from payhooks.storage.jobs import JobFactory
+from payhooks.storage.jobs import JobFactory, utc_timestamp
 from payhooks.storage.trail import StoredWebhook
 
 # The script's inputs, by name: the Lua reads them into locals of these names (as arq
@@ -150,9 +150,11 @@ class RecordOnce:
     ) -> list[list[Any]]:
         """Keep the webhook, queue a job per new event, note ignored ones in the trail."""
         at = trail.now_iso()
+        stamp = utc_timestamp()
         # The first event's script stores the webhook; without events, a plain HSET does.
         calls: list[list[Any]] = [
-            self._call(event, webhook, at, store_webhook=n == 0) for n, event in enumerate(events)
+            self._call(event, webhook, at, stamp, store_webhook=n == 0)
+            for n, event in enumerate(events)
         ]
         if not events:
             calls.append(["HSET", webhook.key, *_flatten(webhook.mapping())])
@@ -175,9 +177,17 @@ class RecordOnce:
         ]
 
     def _call(
-        self, event: PaymentEvent, webhook: StoredWebhook, at: str, *, store_webhook: bool
+        self,
+        event: PaymentEvent,
+        webhook: StoredWebhook,
+        at: str,
+        stamp: str,
+        *,
+        store_webhook: bool,
     ) -> list[Any]:
-        job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
+        job = self._jobs.fields(
+            event.key, f"{event.provider} {event.event_type} {event.event_id}", stamp
+        )
         invoice_id = event.invoice.invoice_id
         script_keys = {
             "event_key": redis_keys.event(event.key),

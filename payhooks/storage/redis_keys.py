@@ -1,5 +1,6 @@
 """Every Redis key payhooks writes, in one place (RQ's own keys are RQ's business)."""
 
+import functools
 import hashlib
 import re
 
@@ -21,6 +22,7 @@ _NOT_IN_JOB_ID = re.compile(r"[^A-Za-z0-9_-]")
 JOB_ID_READABLE_CHARS = 48
 
 
+@functools.lru_cache(maxsize=4096)  # the receiver names each job twice: queued, then logged
 def job_id(event_key: str) -> str:
     """The RQ job id of an event: a readable prefix and a digest of the whole key.
 
