@@ -95,7 +95,8 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
     ctx.metrics.job(outcome.result)
     details = {k: v for k, v in outcome.as_dict().items() if k not in ("result", "invoice_id")}
     _note(ctx, event_key, outcome.result, invoice_id=outcome.invoice_id, **details)
-    return outcome.as_dict()
+    # What RQ keeps as the job's result: a few bytes. The whole outcome is in the trail.
+    return {"result": outcome.result}
 
 
 def retry_in_place(

@@ -24,7 +24,9 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 
 JOB_FUNCTION = "workers.jobs.apply_payment_event"
-RESULT_TTL_SECONDS = 86400
+#: How long a finished job and its result stay: long enough for rq-dashboard and `failed
+#: show` after a replay; the outcome itself is in the event's trail for the retention period.
+RESULT_TTL_SECONDS = 3600
 #: Fields that differ from one job to the next; every other field is the template's.
 VARIABLE_FIELDS = ("data", "description", "created_at", "enqueued_at")
 

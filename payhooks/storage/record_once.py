@@ -49,7 +49,8 @@ SCRIPT_ARGS = (
     "trail_duplicate",
     "invoice_score",  # '' when the event names no invoice id
     "event_name",  # the event key, as the invoice index's member
-    "webhook_body",  # '' when stored already (by the batch's first event)
+    "webhook_body",  # '' when stored already (by the batch's first event); compressed
+    "webhook_encoding",  # how (payhooks/storage/bodies.py)
     "webhook_headers",
     "webhook_redacted",
     "provider",
@@ -60,8 +61,9 @@ SCRIPT_ARGS = (
 # without its job would turn every redelivery away.
 _RECORD_AND_ENQUEUE = """
 if webhook_body ~= '' then
-    redis.call('HSET', webhook_key, 'body', webhook_body, 'headers', webhook_headers,
-               'redacted', webhook_redacted, 'provider', provider, 'received_at', timestamp)
+    redis.call('HSET', webhook_key, 'body', webhook_body, 'encoding', webhook_encoding,
+               'headers', webhook_headers, 'redacted', webhook_redacted, 'provider', provider,
+               'received_at', timestamp)
     redis.call('EXPIRE', webhook_key, ttl)
 end
 if redis.call('EXISTS', event_key) == 1 or redis.call('EXISTS', job_key) == 1 then
@@ -213,7 +215,8 @@ class RecordOnce:
             "trail_duplicate": trail.entry_at(at, "duplicate", webhook=webhook.key),
             "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
             "event_name": event.key,
-            "webhook_body": webhook.body if store_webhook else "",
+            "webhook_body": webhook.stored_body if store_webhook else "",
+            "webhook_encoding": webhook.encoding,
             "webhook_headers": webhook.headers_json,
             "webhook_redacted": "1" if webhook.redacted else "0",
             "provider": webhook.provider,

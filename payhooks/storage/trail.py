@@ -14,12 +14,12 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis import Redis
 
-from payhooks.storage import redis_keys
+from payhooks.storage import bodies, redis_keys
 from payhooks.storage.redis_keys import text
 
 
@@ -47,21 +47,29 @@ class StoredWebhook:
 
     provider: str
     key: str
+    #: As received (or redacted): what is normalised.
     body: bytes
     headers: dict[str, str]
     redacted: bool
+    #: ``body`` as Redis keeps it, and how (payhooks/storage/bodies.py).
+    stored_body: bytes = b""
+    encoding: str = ""
 
     @classmethod
     def of(
         cls, provider: str, body: bytes, headers: dict[str, str], redacted_body: bytes | None
     ) -> StoredWebhook:
         digest = hashlib.sha256(body).hexdigest()
+        kept = body if redacted_body is None else redacted_body
+        stored, encoding = bodies.pack(kept)
         return cls(
             provider=provider,
             key=redis_keys.webhook(digest),
-            body=body if redacted_body is None else redacted_body,
+            body=kept,
             headers=headers,
             redacted=redacted_body is not None,
+            stored_body=stored,
+            encoding=encoding,
         )
 
     @property
@@ -71,7 +79,8 @@ class StoredWebhook:
     def mapping(self) -> dict[str, str | bytes]:
         return {
             "provider": self.provider,
-            "body": self.body,
+            "body": self.stored_body,
+            "encoding": self.encoding,
             "headers": self.headers_json,
             "redacted": "1" if self.redacted else "0",
             "received_at": now_iso(),
@@ -118,10 +127,12 @@ class Trail:
         raw = self._redis.hgetall(webhook_key)
         if not raw:
             return None
-        stored = {text(k): v for k, v in raw.items()}
+        # Bytes: the client does not decode (the body is binary).
+        stored: dict[str, bytes] = {text(k): cast(bytes, v) for k, v in raw.items()}
         return {
             "provider": text(stored["provider"]),
-            "body": stored["body"],
+            # Bodies kept before 0.3 have no encoding: as received.
+            "body": bodies.unpack(stored["body"], text(stored.get("encoding", b""))),
             "headers": json.loads(text(stored["headers"])),
             "redacted": text(stored["redacted"]) == "1",
             "received_at": text(stored["received_at"]),

@@ -75,4 +75,4 @@ def test_the_sync_and_async_runners_write_the_same_records(
         }
 
     assert written(first) == written(second)
-    assert redis.hget(synced.key, "body") == synced.body
+    assert (Trail(redis, ttl_seconds=60).webhook(synced.key) or {})["body"] == synced.body
