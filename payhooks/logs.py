@@ -28,13 +28,20 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
 _second: list[Any] = [None, ""]
 
 
-def _utc_iso(created: float) -> str:
-    # strftime over gmtime is several times cheaper than datetime.isoformat, and once a
-    # second cheaper still: the receiver writes a line per event.
-    whole = int(created)
+def utc_text(at: float, digits: int = 3) -> str:
+    """``at`` as ``2026-12-06T21:30:35.945Z`` (``digits`` after the second: 3, or 6 as
+    RQ writes its times). strftime over gmtime is several times cheaper than
+    datetime.isoformat, and once a second cheaper still: the receiver stamps every event
+    (its log line, its trail, its job)."""
+    whole = int(at)
     if _second[0] != whole:
         _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    return f"{_second[1]}.{int(created % 1 * 1000):03d}Z"
+    fraction = int(at % 1 * 10**digits)
+    return f"{_second[1]}.{fraction:0{digits}d}Z"
+
+
+def _utc_iso(created: float) -> str:
+    return utc_text(created)
 
 
 _LEVELS = {n: logging.getLevelName(n).lower() for n in (10, 20, 30, 40, 50)}

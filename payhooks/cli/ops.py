@@ -27,7 +27,7 @@ from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.domain.providers import PROVIDER_NAMES
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from payhooks.storage.jobs import JobFactory
+from payhooks.storage.jobs import JobFactory, event_fields, event_key_of, short_description
 from payhooks.storage.trail import Trail
 
 
@@ -326,15 +326,20 @@ class Ops:
 
     def _enqueue(self, event: PaymentEvent) -> str:
         job_id = redis_keys.job_id(event.key)
-        self.redis.set(
-            redis_keys.event(event.key), event.to_json(), ex=self.settings.event_ttl_seconds
-        )
         try:
             job = Job.fetch(job_id, connection=self.redis)
             status = job.get_status()
         except NoSuchJobError:
             job, status = None, None
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED):
+            if job is not None and job.args:  # queued before 0.3: its event is stored apart
+                self.redis.set(
+                    redis_keys.event(event.key),
+                    event.to_json(),
+                    ex=self.settings.event_ttl_seconds,
+                )
+            else:
+                self.redis.hset(Job.key_for(job_id), mapping=event_fields(event))  # type: ignore[arg-type]
             return f"{event.key}: job {job_id} is already {status.value}; it will use the new event"
         if status is JobStatus.STARTED:
             return (
@@ -343,15 +348,11 @@ class Ops:
             )
         if job is not None:
             job.delete()  # a finished or failed run; the new one takes its id
-        description = f"{event.provider} {event.event_type} {event.event_id} (replayed)"
-        self.queue.enqueue_job(JobFactory(self.settings).create(event.key, description, self.redis))
+        JobFactory(self.settings).enqueue(
+            self.queue, event, short_description(event, " (replayed)")
+        )
         self.trail.append(event.key, "replayed", job_id=job_id, source="stored webhook")
         return f"{event.key}: queued as {job_id}"
-
-
-def event_key_of(job: Job) -> str | None:
-    """The event a job applies: its one argument. Job ids are never turned back into keys."""
-    return str(job.args[0]) if job.args else None
 
 
 def describe(job: Job) -> FailedJob:

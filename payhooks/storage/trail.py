@@ -19,6 +19,7 @@ from typing import Any, cast
 import orjson
 from redis import Redis
 
+from payhooks.logs import utc_text
 from payhooks.storage import bodies, redis_keys
 from payhooks.storage.redis_keys import text
 
@@ -28,8 +29,7 @@ def _glob_escape(value: str) -> str:
 
 
 def now_iso() -> str:
-    t = time.time()
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(t))}.{int(t % 1 * 1000):03d}Z"
+    return utc_text(time.time())
 
 
 def entry(stage: str, **fields: Any) -> str:
@@ -76,7 +76,22 @@ class StoredWebhook:
     def headers_json(self) -> str:
         return orjson.dumps(self.headers).decode()
 
+    def record(self, received_at: str) -> bytes:
+        """The webhook as one Redis string: a JSON line saying what it is, then the body
+        as stored (a hash would take a few hundred bytes more per webhook: its body is
+        over the 64 bytes a compact hash holds)."""
+        head = {
+            "provider": self.provider,
+            "headers": self.headers,
+            "redacted": self.redacted,
+            "encoding": self.encoding,
+            "received_at": received_at,
+        }
+        return WEBHOOK_RECORD + orjson.dumps(head) + b"\n" + self.stored_body
+
     def mapping(self) -> dict[str, str | bytes]:
+        """The webhook as a hash: how 0.2 kept every webhook, and how an unprocessed one
+        is kept (its hash also holds why)."""
         return {
             "provider": self.provider,
             "body": self.stored_body,
@@ -85,6 +100,24 @@ class StoredWebhook:
             "redacted": "1" if self.redacted else "0",
             "received_at": now_iso(),
         }
+
+
+#: What a webhook kept as one string starts with (and its format's version).
+WEBHOOK_RECORD = b"payhooks-webhook/1 "
+
+
+def read_record(record: bytes) -> dict[str, Any]:
+    if not record.startswith(WEBHOOK_RECORD):
+        raise ValueError("not a kept webhook")
+    head, _, stored = record[len(WEBHOOK_RECORD) :].partition(b"\n")
+    meta = orjson.loads(head)
+    return {
+        "provider": meta["provider"],
+        "body": bodies.unpack(stored, meta["encoding"]),
+        "headers": meta["headers"],
+        "redacted": bool(meta["redacted"]),
+        "received_at": meta["received_at"],
+    }
 
 
 class Trail:
@@ -124,6 +157,10 @@ class Trail:
         return None
 
     def webhook(self, webhook_key: str) -> dict[str, Any] | None:
+        """A kept webhook, whichever way it was kept (``StoredWebhook.record``, or a hash:
+        0.2's and unprocessed ones), its body as received (or redacted)."""
+        if text(self._redis.type(webhook_key)) == "string":
+            return read_record(cast(bytes, self._redis.get(webhook_key)))
         raw = self._redis.hgetall(webhook_key)
         if not raw:
             return None
