@@ -101,6 +101,23 @@ def expire_within(redis: Redis, seconds: int) -> None:
             redis.delete(key)
 
 
+def sizing(kept: float, applied_extra: float) -> None:
+    """Redis memory for a month of events kept EVENT_RETENTION_DAYS (30): the kept bytes per
+    event, plus, for a billing run, the finished jobs and results of its last hour."""
+    print(
+        "\nsizing (EVENT_RETENTION_DAYS=30; kept bytes per event as measured above, plus a "
+        "tenth of the month's events applied within one hour, their finished jobs and "
+        "results still kept):"
+    )
+    print(f"{'events/month':>13} {'Redis':>10} {'+1 replica':>11} {'+2 replicas':>12}")
+    for month in (10_000, 100_000, 1_000_000):
+        total = month * kept + month / 10 * applied_extra
+        print(
+            f"{month:>13,} {total / 2**20:>7,.0f} MB {2 * total / 2**20:>8,.0f} MB "
+            f"{3 * total / 2**20:>9,.0f} MB"
+        )
+
+
 def report(
     stage: str,
     measured: tuple[Counter[str], Counter[str], int],
@@ -111,18 +128,21 @@ def report(
 ) -> float:
     size, keys, used = measured
     per_event = {k: v / events for k, v in size.items() if k not in shared}
+    per_invoice = {k for k in per_event if k == "payhooks:invoice"}
     total = sum(per_event.values())
-    key_count = sum(v for k, v in keys.items() if k not in shared) / events
+    key_count = sum(v for k, v in keys.items() if k not in shared | per_invoice) / events
+    invoice_keys = sum(v for k, v in keys.items() if k in per_invoice) / events
     ratio = total / body
     target = TARGETS[stage]
     print(
         f"{stage:<8} {total:>7,.0f} B/event = {ratio:4.2f}x the body (target <= {target}x: "
-        f"{'met' if ratio <= target else 'NOT met'}); {key_count:.2f} keys/event; "
+        f"{'met' if ratio <= target else 'NOT met'}); {key_count:.2f} keys/event "
+        f"(+{invoice_keys:.2f} per-invoice keys: each event here names its own invoice); "
         f"used_memory {(used - before) / events:,.0f} B/event"
     )
     parts = sorted(per_event.items(), key=lambda item: -item[1])
     print("         " + ", ".join(f"{k} {v:,.0f}" for k, v in parts if v >= 1))
-    return key_count
+    return total
 
 
 def compression() -> None:
@@ -196,7 +216,12 @@ def main() -> None:
                 "(Stripe's fixture, pretty-printed as Stripe sends it); MEMORY USAGE per key, "
                 "by kind, per event:"
             )
-            queued_keys = report("queued", usage(redis), before, n, body, shared)
+            queued = usage(redis)
+            report("queued", queued, before, n, body, shared)
+            queued_keys = (
+                sum(v for k, v in queued[1].items() if k not in shared and k != "payhooks:invoice")
+                / n
+            )
             ctx = context.build_context(settings)
             context.install(ctx)
             SimpleWorker([Queue(settings.queue_name, connection=redis)], connection=redis).work(
@@ -205,13 +230,14 @@ def main() -> None:
             ctx.close()
             paid = sum(1 for r in state.invoices.values() if r["PaidOn"])
             shared |= {"rq:finished", "rq:wip", "rq:started", "rq:failed", "rq:scheduled"}
-            report("applied", usage(redis), before, n, body, shared)
+            applied = report("applied", usage(redis), before, n, body, shared)
             expire_within(redis, DAY)
-            report("kept", usage(redis), before, n, body, shared)
+            kept = report("kept", usage(redis), before, n, body, shared)
             print(
                 f"keys per queued event: {queued_keys:.2f} (target <= {MAX_KEYS_QUEUED}); "
                 f"invoices paid {paid} of {n}"
             )
+            sizing(kept, applied - kept)
         finally:
             redis.close()
             sandbox.stop()

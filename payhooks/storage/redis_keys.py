@@ -13,7 +13,8 @@ def text(value: bytes | str) -> str:
 
 
 def event(event_key: str) -> str:
-    """The stored normalised event; its existence is the receiver's dedupe record."""
+    """Where 0.2 stored a queued event (now its job holds it): still read for jobs queued
+    then, and still a dedupe record for as long as it is kept."""
     return f"{PREFIX}:event:{event_key}"
 
 

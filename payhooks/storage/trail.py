@@ -2,9 +2,11 @@
 
 Per event, a list of JSON entries (``payhooks:trail:<provider>:<event id>``):
 received -> enqueued | duplicate | ignored -> (retrying ...) -> applied | ignored | failed.
-Per webhook request, its verified body and signature headers
-(``payhooks:webhook:<sha256>``), so the event can be re-verified or re-normalised; card
-and bank details are redacted before storing (then only re-normalisation is possible).
+Per webhook request, its verified body (zstd-compressed) and signature headers
+(``payhooks:webhook:<sha256>``: one string, ``StoredWebhook.record``; a hash when kept as
+unprocessed, or by 0.2), so the event can be re-verified or re-normalised; card and bank
+details are redacted before storing (then only re-normalisation is possible). An event's
+trail is also its dedupe record (payhooks/storage/record_once.py).
 Per invoice, the events that named it. Everything expires after EVENT_RETENTION_DAYS.
 """
 

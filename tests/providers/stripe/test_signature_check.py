@@ -59,59 +59,63 @@ def our_verdict(body: bytes, header: str, secrets: tuple[str, ...]) -> str:
     return "ok"
 
 
-NOW = str(int(time.time()))
-OLD = str(int(time.time()) - TOLERANCE - 60)
-GOOD = sign(BODY, STRIPE_SECRET, NOW)
-ROLLED = sign(BODY, OLD_STRIPE_SECRET, NOW)
+def headers() -> dict[str, str]:
+    """Every case, signed now (a module-level time would go stale in a long test run)."""
+    now = str(int(time.time()))
+    old = str(int(time.time()) - TOLERANCE - 60)
+    good = sign(BODY, STRIPE_SECRET, now)
+    rolled = sign(BODY, OLD_STRIPE_SECRET, now)
+    v0 = "6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39"
+    return {
+        "valid": f"t={now},v1={good}",
+        "valid, with a v0 entry": f"t={now},v1={good},v0={v0}",
+        "valid, then another v1": f"t={now},v1={good},v1=bad_signature",
+        "another v1, then valid": f"t={now},v1=bad_signature,v1={good}",
+        "signed with the previous secret": f"t={now},v1={rolled}",
+        "wrong signature": f"t={now},v1=bad_signature",
+        "outside the tolerance": f"t={old},v1={sign(BODY, STRIPE_SECRET, old)}",
+        "stale and wrong": f"t={old},v1=bad_signature",
+        "no timestamp": f"v1={good}",
+        "no v1": f"t={now},v0={good}",
+        "timestamp not a number": f"t=abc,v1={good}",
+        "bare t": f"t,v1={good}",
+        "bare v1": f"t={now},v1",
+        "bare t after a timestamp": f"t={now},t,v1={good}",
+        "two timestamps, the first counts": f"t={now},t={old},v1={good}",
+        "two timestamps, the second signed": f"t={old},t={now},v1={good}",
+        "an '=' inside the signature": f"t={now},v1={good}=tail",
+        "an '=' inside the timestamp": f"t={now}=1,v1={good}",
+        "leading zeros (int of t is signed)": f"t=0{now},v1={sign(BODY, STRIPE_SECRET, '0' + now)}",
+        "leading zeros, signed as int": f"t=0{now},v1={good}",
+        "underscore in the timestamp": f"t={now[:3]}_{now[3:]},v1={good}",
+        "spaces around the timestamp": f"t= {now} ,v1={good}",
+        "space before the key": f" t={now},v1={good}",
+        "empty entries": f",,t={now},,v1={good},",
+        "empty": ",",
+        "upper-case signature": f"t={now},v1={good.upper()}",
+    }
 
-HEADERS = {
-    "valid": f"t={NOW},v1={GOOD}",
-    "valid, with a v0 entry": f"t={NOW},v1={GOOD},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39",
-    "valid, then another v1": f"t={NOW},v1={GOOD},v1=bad_signature",
-    "another v1, then valid": f"t={NOW},v1=bad_signature,v1={GOOD}",
-    "signed with the previous secret": f"t={NOW},v1={ROLLED}",
-    "wrong signature": f"t={NOW},v1=bad_signature",
-    "outside the tolerance": f"t={OLD},v1={sign(BODY, STRIPE_SECRET, OLD)}",
-    "stale and wrong": f"t={OLD},v1=bad_signature",
-    "no timestamp": f"v1={GOOD}",
-    "no v1": f"t={NOW},v0={GOOD}",
-    "timestamp not a number": f"t=abc,v1={GOOD}",
-    "bare t": f"t,v1={GOOD}",
-    "bare v1": f"t={NOW},v1",
-    "bare t after a timestamp": f"t={NOW},t,v1={GOOD}",
-    "two timestamps, the first counts": f"t={NOW},t={OLD},v1={GOOD}",
-    "two timestamps, the second signed": f"t={OLD},t={NOW},v1={GOOD}",
-    "an '=' inside the signature": f"t={NOW},v1={GOOD}=tail",
-    "an '=' inside the timestamp": f"t={NOW}=1,v1={GOOD}",
-    "leading zeros (int of t is signed)": f"t=0{NOW},v1={sign(BODY, STRIPE_SECRET, '0' + NOW)}",
-    "leading zeros, signed as int": f"t=0{NOW},v1={GOOD}",
-    "underscore in the timestamp": f"t={NOW[:3]}_{NOW[3:]},v1={GOOD}",
-    "spaces around the timestamp": f"t= {NOW} ,v1={GOOD}",
-    "space before the key": f" t={NOW},v1={GOOD}",
-    "empty entries": f",,t={NOW},,v1={GOOD},",
-    "empty": ",",
-    "upper-case signature": f"t={NOW},v1={GOOD.upper()}",
-}
 
-
-@pytest.mark.parametrize("header", HEADERS.values(), ids=HEADERS.keys())
+@pytest.mark.parametrize("case", list(headers()))
 @pytest.mark.parametrize(
     "secrets",
     [(STRIPE_SECRET,), (OLD_STRIPE_SECRET, STRIPE_SECRET), ("  ", STRIPE_SECRET)],
     ids=["one secret", "rolled secrets", "a blank secret"],
 )
-def test_the_verdict_is_the_sdks(header: str, secrets: tuple[str, ...]) -> None:
+def test_the_verdict_is_the_sdks(case: str, secrets: tuple[str, ...]) -> None:
+    header = headers()[case]
     assert our_verdict(BODY, header, secrets) == sdk_verdict(BODY, header, secrets)
 
 
 def test_a_valid_header_passes_and_the_cases_cover_every_verdict() -> None:
-    verdicts = {our_verdict(BODY, h, (STRIPE_SECRET,)) for h in HEADERS.values()}
+    verdicts = {our_verdict(BODY, h, (STRIPE_SECRET,)) for h in headers().values()}
     assert verdicts == {"ok", "stale", "malformed", "mismatch"}
 
 
 def test_a_body_that_is_not_utf8_is_refused_before_any_hmac() -> None:
     body = b'{"id": "\xff"}'
-    header = f"t={NOW},v1={sign(body, STRIPE_SECRET, NOW)}"
+    now = str(int(time.time()))
+    header = f"t={now},v1={sign(body, STRIPE_SECRET, now)}"
     with pytest.raises(InvalidSignature, match="not UTF-8"):
         StripeWebhook(StripeSettings(webhook_secrets=(STRIPE_SECRET,)), "k").verify(
             body, {"Stripe-Signature": header}
