@@ -39,6 +39,9 @@ async def render(redis: Redis, queue_name: str) -> bytes:
         pipe.hgetall(worker_metrics.THROTTLE)
         pipe.zcard(trail.UNPROCESSED)
         pipe.exists(redis_keys.breaker("nexudus") + ":tripped")
+        pipe.hgetall(worker_metrics.TASK_RUNS)
+        pipe.hgetall(worker_metrics.TASK_LAST_SUCCESS)
+        pipe.hgetall(worker_metrics.POLLED_EVENTS)
         (
             depth,
             failed,
@@ -51,6 +54,9 @@ async def render(redis: Redis, queue_name: str) -> bytes:
             throttle,
             unprocessed,
             breaker_open,
+            task_runs,
+            task_successes,
+            polled,
         ) = await pipe.execute()
     oldest_age = 0.0
     if oldest is not None:
@@ -119,6 +125,35 @@ async def render(redis: Redis, queue_name: str) -> bytes:
             value=throttle_fields.get("seconds", 0.0),
         )
     )
+    families += _scheduled(task_runs, task_successes, polled)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fetched(families))
     return generate_latest(registry)
+
+
+def _scheduled(
+    runs: dict[bytes, bytes], successes: dict[bytes, bytes], polled: dict[bytes, bytes]
+) -> list[Metric]:
+    """Scheduled tasks' runs, and the events polls found (named for a poll, not a request)."""
+    by_result = CounterMetricFamily(
+        "payhooks_task_runs", "Scheduled task runs by result.", labels=["task", "result"]
+    )
+    for field, count in runs.items():
+        task, _, result = text(field).partition("|")
+        by_result.add_metric([task, result], float(count))
+    last = GaugeMetricFamily(
+        "payhooks_task_last_success_timestamp_seconds",
+        "When each scheduled task last ran to the end (Unix time).",
+        labels=["task"],
+    )
+    for name, at in successes.items():
+        last.add_metric([text(name)], float(at))
+    events = CounterMetricFamily(
+        "payhooks_polled_events",
+        "Events polls read from providers' APIs: queued, duplicate, ignored.",
+        labels=["provider", "outcome"],
+    )
+    for field, count in polled.items():
+        provider, _, outcome = text(field).partition("|")
+        events.add_metric([provider, outcome], float(count))
+    return [by_result, last, events]

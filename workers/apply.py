@@ -54,6 +54,7 @@ from workers.errors import (
 from workers.invoice_ledger import AppliedPayment, InvoiceLedger, payment_key
 from workers.markers import COUNTED, PUT_SENT, SETTLED, InvoiceLock, Markers, TokenState
 from workers.nexudus import INVOICES, NexudusClient, Record
+from workers.reversals import Reversed, reversal_object
 
 log = logging.getLogger("payhooks.job")
 
@@ -74,6 +75,8 @@ class Outcome:
     token_created: bool = False
     paid_on_set: bool = False
     note: str = ""
+    #: Paid events held back by a reversal that no longer counts: to be queued again.
+    requeue: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +111,8 @@ def apply_event(
         return Outcome("no_write", event.invoice.invoice_id, note=f"{event.kind.value} event")
     if event.kind is PaymentKind.REFUNDED:
         return reverse_payment(event, nexudus, ledger, markers, lock_seconds=lock_seconds)
+    if event.kind is PaymentKind.REINSTATED:
+        return reinstate_payment(event, ledger)
     if event.regular_payment_provider is None:
         raise ValueError("payment provider must be resolved before applying")
     if not event.invoice:
@@ -185,12 +190,54 @@ def reverse_payment(
         if invoice is None:
             raise InvoiceNotFound(f"invoice id {invoice_id}")
         if invoice.get("PaidOn"):
-            raise PaymentReversed(invoice_id, token, what, str(invoice["PaidOn"]))
+            flagged = _flag(ledger, event, undone, invoice_id, what, str(invoice["PaidOn"]))
+            return Outcome("no_write", invoice_id, note=f"{event.kind.value} event: {flagged}")
         return Outcome(
             "no_write",
             invoice_id,
             note=f"{event.kind.value} event: {what}; it no longer counts toward the invoice",
         )
+
+
+def _flag(
+    ledger: InvoiceLedger,
+    event: PaymentEvent,
+    undone: Reversed | None,
+    invoice_id: int,
+    what: str,
+    paid_on: str,
+) -> str:
+    """Flag a reversal of a payment on a paid invoice (PaymentReversed), unless another
+    event of it (the reversal's job, or the payment's retry) flagged it already: the
+    note saying so, then."""
+    if undone is None:  # reinstated meanwhile: nothing went back any more
+        return f"its reversal no longer counts; the invoice is paid (PaidOn {paid_on})"
+    earlier = ledger.reversals.claim_flag(event.payment_source, event.token, event.key, undone)
+    if earlier is None:
+        raise PaymentReversed(invoice_id, event.token, what, paid_on)
+    return f"{what}; already flagged for a person by {earlier} (invoice {invoice_id} paid)"
+
+
+def reinstate_payment(event: PaymentEvent, ledger: InvoiceLedger) -> Outcome:
+    """Money that went back came back (a dispute won, a refund failed): its reversal no
+    longer counts, and the paid events it held back are queued again (workers/jobs.py),
+    so the payment is applied as if it had never gone. No call, no lock: those events
+    apply under the invoice's lock as usual."""
+    provider, token = event.payment_source, event.token
+    ledger.reversals.record(event)
+    undone = ledger.reversals.of(provider, token)
+    held = tuple(ledger.reversals.held(provider, token))
+    notes = [f"{event.kind.value} event: {reversal_object(event)} no longer counts"]
+    if undone is not None:
+        notes.append(f"still {undone.describe()}")
+    flagged = ledger.reversals.flagged_by(provider, token)
+    if flagged is not None and undone is None:
+        notes.append(f"the PaymentReversed failure of {flagged} is moot: purge it")
+    if held:
+        notes.append(f"paid events held back, queued again: {', '.join(held)}")
+    return Outcome(
+        "no_write", ledger.bound_invoice(provider, token), note="; ".join(notes), requeue=held
+    )
 
 
 class _Application:
@@ -287,7 +334,9 @@ class _Application:
                 self.mark(token[0], SETTLED)
                 return self.outcome("already_applied", token, note="PaidOn already set")
             case Verdict.REFUSED:
-                self.ensure_token(known, f"NOT marked paid: {assessment.note}")
+                # Worded to stay true once the invoice is corrected and the job replayed
+                # (a replay finds this token and settles without rewriting its note).
+                self.ensure_token(known, refused_note(assessment.note))
                 raise AmountMismatch(self.invoice_id, assessment.note)
             case Verdict.PARTIAL:
                 # Counted, not settled: its later events read the invoice again, as an
@@ -313,7 +362,11 @@ class _Application:
             # looked (this retry comes after RQ's backoff, for that reason): flag it then.
             invoice, _ = self.read_invoice()
             if invoice.get("PaidOn"):
-                raise PaymentReversed(self.invoice_id, event.token, what, str(invoice["PaidOn"]))
+                undone = self.ledger.reversals.of(event.payment_source, event.token)
+                flagged = _flag(
+                    self.ledger, event, undone, self.invoice_id, what, str(invoice["PaidOn"])
+                )
+                return self.outcome("reversed", (known.token_id, False), note=flagged)
         if not self.ledger.counts(self.invoice_id, self.payment):
             self.ledger.unbind_payment(event.payment_source, event.token, self.invoice_id)
         return self.outcome("reversed", (known.token_id, False), note=f"not applied: {what}")
@@ -322,7 +375,14 @@ class _Application:
         """Take the money that went back off the payment's amount (0: all of it); the
         note saying so, if any did."""
         event = self.event
-        undone = self.ledger.reversals.of(event.payment_source, event.token)
+        reversals = self.ledger.reversals
+        undone = reversals.of(event.payment_source, event.token)
+        if undone is None:
+            return None
+        # Remembered first, read again second: a reinstatement records first and reads
+        # what was held second, so this event is either queued again or sees it.
+        reversals.hold(event.payment_source, event.token, event)
+        undone = reversals.of(event.payment_source, event.token)
         if undone is None:
             return None
         self.amount = Decimal(0)
@@ -602,6 +662,14 @@ def _unsent_put(invoice_id: int, stale: RecordStale) -> Exception:
         f"invoice {invoice_id} not marked paid yet: {PUT_TRIES} times the record to PUT was "
         f"over {FRESH_RECORD_SECONDS:g} s old by the time it could be sent; the last time "
         f"{stale}. Nothing was written; the job will run again"
+    )
+
+
+def refused_note(reason: str) -> str:
+    """The note of a token recorded without marking the invoice paid."""
+    return (
+        f"not marked paid when this token was recorded: {reason} "
+        "(a replay after the invoice is corrected marks it paid)"
     )
 
 

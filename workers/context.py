@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import httpx
 from redis import Redis
 
+from payhooks.providers.kit.polling import PollIntake
 from payhooks.providers.kit.steps import ProviderStep
+from payhooks.providers.pollers import POLLERS, build_pollers
 from payhooks.providers.worker_steps import build_steps
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
@@ -22,6 +24,7 @@ from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
 from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
+from workers.polls import Task, build_tasks
 from workers.ratelimit import RateLimiter
 
 
@@ -38,13 +41,15 @@ class WorkerContext:
     http: httpx.Client
     trail: Trail
     metrics: WorkerMetrics
+    #: The scheduled tasks these settings turn on (a provider's poll), by name.
+    tasks: Mapping[str, Task]
 
     def close(self) -> None:
         self.http.close()
         self.redis.close()
 
 
-def build_context(settings: Settings) -> WorkerContext:
+def build_context(settings: Settings, pollers: Mapping[str, PollIntake] = POLLERS) -> WorkerContext:
     settings.check_worker()
     redis = redis_connect.sync_client(settings, socket_timeout=10, socket_connect_timeout=5)
     http = httpx.Client(
@@ -79,6 +84,7 @@ def build_context(settings: Settings) -> WorkerContext:
         http=http,
         trail=trail,
         metrics=metrics,
+        tasks=build_tasks(settings, redis, metrics, build_pollers(settings, pollers)),
     )
 
 

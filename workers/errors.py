@@ -150,6 +150,18 @@ class PaymentReversed(PermanentError):
         self.invoice_id = invoice_id
 
 
+class PaymentReinstated(PermanentError):
+    """Money that went back came back, but a paid event it held back is no longer stored."""
+
+    def __init__(self, token: str, events: list[str]) -> None:
+        super().__init__(
+            f"the money of payment {token} came back, but its paid events {', '.join(events)} "
+            "held back by the reversal are no longer stored, so they cannot be applied again; "
+            "record the payment in Nexudus by hand"
+        )
+        self.token = token
+
+
 class PaymentAlreadyApplied(PermanentError):
     """One payment must settle one invoice; this event names another."""
 

@@ -16,22 +16,29 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
-from rq import get_current_job
-from rq.job import Job
+from rq import Queue, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.timeouts import BaseTimeoutException
 
 from payhooks.domain.events import PaymentEvent
 from payhooks.domain.paid_dates import paid_date
 from payhooks.storage import redis_keys
-from payhooks.storage.jobs import event_from_fields
+from payhooks.storage.jobs import JobFactory, event_from_fields
 from workers import context
 from workers.apply import apply_event
-from workers.errors import EventMissing, JobError, PermanentError, TransientError
+from workers.errors import (
+    EventMissing,
+    JobError,
+    PaymentReinstated,
+    PermanentError,
+    TransientError,
+)
 
 log = logging.getLogger("payhooks.job")
 
@@ -44,7 +51,7 @@ IN_PLACE_MAX_WAIT_SECONDS = 5.0
 
 
 def apply_payment_event(event_key: str | None = None) -> dict[str, Any]:
-    """Apply the job's event: held in the job's own hash, or, for a job queued before 0.3,
+    """Apply the job's event: held in the job's own hash, or, for a job queued by 0.1.0,
     named by ``event_key`` and stored under ``payhooks:event:<key>``."""
     ctx = context.current()
     job = get_current_job()
@@ -76,6 +83,8 @@ def apply_payment_event(event_key: str | None = None) -> dict[str, Any]:
             budget_seconds=limit / 2,
             fields=fields,
         )
+        if outcome.requeue:
+            _requeue_held(ctx, event, outcome.requeue)
     except RedisError as exc:
         _fail(TransientError(f"Redis unavailable: {exc.__class__.__name__}"), fields, ctx)
         raise
@@ -114,6 +123,38 @@ def _queued_event(
             "ask the provider to resend it"
         )
     return PaymentEvent.from_json(raw)
+
+
+def _requeue_held(ctx: context.WorkerContext, event: PaymentEvent, keys: Sequence[str]) -> None:
+    """Queue again the paid events a reversal held back, now that it no longer counts
+    (a dispute won): as ``payhooks replay-event`` would, from the stored event.
+
+    A held event whose job is running now is left to finish first: this job is retried
+    (it records nothing twice). One whose stored event expired cannot run again: a person
+    records that payment.
+    """
+    queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
+    factory = JobFactory(ctx.settings)
+    lost: list[str] = []
+    for key in keys:
+        try:
+            job: Job | None = Job.fetch(redis_keys.job_id(key), connection=ctx.redis)
+        except NoSuchJobError:
+            job = None
+        status = job.get_status() if job is not None else None
+        if status is JobStatus.STARTED:
+            raise TransientError(f"held event {key} is being applied now; queued once it ends")
+        if status not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            if not ctx.redis.exists(redis_keys.event(key)):
+                lost.append(key)
+                continue
+            if job is not None:
+                job.delete()  # a finished or failed run; the new one takes its id
+            queue.enqueue_job(factory.create(key, f"{key} (queued again: {event.key})", ctx.redis))
+            _note(ctx, key, "replayed", job_id=redis_keys.job_id(key), source=event.key)
+        ctx.ledger.reversals.release(event.payment_source, event.token, key)
+    if lost:
+        raise PaymentReinstated(event.token, lost)
 
 
 def retry_in_place(

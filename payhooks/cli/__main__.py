@@ -2,6 +2,6 @@
 
 import sys
 
-from payhooks.cli.main import main
+from payhooks.cli.entry import main
 
 sys.exit(main())

@@ -97,14 +97,25 @@ def placeholders(env: Mapping[str, str]) -> list[str]:
 
 
 def misspelled(env: Mapping[str, str]) -> list[str]:
-    """Variables named like ours that payhooks does not read, but nearly one it does: the
-    setting meant is not applied (``STRIPE_WEBHOOK_SECRET`` for ``…_SECRETS``)."""
+    """Variables that payhooks does not read but nearly one it does: the setting meant is
+    not applied (``STRIPE_WEBHOOK_SECRET`` for ``…_SECRETS``, ``STRIP_WEBHOOK_SECRETS``,
+    ``stripe_webhook_secrets``: names are case-sensitive)."""
     read = sorted(_our_names()[0])
     found = []
     for name in sorted(env):
-        if name in read or not _ours(name):
+        if name in read:
             continue
-        near = difflib.get_close_matches(name, read, n=1, cutoff=0.85)
+        upper = name.upper()
+        if upper in read:
+            found.append(
+                f"{name} is not a variable payhooks reads (names are upper case): did you "
+                f"mean {upper}?"
+            )
+            continue
+        # Named like ours (a prefix of ours): a near name is a slip. Otherwise only a very
+        # near one is, so that the rest of a pod's environment is left alone.
+        cutoff = 0.85 if _ours(upper) else 0.9
+        near = difflib.get_close_matches(upper, read, n=1, cutoff=cutoff)
         if near:
             found.append(f"{name} is not a variable payhooks reads: did you mean {near[0]}?")
     return found
@@ -122,9 +133,27 @@ def provider_rows(settings: Settings) -> dict[str, Rows]:
     return rows
 
 
+def redis_rows(settings: Settings) -> Rows:
+    """Where Redis is, and how it is reached: the TLS files by path, passwords as set."""
+    url = settings.redis_url
+    rows = [("Redis", redact_url(url) if url else "not set")]
+    if url and url.startswith("rediss"):
+        tls = [
+            f"CA {settings.redis_tls_ca_file}" if settings.redis_tls_ca_file else "system CAs",
+            f"client certificate {settings.redis_tls_cert_file}"
+            if settings.redis_tls_cert_file
+            else "no client certificate",
+            "host name checked" if settings.redis_tls_check_hostname else "host name NOT checked",
+        ]
+        rows.append(("Redis TLS", ", ".join(tls)))
+    if url and "+sentinel" in url.partition("://")[0]:
+        rows.append(("Sentinel password", is_set(settings.redis_sentinel_password)))
+    return rows
+
+
 def general_rows(settings: Settings) -> Rows:
     return [
-        ("Redis", redact_url(settings.redis_url) if settings.redis_url else "not set"),
+        *redis_rows(settings),
         ("queue", settings.queue_name),
         ("providers enabled", ", ".join(settings.enabled_providers()) or "none"),
         ("Nexudus", settings.nexudus_base_url),
@@ -240,11 +269,24 @@ def check_config(
         print(f"{'PROBE':<{width}}  RESULT  DETAIL")
         for r in results:
             print(wrapped(r.detail, lead=f"{r.target:<{width}}  {r.result:<7} "))
-    for problem in found:
-        print(f"problem: {problem}", file=sys.stderr)
-    if not found:  # the problems, on stderr, are the verdict
+    if found:
+        # The problems and their count on stderr, after everything on stdout.
+        sys.stdout.flush()
+        for problem in found:
+            print(wrapped(problem, lead="problem: "), file=sys.stderr)
+        print(wrapped(_failed_verdict(role, found, results)), file=sys.stderr)
+    else:
         print(wrapped(_verdict(role, probe=probe, results=results)))
     return exit_code
+
+
+def _failed_verdict(role: str, found: list[str], results: list[ProbeResult]) -> str:
+    scope = "" if role == "all" else f" for {role}"
+    count = f"{len(found)} problem{'s' if len(found) > 1 else ''}"
+    verdict = f"{count}: the configuration is not valid{scope}"
+    if any(not (r.ok or r.skipped) for r in results):
+        verdict += ", and not everything probed answered (see the probe)"
+    return verdict
 
 
 def _verdict(role: str, *, probe: bool, results: list[ProbeResult]) -> str:
@@ -257,10 +299,13 @@ def _verdict(role: str, *, probe: bool, results: list[ProbeResult]) -> str:
             "Nexudus and the provider APIs)"
         )
     skipped = [r.target for r in results if r.skipped]
+    unproven = [r.target for r in results if r.ok and not r.proven]
     if any(not (r.ok or r.skipped) for r in results):
         verdict = f"configuration is valid{scope}, but not everything answered (see the probe)"
     else:
         verdict = f"configuration is valid{scope} and everything probed answered"
+    if unproven:
+        verdict += f"; reachable, credentials not proven: {', '.join(unproven)}"
     if skipped:
         verdict += f"; skipped, so not checked: {', '.join(skipped)}"
     return verdict

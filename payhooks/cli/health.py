@@ -11,7 +11,7 @@ import httpx
 from redis.exceptions import RedisError
 
 from payhooks.cli.cli_output import emit
-from payhooks.settings import redact_url
+from payhooks.settings import ConfigError, Settings, redact_url
 from payhooks.storage import redis_connect
 
 
@@ -61,18 +61,17 @@ def _worker_health(env: Mapping[str, str]) -> tuple[bool, str]:
     where = redact_url(redis_url)
     hostname = socket.gethostname()
     try:
-        redis = redis_connect.connect(
-            redis_url,
-            password=env.get("REDIS_PASSWORD") or None,
-            socket_timeout=3,
-            socket_connect_timeout=3,
-        )
+        # The Redis settings only, as the worker reads them (passwords, TLS files).
+        settings = Settings.redis_from_env(env)
+        redis = redis_connect.sync_client(settings, socket_timeout=3, socket_connect_timeout=3)
         from rq import Worker
 
         try:
             names = [w.name for w in Worker.all(connection=redis) if w.hostname == hostname]
         finally:
             redis.close()
+    except ConfigError as exc:
+        return False, str(exc)
     except RedisError as exc:
         return False, f"could not reach Redis at {where} ({exc.__class__.__name__})"
     if not names:

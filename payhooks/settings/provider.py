@@ -1,4 +1,5 @@
-"""What every provider's settings section is: its fields, when it is on, what it lacks.
+"""What every provider's settings section is: its fields, which intakes it turns on, what
+it lacks.
 
 A provider's section is a frozen dataclass of ``setting(...)`` fields in its package
 (``payhooks/providers/<name>/settings.py``), listed in payhooks/providers/sections.py; ``Settings`` holds
@@ -10,15 +11,27 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar, Self
 
 from payhooks.settings.reading import Rows, read_fields, variables
 
 
+class Intake(StrEnum):
+    """A way a provider's events come in: its webhook (a URL of ours it calls), or a poll
+    of its API (the scheduler asks it, every so often, what happened)."""
+
+    WEBHOOK = "webhook"
+    POLL = "poll"
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSettings(ABC):
-    #: The field whose value turns the provider on (its URL exists once it is set).
-    ENABLED_BY: ClassVar[str]
+    #: The field whose value turns its webhook on (its URL exists once it is set); None for
+    #: a provider that sends no webhook.
+    ENABLED_BY: ClassVar[str | None]
+    #: The field whose value turns its poll on; None for a provider that is not polled.
+    POLL_ENABLED_BY: ClassVar[str | None] = None
     #: The fields its worker step cannot confirm a payment without.
     WORKER_NEEDS: ClassVar[tuple[str, ...]] = ()
 
@@ -31,16 +44,28 @@ class ProviderSettings(ABC):
         return variables(cls)[field_name]
 
     @classmethod
+    def intakes(cls) -> dict[Intake, str]:
+        """Each intake it has, and the field that turns it on."""
+        fields = {Intake.WEBHOOK: cls.ENABLED_BY, Intake.POLL: cls.POLL_ENABLED_BY}
+        return {intake: field for intake, field in fields.items() if field is not None}
+
+    @classmethod
     def enabling_variable(cls) -> str:
-        return cls.variable(cls.ENABLED_BY)
+        """The variable that turns it on (its webhook's, for a provider with both)."""
+        return cls.variable(next(iter(cls.intakes().values())))
+
+    def intake_enabled(self, intake: Intake) -> bool:
+        field = self.intakes().get(intake)
+        return field is not None and bool(getattr(self, field))
 
     @property
     def enabled(self) -> bool:
-        return bool(getattr(self, self.ENABLED_BY))
+        """Any of its intakes is on."""
+        return any(self.intake_enabled(intake) for intake in self.intakes())
 
     def urls(self, name: str) -> list[str]:
-        """Its URL names (``/webhooks/<name>``) when it is on: one, named for its provider."""
-        return [name] if self.enabled else []
+        """Its URL names (``/webhooks/<name>``) when its webhook is on: one, named for it."""
+        return [name] if self.intake_enabled(Intake.WEBHOOK) else []
 
     def missing_for_worker(self) -> list[str]:
         """The variables its worker step needs that are not set."""

@@ -8,8 +8,9 @@ an environment mapping. The default given to ``setting`` is both the dataclass d
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,10 +58,13 @@ def secret_variables(cls: type) -> set[str]:
     }
 
 
-def read_fields(cls: type[T], env: Mapping[str, str], **extra: Any) -> T:
+def read_fields(
+    cls: type[T], env: Mapping[str, str], *, only: Collection[str] | None = None, **extra: Any
+) -> T:
+    """``cls`` from ``env``; given ``only``, just those fields are read (the rest default)."""
     values = dict(extra)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if "variable" not in f.metadata:
+        if "variable" not in f.metadata or (only is not None and f.name not in only):
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         values[f.name] = f.metadata["read"](env, f.metadata["variable"], default)
@@ -110,6 +114,14 @@ def choice(*allowed: str) -> Reader:
 def flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     value: str = choice("true", "false")(env, name, "true" if default else "false")
     return value == "true"
+
+
+def readable_file(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """A path to a file this process can read (a mounted certificate, say)."""
+    path = _raw(env, name) or default
+    if path is not None and not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}: no readable file at {path}")
+    return path
 
 
 def items(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:

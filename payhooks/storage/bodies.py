@@ -5,7 +5,7 @@ A verified body is kept once, for replays and re-verification, for EVENT_RETENTI
 providers' JSON, XML and forms compress to about a third (README Benchmarks: zstd at
 level 3 keeps them within 7% of zlib's best at a third of its CPU, which the receiver
 pays per webhook). The webhook hash names its ``encoding``; a hash without one (written
-before 0.3) holds the body as received.
+by 0.1.0) holds the body as received.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ each (``event`` its key, ``e.kind``, ``e.token``, …; ``event_fields``). Plain 
 a pickled object, and no separate copy: the job is the event's only record besides the
 webhook's body. Every value stays under Redis's 64-byte listpack limit as a rule, so the
 hash is kept compact (a hash with one longer value takes about four times the memory);
-the description is short for the same reason. Jobs queued before 0.3 carry the event key
+the description is short for the same reason. Jobs queued by 0.1.0 carry the event key
 as their argument and the event in ``payhooks:event:<key>``; the worker reads both.
 
 Building a Job per webhook costs about as much as everything else the receiver does,
@@ -97,7 +97,7 @@ def event_fields(event: PaymentEvent) -> dict[str, str]:
 
 def event_from_fields(raw: Mapping[Any, Any]) -> PaymentEvent | None:
     """The event a job hash holds (``event_fields``), or None if it holds none (a job
-    queued before 0.3, or one whose hash has expired)."""
+    queued by 0.1.0, or one whose hash has expired)."""
     named = ((text(k), v) for k, v in raw.items())
     fields = {k: text(v) for k, v in named if k == EVENT_FIELD or k.startswith("e.")}
     key = fields.get(EVENT_FIELD)
@@ -129,7 +129,7 @@ def event_from_fields(raw: Mapping[Any, Any]) -> PaymentEvent | None:
 
 
 def queued_event(redis: Redis, event_key: str) -> PaymentEvent | None:
-    """The event as its job holds it (or, queued before 0.3, as stored apart)."""
+    """The event as its job holds it (or, queued by 0.1.0, as stored apart)."""
     held = event_from_fields(redis.hgetall(Job.key_for(redis_keys.job_id(event_key))))
     if held is not None:
         return held
@@ -138,7 +138,7 @@ def queued_event(redis: Redis, event_key: str) -> PaymentEvent | None:
 
 
 def event_key_of(job: Job) -> str | None:
-    """The event a job applies: its argument (before 0.3), or its ``event`` field. Job ids
+    """The event a job applies: its argument (0.1.0), or its ``event`` field. Job ids
     are never turned back into keys."""
     if job.args:
         return str(job.args[0])
@@ -199,7 +199,7 @@ class JobFactory:
     ) -> Job:
         """The job of an event, as RQ's ``Job.create`` makes it: the one definition, used
         for the receiver's template and by replays. ``args=()`` for a job whose event is
-        in its fields (``enqueue``); by default the event key, as before 0.3."""
+        in its fields (``enqueue``); by default the event key, as 0.1.0 queued them."""
         return Job.create(
             JOB_FUNCTION,
             args=(event_key,) if args is None else args,

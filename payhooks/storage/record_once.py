@@ -1,13 +1,17 @@
 """Record each event once and queue its one job: the hand-off every front door shares.
 
-Whatever brings an event in (a verified webhook now; a poll of a provider's API), the
+Whatever brings an event in (a verified webhook, or a poll of a provider's API), the
 same writes follow, atomically, in one Lua script per event: the origin is kept (the
-webhook's body, compressed, and signature headers), the trail gets its entries (the
-dedupe record: an event whose trail says it was queued is a duplicate), and, unless the
-event was recorded before, the one RQ job (what ``Queue.enqueue`` would write: job hash,
-queue set, push), holding the event itself (payhooks/storage/jobs.py). ``RecordOnce`` builds the script's calls for a batch;
-``run_sync`` runs them with redis-py (a worker-side poller, a replay), ``run_async`` with
-redis.asyncio (the receiver, whose group commit in service/inbox.py sits on top of it).
+webhook's body and signature headers, or the polled record; compressed), the trail gets
+its entries ("received" or "polled"; the trail is the dedupe record: an event whose
+trail says it was queued is a duplicate), and, unless the event was recorded before, the
+one RQ job (what ``Queue.enqueue`` would write: job hash, queue set, push), holding the
+event itself (payhooks/storage/jobs.py). ``RecordOnce`` builds the script's calls for a
+batch; ``run_sync`` runs them with redis-py (a poll, a replay), ``run_async`` with
+redis.asyncio (the receiver, whose group commit in service/inbox.py sits on top of it). A
+poll's calls are fenced by its task's lease: each script first checks that the lease still
+holds the run's token, and writes nothing if not, so a run that outlived its lease cannot
+write alongside the next one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -29,36 +34,43 @@ from rq.job import Job
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.storage import redis_keys, trail
 from payhooks.storage.jobs import JobFactory, event_fields, short_description, utc_timestamp
-from payhooks.storage.trail import StoredWebhook
+from payhooks.storage.trail import StoredOrigin
 
 # The script's inputs, by name: the Lua reads them into locals of these names (as arq
 # names every script input), and the Python side builds them from dicts of these names.
 # What is the same for every event (the queue's keys, the job's constant fields and data,
 # the TTL) is written into the script: each input costs the receiver CPU per event.
 SCRIPT_KEYS = (
-    "event_key",  # before 0.3, the dedupe record; still honoured
+    "event_key",  # 0.1.0's dedupe record; still honoured
     "job_key",
     "trail_key",
     "invoice_index",
-    "webhook_key",  # hex: written into trail entries as it is
+    "webhook_key",  # where the origin is kept (a webhook's, or a polled record's, key)
+    "fence_key",  # '' unfenced (webhooks); else the lease that must hold fence_token
 )
 SCRIPT_ARGS = (
     "job_description",
     "timestamp",  # created_at and enqueued_at of the job
-    "at",  # the time of its trail entries
+    "at",  # the time of its enqueued entry
+    "trail_arrival",  # the "received" or "polled" entry
+    "trail_duplicate",
     "invoice_score",  # '' when the event names no invoice id
     "event_name",  # the event key, as the invoice index's member
     "webhook",  # '' when stored already (by the batch's first event); else its record
     "event",  # the job hash's event fields (jobs.event_fields), a JSON list of pairs
+    "fence_token",
 )
 
 # The webhook is kept first, for the trail (never over a hash of the same body: one kept
-# by 0.2, or as unprocessed). The event's trail is its dedupe record: an event whose job
+# by 0.1.0, or as unprocessed). The event's trail is its dedupe record: an event whose job
 # was once queued (or replayed) is a duplicate for as long as its trail is kept. It is
 # written after the job: Redis does not undo a script's earlier writes when a later
-# command fails, and a record without its job would turn every redelivery away. Trail
-# entries are the JSON trail.entry_at writes (every value here is JSON-safe as it is).
+# command fails, and a record without its job would turn every redelivery away. The
+# enqueued entry is the JSON trail.entry_at writes (a job id is JSON-safe as it is).
 _RECORD_AND_ENQUEUE = """
+if fence_key ~= '' and redis.call('GET', fence_key) ~= fence_token then
+    return -1
+end
 if webhook ~= '' and redis.call('TYPE', webhook_key).ok ~= 'hash' then
     redis.call('SET', webhook_key, webhook, 'EX', TTL)
 end
@@ -73,8 +85,7 @@ if not seen then
     end
 end
 if seen then
-    redis.call('RPUSH', trail_key,
-               '{"at":"' .. at .. '","stage":"duplicate","webhook":"' .. webhook_key .. '"}')
+    redis.call('RPUSH', trail_key, trail_duplicate)
     redis.call('EXPIRE', trail_key, TTL)
     return 0
 end
@@ -84,8 +95,7 @@ redis.call('HSET', job_key, 'data', DATA, 'description', job_description,
            unpack(cjson.decode(event)))
 redis.call('SADD', %(queues_key)s, %(queue_key)s)
 redis.call('RPUSH', %(queue_key)s, job_id)
-redis.call('RPUSH', trail_key,
-           '{"at":"' .. at .. '","stage":"received","webhook":"' .. webhook_key .. '"}',
+redis.call('RPUSH', trail_key, trail_arrival,
            '{"at":"' .. at .. '","stage":"enqueued","job_id":"' .. job_id .. '"}')
 redis.call('EXPIRE', trail_key, TTL)
 if invoice_score ~= '' then
@@ -149,6 +159,19 @@ class NotReplicated(RedisError):
 class Accepted(StrEnum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"
+    #: Nothing written: the fencing lease no longer holds the run's token.
+    FENCED = "fenced"
+
+
+_ACCEPTED = {1: Accepted.QUEUED, 0: Accepted.DUPLICATE, -1: Accepted.FENCED}
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A lease key and the token it must hold for a fenced call to write anything."""
+
+    key: str
+    token: str
 
 
 class RecordOnce:
@@ -163,26 +186,31 @@ class RecordOnce:
 
     def calls(
         self,
-        webhook: StoredWebhook,
+        webhook: StoredOrigin,
         events: Sequence[PaymentEvent],
         ignored: Sequence[Ignored] = (),
+        *,
+        fence: Fence | None = None,
     ) -> list[list[Any]]:
-        """Keep the webhook, queue a job per new event, note ignored ones in the trail."""
+        """Keep the origin, queue a job per new event, note ignored ones in the trail."""
         at = trail.now_iso()
         stamp = utc_timestamp()
-        # The first event's script stores the webhook; without events, a plain SET does
-        # (NX: never over a hash of the same body, kept by 0.2 or as unprocessed).
+        # The first event's script stores the origin; without events, a plain SET does
+        # (NX: never over a hash of the same body, kept by 0.1.0 or as unprocessed).
         calls: list[list[Any]] = [
-            self._call(event, webhook, at, stamp, store_webhook=n == 0)
+            self._call(event, webhook, at, stamp, store_webhook=n == 0, fence=fence)
             for n, event in enumerate(events)
         ]
         if not events:
-            calls.append(["SET", webhook.key, webhook.record(trail.now_iso()), "NX"])
+            calls.append(["SET", webhook.key, webhook.record(at), "NX"])
             calls.append(["EXPIRE", webhook.key, self._ttl])
         for item in ignored:
             trail_key = redis_keys.trail(f"{webhook.provider}:{item.event_id}")
             received = trail.entry_at(
-                at, "received", event_type=item.event_type, webhook=webhook.key
+                at,
+                webhook.ARRIVAL,
+                event_type=item.event_type,
+                **{webhook.TRAIL_FIELD: webhook.key},
             )
             ignored_entry = trail.entry_at(at, "ignored", reason=item.reason)
             calls.append(["RPUSH", trail_key, received, ignored_entry])
@@ -192,20 +220,20 @@ class RecordOnce:
     @staticmethod
     def accepted(results: Sequence[Any], events: int) -> list[Accepted]:
         """What happened to each of the first ``events`` calls' events, in order."""
-        return [
-            Accepted.QUEUED if result == 1 else Accepted.DUPLICATE for result in results[:events]
-        ]
+        return [_ACCEPTED[int(result)] for result in results[:events]]
 
     def _call(
         self,
         event: PaymentEvent,
-        webhook: StoredWebhook,
+        webhook: StoredOrigin,
         at: str,
         stamp: str,
         *,
         store_webhook: bool,
+        fence: Fence | None,
     ) -> list[Any]:
         job = self._jobs.fields(event.key, short_description(event), stamp)
+        origin = {webhook.TRAIL_FIELD: webhook.key}
         invoice_id = event.invoice.invoice_id
         script_keys = {
             "event_key": redis_keys.event(event.key),
@@ -213,15 +241,22 @@ class RecordOnce:
             "trail_key": redis_keys.trail(event.key),
             "invoice_index": redis_keys.invoice_events(invoice_id if invoice_id is not None else 0),
             "webhook_key": webhook.key,
+            "fence_key": fence.key if fence else "",
         }
         script_args = {
             "job_description": job.description,
             "timestamp": job.timestamp,
             "at": at,
+            # What the body says (the event's type) is not repeated: the job holds it while
+            # it lives, the kept origin for as long as the trail.
+            "trail_arrival": trail.entry_at(at, webhook.ARRIVAL, **origin),
+            # Which delivery (or poll) it was: its body is kept too, under that key.
+            "trail_duplicate": trail.entry_at(at, "duplicate", **origin),
             "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
             "event_name": event.key,
             "webhook": webhook.record(job.timestamp) if store_webhook else "",
             "event": orjson.dumps([item for pair in event_fields(event).items() for item in pair]),
+            "fence_token": fence.token if fence else "",
         }
         return [
             "EVALSHA",
@@ -251,7 +286,7 @@ def run_sync(redis: Redis, record: RecordOnce, calls: list[list[Any]]) -> list[A
 def record_events(
     redis: Redis,
     record: RecordOnce,
-    webhook: StoredWebhook,
+    webhook: StoredOrigin,
     events: Sequence[PaymentEvent],
     ignored: Sequence[Ignored] = (),
 ) -> list[Accepted]:

@@ -8,8 +8,12 @@ promoted replica:
     redis+sentinel://[[user]:password@]host:port[,host:port...]/master-name[/db][?sentinel_auth=yes]
 
 The password (in the URL, else ``REDIS_PASSWORD``) is the data nodes'. The Sentinels are
-reached without one, or with the same one given ``?sentinel_auth=yes`` (as deployments
-that protect their Sentinels with the Redis password have it).
+reached without one, with their own (``REDIS_SENTINEL_PASSWORD``), or with the data nodes'
+given ``?sentinel_auth=yes`` (as deployments that protect their Sentinels with the Redis
+password have it).
+
+TLS (``rediss``) applies to the Sentinels and the data nodes alike, with the same trust
+(``REDIS_TLS_CA_FILE``, else the system's CAs) and client certificate, if any.
 """
 
 from __future__ import annotations
@@ -33,6 +37,39 @@ _SENTINEL_OPTIONS = ("socket_timeout", "socket_connect_timeout")
 # type-check alike on both, so an upgrade of the types alone is not a red build.
 _SyncSentinel: Callable[..., Any] = redis.sentinel.Sentinel
 _AsyncSentinel: Callable[..., Any] = redis.asyncio.sentinel.Sentinel
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What reaching Redis takes besides its URL: passwords, and the TLS files."""
+
+    password: str | None = None
+    sentinel_password: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_check_hostname: bool = True
+
+    @classmethod
+    def of(cls, settings: Settings) -> Access:
+        return cls(
+            password=settings.redis_password,
+            sentinel_password=settings.redis_sentinel_password,
+            tls_ca_file=settings.redis_tls_ca_file,
+            tls_cert_file=settings.redis_tls_cert_file,
+            tls_key_file=settings.redis_tls_key_file,
+            tls_check_hostname=settings.redis_tls_check_hostname,
+        )
+
+    def tls_options(self) -> dict[str, Any]:
+        """redis-py's options for a TLS connection (a plain one takes none of them)."""
+        options: dict[str, Any] = {"ssl_check_hostname": self.tls_check_hostname}
+        if self.tls_ca_file:
+            options["ssl_ca_certs"] = self.tls_ca_file
+        if self.tls_cert_file:
+            options["ssl_certfile"] = self.tls_cert_file
+            options["ssl_keyfile"] = self.tls_key_file
+        return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,55 +113,58 @@ class SentinelTarget:
             sentinel_auth=auth == "yes",
         )
 
-    def node_options(self, password: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    def node_options(self, access: Access, options: dict[str, Any]) -> dict[str, Any]:
         return {
             **options,
             "db": self.db,
             "username": self.username,
-            "password": self.password or password,
-            "ssl": self.tls,
+            "password": self.password or access.password,
+            **self._tls(access),
         }
 
-    def sentinel_options(self, password: str | None, options: dict[str, Any]) -> dict[str, Any]:
-        credentials = (
-            {"username": self.username, "password": self.password or password}
-            if self.sentinel_auth
-            else {}
-        )
+    def sentinel_options(self, access: Access, options: dict[str, Any]) -> dict[str, Any]:
+        credentials: dict[str, Any] = {}
+        if access.sentinel_password:
+            credentials = {"password": access.sentinel_password}
+        elif self.sentinel_auth:
+            credentials = {"username": self.username, "password": self.password or access.password}
         return {
             **{k: v for k, v in options.items() if k in _SENTINEL_OPTIONS},
             **credentials,
-            "ssl": self.tls,
+            **self._tls(access),
         }
+
+    def _tls(self, access: Access) -> dict[str, Any]:
+        return {"ssl": True, **access.tls_options()} if self.tls else {"ssl": False}
 
 
 def is_sentinel_url(url: str) -> bool:
     return urlsplit(url).scheme in SENTINEL_SCHEMES
 
 
-def connect(url: str, *, password: str | None = None, **options: Any) -> redis.Redis:
-    """A sync client; ``password`` is used when the URL holds none."""
+def connect(url: str, *, access: Access = Access(), **options: Any) -> redis.Redis:
+    """A sync client; ``access.password`` is used when the URL holds none."""
     if not is_sentinel_url(url):
-        return redis.Redis.from_url(url, **_with_password(password, options))
+        return redis.Redis.from_url(url, **_one_server(url, access, options))
     target = SentinelTarget.parse(url)
     sentinel = _SyncSentinel(
         target.sentinels,
-        sentinel_kwargs=target.sentinel_options(password, options),
-        **target.node_options(password, options),
+        sentinel_kwargs=target.sentinel_options(access, options),
+        **target.node_options(access, options),
     )
     client: redis.Redis = sentinel.master_for(target.master, redis_class=_SentinelManaged)
     return client
 
 
-def connect_async(url: str, *, password: str | None = None, **options: Any) -> redis.asyncio.Redis:
-    """An asyncio client; ``password`` is used when the URL holds none."""
+def connect_async(url: str, *, access: Access = Access(), **options: Any) -> redis.asyncio.Redis:
+    """An asyncio client; ``access.password`` is used when the URL holds none."""
     if not is_sentinel_url(url):
-        return redis.asyncio.Redis.from_url(url, **_with_password(password, options))
+        return redis.asyncio.Redis.from_url(url, **_one_server(url, access, options))
     target = SentinelTarget.parse(url)
     sentinel = _AsyncSentinel(
         target.sentinels,
-        sentinel_kwargs=target.sentinel_options(password, options),
-        **target.node_options(password, options),
+        sentinel_kwargs=target.sentinel_options(access, options),
+        **target.node_options(access, options),
     )
     client: redis.asyncio.Redis = sentinel.master_for(
         target.master, redis_class=_AsyncSentinelManaged
@@ -151,15 +191,19 @@ class _AsyncSentinelManaged(redis.asyncio.Redis):
 
 
 def sync_client(settings: Settings, **options: Any) -> redis.Redis:
-    """The configured Redis (``REDIS_URL``, ``REDIS_PASSWORD``), for workers and ops."""
-    return connect(settings.require_redis(), password=settings.redis_password, **options)
+    """The configured Redis (``REDIS_URL``, ``REDIS_PASSWORD``, the TLS files), for workers,
+    ops and health checks."""
+    return connect(settings.require_redis(), access=Access.of(settings), **options)
 
 
 def async_client(settings: Settings, **options: Any) -> redis.asyncio.Redis:
     """The configured Redis, for the receiver."""
-    return connect_async(settings.require_redis(), password=settings.redis_password, **options)
+    return connect_async(settings.require_redis(), access=Access.of(settings), **options)
 
 
-def _with_password(password: str | None, options: dict[str, Any]) -> dict[str, Any]:
+def _one_server(url: str, access: Access, options: dict[str, Any]) -> dict[str, Any]:
     # redis-py lets a password in the URL win over this keyword, as documented above.
-    return {**options, "password": password} if password else options
+    found = {**options, "password": access.password} if access.password else dict(options)
+    if urlsplit(url).scheme == "rediss":
+        found.update(access.tls_options())
+    return found

@@ -13,7 +13,7 @@ def text(value: bytes | str) -> str:
 
 
 def event(event_key: str) -> str:
-    """Where 0.2 stored a queued event (now its job holds it): still read for jobs queued
+    """Where 0.1.0 stored a queued event (now its job holds it): still read for jobs queued
     then, and still a dedupe record for as long as it is kept."""
     return f"{PREFIX}:event:{event_key}"
 
@@ -74,12 +74,42 @@ def payment_reversals(provider: str, token: str) -> str:
     return f"{PREFIX}:reversed:{provider}:{token}"
 
 
+def payment_held_events(provider: str, token: str) -> str:
+    """The paid events of a payment held back (in full or in part) by its reversals."""
+    return f"{PREFIX}:held:{provider}:{token}"
+
+
+def payment_reversal_flag(provider: str, token: str) -> str:
+    """Which event flagged the payment's reversal on a paid invoice, and at what amount."""
+    return f"{PREFIX}:reversal-flag:{provider}:{token}"
+
+
 def trail(event_key: str) -> str:
     return f"{PREFIX}:trail:{event_key}"
 
 
 def webhook(digest: str) -> str:
     return f"{PREFIX}:webhook:{digest}"
+
+
+def polled(digest: str) -> str:
+    """A record a poll read from a provider's API, kept as its events' origin."""
+    return f"{PREFIX}:polled:{digest}"
+
+
+def task_lease(task: str) -> str:
+    """Who runs a scheduled task now: the run's token, until its lease lapses."""
+    return f"{PREFIX}:task:{task}:lease"
+
+
+def task_cursor(task: str) -> str:
+    """Where a scheduled task's next run starts (a poll's position in the provider's list)."""
+    return f"{PREFIX}:task:{task}:cursor"
+
+
+def task_tick(task: str) -> str:
+    """The last tick of a task the scheduler queued a run for (one per tick, all instances)."""
+    return f"{PREFIX}:task:{task}:tick"
 
 
 def invoice_events(invoice_id: int) -> str:

@@ -1,12 +1,14 @@
 """The event trail: what happened to every verified provider event, kept in Redis.
 
 Per event, a list of JSON entries (``payhooks:trail:<provider>:<event id>``):
-received -> enqueued | duplicate | ignored -> (retrying ...) -> applied | ignored | failed.
-Per webhook request, its verified body (zstd-compressed) and signature headers
-(``payhooks:webhook:<sha256>``: one string, ``StoredWebhook.record``; a hash when kept as
-unprocessed, or by 0.2), so the event can be re-verified or re-normalised; card and bank
-details are redacted before storing (then only re-normalisation is possible). An event's
-trail is also its dedupe record (payhooks/storage/record_once.py).
+received (a webhook) or polled (a poll of the provider's API) -> enqueued | duplicate |
+ignored -> (retrying ...) -> applied | ignored | failed. An event's trail is also its dedupe
+record (payhooks/storage/record_once.py). Each event's origin is kept, zstd-compressed:
+per webhook request, its verified body and signature headers (``payhooks:webhook:<sha256>``),
+so the event can be re-verified or re-normalised; per polled record, the record as the
+provider's API gave it (``payhooks:polled:<sha256>``). Each is one string
+(``StoredOrigin.record``); a webhook kept as unprocessed, or by 0.1.0, is a hash. Card and
+bank details are redacted before storing (then only re-normalisation is possible).
 Per invoice, the events that named it. Everything expires after EVENT_RETENTION_DAYS.
 """
 
@@ -16,7 +18,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import orjson
 from redis import Redis
@@ -44,8 +46,9 @@ def entry_at(at: str, stage: str, **fields: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredWebhook:
-    """A verified request as it is kept: body (redacted if needed) and signature headers."""
+class StoredOrigin:
+    """Where events came from, as it is kept: the body (redacted if needed) and, for a
+    request, its signature headers."""
 
     provider: str
     key: str
@@ -56,6 +59,44 @@ class StoredWebhook:
     #: ``body`` as Redis keeps it, and how (payhooks/storage/bodies.py).
     stored_body: bytes = b""
     encoding: str = ""
+
+    #: How its events' trails begin, and the field that names it there.
+    ARRIVAL: ClassVar[str] = "received"
+    TRAIL_FIELD: ClassVar[str] = "webhook"
+
+    @property
+    def headers_json(self) -> str:
+        return orjson.dumps(self.headers).decode()
+
+    def record(self, received_at: str) -> bytes:
+        """The origin as one Redis string: a JSON line saying what it is, then the body
+        as stored (a hash would take a few hundred bytes more: its body is over the 64
+        bytes a compact hash holds)."""
+        head = {
+            "provider": self.provider,
+            "headers": self.headers,
+            "redacted": self.redacted,
+            "encoding": self.encoding,
+            "received_at": received_at,
+        }
+        return ORIGIN_RECORD + orjson.dumps(head) + b"\n" + self.stored_body
+
+    def mapping(self) -> dict[str, str | bytes]:
+        """The origin as a hash: how 0.1.0 kept every webhook, and how an unprocessed one is
+        kept (its hash also holds why)."""
+        return {
+            "provider": self.provider,
+            "body": self.stored_body,
+            "encoding": self.encoding,
+            "headers": self.headers_json,
+            "redacted": "1" if self.redacted else "0",
+            "received_at": now_iso(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWebhook(StoredOrigin):
+    """A verified request as it is kept: body (redacted if needed) and signature headers."""
 
     @classmethod
     def of(
@@ -74,44 +115,38 @@ class StoredWebhook:
             encoding=encoding,
         )
 
-    @property
-    def headers_json(self) -> str:
-        return orjson.dumps(self.headers).decode()
 
-    def record(self, received_at: str) -> bytes:
-        """The webhook as one Redis string: a JSON line saying what it is, then the body
-        as stored (a hash would take a few hundred bytes more per webhook: its body is
-        over the 64 bytes a compact hash holds)."""
-        head = {
-            "provider": self.provider,
-            "headers": self.headers,
-            "redacted": self.redacted,
-            "encoding": self.encoding,
-            "received_at": received_at,
-        }
-        return WEBHOOK_RECORD + orjson.dumps(head) + b"\n" + self.stored_body
+@dataclass(frozen=True, slots=True)
+class StoredPoll(StoredOrigin):
+    """A record a poll read from the provider's API, kept as its events' origin: no request
+    came, so no headers; its events' trails begin "polled" and name it as ``origin``."""
 
-    def mapping(self) -> dict[str, str | bytes]:
-        """The webhook as a hash: how 0.2 kept every webhook, and how an unprocessed one
-        is kept (its hash also holds why)."""
-        return {
-            "provider": self.provider,
-            "body": self.stored_body,
-            "encoding": self.encoding,
-            "headers": self.headers_json,
-            "redacted": "1" if self.redacted else "0",
-            "received_at": now_iso(),
-        }
+    ARRIVAL: ClassVar[str] = "polled"
+    TRAIL_FIELD: ClassVar[str] = "origin"
+
+    @classmethod
+    def of(cls, provider: str, record: bytes, redacted: bytes | None) -> StoredPoll:
+        kept = record if redacted is None else redacted
+        stored, encoding = bodies.pack(kept)
+        return cls(
+            provider=provider,
+            key=redis_keys.polled(hashlib.sha256(record).hexdigest()),
+            body=kept,
+            headers={},
+            redacted=redacted is not None,
+            stored_body=stored,
+            encoding=encoding,
+        )
 
 
-#: What a webhook kept as one string starts with (and its format's version).
-WEBHOOK_RECORD = b"payhooks-webhook/1 "
+#: What an origin kept as one string starts with (and its format's version).
+ORIGIN_RECORD = b"payhooks-origin/1 "
 
 
 def read_record(record: bytes) -> dict[str, Any]:
-    if not record.startswith(WEBHOOK_RECORD):
-        raise ValueError("not a kept webhook")
-    head, _, stored = record[len(WEBHOOK_RECORD) :].partition(b"\n")
+    if not record.startswith(ORIGIN_RECORD):
+        raise ValueError("not a kept webhook or polled record")
+    head, _, stored = record[len(ORIGIN_RECORD) :].partition(b"\n")
     meta = orjson.loads(head)
     return {
         "provider": meta["provider"],
@@ -159,8 +194,9 @@ class Trail:
         return None
 
     def webhook(self, webhook_key: str) -> dict[str, Any] | None:
-        """A kept webhook, whichever way it was kept (``StoredWebhook.record``, or a hash:
-        0.2's and unprocessed ones), its body as received (or redacted)."""
+        """A stored origin (a webhook, or a polled record) as it was kept, whichever way
+        (``StoredOrigin.record``, or a hash: 0.1.0's and unprocessed ones), its body as
+        received (or redacted)."""
         if text(self._redis.type(webhook_key)) == "string":
             return read_record(cast(bytes, self._redis.get(webhook_key)))
         raw = self._redis.hgetall(webhook_key)
@@ -170,7 +206,7 @@ class Trail:
         stored: dict[str, bytes] = {text(k): cast(bytes, v) for k, v in raw.items()}
         return {
             "provider": text(stored["provider"]),
-            # Bodies kept before 0.3 have no encoding: as received.
+            # Bodies kept by 0.1.0 have no encoding: as received.
             "body": bodies.unpack(stored["body"], text(stored.get("encoding", b""))),
             "headers": json.loads(text(stored["headers"])),
             "redacted": text(stored["redacted"]) == "1",

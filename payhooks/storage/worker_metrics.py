@@ -23,6 +23,9 @@ JOBS = f"{PREFIX}:metrics:jobs"  # field "<outcome>|<error class or ->"
 NEXUDUS_CALLS = f"{PREFIX}:metrics:nexudus:calls"  # field "<method> <endpoint>|<status>"
 NEXUDUS_SECONDS = f"{PREFIX}:metrics:nexudus:seconds"  # field "<method> <endpoint>"
 THROTTLE = f"{PREFIX}:metrics:throttle"  # fields "waits", "seconds"
+TASK_RUNS = f"{PREFIX}:metrics:task:runs"  # field "<task>|<result>"
+TASK_LAST_SUCCESS = f"{PREFIX}:metrics:task:last_success"  # field "<task>": Unix time
+POLLED_EVENTS = f"{PREFIX}:metrics:polled"  # field "<provider>|<outcome>"
 
 _ID = re.compile(r"/\d+")
 
@@ -59,6 +62,25 @@ class WorkerMetrics:
                 pipe.execute()
         except RedisError:
             log.debug("metrics.unavailable")
+
+    def task_run(self, task: str, result: str, *, at: float | None = None) -> None:
+        """A scheduled run ended with ``result``; ``at``, when it succeeded."""
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(TASK_RUNS, f"{task}|{result}", 1)
+                if at is not None:
+                    pipe.hset(TASK_LAST_SUCCESS, task, f"{at:.3f}")
+                pipe.execute()
+        except RedisError:
+            log.debug("metrics.unavailable")
+
+    def polled(self, provider: str, outcome: str, count: int) -> None:
+        """Events a poll found: queued, duplicate, ignored (as the receiver counts webhooks')."""
+        if count:
+            try:
+                self._redis.hincrby(POLLED_EVENTS, f"{provider}|{outcome}", count)
+            except RedisError:
+                log.debug("metrics.unavailable")
 
     def _add(self, key: str, field: str) -> None:
         try:

@@ -11,6 +11,7 @@ import sys
 import tomllib
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,22 +97,69 @@ KUBERNETES = DEPLOY / "kubernetes"
 
 def kustomize(directory: Path) -> list[dict]:  # type: ignore[type-arg]
     """Render a kustomization with the parts of kustomize's semantics deploy/ uses:
-    resources (files and directories), delete patches, and image tags."""
+    resources (files and directories), delete patches, strategic-merge patches of maps
+    (a null deletes a key), JSON patches (test, replace) on the objects a target selects,
+    and image tags."""
     spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
     rendered = []
     for resource in spec.get("resources", []):
         path = directory / resource
         rendered += kustomize(path) if path.is_dir() else documents(path)
     for patch in spec.get("patches", []):
-        target = yaml.safe_load(patch["patch"])
-        assert target.pop("$patch") == "delete", "only delete patches are rendered here"
-        rendered = [d for d in rendered if identity(d) != identity(target)]
+        body = yaml.safe_load(
+            (directory / patch["path"]).read_text() if "path" in patch else patch["patch"]
+        )
+        if isinstance(body, list):  # a JSON patch (RFC 6902)
+            for document in rendered:
+                if selected(document, patch["target"]):
+                    json_patch(document, body)
+        elif body.pop("$patch", None) == "delete":
+            rendered = [d for d in rendered if identity(d) != identity(body)]
+        else:
+            [document] = [d for d in rendered if identity(d) == identity(body)]
+            merge(document, body)
     for image in spec.get("images", []):
         for document in rendered:
             for container in containers(document):
                 if container["image"].partition(":")[0] == image["name"]:
                     container["image"] = f"{image['name']}:{image['newTag']}"
     return rendered
+
+
+def selected(document: dict, target: dict) -> bool:  # type: ignore[type-arg]
+    labels = document["metadata"].get("labels", {})
+    wanted = dict(pair.split("=") for pair in target.get("labelSelector", "").split(",") if pair)
+    return (
+        target.get("kind", document["kind"]) == document["kind"]
+        and target.get("name", document["metadata"]["name"]) == document["metadata"]["name"]
+        and all(labels.get(key) == value for key, value in wanted.items())
+    )
+
+
+def merge(document: dict, patch: dict) -> None:  # type: ignore[type-arg]
+    """A strategic-merge patch of maps only (lists merge by key in kustomize: not here)."""
+    for key, value in patch.items():
+        assert not isinstance(value, list), "list merges are not rendered here"
+        if value is None:
+            document.pop(key, None)
+        elif isinstance(value, dict) and isinstance(document.get(key), dict):
+            merge(document[key], value)
+        else:
+            document[key] = value
+
+
+def json_patch(document: dict, operations: list[dict]) -> None:  # type: ignore[type-arg]
+    for operation in operations:
+        *parents, last = operation["path"].strip("/").split("/")
+        node: Any = document
+        for step in parents:
+            node = node[int(step)] if isinstance(node, list) else node[step]
+        key = int(last) if isinstance(node, list) else last
+        if operation["op"] == "test":
+            assert node[key] == operation["value"], f"{identity(document)}: {operation}"
+        else:
+            assert operation["op"] == "replace", "only test and replace are rendered here"
+            node[key] = operation["value"]
 
 
 def identity(document: dict) -> tuple[str, str]:  # type: ignore[type-arg]
@@ -128,7 +176,59 @@ def by_identity(rendered: list[dict]) -> dict[tuple[str, str], dict]:  # type: i
     return {identity(d): d for d in rendered}
 
 
-@pytest.mark.parametrize("variant", [KUBERNETES, KUBERNETES / "keda"], ids=["default", "keda"])
+SENTINEL = KUBERNETES / "sentinel"
+POLICIES = KUBERNETES / "network-policies"
+VARIANTS = {
+    "default": KUBERNETES,
+    "keda": KUBERNETES / "keda",
+    "sentinel": SENTINEL,
+    "sentinel-keda": KUBERNETES / "sentinel-keda",
+}
+#: What KEDA documents for its redis-sentinel scaler (keda.sh, "Redis Lists (supports Redis
+#: Sentinel)"): trigger metadata, and TriggerAuthentication parameters.
+KEDA_SENTINEL_METADATA = {
+    "addresses",
+    "addressesFromEnv",
+    "hosts",
+    "hostsFromEnv",
+    "ports",
+    "portsFromEnv",
+    "sentinelMaster",
+    "sentinelMasterFromEnv",
+    "usernameFromEnv",
+    "passwordFromEnv",
+    "sentinelUsernameFromEnv",
+    "sentinelPasswordFromEnv",
+    "listName",
+    "listLength",
+    "activationListLength",
+    "enableTLS",
+    "unsafeSsl",
+    "databaseIndex",
+}
+KEDA_SENTINEL_AUTH = {
+    "addresses",
+    "hosts",
+    "ports",
+    "sentinelMaster",
+    "username",
+    "password",
+    "sentinelUsername",
+    "sentinelPassword",
+    "tls",
+    "ca",
+    "cert",
+    "key",
+    "keyPassword",
+}
+
+
+RENDERED = {**VARIANTS, "network-policies": POLICIES}
+#: Templates beside the kustomizations, applied by hand.
+EXAMPLES = ("secret", "ingress", "ops-job", "rq-dashboard")
+
+
+@pytest.mark.parametrize("variant", RENDERED.values(), ids=RENDERED.keys())
 def test_kustomizations_render_as_kubectl_does(variant: Path) -> None:
     rendered = by_identity(kustomize(variant))
     kubectl = shutil.which("kubectl")
@@ -163,18 +263,228 @@ def test_default_deployment_needs_nothing_but_kubernetes_and_keda_is_an_overlay(
 
 
 def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> None:
-    rendered = tmp_path / "rendered.yaml"
-    objects = by_identity(kustomize(KUBERNETES))
-    rendered.write_text(yaml.safe_dump_all(objects.values()))
-    examples = [KUBERNETES / "secret.example.yaml", KUBERNETES / "ingress.example.yaml"]
+    import jsonschema
+
+    schema = json.loads((KUBERNETES / "keda" / "keda.schema.json").read_text())
+    files = [KUBERNETES / f"{name}.example.yaml" for name in EXAMPLES]
+    for name, variant in RENDERED.items():
+        rendered = tmp_path / f"{name}.yaml"
+        objects = kustomize(variant)
+        # kubernetes-validate has no schemas for KEDA's custom resources: ours has.
+        for document in objects:
+            if document["apiVersion"].startswith("keda.sh/"):
+                jsonschema.validate(document, schema)
+        rendered.write_text(
+            yaml.safe_dump_all(d for d in objects if not d["apiVersion"].startswith("keda.sh/"))
+        )
+        files.append(rendered)
     result = subprocess.run(  # noqa: PLW1510
-        [tool("kubernetes-validate"), "--strict", str(rendered), *map(str, examples)],
+        [tool("kubernetes-validate"), "--strict", *map(str, files)],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ERROR" not in result.stdout, result.stdout
     assert "WARN" not in result.stdout, result.stdout
+
+
+#: Private and link-local ranges, which "the internet" (Nexudus, the providers) leaves out.
+PRIVATE = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"}
+
+
+def policies_for(labels: dict[str, str]) -> list[dict]:  # type: ignore[type-arg]
+    return [
+        policy
+        for policy in kustomize(POLICIES)
+        if policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+
+
+def allowed(labels: dict[str, str], direction: str) -> list[dict]:  # type: ignore[type-arg]
+    """The rules that let a pod with these labels connect (egress) or be connected to
+    (ingress); NetworkPolicies add up."""
+    return [
+        rule
+        for policy in policies_for(labels)
+        if direction.capitalize() in policy["spec"]["policyTypes"]
+        for rule in policy["spec"].get(direction, [])
+    ]
+
+
+def ports(rules: list[dict]) -> set[tuple[str, int]]:  # type: ignore[type-arg]
+    return {(port["protocol"], port["port"]) for rule in rules for port in rule["ports"]}
+
+
+@pytest.mark.parametrize("role", ["receiver", "worker", "scheduler"])
+def test_network_policies_let_each_role_reach_what_it_needs_and_nothing_else(role: str) -> None:
+    labels = {"app.kubernetes.io/name": "payhooks", "app.kubernetes.io/component": role}
+    rendered = by_identity(kustomize(KUBERNETES))
+    for (kind, name), document in rendered.items():
+        # The policies' labels are the Deployments' (the scheduler's too, once it is there).
+        if kind == "Deployment" and name == f"payhooks-{role}":
+            assert document["spec"]["template"]["metadata"]["labels"] == labels
+    # Everything is denied to and from every payhooks pod unless a rule allows it.
+    [deny] = [p for p in policies_for(labels) if p["metadata"]["name"] == "payhooks-default-deny"]
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert set(deny["spec"]) == {"podSelector", "policyTypes"}
+    egress = allowed(labels, "egress")
+    # DNS, Redis (the port of REDIS_ADDRESS, the Sentinels' as the sentinel overlay has
+    # them), and HTTPS to addresses outside the private ranges; nothing else.
+    address = rendered["ConfigMap", "payhooks"]["data"]["REDIS_ADDRESS"]
+    sentinels = by_identity(kustomize(SENTINEL))["ConfigMap", "payhooks"]["data"]
+    redis_ports = {int(address.rpartition(":")[2])} | {
+        int(item.rpartition(":")[2]) for item in sentinels["REDIS_SENTINELS"].split(",")
+    }
+    assert {("TCP", port) for port in redis_ports} | {("UDP", 53), ("TCP", 53)} <= ports(egress)
+    internet = [r for r in egress if any("ipBlock" in peer for peer in r["to"])]
+    assert ports(internet) == {("TCP", 443)}
+    for rule in internet:
+        for peer in rule["to"]:
+            assert set(peer["ipBlock"]["except"]) == PRIVATE
+    assert ports(egress) - ports(internet) == {("TCP", 6379), ("TCP", 6380), ("TCP", 26379)} | {
+        ("UDP", 53),
+        ("TCP", 53),
+    }
+    # Only the receiver takes connections: on its one port, from the ingress controller's
+    # namespace and Prometheus's.
+    ingress = allowed(labels, "ingress")
+    if role != "receiver":
+        assert ingress == []
+        return
+    [container] = containers(rendered["Deployment", "payhooks-receiver"])
+    [port] = container["ports"]
+    assert ports(ingress) == {("TCP", port["containerPort"])}
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in ingress
+        for peer in rule["from"]
+    }
+    assert sources == {"ingress-nginx", "monitoring"}
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("#### Network policies") :]
+    for name in ("receiver", "worker", "scheduler"):
+        assert f"| {name} |" in section[: section.index("\n#")]
+
+
+def test_ops_job_runs_a_payhooks_command_as_the_receiver_runs() -> None:
+    from payhooks.cli.main import main
+
+    [job] = documents(KUBERNETES / "ops-job.example.yaml")
+    receiver = by_identity(kustomize(KUBERNETES))["Deployment", "payhooks-receiver"]
+    pod, receiving = job["spec"]["template"]["spec"], receiver["spec"]["template"]["spec"]
+    [container], [serving] = pod["containers"], receiving["containers"]
+    # The receiver's environment (replay-event needs a provider's secrets), image and
+    # hardening; run once, never retried by Kubernetes.
+    for key in ("envFrom", "env", "image", "securityContext"):
+        assert container[key] == serving[key], key
+    assert pod["securityContext"] == receiving["securityContext"]
+    assert pod["automountServiceAccountToken"] is False
+    assert (pod["restartPolicy"], job["spec"]["backoffLimit"]) == ("Never", 0)
+    assert job["metadata"]["labels"]["app.kubernetes.io/name"] == "payhooks"  # the policies'
+    with pytest.raises(SystemExit) as parsed:  # a command payhooks has
+        main([*container["args"], "--help"])
+    assert parsed.value.code == 0
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("#### Where ops commands run") :]
+    section = section[: section.index("\n#")]
+    assert "kubectl exec" in section
+    assert "ops-job.example.yaml" in section
+    assert "rq-dashboard.example.yaml" in section
+
+
+def test_rq_dashboard_manifest_is_reached_only_through_kubernetes_and_asks_for_a_password() -> None:
+    [dashboard] = documents(KUBERNETES / "rq-dashboard.example.yaml")
+    assert dashboard["kind"] == "Deployment"  # no Service: port-forward only
+    pod = dashboard["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--bind") + 1] == "127.0.0.1"
+    env = {e["name"]: e for e in container["env"]}
+    # rq-dashboard's basic auth (RQ_DASHBOARD_USERNAME/PASSWORD), from a Secret of its own.
+    for variable in ("RQ_DASHBOARD_USERNAME", "RQ_DASHBOARD_PASSWORD"):
+        assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == "payhooks-dashboard"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "payhooks",
+        "key": "REDIS_PASSWORD",
+    }
+    assert (
+        env["RQ_DASHBOARD_REDIS_URL"]["value"] == "rediss://:$(REDIS_PASSWORD)@$(REDIS_ADDRESS)/0"
+    )
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    image = compose["services"]["rq-dashboard"]["image"]  # ${…:-payhooks-dashboard:0.1.0}
+    assert container["image"].endswith("/" + image.rpartition(":-")[2].rstrip("}"))
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    [mount] = container["volumeMounts"]
+    assert mount["mountPath"] == "/tmp"
+
+
+def resolved(value: str, data: dict[str, str]) -> str:
+    """A container variable as Kubernetes expands it: $(NAME) from the environment."""
+    return re.sub(r"\$\(([A-Z0-9_]+)\)", lambda found: data[found.group(1)], value)
+
+
+def test_sentinel_overlay_writes_the_sentinels_once_and_acknowledges_after_a_replica() -> None:
+    from payhooks.cli.config_check import misspelled
+    from payhooks.storage.redis_connect import SentinelTarget
+
+    default = by_identity(kustomize(KUBERNETES))
+    sentinel = by_identity(kustomize(SENTINEL))
+    assert set(sentinel) == set(default)
+    data = sentinel["ConfigMap", "payhooks"]["data"]
+    assert data["REDIS_ACK_REPLICAS"] == "1"
+    assert "REDIS_ADDRESS" not in data  # one server's address would mean nothing here
+    deployments = [name for kind, name in sentinel if kind == "Deployment"]
+    assert deployments
+    for name in deployments:
+        [container] = containers(sentinel["Deployment", name])
+        [url] = [e["value"] for e in container["env"] if e["name"] == "REDIS_URL"]
+        assert url == "rediss+sentinel://$(REDIS_SENTINELS)/$(REDIS_MASTER_NAME)/0"
+        target = SentinelTarget.parse(resolved(url, data))
+        assert (target.master, target.db, target.tls) == (data["REDIS_MASTER_NAME"], 0, True)
+        assert len(target.sentinels) == 3
+        # Nothing else differs from the default deployment's.
+        container["env"] = containers(default["Deployment", name])[0]["env"]
+        assert sentinel["Deployment", name] == default["Deployment", name]
+    # The Sentinels are written once: the overlay's ConfigMap patch.
+    first = data["REDIS_SENTINELS"].split(",")[0].rpartition(":")[0]
+    assert [p for p in KUBERNETES.rglob("*.yaml") if first in p.read_text()] == [
+        SENTINEL / "sentinel.yaml"
+    ]
+    # The variables only the manifests read are not taken for misspelt settings.
+    [secret] = documents(KUBERNETES / "secret.example.yaml")
+    assert misspelled({**data, **secret["stringData"], "REDIS_URL": "x"}) == []
+
+
+def test_sentinel_keda_overlay_scales_through_the_sentinels_with_payhooks_own_values() -> None:
+    sentinel = by_identity(kustomize(SENTINEL))
+    keda = by_identity(kustomize(KUBERNETES / "sentinel-keda"))
+    assert set(keda) - set(sentinel) == {
+        ("ScaledObject", "payhooks-worker"),
+        ("TriggerAuthentication", "payhooks-redis"),
+    }
+    assert set(sentinel) - set(keda) == {("HorizontalPodAutoscaler", "payhooks-worker")}
+    data = keda["ConfigMap", "payhooks"]["data"]
+    [secret] = documents(KUBERNETES / "secret.example.yaml")
+    scaled = keda["ScaledObject", "payhooks-worker"]
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "redis-sentinel"
+    assert set(trigger["metadata"]) <= KEDA_SENTINEL_METADATA
+    assert trigger["metadata"]["listName"] == f"rq:queue:{data['PAYHOOKS_QUEUE']}"
+    # The worker's own environment (the ConfigMap) names the Sentinels and the master.
+    assert trigger["metadata"]["addressesFromEnv"] == "REDIS_SENTINELS"
+    assert trigger["metadata"]["sentinelMasterFromEnv"] == "REDIS_MASTER_NAME"
+    assert {"REDIS_SENTINELS", "REDIS_MASTER_NAME"} <= set(data)
+    assert trigger["metadata"]["enableTLS"] == "true"  # as the rediss+sentinel:// URL
+    assert trigger["authenticationRef"]["name"] == "payhooks-redis"
+    references = keda["TriggerAuthentication", "payhooks-redis"]["spec"]["secretTargetRef"]
+    assert {r["parameter"] for r in references} <= KEDA_SENTINEL_AUTH
+    assert {r["parameter"]: r["key"] for r in references} == {
+        "password": "REDIS_PASSWORD",
+        "sentinelPassword": "REDIS_SENTINEL_PASSWORD",
+    }
+    for reference in references:
+        assert reference["name"] == secret["metadata"]["name"]
+        assert reference["key"] in secret["stringData"]
 
 
 def test_keda_objects_validate_and_watch_the_rq_queue_on_the_one_redis_address() -> None:
@@ -219,7 +529,7 @@ def test_kubernetes_config_holds_every_setting_once() -> None:
     assert (in_configmap | in_secret) - {"REDIS_ADDRESS"} == settings - {"REDIS_URL"}
     assert secrets - {"REDIS_URL"} <= in_secret
     deployments = [d for d in kustomize(KUBERNETES) if d["kind"] == "Deployment"]
-    assert len(deployments) == 2
+    assert len(deployments) == 3  # receiver, worker, scheduler
     for deployment in deployments:
         [container] = containers(deployment)
         env = {e["name"]: e["value"] for e in container["env"]}
@@ -238,9 +548,11 @@ def test_kubernetes_shutdown_and_security_settings() -> None:
     job_timeout = int(configmap["data"]["JOB_TIMEOUT_SECONDS"])
     worker = rendered["Deployment", "payhooks-worker"]
     receiver = rendered["Deployment", "payhooks-receiver"]
+    scheduler = rendered["Deployment", "payhooks-scheduler"]
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > job_timeout
     assert receiver["spec"]["replicas"] >= 2
-    for deployment in (worker, receiver):
+    assert scheduler["spec"]["replicas"] >= 1
+    for deployment in (worker, receiver, scheduler):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         [container] = pod["containers"]
@@ -262,7 +574,7 @@ def test_read_only_containers_have_a_writable_tmp_for_serve_workers() -> None:
     needs a tmpfs (compose) or an emptyDir (Kubernetes) there, or the receiver cannot start."""
     assert "TMPDIR" not in (ROOT / "Dockerfile").read_text()
     services = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())["services"]
-    for name in ("receiver", "worker", "rq-dashboard"):
+    for name in ("receiver", "worker", "scheduler", "rq-dashboard"):
         service = services[name]
         assert service["read_only"] is True, name
         assert "/tmp" in service["tmpfs"], name
@@ -341,16 +653,17 @@ def test_readme_compose_and_kubernetes_agree_on_commands_and_tags() -> None:
     # The compose file's own instructions are the README's.
     [up] = re.findall(r"^#\s+(docker compose up .*)$", compose_text, re.MULTILINE)
     assert up in readme
-    for service in ("receiver", "worker"):
+    for service in ("receiver", "worker", "scheduler"):
         command = " ".join(compose["services"][service]["command"])
         assert f"payhooks {command.split()[0]}" in readme
     for deployment in kustomize(KUBERNETES):
         for container in containers(deployment):
             assert container["image"].endswith(f":{version}")
-            assert container["args"][0] in {"serve", "worker"}
+            assert container["args"][0] in {"serve", "worker", "scheduler"}
             assert container["args"] in (
                 compose["services"]["receiver"]["command"],
                 compose["services"]["worker"]["command"],
+                compose["services"]["scheduler"]["command"],
             )
 
 
@@ -413,6 +726,99 @@ def test_alerts_and_dashboard_use_only_exported_metrics(
         'payhooks_nexudus_calls_total{endpoint="PUT coworkerinvoices",status="200"} 1.0' in exposed
     )
     assert 'payhooks_webhooks_total{outcome="invalid_signature",provider="stripe"}' in exposed
+
+
+#: A PromQL aggregation and the opening parenthesis of its argument (the prefix forms).
+AGGREGATION = re.compile(r"\b(sum|max|min|avg|count)\s*(?:(?:by|without)\s*\([^)]*\)\s*)?\(")
+
+
+def innermost_aggregations(expr: str) -> list[tuple[str, str | None]]:
+    """Each payhooks series in a PromQL expression, with the aggregation nearest around it
+    (the one that combines the replicas' series)."""
+    spans = []
+    for found in AGGREGATION.finditer(expr):
+        depth, start = 0, found.end() - 1
+        for end in range(start, len(expr)):
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            if depth == 0:
+                break
+        spans.append((start, end, found.group(1)))
+    found_metrics = []
+    for metric in re.finditer(r"\bpayhooks_[a-z_]+", expr):
+        around = [span for span in spans if span[0] < metric.start() < span[1]]
+        found_metrics.append((metric.group(0), max(around)[2] if around else None))
+    return found_metrics
+
+
+def metrics_table() -> dict[str, tuple[str, str]]:
+    """The README's metrics table: metric -> (per replica or cluster-wide, aggregation)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("| metric | what | across replicas |") :]
+    table = {}
+    for row in section[: section.index("\n\n")].splitlines()[2:]:
+        names, _, across = row.strip("|").split(" | ")
+        kind, _, aggregation = across.partition(": ")
+        for name in re.findall(r"`(payhooks_[a-z_]+)", names):
+            table[name] = (kind, re.findall(r"`([a-z]+)`", aggregation)[0])
+    return table
+
+
+def test_metrics_table_says_how_to_aggregate_and_the_dashboard_and_alerts_do_so(
+    settings: Settings, redis: object
+) -> None:
+    import asyncio
+
+    import prometheus_client
+
+    import payhooks.providers.stripe.receiver  # noqa: F401 (registers its counter)
+    import service.metrics  # noqa: F401
+    from payhooks.storage import redis_connect
+    from service import cluster_metrics
+
+    async def from_redis() -> str:
+        client = redis_connect.async_client(settings)
+        try:
+            return (await cluster_metrics.render(client, settings.queue_name)).decode()
+        finally:
+            await client.aclose()
+
+    def exposed(types: list[tuple[str, str]]) -> set[str]:
+        return {f"{name}_total" if kind == "counter" else name for name, kind in types}
+
+    # The exposition's TYPE lines name counters as scraped (with _total).
+    read_from_redis = set(re.findall(r"^# TYPE (\S+) ", asyncio.run(from_redis()), re.MULTILINE))
+    own = exposed(
+        [
+            (metric.name, metric.type)
+            for metric in prometheus_client.REGISTRY.collect()
+            if metric.name.startswith("payhooks_")
+        ]
+    )
+    table = metrics_table()
+    # Every metric is in the table, classified as what it is.
+    assert set(table) == read_from_redis | own
+    assert {name for name, (kind, _) in table.items() if kind == "cluster-wide"} == read_from_redis
+    for name, (kind, aggregation) in table.items():
+        assert aggregation == ("max" if kind == "cluster-wide" else aggregation), name
+        assert kind == "cluster-wide" or aggregation in {"sum", "min"}, name
+    # The check below catches what it is for: a cluster-wide series summed.
+    assert innermost_aggregations("sum(rate(payhooks_jobs_total[5m]))") == [
+        ("payhooks_jobs_total", "sum")
+    ]
+
+    expressions = []
+    dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
+    for panel in dashboard["panels"]:
+        expressions += [(panel["title"], t["expr"]) for t in panel["targets"]]
+    for group in yaml.safe_load((DEPLOY / "monitoring" / "alerts.yaml").read_text())["groups"]:
+        expressions += [(rule["alert"], rule["expr"]) for rule in group["rules"]]
+    wrong = []
+    for title, expr in expressions:
+        for series, aggregation in innermost_aggregations(expr):
+            name = series if series in table else re.sub(r"_(bucket|sum|count)$", "", series)
+            if aggregation != table[name][1]:
+                wrong.append(f"{title}: {series} under {aggregation}, not {table[name][1]}")
+    assert wrong == []
 
 
 @pytest.mark.slow

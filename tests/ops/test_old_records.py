@@ -1,7 +1,7 @@
-"""Records written by payhooks 0.2 stay readable and replayable after the storage changes
+"""Records written by payhooks 0.1.0 stay readable and replayable after the storage changes
 of issue 21 (bodies compressed, small job results).
 
-tests/fixtures/records_0_2/records.json holds what 0.2's own code wrote to Redis (its
+tests/fixtures/records_0_1_0/records.json holds what 0.1.0's own code wrote to Redis (its
 capture.py, run with that commit): two queued Stripe events, one of them with card details
 (kept redacted), and a verified webhook kept as unprocessed. Here they are restored as they
 were, and the ops commands and the worker of this version use them.
@@ -24,7 +24,7 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.paths import FIXTURES
 
-RECORDS = FIXTURES / "records_0_2" / "records.json"
+RECORDS = FIXTURES / "records_0_1_0" / "records.json"
 PAID = "stripe:evt_0_2_paid"
 CARD = "stripe:evt_0_2_card"
 INVOICE = 4201
@@ -115,7 +115,7 @@ def test_an_old_event_is_replayed_from_its_old_body(
     sandbox_state: SandboxState,
 ) -> None:
     run_worker()
-    # Its finished job makes way for the replayed one, re-normalised from the 0.2 body.
+    # Its finished job makes way for the replayed one, re-normalised from the 0.1.0 body.
     assert ops.replay_event(PAID) == f"{PAID}: queued as {redis_keys.job_id(PAID)}"
     run_worker()
     assert ops.trail.history(PAID)[-1]["stage"] == "already_applied"

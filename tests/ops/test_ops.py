@@ -395,11 +395,10 @@ def test_worker_killed_mid_job_is_recovered_not_lost(
     # The token POST lands, then hangs: the worker (and its work horse) die meanwhile.
     sandbox_state.faults.append(Fault("POST", TOKENS, 503, delay=30, after_apply=True))
     event = paid_event(42)
-    deliver(settings, "stripe", event)
-    # A short job timeout: the dead job's invoice lock lapses with it.
-    worker = processes.start(
-        [*PAYHOOKS, "worker"], {**worker_env(settings), "JOB_TIMEOUT_SECONDS": "20"}
-    )
+    # A short job timeout: the dead job's invoice lock (held for the job's own timeout, as
+    # queued, plus a margin) lapses with it.
+    deliver(with_settings(settings, job_timeout_seconds=10), "stripe", event)
+    worker = processes.start([*PAYHOOKS, "worker"], worker_env(settings))
     deadline = time.monotonic() + 20
     while not sandbox_state.tokens and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -412,6 +411,11 @@ def test_worker_killed_mid_job_is_recovered_not_lost(
     # A live worker's maintenance does this once the dead one's heartbeat lapses (at most
     # ~90 s, then within WORKER_MAINTENANCE_SECONDS); here time is moved on instead.
     registry.cleanup(timestamp=time.time() + 3600)
+    # The dead horse's invoice lock lapses on its own: nobody is left to release it.
+    deadline = time.monotonic() + 60
+    while redis.exists(redis_keys.invoice_lock(42)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not redis.exists(redis_keys.invoice_lock(42)), "the dead job's lock never lapsed"
     run_worker()
     assert len(sandbox_state.tokens) == 1  # the landed POST was found, not repeated
     assert sandbox_state.invoices[42]["PaidOn"] is not None

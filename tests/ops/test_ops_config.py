@@ -3,6 +3,7 @@ against the sandbox's stand-ins for Nexudus and the providers' APIs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -76,13 +77,15 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
         "Stripe API key",
         "GoCardless access token",
         "Authorize.Net API login",
-        "ePay web service",
     ):
         assert " ok " in rows[target], rows
+    # ePay answers a wrong merchant as it answers the right one: it answered, nothing more.
+    assert " reachable " in rows["ePay web service"], rows
     verdict = " ".join(out.split("configuration is valid", 1)[1].split())
     # Forte has no read-only call to make: listed as skipped, never as answered.
     assert verdict == (
-        "and everything probed answered; skipped, so not checked: Forte API credentials"
+        "and everything probed answered; reachable, credentials not proven: ePay web service; "
+        "skipped, so not checked: Forte API credentials"
     )
     assert "skipped" in rows["Forte API credentials"]
     secrets = (
@@ -138,8 +141,8 @@ def test_text_fits_100_columns_and_the_verdict_says_what_was_skipped(
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if len(line) > 100] == []
     assert " ".join(out.split("configuration is valid", 1)[1].split()) == (
-        "and everything probed answered; skipped, so not checked: Braintree key 1, "
-        "Forte API credentials"
+        "and everything probed answered; reachable, credentials not proven: ePay web service; "
+        "skipped, so not checked: Braintree key 1, Forte API credentials"
     )
     # Wrapped, not cut: every provider and every certificate prefix is there whole.
     words = out.split()
@@ -170,6 +173,52 @@ def test_a_misspelled_or_placeholder_variable_named_like_ours_is_a_problem(
     assert any(p.startswith("STRIPE_WEBHOOK_SECRET still holds a placeholder") for p in found)
     assert not any("REDIS_ADDRESS" in p or "HOME" in p for p in found)
     assert not any("REPLACE_ME" in p for p in found)
+
+
+def test_a_near_name_without_our_prefix_or_in_lower_case_is_a_problem(
+    settings: Settings,
+) -> None:
+    env = {
+        "STRIP_WEBHOOK_SECRETS": "whsec_x",  # not named like ours, but nearly one of ours
+        "stripe_webhook_secrets": "whsec_y",  # ours, in the wrong case: not read
+        "nexudus_password": "secret",
+        "KUBERNETES_SERVICE_HOST": "10.0.0.1",  # a pod's environment is left alone
+        "PAYHOOKS_RECEIVER_PORT": "tcp://10.0.0.2:80",
+        "PATH": "/usr/bin",
+    }
+    found = problems(settings, "all", env)
+    assert found == [
+        (
+            "STRIP_WEBHOOK_SECRETS is not a variable payhooks reads: did you mean "
+            "STRIPE_WEBHOOK_SECRETS?"
+        ),
+        (
+            "nexudus_password is not a variable payhooks reads (names are upper case): did you "
+            "mean NEXUDUS_PASSWORD?"
+        ),
+        (
+            "stripe_webhook_secrets is not a variable payhooks reads (names are upper case): did "
+            "you mean STRIPE_WEBHOOK_SECRETS?"
+        ),
+    ]
+
+
+def test_a_failing_check_ends_with_its_verdict_within_100_columns(capsys: Captured) -> None:
+    env = {
+        **env_file(ENV_EXAMPLE),
+        "REDIS_URL": "redis://redis:6379/0",
+        "STRIP_WEBHOOK_SECRETS": "whsec_x",
+    }
+    code = check_config(Settings.from_env(env), role="all", env=env)
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.splitlines()
+    assert [line for line in (out + err).splitlines() if len(line) > 100] == []
+    count = sum(line.startswith("problem: ") for line in lines)
+    assert count >= 4
+    assert lines[-1] == f"{count} problems: the configuration is not valid"
+    # Wrapped, not cut: every problem's words are all there.
+    assert "did you mean STRIPE_WEBHOOK_SECRETS?" in " ".join(err.split())
 
 
 def test_payhooks_devs_public_sample_secrets_are_a_problem_outside_dev(settings: Settings) -> None:
@@ -220,3 +269,30 @@ def test_fortes_api_key_never_travels_over_plain_http() -> None:
             p for p in problems(Settings.from_env({**env, "FORTE_API_URL": url}), "serve", {})
         ]
         assert any("FORTE_API_URL must be https://" in p for p in problem) is refused, url
+
+
+def test_redis_tls_and_sentinel_password_are_shown_without_secrets(
+    settings: Settings, capsys: Captured, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not read here")
+    over_tls = dataclasses.replace(
+        settings,
+        redis_url="rediss+sentinel://:data-pw@s1:26379,s2:26379/payhooks/0",
+        redis_sentinel_password="sentinel-pw",
+        redis_tls_ca_file=str(ca),
+        redis_tls_check_hostname=False,
+    )
+    check_config(over_tls, role="all", as_json=True, env={})
+    out = capsys.readouterr().out
+    shown = json.loads(out)["settings"]
+    assert shown["Redis"] == "rediss+sentinel://:***@s1:26379,s2:26379/payhooks/0"
+    assert shown["Redis TLS"] == f"CA {ca}, no client certificate, host name NOT checked"
+    assert shown["Sentinel password"] == "set"
+    assert "data-pw" not in out
+    assert "sentinel-pw" not in out
+    # Plain Redis: no TLS row, no Sentinel row.
+    check_config(settings, role="all", as_json=True, env={})
+    assert {"Redis TLS", "Sentinel password"}.isdisjoint(
+        json.loads(capsys.readouterr().out)["settings"]
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +65,11 @@ def test_every_ops_command_works_next_to_payhooks_dev_with_nothing_exported(
     elsewhere.mkdir(parents=True)
     try:
         assert wait_until_ready(f"http://127.0.0.1:{port}/readyz")
+        # A sender that never finishes its headers: production cuts it off after 10 s, and
+        # so must dev (it runs the receiver as `payhooks serve` does). Checked at the end.
+        dribbler = socket.create_connection(("127.0.0.1", port), timeout=30)
+        dribbler.sendall(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\n")
+        dribbling_since = time.monotonic()
         state_file = tmp_path / ".payhooks-dev" / "state.json"
         assert state_file.stat().st_mode & 0o077 == 0  # may hold secrets: owner only
 
@@ -106,15 +112,21 @@ def test_every_ops_command_works_next_to_payhooks_dev_with_nothing_exported(
         assert results["Redis"] == results["Nexudus"] == "ok"
         assert results["GoCardless access token"] == "ok"
         assert results["Authorize.Net API login"] == "ok"
-        assert results["ePay web service"] == "ok"
+        assert results["ePay web service"] == "reachable"
 
         assert as_json(tmp_path, "healthcheck")["healthy"] is True
         assert as_json(tmp_path, "healthcheck", "--worker")["healthy"] is True
+
+        assert dribbler.recv(1024) == b""  # closed by the receiver, without an answer
+        assert 9.5 <= time.monotonic() - dribbling_since < 25
+        dribbler.close()
     finally:
         dev.send_signal(signal.SIGINT)
         output, _ = dev.communicate(timeout=30)
     assert dev.returncode == 0, output
     assert ".payhooks-dev/state.json" in output  # the banner says where ops commands look
+    assert "scheduler.started" in output  # the scheduler runs beside the worker, and stops
+    assert "scheduler.stopped" in output
     assert not (tmp_path / ".payhooks-dev" / "state.json").exists()
 
     stopped = payhooks(tmp_path, "failed", "list")

@@ -15,6 +15,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.domain.money import to_minor_units
 from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from tests.support.delivery import queued_job
@@ -70,3 +71,38 @@ def replay(redis: Redis, queue: Queue, job: Job) -> None:
 def result_of(job: Job) -> str:
     job.refresh()
     return str((job.return_value() or {}).get("result"))
+
+
+def refunded(payment: dict[str, Any], amount: str | None = None) -> dict[str, Any]:
+    """``charge.refunded`` for the payment's charge: ``amount`` back (all of it by default)."""
+    back = payment["amount"] if amount is None else to_minor_units(Decimal(amount), "EUR")
+    charge = dict(samples.charge(payment), amount_refunded=back, refunded=back == payment["amount"])
+    return samples.event("charge.refunded", charge)
+
+
+def refund_created(payment: dict[str, Any], amount: str) -> dict[str, Any]:
+    refund = {
+        "id": "re_" + payment["id"][3:],
+        "object": "refund",
+        "amount": to_minor_units(Decimal(amount), "EUR"),
+        "currency": payment["currency"],
+        "charge": payment["latest_charge"],
+        "payment_intent": payment["id"],
+        "status": "succeeded",
+    }
+    return samples.event("refund.created", refund)
+
+
+def dispute(payment: dict[str, Any], event_type: str, status: str, amount: str) -> dict[str, Any]:
+    return samples.event(
+        event_type,
+        {
+            "id": "dp_" + payment["id"][3:],
+            "object": "dispute",
+            "amount": to_minor_units(Decimal(amount), "EUR"),
+            "currency": payment["currency"],
+            "charge": payment["latest_charge"],
+            "payment_intent": payment["id"],
+            "status": status,
+        },
+    )

@@ -18,12 +18,13 @@ from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.epay.settings import EPaySettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.liqpay.settings import LiqPaySettings
+from payhooks.providers.pollers import POLLERS
 from payhooks.providers.receivers import RECEIVERS, SOURCE_RECEIVER, build_providers
 from payhooks.providers.sections import SECTIONS
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.providers.tools import STAND_INS, TOOLS
 from payhooks.providers.worker_steps import WORKER_STEPS
-from payhooks.settings import ConfigError, ProviderSettings, Settings
+from payhooks.settings import ConfigError, Intake, ProviderSettings, Settings
 from payhooks.settings.reading import variables
 from payhooks.storage.trail import Trail
 from tests.support.paths import REPO
@@ -38,7 +39,11 @@ def test_names_are_unique_url_segments_and_every_entry_is_complete() -> None:
         assert spec.payment_providers, spec.name
         section = SECTIONS[spec.name]
         assert issubclass(section, ProviderSettings), spec.name
-        assert section.ENABLED_BY in variables(section), spec.name
+        # Each intake it declares is turned on by one of its variables, and has its part.
+        assert section.intakes(), spec.name
+        assert set(section.intakes().values()) <= set(variables(section)), spec.name
+        assert (Intake.WEBHOOK in section.intakes()) == (spec.name in RECEIVERS), spec.name
+        assert (Intake.POLL in section.intakes()) == (spec.name in POLLERS), spec.name
         assert set(section.WORKER_NEEDS) <= set(variables(section)), spec.name
 
 
@@ -46,11 +51,19 @@ def test_names_are_unique_url_segments_and_every_entry_is_complete() -> None:
 def test_each_part_a_table_lists_has_the_shape_its_user_calls(
     spec: ProviderSpec, settings: Settings, redis: Redis
 ) -> None:
-    receiver = RECEIVERS[spec.name](settings)
-    assert receiver.name == spec.name  # its URL and event keys
+    if spec.name in RECEIVERS:
+        receiver = RECEIVERS[spec.name](settings)
+        assert receiver.name == spec.name  # its URL and event keys
+    if spec.name in POLLERS:
+        poller = POLLERS[spec.name].build(settings)
+        assert poller.name == spec.name  # its event keys
+        assert poller.interval_seconds > 0
     if spec.name in WORKER_STEPS:
         step = WORKER_STEPS[spec.name](settings, redis, Trail(redis, ttl_seconds=60))
         assert callable(step)
+    if spec.name not in TOOLS:
+        assert spec.name not in RECEIVERS  # only a poll-only provider has no sample
+        return
     tools = TOOLS[spec.name]
     assert list(inspect.signature(tools.sample).parameters) == ["request"]
     assert list(inspect.signature(tools.dev_environment).parameters) == ["sandbox", "env"]
@@ -75,6 +88,7 @@ TABLES: Mapping[str, Callable[[], list[Any]]] = {
     "settings": lambda: list(SECTIONS.values()),
     "receiver": lambda: [*RECEIVERS.values(), SOURCE_RECEIVER],
     "step": lambda: list(WORKER_STEPS.values()),
+    "poller": lambda: [intake.build for intake in POLLERS.values()],
     "sample": lambda: [tools.sample for tools in TOOLS.values()],
     "stand_in": lambda: list(STAND_INS.values()),
 }
@@ -105,8 +119,10 @@ def test_every_provider_module_is_in_its_table_and_every_table_entry_in_its_modu
     assert len(probes) == sum(tools.probe is not None for tools in TOOLS.values())
     names = [*PROVIDER_NAMES, GENERIC.name]
     assert list(SECTIONS) == names
-    assert list(TOOLS) == names
-    assert list(RECEIVERS) == list(PROVIDER_NAMES)
+    # A sample for every provider with a webhook; none needed for one that is only polled.
+    assert list(TOOLS) == [name for name in names if name in RECEIVERS or name == GENERIC.name]
+    assert list(RECEIVERS) == [name for name in PROVIDER_NAMES if name in RECEIVERS]
+    assert set(RECEIVERS) | set(POLLERS) == set(PROVIDER_NAMES)
     assert set(WORKER_STEPS) < set(PROVIDER_NAMES)
 
 

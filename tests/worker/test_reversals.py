@@ -19,18 +19,19 @@ from rq import Queue
 
 from payhooks.devtools.process_tree import kill_tree
 from payhooks.devtools.sandbox.nexudus import INVOICES, TOKENS, Fault, SandboxState
-from payhooks.domain.money import to_minor_units
 from payhooks.providers.gocardless import sample as gocardless_samples
 from payhooks.providers.gocardless.stand_in import GoCardlessState
 from payhooks.providers.liqpay import sample as liqpay_samples
 from payhooks.providers.paypal import sample as paypal_samples
-from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, queued_job, writes
 from tests.support.money import (
+    dispute,
     intent,
     job_of,
+    refund_created,
+    refunded,
     replay,
     requeue_scheduled,
     result_of,
@@ -49,42 +50,6 @@ from tests.support.provider_payloads import (
 )
 from tests.support.settings import LIQPAY_KEY, with_settings
 from workers.invoice_ledger import InvoiceLedger
-
-
-def refunded(payment: dict[str, Any], amount: str | None = None) -> dict[str, Any]:
-    """``charge.refunded`` for the payment's charge: ``amount`` back (all of it by default)."""
-    back = payment["amount"] if amount is None else to_minor_units(Decimal(amount), "EUR")
-    charge = dict(samples.charge(payment), amount_refunded=back, refunded=back == payment["amount"])
-    return samples.event("charge.refunded", charge)
-
-
-def refund_created(payment: dict[str, Any], amount: str) -> dict[str, Any]:
-    refund = {
-        "id": "re_" + payment["id"][3:],
-        "object": "refund",
-        "amount": to_minor_units(Decimal(amount), "EUR"),
-        "currency": payment["currency"],
-        "charge": payment["latest_charge"],
-        "payment_intent": payment["id"],
-        "status": "succeeded",
-    }
-    return samples.event("refund.created", refund)
-
-
-def dispute(payment: dict[str, Any], event_type: str, status: str, amount: str) -> dict[str, Any]:
-    return samples.event(
-        event_type,
-        {
-            "id": "dp_" + payment["id"][3:],
-            "object": "dispute",
-            "amount": to_minor_units(Decimal(amount), "EUR"),
-            "currency": payment["currency"],
-            "charge": payment["latest_charge"],
-            "payment_intent": payment["id"],
-            "status": status,
-        },
-    )
-
 
 # -- every provider whose reversal is its own event --------------------------------------
 

@@ -524,6 +524,16 @@ async def control_state(request: web.Request) -> web.Response:
     )
 
 
+async def control_invoice_summary(request: web.Request) -> web.Response:
+    """Each invoice's money, PaidOn and tokens: JSON, or a text table with ``?summary``."""
+    from payhooks.devtools.sandbox import summary
+
+    rows = summary.invoices(request.app[STATE])
+    if "summary" in request.query:
+        return web.Response(text=summary.as_text(rows))
+    return web.json_response(rows)
+
+
 async def control_invoices(request: web.Request) -> web.Response:
     """Create or replace invoices: one record or a list, any CoworkerInvoice fields.
 
@@ -583,6 +593,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> web.Application:
     app.router.add_get(TOKENS + "/{id:\\d+}", get_token)
     app.router.add_post(TOKENS, create_token)
     app.router.add_get("/_sandbox/state", control_state)
+    app.router.add_get("/_sandbox/invoices", control_invoice_summary)
     app.router.add_post("/_sandbox/invoices", control_invoices)
     app.router.add_post("/_sandbox/faults", control_faults)
     app.router.add_post("/_sandbox/config", control_config)

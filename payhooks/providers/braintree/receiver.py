@@ -56,9 +56,9 @@ MONEY_LEFT = frozenset(
         Kind.DisputeExpired,
     }
 )
+MONEY_MOVED = (PaymentKind.PAID, PaymentKind.REFUNDED, PaymentKind.REINSTATED)
 #: Why the other dispute kinds are not refunds.
 NO_MONEY_LEFT = {
-    Kind.DisputeWon: "dispute won: the money came back to the merchant",
     Kind.DisputeDisputed: "dispute contested by the merchant: no money moved",
     Kind.DisputeUnderReview: "dispute under review: no money moved",
 }
@@ -166,7 +166,7 @@ class BraintreeWebhook(ReceiverDefaults):
         payment_kind, why_not = _kind(kind, getattr(notification, "dispute", None))
         if payment_kind is None:
             return [Ignored(event_id, kind, why_not)]
-        if transaction is None and payment_kind in (PaymentKind.PAID, PaymentKind.REFUNDED):
+        if transaction is None and payment_kind in MONEY_MOVED:
             # Money moved and we cannot tell which payment: kept for a person, not dropped.
             raise MalformedPayload(f"Braintree {kind} without a transaction")
         if transaction is None:
@@ -213,6 +213,9 @@ def _kind(kind: str, dispute: Any) -> tuple[PaymentKind | None, str]:
         return PaymentKind.FAILED, ""
     if kind in NO_MONEY_LEFT:
         return None, NO_MONEY_LEFT[kind]
+    if kind == Kind.DisputeWon:
+        # The money came back to the merchant: the dispute's reversal no longer counts.
+        return PaymentKind.REINSTATED, ""
     if kind in MONEY_LEFT:
         if str(getattr(dispute, "kind", "")) == "retrieval":
             return None, "a retrieval asks for information: no money moved"

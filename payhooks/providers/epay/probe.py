@@ -38,11 +38,13 @@ def _epay(section: EPaySettings, http: httpx.Client) -> ProbeResult:
     code = next((e.text for e in root.iter() if e.tag.endswith("epayresponse")), None)
     if answer.status_code != 200 or code is None:
         return ProbeResult("ePay web service", False, f"{url}: HTTP {answer.status_code}")
-    # ePay answers an unknown transaction and a wrong merchant alike; what this proves is
-    # that the service answers for merchant number section.merchant_number.
+    # ePay answers an unknown transaction and a wrong merchant alike: the service answers,
+    # but nothing here proves the merchant number and password are right.
     return ProbeResult(
         "ePay web service",
         True,
         f"{url} answered gettransaction for merchant {section.merchant_number} "
-        f"(epayresponse {code})",
+        f"(epayresponse {code}); the credentials are not proven: ePay answers a wrong "
+        "merchant alike, each job's lookup checks them",
+        proven=False,
     )

@@ -15,6 +15,7 @@ from payhooks.providers.forte.stand_in import (
     API_SECURE_KEY,
     LOCATION_ID,
     ORGANIZATION_ID,
+    forte_now,
 )
 from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
@@ -30,6 +31,7 @@ def webhook(
     status: str = "ready",
     action: str = "sale",
     location_id: str = LOCATION_ID,
+    received_date: str | None = None,
 ) -> dict[str, Any]:
     """A transaction webhook; its status and amount are only hints (the job asks the API)."""
     transaction_id = transaction_id or f"trn_{uuid.uuid4()}"
@@ -47,7 +49,7 @@ def webhook(
             "authorization_amount": float(amount),
             "authorization_code": "7EZ442",
             "entered_by": "2976300bb69f08b2dfe5",
-            "received_date": "2026-12-01T09:12:10.5607107-07:00",
+            "received_date": received_date or forte_now(),
         },
     }
 

@@ -10,6 +10,7 @@ Control: ``POST /_sandbox/forte/transactions`` adds a transaction.
 from __future__ import annotations
 
 import base64
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,16 @@ LOCATION_ID = "loc_191620"
 API_ACCESS_ID = "sandbox_forte_access_id"
 API_SECURE_KEY = "sandbox_forte_secure_key"
 API_PATH = "/forte/v3"
+
+
+#: Forte's published sample is dated in US Mountain standard time; its stand-in too.
+FORTE_TIME = timezone(timedelta(hours=-7))
+
+
+def forte_now() -> str:
+    """Now, written as Forte writes ``received_date`` (7 fractional digits, an offset)."""
+    now = datetime.now(tz=FORTE_TIME)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0" + now.strftime("%z")[:3] + ":00"
 
 
 class ForteState(TransactionBook):
@@ -38,6 +49,7 @@ def transaction_record(
     status: str = "ready",
     echeck: bool = False,
     location_id: str = LOCATION_ID,
+    received_date: str | None = None,
 ) -> dict[str, Any]:
     """A sale as Forte's API returns it (fields as in Forte's webhook sample, article
     1000102770, and the v3 transaction object)."""
@@ -53,7 +65,7 @@ def transaction_record(
         "authorization_amount": float(amount),
         "authorization_code": "7EZ442" if approved else "",
         "entered_by": "2976300bb69f08b2dfe5",
-        "received_date": "2026-12-01T09:12:10.5607107-07:00",
+        "received_date": received_date or forte_now(),
         "response": {
             "environment": "sandbox",
             "response_type": "A" if approved else "D",

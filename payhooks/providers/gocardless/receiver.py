@@ -40,6 +40,10 @@ REVERSED = frozenset({"charged_back", "late_failure_settled"})
 #: ``failed`` or ``funds_returned``: the refund never reached the customer and the money
 #: came back (GoCardless API reference, "Refund actions").
 REFUNDED = frozenset({"created", "paid", "refund_settled"})
+#: The money came back: a refund that failed or whose funds were returned, a chargeback
+#: the customer's bank cancelled. The reversal they undo no longer counts.
+REFUND_UNDONE = frozenset({"failed", "funds_returned"})
+REINSTATED = frozenset({"chargeback_cancelled"})
 
 
 class GoCardlessWebhook(SectionReceiver[GoCardlessSettings]):
@@ -95,8 +99,7 @@ def normalise_event(event: Any, *, paid_action: str, invoice_metadata_key: str) 
 
     kind = _kind(resource, action, paid_action)
     if kind is None:
-        reason = "refund that did not reach the customer" if resource == "refunds" else ""
-        return Ignored(event_id, event_type, reason or "event type not handled")
+        return Ignored(event_id, event_type, "event type not handled")
     payment_id = links.get("payment") if isinstance(links.get("payment"), str) else None
     refund_id = links.get("refund") if isinstance(links.get("refund"), str) else None
     # A refund event names only its refund: the job reads the refund for its payment (the
@@ -141,6 +144,8 @@ def normalise_event(event: Any, *, paid_action: str, invoice_metadata_key: str) 
 
 def _kind(resource: str, action: str, paid_action: str) -> PaymentKind | None:
     if resource == "refunds":
+        if action in REFUND_UNDONE:
+            return PaymentKind.REINSTATED
         return PaymentKind.REFUNDED if action in REFUNDED else None
     if resource != "payments":
         return None
@@ -156,6 +161,8 @@ def _kind(resource: str, action: str, paid_action: str) -> PaymentKind | None:
         return PaymentKind.FAILED
     if action in REVERSED:
         return PaymentKind.REFUNDED
+    if action in REINSTATED:
+        return PaymentKind.REINSTATED
     return None
 
 

@@ -74,7 +74,7 @@ def other_event(resource_type: str, action: str) -> dict[str, Any]:
     singular = resource_type.rstrip("s")
     return {
         "id": event_id(),
-        "created_at": "2026-11-20T09:13:51.404Z",
+        "created_at": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "resource_type": resource_type,
         "action": action,
         "links": {singular: singular[:2].upper() + secrets.token_hex(6).upper()},

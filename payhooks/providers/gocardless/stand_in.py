@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,11 @@ class GoCardlessState:
 GC_STATE = web.AppKey("gocardless_state", GoCardlessState)
 
 
+def _now() -> str:
+    """Now, as GoCardless writes its times (milliseconds, Z)."""
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def payment_record(
     payment_id: str,
     *,
@@ -48,8 +54,8 @@ def payment_record(
         "amount": amount_minor,
         "amount_refunded": 0,
         "currency": currency.upper(),
-        "charge_date": "2026-11-20",
-        "created_at": "2026-11-17T10:00:00.000Z",
+        "charge_date": datetime.now(tz=UTC).strftime("%Y-%m-%d"),
+        "created_at": _now(),
         "description": "Coworking membership",
         "metadata": {} if invoice_id is None else {"nexudus_invoice_id": str(invoice_id)},
         "reference": reference,
@@ -70,7 +76,7 @@ def refund_record(
         "id": refund_id,
         "amount": amount_minor,
         "currency": currency.upper(),
-        "created_at": "2026-11-25T10:00:00.000Z",
+        "created_at": _now(),
         "reference": "Refund",
         "metadata": {},
         "status": "created",

@@ -25,10 +25,17 @@ class ProbeResult:
     detail: str
     #: Nothing to call: not a failure, not a success.
     skipped: bool = False
+    #: The answer proves the credentials were accepted; else the service only answered
+    #: (`reachable`), as ePay does whatever the merchant number and password.
+    proven: bool = True
 
     @property
     def result(self) -> str:
-        return "skipped" if self.skipped else "ok" if self.ok else "FAILED"
+        if self.skipped:
+            return "skipped"
+        if not self.ok:
+            return "FAILED"
+        return "ok" if self.proven else "reachable"
 
 
 #: One read-only call: its target and what makes it.

@@ -30,6 +30,8 @@ from typing import Any
 from prometheus_client import Counter
 
 from payhooks.domain.events import (
+    REFUNDED_TOTAL,
+    REFUNDS_OF,
     Ignored,
     Normalised,
     PaymentEvent,
@@ -75,12 +77,17 @@ FAILED = frozenset(
 REFUNDED = frozenset(
     {
         "charge.refunded",
-        "refund.created",
         "charge.dispute.created",
         "charge.dispute.funds_withdrawn",
         "charge.dispute.closed",
     }
 )
+#: A refund's own events: it counts unless it failed or was canceled (then the money
+#: never left, or came back).
+REFUND_OBJECT_EVENTS = frozenset(
+    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+)
+REFUND_UNDONE = frozenset({"failed", "canceled"})
 
 _NO_PAYMENT = {
     "": "no PaymentIntent or charge on this object",
@@ -209,8 +216,8 @@ def normalise_event(
         return Ignored(event_id, event_type, "event type not handled")
 
     token = token_of(obj)
-    if token is None and kind is PaymentKind.REFUNDED:
-        # A refund or lost dispute always names its charge or PaymentIntent; one that does
+    if token is None and kind in (PaymentKind.REFUNDED, PaymentKind.REINSTATED):
+        # A refund or dispute always names its charge or PaymentIntent; one that does
         # not moved money we cannot place: kept for a person, never dropped.
         raise MalformedPayload(f"Stripe {event_type} names no PaymentIntent or charge")
     if token is None:
@@ -237,6 +244,7 @@ def normalise_event(
     details = {"livemode": str(bool(event.get("livemode"))).lower()}
     if stripe_invoice is not None:
         details[STRIPE_INVOICE_DETAIL] = stripe_invoice
+    details.update(_refund_details(event_type, obj))
     return PaymentEvent(
         provider="stripe",
         event_id=event_id,
@@ -261,8 +269,19 @@ def _kind(event_type: str, obj: Mapping[str, Any]) -> PaymentKind | None:
         # An async method (ACH, BACS) completes the session before the money moves;
         # async_payment_succeeded follows when it does.
         return PaymentKind.PAID if obj.get("payment_status") == "paid" else PaymentKind.PENDING
+    if obj.get("object") == "dispute" and str(obj.get("status", "")).startswith("warning_"):
+        # An inquiry (retrieval request, early fraud warning): Stripe withdraws nothing
+        # unless it becomes a chargeback, which charge.dispute.funds_withdrawn then says.
+        return None
     if event_type == "charge.dispute.closed":
-        return PaymentKind.REFUNDED if obj.get("status") == "lost" else None
+        return {"lost": PaymentKind.REFUNDED, "won": PaymentKind.REINSTATED}.get(
+            str(obj.get("status"))
+        )
+    if event_type == "charge.dispute.funds_reinstated":
+        return PaymentKind.REINSTATED
+    if event_type in REFUND_OBJECT_EVENTS:
+        undone = event_type == "refund.failed" or obj.get("status") in REFUND_UNDONE
+        return PaymentKind.REINSTATED if undone else PaymentKind.REFUNDED
     if event_type == "charge.succeeded" and obj.get("captured") is False:
         # Authorised with manual capture: no money has moved until charge.captured.
         return PaymentKind.PENDING
@@ -275,6 +294,19 @@ def _kind(event_type: str, obj: Mapping[str, Any]) -> PaymentKind | None:
     if event_type in REFUNDED:
         return PaymentKind.REFUNDED
     return None
+
+
+def _refund_details(event_type: str, obj: Mapping[str, Any]) -> dict[str, str]:
+    """A refund is stated by the refund's own events (its amount) and by
+    ``charge.refunded`` (all refunded of the charge so far): both name the charge, so
+    that they combine as the larger of the two, never as their sum."""
+    if event_type == "charge.refunded":
+        charge = id_of(obj.get("id"))
+        return {} if charge is None else {REFUNDS_OF: charge, REFUNDED_TOTAL: "true"}
+    if obj.get("object") == "refund":
+        charge = id_of(obj.get("charge"))
+        return {} if charge is None else {REFUNDS_OF: charge}
+    return {}
 
 
 def _stripe_invoice_of(obj: Mapping[str, Any]) -> str | None:

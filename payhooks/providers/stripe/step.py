@@ -37,7 +37,14 @@ from typing import Any, TypeVar
 import stripe
 from redis import Redis
 
-from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind, RegularPaymentProvider
+from payhooks.domain.events import (
+    REFUNDED_TOTAL,
+    REFUNDS_OF,
+    InvoiceRef,
+    PaymentEvent,
+    PaymentKind,
+    RegularPaymentProvider,
+)
 from payhooks.providers.kit.step_errors import (
     PermanentError,
     ProviderLookupError,
@@ -105,6 +112,11 @@ class StripeStep:
         )
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
+        if event.event_type == "charge.refunded" and REFUNDS_OF not in event.details:
+            # Queued before refunds named their charge: its figure is the charge's total.
+            event = event.with_changes(
+                details={**event.details, REFUNDS_OF: event.object_id, REFUNDED_TOTAL: "true"}
+            )
         stripe_invoice = event.details.get(STRIPE_INVOICE_DETAIL)
         # Failed and refunded events write nothing, so they need no payment found.
         records = event.kind in (PaymentKind.PAID, PaymentKind.PENDING)

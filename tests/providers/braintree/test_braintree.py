@@ -93,7 +93,7 @@ def test_kind_mapping(settings: Settings, kind: str, expected: PaymentKind | Non
 
 
 @pytest.mark.parametrize(
-    ("kind", "money_left"),
+    ("kind", "money_left"),  # None: the money came back
     [
         # Braintree debits a chargeback when it is opened; accepted, lost or expired, the
         # money stays with the customer; won, it comes back; contested or under review,
@@ -103,13 +103,13 @@ def test_kind_mapping(settings: Settings, kind: str, expected: PaymentKind | Non
         ("dispute_auto_accepted", True),
         ("dispute_lost", True),
         ("dispute_expired", True),
-        ("dispute_won", False),
+        ("dispute_won", None),
         ("dispute_disputed", False),
         ("dispute_under_review", False),
     ],
 )
 def test_disputes_undo_the_payment_only_when_money_left(
-    settings: Settings, kind: str, money_left: bool
+    settings: Settings, kind: str, money_left: bool | None
 ) -> None:
     from payhooks.providers.receivers import build_providers
 
@@ -119,12 +119,12 @@ def test_disputes_undo_the_payment_only_when_money_left(
     # a chargeback of 100.00 USD on transaction "txn_4242".
     [dispute] = provider.normalise(braintree_sdk_sample(kind, "txn_4242"), {})
     assert isinstance(paid, PaymentEvent)
-    if not money_left:
+    if money_left is False:
         assert isinstance(dispute, Ignored)
         return
     assert isinstance(dispute, PaymentEvent)
     assert (dispute.kind, dispute.token, dispute.amount, dispute.currency) == (
-        PaymentKind.REFUNDED,
+        PaymentKind.REFUNDED if money_left else PaymentKind.REINSTATED,
         paid.token,
         Decimal("100.00"),
         "USD",

@@ -38,12 +38,17 @@ def forte_state() -> ForteState:
     return ForteState()
 
 
+#: The date of Forte's published sample (the samples and stand-in are dated now by default).
+RECEIVED = "2026-12-01T09:12:10.5607107-07:00"
+
+
 def sale(forte: ForteState, transaction_id: str, **record: Any) -> bytes:
     """Forte knows the sale; the webhook announcing it, as Forte's sample shapes it."""
     forte.transactions[transaction_id] = transaction_record(
-        transaction_id, **{"order_number": "42", "amount": "100.00", **record}
+        transaction_id,
+        **{"order_number": "42", "amount": "100.00", "received_date": RECEIVED, **record},
     )
-    return json.dumps(samples.webhook(transaction_id)).encode()
+    return json.dumps(samples.webhook(transaction_id, received_date=RECEIVED)).encode()
 
 
 async def test_published_webhook_is_queued_once_under_the_url_token(
@@ -123,7 +128,7 @@ def test_published_sale_is_recorded_from_the_api_not_the_webhook(
     # The webhook says 5; Forte's record of the same sale says 100.00: the record wins.
     sandbox_state.invoices[42]["InvoiceNumber"] = "invoice-1234"
     forte_state.transactions[PUBLISHED_ID] = transaction_record(
-        PUBLISHED_ID, order_number="invoice-1234", amount="100.00"
+        PUBLISHED_ID, order_number="invoice-1234", amount="100.00", received_date=RECEIVED
     )
     deliver(settings, "forte", PUBLISHED)
     run_worker()

@@ -154,15 +154,16 @@ def test_action_maps_to_kind(
 
 
 @pytest.mark.parametrize("action", ["failed", "funds_returned"])
-def test_a_refund_that_never_reached_the_customer_is_not_a_refund(action: str) -> None:
-    # GoCardless's "Refund actions": the refund failed, the money came back to the merchant.
+def test_a_refund_that_never_reached_the_customer_is_reinstated(action: str) -> None:
+    # GoCardless's "Refund actions": the refund failed, the money came back to the merchant,
+    # so the refund (recorded by its created event) no longer counts.
     result = normalise_event(
         samples.refund_event("RF123", action),
         paid_action="confirmed",
         invoice_metadata_key="nexudus_invoice_id",
     )
-    assert isinstance(result, Ignored)
-    assert result.reason == "refund that did not reach the customer"
+    assert isinstance(result, PaymentEvent)
+    assert (result.kind, result.details["refund"]) == (PaymentKind.REINSTATED, "RF123")
 
 
 def test_other_resources_are_ignored() -> None:

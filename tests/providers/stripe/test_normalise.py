@@ -117,7 +117,7 @@ def test_subscription_checkout_without_payment_intent_is_ignored() -> None:
     assert "invoice.paid" in result.reason
 
 
-def test_dispute_won_is_ignored_and_lost_is_refunded() -> None:
+def test_dispute_won_is_reinstated_and_lost_is_refunded() -> None:
     dispute = {
         "id": "dp_1",
         "object": "dispute",
@@ -128,7 +128,8 @@ def test_dispute_won_is_ignored_and_lost_is_refunded() -> None:
         "metadata": {},
         "status": "won",
     }
-    assert isinstance(normalise(samples.event("charge.dispute.closed", dispute)), Ignored)
+    won = paid(samples.event("charge.dispute.closed", dispute))
+    assert (won.kind, won.token, won.object_id) == (PaymentKind.REINSTATED, "pi_1", "dp_1")
     lost = paid(samples.event("charge.dispute.closed", {**dispute, "status": "lost"}))
     assert lost.kind is PaymentKind.REFUNDED
     assert lost.token == "pi_1"
