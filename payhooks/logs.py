@@ -7,6 +7,7 @@ Bodies, signatures, secrets and bearer tokens are never passed to a logger.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -71,6 +72,54 @@ class TextFormatter(logging.Formatter):
         return line.rstrip()
 
 
+class LoopBatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines logged within one turn of a running event loop are written together at the
+    end of the turn: the receiver logs a line per event, and a write per line was a
+    system call per event. Outside a loop (workers, commands), and for errors, each line
+    is written at once, as StreamHandler writes it."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 (logging's own policy: report, never raise)
+            self.handleError(record)
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if not self._pending and loop is not None and record.levelno < logging.ERROR:
+            loop.call_soon(self.write_pending)
+        self._pending.append(line)
+        if loop is None or record.levelno >= logging.ERROR:
+            self._write()
+
+    def write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def _write(self) -> None:
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except Exception:  # noqa: BLE001
+            self.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+
+    def flush(self) -> None:
+        if self.lock is None:
+            return
+        with self.lock:
+            self._write()
+        super().flush()
+
+
 def configure(log_format: str, level: str) -> None:
     # What no payhooks line uses, and what costs the receiver on every webhook: the
     # caller's file and line, thread and process names (the logging docs' "Optimization").
@@ -78,7 +127,7 @@ def configure(log_format: str, level: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LoopBatchedHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

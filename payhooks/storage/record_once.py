@@ -233,7 +233,9 @@ class RecordOnce:
         fence: Fence | None,
     ) -> list[Any]:
         job = self._jobs.fields(event.key, short_description(event), stamp)
-        origin = {webhook.TRAIL_FIELD: webhook.key}
+        # trail.entry_at's JSON, written out: the time, stage and field name are ours and
+        # the key is hex (redis_keys.webhook/polled), so nothing needs escaping.
+        origin = f'"{webhook.TRAIL_FIELD}":"{webhook.key}"'
         invoice_id = event.invoice.invoice_id
         script_keys = {
             "event_key": redis_keys.event(event.key),
@@ -248,10 +250,10 @@ class RecordOnce:
             "timestamp": job.timestamp,
             "at": at,
             # What the body says (the event's type) is not repeated: the job holds it while
-            # it lives, the kept origin for as long as the trail.
-            "trail_arrival": trail.entry_at(at, webhook.ARRIVAL, **origin),
-            # Which delivery (or poll) it was: its body is kept too, under that key.
-            "trail_duplicate": trail.entry_at(at, "duplicate", **origin),
+            # it lives, the kept origin for as long as the trail. Which delivery (or poll)
+            # a duplicate was: its body is kept too, under that key.
+            "trail_arrival": f'{{"at":"{at}","stage":"{webhook.ARRIVAL}",{origin}}}',
+            "trail_duplicate": f'{{"at":"{at}","stage":"duplicate",{origin}}}',
             "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
             "event_name": event.key,
             "webhook": webhook.record(job.timestamp) if store_webhook else "",
