@@ -42,6 +42,8 @@ async def render(redis: Redis, queue_name: str) -> bytes:
         pipe.hgetall(worker_metrics.TASK_RUNS)
         pipe.hgetall(worker_metrics.TASK_LAST_SUCCESS)
         pipe.hgetall(worker_metrics.POLLED_EVENTS)
+        pipe.hgetall(worker_metrics.RECONCILED_EVENTS)
+        pipe.hgetall(worker_metrics.RECONCILE_LAST_SUCCESS)
         (
             depth,
             failed,
@@ -57,6 +59,8 @@ async def render(redis: Redis, queue_name: str) -> bytes:
             task_runs,
             task_successes,
             polled,
+            reconciled,
+            reconciled_at,
         ) = await pipe.execute()
     oldest_age = 0.0
     if oldest is not None:
@@ -126,6 +130,7 @@ async def render(redis: Redis, queue_name: str) -> bytes:
         )
     )
     families += _scheduled(task_runs, task_successes, polled)
+    families += _reconciled(reconciled, reconciled_at)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fetched(families))
     return generate_latest(registry)
@@ -157,3 +162,23 @@ def _scheduled(
         provider, _, outcome = text(field).partition("|")
         events.add_metric([provider, outcome], float(count))
     return [by_result, last, events]
+
+
+def _reconciled(events: dict[bytes, bytes], successes: dict[bytes, bytes]) -> list[Metric]:
+    """What reconcile scans found per provider, and when each provider's last scan ended."""
+    found = CounterMetricFamily(
+        "payhooks_reconcile_events",
+        "Events reconcile scans read from providers' lists: seen, queued, ignored, errors.",
+        labels=["provider", "result"],
+    )
+    for field, count in events.items():
+        provider, _, result = text(field).partition("|")
+        found.add_metric([provider, result], float(count))
+    last = GaugeMetricFamily(
+        "payhooks_reconcile_last_success_timestamp_seconds",
+        "When a reconcile scan of each provider last ran to the end (Unix time).",
+        labels=["provider"],
+    )
+    for name, at in successes.items():
+        last.add_metric([text(name)], float(at))
+    return [found, last]

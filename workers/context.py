@@ -13,7 +13,7 @@ from redis import Redis
 
 from payhooks.providers.kit.polling import PollIntake
 from payhooks.providers.kit.steps import ProviderStep
-from payhooks.providers.pollers import POLLERS, build_pollers
+from payhooks.providers.pollers import POLLERS
 from payhooks.providers.worker_steps import build_steps
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
@@ -24,8 +24,9 @@ from workers.invoice_ledger import InvoiceLedger
 from workers.markers import Markers
 from workers.nexudus import NexudusClient
 from workers.nexudus_auth import NexudusAuth
-from workers.polls import Task, build_tasks
+from workers.polls import Task
 from workers.ratelimit import RateLimiter
+from workers.reconcile import scheduled_tasks
 
 
 @dataclass
@@ -84,7 +85,7 @@ def build_context(settings: Settings, pollers: Mapping[str, PollIntake] = POLLER
         http=http,
         trail=trail,
         metrics=metrics,
-        tasks=build_tasks(settings, redis, metrics, build_pollers(settings, pollers)),
+        tasks=scheduled_tasks(settings, redis, metrics, pollers),
     )
 
 

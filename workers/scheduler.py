@@ -32,11 +32,12 @@ from rq import Queue
 
 from payhooks import logs
 from payhooks.providers.kit.polling import PollIntake
-from payhooks.providers.pollers import POLLERS, build_pollers
+from payhooks.providers.pollers import POLLERS
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect, redis_keys
 from payhooks.storage.worker_metrics import WorkerMetrics
-from workers.polls import TASK_FUNCTION, Task, build_tasks
+from workers.polls import TASK_FUNCTION, Task
+from workers.reconcile import scheduled_tasks
 
 log = logging.getLogger("payhooks.scheduler")
 
@@ -133,7 +134,7 @@ def run_scheduler(settings: Settings, pollers: Mapping[str, PollIntake] = POLLER
     stop = stop_on_signals()
     redis = redis_connect.sync_client(settings, socket_timeout=10, socket_connect_timeout=5)
     try:
-        tasks = build_tasks(settings, redis, WorkerMetrics(redis), build_pollers(settings, pollers))
+        tasks = scheduled_tasks(settings, redis, WorkerMetrics(redis), pollers)
         Scheduler(redis, settings, tasks).run(stop)
     finally:
         redis.close()

@@ -64,3 +64,16 @@ def report_error(error: CommandError, *, as_json: bool) -> int:
     else:
         print(f"payhooks: {error.message}", file=sys.stderr)
     return error.exit_code
+
+
+def confirm(question: str, *, assume_yes: bool) -> bool:
+    """A person's yes, asked on the terminal; no without one (piped, or not answered)."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)  # not into piped output
+    try:
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    except (EOFError, KeyboardInterrupt):
+        return False

@@ -16,7 +16,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from payhooks.cli.cli_output import emit, labelled, wrapped
-from payhooks.cli.dev_state import DevInstance
+from payhooks.devtools.dev_state import DevInstance
 from payhooks.domain.providers import PROVIDERS
 from payhooks.providers.generic.settings import GenericSettings
 from payhooks.providers.sections import SECTIONS

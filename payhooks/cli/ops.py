@@ -1,4 +1,7 @@
-"""Ops commands: failed jobs (list, show, replay, purge), the event trail, event replay.
+"""The ops model: failed jobs (list, show, replay, purge), the event trail, event replay.
+
+What is true in Redis, and what an operator's request changes there. How it looks in a
+terminal is in ops_render.py; the commands' arguments and their outcomes, in ops_cli.py.
 
 Failed jobs are RQ's own (its failed-job registry), so `rq info` and rq-dashboard see
 the same ones. Every replay goes through the same idempotent job: replaying an event
@@ -7,15 +10,11 @@ that was applied changes nothing in Nexudus.
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import sys
-import textwrap
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -23,10 +22,10 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from payhooks.cli.cli_output import COLUMNS
 from payhooks.domain.events import Ignored, Normalised, PaymentEvent
 from payhooks.domain.providers import PROVIDER_NAMES
 from payhooks.providers.kit.polling import PollIntake
+from payhooks.providers.listers import build_listers
 from payhooks.providers.pollers import POLLERS, build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
@@ -155,13 +154,12 @@ GENERIC_NAME = re.compile(r"generic/[a-z0-9][a-z0-9-]{0,39}")
 
 
 class Ops:
-    def __init__(self, settings: Settings, redis: Redis, out: TextIO = sys.stdout) -> None:
+    def __init__(self, settings: Settings, redis: Redis) -> None:
         self.settings = settings
         self.redis = redis
         self.queue = Queue(settings.queue_name, connection=redis)
         self.registry = FailedJobRegistry(queue=self.queue)
         self.trail = Trail(redis, ttl_seconds=settings.event_ttl_seconds)
-        self.out = out
 
     # -- failed jobs ----------------------------------------------------------------
 
@@ -294,6 +292,10 @@ class Ops:
     def find_event(self, reference: str) -> str | None:
         return self.trail.find_event(reference)
 
+    def trails(self, event_keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each event's trail as kept, oldest first."""
+        return {key: self.trail.history(key) for key in event_keys}
+
     def replay_event(self, event_key: str, pollers: Mapping[str, PollIntake] = POLLERS) -> str:
         """Re-normalise the stored webhook (or polled record) with the current code and
         queue its job."""
@@ -341,12 +343,16 @@ class Ops:
     ) -> list[Normalised]:
         provider_name = event_key.split(":", 1)[0]
         built = build_pollers(self.settings, pollers)
-        if provider_name not in built:
-            raise ValueError(
-                f"{event_key}: the poll of {provider_name} is not turned on here; run "
-                "replay-event with the scheduler's environment"
-            )
-        return built[provider_name].normalise(stored["body"])
+        if provider_name in built:
+            return built[provider_name].normalise(stored["body"])
+        # Not polled: a record reconciliation read from the provider's list of events.
+        listers, _ = build_listers(self.settings, [provider_name])
+        if provider_name in listers:
+            return listers[provider_name].normalise(stored["body"])
+        raise ValueError(
+            f"{event_key}: neither the poll nor the reconciliation of {provider_name} is "
+            "turned on here; run replay-event with the workers' environment"
+        )
 
     def _enqueue(self, event: PaymentEvent, *, source: str = "stored webhook") -> str:
         job_id = redis_keys.job_id(event.key)
@@ -402,175 +408,3 @@ def describe(job: Job) -> FailedJob:
         else "",
         attempts=int(failure.get("attempt", 0) or 0),
     )
-
-
-# -- output ------------------------------------------------------------------------
-
-#: What `failed list` fits in unless told --wide.
-NARROW_COLUMNS = COLUMNS
-#: Event references longer than this are shortened in the middle (--wide shows them whole).
-EVENT_WIDTH = 40
-MIN_REASON_WIDTH = 12
-#: Narrower than this, reasons go under their row rather than in a column.
-MIN_REASON_COLUMN = 30
-
-
-def shorten(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters, cut at a word boundary with an ellipsis."""
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    cut = text[: width - 1]
-    space = cut.rfind(" ")
-    if space >= width // 2:  # a word boundary not too far back; else one long word is cut
-        cut = cut[:space]
-    return cut.rstrip(" ,;:") + "…"
-
-
-def shorten_middle(text: str, width: int) -> str:
-    """Keep both ends of an id (its provider, and the distinctive tail)."""
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
-
-
-def table(
-    rows: Sequence[dict[str, Any]],
-    columns: Sequence[str],
-    out: TextIO,
-    widths: dict[str, int] | None = None,
-) -> None:
-    """Aligned columns for a terminal; long cells are shortened to the given width.
-
-    A cell of several lines (wrapped text) continues below, the other columns left blank.
-    """
-    widths = widths or {}
-
-    def cell(row: dict[str, Any], column: str) -> list[str]:
-        value = str(row.get(column, ""))
-        limit = widths.get(column)
-        return value.split("\n") if limit is None else [shorten(value, limit)]
-
-    cells = [[cell(row, c) for c in columns] for row in rows]
-    sizes = [
-        max([len(c)] + [len(line) for r in cells for line in r[i]]) for i, c in enumerate(columns)
-    ]
-    print("  ".join(c.upper().ljust(sizes[i]) for i, c in enumerate(columns)).rstrip(), file=out)
-    for r in cells:
-        for n in range(max(len(lines) for lines in r)):
-            line = [
-                (lines[n] if n < len(lines) else "").ljust(sizes[i]) for i, lines in enumerate(r)
-            ]
-            print("  ".join(line).rstrip(), file=out)
-
-
-WIDE_COLUMNS = (
-    "job_id",
-    "provider",
-    "event_id",
-    "invoice",
-    "error_class",
-    "reason",
-    "failed_at",
-    "attempts",
-)
-NARROW = ("event", "invoice", "error_class", "age", "reason")
-
-
-def age(failed_at: str, now: datetime | None = None) -> str:
-    """How long ago, in the largest whole unit: 40s, 12m, 3h, 2d."""
-    if not failed_at:
-        return ""
-    seconds = int(
-        ((now or datetime.now(tz=UTC)) - datetime.fromisoformat(failed_at)).total_seconds()
-    )
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
-
-
-def as_row(job: FailedJob) -> dict[str, Any]:
-    """A failed job for --json: its fields and its event key (what trace takes)."""
-    return dict(asdict(job), event_key=job.event_key)
-
-
-def print_failed(jobs: list[FailedJob], out: TextIO, *, as_json: bool, wide: bool = False) -> None:
-    if as_json:
-        print(json.dumps([as_row(j) for j in jobs], indent=2), file=out)
-        return
-    rows = [
-        dict(asdict(j), age=age(j.failed_at), event=shorten_middle(j.event_key, EVENT_WIDTH))
-        for j in jobs
-    ]
-    if wide:
-        table(rows, WIDE_COLUMNS, out)
-        return
-    # The reason ends with what to do: wrapped, never cut. In its column while that is
-    # wide enough to read, else on the lines under its row.
-    width = left_for(rows, NARROW, "reason")
-    if width >= MIN_REASON_COLUMN:
-        for row in rows:
-            row["reason"] = "\n".join(_wrap(row["reason"], width))
-        table(rows, NARROW, out)
-        return
-    lines = io.StringIO()
-    table(rows, NARROW[:-1], lines)
-    header, *row_lines = lines.getvalue().splitlines()
-    print(header, file=out)
-    for row, line in zip(rows, row_lines, strict=True):
-        print(line, file=out)
-        for part in _wrap(row["reason"], NARROW_COLUMNS - 2):
-            print(f"  {part}", file=out)
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False) or [""]
-
-
-def left_for(rows: Sequence[dict[str, Any]], columns: Sequence[str], last: str) -> int:
-    """What a line of NARROW_COLUMNS leaves the last column when every other is whole."""
-    used = sum(max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns if c != last) + 2 * (
-        len(columns) - 1
-    )
-    return max(NARROW_COLUMNS - used, MIN_REASON_WIDTH)
-
-
-def print_trail(ops: Ops, event_keys: list[str], out: TextIO, *, as_json: bool) -> None:
-    histories = {key: ops.trail.history(key) for key in event_keys}
-    if as_json:
-        print(json.dumps(histories, indent=2), file=out)
-        return
-    for key, history in histories.items():
-        print(f"{key}", file=out)
-        # Details (reasons above all) are wrapped, not cut, within NARROW_COLUMNS.
-        used = max([len("at")] + [len(str(i["at"])) for i in history]) + max(
-            [len("stage")] + [len(str(i["stage"])) for i in history]
-        )
-        width = max(NARROW_COLUMNS - used - 4, 30)
-        rows = []
-        for item in history:
-            detail = {k: v for k, v in item.items() if k not in ("at", "stage")}
-            text = " ".join(f"{k}={v}" for k, v in detail.items())
-            rows.append(
-                {
-                    "at": item["at"],
-                    "stage": item["stage"],
-                    "detail": "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)),
-                }
-            )
-        table(rows, ("at", "stage", "detail"), out)
-        print(file=out)
-
-
-def confirm(question: str, *, assume_yes: bool) -> bool:
-    if assume_yes:
-        return True
-    if not sys.stdin.isatty():
-        return False
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)  # not into piped output
-    try:
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
-    except (EOFError, KeyboardInterrupt):
-        return False

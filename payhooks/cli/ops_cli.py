@@ -1,4 +1,5 @@
-"""The ops subcommands of `payhooks`: argument handling and output around payhooks.cli.ops."""
+"""The ops subcommands of `payhooks`: argument handling and outcomes around payhooks.cli.ops
+(the model), printed by payhooks.cli.ops_render."""
 
 from __future__ import annotations
 
@@ -11,22 +12,13 @@ from rq.exceptions import NoSuchJobError
 
 from payhooks.cli.cli_output import (
     CommandError,
+    confirm,
     emit,
-    labelled,
     redis_unreachable,
     report_error,
 )
-from payhooks.cli.ops import (
-    Filters,
-    JobHistory,
-    Ops,
-    as_row,
-    confirm,
-    known_error_classes,
-    parse_since,
-    print_failed,
-    print_trail,
-)
+from payhooks.cli.ops import Filters, Ops, known_error_classes, parse_since
+from payhooks.cli.ops_render import as_row, print_failed, print_history, print_trail
 from payhooks.providers.generic.settings import GenericSettings
 from payhooks.providers.kit.receiver_errors import WebhookError
 from payhooks.settings import Settings
@@ -133,36 +125,8 @@ def _show(ops: Ops, args: argparse.Namespace) -> int:
             }
         )
         return 0
-    _print_history(ops, history)
+    print_history(history, sys.stdout)
     return 0
-
-
-def _print_history(ops: Ops, history: JobHistory) -> None:
-    runs = f"{history.runs} ({history.failures} failed, {history.replays} replayed)"
-    fields = [
-        ("job", history.job_id),
-        ("event", history.event_key),
-        ("invoice", history.invoice or "-"),
-        ("status", history.status),
-        ("runs", runs),
-    ]
-    failure = history.current_failure
-    if failure is not None:
-        fields += [
-            ("error", failure.error_class),
-            ("reason", failure.reason),
-            ("failed at", failure.failed_at),
-            ("attempt", str(failure.attempts)),
-        ]
-    else:
-        last = next((e for e in reversed(history.trail) if e.get("stage") != "replayed"), None)
-        if last is not None:
-            fields.append(("last", f"{last['stage']} at {last['at']}"))
-    for name, value in fields:
-        print(labelled(name, value, width=10))
-    print()
-    if history.event_key:
-        print_trail(ops, [history.event_key], sys.stdout, as_json=False)
 
 
 def _replay(ops: Ops, args: argparse.Namespace) -> int:
@@ -282,7 +246,7 @@ def _trace(ops: Ops, args: argparse.Namespace) -> int:
         raise CommandError(f"no trail for event {reference} ({kept})", code="not_found")
     else:
         event_keys = [found]
-    print_trail(ops, event_keys, sys.stdout, as_json=args.json)
+    print_trail(ops.trails(event_keys), sys.stdout, as_json=args.json)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`payhooks send-test`: post a correctly signed sample webhook to a running receiver."""
+"""`payhooks send-test`: post a correctly signed sample webhook to a running receiver (for a
+provider with no webhook, register a payment with the sandbox for its next poll)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 import httpx
 
 from payhooks.cli.cli_output import CommandError, emit, labelled, report_error
-from payhooks.cli.dev_state import DevInstance
+from payhooks.devtools.dev_state import DevInstance
 from payhooks.providers.kit.samples import Sample, SampleRequest
 from payhooks.providers.tools import TOOLS
 from payhooks.settings import Settings
@@ -86,6 +87,8 @@ def _event_keys(args: argparse.Namespace, request: SampleRequest, sample: Sample
     always what its payload calls an id: LiqPay's is the payment and its status)."""
     from payhooks.providers.receivers import build_providers
 
+    if sample.event_ids:  # polled: no receiver reads it
+        return [f"{_path(args)}:{event_id}" for event_id in sample.event_ids]
     body = sample.query.encode() if sample.query is not None else sample.body
     try:
         with warnings.catch_warnings():  # e.g. the cryptography's about a CA bundle's roots
@@ -117,6 +120,8 @@ def _send(
         sandbox_url=args.sandbox_url,
     )
     sample = build(request)
+    if sample.registered is not None:  # no webhook: the sandbox keeps it for the next poll
+        return "POST", str(sample.registered.request.url), request, sample, sample.registered
     target = f"{url}/{sample.url_token}" if sample.url_token else url
     if sample.query is not None:
         response = httpx.get(f"{target}?{sample.query}", timeout=10)

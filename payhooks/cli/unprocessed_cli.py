@@ -11,34 +11,12 @@ from dataclasses import asdict
 from redis.exceptions import RedisError
 
 from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
-from payhooks.cli.ops import Ops, left_for, table
+from payhooks.cli.ops import Ops
+from payhooks.cli.tables import left_for, table
 from payhooks.cli.unprocessed import SHORT_ID, UnprocessedWebhooks
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect
 from payhooks.storage.redis_keys import text
-
-
-def add_unprocessed_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    unprocessed = commands.add_parser(
-        "unprocessed",
-        help="verified webhooks the receiver could not normalise: list, show, replay, dismiss",
-    )
-    actions = unprocessed.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="oldest first, with the reason")
-    listing.add_argument("--json", action="store_true")
-    show = actions.add_parser("show", help="one webhook: reason, headers and stored body")
-    show.add_argument("id", help="the id from `list` (or at least its first 8 characters)")
-    show.add_argument("--json", action="store_true")
-    replay = actions.add_parser(
-        "replay", help="normalise with the current code and queue the events (idempotent)"
-    )
-    replay.add_argument("ids", nargs="+")
-    replay.add_argument("--json", action="store_true")
-    dismiss = actions.add_parser("dismiss", help="take off the list once handled by hand")
-    dismiss.add_argument("ids", nargs="+")
-    dismiss.add_argument("--json", action="store_true")
 
 
 def run_unprocessed(settings: Settings, args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from payhooks import logs
-from payhooks.cli import dev_state
+from payhooks.devtools import dev_state
 from payhooks.devtools.dev_environment import dev_environment
 from payhooks.devtools.embedded_redis import EmbeddedRedis
 from payhooks.devtools.sandbox import add_stand_ins

@@ -78,6 +78,16 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         display_name="Forte",
         payment_providers=(RegularPaymentProvider.FORTE,),
     ),
+    ProviderSpec(
+        name="ezidebit",
+        display_name="EziDebit",
+        payment_providers=(RegularPaymentProvider.EZIDEBIT,),
+    ),
+    ProviderSpec(
+        name="spreedly",
+        display_name="Spreedly (MultiGateway)",
+        payment_providers=(RegularPaymentProvider.MULTI_GATEWAY,),
+    ),
 )
 
 #: Operators' own systems: one receiver per configured source, at /webhooks/generic/<source>.

@@ -2,20 +2,24 @@
 
 A poller asks a provider's API what happened, for a provider that sends no webhook (or to
 catch what its webhooks missed); its events go through the same record-once hand-off as a
-webhook's. None of today's providers is polled: EziDebit, which sends no webhook, will be
-the first. A provider's poll runs once its section's ``POLL_ENABLED_BY`` field is set.
+webhook's. EziDebit, which sends no webhook, is polled. A provider's poll runs once its
+section's ``POLL_ENABLED_BY`` field is set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from payhooks.providers.ezidebit.poller import EziDebitPoller
+from payhooks.providers.ezidebit.settings import EziDebitSettings
 from payhooks.providers.kit.polling import Poller, PollIntake
 from payhooks.settings import Intake, Settings
 
 __all__ = ["POLLERS", "build_pollers"]
 
-POLLERS: Mapping[str, PollIntake] = {}
+POLLERS: Mapping[str, PollIntake] = {
+    "ezidebit": PollIntake(EziDebitSettings, EziDebitPoller.from_settings),
+}
 
 
 def build_pollers(

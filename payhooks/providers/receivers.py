@@ -19,6 +19,7 @@ from payhooks.providers.kit.receiving import WebhookProvider
 from payhooks.providers.liqpay.receiver import LiqPayWebhook
 from payhooks.providers.paypal.ipn_receiver import PayPalIpn
 from payhooks.providers.paypal.receiver import PayPalWebhook
+from payhooks.providers.spreedly.receiver import SpreedlyWebhook
 from payhooks.providers.stripe.receiver import StripeWebhook
 from payhooks.settings import Settings
 
@@ -37,6 +38,7 @@ RECEIVERS: Mapping[str, ReceiverFactory] = {
     "liqpay": LiqPayWebhook.from_settings,
     "epay": EPayCallback.from_settings,
     "forte": ForteWebhook.from_settings,
+    "spreedly": SpreedlyWebhook.from_settings,
 }
 
 #: Operators' own systems: one receiver per configured source, from its name and secrets.

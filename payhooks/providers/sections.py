@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.braintree.settings import BraintreeSettings
 from payhooks.providers.epay.settings import EPaySettings
+from payhooks.providers.ezidebit.settings import EziDebitSettings
 from payhooks.providers.forte.settings import ForteSettings
 from payhooks.providers.generic.settings import GenericSettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.liqpay.settings import LiqPaySettings
 from payhooks.providers.paypal.settings import PayPalIpnSettings, PayPalSettings
+from payhooks.providers.spreedly.settings import SpreedlySettings
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings.provider import ProviderSettings
 
@@ -30,5 +32,7 @@ SECTIONS: Mapping[str, type[ProviderSettings]] = {
     "liqpay": LiqPaySettings,
     "epay": EPaySettings,
     "forte": ForteSettings,
+    "ezidebit": EziDebitSettings,
+    "spreedly": SpreedlySettings,
     "generic": GenericSettings,
 }

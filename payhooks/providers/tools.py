@@ -24,6 +24,10 @@ from payhooks.providers.epay import probe as epay_probe
 from payhooks.providers.epay import sample as epay_sample
 from payhooks.providers.epay.settings import EPaySettings
 from payhooks.providers.epay.stand_in import add_epay_routes
+from payhooks.providers.ezidebit import probe as ezidebit_probe
+from payhooks.providers.ezidebit import sample as ezidebit_sample
+from payhooks.providers.ezidebit.settings import EziDebitSettings
+from payhooks.providers.ezidebit.stand_in import add_ezidebit_routes
 from payhooks.providers.forte import probe as forte_probe
 from payhooks.providers.forte import sample as forte_sample
 from payhooks.providers.forte.settings import ForteSettings
@@ -38,6 +42,10 @@ from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest
 from payhooks.providers.liqpay import sample as liqpay_sample
 from payhooks.providers.paypal import sample as paypal_sample
 from payhooks.providers.paypal.stand_in import add_paypal_routes
+from payhooks.providers.spreedly import probe as spreedly_probe
+from payhooks.providers.spreedly import sample as spreedly_sample
+from payhooks.providers.spreedly.settings import SpreedlySettings
+from payhooks.providers.spreedly.stand_in import add_spreedly_routes
 from payhooks.providers.stripe import probe as stripe_probe
 from payhooks.providers.stripe import sample as stripe_sample
 from payhooks.providers.stripe.settings import StripeSettings
@@ -100,6 +108,19 @@ TOOLS: Mapping[str, ProviderTools] = {
         sample_uses_sandbox=True,
         probe=probe_of(ForteSettings, forte_probe.checks),
     ),
+    # No webhook: its sample is a payment registered with its stand-in for the next poll.
+    "ezidebit": ProviderTools(
+        ezidebit_sample.for_send_test,
+        ezidebit_sample.dev_environment,
+        sample_uses_sandbox=True,
+        probe=probe_of(EziDebitSettings, ezidebit_probe.checks),
+    ),
+    "spreedly": ProviderTools(
+        spreedly_sample.for_send_test,
+        spreedly_sample.dev_environment,
+        sample_uses_sandbox=True,
+        probe=probe_of(SpreedlySettings, spreedly_probe.checks),
+    ),
     "generic": ProviderTools(generic_sample.for_send_test, generic_sample.dev_environment),
 }
 
@@ -111,4 +132,6 @@ STAND_INS: Mapping[str, StandIn] = {
     "paypal": add_paypal_routes,
     "epay": add_epay_routes,
     "forte": add_forte_routes,
+    "ezidebit": add_ezidebit_routes,
+    "spreedly": add_spreedly_routes,
 }

@@ -1,8 +1,9 @@
 """Each provider's worker step, by its name: where the worker finds them.
 
-A step confirms an event with the provider's API (ePay, PayPal IPN, Forte: the message
+A step confirms an event with the provider's API (ePay, PayPal IPN, Forte, Spreedly: the message
 itself is not proof enough) or completes it (Stripe, GoCardless, Authorize.Net: the webhook
-leaves out the payment method, the invoice or the amount). A provider whose events are
+leaves out the payment method, the invoice or the amount), or reads it against what came
+before (EziDebit: a dishonour of a payment seen settled is its reversal). A provider whose events are
 applied as sent has none.
 """
 
@@ -14,10 +15,12 @@ from redis import Redis
 
 from payhooks.providers.authorizenet.step import AuthorizeNetStep
 from payhooks.providers.epay.step import EPayStep
+from payhooks.providers.ezidebit.step import EziDebitStep
 from payhooks.providers.forte.step import ForteStep
 from payhooks.providers.gocardless.step import GoCardlessStep
 from payhooks.providers.kit.steps import ProviderStep
 from payhooks.providers.paypal.ipn_step import PayPalIpnStep
+from payhooks.providers.spreedly.step import SpreedlyStep
 from payhooks.providers.stripe.step import StripeStep
 from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
@@ -32,6 +35,8 @@ WORKER_STEPS: Mapping[str, StepFactory] = {
     "paypal-ipn": PayPalIpnStep.from_settings,
     "epay": EPayStep.from_settings,
     "forte": ForteStep.from_settings,
+    "ezidebit": EziDebitStep.from_settings,
+    "spreedly": SpreedlyStep.from_settings,
 }
 
 

@@ -111,6 +111,17 @@ class Settings:
     #: How long a scheduled run (a poll) holds its task without committing a page: another
     #: run of the task may start once it lapses, and the late one's writes are refused.
     task_lease_seconds: int = setting("TASK_LEASE_SECONDS", 60, whole(minimum=2))
+    #: Scheduled reconciliation (workers/reconcile.py): a quick scan of what providers
+    #: failed to deliver, often, over an overlapping window; a thorough one daily.
+    reconcile_schedule: bool = setting("RECONCILE_SCHEDULE", True, flag)
+    reconcile_every_seconds: int = setting("RECONCILE_EVERY_SECONDS", 900, whole(minimum=60))
+    reconcile_window_seconds: int = setting("RECONCILE_WINDOW_SECONDS", 7200, whole(minimum=60))
+    reconcile_full_every_seconds: int = setting(
+        "RECONCILE_FULL_EVERY_SECONDS", 86400, whole(minimum=60)
+    )
+    reconcile_full_window_seconds: int = setting(
+        "RECONCILE_FULL_WINDOW_SECONDS", 259200, whole(minimum=60)
+    )
 
     log_format: str = setting("LOG_FORMAT", "json", choice("json", "text"))
     log_level: str = setting("LOG_LEVEL", "INFO", upper)

@@ -188,6 +188,15 @@ def url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     return value.rstrip("/")
 
 
+def require_https(variable: str, address: str) -> None:
+    """Refuse a URL that would carry a credential in the clear: https://, or plain http
+    on loopback only (a stand-in)."""
+    parts = urlsplit(address)
+    loopback = (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme.lower() != "https" and not loopback:
+        raise ConfigError(f"{variable} must be https:// (plain http only on loopback)")
+
+
 def redact_url(address: str) -> str:
     """The URL with any password replaced, for printing and logs."""
     parts = urlsplit(address)

@@ -77,8 +77,8 @@ end
 local seen = redis.call('EXISTS', event_key) == 1 or redis.call('EXISTS', job_key) == 1
 if not seen then
     for _, entry in ipairs(redis.call('LRANGE', trail_key, 0, -1)) do
-        if string.find(entry, '"stage":"enqueued"', 1, true)
-           or string.find(entry, '"stage":"replayed"', 1, true) then
+        if string.find(entry, %(queued)s, 1, true)
+           or string.find(entry, %(replayed)s, 1, true) then
             seen = true
             break
         end
@@ -104,6 +104,29 @@ if invoice_score ~= '' then
 end
 return 1
 """
+
+
+#: What a trail entry holds once its event's job was queued (or queued again by a replay):
+#: an event whose trail holds either was recorded before.
+QUEUED_MARKS = ('"stage":"enqueued"', '"stage":"replayed"')
+
+
+def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
+    """Whether each event was recorded before, as the script decides it (its job, a trail
+    saying it was queued, or 0.1.0's event record), in one round trip; for callers that
+    would rather write nothing for what was (a reconcile scan, a provider's step)."""
+    with redis.pipeline(transaction=False) as pipe:
+        for key in event_keys:
+            pipe.exists(redis_keys.event(key), Job.key_for(redis_keys.job_id(key)))
+            pipe.lrange(redis_keys.trail(key), 0, -1)
+        answers = pipe.execute()
+    return [
+        bool(answers[2 * n])
+        or any(
+            mark in redis_keys.text(entry) for entry in answers[2 * n + 1] for mark in QUEUED_MARKS
+        )
+        for n in range(len(event_keys))
+    ]
 
 
 def _named_inputs() -> str:
@@ -148,6 +171,8 @@ def record_and_enqueue_script(jobs: JobFactory, ttl: int) -> str:
             "job_prefix": len(Job.key_for("")) + 1,
             "queue_key": _lua_string(jobs.queue_key),
             "queues_key": _lua_string(Queue.redis_queues_keys),
+            "queued": _lua_string(QUEUED_MARKS[0]),
+            "replayed": _lua_string(QUEUED_MARKS[1]),
         }
     )
 

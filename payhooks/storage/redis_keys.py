@@ -127,3 +127,9 @@ def breaker(name: str) -> str:
 
 def rate_bucket(name: str) -> str:
     return f"{PREFIX}:rate:{name}"
+
+
+def reconcile_cursor(provider: str, since: int, until: int) -> str:
+    """Where a `payhooks reconcile` of one provider's window got to (Unix seconds), so a
+    run of the same window after a failure resumes there."""
+    return f"{PREFIX}:reconcile:{provider}:{since}-{until}:cursor"

@@ -26,6 +26,8 @@ THROTTLE = f"{PREFIX}:metrics:throttle"  # fields "waits", "seconds"
 TASK_RUNS = f"{PREFIX}:metrics:task:runs"  # field "<task>|<result>"
 TASK_LAST_SUCCESS = f"{PREFIX}:metrics:task:last_success"  # field "<task>": Unix time
 POLLED_EVENTS = f"{PREFIX}:metrics:polled"  # field "<provider>|<outcome>"
+RECONCILED_EVENTS = f"{PREFIX}:metrics:reconcile:events"  # field "<provider>|<result>"
+RECONCILE_LAST_SUCCESS = f"{PREFIX}:metrics:reconcile:last_success"  # "<provider>": Unix time
 
 _ID = re.compile(r"/\d+")
 
@@ -81,6 +83,24 @@ class WorkerMetrics:
                 self._redis.hincrby(POLLED_EVENTS, f"{provider}|{outcome}", count)
             except RedisError:
                 log.debug("metrics.unavailable")
+
+    def reconciled(self, counts: dict[str, int], provider: str) -> None:
+        """Events a reconcile scan found, by result: seen, queued, ignored, errors."""
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for result, count in counts.items():
+                    if count:
+                        pipe.hincrby(RECONCILED_EVENTS, f"{provider}|{result}", count)
+                pipe.execute()
+        except RedisError:
+            log.debug("metrics.unavailable")
+
+    def reconcile_success(self, provider: str, at: float) -> None:
+        """A scan of the provider's window ran to its end."""
+        try:
+            self._redis.hset(RECONCILE_LAST_SUCCESS, provider, f"{at:.3f}")
+        except RedisError:
+            log.debug("metrics.unavailable")
 
     def _add(self, key: str, field: str) -> None:
         try:

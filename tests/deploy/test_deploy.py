@@ -698,6 +698,17 @@ def test_alerts_and_dashboard_use_only_exported_metrics(
         ),
     )
     run_worker()  # type: ignore[operator]
+    # A reconcile scan of GoCardless's stand-in (empty): its last success is exported.
+    from datetime import UTC, datetime, timedelta
+
+    from payhooks.cli.reconcile import reconcile_providers
+    from payhooks.providers.kit.listing import Window
+    from payhooks.storage import redis_connect
+
+    now = datetime.now(tz=UTC)
+    with redis_connect.sync_client(settings) as client:
+        window = Window(now - timedelta(hours=1), now)
+        assert reconcile_providers(settings, client, window, ["gocardless"])[0]["result"] == "ok"
 
     async def scrape() -> str:
         async with TestClient(TestServer(create_app(settings))) as client:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import time
@@ -42,7 +41,7 @@ def job_id(event: dict[str, Any]) -> str:
 
 @pytest.fixture
 def ops(settings: Settings, redis: Redis) -> Ops:
-    return Ops(settings, redis, out=io.StringIO())
+    return Ops(settings, redis)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 
 from payhooks.cli.main import main
-from payhooks.cli.ops import shorten
+from payhooks.cli.tables import shorten
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.providers.generic import sample as generic_samples

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from payhooks.cli import dev_state
-from payhooks.cli.dev_state import DevInstance
+from payhooks.devtools import dev_state
 from payhooks.devtools.dev import TRIES, _banner
+from payhooks.devtools.dev_state import DevInstance
 from payhooks.devtools.embedded_redis import free_port
 from payhooks.devtools.sandbox.server import wait_until_ready
 from payhooks.settings import Settings

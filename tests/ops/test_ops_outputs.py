@@ -3,7 +3,6 @@ ops commands into a closed pipe, the sandbox's summary, and dev samples dated no
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ def test_a_refused_payments_note_stays_true_once_a_replay_marks_the_invoice_paid
     sandbox_state.invoices[42]["CurrencyCode"] = "GBP"  # the payment is in EUR
     deliver(settings, "stripe", paid_event(42))
     run_worker()
-    ops = Ops(settings, redis, out=io.StringIO())
+    ops = Ops(settings, redis)
     [failed], _ = ops.failed_jobs(Filters())
     assert failed.error_class == "AmountMismatch"
 

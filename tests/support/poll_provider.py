@@ -162,9 +162,9 @@ def main(role: str) -> int:
     from rq import Queue
 
     from payhooks import logs
-    from payhooks.cli.worker_process import PaymentWorker
     from payhooks.storage import redis_connect
     from workers import context
+    from workers.worker_process import PaymentWorker
 
     logs.configure(settings.log_format, settings.log_level)
     context.install(context.build_context(settings, POLL_TABLE))

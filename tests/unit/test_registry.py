@@ -5,6 +5,7 @@ has the shape its user calls."""
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,7 +14,8 @@ import pytest
 from redis import Redis
 
 from payhooks.cli.config_check import problems, provider_rows
-from payhooks.domain.providers import GENERIC, PROVIDER_NAMES, PROVIDERS, ProviderSpec
+from payhooks.domain.events import RegularPaymentProvider
+from payhooks.domain.providers import BY_NAME, GENERIC, PROVIDER_NAMES, PROVIDERS, ProviderSpec
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.epay.settings import EPaySettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
@@ -119,11 +121,26 @@ def test_every_provider_module_is_in_its_table_and_every_table_entry_in_its_modu
     assert len(probes) == sum(tools.probe is not None for tools in TOOLS.values())
     names = [*PROVIDER_NAMES, GENERIC.name]
     assert list(SECTIONS) == names
-    # A sample for every provider with a webhook; none needed for one that is only polled.
-    assert list(TOOLS) == [name for name in names if name in RECEIVERS or name == GENERIC.name]
+    # A sample for every provider with a webhook; one that is only polled may have one too
+    # (EziDebit's registers a payment with its stand-in for the next poll).
+    assert list(TOOLS) == [name for name in names if name in TOOLS]
+    assert {name for name in names if name in RECEIVERS or name == GENERIC.name} <= set(TOOLS)
     assert list(RECEIVERS) == [name for name in PROVIDER_NAMES if name in RECEIVERS]
     assert set(RECEIVERS) | set(POLLERS) == set(PROVIDER_NAMES)
     assert set(WORKER_STEPS) < set(PROVIDER_NAMES)
+
+
+def test_every_nexudus_payment_provider_value_is_reachable() -> None:
+    """Each eRegularPaymentProvider value is some provider's, or one an operator's own
+    system may name in its notification (the published schema's enum)."""
+    schema = json.loads(
+        (REPO / "payhooks/domain/schemas/payment-notification.schema.json").read_text()
+    )
+    sources = set(schema["properties"]["provider"]["enum"])
+    providers = {int(value) for spec in PROVIDERS for value in spec.payment_providers}
+    assert providers | sources == {int(value) for value in RegularPaymentProvider}
+    assert RegularPaymentProvider.MULTI_GATEWAY in PROVIDERS[-1].payment_providers  # Spreedly
+    assert RegularPaymentProvider.EZIDEBIT in BY_NAME["ezidebit"].payment_providers
 
 
 def test_the_receiver_serves_exactly_the_providers_the_settings_enable(settings: Settings) -> None:

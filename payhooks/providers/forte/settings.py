@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from payhooks.settings.provider import ProviderSettings
 from payhooks.settings.reading import (
@@ -17,6 +16,7 @@ from payhooks.settings.reading import (
     count,
     currency_code,
     is_set,
+    require_https,
     setting,
     url,
     url_tokens,
@@ -42,11 +42,8 @@ class ForteSettings(ProviderSettings):
                 "FORTE_ORGANIZATION_ID must be Forte's organization id: org_ and digits, "
                 "such as org_300005"
             )
-        parts = urlsplit(self.api_url)
-        loopback = (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
-        if parts.scheme.lower() != "https" and not loopback:
-            # Every call carries the API secure key (HTTP Basic).
-            raise ConfigError("FORTE_API_URL must be https:// (plain http only on loopback)")
+        # Every call carries the API secure key (HTTP Basic).
+        require_https("FORTE_API_URL", self.api_url)
 
     def rows(self) -> Rows:
         return [

@@ -57,6 +57,11 @@ class Sample:
     query: str | None = None
     #: Set for providers that sign nothing (Forte): the secret the URL ends with.
     url_token: str | None = field(default=None, repr=False)
+    #: Set for a provider with no webhook (EziDebit): the sandbox's answer to registering
+    #: the payment its next poll finds. Nothing is sent to the receiver.
+    registered: httpx.Response | None = field(default=None, repr=False)
+    #: Its events' ids, for `trace`, where no receiver reads the sample (a polled one).
+    event_ids: tuple[str, ...] = ()
 
     @property
     def method(self) -> str:

@@ -1,7 +1,9 @@
 """A local stand-in for the Stripe API reads the worker makes, for tests and `payhooks dev`.
 
 ``GET /v1/payment_intents/{id}`` (``expand[]=latest_charge``), ``GET /v1/charges/{id}``,
-``GET /v1/invoices/{id}`` and ``GET /v1/invoice_payments?invoice=…&status=…``, answered
+``GET /v1/invoices/{id}``, ``GET /v1/invoice_payments?invoice=…&status=…`` and
+``GET /v1/events`` (``created[gte|lte]``, ``types[]``, ``delivery_success``,
+``starting_after``, ``limit``; newest first, as reconciliation reads it), answered
 in Stripe's shapes (lists as ``{"object": "list", "data": …}``) and error format, with
 the secret key required as a bearer token, as the official SDK sends it. Point
 ``STRIPE_API_BASE`` at the server's root. Objects are put straight into ``StripeState``.
@@ -24,6 +26,12 @@ class StripeState:
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoice_payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Events as ``GET /v1/events`` lists them (in the order they were created).
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: Ids of events whose webhook was not delivered (``delivery_success=false``).
+    undelivered: set[str] = field(default_factory=set)
+    #: Statuses ``GET /v1/events`` answers next, in order (200: as usual; 429 with ``Retry-After: 0``).
+    event_faults: list[int] = field(default_factory=list)
     #: Requests answered, as "METHOD path", in order.
     requests: list[str] = field(default_factory=list)
 
@@ -84,6 +92,50 @@ async def list_invoice_payments(request: web.Request) -> web.Response:
     )
 
 
+async def list_events(request: web.Request) -> web.Response:
+    state = request.app[STRIPE_STATE]
+    state.requests.append(f"GET {request.path_qs}")
+    if not _authorised(request):
+        return _error(401, "invalid_request_error", "Invalid API Key provided")
+    status = state.event_faults.pop(0) if state.event_faults else 200
+    if status != 200:
+        if status == 429:
+            response = _error(429, "invalid_request_error", "Too many requests", "rate_limit")
+            response.headers["Retry-After"] = "0"
+            return response
+        return _error(status, "api_error", "Something went wrong on Stripe's end.")
+    query = request.query
+    types = {value for name, value in query.items() if name.startswith("types[")}
+    gte = int(query.get("created[gte]", "0"))
+    lte = int(query.get("created[lte]", str(2**62)))
+    undelivered_only = query.get("delivery_success") == "false"
+    listed = [
+        event
+        for event in reversed(state.events)  # newest first
+        if gte <= int(event["created"]) <= lte
+        and (not types or event["type"] in types)
+        and (not undelivered_only or event["id"] in state.undelivered)
+    ]
+    listed.sort(key=lambda event: -int(event["created"]))  # stable: ties newest first
+    after = query.get("starting_after")
+    if after is not None:
+        ids = [event["id"] for event in listed]
+        if after not in ids:
+            return _error(
+                400, "invalid_request_error", f"No such event: '{after}'", "resource_missing"
+            )
+        listed = listed[ids.index(after) + 1 :]
+    limit = min(int(query.get("limit", "10")), 100)
+    return web.json_response(
+        {
+            "object": "list",
+            "data": listed[:limit],
+            "has_more": len(listed) > limit,
+            "url": "/v1/events",
+        }
+    )
+
+
 def add_stripe_routes(app: web.Application, state: StripeState | None = None) -> StripeState:
     state = state or StripeState()
     app[STRIPE_STATE] = state
@@ -91,4 +143,5 @@ def add_stripe_routes(app: web.Application, state: StripeState | None = None) ->
     app.router.add_get("/v1/charges/{id}", _retrieve("charges"))
     app.router.add_get("/v1/invoices/{id}", _retrieve("invoices"))
     app.router.add_get("/v1/invoice_payments", list_invoice_payments)
+    app.router.add_get("/v1/events", list_events)
     return state

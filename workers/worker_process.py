@@ -7,10 +7,13 @@ would only repeat it, twenty lines long. Tracebacks are kept for what the job di
 expect: bugs.
 
 It also rides through a time without Redis (a Sentinel election): see ``run_worker``.
+``run`` is the process, as ``service.server.run`` is the receiver's; what ends it early
+(a Redis that may evict, or one that stayed away) is raised for the command to report.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -25,16 +28,41 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.timeouts import BaseTimeoutException
 
-from payhooks.cli.cli_output import CommandError, redis_unreachable, report_error
+from payhooks import logs
 from payhooks.settings import Settings, redact_url
 from payhooks.storage import eviction_policy, redis_connect
 from payhooks.storage.redis_outage import wait_for_redis
+from workers import context
 from workers.errors import JobError
 
 log = logging.getLogger("payhooks.worker")
 
 #: What workers/jobs.py classifies (and logs) before letting it reach RQ.
 CLASSIFIED: tuple[type[BaseException], ...] = (JobError, RedisError, BaseTimeoutException)
+
+
+class RedisMayEvict(Exception):
+    """The Redis reached may evict our keys (the message says how, and what to set): no job
+    is taken from it."""
+
+
+class RedisStayedAway(Exception):
+    """Redis was lost, or never reached, for longer than WORKER_REDIS_PATIENCE_SECONDS."""
+
+    def __init__(self, redis_url: str, cause: BaseException) -> None:
+        super().__init__(redis_url, cause)
+        self.redis_url = redis_url
+        self.cause = cause
+
+
+def run(settings: Settings, *, burst: bool) -> int:
+    """`payhooks worker`: the process, set up once, then RQ's worker for as long as it runs."""
+    settings.check_worker()
+    logs.configure(settings.log_format, settings.log_level)
+    # `kill -USR1 <pid>` prints what every thread of a worker that seems stuck is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    context.install(context.build_context(settings))
+    return run_worker(settings, burst=burst)
 
 
 def classified(exc: BaseException | None) -> bool:
@@ -99,7 +127,7 @@ def _unpack(
 def run_worker(settings: Settings, *, burst: bool) -> int:
     """`payhooks worker`: RQ's worker, started again on a new connection (through the
     Sentinels, to the primary they name now) whenever Redis was lost, for as long as Redis
-    comes back within ``WORKER_REDIS_PATIENCE_SECONDS``; exit 1 once it stays away."""
+    comes back within ``WORKER_REDIS_PATIENCE_SECONDS``; RedisStayedAway once it does not."""
     redis_url = settings.require_redis()
     while True:
         connection = redis_connect.sync_client(settings)
@@ -110,10 +138,7 @@ def run_worker(settings: Settings, *, burst: bool) -> int:
             # may evict our keys, money goes missing silently.
             problem = eviction_policy.check(connection)
             if problem is not None:
-                return report_error(
-                    CommandError(f"not starting: {problem}", code="redis_may_evict", exit_code=2),
-                    as_json=False,
-                )
+                raise RedisMayEvict(problem)
             worker = _payment_worker(settings, connection)  # RQ asks Redis already
             done = _work(settings, worker, burst=burst)
         except RedisError as exc:
@@ -142,9 +167,7 @@ def run_worker(settings: Settings, *, burst: bool) -> int:
         if stopping.requested():
             return 0
         if not back:
-            return report_error(
-                redis_unreachable(redis_url, lost or RedisConnectionError()), as_json=False
-            )
+            raise RedisStayedAway(redis_url, lost or RedisConnectionError())
         if worker is not None:
             _release_scheduler_locks(settings, worker)
             _recover_held_job(settings, worker)

@@ -1,0 +1,167 @@
+"""`payhooks reconcile`: ask each configured provider's API what happened in a window and
+hand what we never saw to the same hand-off as webhooks (workers/reconcile.py does the
+scan); a table per provider, and exit 1 when a provider could not be scanned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
+from payhooks.cli.ops import parse_since
+from payhooks.cli.tables import table
+from payhooks.providers.kit.listing import Lister, Window
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
+from payhooks.providers.listers import build_listers
+from payhooks.settings import Settings
+from payhooks.storage import redis_connect
+from payhooks.storage.jobs import JobFactory
+from payhooks.storage.record_once import RecordOnce
+from payhooks.storage.worker_metrics import WorkerMetrics
+from workers.reconcile import ScanCounts, WindowCursor, scan
+
+COLUMNS = ("provider", "scanned", "seen", "queued", "ignored", "errors", "result")
+
+
+def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    try:
+        now = datetime.now(tz=UTC)
+        since = parse_since(args.since, now=now)
+        until = now if args.until is None else parse_since(args.until, now=now)
+    except ValueError as exc:
+        return report_error(CommandError(str(exc), code="usage", exit_code=2), as_json=args.json)
+    if since >= until:
+        message = "--since must be before --until"
+        return report_error(CommandError(message, code="usage", exit_code=2), as_json=args.json)
+    # Whole seconds: the providers filter by them, and a resumed run names the same window.
+    window = Window(since.replace(microsecond=0), until.replace(microsecond=0))
+    redis_url = settings.require_redis()
+    redis = redis_connect.sync_client(settings)
+    try:
+        rows = reconcile_providers(
+            settings, redis, window, args.providers or None, dry_run=args.dry_run
+        )
+    except RedisError as exc:
+        return report_error(redis_unreachable(redis_url, exc), as_json=args.json)
+    finally:
+        redis.close()
+    failed = [row for row in rows if row["result"] not in ("ok", "skipped")]
+    if args.json:
+        emit(
+            {
+                "since": window.since.isoformat(),
+                "until": window.until.isoformat(),
+                "dry_run": args.dry_run,
+                "providers": rows,
+            }
+        )
+    else:
+        print(
+            f"{'Would reconcile' if args.dry_run else 'Reconciled'} "
+            f"{window.since.isoformat()} to {window.until.isoformat()}",
+            file=out,
+        )
+        table(rows, COLUMNS, out, widths={"result": 70})
+        if failed and not args.dry_run:
+            names = " ".join(str(row["provider"]) for row in failed)
+            print(
+                f"\nRun again to resume where each stopped: payhooks reconcile {names} "
+                f"--since {window.since.isoformat()} --until {window.until.isoformat()}",
+                file=out,
+            )
+    return 1 if failed else 0
+
+
+def reconcile_providers(
+    settings: Settings,
+    redis: Redis,
+    window: Window,
+    names: list[str] | None,
+    *,
+    dry_run: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """Scan each provider's window; a row per provider, skipped ones with their reason."""
+    listers, skipped = build_listers(settings, names)
+    record = RecordOnce(JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
+    metrics = WorkerMetrics(redis)
+    rows = []
+    for lister in listers.values():
+        rows.append(_scan_one(lister, window, redis, record, metrics, dry_run=dry_run, sleep=sleep))
+    for name, reason in skipped.items():
+        rows.append(
+            {"provider": name, **dict.fromkeys(COLUMNS[1:6], "-"), "result": f"skipped: {reason}"}
+        )
+    return rows
+
+
+def _scan_one(
+    lister: Lister,
+    window: Window,
+    redis: Redis,
+    record: RecordOnce,
+    metrics: WorkerMetrics,
+    *,
+    dry_run: bool,
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    done = ScanCounts()
+    place = WindowCursor(redis, lister.name, window, ttl_seconds=record_ttl(window))
+    progress = _progress(lister.name) if sys.stderr.isatty() else None
+    result = "ok"
+    try:
+        scan(
+            lister,
+            window,
+            place,
+            redis,
+            record,
+            thorough=True,
+            sleep=sleep,
+            progress=progress,
+            counts=done,
+            dry_run=dry_run,
+        )
+    except ProviderLookupUnavailable as exc:
+        result = f"unavailable: {exc}"
+    except ProviderLookupError as exc:
+        result = f"refused: {exc}"
+    finally:
+        if progress is not None:
+            print(file=sys.stderr)
+        if not dry_run:
+            metrics.reconciled(done.results(), lister.name)
+    if result == "ok" and done.errors:
+        result = f"{done.errors} record(s) unreadable: see the log"
+    elif result == "ok" and not dry_run:
+        metrics.reconcile_success(lister.name, time.time())
+    return {
+        "provider": lister.name,
+        **{column: getattr(done, column) for column in COLUMNS[1:6]},
+        "result": result,
+    }
+
+
+def record_ttl(window: Window) -> int:
+    """How long a window's cursor is kept: a day past the window's own length."""
+    return int((window.until - window.since).total_seconds()) + 86400
+
+
+def _progress(name: str) -> Callable[[ScanCounts], None]:
+    def show(done: ScanCounts) -> None:
+        print(
+            f"\r{name}: {done.pages} pages, {done.scanned} records, {done.queued} queued",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show

@@ -1,0 +1,64 @@
+"""What a provider's lister supplies to reconciliation (workers/reconcile.py): the provider's
+own record of what happened in a window of time, read page by page, each record turned
+into the same events its webhook would have given (same event ids, so the same dedupe).
+
+A provider's ``lister.py`` implements ``Lister`` and is listed in
+payhooks/providers/listers.py. Unlike a poller, a lister reads a bounded window (its
+provider's list filtered by creation time), more than once: windows overlap on purpose,
+and what was seen before is a duplicate, never a second job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from payhooks.domain.events import Normalised
+from payhooks.providers.kit.polling import PolledPage
+from payhooks.providers.kit.step_errors import ProviderLookupUnavailable
+from payhooks.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The creation times a scan covers, both ends included (aware datetimes, UTC)."""
+
+    since: datetime
+    until: datetime
+
+
+#: One page of the provider's list, as its API gave it: a poll's page has the same parts
+#: (records kept as their events' origin, the cursor after them, whether more follow).
+ListedPage = PolledPage
+
+
+class RateLimited(ProviderLookupUnavailable):
+    """The provider answered 429: wait (its Retry-After, when it says) and ask again."""
+
+
+class NotListed(Exception):
+    """This provider cannot be reconciled here: the message says why (no list API, or the
+    credentials its list needs are not set)."""
+
+
+class Lister(Protocol):
+    #: The provider's name: the prefix of its events' keys.
+    name: str
+
+    def fetch(self, window: Window, cursor: str | None, *, thorough: bool) -> ListedPage:
+        """The page of ``window`` after ``cursor`` (None: its first). ``thorough`` False
+        asks only for what the provider failed to deliver, where its API can say so.
+        Raises ``RateLimited``, the kit's ``ProviderLookupUnavailable`` (try again later)
+        or ``ProviderLookupError`` (credentials refused)."""
+
+    def redact(self, record: bytes) -> bytes | None:
+        """The record with card and bank details removed, or None when it holds none."""
+
+    def normalise(self, record: bytes) -> list[Normalised]:
+        """The record's events, exactly as its webhook's normaliser gives them; pure."""
+
+
+#: Builds a provider's lister from the settings, or raises ``NotListed``.
+ListerFactory = Callable[[Settings], Lister]

@@ -1,0 +1,62 @@
+"""Each provider's lister, by its name: where reconciliation finds them (the `payhooks
+reconcile` command and the scheduled reconcile, workers/reconcile.py), and, for a provider
+with none, why.
+
+A lister reads the provider's own list of events for a window of time and turns each into
+the events its webhook would have given (kit/listing.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from payhooks.providers.ezidebit.lister import EziDebitLister
+from payhooks.providers.gocardless.lister import GoCardlessLister
+from payhooks.providers.kit.listing import Lister, ListerFactory, NotListed
+from payhooks.providers.stripe.lister import StripeLister
+from payhooks.settings import Settings
+
+__all__ = ["LISTERS", "UNLISTED", "build_listers"]
+
+LISTERS: Mapping[str, ListerFactory] = {
+    "stripe": StripeLister.from_settings,
+    "gocardless": GoCardlessLister.from_settings,
+    # On demand only (`payhooks reconcile ezidebit`): its poll is scheduled already.
+    "ezidebit": EziDebitLister.from_settings,
+}
+
+#: Why a provider without a lister is skipped: what its API allows, or what is still to come.
+UNLISTED: Mapping[str, str] = {
+    "braintree": "not yet reconciled (a transaction search by status-change time is to come)",
+    "authorizenet": "not yet reconciled (unsettled and settled batch lists are to come)",
+    "paypal": "not yet reconciled (GET /v1/notifications/webhooks-events is to come)",
+    "forte": "not yet reconciled (the transactions list per location is to come)",
+    "paypal-ipn": "IPN has no list of past notifications (reconcile PayPal's REST events)",
+    "liqpay": "LiqPay has only a per-order status call, no list of payments",
+    "epay": "ePay has only a per-order status call, no list of payments",
+    "spreedly": "not yet reconciled (GET /v1/transactions.json with since_token is to come)",
+    "generic": "operators' own systems have no API we can ask",
+}
+
+
+def build_listers(
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    table: Mapping[str, ListerFactory] = LISTERS,
+) -> tuple[dict[str, Lister], dict[str, str]]:
+    """The listers of ``names`` (default: every provider the settings enable), and, for
+    each that cannot be reconciled here, why."""
+    enabled = [name.partition("/")[0] for name in settings.enabled_providers()]
+    wanted = list(dict.fromkeys(names if names is not None else enabled))
+    listers: dict[str, Lister] = {}
+    skipped: dict[str, str] = {}
+    for name in wanted:
+        build = table.get(name)
+        if build is None:
+            skipped[name] = UNLISTED.get(name, "no such provider")
+            continue
+        try:
+            listers[name] = build(settings)
+        except NotListed as exc:
+            skipped[name] = str(exc)
+    return listers, skipped

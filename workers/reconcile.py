@@ -1,0 +1,369 @@
+"""Reconciliation: read each provider's own record of a window of time and hand what we
+have not seen to the same record-once hand-off as its webhooks.
+
+A scan reads the provider's list page by page (its lister, payhooks/providers/listers.py)
+and turns each record into the events its webhook would have given: same event ids, so
+the same dedupe keys. Events already recorded (by a webhook, a poll or an earlier scan)
+are counted as seen and written nothing, not even a trail entry, so a scan run twice
+changes nothing the second time; the rest go through record-once, whose script still
+turns away one a webhook recorded in the meantime (a duplicate, never a second job). Only
+once a page is recorded is the scan's cursor committed, so a scan that fails resumes at
+its last committed page. A provider answering 429 is waited for (its Retry-After, else a
+growing backoff), never hammered.
+
+Scheduled, a scan is a task (workers/tasks.py) per provider and schedule, under the
+task's lease: a quick one (every RECONCILE_EVERY_SECONDS over the last
+RECONCILE_WINDOW_SECONDS, only what the provider failed to deliver where its API can say)
+and a thorough one (every RECONCILE_FULL_EVERY_SECONDS over RECONCILE_FULL_WINDOW_SECONDS).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from redis import Redis
+
+from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.providers.kit.listing import ListedPage, Lister, RateLimited, Window
+from payhooks.providers.kit.polling import PollIntake
+from payhooks.providers.kit.receiver_errors import MalformedPayload
+from payhooks.providers.listers import build_listers
+from payhooks.providers.pollers import build_pollers
+from payhooks.settings import Settings
+from payhooks.storage import redis_keys
+from payhooks.storage.jobs import JobFactory
+from payhooks.storage.record_once import Accepted, Fence, RecordOnce, recorded, run_sync
+from payhooks.storage.task_lease import LeaseLost, TaskLease
+from payhooks.storage.trail import StoredPoll
+from payhooks.storage.worker_metrics import WorkerMetrics
+from workers.polls import Task, build_tasks
+
+log = logging.getLogger("payhooks.reconcile")
+
+#: How many times one page is asked for again after a 429 before the scan gives up.
+MAX_RATE_LIMIT_WAITS = 6
+#: The longest single wait when the provider does not say how long (Retry-After).
+MAX_BACKOFF_SECONDS = 60.0
+
+
+@dataclass
+class ScanCounts:
+    """What one scan of one provider found, for its table row, log line and metrics."""
+
+    scanned: int = 0  # records read from the provider's list
+    seen: int = 0  # events recorded before (by webhook, poll or an earlier scan)
+    queued: int = 0  # events recorded now, each with its one job
+    ignored: int = 0  # records whose webhook would have been ignored too
+    errors: int = 0  # records the normaliser could not read (each needs a person)
+    pages: int = 0
+    rate_limit_waits: int = 0
+    redis_round_trips: int = 0
+
+    def results(self) -> dict[str, int]:
+        """The per-event results, as the metric labels them."""
+        return {
+            "seen": self.seen,
+            "queued": self.queued,
+            "ignored": self.ignored,
+            "errors": self.errors,
+        }
+
+    def as_fields(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class ScanCursor(Protocol):
+    """Where a scan of one window got to, and what fences its writes."""
+
+    @property
+    def fence(self) -> Fence | None: ...
+
+    def cursor(self) -> str | None: ...
+
+    def commit(self, cursor: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class WindowCursor:
+    """A `payhooks reconcile` scan's place in one provider's window, unfenced: two runs of
+    the same window may both write it, and either value is a page up to which one of them
+    recorded everything, so a resume from it misses nothing."""
+
+    fence = None
+
+    def __init__(self, redis: Redis, provider: str, window: Window, *, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._key = redis_keys.reconcile_cursor(
+            provider, int(window.since.timestamp()), int(window.until.timestamp())
+        )
+
+    def cursor(self) -> str | None:
+        raw = self._redis.get(self._key)
+        return None if raw is None else redis_keys.text(raw)
+
+    def commit(self, cursor: str) -> None:
+        self._redis.set(self._key, cursor, ex=self._ttl)
+
+    def finish(self) -> None:
+        # A window scanned to its end is scanned afresh next time (nothing is queued twice).
+        self._redis.delete(self._key)
+
+
+class ScheduledCursor:
+    """A scheduled scan's place, kept in its task's cursor with the window it belongs to,
+    and fenced by the task's lease: a run that finds an unfinished window finishes it."""
+
+    def __init__(self, lease: TaskLease, window: Window, position: str | None = None) -> None:
+        self._lease = lease
+        self.window = window
+        self._position = position
+
+    @property
+    def fence(self) -> Fence | None:
+        return self._lease.fence
+
+    def cursor(self) -> str | None:
+        return self._position
+
+    def commit(self, cursor: str) -> None:
+        self._position = cursor
+        self._lease.commit(
+            json.dumps(
+                {
+                    "since": self.window.since.timestamp(),
+                    "until": self.window.until.timestamp(),
+                    "at": cursor,
+                }
+            )
+        )
+
+    def finish(self) -> None:
+        self._lease.commit("")
+
+    @classmethod
+    def unfinished(cls, lease: TaskLease) -> ScheduledCursor | None:
+        """The scan an earlier run of the task left mid-window, if any."""
+        saved = lease.cursor()
+        if not saved:
+            return None
+        kept = json.loads(saved)
+        window = Window(_utc(kept["since"]), _utc(kept["until"]))
+        return cls(lease, window, kept["at"])
+
+
+def scan(
+    lister: Lister,
+    window: Window,
+    place: ScanCursor,
+    redis: Redis,
+    record: RecordOnce,
+    *,
+    thorough: bool,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[ScanCounts], None] | None = None,
+    counts: ScanCounts | None = None,
+    dry_run: bool = False,
+) -> ScanCounts:
+    """Read ``window`` of the provider's list from ``place``'s cursor to its end. A dry
+    run writes nothing (no event, no cursor) and counts as queued what it would queue."""
+    done = counts or ScanCounts()
+    cursor = None if dry_run else place.cursor()
+    while True:
+        page = _fetch_patiently(lister, window, cursor, thorough=thorough, sleep=sleep, done=done)
+        _record_page(lister, page.records, place, redis, record, done, dry_run=dry_run)
+        if not dry_run:
+            place.commit(page.cursor)
+        cursor = page.cursor
+        done.pages += 1
+        if progress is not None:
+            progress(done)
+        if not page.more:
+            if not dry_run:
+                place.finish()
+            return done
+
+
+def _fetch_patiently(
+    lister: Lister,
+    window: Window,
+    cursor: str | None,
+    *,
+    thorough: bool,
+    sleep: Callable[[float], None],
+    done: ScanCounts,
+) -> ListedPage:
+    for attempt in range(MAX_RATE_LIMIT_WAITS + 1):
+        try:
+            return lister.fetch(window, cursor, thorough=thorough)
+        except RateLimited as exc:
+            if attempt == MAX_RATE_LIMIT_WAITS:
+                raise
+            done.rate_limit_waits += 1
+            sleep(exc.retry_after if exc.retry_after is not None else _backoff(attempt))
+    raise AssertionError("unreachable")
+
+
+def _backoff(attempt: int) -> float:
+    return min(2.0**attempt, MAX_BACKOFF_SECONDS)
+
+
+def _record_page(
+    lister: Lister,
+    records: tuple[bytes, ...],
+    place: ScanCursor,
+    redis: Redis,
+    record: RecordOnce,
+    done: ScanCounts,
+    *,
+    dry_run: bool = False,
+) -> None:
+    """Record the page's unseen events; count the rest."""
+    found = _events_of(lister, records, done)
+    if not found:
+        return
+    # One round trip says which were recorded before: those are written nothing at all.
+    answers = iter(recorded(redis, [event.key for _, events in found for event in events]))
+    done.redis_round_trips += 1
+    calls: list[list[object]] = []
+    spans: list[int] = []
+    for body, events in found:
+        unseen = [event for event in events if not next(answers)]
+        done.seen += len(events) - len(unseen)
+        if dry_run:
+            done.queued += len(unseen)
+        elif unseen:
+            origin = StoredPoll.of(lister.name, body, lister.redact(body))
+            spans.append(len(unseen))
+            calls += record.calls(origin, unseen, fence=place.fence)
+    if not calls:
+        return
+    results = run_sync(redis, record, calls)
+    done.redis_round_trips += 1
+    accepted: list[Accepted] = []
+    start = 0
+    for n in spans:
+        accepted += record.accepted(results[start:], n)
+        start += n
+    if Accepted.FENCED in accepted:
+        raise LeaseLost("the scan's lease lapsed before a page was recorded")
+    done.queued += accepted.count(Accepted.QUEUED)
+    # Recorded by a webhook between the check and the script: seen, and no second job.
+    done.seen += accepted.count(Accepted.DUPLICATE)
+
+
+def _events_of(
+    lister: Lister, records: tuple[bytes, ...], done: ScanCounts
+) -> list[tuple[bytes, list[PaymentEvent]]]:
+    """Each record's events, as its webhook would have given them; the rest counted."""
+    found = []
+    for body in records:
+        done.scanned += 1
+        try:
+            normalised = lister.normalise(body)
+        except (MalformedPayload, ValueError):
+            # Kept for a person by the error count and the exit status; the scan goes on.
+            done.errors += 1
+            log.warning("reconcile.unreadable", extra={"provider": lister.name})
+            continue
+        done.ignored += sum(isinstance(item, Ignored) for item in normalised)
+        events = [item for item in normalised if isinstance(item, PaymentEvent)]
+        if events:
+            found.append((body, events))
+    return found
+
+
+def window_ending(now: float, seconds: int) -> Window:
+    return Window(_utc(now - seconds), _utc(now))
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def reconcile_task(provider: str, *, thorough: bool) -> str:
+    """A scheduled scan's task name: quick or thorough, per provider."""
+    return f"reconcile-{provider}" + ("-full" if thorough else "")
+
+
+def build_reconcile_tasks(
+    settings: Settings, redis: Redis, metrics: WorkerMetrics, listers: Mapping[str, Lister]
+) -> dict[str, Task]:
+    """The scheduled scans these settings turn on, by task name."""
+    if not settings.reconcile_schedule:
+        return {}
+    record = RecordOnce(JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
+    tasks = {}
+    for lister in listers.values():
+        for thorough, every, seconds in (
+            (False, settings.reconcile_every_seconds, settings.reconcile_window_seconds),
+            (True, settings.reconcile_full_every_seconds, settings.reconcile_full_window_seconds),
+        ):
+
+            def work(
+                lease: TaskLease,
+                lister: Lister = lister,
+                thorough: bool = thorough,
+                seconds: int = seconds,
+            ) -> Mapping[str, int]:
+                return scheduled_scan(
+                    lister, lease, redis, record, metrics, thorough=thorough, seconds=seconds
+                ).as_fields()
+
+            name = reconcile_task(lister.name, thorough=thorough)
+            tasks[name] = Task(name, every, work)
+    return tasks
+
+
+def scheduled_scan(
+    lister: Lister,
+    lease: TaskLease,
+    redis: Redis,
+    record: RecordOnce,
+    metrics: WorkerMetrics,
+    *,
+    thorough: bool,
+    seconds: int,
+    now: Callable[[], float] = time.time,
+) -> ScanCounts:
+    """One run of a scheduled scan: the window an earlier run left unfinished, then the
+    last ``seconds``; counted per provider whatever happens."""
+    done = ScanCounts()
+    try:
+        unfinished = ScheduledCursor.unfinished(lease)
+        if unfinished is not None:
+            scan(
+                lister, unfinished.window, unfinished, redis, record, thorough=thorough, counts=done
+            )
+        window = window_ending(now(), seconds)
+        scan(
+            lister,
+            window,
+            ScheduledCursor(lease, window),
+            redis,
+            record,
+            thorough=thorough,
+            counts=done,
+        )
+    finally:
+        metrics.reconciled(done.results(), lister.name)
+    metrics.reconcile_success(lister.name, now())
+    return done
+
+
+def scheduled_tasks(
+    settings: Settings, redis: Redis, metrics: WorkerMetrics, pollers: Mapping[str, PollIntake]
+) -> dict[str, Task]:
+    """Every scheduled task the settings turn on: providers' polls and reconcile scans."""
+    listers, _ = build_listers(settings)
+    return {
+        **build_tasks(settings, redis, metrics, build_pollers(settings, pollers)),
+        **build_reconcile_tasks(settings, redis, metrics, listers),
+    }
