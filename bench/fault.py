@@ -38,6 +38,7 @@ from payhooks.devtools.process_tree import kill_tree
 from payhooks.devtools.sandbox.nexudus import SandboxState, create_sandbox_app, invoice_record
 from payhooks.devtools.sandbox.server import ThreadedServer, wait_until_ready
 from payhooks.providers.stripe import sample as samples
+from payhooks.storage.jobs import event_key_of
 from payhooks.storage.trail import Trail
 
 TERMINAL = {
@@ -258,7 +259,7 @@ def report(
         # The last failure of the job (a redelivery may have been noted after it).
         j: [
             h
-            for h in trail.history(str(Job.fetch(j, connection=redis).args[0]))
+            for h in trail.history(str(event_key_of(Job.fetch(j, connection=redis))))
             if h["stage"] == "failed"
         ][-1]
         for j in failed_ids

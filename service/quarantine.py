@@ -58,6 +58,9 @@ class Quarantine:
         now = time.time()
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
+                # A hash, beside its reason: the same body kept earlier as a string (a
+                # delivery the code read then) is the same record, rewritten.
+                pipe.delete(webhook.key)
                 pipe.hset(webhook.key, mapping=fields)
                 pipe.expire(webhook.key, self._ttl)
                 # NX: a redelivery of the same body keeps its first time.

@@ -381,7 +381,7 @@ class _Application:
             return None
         # Remembered first, read again second: a reinstatement records first and reads
         # what was held second, so this event is either queued again or sees it.
-        reversals.hold(event.payment_source, event.token, event.key)
+        reversals.hold(event.payment_source, event.token, event)
         undone = reversals.of(event.payment_source, event.token)
         if undone is None:
             return None

@@ -29,7 +29,7 @@ from rq.timeouts import BaseTimeoutException
 from payhooks.domain.events import PaymentEvent
 from payhooks.domain.paid_dates import paid_date
 from payhooks.storage import redis_keys
-from payhooks.storage.jobs import JobFactory
+from payhooks.storage.jobs import JobFactory, event_from_fields
 from workers import context
 from workers.apply import apply_event
 from workers.errors import (
@@ -50,18 +50,16 @@ IN_PLACE_WAIT_CAP_SECONDS = 2.0
 IN_PLACE_MAX_WAIT_SECONDS = 5.0
 
 
-def apply_payment_event(event_key: str) -> dict[str, Any]:
+def apply_payment_event(event_key: str | None = None) -> dict[str, Any]:
+    """Apply the job's event: held in the job's own hash, or, for a job queued by 0.1.0,
+    named by ``event_key`` and stored under ``payhooks:event:<key>``."""
     ctx = context.current()
+    job = get_current_job()
     fields: dict[str, Any] = {"event_key": event_key}
     try:
-        raw = ctx.redis.get(redis_keys.event(event_key))
-        if raw is None:
-            raise EventMissing(
-                f"event {event_key} is no longer stored (kept "
-                f"{ctx.settings.event_retention_days} days); "
-                "ask the provider to resend it"
-            )
-        event = PaymentEvent.from_json(raw)
+        event = _queued_event(ctx, job, event_key)
+        event_key = event.key
+        fields["event_key"] = event_key
         fields.update(kind=event.kind.value, invoice=event.invoice.describe())
         provider_step = ctx.provider_steps.get(event.provider)
         if provider_step is not None:
@@ -69,7 +67,6 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
             fields.update(invoice=event.invoice.describe())
         if event.invoice.invoice_id is not None:
             fields["invoice_id"] = event.invoice.invoice_id
-        job = get_current_job()
         # Every provider's date under one rule: an unreadable or implausible one (1970 from
         # a date we could not read) never becomes PaidOn; the time we received it stands in.
         received = job.created_at if job is not None else None
@@ -106,7 +103,26 @@ def apply_payment_event(event_key: str) -> dict[str, Any]:
     ctx.metrics.job(outcome.result)
     details = {k: v for k, v in outcome.as_dict().items() if k not in ("result", "invoice_id")}
     _note(ctx, event_key, outcome.result, invoice_id=outcome.invoice_id, **details)
-    return outcome.as_dict()
+    # What RQ keeps as the job's result: a few bytes. The whole outcome is in the trail.
+    return {"result": outcome.result}
+
+
+def _queued_event(
+    ctx: context.WorkerContext, job: Job | None, event_key: str | None
+) -> PaymentEvent:
+    if event_key is None:
+        held = event_from_fields(ctx.redis.hgetall(job.key)) if job is not None else None
+        if held is None:
+            raise PermanentError("the job holds no event (it was not queued by payhooks)")
+        return held
+    raw = ctx.redis.get(redis_keys.event(event_key))
+    if raw is None:
+        raise EventMissing(
+            f"event {event_key} is no longer stored (kept "
+            f"{ctx.settings.event_retention_days} days); "
+            "ask the provider to resend it"
+        )
+    return PaymentEvent.from_json(raw)
 
 
 def _requeue_held(ctx: context.WorkerContext, event: PaymentEvent, keys: Sequence[str]) -> None:
@@ -252,10 +268,11 @@ def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -
     trail_fields = {
         k: v for k, v in failure.items() if k not in ("event_key", "kind", "invoice", "invoice_id")
     }
-    _note(
-        ctx,
-        str(fields["event_key"]),
-        "retrying" if will_retry else "failed",
-        invoice_id=fields.get("invoice_id"),
-        **trail_fields,
-    )
+    if fields.get("event_key"):
+        _note(
+            ctx,
+            str(fields["event_key"]),
+            "retrying" if will_retry else "failed",
+            invoice_id=fields.get("invoice_id"),
+            **trail_fields,
+        )

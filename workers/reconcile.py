@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from redis import Redis
-from rq.job import Job
 
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.providers.kit.listing import ListedPage, Lister, RateLimited, Window
@@ -39,7 +38,7 @@ from payhooks.providers.pollers import build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory
-from payhooks.storage.record_once import Accepted, Fence, RecordOnce, run_sync
+from payhooks.storage.record_once import Accepted, Fence, RecordOnce, recorded, run_sync
 from payhooks.storage.task_lease import LeaseLost, TaskLease
 from payhooks.storage.trail import StoredPoll
 from payhooks.storage.worker_metrics import WorkerMetrics
@@ -231,11 +230,7 @@ def _record_page(
     if not found:
         return
     # One round trip says which were recorded before: those are written nothing at all.
-    with redis.pipeline(transaction=False) as pipe:
-        for _, events in found:
-            for event in events:
-                pipe.exists(redis_keys.event(event.key), Job.key_for(redis_keys.job_id(event.key)))
-        answers = iter(pipe.execute())
+    answers = iter(recorded(redis, [event.key for _, events in found for event in events]))
     done.redis_round_trips += 1
     calls: list[list[object]] = []
     spans: list[int] = []

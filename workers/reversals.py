@@ -96,12 +96,15 @@ class Reversals:
                 except WatchError:
                     continue
 
-    def hold(self, provider: str, token: str, event_key: str) -> None:
-        """Remember a paid event of the payment that its reversals held back."""
+    def hold(self, provider: str, token: str, event: PaymentEvent) -> None:
+        """Remember a paid event of the payment that its reversals held back, and the event
+        itself, where a job queued again reads it (its own job, which holds it, is kept
+        an hour once finished)."""
         key = redis_keys.payment_held_events(provider, token)
         with self._redis.pipeline() as pipe:
-            pipe.sadd(key, event_key)
+            pipe.sadd(key, event.key)
             pipe.expire(key, MARKER_TTL_SECONDS)
+            pipe.set(redis_keys.event(event.key), event.to_json(), ex=MARKER_TTL_SECONDS)
             pipe.execute()
 
     def held(self, provider: str, token: str) -> list[str]:

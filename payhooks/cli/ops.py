@@ -29,7 +29,7 @@ from payhooks.providers.listers import build_listers
 from payhooks.providers.pollers import POLLERS, build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from payhooks.storage.jobs import JobFactory
+from payhooks.storage.jobs import JobFactory, event_fields, event_key_of, short_description
 from payhooks.storage.trail import Trail
 
 
@@ -356,15 +356,20 @@ class Ops:
 
     def _enqueue(self, event: PaymentEvent, *, source: str = "stored webhook") -> str:
         job_id = redis_keys.job_id(event.key)
-        self.redis.set(
-            redis_keys.event(event.key), event.to_json(), ex=self.settings.event_ttl_seconds
-        )
         try:
             job = Job.fetch(job_id, connection=self.redis)
             status = job.get_status()
         except NoSuchJobError:
             job, status = None, None
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED):
+            if job is not None and job.args:  # queued by 0.1.0: its event is stored apart
+                self.redis.set(
+                    redis_keys.event(event.key),
+                    event.to_json(),
+                    ex=self.settings.event_ttl_seconds,
+                )
+            else:
+                self.redis.hset(Job.key_for(job_id), mapping=event_fields(event))  # type: ignore[arg-type]
             return f"{event.key}: job {job_id} is already {status.value}; it will use the new event"
         if status is JobStatus.STARTED:
             return (
@@ -373,15 +378,11 @@ class Ops:
             )
         if job is not None:
             job.delete()  # a finished or failed run; the new one takes its id
-        description = f"{event.provider} {event.event_type} {event.event_id} (replayed)"
-        self.queue.enqueue_job(JobFactory(self.settings).create(event.key, description, self.redis))
+        JobFactory(self.settings).enqueue(
+            self.queue, event, short_description(event, " (replayed)")
+        )
         self.trail.append(event.key, "replayed", job_id=job_id, source=source)
         return f"{event.key}: queued as {job_id}"
-
-
-def event_key_of(job: Job) -> str | None:
-    """The event a job applies: its one argument. Job ids are never turned back into keys."""
-    return str(job.args[0]) if job.args else None
 
 
 def describe(job: Job) -> FailedJob:

@@ -1,8 +1,14 @@
 """How a payment event becomes an ordinary RQ job (shared by the receiver and replays).
 
 The job's fields come from RQ's own ``Job.create(...).to_dict()``, so RQ's workers,
-registries, CLI and rq-dashboard understand it. Its one argument is the event key:
-plain data, never a pickled object.
+registries, CLI and rq-dashboard understand it. It calls ``apply_payment_event`` with no
+argument: the event travels in the job's own hash, beside RQ's fields, one small field
+each (``event`` its key, ``e.kind``, ``e.token``, …; ``event_fields``). Plain text, never
+a pickled object, and no separate copy: the job is the event's only record besides the
+webhook's body. Every value stays under Redis's 64-byte listpack limit as a rule, so the
+hash is kept compact (a hash with one longer value takes about four times the memory);
+the description is short for the same reason. Jobs queued by 0.1.0 carry the event key
+as their argument and the event in ``payhooks:event:<key>``; the worker reads both.
 
 Building a Job per webhook costs about as much as everything else the receiver does,
 and almost all of its fields are the same for every job. So a template job is built
@@ -12,22 +18,35 @@ once, at start-up, and only the fields that differ between jobs are computed per
 
 from __future__ import annotations
 
-import zlib
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from redis import Redis
-from rq import Retry
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
-from rq.utils import now, utcformat
+from rq.utils import now
 
+from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind, RegularPaymentProvider
+from payhooks.logs import utc_text
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.redis_keys import text
 
 JOB_FUNCTION = "workers.jobs.apply_payment_event"
-RESULT_TTL_SECONDS = 86400
+#: How long a finished job and its result stay: long enough for rq-dashboard and `failed
+#: show` after a replay; the outcome itself is in the event's trail for the retention period.
+RESULT_TTL_SECONDS = 3600
 #: Fields that differ from one job to the next; every other field is the template's.
 VARIABLE_FIELDS = ("data", "description", "created_at", "enqueued_at")
+#: A description longer than this is cut (a longer value would unpack the whole hash).
+DESCRIPTION_CHARS = 64
+#: The job hash field holding the event key (the rest of the event: ``e.*``).
+EVENT_FIELD = "event"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +58,94 @@ class JobFields:
     timestamp: str
 
 
+def utc_timestamp() -> str:
+    """Now, as RQ writes a job's created_at and enqueued_at (``utcformat(now())``)."""
+    return utc_text(time.time(), 6)
+
+
+def short_description(event: PaymentEvent, note: str = "") -> str:
+    text_ = f"{event.provider} {event.event_type} {event.event_id}{note}"
+    return text_ if len(text_) <= DESCRIPTION_CHARS else text_[: DESCRIPTION_CHARS - 1] + "…"
+
+
+def event_fields(event: PaymentEvent) -> dict[str, str]:
+    """The event as the job hash holds it; absent values are left out."""
+    fields = {
+        EVENT_FIELD: event.key,
+        "e.type": event.event_type,
+        "e.kind": event.kind.value,
+        "e.token": event.token,
+        "e.at": event.occurred_at.isoformat(),
+        "e.object": event.object_id,
+    }
+    if event.invoice.invoice_id is not None:
+        fields["e.invoice_id"] = str(event.invoice.invoice_id)
+    if event.invoice.number is not None:
+        fields["e.number"] = event.invoice.number
+    if event.amount is not None:
+        fields["e.amount"] = str(event.amount)
+    if event.currency is not None:
+        fields["e.currency"] = event.currency
+    if event.regular_payment_provider is not None:
+        fields["e.rpp"] = str(int(event.regular_payment_provider))
+    if event.payment_method is not None:
+        fields["e.method"] = event.payment_method
+    if event.details:
+        fields["e.details"] = orjson.dumps(event.details).decode()
+    return fields
+
+
+def event_from_fields(raw: Mapping[Any, Any]) -> PaymentEvent | None:
+    """The event a job hash holds (``event_fields``), or None if it holds none (a job
+    queued by 0.1.0, or one whose hash has expired)."""
+    named = ((text(k), v) for k, v in raw.items())
+    fields = {k: text(v) for k, v in named if k == EVENT_FIELD or k.startswith("e.")}
+    key = fields.get(EVENT_FIELD)
+    if key is None:
+        return None
+    provider, _, event_id = key.partition(":")
+    invoice_id = fields.get("e.invoice_id")
+    rpp = fields.get("e.rpp")
+    amount = fields.get("e.amount")
+    details = fields.get("e.details")
+    return PaymentEvent(
+        provider=provider,
+        event_id=event_id,
+        event_type=fields["e.type"],
+        kind=PaymentKind(fields["e.kind"]),
+        token=fields["e.token"],
+        invoice=InvoiceRef(
+            invoice_id=None if invoice_id is None else int(invoice_id),
+            number=fields.get("e.number"),
+        ),
+        amount=None if amount is None else Decimal(amount),
+        currency=fields.get("e.currency"),
+        occurred_at=datetime.fromisoformat(fields["e.at"]),
+        object_id=fields["e.object"],
+        regular_payment_provider=None if rpp is None else RegularPaymentProvider(int(rpp)),
+        payment_method=fields.get("e.method"),
+        details=dict(orjson.loads(details)) if details else {},
+    )
+
+
+def queued_event(redis: Redis, event_key: str) -> PaymentEvent | None:
+    """The event as its job holds it (or, queued by 0.1.0, as stored apart)."""
+    held = event_from_fields(redis.hgetall(Job.key_for(redis_keys.job_id(event_key))))
+    if held is not None:
+        return held
+    raw = redis.get(redis_keys.event(event_key))
+    return None if raw is None else PaymentEvent.from_json(raw)
+
+
+def event_key_of(job: Job) -> str | None:
+    """The event a job applies: its argument (0.1.0), or its ``event`` field. Job ids
+    are never turned back into keys."""
+    if job.args:
+        return str(job.args[0])
+    found = job.connection.hget(job.key, EVENT_FIELD)
+    return None if found is None else text(found)
+
+
 class JobFactory:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -46,38 +153,56 @@ class JobFactory:
         self.queue_key = f"rq:queue:{settings.queue_name}"
         template = self.create("template:0", "template")
         self._serializer = template.serializer
+        #: What every job's data is: the function, called with no argument (its event is in
+        #: its hash). Uncompressed: RQ reads data that is not zlib's as it is, and a
+        #: payload this small only grows when compressed.
+        self.data: bytes = self._serializer.dumps((JOB_FUNCTION, None, (), {}))
         self.constant_fields: dict[str, Any] = {
             name: value for name, value in template.to_dict().items() if name not in VARIABLE_FIELDS
         }
 
-    def fields(self, event_key: str, description: str) -> JobFields:
+    def fields(self, event_key: str, description: str, timestamp: str | None = None) -> JobFields:
+        """The fields of one event's job (with ``event_fields`` beside them); ``timestamp``
+        (``utc_timestamp()``) may be shared by a batch's jobs."""
         job_id = redis_keys.job_id(event_key)
-        payload: tuple[str, None, tuple[str], dict[str, Any]] = (
-            JOB_FUNCTION,
-            None,
-            (event_key,),
-            {},
-        )
         return JobFields(
             job_id=job_id,
             job_key=Job.key_for(job_id),
-            data=zlib.compress(self._serializer.dumps(payload)),
+            data=self.data,
             description=description,
-            timestamp=utcformat(now()),
+            timestamp=timestamp or utc_timestamp(),
         )
 
     def full_mapping(self, event_key: str, description: str) -> dict[str, Any]:
         """The whole job hash as RQ itself writes it when it enqueues the job."""
-        job = self.create(event_key, description)
+        job = self.create(event_key, description, args=())
         job.enqueued_at = now()
         return job.to_dict()
 
-    def create(self, event_key: str, description: str, connection: Redis | None = None) -> Job:
+    def enqueue(self, queue: Queue, event: PaymentEvent, description: str) -> Job:
+        """Queue ``event``'s job with RQ's own enqueue, its fields written in the same
+        transaction (a worker never sees the job without them)."""
+        job = self.create(event.key, description, queue.connection, args=())
+        with queue.connection.pipeline() as pipe:
+            queue.enqueue_job(job, pipeline=pipe)
+            pipe.hset(job.key, mapping=event_fields(event))  # type: ignore[arg-type]
+            pipe.execute()
+        return job
+
+    def create(
+        self,
+        event_key: str,
+        description: str,
+        connection: Redis | None = None,
+        *,
+        args: tuple[str, ...] | None = None,
+    ) -> Job:
         """The job of an event, as RQ's ``Job.create`` makes it: the one definition, used
-        for the receiver's template and by replays (``Queue.enqueue_job``)."""
+        for the receiver's template and by replays. ``args=()`` for a job whose event is
+        in its fields (``enqueue``); by default the event key, as 0.1.0 queued them."""
         return Job.create(
             JOB_FUNCTION,
-            args=(event_key,),
+            args=(event_key,) if args is None else args,
             # Job.create needs a connection object but performs no I/O with it.
             connection=connection if connection is not None else Redis(),
             id=redis_keys.job_id(event_key),

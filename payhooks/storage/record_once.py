@@ -2,14 +2,16 @@
 
 Whatever brings an event in (a verified webhook, or a poll of a provider's API), the
 same writes follow, atomically, in one Lua script per event: the origin is kept (the
-webhook's body and signature headers, or the polled record), the trail gets its entries
-("received" or "polled"), and, unless the event was recorded before, the dedupe record and
-the one RQ job (what ``Queue.enqueue`` would write: job hash, queue set, push).
-``RecordOnce`` builds the script's calls for a batch; ``run_sync`` runs them with redis-py
-(a poll, a replay), ``run_async`` with redis.asyncio (the receiver, whose group commit in
-service/inbox.py sits on top of it). A poll's calls are fenced by its task's lease: each
-script first checks that the lease still holds the run's token, and writes nothing if not,
-so a run that outlived its lease cannot write alongside the next one.
+webhook's body and signature headers, or the polled record; compressed), the trail gets
+its entries ("received" or "polled"; the trail is the dedupe record: an event whose
+trail says it was queued is a duplicate), and, unless the event was recorded before, the
+one RQ job (what ``Queue.enqueue`` would write: job hash, queue set, push), holding the
+event itself (payhooks/storage/jobs.py). ``RecordOnce`` builds the script's calls for a
+batch; ``run_sync`` runs them with redis-py (a poll, a replay), ``run_async`` with
+redis.asyncio (the receiver, whose group commit in service/inbox.py sits on top of it). A
+poll's calls are fenced by its task's lease: each script first checks that the lease still
+holds the run's token, and writes nothing if not, so a run that outlived its lease cannot
+write alongside the next one.
 """
 
 from __future__ import annotations
@@ -21,76 +23,110 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import hiredis
+import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from rq import Queue
+from rq.job import Job
 
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.storage import redis_keys, trail
-from payhooks.storage.jobs import JobFactory
+from payhooks.storage.jobs import JobFactory, event_fields, short_description, utc_timestamp
 from payhooks.storage.trail import StoredOrigin
 
 # The script's inputs, by name: the Lua reads them into locals of these names (as arq
 # names every script input), and the Python side builds them from dicts of these names.
+# What is the same for every event (the queue's keys, the job's constant fields and data,
+# the TTL) is written into the script: each input costs the receiver CPU per event.
 SCRIPT_KEYS = (
-    "event_key",
+    "event_key",  # 0.1.0's dedupe record; still honoured
     "job_key",
-    "queue_key",
-    "queues_key",
     "trail_key",
     "invoice_index",
     "webhook_key",  # where the origin is kept (a webhook's, or a polled record's, key)
     "fence_key",  # '' unfenced (webhooks); else the lease that must hold fence_token
 )
 SCRIPT_ARGS = (
-    "event_json",  # the normalised event, stored as the dedupe record
-    "ttl",  # seconds every record of ours is kept
-    "job_id",
-    "job_data",
     "job_description",
-    "timestamp",  # created_at and enqueued_at of the job, received_at of the webhook
-    "trail_received",
-    "trail_enqueued",
+    "timestamp",  # created_at and enqueued_at of the job
+    "at",  # the time of its enqueued entry
+    "trail_arrival",  # the "received" or "polled" entry
     "trail_duplicate",
     "invoice_score",  # '' when the event names no invoice id
     "event_name",  # the event key, as the invoice index's member
-    "webhook_body",  # '' when stored already (by the batch's first event)
-    "webhook_headers",
-    "webhook_redacted",
-    "provider",
+    "webhook",  # '' when stored already (by the batch's first event); else its record
+    "event",  # the job hash's event fields (jobs.event_fields), a JSON list of pairs
     "fence_token",
 )
 
-# The webhook is kept first, for the trail; the dedupe record is written after the job:
-# Redis does not undo a script's earlier writes when a later command fails, and a record
-# without its job would turn every redelivery away.
+# The webhook is kept first, for the trail (never over a hash of the same body: one kept
+# by 0.1.0, or as unprocessed). The event's trail is its dedupe record: an event whose job
+# was once queued (or replayed) is a duplicate for as long as its trail is kept. It is
+# written after the job: Redis does not undo a script's earlier writes when a later
+# command fails, and a record without its job would turn every redelivery away. The
+# enqueued entry is the JSON trail.entry_at writes (a job id is JSON-safe as it is).
 _RECORD_AND_ENQUEUE = """
 if fence_key ~= '' and redis.call('GET', fence_key) ~= fence_token then
     return -1
 end
-if webhook_body ~= '' then
-    redis.call('HSET', webhook_key, 'body', webhook_body, 'headers', webhook_headers,
-               'redacted', webhook_redacted, 'provider', provider, 'received_at', timestamp)
-    redis.call('EXPIRE', webhook_key, ttl)
+if webhook ~= '' and redis.call('TYPE', webhook_key).ok ~= 'hash' then
+    redis.call('SET', webhook_key, webhook, 'EX', TTL)
 end
-if redis.call('EXISTS', event_key) == 1 or redis.call('EXISTS', job_key) == 1 then
+local seen = redis.call('EXISTS', event_key) == 1 or redis.call('EXISTS', job_key) == 1
+if not seen then
+    for _, entry in ipairs(redis.call('LRANGE', trail_key, 0, -1)) do
+        if string.find(entry, %(queued)s, 1, true)
+           or string.find(entry, %(replayed)s, 1, true) then
+            seen = true
+            break
+        end
+    end
+end
+if seen then
     redis.call('RPUSH', trail_key, trail_duplicate)
-    redis.call('EXPIRE', trail_key, ttl)
+    redis.call('EXPIRE', trail_key, TTL)
     return 0
 end
-redis.call('HSET', job_key, 'data', job_data, 'description', job_description,
-           'created_at', timestamp, 'enqueued_at', timestamp%s)
-redis.call('SADD', queues_key, queue_key)
-redis.call('RPUSH', queue_key, job_id)
-redis.call('SET', event_key, event_json, 'EX', ttl)
-redis.call('RPUSH', trail_key, trail_received, trail_enqueued)
-redis.call('EXPIRE', trail_key, ttl)
+local job_id = string.sub(job_key, %(job_prefix)d)
+redis.call('HSET', job_key, 'data', DATA, 'description', job_description,
+           'created_at', timestamp, 'enqueued_at', timestamp%(constants)s,
+           unpack(cjson.decode(event)))
+redis.call('SADD', %(queues_key)s, %(queue_key)s)
+redis.call('RPUSH', %(queue_key)s, job_id)
+redis.call('RPUSH', trail_key, trail_arrival,
+           '{"at":"' .. at .. '","stage":"enqueued","job_id":"' .. job_id .. '"}')
+redis.call('EXPIRE', trail_key, TTL)
 if invoice_score ~= '' then
     redis.call('ZADD', invoice_index, 'NX', invoice_score, event_name)
-    redis.call('EXPIRE', invoice_index, ttl)
+    redis.call('EXPIRE', invoice_index, TTL)
 end
 return 1
 """
+
+
+#: What a trail entry holds once its event's job was queued (or queued again by a replay):
+#: an event whose trail holds either was recorded before.
+QUEUED_MARKS = ('"stage":"enqueued"', '"stage":"replayed"')
+
+
+def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
+    """Whether each event was recorded before, as the script decides it (its job, a trail
+    saying it was queued, or 0.1.0's event record), in one round trip; for callers that
+    would rather write nothing for what was (a reconcile scan, a provider's step)."""
+    with redis.pipeline(transaction=False) as pipe:
+        for key in event_keys:
+            pipe.exists(redis_keys.event(key), Job.key_for(redis_keys.job_id(key)))
+            pipe.lrange(redis_keys.trail(key), 0, -1)
+        answers = pipe.execute()
+    return [
+        bool(answers[2 * n])
+        or any(
+            mark in redis_keys.text(entry) for entry in answers[2 * n + 1] for mark in QUEUED_MARKS
+        )
+        for n in range(len(event_keys))
+    ]
 
 
 def _named_inputs() -> str:
@@ -119,17 +155,26 @@ def _lua_string(value: Any) -> str:
     return '"' + "".join(f"\\{byte}" for byte in _encode(value)) + '"'
 
 
-def record_and_enqueue_script(jobs: JobFactory) -> str:
-    """The script, with the job fields that never vary written into it as constants."""
+def record_and_enqueue_script(jobs: JobFactory, ttl: int) -> str:
+    """The script, with what never varies written into it as constants."""
     constants = "".join(
         f", {_lua_string(name)}, {_lua_string(value)}"
         for name, value in jobs.constant_fields.items()
     )
-    return _named_inputs() + _RECORD_AND_ENQUEUE % constants
-
-
-def _flatten(mapping: dict[str, Any]) -> list[Any]:
-    return [item for pair in mapping.items() for item in pair]
+    header = f"local TTL = {int(ttl)}\nlocal DATA = {_lua_string(jobs.data)}\n"
+    return (
+        header
+        + _named_inputs()
+        + _RECORD_AND_ENQUEUE
+        % {
+            "constants": constants,
+            "job_prefix": len(Job.key_for("")) + 1,
+            "queue_key": _lua_string(jobs.queue_key),
+            "queues_key": _lua_string(Queue.redis_queues_keys),
+            "queued": _lua_string(QUEUED_MARKS[0]),
+            "replayed": _lua_string(QUEUED_MARKS[1]),
+        }
+    )
 
 
 class NotReplicated(RedisError):
@@ -161,7 +206,7 @@ class RecordOnce:
     def __init__(self, jobs: JobFactory, *, event_ttl_seconds: int) -> None:
         self._jobs = jobs
         self._ttl = event_ttl_seconds
-        self.source = record_and_enqueue_script(jobs)
+        self.source = record_and_enqueue_script(jobs, event_ttl_seconds)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 (Redis's script id)
 
     def calls(
@@ -174,13 +219,15 @@ class RecordOnce:
     ) -> list[list[Any]]:
         """Keep the origin, queue a job per new event, note ignored ones in the trail."""
         at = trail.now_iso()
-        # The first event's script stores the origin; without events, a plain HSET does.
+        stamp = utc_timestamp()
+        # The first event's script stores the origin; without events, a plain SET does
+        # (NX: never over a hash of the same body, kept by 0.1.0 or as unprocessed).
         calls: list[list[Any]] = [
-            self._call(event, webhook, at, store_webhook=n == 0, fence=fence)
+            self._call(event, webhook, at, stamp, store_webhook=n == 0, fence=fence)
             for n, event in enumerate(events)
         ]
         if not events:
-            calls.append(["HSET", webhook.key, *_flatten(webhook.mapping())])
+            calls.append(["SET", webhook.key, webhook.record(at), "NX"])
             calls.append(["EXPIRE", webhook.key, self._ttl])
         for item in ignored:
             trail_key = redis_keys.trail(f"{webhook.provider}:{item.event_id}")
@@ -205,42 +252,37 @@ class RecordOnce:
         event: PaymentEvent,
         webhook: StoredOrigin,
         at: str,
+        stamp: str,
         *,
         store_webhook: bool,
         fence: Fence | None,
     ) -> list[Any]:
-        job = self._jobs.fields(event.key, f"{event.provider} {event.event_type} {event.event_id}")
-        origin = {webhook.TRAIL_FIELD: webhook.key}
+        job = self._jobs.fields(event.key, short_description(event), stamp)
+        # trail.entry_at's JSON, written out: the time, stage and field name are ours and
+        # the key is hex (redis_keys.webhook/polled), so nothing needs escaping.
+        origin = f'"{webhook.TRAIL_FIELD}":"{webhook.key}"'
         invoice_id = event.invoice.invoice_id
         script_keys = {
             "event_key": redis_keys.event(event.key),
             "job_key": job.job_key,
-            "queue_key": self._jobs.queue_key,
-            "queues_key": "rq:queues",
             "trail_key": redis_keys.trail(event.key),
             "invoice_index": redis_keys.invoice_events(invoice_id if invoice_id is not None else 0),
             "webhook_key": webhook.key,
             "fence_key": fence.key if fence else "",
         }
         script_args = {
-            "event_json": event.to_json(),
-            "ttl": self._ttl,
-            "job_id": job.job_id,
-            "job_data": job.data,
             "job_description": job.description,
             "timestamp": job.timestamp,
-            "trail_received": trail.entry_at(
-                at, webhook.ARRIVAL, event_type=event.event_type, **origin
-            ),
-            "trail_enqueued": trail.entry_at(at, "enqueued", job_id=job.job_id),
-            # Which delivery (or poll) it was: its body is kept too, under that key.
-            "trail_duplicate": trail.entry_at(at, "duplicate", **origin),
+            "at": at,
+            # What the body says (the event's type) is not repeated: the job holds it while
+            # it lives, the kept origin for as long as the trail. Which delivery (or poll)
+            # a duplicate was: its body is kept too, under that key.
+            "trail_arrival": f'{{"at":"{at}","stage":"{webhook.ARRIVAL}",{origin}}}',
+            "trail_duplicate": f'{{"at":"{at}","stage":"duplicate",{origin}}}',
             "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
             "event_name": event.key,
-            "webhook_body": webhook.body if store_webhook else "",
-            "webhook_headers": webhook.headers_json,
-            "webhook_redacted": "1" if webhook.redacted else "0",
-            "provider": webhook.provider,
+            "webhook": webhook.record(job.timestamp) if store_webhook else "",
+            "event": orjson.dumps([item for pair in event_fields(event).items() for item in pair]),
             "fence_token": fence.token if fence else "",
         }
         return [
@@ -289,22 +331,58 @@ async def run_async(
     ack_timeout_ms: int = 500,
 ) -> list[Any]:
     """Run ``calls`` in one round trip with redis.asyncio; with ``ack_replicas``, only once
-    that many replicas hold the writes (WAIT), else ``NotReplicated``."""
+    that many replicas hold the writes (WAIT, on the writes' own connection), else
+    ``NotReplicated``."""
+    commands = [*calls, ["WAIT", ack_replicas, ack_timeout_ms]] if ack_replicas else calls
     for attempt in (1, 2):
-        async with redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.execute_command(*call)
-            if ack_replicas:
-                # On the writes' own connection, so WAIT covers exactly them.
-                pipe.execute_command("WAIT", ack_replicas, ack_timeout_ms)
-            try:
-                return _replicated(list(await pipe.execute()), ack_replicas)
-            except NoScriptError:
-                # First use, or Redis restarted and lost its script cache.
-                if attempt == 2:
-                    raise
-                await redis.script_load(record.source)
+        replies = await _round_trip(redis, commands)
+        missing = next((r for r in replies if isinstance(r, NoScriptError)), None)
+        if missing is not None:
+            # First use, or Redis restarted and lost its script cache.
+            if attempt == 2:
+                raise missing
+            await redis.script_load(record.source)
+            continue
+        failed = next((r for r in replies if isinstance(r, ResponseError)), None)
+        if failed is not None:
+            raise failed
+        return _replicated(replies, ack_replicas)
     raise AssertionError("unreachable")
+
+
+async def _round_trip(redis: AsyncRedis, commands: list[list[Any]]) -> list[Any]:
+    """Every command in one write and every reply read, as redis-py's pipeline does, but
+    packed by hiredis: redis-py packs argument by argument in Python, which cost the
+    receiver more than everything else it does per event but the HTTP itself."""
+    payload = b"".join(hiredis.pack_command(tuple(command)) for command in commands)
+    pool = redis.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+    async def exchange() -> list[Any]:
+        await connection.send_packed_command(payload)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:  # read on: the connection must stay in step
+                replies.append(exc)
+        return replies
+
+    async def reconnect(error: Exception) -> None:
+        await connection.disconnect()
+
+    try:
+        # Lost connections are retried as the client's pipelines are (its Retry policy);
+        # a batch sent again is answered as duplicates for what had been recorded.
+        replies: list[Any] = await connection.retry.call_with_retry(exchange, reconnect)
+        return replies
+    except BaseException:
+        # Cancelled or failed mid-read: replies may still be on the way; never hand the
+        # connection on with them.
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
 
 
 def _replicated(results: list[Any], ack_replicas: int) -> list[Any]:

@@ -1,5 +1,6 @@
 """Every Redis key payhooks writes, in one place (RQ's own keys are RQ's business)."""
 
+import functools
 import hashlib
 import re
 
@@ -12,7 +13,8 @@ def text(value: bytes | str) -> str:
 
 
 def event(event_key: str) -> str:
-    """The stored normalised event; its existence is the receiver's dedupe record."""
+    """Where 0.1.0 stored a queued event (now its job holds it): still read for jobs queued
+    then, and still a dedupe record for as long as it is kept."""
     return f"{PREFIX}:event:{event_key}"
 
 
@@ -21,6 +23,7 @@ _NOT_IN_JOB_ID = re.compile(r"[^A-Za-z0-9_-]")
 JOB_ID_READABLE_CHARS = 48
 
 
+@functools.lru_cache(maxsize=4096)  # the receiver names each job twice: queued, then logged
 def job_id(event_key: str) -> str:
     """The RQ job id of an event: a readable prefix and a digest of the whole key.
 

@@ -2,11 +2,13 @@
 
 Per event, a list of JSON entries (``payhooks:trail:<provider>:<event id>``):
 received (a webhook) or polled (a poll of the provider's API) -> enqueued | duplicate |
-ignored -> (retrying ...) -> applied | ignored | failed. Each event's origin is kept: per
-webhook request, its verified body and signature headers (``payhooks:webhook:<sha256>``),
+ignored -> (retrying ...) -> applied | ignored | failed. An event's trail is also its dedupe
+record (payhooks/storage/record_once.py). Each event's origin is kept, zstd-compressed:
+per webhook request, its verified body and signature headers (``payhooks:webhook:<sha256>``),
 so the event can be re-verified or re-normalised; per polled record, the record as the
-provider's API gave it (``payhooks:polled:<sha256>``). Card and bank details are redacted
-before storing (then only re-normalisation is possible).
+provider's API gave it (``payhooks:polled:<sha256>``). Each is one string
+(``StoredOrigin.record``); a webhook kept as unprocessed, or by 0.1.0, is a hash. Card and
+bank details are redacted before storing (then only re-normalisation is possible).
 Per invoice, the events that named it. Everything expires after EVENT_RETENTION_DAYS.
 """
 
@@ -16,12 +18,13 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import orjson
 from redis import Redis
 
-from payhooks.storage import redis_keys
+from payhooks.logs import utc_text
+from payhooks.storage import bodies, redis_keys
 from payhooks.storage.redis_keys import text
 
 
@@ -30,8 +33,7 @@ def _glob_escape(value: str) -> str:
 
 
 def now_iso() -> str:
-    t = time.time()
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(t))}.{int(t % 1 * 1000):03d}Z"
+    return utc_text(time.time())
 
 
 def entry(stage: str, **fields: Any) -> str:
@@ -39,13 +41,8 @@ def entry(stage: str, **fields: Any) -> str:
 
 
 def entry_at(at: str, stage: str, **fields: Any) -> str:
-    """One trail entry as JSON; built by hand because the receiver writes three per event."""
-    extra = "".join(f',"{name}":{_dumps(value)}' for name, value in fields.items())
-    return f'{{"at":"{at}","stage":"{stage}"{extra}}}'
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    """One trail entry as JSON (compact, in this order: at, stage, then the fields)."""
+    return orjson.dumps({"at": at, "stage": stage, **fields}).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +52,13 @@ class StoredOrigin:
 
     provider: str
     key: str
+    #: As received (or redacted): what is normalised.
     body: bytes
     headers: dict[str, str]
     redacted: bool
+    #: ``body`` as Redis keeps it, and how (payhooks/storage/bodies.py).
+    stored_body: bytes = b""
+    encoding: str = ""
 
     #: How its events' trails begin, and the field that names it there.
     ARRIVAL: ClassVar[str] = "received"
@@ -65,12 +66,28 @@ class StoredOrigin:
 
     @property
     def headers_json(self) -> str:
-        return json.dumps(self.headers)
+        return orjson.dumps(self.headers).decode()
+
+    def record(self, received_at: str) -> bytes:
+        """The origin as one Redis string: a JSON line saying what it is, then the body
+        as stored (a hash would take a few hundred bytes more: its body is over the 64
+        bytes a compact hash holds)."""
+        head = {
+            "provider": self.provider,
+            "headers": self.headers,
+            "redacted": self.redacted,
+            "encoding": self.encoding,
+            "received_at": received_at,
+        }
+        return ORIGIN_RECORD + orjson.dumps(head) + b"\n" + self.stored_body
 
     def mapping(self) -> dict[str, str | bytes]:
+        """The origin as a hash: how 0.1.0 kept every webhook, and how an unprocessed one is
+        kept (its hash also holds why)."""
         return {
             "provider": self.provider,
-            "body": self.body,
+            "body": self.stored_body,
+            "encoding": self.encoding,
             "headers": self.headers_json,
             "redacted": "1" if self.redacted else "0",
             "received_at": now_iso(),
@@ -86,12 +103,16 @@ class StoredWebhook(StoredOrigin):
         cls, provider: str, body: bytes, headers: dict[str, str], redacted_body: bytes | None
     ) -> StoredWebhook:
         digest = hashlib.sha256(body).hexdigest()
+        kept = body if redacted_body is None else redacted_body
+        stored, encoding = bodies.pack(kept)
         return cls(
             provider=provider,
             key=redis_keys.webhook(digest),
-            body=body if redacted_body is None else redacted_body,
+            body=kept,
             headers=headers,
             redacted=redacted_body is not None,
+            stored_body=stored,
+            encoding=encoding,
         )
 
 
@@ -105,13 +126,35 @@ class StoredPoll(StoredOrigin):
 
     @classmethod
     def of(cls, provider: str, record: bytes, redacted: bytes | None) -> StoredPoll:
+        kept = record if redacted is None else redacted
+        stored, encoding = bodies.pack(kept)
         return cls(
             provider=provider,
             key=redis_keys.polled(hashlib.sha256(record).hexdigest()),
-            body=record if redacted is None else redacted,
+            body=kept,
             headers={},
             redacted=redacted is not None,
+            stored_body=stored,
+            encoding=encoding,
         )
+
+
+#: What an origin kept as one string starts with (and its format's version).
+ORIGIN_RECORD = b"payhooks-origin/1 "
+
+
+def read_record(record: bytes) -> dict[str, Any]:
+    if not record.startswith(ORIGIN_RECORD):
+        raise ValueError("not a kept webhook or polled record")
+    head, _, stored = record[len(ORIGIN_RECORD) :].partition(b"\n")
+    meta = orjson.loads(head)
+    return {
+        "provider": meta["provider"],
+        "body": bodies.unpack(stored, meta["encoding"]),
+        "headers": meta["headers"],
+        "redacted": bool(meta["redacted"]),
+        "received_at": meta["received_at"],
+    }
 
 
 class Trail:
@@ -151,14 +194,20 @@ class Trail:
         return None
 
     def webhook(self, webhook_key: str) -> dict[str, Any] | None:
-        """A stored origin (a webhook, or a polled record) as it was kept."""
+        """A stored origin (a webhook, or a polled record) as it was kept, whichever way
+        (``StoredOrigin.record``, or a hash: 0.1.0's and unprocessed ones), its body as
+        received (or redacted)."""
+        if text(self._redis.type(webhook_key)) == "string":
+            return read_record(cast(bytes, self._redis.get(webhook_key)))
         raw = self._redis.hgetall(webhook_key)
         if not raw:
             return None
-        stored = {text(k): v for k, v in raw.items()}
+        # Bytes: the client does not decode (the body is binary).
+        stored: dict[str, bytes] = {text(k): cast(bytes, v) for k, v in raw.items()}
         return {
             "provider": text(stored["provider"]),
-            "body": stored["body"],
+            # Bodies kept by 0.1.0 have no encoding: as received.
+            "body": bodies.unpack(stored["body"], text(stored.get("encoding", b""))),
             "headers": json.loads(text(stored["headers"])),
             "redacted": text(stored["redacted"]) == "1",
             "received_at": text(stored["received_at"]),

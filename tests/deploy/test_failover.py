@@ -207,10 +207,10 @@ def signed_webhook() -> tuple[str, bytes, dict[str, str]]:
 
 
 def stored(redis: Redis, event_keys: list[str]) -> set[str]:
-    """Which events have both their record and their RQ job hash."""
+    """Which events have both their trail (the dedupe record) and their RQ job hash."""
     pipe = redis.pipeline(transaction=False)
     for event_key in event_keys:
-        pipe.exists(redis_keys.event(event_key))
+        pipe.exists(redis_keys.trail(event_key))
         pipe.exists(f"rq:job:{redis_keys.job_id(event_key)}")
     found = pipe.execute()
     return {key for n, key in enumerate(event_keys) if found[2 * n] and found[2 * n + 1]}

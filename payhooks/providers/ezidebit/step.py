@@ -19,6 +19,7 @@ from payhooks.providers.ezidebit.formats import LATE, NAME, PAID
 from payhooks.providers.kit.step_errors import ProviderLookupError
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.record_once import recorded
 from payhooks.storage.trail import Trail
 
 
@@ -36,11 +37,10 @@ class EziDebitStep:
 
     def seen_paid(self, payment_id: str) -> bool:
         paid_event = f"{NAME}:{payment_id}-{PAID}"
-        return bool(
-            self._redis.exists(
-                redis_keys.event(paid_event), redis_keys.payment_binding(NAME, payment_id)
-            )
-        )
+        if self._redis.exists(redis_keys.payment_binding(NAME, payment_id)):
+            return True
+        [seen] = recorded(self._redis, [paid_event])
+        return seen
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         if event.kind is not PaymentKind.FAILED:

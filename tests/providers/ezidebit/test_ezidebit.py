@@ -7,7 +7,6 @@ read as it stands; the stand-in answers in the same shape."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,6 +35,7 @@ from payhooks.providers.ezidebit.stand_in import DIGITAL_KEY, EziDebitState, pay
 from payhooks.providers.kit.listing import Window
 from payhooks.settings import ConfigError, Intake, Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.jobs import queued_event
 from payhooks.storage.task_lease import TaskLease
 from payhooks.storage.trail import Trail
 from payhooks.storage.worker_metrics import WorkerMetrics
@@ -261,9 +261,10 @@ def test_a_dishonour_of_a_payment_never_seen_settled_is_a_failure_with_the_banks
     assert sandbox_state.invoices[44]["Paid"] is False
     job = queued_job(redis, f"ezidebit:{payment_id}-F")
     assert job.is_finished
-    stored = json.loads(redis.get(redis_keys.event(f"ezidebit:{payment_id}-F")) or b"{}")
-    assert stored["kind"] == "failed"
-    assert stored["details"]["bank_reason"] == "Account Closed"
+    stored = queued_event(redis, f"ezidebit:{payment_id}-F")  # as its job holds it
+    assert stored is not None
+    assert stored.kind == "failed"
+    assert stored.details["bank_reason"] == "Account Closed"
     assert not redis.exists(redis_keys.payment_reversals("ezidebit", payment_id))
 
 

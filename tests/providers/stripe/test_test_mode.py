@@ -22,11 +22,10 @@ from rq import Queue
 from rq.job import Job
 
 from payhooks.cli.send_test import send_test
-from payhooks.domain.events import PaymentEvent
 from payhooks.providers.stripe import sample as samples
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
-from payhooks.storage import redis_keys
+from payhooks.storage.jobs import event_key_of, queued_event
 from payhooks.storage.trail import Trail
 from service.app import create_app
 from tests.support.client import MakeClient, post_webhook
@@ -138,6 +137,8 @@ async def test_send_test_event_is_test_mode_and_applied_by_a_dev_receiver(
     answer = json.loads(capsys.readouterr().out)
     assert (answer["status"], answer["answer"]["queued"]) == (200, 1)
     [job_id] = queue.job_ids
-    [event_key] = Job.fetch(job_id, connection=redis).args
-    stored = PaymentEvent.from_json(redis.get(redis_keys.event(event_key)) or b"")
+    event_key = event_key_of(Job.fetch(job_id, connection=redis))
+    assert event_key is not None
+    stored = queued_event(redis, event_key)
+    assert stored is not None
     assert stored.details["livemode"] == "false"
