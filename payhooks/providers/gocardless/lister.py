@@ -13,14 +13,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import gocardless_pro
 from gocardless_pro import errors
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import Timeout
 
 from payhooks.domain.events import Normalised
 from payhooks.providers.gocardless.receiver import normalise_event
 from payhooks.providers.gocardless.settings import GoCardlessSettings
+from payhooks.providers.gocardless.step import REFUSED, UNAVAILABLE, client_for
 from payhooks.providers.kit.listing import ListedPage, NotListed, RateLimited, Window
 from payhooks.providers.kit.receiving import redact_json
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
@@ -82,26 +80,17 @@ class GoCardlessLister:
         ]
 
     def _list(self, params: dict[str, str]) -> Any:
-        client = gocardless_pro.Client(
-            access_token=self._access_token,
-            environment=None if self._section.base_url else self._section.environment,
-            base_url=self._section.base_url,
-        )
+        client = client_for(self._section, self._access_token)
         try:
             return client.events.list(params=params)
         except errors.RateLimitError:
             # The SDK keeps no headers (GoCardless's RateLimit-Reset): the scan backs off.
             raise RateLimited("GoCardless answered 429") from None
-        except (
-            errors.GoCardlessInternalError,
-            errors.MalformedResponseError,
-            Timeout,
-            RequestsConnectionError,
-        ) as exc:
+        except UNAVAILABLE as exc:
             raise ProviderLookupUnavailable(
                 f"GoCardless's events list unavailable ({exc.__class__.__name__})"
             ) from None
-        except (errors.AuthenticationError, errors.PermissionsError) as exc:
+        except REFUSED as exc:
             raise ProviderLookupError(
                 f"GoCardless refused GOCARDLESS_ACCESS_TOKEN ({exc.__class__.__name__})"
             ) from None

@@ -24,6 +24,25 @@ from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLook
 from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
 
+#: What the SDK raises when asking again later may work (a 429 is told apart by each caller).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    errors.GoCardlessInternalError,
+    errors.MalformedResponseError,
+    Timeout,
+    RequestsConnectionError,
+)
+#: The access token refused, or not allowed to read this.
+REFUSED: tuple[type[Exception], ...] = (errors.AuthenticationError, errors.PermissionsError)
+
+
+def client_for(section: GoCardlessSettings, access_token: str) -> gocardless_pro.Client:
+    """The official client, at the configured base URL or else the environment's."""
+    return gocardless_pro.Client(
+        access_token=access_token,
+        environment=None if section.base_url else section.environment,
+        base_url=section.base_url,
+    )
+
 
 class GoCardlessStep:
     def __init__(self, section: GoCardlessSettings, *, invoice_metadata_key: str) -> None:
@@ -88,24 +107,14 @@ class GoCardlessStep:
             raise ProviderLookupError(
                 f"GOCARDLESS_ACCESS_TOKEN is not set, so the {what} cannot be read"
             )
-        client = gocardless_pro.Client(
-            access_token=self._settings.access_token,
-            environment=None if self._settings.base_url else self._settings.environment,
-            base_url=self._settings.base_url,
-        )
+        client = client_for(self._settings, self._settings.access_token)
         try:
             found = getattr(client, resource).get(object_id)
-        except (
-            errors.RateLimitError,
-            errors.GoCardlessInternalError,
-            errors.MalformedResponseError,
-            Timeout,
-            RequestsConnectionError,
-        ) as exc:
+        except (errors.RateLimitError, *UNAVAILABLE) as exc:
             raise ProviderLookupUnavailable(
                 f"GoCardless API unavailable ({exc.__class__.__name__})"
             ) from None
-        except (errors.AuthenticationError, errors.PermissionsError) as exc:
+        except REFUSED as exc:
             raise ProviderLookupError(
                 f"GoCardless refused GOCARDLESS_ACCESS_TOKEN ({exc.__class__.__name__})"
             ) from None
