@@ -27,6 +27,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
+from redis.maint_notifications import MaintNotificationsConfig
 
 from payhooks.settings import ConfigError, Settings
 
@@ -37,6 +38,11 @@ _SENTINEL_OPTIONS = ("socket_timeout", "socket_connect_timeout")
 # type-check alike on both, so an upgrade of the types alone is not a red build.
 _SyncSentinel: Callable[..., Any] = redis.sentinel.Sentinel
 _AsyncSentinel: Callable[..., Any] = redis.asyncio.sentinel.Sentinel
+# redis-py 7+ asks every new connection for Redis Enterprise's maintenance notifications
+# (CLIENT MAINT_NOTIFICATIONS): an extra command each connect that open-source Redis refuses,
+# and one more step in the handshake that has changed between minor releases (8.2 moved it
+# into a pipelined handshake). Failover here is Sentinel's job, so it is off everywhere.
+_NO_MAINT_NOTIFICATIONS = {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,7 @@ class SentinelTarget:
 
     def node_options(self, access: Access, options: dict[str, Any]) -> dict[str, Any]:
         return {
+            **_NO_MAINT_NOTIFICATIONS,
             **options,
             "db": self.db,
             "username": self.username,
@@ -130,6 +137,7 @@ class SentinelTarget:
             credentials = {"username": self.username, "password": self.password or access.password}
         return {
             **{k: v for k, v in options.items() if k in _SENTINEL_OPTIONS},
+            **_NO_MAINT_NOTIFICATIONS,
             **credentials,
             **self._tls(access),
         }
@@ -203,7 +211,9 @@ def async_client(settings: Settings, **options: Any) -> redis.asyncio.Redis:
 
 def _one_server(url: str, access: Access, options: dict[str, Any]) -> dict[str, Any]:
     # redis-py lets a password in the URL win over this keyword, as documented above.
-    found = {**options, "password": access.password} if access.password else dict(options)
+    found = {**_NO_MAINT_NOTIFICATIONS, **options}
+    if access.password:
+        found["password"] = access.password
     if urlsplit(url).scheme == "rediss":
         found.update(access.tls_options())
     return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import re
 import signal
@@ -244,11 +245,14 @@ def test_sentinel_url_is_parsed_and_redacted() -> None:
         assert "s3cret" not in str(caught.value)
 
 
-async def test_sentinel_url_reaches_the_primary_sync_and_async(topology: Topology) -> None:
+async def test_sentinel_url_reaches_the_primary_sync_and_async(
+    topology: Topology, caplog: pytest.LogCaptureFixture
+) -> None:
     topology.start_primary()
     topology.add_replica()
     topology.add_sentinels()
     settings = Settings(redis_url=topology.url)
+    caplog.set_level(logging.DEBUG, logger="redis")  # from here on, only our connections
 
     worker_side = redis_connect.sync_client(settings, socket_timeout=5)
     worker_side.set("written-by", "worker")
@@ -259,6 +263,12 @@ async def test_sentinel_url_reaches_the_primary_sync_and_async(topology: Topolog
     assert await receiver_side.get("written-by") == b"worker"
     assert (await receiver_side.info("replication"))["role"] == "master"
     await receiver_side.aclose()
+    # Neither the Sentinels nor the primary were asked for Redis Enterprise's maintenance
+    # notifications (tests/deploy/test_redis_connections.py says why).
+    asked = [
+        r for r in caplog.records if r.name.startswith("redis.") and "maintenance" in r.getMessage()
+    ]
+    assert asked == []
     assert on(topology.primary_port, "GET", "written-by") == "worker"
 
 
