@@ -15,8 +15,9 @@ a window with more is refused (reconcile shorter windows) rather than read in pa
 
 Not reconciled: disputes (their notifications are keyed by the notification's time, which
 no search gives back, and a dispute search is another API) and refunds (Braintree notifies
-none, so no webhook's event exists to reproduce); failed subscription charges, which write
-nothing to Nexudus, unless a transaction found is already ``settlement_declined``.
+none, so no webhook's event exists to reproduce: a sale refunded in part or whole is
+ignored rather than recovered as paid); failed subscription charges, which write nothing
+to Nexudus, unless a transaction found is already ``settlement_declined``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,11 @@ class BraintreeLister:
         transaction = SimpleNamespace(**sale)
         status, ach = str(sale["status"]), sale.get("payment_instrument_type") == ACH
         subscription = sale.get("subscription_id")
+        if sale.get("refund_ids") and (status == "settled" or status in CAPTURED):
+            # Braintree notifies no refund, so its event could not be told: a refunded
+            # sale is not recovered as paid (one a webhook brought is applied already).
+            why = "refunded at Braintree (in part or whole): not recovered as a payment"
+            return [Ignored(f"transaction-{sale['id']}-refunded", status, why)]
         if status == "settled" or (status in CAPTURED and not ach):
             kind = PaymentKind.PAID
             event_type = _paid_kind(sale)
@@ -219,6 +225,7 @@ def _record(transaction: Any) -> bytes:
             "currency_iso_code": getattr(transaction, "currency_iso_code", None),
             "payment_instrument_type": getattr(transaction, "payment_instrument_type", None),
             "subscription_id": getattr(transaction, "subscription_id", None),
+            "refund_ids": [str(i) for i in getattr(transaction, "refund_ids", None) or []],
             "payment_method_token": getattr(card, "token", None),
             "status_history": [
                 {"status": str(event.status), "timestamp": _iso(event.timestamp)}

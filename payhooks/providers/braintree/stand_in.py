@@ -65,6 +65,7 @@ def transaction_record(
     payment_instrument_type: str = "credit_card",
     subscription_id: str | None = None,
     at: datetime | None = None,
+    refund_ids: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A sale and its status history, every status reached at ``at`` (default: now)."""
     when = (at or datetime.now(tz=UTC)).astimezone(UTC).replace(microsecond=0)
@@ -82,6 +83,7 @@ def transaction_record(
         "currency_iso_code": currency,
         "payment_instrument_type": payment_instrument_type,
         "subscription_id": subscription_id,
+        "refund_ids": list(refund_ids),
         "created_at": when,
         "history": [(name, when) for name in path],
     }
@@ -107,6 +109,7 @@ def _xml(transaction: dict[str, Any]) -> str:
             "<expiration-year>2030</expiration-year></credit-card>"
         )
     subscription = transaction["subscription_id"]
+    refunds = "".join(f"<item>{escape(i)}</item>" for i in transaction.get("refund_ids", []))
     history = "".join(
         f'<status-event><timestamp type="datetime">{_time(at)}</timestamp>'
         f"<status>{status}</status><amount>{transaction['amount']}</amount>"
@@ -130,6 +133,7 @@ def _xml(transaction: dict[str, Any]) -> str:
         )
         + f'<created-at type="datetime">{_time(transaction["created_at"])}</created-at>'
         f"{details}<tax-amount>0</tax-amount>"
+        f'<refund-ids type="array">{refunds}</refund-ids>'
         f'<status-history type="array">{history}</status-history>'
         "</transaction>"
     )
