@@ -48,6 +48,8 @@ TOLD_AS = {
     **{status: ("refund.created", PaymentKind.REFUNDED) for status in REFUNDED},
     "voided": ("void.created", PaymentKind.REFUNDED),
 }
+#: What the transaction lists say of the card and its holder.
+CARDHOLDER_FIELDS = ("firstName", "lastName", "accountNumber")
 #: What the event id says of each kind (a void is money returned, told apart from a refund).
 OUTCOME = {"authcapture.created": "paid", "refund.created": "refunded", "void.created": "voided"}
 
@@ -94,7 +96,14 @@ class AuthorizeNetLister:
         return ListedPage(records, json.dumps(position), more=not last)
 
     def redact(self, record: bytes) -> bytes | None:
-        return redact_json(record)
+        # The lists name the cardholder and the card's last digits: kept for the trail
+        # as the other providers' are, redacted.
+        transaction = json.loads(record)
+        present = [name for name in CARDHOLDER_FIELDS if transaction.get(name) is not None]
+        if not present:
+            return redact_json(record)
+        transaction.update(dict.fromkeys(present, "[redacted]"))
+        return redact_json(_record(transaction)) or _record(transaction)
 
     def normalise(self, record: bytes) -> list[Normalised]:
         transaction = json.loads(record)

@@ -266,3 +266,12 @@ def test_the_readme_walk_through_recovers_a_payment_from_each(
     assert sandbox_state.invoices[43]["PaidOn"] is not None
     assert sandbox_state.invoices[44]["PaidOn"] is not None
     assert stages(redis, "braintree:transaction-bt0001-paid")[-1] == "applied"
+
+
+def test_the_kept_record_names_neither_the_cardholder_nor_the_card(settings: Settings) -> None:
+    [listed] = EXAMPLES["getTransactionListResponse"]["transactions"]
+    kept = AuthorizeNetLister.from_settings(settings).redact(json.dumps(listed).encode())
+    assert kept is not None
+    assert b"Bignotti" not in kept
+    assert b"XXXX4444" not in kept
+    assert json.loads(kept)["transId"] == "2162566217"
