@@ -20,6 +20,7 @@ from payhooks.devtools.sandbox.server import ThreadedServer
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.authorizenet.stand_in import AuthorizeNetState
 from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.braintree.stand_in import BraintreeState
 from payhooks.providers.epay.stand_in import EPayState
 from payhooks.providers.generic.settings import GenericSettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
@@ -85,6 +86,14 @@ def gocardless_state() -> GoCardlessState:
 @pytest.fixture
 def authorizenet_state() -> AuthorizeNetState:
     return AuthorizeNetState()
+
+
+@pytest.fixture
+def braintree_state() -> BraintreeState:
+    """Braintree's stand-in, knowing the tests' key pair (the settings fixture's) too."""
+    state = BraintreeState()
+    state.accounts[(BRAINTREE_PUBLIC, BRAINTREE_PRIVATE)] = "payhooks_test_merchant"
+    return state
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from payhooks.providers.authorizenet.lister import AuthorizeNetLister
+from payhooks.providers.braintree.lister import BraintreeLister
 from payhooks.providers.ezidebit.lister import EziDebitLister
 from payhooks.providers.gocardless.lister import GoCardlessLister
 from payhooks.providers.kit.listing import Lister, ListerFactory, NotListed
@@ -21,14 +23,14 @@ __all__ = ["LISTERS", "UNLISTED", "build_listers"]
 LISTERS: Mapping[str, ListerFactory] = {
     "stripe": StripeLister.from_settings,
     "gocardless": GoCardlessLister.from_settings,
+    "braintree": BraintreeLister.from_settings,
+    "authorizenet": AuthorizeNetLister.from_settings,
     # On demand only (`payhooks reconcile ezidebit`): its poll is scheduled already.
     "ezidebit": EziDebitLister.from_settings,
 }
 
 #: Why a provider without a lister is skipped: what its API allows, or what is still to come.
 UNLISTED: Mapping[str, str] = {
-    "braintree": "not yet reconciled (a transaction search by status-change time is to come)",
-    "authorizenet": "not yet reconciled (unsettled and settled batch lists are to come)",
     "paypal": "not yet reconciled (GET /v1/notifications/webhooks-events is to come)",
     "forte": "not yet reconciled (the transactions list per location is to come)",
     "paypal-ipn": "IPN has no list of past notifications (reconcile PayPal's REST events)",

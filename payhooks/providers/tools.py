@@ -20,6 +20,7 @@ from payhooks.providers.authorizenet.stand_in import add_authorizenet_routes
 from payhooks.providers.braintree import probe as braintree_probe
 from payhooks.providers.braintree import sample as braintree_sample
 from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.braintree.stand_in import add_braintree_routes
 from payhooks.providers.epay import probe as epay_probe
 from payhooks.providers.epay import sample as epay_sample
 from payhooks.providers.epay.settings import EPaySettings
@@ -128,6 +129,7 @@ TOOLS: Mapping[str, ProviderTools] = {
 STAND_INS: Mapping[str, StandIn] = {
     "stripe": add_stripe_routes,
     "gocardless": add_gocardless_routes,
+    "braintree": add_braintree_routes,
     "authorizenet": add_authorizenet_routes,
     "paypal": add_paypal_routes,
     "epay": add_epay_routes,

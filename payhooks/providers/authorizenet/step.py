@@ -23,6 +23,8 @@ from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLook
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
 REFUNDED = frozenset({"refundPendingSettlement", "refundSettledSuccessfully"})
 NOT_FOUND = "E00040"
+#: "An error occurred during processing. Please try again."
+TRY_AGAIN = "E00001"
 
 
 API = ProviderApi(
@@ -79,33 +81,55 @@ class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
         )
 
     def _fetch(self, transaction_id: str) -> dict[str, Any]:
-        section = self._settings
-        if not section.login_id or not section.transaction_key:
-            raise ProviderLookupError(
-                "AUTHORIZENET_LOGIN_ID and AUTHORIZENET_TRANSACTION_KEY are needed to confirm "
-                "Authorize.Net transactions"
-            )
-        request = {
-            "getTransactionDetailsRequest": {
-                "merchantAuthentication": {
-                    "name": section.login_id,
-                    "transactionKey": section.transaction_key,
-                },
-                "transId": transaction_id,
-            }
-        }
-        response = API.send("POST", section.api_url, json=request)
         try:
-            # The API prefixes its JSON with a byte-order mark.
-            body = json.loads(response.content.decode("utf-8-sig"))
-        except ValueError:
-            raise ProviderLookupUnavailable("Authorize.Net API answered no JSON") from None
-        messages = body.get("messages") or {}
-        if messages.get("resultCode") != "Ok":
-            first = (messages.get("message") or [{}])[0]
-            code, text = first.get("code", "?"), first.get("text", "")
-            if code == NOT_FOUND:
-                raise ProviderLookupError(f"Authorize.Net has no transaction {transaction_id}")
-            raise ProviderLookupError(f"Authorize.Net refused the lookup: {code} {text}")
+            body = call(self._settings, "getTransactionDetailsRequest", {"transId": transaction_id})
+        except Refused as exc:
+            if exc.code == NOT_FOUND:
+                raise ProviderLookupError(
+                    f"Authorize.Net has no transaction {transaction_id}"
+                ) from None
+            raise ProviderLookupError(f"Authorize.Net refused the lookup: {exc}") from None
         transaction: dict[str, Any] = body.get("transaction") or {}
         return transaction
+
+
+class Refused(ProviderLookupError):
+    """The API answered with an error result code (``code``): no retry mends it."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code} {text}")
+        self.code = code
+
+
+def call(
+    section: AuthorizeNetSettings,
+    request: str,
+    fields: dict[str, Any],
+    *,
+    rate_limited: type[ProviderLookupUnavailable] = ProviderLookupUnavailable,
+) -> dict[str, Any]:
+    """One JSON API request (``request``: its name, such as ``getTransactionListRequest``)
+    with our credentials and ``fields``; the answer when its result code is Ok. Raises
+    ``Refused`` for an error code, ``ProviderLookupUnavailable`` (``rate_limited`` for a
+    429) when the API cannot answer now."""
+    if not section.login_id or not section.transaction_key:
+        raise ProviderLookupError(
+            "AUTHORIZENET_LOGIN_ID and AUTHORIZENET_TRANSACTION_KEY are needed to call the "
+            "Authorize.Net API"
+        )
+    authentication = {"name": section.login_id, "transactionKey": section.transaction_key}
+    payload = {request: {"merchantAuthentication": authentication, **fields}}
+    response = API.send("POST", section.api_url, json=payload, rate_limited=rate_limited)
+    try:
+        # The API prefixes its JSON with a byte-order mark.
+        body: dict[str, Any] = json.loads(response.content.decode("utf-8-sig"))
+        messages = body.get("messages") or {}
+        first = (messages.get("message") or [{}])[0]
+    except (ValueError, AttributeError, IndexError):
+        raise ProviderLookupUnavailable("Authorize.Net API answered no JSON") from None
+    if messages.get("resultCode") != "Ok":
+        code, text = str(first.get("code", "?")), str(first.get("text", ""))
+        if code == TRY_AGAIN:
+            raise ProviderLookupUnavailable(f"Authorize.Net API: {code} {text}")
+        raise Refused(code, text)
+    return body

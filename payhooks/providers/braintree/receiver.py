@@ -4,7 +4,11 @@
 HMAC for the public key named in the signature (several key pairs may be configured, for
 rotation or several merchant accounts). The legacy endpoint check (``GET ?bt_challenge=``)
 is answered with ``webhook_notification.verify``. Braintree notifications carry no event
-id: (kind, timestamp, subject id) is the dedupe key.
+id. A transaction's payment or failure is keyed by the transaction and the outcome
+(``transaction-<id>-paid``), whichever kind announced it and whenever: a transaction is
+paid (or fails) once, and reconciliation (lister.py), which finds the transaction and never
+the notification, gives the same key. Disputes, and notifications without a transaction,
+are keyed by (kind, timestamp, subject id): a transaction may be disputed more than once.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ MONEY_LEFT = frozenset(
     }
 )
 MONEY_MOVED = (PaymentKind.PAID, PaymentKind.REFUNDED, PaymentKind.REINSTATED)
+#: A transaction's own outcomes, keyed by the transaction alone (see the module's doc).
+OUTCOMES = (PaymentKind.PAID, PaymentKind.FAILED)
 #: Why the other dispute kinds are not refunds.
 NO_MONEY_LEFT = {
     Kind.DisputeDisputed: "dispute contested by the merchant: no money moved",
@@ -161,9 +167,13 @@ class BraintreeWebhook(ReceiverDefaults):
         kind = str(notification.kind)
         when: datetime = notification.timestamp.replace(tzinfo=UTC)
         transaction, extra = _transaction_of(notification)
-        subject = getattr(transaction, "id", None) or extra.get("subscription", "")
-        event_id = f"{kind}-{int(when.timestamp())}-{subject}"
-        payment_kind, why_not = _kind(kind, getattr(notification, "dispute", None))
+        dispute = getattr(notification, "dispute", None)
+        payment_kind, why_not = _kind(kind, dispute)
+        if transaction is not None and dispute is None and payment_kind in OUTCOMES:
+            event_id = outcome_event_id(str(transaction.id), payment_kind)
+        else:
+            subject = getattr(transaction, "id", None) or extra.get("subscription", "")
+            event_id = f"{kind}-{int(when.timestamp())}-{subject}"
         if payment_kind is None:
             return [Ignored(event_id, kind, why_not)]
         if transaction is None and payment_kind in MONEY_MOVED:
@@ -171,38 +181,69 @@ class BraintreeWebhook(ReceiverDefaults):
             raise MalformedPayload(f"Braintree {kind} without a transaction")
         if transaction is None:
             return [Ignored(event_id, kind, "no transaction in the notification")]
-        invoice = self._invoice_of(transaction)
-        if not invoice and payment_kind is PaymentKind.PAID:
-            return [Ignored(event_id, kind, "no order_id on the transaction")]
         # A dispute's money is its own (the disputed amount, in the dispute's currency);
         # the transaction inside it is the payment it undoes, and gives the token.
-        money = getattr(notification, "dispute", None) or transaction
-        amount = getattr(money, "amount_disputed", None) or getattr(money, "amount", None)
-        currency = getattr(money, "currency_iso_code", None)
         return [
-            PaymentEvent(
-                provider=self.name,
+            transaction_event(
+                transaction,
                 event_id=event_id,
                 event_type=kind,
                 kind=payment_kind,
-                token=str(transaction.id),
-                invoice=invoice,
-                amount=Decimal(str(amount)) if amount is not None else None,
-                currency=str(currency).upper() if currency else None,
                 occurred_at=when,
-                object_id=str(transaction.id),
-                regular_payment_provider=RegularPaymentProvider.BRAINTREE,
-                payment_method=getattr(transaction, "payment_instrument_type", None),
+                invoice_field=self._invoice_field,
                 details=extra,
+                money=dispute,
             )
         ]
 
-    def _invoice_of(self, transaction: Any) -> InvoiceRef:
-        value = getattr(transaction, "order_id", None)
-        if self._invoice_field:
-            custom = getattr(transaction, "custom_fields", None) or {}
-            value = custom.get(self._invoice_field, value) if isinstance(custom, dict) else value
-        return InvoiceRef.from_text(str(value or ""))
+
+def outcome_event_id(transaction_id: str, kind: PaymentKind) -> str:
+    """The event id of a transaction's payment or failure, however it was learnt of."""
+    return f"transaction-{transaction_id}-{kind.value}"
+
+
+def transaction_event(
+    transaction: Any,
+    *,
+    event_id: str,
+    event_type: str,
+    kind: PaymentKind,
+    occurred_at: datetime,
+    invoice_field: str | None,
+    details: dict[str, str],
+    money: Any = None,
+) -> Normalised:
+    """The event of ``transaction`` (an SDK Transaction, as a notification or a search
+    gives it); ``money``, when set, states the amount instead (a dispute's)."""
+    invoice = invoice_of(transaction, invoice_field)
+    if not invoice and kind is PaymentKind.PAID:
+        return Ignored(event_id, event_type, "no order_id on the transaction")
+    money = money or transaction
+    amount = getattr(money, "amount_disputed", None) or getattr(money, "amount", None)
+    currency = getattr(money, "currency_iso_code", None)
+    return PaymentEvent(
+        provider=BraintreeWebhook.name,
+        event_id=event_id,
+        event_type=event_type,
+        kind=kind,
+        token=str(transaction.id),
+        invoice=invoice,
+        amount=Decimal(str(amount)) if amount is not None else None,
+        currency=str(currency).upper() if currency else None,
+        occurred_at=occurred_at,
+        object_id=str(transaction.id),
+        regular_payment_provider=RegularPaymentProvider.BRAINTREE,
+        payment_method=getattr(transaction, "payment_instrument_type", None),
+        details=details,
+    )
+
+
+def invoice_of(transaction: Any, invoice_field: str | None) -> InvoiceRef:
+    value = getattr(transaction, "order_id", None)
+    if invoice_field:
+        custom = getattr(transaction, "custom_fields", None) or {}
+        value = custom.get(invoice_field, value) if isinstance(custom, dict) else value
+    return InvoiceRef.from_text(str(value or ""))
 
 
 def _kind(kind: str, dispute: Any) -> tuple[PaymentKind | None, str]:

@@ -16,12 +16,18 @@ from urllib.parse import urlencode
 
 from braintree.util.crypto import Crypto
 
+from payhooks.providers.braintree.stand_in import DEV_MERCHANT_ID, DEV_PRIVATE_KEY, DEV_PUBLIC_KEY
 from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 
-# Not secrets: the key pair of `payhooks dev`, known to `send-test`.
-DEV_PUBLIC_KEY = "payhooks_dev_public"
-DEV_PRIVATE_KEY = "payhooks_dev_only_private"
-DEV_MERCHANT_ID = "payhooks_dev_merchant"
+__all__ = [
+    "DEV_MERCHANT_ID",
+    "DEV_PRIVATE_KEY",
+    "DEV_PUBLIC_KEY",
+    "dev_environment",
+    "for_send_test",
+    "signed",
+    "transaction_notification",
+]
 
 
 def transaction_notification(
@@ -92,4 +98,6 @@ def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, st
         "BRAINTREE_KEYS": exported_or(env, "BRAINTREE_KEYS", f"{DEV_PUBLIC_KEY}:{DEV_PRIVATE_KEY}"),
         "BRAINTREE_MERCHANT_ID": exported_or(env, "BRAINTREE_MERCHANT_ID", DEV_MERCHANT_ID),
         "BRAINTREE_ENVIRONMENT": exported_or(env, "BRAINTREE_ENVIRONMENT", "sandbox"),
+        # Reconciliation's transaction search goes to the stand-in.
+        "BRAINTREE_API_URL": sandbox.url,
     }

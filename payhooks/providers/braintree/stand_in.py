@@ -1,0 +1,262 @@
+"""A local stand-in for Braintree's transaction search, for tests and `payhooks dev`.
+
+Serves what the official SDK calls, as the gateway answers it: XML over HTTP Basic auth
+(public key, private key) under ``/merchants/<merchant id>/``.
+``POST …/transactions/advanced_search_ids`` answers ``<search-results>`` (the ids, newest
+first, and ``page-size`` 50), ``POST …/transactions/advanced_search`` with at most 50 of
+those ids answers ``<credit-card-transactions>``. Criteria: the time ranges
+``submitted_for_settlement_at``, ``settled_at`` and ``created_at``, ``type``, ``ids``;
+any other is refused (400), so a lister asking for more than the stand-in knows fails
+loudly. The transactions are shaped like the SDK's own samples (braintree-python's
+``webhook_testing_gateway.py``, its ``transaction_settled`` sample), with a status history.
+Control: ``POST /_sandbox/braintree/transactions`` adds a transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+from braintree.util.xml_util import XmlUtil
+
+# Not secrets: the key pair and merchant of `payhooks dev`, known to `send-test`.
+DEV_PUBLIC_KEY = "payhooks_dev_public"
+DEV_PRIVATE_KEY = "payhooks_dev_only_private"
+DEV_MERCHANT_ID = "payhooks_dev_merchant"
+
+PAGE_SIZE = 50
+RANGES = ("submitted_for_settlement_at", "settled_at", "created_at")
+#: The status whose history entry gives each range's time.
+RANGE_STATUS = {
+    "submitted_for_settlement_at": "submitted_for_settlement",
+    "settled_at": "settled",
+}
+
+
+@dataclass
+class BraintreeState:
+    #: Merchant id by (public key, private key).
+    accounts: dict[tuple[str, str], str] = field(
+        default_factory=lambda: {(DEV_PUBLIC_KEY, DEV_PRIVATE_KEY): DEV_MERCHANT_ID}
+    )
+    #: By id: the transaction's fields (transaction_record).
+    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What the next search calls answer: 200 as usual, else that status (a 429, a 503).
+    faults: list[int] = field(default_factory=list)
+    #: Each search call, as "advanced_search_ids" or "advanced_search <n ids>".
+    requests: list[str] = field(default_factory=list)
+
+
+BRAINTREE_STATE = web.AppKey("braintree_state", BraintreeState)
+
+
+def transaction_record(
+    transaction_id: str,
+    *,
+    order_id: str,
+    amount: str,
+    currency: str = "EUR",
+    status: str = "settled",
+    payment_instrument_type: str = "credit_card",
+    subscription_id: str | None = None,
+    at: datetime | None = None,
+    refund_ids: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A sale and its status history, every status reached at ``at`` (default: now)."""
+    when = (at or datetime.now(tz=UTC)).astimezone(UTC).replace(microsecond=0)
+    path = ["authorized", "submitted_for_settlement"]
+    if status in ("settling", "settled", "settlement_declined"):
+        path += ["settling", status] if status != "settling" else ["settling"]
+    elif status not in path:
+        path = [status]
+    return {
+        "id": transaction_id,
+        "type": "sale",
+        "status": status,
+        "order_id": order_id,
+        "amount": amount,
+        "currency_iso_code": currency,
+        "payment_instrument_type": payment_instrument_type,
+        "subscription_id": subscription_id,
+        "refund_ids": list(refund_ids),
+        "created_at": when,
+        "history": [(name, when) for name in path],
+    }
+
+
+def _time(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _xml(transaction: dict[str, Any]) -> str:
+    """One ``<transaction>``, as the gateway writes it (dashes, typed elements)."""
+    instrument = transaction["payment_instrument_type"]
+    if instrument == "us_bank_account":
+        details = (
+            "<us-bank-account><routing-number>123456789</routing-number><last-4>1234</last-4>"
+            "<account-type>checking</account-type>"
+            "<account-holder-name>Dan Schulman</account-holder-name></us-bank-account>"
+        )
+    else:
+        details = (
+            "<credit-card><token>pm_token_1</token><bin>411111</bin><last-4>1111</last-4>"
+            "<card-type>Visa</card-type><expiration-month>12</expiration-month>"
+            "<expiration-year>2030</expiration-year></credit-card>"
+        )
+    subscription = transaction["subscription_id"]
+    refunds = "".join(f"<item>{escape(i)}</item>" for i in transaction.get("refund_ids", []))
+    history = "".join(
+        f'<status-event><timestamp type="datetime">{_time(at)}</timestamp>'
+        f"<status>{status}</status><amount>{transaction['amount']}</amount>"
+        "<transaction-source>api</transaction-source></status-event>"
+        for status, at in transaction["history"]
+    )
+    return (
+        "<transaction>"
+        f"<id>{escape(transaction['id'])}</id>"
+        f"<status>{transaction['status']}</status>"
+        f"<type>{transaction['type']}</type>"
+        f"<currency-iso-code>{transaction['currency_iso_code']}</currency-iso-code>"
+        f"<amount>{transaction['amount']}</amount>"
+        f"<order-id>{escape(transaction['order_id'])}</order-id>"
+        "<merchant-account-id>ogaotkivejpfayqfeaimuktty</merchant-account-id>"
+        f"<payment-instrument-type>{instrument}</payment-instrument-type>"
+        + (
+            f"<subscription-id>{escape(subscription)}</subscription-id>"
+            if subscription
+            else '<subscription-id nil="true"></subscription-id>'
+        )
+        + f'<created-at type="datetime">{_time(transaction["created_at"])}</created-at>'
+        f"{details}<tax-amount>0</tax-amount>"
+        f'<refund-ids type="array">{refunds}</refund-ids>'
+        f'<status-history type="array">{history}</status-history>'
+        "</transaction>"
+    )
+
+
+def _answer(xml: str, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=('<?xml version="1.0" encoding="UTF-8"?>\n' + xml).encode(),
+        content_type="application/xml",
+    )
+
+
+def _account(request: web.Request) -> str | None:
+    """The merchant of the request's key pair, or None."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    try:
+        public, _, private = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    accounts = request.app[BRAINTREE_STATE].accounts
+    return accounts.get((public, private)) if scheme == "Basic" else None
+
+
+async def _criteria(request: web.Request) -> dict[str, Any] | web.Response:
+    state = request.app[BRAINTREE_STATE]
+    fault = state.faults.pop(0) if state.faults else 200
+    if fault != 200:
+        return web.Response(status=fault)
+    merchant = _account(request)
+    if merchant is None:
+        return web.Response(status=401)
+    if merchant != request.match_info["merchant"]:
+        return web.Response(status=403)  # the keys belong to another merchant
+    search = XmlUtil.dict_from_xml(await request.text()).get("search") or {}
+    unknown = set(search) - {*RANGES, "type", "ids"}
+    if unknown:
+        raise web.HTTPBadRequest(text=f"the stand-in does not search by {sorted(unknown)}")
+    return dict(search)
+
+
+def _matches(transaction: dict[str, Any], search: dict[str, Any]) -> bool:
+    if "type" in search and transaction["type"] not in search["type"]:
+        return False
+    if "ids" in search and transaction["id"] not in search["ids"]:
+        return False
+    for name in RANGES:
+        if name not in search:
+            continue
+        if name == "created_at":
+            times = [transaction["created_at"]]
+        else:
+            times = [at for status, at in transaction["history"] if status == RANGE_STATUS[name]]
+        bounds = search[name]
+        low, high = bounds.get("min"), bounds.get("max")
+        # The SDK sends UTC times without a zone. As Braintree documents its time ranges
+        # ("Search fields"): the lower bound inclusive, the upper one exclusive once a
+        # minute is added to it.
+        if not any(
+            (low is None or at >= low.replace(tzinfo=UTC))
+            and (high is None or at < high.replace(tzinfo=UTC) + timedelta(minutes=1))
+            for at in times
+        ):
+            return False
+    return True
+
+
+async def search_ids(request: web.Request) -> web.Response:
+    search = await _criteria(request)
+    if isinstance(search, web.Response):
+        return search
+    state = request.app[BRAINTREE_STATE]
+    state.requests.append("advanced_search_ids")
+    found = sorted(
+        (t for t in state.transactions.values() if _matches(t, search)),
+        key=lambda t: (t["created_at"], t["id"]),
+        reverse=True,
+    )
+    ids = "".join(f"<item>{escape(t['id'])}</item>" for t in found)
+    return _answer(
+        f'<search-results><page-size type="integer">{PAGE_SIZE}</page-size>'
+        f'<ids type="array">{ids}</ids></search-results>'
+    )
+
+
+async def search(request: web.Request) -> web.Response:
+    criteria = await _criteria(request)
+    if isinstance(criteria, web.Response):
+        return criteria
+    state = request.app[BRAINTREE_STATE]
+    ids = criteria.get("ids") or []
+    state.requests.append(f"advanced_search {len(ids)}")
+    if not ids or len(ids) > PAGE_SIZE:
+        raise web.HTTPBadRequest(text=f"advanced_search takes 1 to {PAGE_SIZE} ids")
+    found = [t for t in state.transactions.values() if _matches(t, criteria)]
+    return _answer(
+        '<credit-card-transactions type="collection">'
+        '<current-page-number type="integer">1</current-page-number>'
+        f'<page-size type="integer">{PAGE_SIZE}</page-size>'
+        f'<total-items type="integer">{len(found)}</total-items>'
+        + "".join(_xml(t) for t in found)
+        + "</credit-card-transactions>"
+    )
+
+
+async def add_transaction(request: web.Request) -> web.Response:
+    body = await request.json()
+    record = transaction_record(
+        str(body["id"]),
+        order_id=str(body.get("order_id", "")),
+        amount=str(body["amount"]),
+        currency=str(body.get("currency", "EUR")),
+        status=str(body.get("status", "settled")),
+        payment_instrument_type=str(body.get("payment_instrument_type", "credit_card")),
+        subscription_id=body.get("subscription_id"),
+    )
+    request.app[BRAINTREE_STATE].transactions[record["id"]] = record
+    return web.json_response({"id": record["id"], "status": record["status"]})
+
+
+def add_braintree_routes(app: web.Application, state: BraintreeState | None = None) -> None:
+    app[BRAINTREE_STATE] = state or BraintreeState()
+    merchant = "/merchants/{merchant}/transactions"
+    app.router.add_post(f"{merchant}/advanced_search_ids", search_ids)
+    app.router.add_post(f"{merchant}/advanced_search", search)
+    app.router.add_post("/_sandbox/braintree/transactions", add_transaction)

@@ -1,0 +1,277 @@
+"""Authorize.Net reconciliation: `payhooks reconcile authorizenet` reads the stand-in's
+unsettled transactions and settled batches over its JSON API, and a real RQ worker applies
+what no webhook brought to the Nexudus sandbox.
+
+Fixtures: tests/fixtures/authorizenet_list_examples.json, the sample responses of
+Authorize.Net's API reference for getUnsettledTransactionList, getSettledBatchList and
+getTransactionList (as reproduced in stymiee/authnetjson's examples; the file says so).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue
+
+from payhooks.cli.reconcile import reconcile_providers
+from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.domain.events import Ignored, InvoiceRef, PaymentEvent, PaymentKind
+from payhooks.providers.authorizenet import sample as samples
+from payhooks.providers.authorizenet.lister import AuthorizeNetLister
+from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
+from payhooks.providers.authorizenet.stand_in import (
+    AuthorizeNetState,
+    settle,
+    transaction_record,
+)
+from payhooks.providers.braintree.stand_in import BraintreeState
+from payhooks.providers.kit.listing import Window
+from payhooks.settings import Settings
+from payhooks.storage.trail import Trail
+from tests.support.delivery import api_calls, deliver
+from tests.support.paths import FIXTURES
+from tests.support.processes import RunWorker
+from tests.support.settings import AUTHORIZENET_KEY, with_section
+
+EXAMPLES = json.loads((FIXTURES / "authorizenet_list_examples.json").read_text())
+#: The Nexudus calls that pay invoice 42, and nothing else.
+PAYING_42 = [
+    ("GET", "/api/billing/coworkerinvoices/42", 200),
+    ("POST", "/api/billing/coworkerinvoicepaymenttokens", 200),
+    ("PUT", "/api/billing/coworkerinvoices", 200),
+]
+
+
+def last(days: float = 1) -> Window:
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    return Window(now - timedelta(days=days), now + timedelta(seconds=5))
+
+
+def captured(
+    state: AuthorizeNetState, transaction_id: str, invoice: str, **kw: Any
+) -> dict[str, Any]:
+    record = transaction_record(transaction_id, invoice_number=invoice, amount="100.00", **kw)
+    state.transactions[transaction_id] = record
+    return record
+
+
+def stages(redis: Redis, event_key: str) -> list[str]:
+    return [str(e["stage"]) for e in Trail(redis, ttl_seconds=60).history(event_key)]
+
+
+def test_the_published_examples_read_as_their_notifications(settings: Settings) -> None:
+    lister = AuthorizeNetLister.from_settings(settings)
+    [settled] = EXAMPLES["getTransactionListResponse"]["transactions"]
+    [event] = lister.normalise(json.dumps(settled).encode())
+    assert isinstance(event, PaymentEvent)
+    assert (event.key, event.event_type, event.kind, event.token) == (
+        "authorizenet:transaction-2162566217-paid",
+        "net.authorize.payment.authcapture.created",
+        PaymentKind.PAID,
+        "2162566217",
+    )
+    assert event.invoice == InvoiceRef(invoice_id=60)
+    assert event.amount is None  # as the notification's: the job reads it back
+    # Authorised, not captured: no money yet, and no notification payhooks acts on.
+    for pending in EXAMPLES["getUnsettledTransactionListResponse"]["transactions"]:
+        [ignored] = lister.normalise(json.dumps(pending).encode())
+        assert isinstance(ignored, Ignored)
+
+
+def test_the_stand_in_lists_as_the_api_reference_shows(
+    sandbox: Any, authorizenet_state: AuthorizeNetState
+) -> None:
+    import httpx
+
+    captured(authorizenet_state, "7101", "42")
+    settle(authorizenet_state, "B7", ["7101"])
+    auth = {"name": "sandbox_login", "transactionKey": "sandbox_transaction_key"}
+    now = datetime.now(tz=UTC)
+
+    def ask(request: str, **fields: Any) -> dict[str, Any]:
+        answer = httpx.post(
+            f"{sandbox.url}/xml/v1/request.api",
+            json={request: {"merchantAuthentication": auth, **fields}},
+        )
+        assert answer.content.startswith(b"\xef\xbb\xbf")  # the API's byte-order mark
+        body: dict[str, Any] = json.loads(answer.content.decode("utf-8-sig"))
+        return body
+
+    batches = ask(
+        "getSettledBatchListRequest",
+        firstSettlementDate=(now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        lastSettlementDate=(now + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    published = EXAMPLES["getSettledBatchListResponse"]["batchList"][0]
+    assert set(batches["batchList"][0]) <= set(published)
+    listed = ask("getTransactionListRequest", batchId="B7")
+    assert set(listed["transactions"][0]) == set(
+        EXAMPLES["getTransactionListResponse"]["transactions"][0]
+    )
+    assert listed["messages"] == EXAMPLES["getTransactionListResponse"]["messages"]
+    too_long = ask(
+        "getSettledBatchListRequest",
+        firstSettlementDate="2026-01-01T00:00:00Z",
+        lastSettlementDate="2026-02-02T00:00:00Z",
+    )
+    assert too_long["messages"]["resultCode"] == "Error"
+
+
+def test_a_missed_payment_is_recovered_and_one_seen_by_webhook_makes_no_second_write(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    for invoice_id in (42, 43):
+        sandbox_state.invoices[invoice_id]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7001", "42")  # its notification never came
+    captured(authorizenet_state, "7002", "43")
+    seen = samples.notification("7002")
+    deliver(settings, "authorizenet", samples.signed(seen, AUTHORIZENET_KEY))
+    run_worker()
+    assert sandbox_state.invoices[43]["PaidOn"] is not None
+    settle(authorizenet_state, "B1", ["7002"])  # settled tonight; 7001 is not yet
+    calls_before = len(api_calls(sandbox_state))
+
+    [row] = reconcile_providers(settings, redis, last(), ["authorizenet"])
+
+    # The webhook's key is its notificationId, which no list gives back: 7002 is queued
+    # again under its transaction, and its job writes nothing (below).
+    assert {k: row[k] for k in ("scanned", "queued", "seen", "result")} == {
+        "scanned": 2,
+        "queued": 2,
+        "seen": 0,
+        "result": "ok",
+    }
+    run_worker()
+    assert len(queue.failed_job_registry) == 0
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
+    [token] = [t for t in sandbox_state.tokens.values() if t["Token"] == "7001"]
+    assert token["RegularPaymentProvider"] == 4
+    assert stages(redis, "authorizenet:transaction-7001-paid")[-1] == "applied"
+    # One payment, one Nexudus write: the invoice's marker for (authorizenet, 7002) says
+    # it is applied, so its listed event makes no Nexudus call at all.
+    assert api_calls(sandbox_state)[calls_before:] == PAYING_42
+    assert [t["Token"] for t in sandbox_state.tokens.values()].count("7002") == 1
+    assert stages(redis, "authorizenet:transaction-7002-paid") == [
+        "polled",
+        "enqueued",
+        "already_applied",
+    ]
+
+    again = reconcile_providers(settings, redis, last(), ["authorizenet"])
+    assert (again[0]["queued"], again[0]["seen"]) == (0, 2)
+    assert queue.count == 0
+
+
+def _many(state: AuthorizeNetState, prefix: str, count: int, captured_at: set[int]) -> list[str]:
+    """``count`` transactions submitted a second apart, declined but at ``captured_at``."""
+    start = datetime.now(tz=UTC) - timedelta(hours=2)
+    ids = []
+    for n in range(count):
+        transaction_id = f"{prefix}{n:05d}"
+        status = "capturedPendingSettlement" if n in captured_at else "declined"
+        captured(
+            state,
+            transaction_id,
+            "42",
+            status=status,
+            submitted=start + timedelta(seconds=n),
+        )
+        ids.append(transaction_id)
+    return ids
+
+
+def test_pages_and_batches_across_parts_and_a_failure_mid_scan_resume(
+    settings: Settings, redis: Redis, authorizenet_state: AuthorizeNetState
+) -> None:
+    state = authorizenet_state
+    now = datetime.now(tz=UTC)
+    # Unsettled: two pages of 1000, a payment on each. Batch B1 (35 days ago, the
+    # window's first 30-day part): two pages, a payment either side of the page break.
+    # Batch B2 (an hour ago, the second part): one payment.
+    _many(state, "U", 1001, {0, 1000})
+    settle(state, "B1", _many(state, "S", 1001, {999, 1000}), at=now - timedelta(days=35))
+    settle(state, "B2", _many(state, "T", 1, {0}), at=now - timedelta(hours=1))
+    window = last(days=40)
+    # Unsettled pages 1 and 2, B1's batch list, B1 page 1, then B1 page 2 fails.
+    state.faults = [200, 200, 200, 200, 503]
+    [first] = reconcile_providers(settings, redis, window, ["authorizenet"])
+    assert first["result"].startswith("unavailable: Authorize.Net API answered 503")
+    assert first["queued"] == 3
+    state.requests.clear()
+
+    state.faults = [200, 429]  # the batch list again, then B1 page 2 waited for
+    [rest] = reconcile_providers(settings, redis, window, ["authorizenet"], sleep=lambda s: None)
+    assert rest["result"] == "ok"
+    assert rest["queued"] == 2
+    assert state.requests == [
+        "getSettledBatchListRequest",
+        "getTransactionListRequest B1 2",
+        "getTransactionListRequest B1 2",
+        "getSettledBatchListRequest",
+        "getTransactionListRequest B2 1",
+    ]
+    assert not list(redis.scan_iter(match="payhooks:reconcile:*"))
+
+
+@pytest.mark.parametrize(
+    ("change", "answer"),
+    [
+        ({"transaction_key": "wrong"}, "refused: Authorize.Net refused getUnsettled"),
+        ({"login_id": None}, "skipped: AUTHORIZENET_LOGIN_ID and AUTHORIZENET_TRANSACTION_KEY"),
+    ],
+)
+def test_credentials_refused_or_missing_say_so_without_the_key(
+    settings: Settings, redis: Redis, change: dict[str, Any], answer: str
+) -> None:
+    changed = with_section(settings, AuthorizeNetSettings, **change)
+    [row] = reconcile_providers(changed, redis, last(), ["authorizenet"])
+    assert row["result"].startswith(answer)
+    assert "wrong" not in row["result"]
+    assert "sandbox_transaction_key" not in row["result"]
+
+
+def test_the_readme_walk_through_recovers_a_payment_from_each(
+    settings: Settings,
+    redis: Redis,
+    sandbox: Any,
+    sandbox_state: SandboxState,
+    braintree_state: BraintreeState,
+    run_worker: RunWorker,
+) -> None:
+    """The README's `payhooks dev` steps for Braintree and Authorize.Net, over HTTP."""
+    import httpx
+
+    sandbox_state.invoices[44]["CurrencyCode"] = "USD"  # the tests' AUTHORIZENET_CURRENCY
+    sale = {"id": "bt0001", "order_id": "43", "amount": "100.00", "currency": "EUR"}
+    assert httpx.post(f"{sandbox.url}/_sandbox/braintree/transactions", json=sale).is_success
+    transaction = {"id": "60001", "invoice_number": "44", "amount": "100.00"}
+    assert httpx.post(
+        f"{sandbox.url}/_sandbox/authorizenet/transactions", json=transaction
+    ).is_success
+    rows = reconcile_providers(settings, redis, last(), ["braintree", "authorizenet"])
+    assert [(r["provider"], r["queued"], r["result"]) for r in rows] == [
+        ("braintree", 1, "ok"),
+        ("authorizenet", 1, "ok"),
+    ]
+    run_worker()
+    assert sandbox_state.invoices[43]["PaidOn"] is not None
+    assert sandbox_state.invoices[44]["PaidOn"] is not None
+    assert stages(redis, "braintree:transaction-bt0001-paid")[-1] == "applied"
+
+
+def test_the_kept_record_names_neither_the_cardholder_nor_the_card(settings: Settings) -> None:
+    [listed] = EXAMPLES["getTransactionListResponse"]["transactions"]
+    kept = AuthorizeNetLister.from_settings(settings).redact(json.dumps(listed).encode())
+    assert kept is not None
+    assert b"Bignotti" not in kept
+    assert b"XXXX4444" not in kept
+    assert json.loads(kept)["transId"] == "2162566217"
