@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from payhooks.providers.kit.listing import RateLimited
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 
 TIMEOUT_SECONDS = 30.0
@@ -34,7 +35,12 @@ class ProviderApi:
                 f"{self.display_name} unreachable ({exc.__class__.__name__})"
             ) from None
         status = response.status_code
-        if status >= 500 or status == 429 or (status in (401, 403) and not self._credentials):
+        if status == 429:
+            # Transient like the rest, and a reconcile scan waits it out (its Retry-After).
+            raise RateLimited(
+                f"{self.display_name} answered 429", retry_after=_retry_after(response)
+            )
+        if status >= 500 or (status in (401, 403) and not self._credentials):
             raise ProviderLookupUnavailable(
                 f"{self.display_name} answered {status}", retry_after=_retry_after(response)
             )
