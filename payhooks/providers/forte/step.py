@@ -38,6 +38,7 @@ from payhooks.providers.kit.provider_api import ProviderApi
 from payhooks.providers.kit.section_step import SectionStep
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.settings import Settings
+from payhooks.storage.record_once import recorded
 from payhooks.storage.trail import Trail
 
 CREDENTIALS = "FORTE_API_ACCESS_ID, FORTE_API_SECURE_KEY and FORTE_ORGANIZATION_ID"
@@ -53,13 +54,16 @@ class EcheckReturned(ProviderLookupError):
 class ForteStep(SectionStep[ForteSettings]):
     SECTION = ForteSettings
 
-    def __init__(self, section: ForteSettings, trail: Trail | None = None) -> None:
+    def __init__(
+        self, section: ForteSettings, redis: Redis | None = None, trail: Trail | None = None
+    ) -> None:
         super().__init__(section)
+        self._redis = redis
         self._trail = trail
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis, trail: Trail) -> ForteStep:
-        return cls(settings.provider(ForteSettings), trail)
+        return cls(settings.provider(ForteSettings), redis, trail)
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         location = event.details.get("location", "")
@@ -105,8 +109,11 @@ class ForteStep(SectionStep[ForteSettings]):
     def _mark_listed(self, event: PaymentEvent, status: str) -> None:
         """The sale in ``status`` is this job's: a reconcile scan that lists it queues no
         second job (its trail says queued, by this event)."""
+        if self._redis is None or self._trail is None:
+            return
         listed = f"{PROVIDER}:{listed_event_id(event.token, status)}"
-        if self._trail is not None and listed != event.key:
+        # Once: not again on a retry, nor on a listed event a scan queued itself.
+        if listed != event.key and not recorded(self._redis, [listed])[0]:
             self._trail.append(listed, "enqueued", by=event.key)
 
     def _fetch(self, location: str, transaction_id: str) -> dict[str, Any]:
