@@ -63,7 +63,12 @@ class ScanCounts:
     errors: int = 0  # records the normaliser could not read (each needs a person)
     pages: int = 0
     rate_limit_waits: int = 0
+    # Every one the scan made: each page's seen-before check, its record-once batch (and
+    # the script's load when Redis lacked it), and the cursor's reads and commits.
     redis_round_trips: int = 0
+
+    def add_round_trips(self, n: int) -> None:
+        self.redis_round_trips += n
 
     def results(self) -> dict[str, int]:
         """The per-event results, as the metric labels them."""
@@ -84,6 +89,11 @@ class ScanCursor(Protocol):
     @property
     def fence(self) -> Fence | None: ...
 
+    @property
+    def round_trips(self) -> int:
+        """The Redis round trips its reads, commits and finish have made so far."""
+        ...
+
     def cursor(self) -> str | None: ...
 
     def commit(self, cursor: str) -> None: ...
@@ -100,20 +110,24 @@ class WindowCursor:
 
     def __init__(self, redis: Redis, provider: str, window: Window, *, ttl_seconds: int) -> None:
         self._redis = redis
+        self.round_trips = 0
         self._ttl = ttl_seconds
         self._key = redis_keys.reconcile_cursor(
             provider, int(window.since.timestamp()), int(window.until.timestamp())
         )
 
     def cursor(self) -> str | None:
+        self.round_trips += 1
         raw = self._redis.get(self._key)
         return None if raw is None else redis_keys.text(raw)
 
     def commit(self, cursor: str) -> None:
+        self.round_trips += 1
         self._redis.set(self._key, cursor, ex=self._ttl)
 
     def finish(self) -> None:
         # A window scanned to its end is scanned afresh next time (nothing is queued twice).
+        self.round_trips += 1
         self._redis.delete(self._key)
 
 
@@ -125,6 +139,9 @@ class ScheduledCursor:
         self._lease = lease
         self.window = window
         self._position = position
+        # Its position is in memory; each commit is one lease script call (two more once
+        # per Redis lifetime, when the script is loaded: not counted).
+        self.round_trips = 0
 
     @property
     def fence(self) -> Fence | None:
@@ -135,6 +152,7 @@ class ScheduledCursor:
 
     def commit(self, cursor: str) -> None:
         self._position = cursor
+        self.round_trips += 1
         self._lease.commit(
             json.dumps(
                 {
@@ -146,6 +164,7 @@ class ScheduledCursor:
         )
 
     def finish(self) -> None:
+        self.round_trips += 1
         self._lease.commit("")
 
     @classmethod
@@ -175,20 +194,26 @@ def scan(
     """Read ``window`` of the provider's list from ``place``'s cursor to its end. A dry
     run writes nothing (no event, no cursor) and counts as queued what it would queue."""
     done = counts or ScanCounts()
-    cursor = None if dry_run else place.cursor()
-    while True:
-        page = _fetch_patiently(lister, window, cursor, thorough=thorough, sleep=sleep, done=done)
-        _record_page(lister, page.records, place, redis, record, done, dry_run=dry_run)
-        if not dry_run:
-            place.commit(page.cursor)
-        cursor = page.cursor
-        done.pages += 1
-        if progress is not None:
-            progress(done)
-        if not page.more:
+    before = place.round_trips
+    try:
+        cursor = None if dry_run else place.cursor()
+        while True:
+            page = _fetch_patiently(
+                lister, window, cursor, thorough=thorough, sleep=sleep, done=done
+            )
+            _record_page(lister, page.records, place, redis, record, done, dry_run=dry_run)
             if not dry_run:
-                place.finish()
-            return done
+                place.commit(page.cursor)
+            cursor = page.cursor
+            done.pages += 1
+            if progress is not None:
+                progress(done)
+            if not page.more:
+                if not dry_run:
+                    place.finish()
+                return done
+    finally:
+        done.redis_round_trips += place.round_trips - before
 
 
 def _fetch_patiently(
@@ -245,8 +270,7 @@ def _record_page(
             calls += record.calls(origin, unseen, fence=place.fence)
     if not calls:
         return
-    results = run_sync(redis, record, calls)
-    done.redis_round_trips += 1
+    results = run_sync(redis, record, calls, round_trips=done.add_round_trips)
     accepted: list[Accepted] = []
     start = 0
     for n in spans:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from payhooks.providers.authorizenet.lister import AuthorizeNetLister
 from payhooks.providers.braintree.lister import BraintreeLister
 from payhooks.providers.ezidebit.lister import EziDebitLister
+from payhooks.providers.forte.lister import ForteLister
 from payhooks.providers.gocardless.lister import GoCardlessLister
 from payhooks.providers.kit.listing import Lister, ListerFactory, NotListed
 from payhooks.providers.stripe.lister import StripeLister
@@ -27,12 +28,12 @@ LISTERS: Mapping[str, ListerFactory] = {
     "authorizenet": AuthorizeNetLister.from_settings,
     # On demand only (`payhooks reconcile ezidebit`): its poll is scheduled already.
     "ezidebit": EziDebitLister.from_settings,
+    "forte": ForteLister.from_settings,
 }
 
 #: Why a provider without a lister is skipped: what its API allows, or what is still to come.
 UNLISTED: Mapping[str, str] = {
     "paypal": "not yet reconciled (GET /v1/notifications/webhooks-events is to come)",
-    "forte": "not yet reconciled (the transactions list per location is to come)",
     "paypal-ipn": "IPN has no list of past notifications (reconcile PayPal's REST events)",
     "liqpay": "LiqPay has only a per-order status call, no list of payments",
     "epay": "ePay has only a per-order status call, no list of payments",

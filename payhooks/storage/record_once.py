@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -294,18 +294,28 @@ class RecordOnce:
         ]
 
 
-def run_sync(redis: Redis, record: RecordOnce, calls: list[list[Any]]) -> list[Any]:
-    """Run ``calls`` in one round trip with redis-py; their answers, in order."""
+def run_sync(
+    redis: Redis,
+    record: RecordOnce,
+    calls: list[list[Any]],
+    round_trips: Callable[[int], None] | None = None,
+) -> list[Any]:
+    """Run ``calls`` in one round trip with redis-py; their answers, in order. Three when
+    Redis lacks the script (first use, or a restart): ``round_trips`` is told how many."""
     for attempt in (1, 2):
         with redis.pipeline(transaction=False) as pipe:
             for call in calls:
                 pipe.execute_command(*call)  # type: ignore[no-untyped-call]
             try:
-                return list(pipe.execute())
+                answers = list(pipe.execute())
             except NoScriptError:
                 # First use, or Redis restarted and lost its script cache.
                 if attempt == 2:
                     raise
+            else:
+                if round_trips is not None:
+                    round_trips(2 * attempt - 1)
+                return answers
         redis.script_load(record.source)
     raise AssertionError("unreachable")
 

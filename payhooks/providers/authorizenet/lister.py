@@ -34,7 +34,7 @@ from payhooks.domain.events import (
 from payhooks.providers.authorizenet.receiver import PREFIX, AuthorizeNetWebhook
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.authorizenet.step import CAPTURED, REFUNDED, Refused, call
-from payhooks.providers.kit.listing import ListedPage, NotListed, RateLimited, Window
+from payhooks.providers.kit.listing import ListedPage, NotListed, Window
 from payhooks.providers.kit.receiving import redact_json
 from payhooks.providers.kit.step_errors import ProviderLookupError
 from payhooks.settings import Settings
@@ -161,7 +161,7 @@ class AuthorizeNetLister:
 
     def _call(self, request: str, fields: dict[str, Any]) -> dict[str, Any]:
         try:
-            return call(self._section, request, fields, rate_limited=RateLimited)
+            return call(self._section, request, fields)
         except Refused as exc:
             raise ProviderLookupError(
                 f"Authorize.Net refused {request}: {exc} (E00007: check AUTHORIZENET_LOGIN_ID"

@@ -105,12 +105,10 @@ def call(
     section: AuthorizeNetSettings,
     request: str,
     fields: dict[str, Any],
-    *,
-    rate_limited: type[ProviderLookupUnavailable] = ProviderLookupUnavailable,
 ) -> dict[str, Any]:
     """One JSON API request (``request``: its name, such as ``getTransactionListRequest``)
     with our credentials and ``fields``; the answer when its result code is Ok. Raises
-    ``Refused`` for an error code, ``ProviderLookupUnavailable`` (``rate_limited`` for a
+    ``Refused`` for an error code, ``ProviderLookupUnavailable`` (``RateLimited`` for a
     429) when the API cannot answer now."""
     if not section.login_id or not section.transaction_key:
         raise ProviderLookupError(
@@ -119,7 +117,7 @@ def call(
         )
     authentication = {"name": section.login_id, "transactionKey": section.transaction_key}
     payload = {request: {"merchantAuthentication": authentication, **fields}}
-    response = API.send("POST", section.api_url, json=payload, rate_limited=rate_limited)
+    response = API.send("POST", section.api_url, json=payload)
     try:
         # The API prefixes its JSON with a byte-order mark.
         body: dict[str, Any] = json.loads(response.content.decode("utf-8-sig"))

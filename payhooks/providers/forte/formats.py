@@ -49,6 +49,16 @@ ECHECK_SALE = {
 }
 
 
+#: What ends the id of an event read from Forte's lists (a transaction in a status), where
+#: a webhook's ends with its body's digest (32 hex digits): no body can give this one.
+LISTED = "listed"
+
+
+def listed_event_id(transaction_id: str, status: str) -> str:
+    """The event of ``transaction_id`` in ``status`` as Forte's own record gives it."""
+    return f"{transaction_id}:{status}:{LISTED}"
+
+
 def payment_method(transaction: dict[str, Any]) -> str | None:
     """``card`` or ``echeck``, by the object the transaction carries; None when it carries
     neither or both (the answer's shape is not one we have seen)."""

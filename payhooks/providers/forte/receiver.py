@@ -92,26 +92,32 @@ class ForteWebhook(ReceiverDefaults):
         if action != "sale":
             return [Ignored(event_id, f"transaction.{action[:40]}", "not a sale")]
         location = transaction.get("location_id", webhook.get("location_id"))
-        location_id = _text({"location_id": location}, "location_id", LOCATION_ID.fullmatch)
-        method = payment_method(transaction)
-        return [
-            PaymentEvent(
-                provider=self.name,
-                event_id=event_id,
-                event_type="transaction.sale",
-                # A hint until the job has read the transaction from Forte.
-                kind=sale_kind(status, method) or PaymentKind.PENDING,
-                token=transaction_id,
-                invoice=InvoiceRef(),  # order_number comes from the API, in the job
-                amount=None,
-                currency=None,
-                occurred_at=received_at(transaction.get("received_date")) or EPOCH,
-                object_id=transaction_id,
-                regular_payment_provider=REGULAR_PAYMENT_PROVIDER,
-                payment_method=method,
-                details={"location": location_id},
-            )
-        ]
+        return [sale_event(transaction, event_id=event_id, status=status, location=location)]
+
+
+def sale_event(
+    transaction: dict[str, Any], *, event_id: str, status: str, location: object
+) -> PaymentEvent:
+    """The event of a sale in ``status`` (a webhook's, or Forte's list of transactions)."""
+    transaction_id = _text(transaction, "transaction_id", TRANSACTION_ID.fullmatch)
+    location_id = _text({"location_id": location}, "location_id", LOCATION_ID.fullmatch)
+    method = payment_method(transaction)
+    return PaymentEvent(
+        provider=PROVIDER,
+        event_id=event_id,
+        event_type="transaction.sale",
+        # A hint until the job has read the transaction from Forte.
+        kind=sale_kind(status, method) or PaymentKind.PENDING,
+        token=transaction_id,
+        invoice=InvoiceRef(),  # order_number comes from the API, in the job
+        amount=None,
+        currency=None,
+        occurred_at=received_at(transaction.get("received_date")) or EPOCH,
+        object_id=transaction_id,
+        regular_payment_provider=REGULAR_PAYMENT_PROVIDER,
+        payment_method=method,
+        details={"location": location_id},
+    )
 
 
 def _text(values: dict[str, Any], name: str, valid: Any) -> str:

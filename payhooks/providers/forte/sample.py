@@ -83,4 +83,5 @@ def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, st
         "FORTE_API_SECURE_KEY": API_SECURE_KEY,
         "FORTE_API_URL": f"{sandbox.url}{API_PATH}",
         "FORTE_CURRENCY": "EUR",  # the sandbox's invoices are in euros
+        "FORTE_LOCATION_IDS": LOCATION_ID,  # the stand-in's, for `payhooks reconcile forte`
     }

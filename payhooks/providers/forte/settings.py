@@ -16,6 +16,7 @@ from payhooks.settings.reading import (
     count,
     currency_code,
     is_set,
+    items,
     require_https,
     setting,
     url,
@@ -35,12 +36,19 @@ class ForteSettings(ProviderSettings):
     api_url: str = setting("FORTE_API_URL", "https://api.forte.net/v3", url)
     #: Forte's transactions carry no currency: a location is in US dollars (or, rarely, CAD).
     currency: str = setting("FORTE_CURRENCY", "USD", currency_code)
+    #: The locations reconciliation reads (Forte lists transactions per location).
+    location_ids: tuple[str, ...] = setting("FORTE_LOCATION_IDS", (), items)
 
     def check(self) -> None:
         if self.organization_id and not re.fullmatch(r"org_\d+", self.organization_id):
             raise ConfigError(
                 "FORTE_ORGANIZATION_ID must be Forte's organization id: org_ and digits, "
                 "such as org_300005"
+            )
+        if not all(re.fullmatch(r"loc_\d+", location) for location in self.location_ids):
+            raise ConfigError(
+                "FORTE_LOCATION_IDS takes Forte's location ids, comma-separated: loc_ and "
+                "digits, such as loc_191620"
             )
         # Every call carries the API secure key (HTTP Basic).
         require_https("FORTE_API_URL", self.api_url)
@@ -53,4 +61,5 @@ class ForteSettings(ProviderSettings):
             ("API secure key", is_set(self.api_secure_key)),
             ("API", self.api_url),
             ("currency", self.currency),
+            ("locations reconciled", ", ".join(self.location_ids) or "none"),
         ]

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from payhooks.providers.kit.listing import RateLimited
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 
 TIMEOUT_SECONDS = 30.0
@@ -30,12 +31,10 @@ class ProviderApi:
         self,
         method: str,
         url: str,
-        *,
-        rate_limited: type[ProviderLookupUnavailable] = ProviderLookupUnavailable,
         **request: Any,
     ) -> httpx.Response:
-        """The answer to one request; ``rate_limited`` is what a 429 raises (a subclass of
-        ``ProviderLookupUnavailable``: reconciliation's waits, a job's retry)."""
+        """The answer to one request. A 429 raises ``RateLimited``, a
+        ``ProviderLookupUnavailable``: a job retries it, a reconcile scan waits it out."""
         try:
             response = httpx.request(method, url, timeout=TIMEOUT_SECONDS, **request)
         except httpx.HTTPError as exc:
@@ -44,7 +43,7 @@ class ProviderApi:
             ) from None
         status = response.status_code
         if status == 429:
-            raise rate_limited(
+            raise RateLimited(
                 f"{self.display_name} answered 429", retry_after=_retry_after(response)
             )
         if status >= 500 or (status in (401, 403) and not self._credentials):
