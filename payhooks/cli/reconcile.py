@@ -53,6 +53,10 @@ def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sy
         return report_error(redis_unreachable(redis_url, exc), as_json=args.json)
     finally:
         redis.close()
+    if all(str(row["result"]).startswith("skipped") for row in rows):
+        return report_error(
+            nothing_to_scan(rows, "reconcile", named=bool(args.providers)), as_json=args.json
+        )
     failed = [row for row in rows if row["result"] not in ("ok", "skipped")]
     if args.json:
         emit(
@@ -148,6 +152,23 @@ def _scan_one(
         **{column: getattr(done, column) for column in COLUMNS[1:6]},
         "result": result,
     }
+
+
+def nothing_to_scan(rows: list[dict[str, Any]], verb: str, *, named: bool) -> CommandError:
+    """No provider named or configured has a list to read: a run that read nothing must
+    not look like one that found everything in order."""
+    if not rows:
+        why = "no provider is configured"
+    else:
+        skipped = "; ".join(
+            f"{row['provider']}: {str(row['result']).removeprefix('skipped: ')}" for row in rows
+        )
+        why = f"none of the providers {'named' if named else 'configured'} has a list to read ({skipped})"
+    return CommandError(
+        f"nothing to {verb}: {why}; a provider is read once its API credentials are set "
+        "(README, Reconciliation)",
+        code="nothing_to_scan",
+    )
 
 
 def record_ttl(window: Window) -> int:

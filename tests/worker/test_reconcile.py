@@ -27,6 +27,7 @@ from rq import Queue, SimpleWorker
 from payhooks.cli.ops import Ops
 from payhooks.cli.reconcile import reconcile_providers, run_reconcile
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
+from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record
 from payhooks.providers.kit.listing import Window
 from payhooks.providers.stripe.settings import StripeSettings
@@ -235,6 +236,29 @@ def test_a_scan_failing_mid_window_resumes_from_its_cursor_and_waits_out_429(
     assert all("starting_after=" in r for r in listed)
     # Finished: the window's cursor is gone, so a later run reads it afresh.
     assert not list(redis.scan_iter(match="payhooks:reconcile:*"))
+
+
+def reconcile_args(*providers: str, json: bool = True) -> argparse.Namespace:
+    return argparse.Namespace(
+        providers=list(providers), since="2h", until=None, dry_run=False, json=json
+    )
+
+
+def test_a_run_with_nothing_to_scan_fails_and_says_why(
+    settings: Settings, redis: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Providers named that have no list to read: nothing was checked, so no success.
+    assert run_reconcile(settings, reconcile_args("liqpay", "stripe")) == 1
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["code"] == "nothing_to_scan"
+    assert "liqpay: LiqPay has only a per-order status call" in error["message"]
+    assert "stripe: STRIPE_API_KEY is not set" in error["message"]
+    # None configured with a list (GoCardless's token gone): the same, in words on stderr.
+    bare = with_section(settings, GoCardlessSettings, access_token=None)
+    assert run_reconcile(bare, reconcile_args(json=False)) == 1
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert said.err.startswith("payhooks: nothing to reconcile: none of the providers configured")
 
 
 def test_the_dry_run_writes_nothing(
