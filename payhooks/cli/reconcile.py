@@ -33,16 +33,9 @@ COLUMNS = ("provider", "scanned", "seen", "queued", "ignored", "errors", "result
 
 def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
-        now = datetime.now(tz=UTC)
-        since = parse_since(args.since, now=now)
-        until = now if args.until is None else parse_since(args.until, now=now)
+        window = window_from(args)
     except ValueError as exc:
         return report_error(CommandError(str(exc), code="usage", exit_code=2), as_json=args.json)
-    if since >= until:
-        message = "--since must be before --until"
-        return report_error(CommandError(message, code="usage", exit_code=2), as_json=args.json)
-    # Whole seconds: the providers filter by them, and a resumed run names the same window.
-    window = Window(since.replace(microsecond=0), until.replace(microsecond=0))
     redis_url = settings.require_redis()
     redis = redis_connect.sync_client(settings)
     try:
@@ -82,6 +75,17 @@ def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sy
                 file=out,
             )
     return 1 if failed else 0
+
+
+def window_from(args: argparse.Namespace) -> Window:
+    """``--since`` and ``--until`` (default now) as a window; ValueError says what is wrong."""
+    now = datetime.now(tz=UTC)
+    since = parse_since(args.since, now=now)
+    until = now if args.until is None else parse_since(args.until, now=now)
+    if since >= until:
+        raise ValueError("--since must be before --until")
+    # Whole seconds: the providers filter by them, and a resumed run names the same window.
+    return Window(since.replace(microsecond=0), until.replace(microsecond=0))
 
 
 def reconcile_providers(

@@ -1,6 +1,8 @@
 """Reconciliation (issue 19): `payhooks reconcile` reads Stripe's and GoCardless's own lists
 of events from their stand-ins over HTTP, hands what no webhook brought to the record-once
-hand-off, and a real RQ worker applies it to the Nexudus sandbox.
+hand-off, and a real RQ worker applies it to the Nexudus sandbox. `payhooks audit` holds
+the same lists against the Nexudus sandbox (over HTTP) and our records, its calls taken
+from the workers' limiter; the gauge counts payments paid long ago and not applied.
 
 Fixtures: Stripe events are the shape of stripe/openapi ``fixtures3.json``'s Event (as the
 tests' sample builder, payhooks/providers/stripe/sample.py, writes them) in Stripe's list
@@ -12,6 +14,7 @@ envelope (``object: list``, ``data``, ``has_more``, ``url``, from the API refere
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import json
 import threading
@@ -24,6 +27,7 @@ from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from payhooks.cli.audit import run_audit
 from payhooks.cli.ops import Ops
 from payhooks.cli.reconcile import reconcile_providers, run_reconcile
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
@@ -40,7 +44,7 @@ from payhooks.storage.worker_metrics import WorkerMetrics
 from tests.support import money
 from tests.support.delivery import api_calls, deliver
 from tests.support.paths import FIXTURES
-from tests.support.settings import with_section
+from tests.support.settings import with_section, with_settings
 from workers import context
 from workers.reconcile import reconcile_task
 from workers.tasks import run
@@ -338,3 +342,143 @@ def test_the_readme_walk_through_recovers_a_payment_in_the_sandbox(
     assert sandbox_state.invoices[42]["Paid"] is True
     again = reconcile_providers(rc_settings, redis, last(1), ["gocardless"])
     assert (again[0]["seen"], again[0]["queued"]) == (1, 0)
+
+
+# -- payhooks audit, and the gauge of payments not applied ---------------------------------
+
+
+def audit(
+    settings: Settings, capsys: pytest.CaptureFixture[str], **kw: Any
+) -> tuple[int, dict[str, Any]]:
+    status = run_audit(settings, reconcile_args("stripe"), **kw)
+    return status, json.loads(capsys.readouterr().out)
+
+
+def by_event(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {d["event"]: d for d in report["discrepancies"]}
+
+
+def test_the_audit_finds_a_payment_never_received_and_one_held_by_a_guard_then_is_clean(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sandbox_state.invoices[60] = invoice_record(60, CurrencyCode="GBP")
+    missed = stripe_paid(stripe_state, 42)  # its webhook never came
+    applied = stripe_paid(stripe_state, 43)
+    held = stripe_paid(stripe_state, 60)  # EUR for a GBP invoice: the amount guard
+    deliver(rc_settings, "stripe", applied, held)
+    drain(redis, rc_settings)
+
+    status, report = audit(rc_settings, capsys)
+
+    assert status == 1
+    assert report["counts"]["applied"] == 1
+    found = by_event(report)
+    assert set(found) == {f"stripe:{missed['id']}", f"stripe:{held['id']}"}
+    never = found[f"stripe:{missed['id']}"]
+    assert (never["status"], never["invoice"], never["amount"]) == (
+        "never_received",
+        "42",
+        "100.00 EUR",
+    )
+    assert never["action"].startswith("`payhooks reconcile stripe --since")
+    guarded = found[f"stripe:{held['id']}"]
+    assert guarded["status"] == "held"
+    assert guarded["why"].startswith("AmountMismatch: ")
+    assert "differs from the invoice's GBP" in guarded["why"]
+    assert report["nexudus_calls"] > 0
+    assert run_audit(rc_settings, reconcile_args("stripe", json=False)) == 1
+    said = capsys.readouterr().out
+    assert f"NEVER RECEIVED  stripe:{missed['id']}  invoice 42  100.00 EUR\n  why: " in said
+    assert f"HELD  stripe:{held['id']}  invoice 60  100.00 EUR\n  why: AmountMismatch: " in said
+    assert all(len(line) <= 100 for line in said.splitlines())
+
+    # What the README says to do: reconcile recovers the first; the invoice corrected and
+    # the job replayed applies the second.
+    reconcile_providers(rc_settings, redis, last(), ["stripe"])
+    sandbox_state.invoices[60]["CurrencyCode"] = "EUR"
+    Ops(rc_settings, redis).replay([redis_keys.job_id(f"stripe:{held['id']}")])
+    drain(redis, rc_settings)
+
+    status, report = audit(rc_settings, capsys)
+    assert (status, report["discrepancies"]) == (0, [])
+    assert report["counts"]["applied"] == 3
+    assert run_audit(rc_settings, reconcile_args(json=False)) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.startswith("Audit ")
+    assert "3 payments (3 applied), no discrepancies; " in said
+    assert "Not audited (no list to read; --json says why): " in said
+
+
+def test_the_audit_takes_its_nexudus_calls_from_the_workers_limiter_and_waits_its_turn(
+    rc_settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for invoice_id in (42, 43, 44):
+        stripe_paid(stripe_state, invoice_id)
+    # 4 calls a minute: the audit's share is 2, so its third call must wait.
+    tight = with_settings(rc_settings, nexudus_calls_per_minute=4, nexudus_min_interval_ms=0)
+    shared = redis_keys.rate_bucket("calls-minute")
+    own = redis_keys.rate_bucket("audit-calls-minute")
+    waits: list[tuple[float, int, int]] = []
+
+    def sleep(seconds: float) -> None:
+        # The minute passes at once: what the windows held when the audit had to wait.
+        waits.append((seconds, redis.zcard(own), redis.zcard(shared)))
+        redis.delete(own, shared)
+
+    sandbox_state.calls.clear()
+    status, report = audit(tight, capsys, sleep=sleep)
+
+    assert status == 1  # three payments never received
+    assert [d["status"] for d in report["discrepancies"]] == ["never_received"] * 3
+    reads = [c for c in sandbox_state.calls if c.path.startswith("/api/billing/")]
+    assert len(reads) == 6  # per payment: its invoice, its token search
+    assert len(waits) == 2  # 6 reads, 2 a minute
+    assert all(0 < s <= 62 and n == 2 for s, n, _ in waits)
+    # Every read was counted in the workers' own window too.
+    assert sum(n for _, n, _ in waits) + redis.zcard(own) == 6
+    assert [m for _, n, m in waits] == [2, 2]
+    # What it says it made: those reads and the bearer token's POST /api/token (which the
+    # sandbox does not log among the API's calls).
+    assert report["nexudus_calls"] == len(sandbox_state.calls) + 1 == 7
+
+
+async def test_the_gauge_counts_payments_paid_over_30_minutes_ago_until_their_jobs_end(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    client: TestClient,
+) -> None:
+    async def gauge() -> str:
+        exposed = await (await client.get("/metrics")).text()
+        return next(
+            line for line in exposed.splitlines() if line.startswith("payhooks_unapplied_payments ")
+        )
+
+    sandbox_state.invoices[60] = invoice_record(60, CurrencyCode="GBP")
+    late = stripe_paid(stripe_state, 42)
+    late["created"] -= 31 * 60  # paid at Stripe 31 minutes ago: its age is its own date's
+    held = stripe_paid(stripe_state, 60)
+    held["created"] -= 45 * 60
+    fresh = stripe_paid(stripe_state, 43)  # paid just now: not late yet
+    # As the receiver hands them off (deliver runs its own event loop).
+    await asyncio.to_thread(deliver, rc_settings, "stripe", late, held, fresh)
+
+    assert await gauge() == "payhooks_unapplied_payments 2.0"
+    assert redis.zcard(redis_keys.UNAPPLIED) == 3
+
+    drain(redis, rc_settings)  # applied, applied, and held by the amount guard (failed)
+
+    assert await gauge() == "payhooks_unapplied_payments 0.0"
+    assert redis.zcard(redis_keys.UNAPPLIED) == 0  # nothing kept once jobs end
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
