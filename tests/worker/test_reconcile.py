@@ -242,9 +242,11 @@ def test_a_scan_failing_mid_window_resumes_from_its_cursor_and_waits_out_429(
     assert not list(redis.scan_iter(match="payhooks:reconcile:*"))
 
 
-def reconcile_args(*providers: str, json: bool = True) -> argparse.Namespace:
+def reconcile_args(
+    *providers: str, json: bool = True, until: str | None = None
+) -> argparse.Namespace:
     return argparse.Namespace(
-        providers=list(providers), since="2h", until=None, dry_run=False, json=json
+        providers=list(providers), since="2h", until=until, dry_run=False, json=json
     )
 
 
@@ -329,19 +331,32 @@ def test_a_scheduled_run_finishes_the_window_an_earlier_run_left(
 
 
 def test_the_readme_walk_through_recovers_a_payment_in_the_sandbox(
-    rc_settings: Settings, redis: Redis, sandbox: Any, sandbox_state: SandboxState, rc_context: Any
+    rc_settings: Settings,
+    redis: Redis,
+    sandbox: Any,
+    sandbox_state: SandboxState,
+    rc_context: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The README's `payhooks dev` steps, against the sandbox over HTTP."""
     payment = {"id": "PM0001", "amount": 10000, "currency": "EUR", "invoice_id": 42}
     assert httpx.post(f"{sandbox.url}/_sandbox/gocardless/payments", json=payment).is_success
     event = {"id": "EV0001", "payment": "PM0001", "action": "confirmed"}
     assert httpx.post(f"{sandbox.url}/_sandbox/gocardless/events", json=event).is_success
+    # GoCardless's event names no invoice (its payment does): never received, invoice unknown.
+    soon = last(1).until.isoformat()  # GoCardless dates events to the millisecond
+    assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 1
+    [found] = json.loads(capsys.readouterr().out)["discrepancies"]
+    assert (found["event"], found["status"]) == ("gocardless:EV0001", "never_received")
     rows = reconcile_providers(rc_settings, redis, last(1), ["gocardless"])
     assert (rows[0]["scanned"], rows[0]["queued"]) == (1, 1)
     drain(redis, rc_settings)
     assert sandbox_state.invoices[42]["Paid"] is True
     again = reconcile_providers(rc_settings, redis, last(1), ["gocardless"])
     assert (again[0]["seen"], again[0]["queued"]) == (1, 0)
+    # Applied: the audit finds it on invoice 42 (the invoice its job tied it to).
+    assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["applied"] == 1
 
 
 # -- payhooks audit, and the gauge of payments not applied ---------------------------------
@@ -458,6 +473,7 @@ async def test_the_gauge_counts_payments_paid_over_30_minutes_ago_until_their_jo
     sandbox_state: SandboxState,
     stripe_state: StripeState,
     client: TestClient,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     async def gauge() -> str:
         exposed = await (await client.get("/metrics")).text()
@@ -476,6 +492,12 @@ async def test_the_gauge_counts_payments_paid_over_30_minutes_ago_until_their_jo
 
     assert await gauge() == "payhooks_unapplied_payments 2.0"
     assert redis.zcard(redis_keys.UNAPPLIED) == 3
+    # The audit agrees: those two are overdue (no worker ran), the third is in flight.
+    status, report = await asyncio.to_thread(audit, rc_settings, capsys)
+    assert status == 1
+    assert report["counts"]["in_flight"] == 1
+    overdue = sorted(d["event"] for d in report["discrepancies"] if d["status"] == "overdue")
+    assert overdue == sorted([f"stripe:{late['id']}", f"stripe:{held['id']}"])
 
     drain(redis, rc_settings)  # applied, applied, and held by the amount guard (failed)
 
