@@ -8,7 +8,7 @@ alert take it from there). A job retrying stays in it. So how many members are o
 30 minutes is how many payments were paid that long ago and are still not in Nexudus,
 read in one ZCOUNT (``payhooks_unapplied_payments``); a payment no door ever brought is
 found by the scheduled reconcile, which hands it off with its own paid time, so it counts
-at once. Only events in flight are held (about 60 bytes each); members older than the
+at once. Only events in flight are held (45 bytes each up to 128, about 116 in a backlog); members older than the
 trail's retention are dropped as jobs end, in case a job vanished without ending.
 """
 
