@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -256,7 +256,7 @@ class Auditor:
         if on_invoice and paid_on:
             return Finding(**base, status=Status.APPLIED)
         counted = self._ledger.counts(invoice_id, payment_key(source, token))
-        if on_invoice and counted and stage == "partially_paid":
+        if on_invoice and counted and invoice is not None and self._still_due(invoice_id, invoice):
             return Finding(**base, status=Status.PARTIAL, why="counted; the invoice is still due")
         if stage in _DONE:
             missing = (
@@ -319,6 +319,21 @@ class Auditor:
             why=f"paid {age / 60:.0f} min ago and not applied: {doing}",
             action=f"are workers running? `payhooks failed show {event.key}`",
         )
+
+    def _still_due(self, invoice_id: int, invoice: Record) -> bool:
+        """Whether what was paid in Nexudus and what we counted leave something due (a
+        partial payment), rather than an invoice whose PaidOn should have been set."""
+        currency = str(invoice.get("CurrencyCode") or "").upper()
+        try:
+            total = Decimal(str(invoice.get("TotalAmount") or 0))
+            paid = Decimal(str(invoice.get("PaidAmount") or 0))
+        except InvalidOperation:
+            return False
+        counted = sum(
+            (p.amount for p in self._ledger.applied(invoice_id).values() if p.currency == currency),
+            Decimal(0),
+        )
+        return total - paid - counted > 0
 
     def _invoice(self, invoice_id: int) -> Record | None:
         if invoice_id not in self._invoices:

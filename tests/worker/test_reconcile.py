@@ -72,8 +72,10 @@ def last(hours: float = 2) -> Window:
     return Window(now - timedelta(hours=hours), now + timedelta(seconds=5))
 
 
-def stripe_paid(state: StripeState, invoice_id: int, *, delivered: bool = False) -> dict[str, Any]:
-    intent = money.intent(invoice_id, "100.00")
+def stripe_paid(
+    state: StripeState, invoice_id: int, *, delivered: bool = False, amount: str = "100.00"
+) -> dict[str, Any]:
+    intent = money.intent(invoice_id, amount)
     event = money.succeeded(intent)
     state.events.append(event)
     state.payment_intents[intent["id"]] = intent
@@ -464,6 +466,42 @@ def test_the_audit_takes_its_nexudus_calls_from_the_workers_limiter_and_waits_it
     # What it says it made: those reads and the bearer token's POST /api/token (which the
     # sandbox does not log among the API's calls).
     assert report["nexudus_calls"] == len(sandbox_state.calls) + 1 == 7
+
+
+def test_the_audit_counts_a_partial_payment_and_finds_paid_on_cleared_in_nexudus(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    partial = stripe_paid(stripe_state, 44, amount="40.00")  # of 100.00 due
+    # The same payment announced again by another event: its job finds it counted.
+    again = {**partial, "id": partial["id"] + "x"}
+    stripe_state.events.append(again)
+    sandbox_state.invoices[61] = invoice_record(61)
+    cleared = stripe_paid(stripe_state, 61)
+    sandbox_state.invoices[62] = invoice_record(62)
+    covered = stripe_paid(stripe_state, 62, amount="40.00")
+    deliver(rc_settings, "stripe", partial, again, cleared, covered)
+    drain(redis, rc_settings)
+    sandbox_state.invoices[61]["PaidOn"] = None  # someone reopened it in Nexudus
+    sandbox_state.invoices[62]["TotalAmount"] = 40.0  # corrected: now paid in full, no PaidOn
+
+    status, report = audit(rc_settings, capsys)
+
+    assert status == 1
+    assert report["counts"]["partial"] == 1  # one payment, however many events
+    found = by_event(report)
+    assert set(found) == {f"stripe:{cleared['id']}", f"stripe:{covered['id']}"}
+    assert found[f"stripe:{cleared['id']}"]["status"] == "missing"
+    assert found[f"stripe:{cleared['id']}"]["why"] == (
+        "our trail says applied, but Nexudus shows no PaidOn"
+    )
+    assert found[f"stripe:{covered['id']}"]["why"] == (
+        "our trail says partially_paid, but Nexudus shows no PaidOn"
+    )
 
 
 async def test_the_gauge_counts_payments_paid_over_30_minutes_ago_until_their_jobs_end(
