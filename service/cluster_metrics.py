@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from rq.utils import utcparse
 
-from payhooks.storage import redis_keys, trail, worker_metrics
+from payhooks.storage import redis_keys, trail, unapplied, worker_metrics
 from payhooks.storage.redis_keys import text
 
 
@@ -44,6 +44,7 @@ async def render(redis: Redis, queue_name: str) -> bytes:
         pipe.hgetall(worker_metrics.POLLED_EVENTS)
         pipe.hgetall(worker_metrics.RECONCILED_EVENTS)
         pipe.hgetall(worker_metrics.RECONCILE_LAST_SUCCESS)
+        pipe.zcount(redis_keys.UNAPPLIED, "-inf", unapplied.overdue_before())
         (
             depth,
             failed,
@@ -61,6 +62,7 @@ async def render(redis: Redis, queue_name: str) -> bytes:
             polled,
             reconciled,
             reconciled_at,
+            overdue,
         ) = await pipe.execute()
     oldest_age = 0.0
     if oldest is not None:
@@ -79,6 +81,11 @@ async def render(redis: Redis, queue_name: str) -> bytes:
             "payhooks_unprocessed_webhooks",
             "Verified webhooks kept because the code could not normalise them.",
             unprocessed,
+        ),
+        (
+            "payhooks_unapplied_payments",
+            "Payments paid at a provider over 30 minutes ago and not yet applied in Nexudus.",
+            overdue,
         ),
         (
             "payhooks_nexudus_breaker_open",

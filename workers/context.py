@@ -7,6 +7,7 @@ import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from redis import Redis
@@ -53,28 +54,11 @@ class WorkerContext:
 def build_context(settings: Settings, pollers: Mapping[str, PollIntake] = POLLERS) -> WorkerContext:
     settings.check_worker()
     redis = redis_connect.sync_client(settings, socket_timeout=10, socket_connect_timeout=5)
-    http = httpx.Client(
-        base_url=settings.nexudus_base_url,
-        timeout=settings.nexudus_timeout_seconds,
-        headers={"User-Agent": "payhooks"},
-    )
-    username, password = settings.nexudus_credentials()
-    auth = NexudusAuth(
-        redis,
-        http,
-        username=username,
-        password=password,
-        http_timeout_seconds=settings.nexudus_timeout_seconds,
-    )
+    http = nexudus_http(settings)
     metrics = WorkerMetrics(redis)
     trail = Trail(redis, ttl_seconds=settings.event_ttl_seconds)
     limiter = RateLimiter.for_nexudus(redis, settings, on_wait=metrics.throttle_wait)
-    breaker = Breaker(
-        redis,
-        BreakerConfig.from_settings(settings),
-        caller=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
-    )
-    nexudus = NexudusClient(http, auth, limiter, breaker=breaker, metrics=metrics)
+    nexudus = nexudus_client(settings, redis, http, limiter, metrics)
     return WorkerContext(
         settings=settings,
         redis=redis,
@@ -87,6 +71,41 @@ def build_context(settings: Settings, pollers: Mapping[str, PollIntake] = POLLER
         metrics=metrics,
         tasks=scheduled_tasks(settings, redis, metrics, pollers),
     )
+
+
+def nexudus_http(settings: Settings, **options: Any) -> httpx.Client:
+    """The HTTP client Nexudus is called with (``options``: httpx's, an event hook say)."""
+    return httpx.Client(
+        base_url=settings.nexudus_base_url,
+        timeout=settings.nexudus_timeout_seconds,
+        headers={"User-Agent": "payhooks"},
+        **options,
+    )
+
+
+def nexudus_client(
+    settings: Settings,
+    redis: Redis,
+    http: httpx.Client,
+    limiter: RateLimiter,
+    metrics: WorkerMetrics,
+) -> NexudusClient:
+    """A Nexudus client sharing the workers' bearer token, breaker and (through
+    ``limiter``'s Redis windows) rate limits."""
+    username, password = settings.nexudus_credentials()
+    auth = NexudusAuth(
+        redis,
+        http,
+        username=username,
+        password=password,
+        http_timeout_seconds=settings.nexudus_timeout_seconds,
+    )
+    breaker = Breaker(
+        redis,
+        BreakerConfig.from_settings(settings),
+        caller=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+    )
+    return NexudusClient(http, auth, limiter, breaker=breaker, metrics=metrics)
 
 
 _current: WorkerContext | None = None

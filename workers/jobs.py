@@ -28,7 +28,7 @@ from rq.timeouts import BaseTimeoutException
 
 from payhooks.domain.events import PaymentEvent
 from payhooks.domain.paid_dates import paid_date
-from payhooks.storage import redis_keys
+from payhooks.storage import redis_keys, unapplied
 from payhooks.storage.jobs import JobFactory, event_from_fields
 from workers import context
 from workers.apply import apply_event
@@ -101,6 +101,7 @@ def apply_payment_event(event_key: str | None = None) -> dict[str, Any]:
         raise
     log.info(f"billing.{outcome.result}", extra={**fields, **outcome.as_dict()})
     ctx.metrics.job(outcome.result)
+    _ended(ctx, event_key)
     details = {k: v for k, v in outcome.as_dict().items() if k not in ("result", "invoice_id")}
     _note(ctx, event_key, outcome.result, invoice_id=outcome.invoice_id, **details)
     # What RQ keeps as the job's result: a few bytes. The whole outcome is in the trail.
@@ -204,6 +205,16 @@ def retry_in_place(
     raise AssertionError("unreachable")
 
 
+def _ended(ctx: context.WorkerContext, event_key: str | None) -> None:
+    """The event's job is over (applied, or failed for a person): no longer unapplied."""
+    if event_key is None:
+        return
+    try:
+        unapplied.ended(ctx.redis, event_key, ttl_seconds=ctx.settings.event_ttl_seconds)
+    except RedisError:
+        log.warning("unapplied.unavailable", extra={"event_key": event_key})
+
+
 def _note(ctx: context.WorkerContext, event_key: str, stage: str, **fields: Any) -> None:
     """Add to the event's trail; the trail must never be why a job fails."""
     try:
@@ -265,6 +276,8 @@ def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -
             pass
     log.warning("billing.retry" if will_retry else "billing.failed", extra=failure)
     ctx.metrics.job("retrying" if will_retry else "failed", error.error_class)
+    if not will_retry:
+        _ended(ctx, fields.get("event_key"))
     trail_fields = {
         k: v for k, v in failure.items() if k not in ("event_key", "kind", "invoice", "invoice_id")
     }

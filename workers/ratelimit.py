@@ -138,13 +138,21 @@ class RateLimiter:
         settings: Settings,
         on_wait: Callable[[float], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        share: tuple[str, float] | None = None,
     ) -> RateLimiter:
+        """The workers' limiter. With ``share`` (a name, a fraction), one whose calls also
+        count in a window of their own holding them to that fraction of the calls a
+        minute: a reader beside the workers (the audit) that cannot crowd them out."""
         margin = settings.nexudus_rate_margin_ms
         windows = [
             Window("calls-minute", settings.nexudus_calls_per_minute, 60_000 + margin),
             Window("writes-minute", settings.nexudus_writes_per_minute, 60_000 + margin, True),
             Window("writes-day", settings.nexudus_writes_per_day, 86_400_000 + margin, True),
         ]
+        if share is not None:
+            name, fraction = share
+            limit = max(1, int(settings.nexudus_calls_per_minute * fraction))
+            windows.append(Window(f"{name}-calls-minute", limit, 60_000 + margin))
         return cls(
             redis,
             windows=windows,

@@ -198,7 +198,7 @@ def scan(
     try:
         cursor = None if dry_run else place.cursor()
         while True:
-            page = _fetch_patiently(
+            page = fetch_patiently(
                 lister, window, cursor, thorough=thorough, sleep=sleep, done=done
             )
             _record_page(lister, page.records, place, redis, record, done, dry_run=dry_run)
@@ -216,22 +216,25 @@ def scan(
         done.redis_round_trips += place.round_trips - before
 
 
-def _fetch_patiently(
+def fetch_patiently(
     lister: Lister,
     window: Window,
     cursor: str | None,
     *,
     thorough: bool,
     sleep: Callable[[float], None],
-    done: ScanCounts,
+    done: ScanCounts | None = None,
 ) -> ListedPage:
+    """The page after ``cursor``; a 429 waited out (its Retry-After, else a growing
+    backoff) MAX_RATE_LIMIT_WAITS times, then raised."""
     for attempt in range(MAX_RATE_LIMIT_WAITS + 1):
         try:
             return lister.fetch(window, cursor, thorough=thorough)
         except RateLimited as exc:
             if attempt == MAX_RATE_LIMIT_WAITS:
                 raise
-            done.rate_limit_waits += 1
+            if done is not None:
+                done.rate_limit_waits += 1
             sleep(exc.retry_after if exc.retry_after is not None else _backoff(attempt))
     raise AssertionError("unreachable")
 

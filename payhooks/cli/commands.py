@@ -355,7 +355,8 @@ UNPROCESSED = Command(
 )
 
 
-def _reconcile_arguments(parser: argparse.ArgumentParser) -> None:
+def _window_arguments(parser: argparse.ArgumentParser) -> None:
+    """Providers and a window of time: what reconcile and audit read."""
     parser.add_argument(
         "providers",
         nargs="*",
@@ -366,10 +367,14 @@ def _reconcile_arguments(parser: argparse.ArgumentParser) -> None:
         "--since", required=True, help="2h, 3d, or an ISO 8601 time such as 2026-11-20T09:00Z"
     )
     parser.add_argument("--until", help="as --since (default: now)")
+    parser.add_argument("--json", action="store_true")
+
+
+def _reconcile_arguments(parser: argparse.ArgumentParser) -> None:
+    _window_arguments(parser)
     parser.add_argument(
         "--dry-run", action="store_true", help="count what would be queued; write nothing"
     )
-    parser.add_argument("--json", action="store_true")
 
 
 def _reconcile(call: Invocation) -> int:
@@ -383,5 +388,20 @@ RECONCILE = Command(
     "ask providers' APIs what happened and queue what no webhook brought (idempotent)",
     _reconcile_arguments,
     _reconcile,
+    next_to_dev=True,
+)
+
+
+def _audit(call: Invocation) -> int:
+    settings = call.settings()
+    from payhooks.cli.audit import run_audit
+
+    return run_audit(settings, call.args)
+
+
+AUDIT = Command(
+    "check that what providers say was paid is applied in Nexudus; exit 1 on discrepancies",
+    _window_arguments,
+    _audit,
     next_to_dev=True,
 )

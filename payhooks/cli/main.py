@@ -32,6 +32,7 @@ COMMANDS: dict[str, Command] = {
     "replay-event": commands.REPLAY_EVENT,
     "unprocessed": commands.UNPROCESSED,
     "reconcile": commands.RECONCILE,
+    "audit": commands.AUDIT,
 }
 
 

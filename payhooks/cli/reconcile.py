@@ -33,16 +33,9 @@ COLUMNS = ("provider", "scanned", "seen", "queued", "ignored", "errors", "result
 
 def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
-        now = datetime.now(tz=UTC)
-        since = parse_since(args.since, now=now)
-        until = now if args.until is None else parse_since(args.until, now=now)
+        window = window_from(args)
     except ValueError as exc:
         return report_error(CommandError(str(exc), code="usage", exit_code=2), as_json=args.json)
-    if since >= until:
-        message = "--since must be before --until"
-        return report_error(CommandError(message, code="usage", exit_code=2), as_json=args.json)
-    # Whole seconds: the providers filter by them, and a resumed run names the same window.
-    window = Window(since.replace(microsecond=0), until.replace(microsecond=0))
     redis_url = settings.require_redis()
     redis = redis_connect.sync_client(settings)
     try:
@@ -53,7 +46,19 @@ def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sy
         return report_error(redis_unreachable(redis_url, exc), as_json=args.json)
     finally:
         redis.close()
-    failed = [row for row in rows if row["result"] not in ("ok", "skipped")]
+    if all(str(row["result"]).startswith("skipped") for row in rows):
+        return report_error(
+            nothing_to_scan(rows, "reconcile", named=bool(args.providers)), as_json=args.json
+        )
+    # A provider named on the command line and skipped was asked for and not scanned: a
+    # failure. Left to the default (every enabled provider), one with no list to read is
+    # told in its row, not failed: it never will have one, and a cron'd run must pass.
+    failed = [
+        row
+        for row in rows
+        if row["result"] != "ok"
+        and (args.providers or not str(row["result"]).startswith("skipped"))
+    ]
     if args.json:
         emit(
             {
@@ -78,6 +83,17 @@ def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sy
                 file=out,
             )
     return 1 if failed else 0
+
+
+def window_from(args: argparse.Namespace) -> Window:
+    """``--since`` and ``--until`` (default now) as a window; ValueError says what is wrong."""
+    now = datetime.now(tz=UTC)
+    since = parse_since(args.since, now=now)
+    until = now if args.until is None else parse_since(args.until, now=now)
+    if since >= until:
+        raise ValueError("--since must be before --until")
+    # Whole seconds: the providers filter by them, and a resumed run names the same window.
+    return Window(since.replace(microsecond=0), until.replace(microsecond=0))
 
 
 def reconcile_providers(
@@ -148,6 +164,23 @@ def _scan_one(
         **{column: getattr(done, column) for column in COLUMNS[1:6]},
         "result": result,
     }
+
+
+def nothing_to_scan(rows: list[dict[str, Any]], verb: str, *, named: bool) -> CommandError:
+    """No provider named or configured has a list to read: a run that read nothing must
+    not look like one that found everything in order."""
+    if not rows:
+        why = "no provider is configured"
+    else:
+        skipped = "; ".join(
+            f"{row['provider']}: {str(row['result']).removeprefix('skipped: ')}" for row in rows
+        )
+        why = f"none of the providers {'named' if named else 'configured'} has a list to read ({skipped})"
+    return CommandError(
+        f"nothing to {verb}: {why}; a provider is read once its API credentials are set "
+        "(README, Reconciliation)",
+        code="nothing_to_scan",
+    )
 
 
 def record_ttl(window: Window) -> int:

@@ -32,7 +32,7 @@ from rq import Queue
 from rq.job import Job
 
 from payhooks.domain.events import Ignored, PaymentEvent
-from payhooks.storage import redis_keys, trail
+from payhooks.storage import redis_keys, trail, unapplied
 from payhooks.storage.jobs import JobFactory, event_fields, short_description, utc_timestamp
 from payhooks.storage.trail import StoredOrigin
 
@@ -59,6 +59,7 @@ SCRIPT_ARGS = (
     "webhook",  # '' when stored already (by the batch's first event); else its record
     "event",  # the job hash's event fields (jobs.event_fields), a JSON list of pairs
     "fence_token",
+    "unapplied_score",  # '' unless a payment made: when it was paid (storage/unapplied.py)
 )
 
 # The webhook is kept first, for the trail (never over a hash of the same body: one kept
@@ -101,6 +102,9 @@ redis.call('EXPIRE', trail_key, TTL)
 if invoice_score ~= '' then
     redis.call('ZADD', invoice_index, 'NX', invoice_score, event_name)
     redis.call('EXPIRE', invoice_index, TTL)
+end
+if unapplied_score ~= '' then
+    redis.call('ZADD', %(unapplied_key)s, 'NX', unapplied_score, event_name)
 end
 return 1
 """
@@ -173,6 +177,7 @@ def record_and_enqueue_script(jobs: JobFactory, ttl: int) -> str:
             "queues_key": _lua_string(Queue.redis_queues_keys),
             "queued": _lua_string(QUEUED_MARKS[0]),
             "replayed": _lua_string(QUEUED_MARKS[1]),
+            "unapplied_key": _lua_string(redis_keys.UNAPPLIED),
         }
     )
 
@@ -284,6 +289,7 @@ class RecordOnce:
             "webhook": webhook.record(job.timestamp) if store_webhook else "",
             "event": orjson.dumps([item for pair in event_fields(event).items() for item in pair]),
             "fence_token": fence.token if fence else "",
+            "unapplied_score": unapplied.score(event, ttl_seconds=self._ttl),
         }
         return [
             "EVALSHA",

@@ -116,6 +116,10 @@ def invoice_events(invoice_id: int) -> str:
     return f"{PREFIX}:invoice:{invoice_id}:events"
 
 
+#: Paid events handed off and not yet ended by their job, scored by when they were paid
+#: (payhooks/storage/unapplied.py).
+UNAPPLIED = f"{PREFIX}:unapplied"
+
 NEXUDUS_AUTH = f"{PREFIX}:nexudus:auth"
 NEXUDUS_AUTH_LOCK = f"{PREFIX}:nexudus:auth:lock"
 

@@ -1,6 +1,8 @@
 """Reconciliation (issue 19): `payhooks reconcile` reads Stripe's and GoCardless's own lists
 of events from their stand-ins over HTTP, hands what no webhook brought to the record-once
-hand-off, and a real RQ worker applies it to the Nexudus sandbox.
+hand-off, and a real RQ worker applies it to the Nexudus sandbox. `payhooks audit` holds
+the same lists against the Nexudus sandbox (over HTTP) and our records, its calls taken
+from the workers' limiter; the gauge counts payments paid long ago and not applied.
 
 Fixtures: Stripe events are the shape of stripe/openapi ``fixtures3.json``'s Event (as the
 tests' sample builder, payhooks/providers/stripe/sample.py, writes them) in Stripe's list
@@ -12,6 +14,7 @@ envelope (``object: list``, ``data``, ``has_more``, ``url``, from the API refere
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import json
 import threading
@@ -24,9 +27,14 @@ from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from payhooks.cli.audit import run_audit
 from payhooks.cli.ops import Ops
 from payhooks.cli.reconcile import reconcile_providers, run_reconcile
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
+from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
+from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.forte.settings import ForteSettings
+from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record
 from payhooks.providers.kit.listing import Window
 from payhooks.providers.stripe.settings import StripeSettings
@@ -39,7 +47,7 @@ from payhooks.storage.worker_metrics import WorkerMetrics
 from tests.support import money
 from tests.support.delivery import api_calls, deliver
 from tests.support.paths import FIXTURES
-from tests.support.settings import with_section
+from tests.support.settings import with_section, with_settings
 from workers import context
 from workers.reconcile import reconcile_task
 from workers.tasks import run
@@ -67,8 +75,10 @@ def last(hours: float = 2) -> Window:
     return Window(now - timedelta(hours=hours), now + timedelta(seconds=5))
 
 
-def stripe_paid(state: StripeState, invoice_id: int, *, delivered: bool = False) -> dict[str, Any]:
-    intent = money.intent(invoice_id, "100.00")
+def stripe_paid(
+    state: StripeState, invoice_id: int, *, delivered: bool = False, amount: str = "100.00"
+) -> dict[str, Any]:
+    intent = money.intent(invoice_id, amount)
     event = money.succeeded(intent)
     state.events.append(event)
     state.payment_intents[intent["id"]] = intent
@@ -237,6 +247,48 @@ def test_a_scan_failing_mid_window_resumes_from_its_cursor_and_waits_out_429(
     assert not list(redis.scan_iter(match="payhooks:reconcile:*"))
 
 
+def reconcile_args(
+    *providers: str, json: bool = True, until: str | None = None
+) -> argparse.Namespace:
+    return argparse.Namespace(
+        providers=list(providers), since="2h", until=until, dry_run=False, json=json
+    )
+
+
+def test_a_run_with_nothing_to_scan_fails_and_says_why(
+    settings: Settings, redis: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Providers named that have no list to read: nothing was checked, so no success.
+    assert run_reconcile(settings, reconcile_args("liqpay", "stripe")) == 1
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["code"] == "nothing_to_scan"
+    assert "liqpay: LiqPay has only a per-order status call" in error["message"]
+    assert "stripe: STRIPE_API_KEY is not set" in error["message"]
+    # None configured with a list (each list's credentials gone): the same, in words on stderr.
+    bare = with_section(settings, GoCardlessSettings, access_token=None)
+    bare = with_section(bare, BraintreeSettings, keys=())
+    bare = with_section(bare, AuthorizeNetSettings, login_id=None)
+    bare = with_section(bare, ForteSettings, location_ids=())
+    assert run_reconcile(bare, reconcile_args(json=False)) == 1
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert said.err.startswith("payhooks: nothing to reconcile: none of the providers configured")
+
+
+def test_a_default_run_passes_when_what_can_be_scanned_was(
+    rc_settings: Settings, redis: Redis, stripe_state: StripeState
+) -> None:
+    # Every enabled provider by default: LiqPay, ePay, IPN and operators' systems have no
+    # list and never will; their rows say so, and the run (cron'd, scheduled) still passes.
+    # Named, the same providers fail the run: they were asked for and not scanned.
+    only_stripe = with_section(rc_settings, GoCardlessSettings, access_token=None)
+    only_stripe = with_section(only_stripe, BraintreeSettings, keys=())
+    only_stripe = with_section(only_stripe, AuthorizeNetSettings, login_id=None)
+    only_stripe = with_section(only_stripe, ForteSettings, location_ids=())
+    assert run_reconcile(only_stripe, reconcile_args()) == 0
+    assert run_reconcile(only_stripe, reconcile_args("stripe", "liqpay")) == 1
+
+
 def test_the_dry_run_writes_nothing(
     rc_settings: Settings, redis: Redis, stripe_state: StripeState
 ) -> None:
@@ -301,16 +353,212 @@ def test_a_scheduled_run_finishes_the_window_an_earlier_run_left(
 
 
 def test_the_readme_walk_through_recovers_a_payment_in_the_sandbox(
-    rc_settings: Settings, redis: Redis, sandbox: Any, sandbox_state: SandboxState, rc_context: Any
+    rc_settings: Settings,
+    redis: Redis,
+    sandbox: Any,
+    sandbox_state: SandboxState,
+    rc_context: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The README's `payhooks dev` steps, against the sandbox over HTTP."""
     payment = {"id": "PM0001", "amount": 10000, "currency": "EUR", "invoice_id": 42}
     assert httpx.post(f"{sandbox.url}/_sandbox/gocardless/payments", json=payment).is_success
     event = {"id": "EV0001", "payment": "PM0001", "action": "confirmed"}
     assert httpx.post(f"{sandbox.url}/_sandbox/gocardless/events", json=event).is_success
+    # GoCardless's event names no invoice (its payment does): never received, invoice unknown.
+    soon = last(1).until.isoformat()  # GoCardless dates events to the millisecond
+    assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 1
+    [found] = json.loads(capsys.readouterr().out)["discrepancies"]
+    assert (found["event"], found["status"]) == ("gocardless:EV0001", "never_received")
     rows = reconcile_providers(rc_settings, redis, last(1), ["gocardless"])
     assert (rows[0]["scanned"], rows[0]["queued"]) == (1, 1)
     drain(redis, rc_settings)
     assert sandbox_state.invoices[42]["Paid"] is True
     again = reconcile_providers(rc_settings, redis, last(1), ["gocardless"])
     assert (again[0]["seen"], again[0]["queued"]) == (1, 0)
+    # Applied: the audit finds it on invoice 42 (the invoice its job tied it to).
+    assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["applied"] == 1
+
+
+# -- payhooks audit, and the gauge of payments not applied ---------------------------------
+
+
+def audit(
+    settings: Settings, capsys: pytest.CaptureFixture[str], **kw: Any
+) -> tuple[int, dict[str, Any]]:
+    status = run_audit(settings, reconcile_args("stripe"), **kw)
+    return status, json.loads(capsys.readouterr().out)
+
+
+def by_event(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {d["event"]: d for d in report["discrepancies"]}
+
+
+def test_the_audit_finds_a_payment_never_received_and_one_held_by_a_guard_then_is_clean(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sandbox_state.invoices[60] = invoice_record(60, CurrencyCode="GBP")
+    missed = stripe_paid(stripe_state, 42)  # its webhook never came
+    applied = stripe_paid(stripe_state, 43)
+    held = stripe_paid(stripe_state, 60)  # EUR for a GBP invoice: the amount guard
+    deliver(rc_settings, "stripe", applied, held)
+    drain(redis, rc_settings)
+
+    status, report = audit(rc_settings, capsys)
+
+    assert status == 1
+    assert report["counts"]["applied"] == 1
+    found = by_event(report)
+    assert set(found) == {f"stripe:{missed['id']}", f"stripe:{held['id']}"}
+    never = found[f"stripe:{missed['id']}"]
+    assert (never["status"], never["invoice"], never["amount"]) == (
+        "never_received",
+        "42",
+        "100.00 EUR",
+    )
+    assert never["action"].startswith("`payhooks reconcile stripe --since")
+    guarded = found[f"stripe:{held['id']}"]
+    assert guarded["status"] == "held"
+    assert guarded["why"].startswith("AmountMismatch: ")
+    assert "differs from the invoice's GBP" in guarded["why"]
+    assert report["nexudus_calls"] > 0
+    assert run_audit(rc_settings, reconcile_args("stripe", json=False)) == 1
+    said = capsys.readouterr().out
+    assert f"NEVER RECEIVED  stripe:{missed['id']}  invoice 42  100.00 EUR\n  why: " in said
+    assert f"HELD  stripe:{held['id']}  invoice 60  100.00 EUR\n  why: AmountMismatch: " in said
+    assert all(len(line) <= 100 for line in said.splitlines())
+
+    # What the README says to do: reconcile recovers the first; the invoice corrected and
+    # the job replayed applies the second.
+    reconcile_providers(rc_settings, redis, last(), ["stripe"])
+    sandbox_state.invoices[60]["CurrencyCode"] = "EUR"
+    Ops(rc_settings, redis).replay([redis_keys.job_id(f"stripe:{held['id']}")])
+    drain(redis, rc_settings)
+
+    status, report = audit(rc_settings, capsys)
+    assert (status, report["discrepancies"]) == (0, [])
+    assert report["counts"]["applied"] == 3
+    assert run_audit(rc_settings, reconcile_args(json=False)) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.startswith("Audit ")
+    assert "3 payments (3 applied), no discrepancies; " in said
+    assert "Not audited (no list to read; --json says why): " in said
+
+
+def test_the_audit_takes_its_nexudus_calls_from_the_workers_limiter_and_waits_its_turn(
+    rc_settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for invoice_id in (42, 43, 44):
+        stripe_paid(stripe_state, invoice_id)
+    # 4 calls a minute: the audit's share is 2, so its third call must wait.
+    tight = with_settings(rc_settings, nexudus_calls_per_minute=4, nexudus_min_interval_ms=0)
+    shared = redis_keys.rate_bucket("calls-minute")
+    own = redis_keys.rate_bucket("audit-calls-minute")
+    waits: list[tuple[float, int, int]] = []
+
+    def sleep(seconds: float) -> None:
+        # The minute passes at once: what the windows held when the audit had to wait.
+        waits.append((seconds, redis.zcard(own), redis.zcard(shared)))
+        redis.delete(own, shared)
+
+    sandbox_state.calls.clear()
+    status, report = audit(tight, capsys, sleep=sleep)
+
+    assert status == 1  # three payments never received
+    assert [d["status"] for d in report["discrepancies"]] == ["never_received"] * 3
+    reads = [c for c in sandbox_state.calls if c.path.startswith("/api/billing/")]
+    assert len(reads) == 6  # per payment: its invoice, its token search
+    assert len(waits) == 2  # 6 reads, 2 a minute
+    assert all(0 < s <= 62 and n == 2 for s, n, _ in waits)
+    # Every read was counted in the workers' own window too.
+    assert sum(n for _, n, _ in waits) + redis.zcard(own) == 6
+    assert [m for _, n, m in waits] == [2, 2]
+    # What it says it made: those reads and the bearer token's POST /api/token (which the
+    # sandbox does not log among the API's calls).
+    assert report["nexudus_calls"] == len(sandbox_state.calls) + 1 == 7
+
+
+def test_the_audit_counts_a_partial_payment_and_finds_paid_on_cleared_in_nexudus(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    partial = stripe_paid(stripe_state, 44, amount="40.00")  # of 100.00 due
+    # The same payment announced again by another event: its job finds it counted.
+    again = {**partial, "id": partial["id"] + "x"}
+    stripe_state.events.append(again)
+    sandbox_state.invoices[61] = invoice_record(61)
+    cleared = stripe_paid(stripe_state, 61)
+    sandbox_state.invoices[62] = invoice_record(62)
+    covered = stripe_paid(stripe_state, 62, amount="40.00")
+    deliver(rc_settings, "stripe", partial, again, cleared, covered)
+    drain(redis, rc_settings)
+    sandbox_state.invoices[61]["PaidOn"] = None  # someone reopened it in Nexudus
+    sandbox_state.invoices[62]["TotalAmount"] = 40.0  # corrected: now paid in full, no PaidOn
+
+    status, report = audit(rc_settings, capsys)
+
+    assert status == 1
+    assert report["counts"]["partial"] == 1  # one payment, however many events
+    found = by_event(report)
+    assert set(found) == {f"stripe:{cleared['id']}", f"stripe:{covered['id']}"}
+    assert found[f"stripe:{cleared['id']}"]["status"] == "missing"
+    assert found[f"stripe:{cleared['id']}"]["why"] == (
+        "our trail says applied, but Nexudus shows no PaidOn"
+    )
+    assert found[f"stripe:{covered['id']}"]["why"] == (
+        "our trail says partially_paid, but Nexudus shows no PaidOn"
+    )
+
+
+async def test_the_gauge_counts_payments_paid_over_30_minutes_ago_until_their_jobs_end(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    client: TestClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def gauge() -> str:
+        exposed = await (await client.get("/metrics")).text()
+        return next(
+            line for line in exposed.splitlines() if line.startswith("payhooks_unapplied_payments ")
+        )
+
+    sandbox_state.invoices[60] = invoice_record(60, CurrencyCode="GBP")
+    late = stripe_paid(stripe_state, 42)
+    late["created"] -= 31 * 60  # paid at Stripe 31 minutes ago: its age is its own date's
+    held = stripe_paid(stripe_state, 60)
+    held["created"] -= 45 * 60
+    fresh = stripe_paid(stripe_state, 43)  # paid just now: not late yet
+    # As the receiver hands them off (deliver runs its own event loop).
+    await asyncio.to_thread(deliver, rc_settings, "stripe", late, held, fresh)
+
+    assert await gauge() == "payhooks_unapplied_payments 2.0"
+    assert redis.zcard(redis_keys.UNAPPLIED) == 3
+    # The audit agrees: those two are overdue (no worker ran), the third is in flight.
+    status, report = await asyncio.to_thread(audit, rc_settings, capsys)
+    assert status == 1
+    assert report["counts"]["in_flight"] == 1
+    overdue = sorted(d["event"] for d in report["discrepancies"] if d["status"] == "overdue")
+    assert overdue == sorted([f"stripe:{late['id']}", f"stripe:{held['id']}"])
+
+    drain(redis, rc_settings)  # applied, applied, and held by the amount guard (failed)
+
+    assert await gauge() == "payhooks_unapplied_payments 0.0"
+    assert redis.zcard(redis_keys.UNAPPLIED) == 0  # nothing kept once jobs end
+    assert sandbox_state.invoices[42]["PaidOn"] is not None

@@ -1,0 +1,357 @@
+"""The audit: what providers say was paid, held against what Nexudus and our own records say.
+
+Each provider's lister (payhooks/providers/listers.py) reads its own record of a window,
+as reconciliation does, and every paid event naming a Nexudus invoice is one payment to
+check: is its token on the invoice (the token search, compared exactly) and is the
+invoice's PaidOn set, or counted as a partial payment? If not, is there a recorded reason
+(the trail: a guard that failed its job, money that went back, a job still running) or
+none at all (a payment we never received, or one Nexudus lost)? What a person must look
+at is a finding with what to do; the rest is counted.
+
+It reads Nexudus through the workers' own limiter (the same Redis windows, so the audit
+and the workers together stay under Nexudus's limits), plus a window of its own holding
+it to AUDIT_CALL_SHARE of the calls a minute: a long audit slows down, it never starves
+the workers. It writes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from redis import Redis
+
+from payhooks.domain.events import PaymentEvent, PaymentKind
+from payhooks.providers.kit.listing import Lister, Window
+from payhooks.providers.kit.receiver_errors import MalformedPayload
+from payhooks.storage.record_once import recorded
+from payhooks.storage.trail import Trail
+from payhooks.storage.unapplied import OVERDUE_AFTER_SECONDS
+from workers.apply import resolve_invoice_id
+from workers.errors import JobError
+from workers.invoice_ledger import InvoiceLedger, payment_key
+from workers.nexudus import NexudusClient, Record
+from workers.reconcile import fetch_patiently
+
+#: The share of NEXUDUS_CALLS_PER_MINUTE an audit may take; the rest is the workers'.
+AUDIT_CALL_SHARE = 0.5
+
+#: What a job's run wrote last, by what it means for the payment.
+_DONE = frozenset({"applied", "partially_paid", "already_applied"})
+_NOT_OURS = frozenset({"ignored", "no_write", "token_only", "reversed"})
+
+
+class Status(StrEnum):
+    APPLIED = "applied"  # its token on the invoice, PaidOn set
+    PARTIAL = "partial"  # its token on the invoice, counted, the invoice still due
+    REVERSED = "reversed"  # its money went back: not to be applied
+    NOT_OURS = "not_ours"  # its job found no Nexudus invoice for it, or was ignored
+    HANDLED = "handled"  # its failed job was purged by a person
+    IN_FLIGHT = "in_flight"  # queued or retrying, paid less than 30 minutes ago
+    # Discrepancies: a person must look.
+    NEVER_RECEIVED = "never_received"  # no webhook, poll or scan ever recorded it
+    HELD = "held"  # a guard failed its job: the reason is recorded
+    OVERDUE = "overdue"  # queued or retrying, paid more than 30 minutes ago
+    MISSING = "missing"  # our records say applied; Nexudus does not show it
+    UNCHECKED = "unchecked"  # Nexudus could not be read for it
+
+
+DISCREPANCIES = frozenset(
+    {Status.NEVER_RECEIVED, Status.HELD, Status.OVERDUE, Status.MISSING, Status.UNCHECKED}
+)
+
+#: What to do about a guard's failure, by its error class.
+_GUARD_ACTIONS = {
+    "AmountMismatch": "correct the invoice (amount, currency) and `payhooks failed replay`, "
+    "or refund the member; `payhooks failed purge` once handled",
+    "InvoiceAlreadyPaid": "a double payment: refund one (README, Replaying), then purge",
+    "InvoiceNotPayable": "the invoice is void, a credit note or not unique: correct the "
+    "match and replay, or refund",
+    "InvoiceNotFound": "create or correct the invoice, then `payhooks failed replay`",
+    "PaymentReversed": "reopen the invoice in Nexudus or recover the money, then purge",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One payment's verdict; a discrepancy says why and what to do."""
+
+    provider: str
+    event: str  # the event key (as `payhooks trace` takes it)
+    invoice: str
+    amount: str
+    status: Status
+    why: str = ""
+    action: str = ""
+
+    @property
+    def discrepancy(self) -> bool:
+        return self.status in DISCREPANCIES
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "provider": self.provider,
+            "event": self.event,
+            "invoice": self.invoice,
+            "amount": self.amount,
+            "status": self.status.value,
+            "why": self.why,
+            "action": self.action,
+        }
+
+
+@dataclass
+class ProviderAudit:
+    """What one provider's list held, and how reading it ended."""
+
+    name: str
+    listed: int = 0  # records read
+    payments: int = 0  # paid payments naming (or bound to) a Nexudus invoice
+    unreadable: int = 0
+    result: str = "ok"
+
+
+@dataclass
+class AuditReport:
+    window: Window
+    providers: list[ProviderAudit] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    nexudus_calls: int = 0
+
+    @property
+    def discrepancies(self) -> list[Finding]:
+        return [f for f in self.findings if f.discrepancy]
+
+    def counts(self) -> dict[str, int]:
+        counted = {status.value: 0 for status in Status}
+        for finding in self.findings:
+            counted[finding.status.value] += 1
+        return counted
+
+    @property
+    def clean(self) -> bool:
+        return not self.discrepancies and all(p.result == "ok" for p in self.providers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Payment:
+    """A paid payment as its provider listed it: its first paid event stands for it."""
+
+    event: PaymentEvent
+    keys: tuple[str, ...]
+
+
+class Auditor:
+    def __init__(
+        self,
+        nexudus: NexudusClient,
+        redis: Redis,
+        trail: Trail,
+        *,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._nexudus = nexudus
+        self._redis = redis
+        self._trail = trail
+        self._ledger = InvoiceLedger(redis)
+        self._now = now
+        self._sleep = sleep
+        self._invoices: dict[int, Record | None] = {}
+
+    def audit(self, listers: Iterable[Lister], window: Window) -> AuditReport:
+        report = AuditReport(window)
+        for lister in listers:
+            done = ProviderAudit(lister.name)
+            report.providers.append(done)
+            try:
+                payments = list(self._paid(lister, window, done))
+            except JobError as exc:  # the provider's API unavailable or refusing us
+                done.result = f"not read: {exc}"
+                continue
+            done.payments = len(payments)
+            report.findings += self._check_all(payments)
+        return report
+
+    # -- what the provider says was paid ----------------------------------------------
+
+    def _paid(self, lister: Lister, window: Window, done: ProviderAudit) -> Iterator[_Payment]:
+        by_payment: dict[tuple[str, str], list[PaymentEvent]] = {}
+        cursor: str | None = None
+        while True:
+            page = fetch_patiently(lister, window, cursor, thorough=True, sleep=self._sleep)
+            for body in page.records:
+                done.listed += 1
+                try:
+                    normalised = lister.normalise(body)
+                except (MalformedPayload, ValueError):
+                    done.unreadable += 1
+                    continue
+                for item in normalised:
+                    if isinstance(item, PaymentEvent) and item.kind is PaymentKind.PAID:
+                        by_payment.setdefault((item.payment_source, item.token), []).append(item)
+            cursor = page.cursor
+            if not page.more:
+                break
+        if done.unreadable:
+            done.result = f"{done.unreadable} record(s) unreadable: `payhooks reconcile` says which"
+        for events in by_payment.values():
+            yield _Payment(events[0], tuple(event.key for event in events))
+
+    # -- what we and Nexudus say ------------------------------------------------------
+
+    def _check_all(self, payments: list[_Payment]) -> list[Finding]:
+        answers = recorded(self._redis, [key for p in payments for key in p.keys])
+        findings, start = [], 0
+        for payment in payments:
+            end = start + len(payment.keys)
+            findings.append(self._check(payment, any(answers[start:end])))
+            start = end
+        return findings
+
+    def _check(self, payment: _Payment, was_recorded: bool) -> Finding:
+        event = payment.event
+        source, token = event.payment_source, event.token
+        invoice_id = event.invoice.invoice_id or self._ledger.bound_invoice(source, token)
+        base = {
+            "provider": event.provider,
+            "event": event.key,
+            "invoice": str(invoice_id) if invoice_id is not None else _invoice_text(event),
+            "amount": f"{event.amount} {event.currency}" if event.amount is not None else "-",
+        }
+        last = _last_outcome([self._trail.history(key) for key in payment.keys])
+        settled = self._settled_by_our_records(event, last, base)
+        if settled is not None:
+            return settled
+        stage = str(last.get("stage", "")) if last else ""
+        if invoice_id is None and not event.invoice:
+            # Known only once the provider's API is asked (the job's step): unchecked
+            # unless it never reached us at all.
+            if not was_recorded:
+                return self._never_received(base, event, None)
+            return self._in_flight(base, event, last)
+        try:
+            if invoice_id is None:
+                invoice_id = resolve_invoice_id(event.invoice, self._nexudus)
+                base["invoice"] = str(invoice_id)
+            invoice = self._invoice(invoice_id)
+            on_invoice = invoice is not None and any(
+                str(record.get("Token")) == token
+                for record in self._nexudus.search_payment_tokens(invoice_id, token)
+            )
+        except JobError as exc:
+            return Finding(
+                **base,
+                status=Status.UNCHECKED,
+                why=f"could not read Nexudus: {exc}",
+                action="run the audit again",
+            )
+        if not was_recorded:
+            return self._never_received(base, event, invoice)
+        paid_on = invoice.get("PaidOn") if invoice is not None else None
+        if on_invoice and paid_on:
+            return Finding(**base, status=Status.APPLIED)
+        counted = self._ledger.counts(invoice_id, payment_key(source, token))
+        if on_invoice and counted and invoice is not None and self._still_due(invoice_id, invoice):
+            return Finding(**base, status=Status.PARTIAL, why="counted; the invoice is still due")
+        if stage in _DONE:
+            missing = (
+                "the invoice" if invoice is None else ("its token" if not on_invoice else "PaidOn")
+            )
+            return Finding(
+                **base,
+                status=Status.MISSING,
+                why=f"our trail says {stage}, but Nexudus shows no {missing}",
+                action="check the invoice in Nexudus (changed by hand?); `payhooks trace "
+                f"{event.key}` shows what we did",
+            )
+        return self._in_flight(base, event, last)
+
+    def _settled_by_our_records(
+        self, event: PaymentEvent, last: dict[str, Any] | None, base: dict[str, Any]
+    ) -> Finding | None:
+        """A verdict our records give without asking Nexudus: money that went back, a
+        guard's (or any) failure, a purge, a job that found the payment none of ours."""
+        undone = self._ledger.reversals.of(event.payment_source, event.token)
+        if undone is not None and undone.net(event.amount or Decimal(0), event.currency) <= 0:
+            return Finding(**base, status=Status.REVERSED, why=undone.describe())
+        stage = str(last.get("stage", "")) if last else ""
+        if last is not None and stage == "failed":
+            error_class = str(last.get("error_class"))
+            action = _GUARD_ACTIONS.get(error_class, f"`payhooks failed show {event.key}`")
+            why = f"{error_class}: {last.get('reason')}"
+            return Finding(**base, status=Status.HELD, why=why, action=action)
+        if stage == "purged":
+            return Finding(**base, status=Status.HANDLED, why="its failed job was purged")
+        if stage in _NOT_OURS:
+            return Finding(**base, status=Status.NOT_OURS, why=f"its job's outcome: {stage}")
+        return None
+
+    def _never_received(
+        self, base: dict[str, Any], event: PaymentEvent, invoice: Record | None
+    ) -> Finding:
+        why = "paid at the provider; no webhook, poll or scan ever brought it"
+        if invoice is not None and invoice.get("PaidOn"):
+            why += f"; the invoice is marked paid (PaidOn {invoice['PaidOn']}) without it"
+        return Finding(
+            **base,
+            status=Status.NEVER_RECEIVED,
+            why=why,
+            action=f"`payhooks reconcile {event.provider} --since ...` over its time",
+        )
+
+    def _in_flight(
+        self, base: dict[str, Any], event: PaymentEvent, last: dict[str, Any] | None
+    ) -> Finding:
+        age = self._now() - event.occurred_at.timestamp()
+        doing = "its job is queued"
+        if last is not None and last.get("stage") == "retrying":
+            doing = f"its job is retrying ({last.get('error_class')}: {last.get('reason')})"
+        if age < OVERDUE_AFTER_SECONDS:
+            return Finding(**base, status=Status.IN_FLIGHT, why=doing)
+        return Finding(
+            **base,
+            status=Status.OVERDUE,
+            why=f"paid {age / 60:.0f} min ago and not applied: {doing}",
+            action=f"are workers running? `payhooks failed show {event.key}`",
+        )
+
+    def _still_due(self, invoice_id: int, invoice: Record) -> bool:
+        """Whether what was paid in Nexudus and what we counted leave something due (a
+        partial payment), rather than an invoice whose PaidOn should have been set."""
+        currency = str(invoice.get("CurrencyCode") or "").upper()
+        try:
+            total = Decimal(str(invoice.get("TotalAmount") or 0))
+            paid = Decimal(str(invoice.get("PaidAmount") or 0))
+        except InvalidOperation:
+            return False
+        counted = sum(
+            (p.amount for p in self._ledger.applied(invoice_id).values() if p.currency == currency),
+            Decimal(0),
+        )
+        return total - paid - counted > 0
+
+    def _invoice(self, invoice_id: int) -> Record | None:
+        if invoice_id not in self._invoices:
+            self._invoices[invoice_id] = self._nexudus.get_invoice(invoice_id)
+        return self._invoices[invoice_id]
+
+
+def _last_outcome(histories: Iterable[list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The latest entry, across the payment's events, that says how its job ended or is
+    going (a run's outcome, a retry, a purge, a replay: queued again)."""
+    entries = [
+        entry
+        for history in histories
+        for entry in history
+        if entry.get("stage") in _DONE | _NOT_OURS | {"failed", "purged", "retrying", "replayed"}
+    ]
+    return max(entries, key=lambda entry: str(entry.get("at", ""))) if entries else None
+
+
+def _invoice_text(event: PaymentEvent) -> str:
+    return event.invoice.number or "unknown (the provider's API says, once it is applied)"
