@@ -26,7 +26,15 @@ class ProviderApi:
         #: None for an API whose 401/403 cannot be about ours (a firewall's: retried).
         self._credentials = credentials
 
-    def send(self, method: str, url: str, **request: Any) -> httpx.Response:
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        throttled: type[ProviderLookupUnavailable] = ProviderLookupUnavailable,
+        **request: Any,
+    ) -> httpx.Response:
+        """``throttled``: what a 429 raises (a lister's scan waits out ``RateLimited``)."""
         try:
             response = httpx.request(method, url, timeout=TIMEOUT_SECONDS, **request)
         except httpx.HTTPError as exc:
@@ -34,7 +42,9 @@ class ProviderApi:
                 f"{self.display_name} unreachable ({exc.__class__.__name__})"
             ) from None
         status = response.status_code
-        if status >= 500 or status == 429 or (status in (401, 403) and not self._credentials):
+        if status == 429:
+            raise throttled(f"{self.display_name} answered 429", retry_after=_retry_after(response))
+        if status >= 500 or (status in (401, 403) and not self._credentials):
             raise ProviderLookupUnavailable(
                 f"{self.display_name} answered {status}", retry_after=_retry_after(response)
             )
