@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from payhooks.providers.ezidebit.lister import EziDebitLister
 from payhooks.providers.gocardless.lister import GoCardlessLister
 from payhooks.providers.kit.listing import Lister, ListerFactory, NotListed
+from payhooks.providers.paypal.lister import PayPalLister
+from payhooks.providers.spreedly.lister import SpreedlyLister
 from payhooks.providers.stripe.lister import StripeLister
 from payhooks.settings import Settings
 
@@ -21,6 +23,8 @@ __all__ = ["LISTERS", "UNLISTED", "build_listers"]
 LISTERS: Mapping[str, ListerFactory] = {
     "stripe": StripeLister.from_settings,
     "gocardless": GoCardlessLister.from_settings,
+    "paypal": PayPalLister.from_settings,
+    "spreedly": SpreedlyLister.from_settings,
     # On demand only (`payhooks reconcile ezidebit`): its poll is scheduled already.
     "ezidebit": EziDebitLister.from_settings,
 }
@@ -29,12 +33,10 @@ LISTERS: Mapping[str, ListerFactory] = {
 UNLISTED: Mapping[str, str] = {
     "braintree": "not yet reconciled (a transaction search by status-change time is to come)",
     "authorizenet": "not yet reconciled (unsettled and settled batch lists are to come)",
-    "paypal": "not yet reconciled (GET /v1/notifications/webhooks-events is to come)",
     "forte": "not yet reconciled (the transactions list per location is to come)",
     "paypal-ipn": "IPN has no list of past notifications (reconcile PayPal's REST events)",
     "liqpay": "LiqPay has only a per-order status call, no list of payments",
     "epay": "ePay has only a per-order status call, no list of payments",
-    "spreedly": "not yet reconciled (GET /v1/transactions.json with since_token is to come)",
     "generic": "operators' own systems have no API we can ask",
 }
 

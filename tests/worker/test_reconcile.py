@@ -314,3 +314,21 @@ def test_the_readme_walk_through_recovers_a_payment_in_the_sandbox(
     assert sandbox_state.invoices[42]["Paid"] is True
     again = reconcile_providers(rc_settings, redis, last(1), ["gocardless"])
     assert (again[0]["seen"], again[0]["queued"]) == (1, 0)
+
+
+def test_the_readme_walk_through_recovers_paypal_and_spreedly_payments(
+    rc_settings: Settings, redis: Redis, sandbox: Any, sandbox_state: SandboxState, rc_context: Any
+) -> None:
+    """The README's PayPal and Spreedly steps: a capture and a purchase no webhook brought."""
+    payment = {"invoice": 43, "amount": "100.00", "currency": "EUR"}
+    assert httpx.post(f"{sandbox.url}/_sandbox/paypal/events", json=payment).is_success
+    payment = {"invoice": 44, "amount": "100.00", "currency": "EUR"}
+    assert httpx.post(f"{sandbox.url}/_sandbox/spreedly/transactions", json=payment).is_success
+    rows = reconcile_providers(rc_settings, redis, last(1), ["paypal", "spreedly"])
+    assert [(r["provider"], r["queued"], r["result"]) for r in rows] == [
+        ("paypal", 1, "ok"),
+        ("spreedly", 1, "ok"),
+    ]
+    drain(redis, rc_settings)
+    assert sandbox_state.invoices[43]["Paid"] is True
+    assert sandbox_state.invoices[44]["Paid"] is True
