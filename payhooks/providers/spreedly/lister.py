@@ -37,6 +37,8 @@ from payhooks.providers.spreedly.settings import SpreedlySettings
 from payhooks.providers.spreedly.step import API, CREDENTIALS
 from payhooks.settings import Settings
 
+#: Spreedly's page of an unbounded list (its "order and pagination" page).
+PAGE_SIZE = 20
 #: The fields ``transaction_event`` reads, as a callback signs them.
 FIELDS = ("token", "state", "transaction_type", "on_test_gateway", "updated_at", "order_id")
 
@@ -75,7 +77,9 @@ class SpreedlyLister:
                 continue
             records.append(json.dumps(transaction, separators=(",", ":")).encode())
         since = str(listed[-1].get("token") or "") if listed else ""
-        if passed_start or not fresh or not since or since == at.get("since"):
+        # A short page is the list's last (Spreedly pages by 20): no empty call after it.
+        last_page = len(listed) < PAGE_SIZE
+        if last_page or passed_start or not fresh or not since or since == at.get("since"):
             return ListedPage(tuple(records), cursor or "{}", more=False)
         times = [c for c in (_instant(t.get("created_at")) for t in fresh) if c is not None]
         low = min(times) if times else oldest
