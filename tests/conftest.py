@@ -29,6 +29,7 @@ from payhooks.providers.kit.samples import DevSandbox
 from payhooks.providers.liqpay.settings import LiqPaySettings
 from payhooks.providers.paypal.settings import PayPalIpnSettings, PayPalSettings
 from payhooks.providers.paypal.stand_in import PayPalState
+from payhooks.providers.spreedly.stand_in import SpreedlyState
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.providers.stripe.stand_in import StripeState
 from payhooks.providers.tools import STAND_INS
@@ -106,6 +107,12 @@ def stripe_state() -> StripeState:
     return StripeState()
 
 
+@pytest.fixture
+def spreedly_state() -> SpreedlyState:
+    """The Spreedly stand-in's transactions (the sandbox fixture serves it)."""
+    return SpreedlyState()
+
+
 @pytest.fixture(scope="session")
 def paypal_keys() -> PayPalState:
     return PayPalState()  # RSA keys take a while to make: once per session
@@ -116,6 +123,7 @@ def paypal_state(paypal_keys: PayPalState) -> PayPalState:
     paypal_keys.invalid_txns.clear()
     paypal_keys.genuine.clear()
     paypal_keys.postbacks.clear()
+    paypal_keys.clear_api()
     return paypal_keys
 
 

@@ -16,6 +16,8 @@ from payhooks.providers.ezidebit.lister import EziDebitLister
 from payhooks.providers.forte.lister import ForteLister
 from payhooks.providers.gocardless.lister import GoCardlessLister
 from payhooks.providers.kit.listing import Lister, ListerFactory, NotListed
+from payhooks.providers.paypal.lister import PayPalLister
+from payhooks.providers.spreedly.lister import SpreedlyLister
 from payhooks.providers.stripe.lister import StripeLister
 from payhooks.settings import Settings
 
@@ -26,18 +28,18 @@ LISTERS: Mapping[str, ListerFactory] = {
     "gocardless": GoCardlessLister.from_settings,
     "braintree": BraintreeLister.from_settings,
     "authorizenet": AuthorizeNetLister.from_settings,
+    "paypal": PayPalLister.from_settings,
+    "spreedly": SpreedlyLister.from_settings,
     # On demand only (`payhooks reconcile ezidebit`): its poll is scheduled already.
     "ezidebit": EziDebitLister.from_settings,
     "forte": ForteLister.from_settings,
 }
 
-#: Why a provider without a lister is skipped: what its API allows, or what is still to come.
+#: Why a provider without a lister is skipped: what its API allows.
 UNLISTED: Mapping[str, str] = {
-    "paypal": "not yet reconciled (GET /v1/notifications/webhooks-events is to come)",
     "paypal-ipn": "IPN has no list of past notifications (reconcile PayPal's REST events)",
     "liqpay": "LiqPay has only a per-order status call, no list of payments",
     "epay": "ePay has only a per-order status call, no list of payments",
-    "spreedly": "not yet reconciled (GET /v1/transactions.json with since_token is to come)",
     "generic": "operators' own systems have no API we can ask",
 }
 

@@ -37,6 +37,8 @@ from payhooks.providers.forte.settings import ForteSettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record
 from payhooks.providers.kit.listing import Window
+from payhooks.providers.paypal.settings import PayPalSettings
+from payhooks.providers.spreedly.settings import SpreedlySettings
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.providers.stripe.stand_in import API_KEY, StripeState
 from payhooks.settings import Settings
@@ -255,6 +257,26 @@ def reconcile_args(
     )
 
 
+#: Each provider section with a list, and what its lister cannot do without.
+LIST_CREDENTIALS: dict[type[Any], dict[str, Any]] = {
+    StripeSettings: {"api_key": None},
+    GoCardlessSettings: {"access_token": None},
+    BraintreeSettings: {"keys": ()},
+    AuthorizeNetSettings: {"login_id": None},
+    ForteSettings: {"location_ids": ()},
+    PayPalSettings: {"client_id": None},
+    SpreedlySettings: {"environment_key": None},
+}
+
+
+def without_lists(settings: Settings, *, but: type[Any] | None = None) -> Settings:
+    """The settings with every provider's list credentials gone (but ``but``'s)."""
+    for section, gone in LIST_CREDENTIALS.items():
+        if section is not but:
+            settings = with_section(settings, section, **gone)
+    return settings
+
+
 def test_a_run_with_nothing_to_scan_fails_and_says_why(
     settings: Settings, redis: Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -265,11 +287,7 @@ def test_a_run_with_nothing_to_scan_fails_and_says_why(
     assert "liqpay: LiqPay has only a per-order status call" in error["message"]
     assert "stripe: STRIPE_API_KEY is not set" in error["message"]
     # None configured with a list (each list's credentials gone): the same, in words on stderr.
-    bare = with_section(settings, GoCardlessSettings, access_token=None)
-    bare = with_section(bare, BraintreeSettings, keys=())
-    bare = with_section(bare, AuthorizeNetSettings, login_id=None)
-    bare = with_section(bare, ForteSettings, location_ids=())
-    assert run_reconcile(bare, reconcile_args(json=False)) == 1
+    assert run_reconcile(without_lists(settings), reconcile_args(json=False)) == 1
     said = capsys.readouterr()
     assert said.out == ""
     assert said.err.startswith("payhooks: nothing to reconcile: none of the providers configured")
@@ -281,10 +299,7 @@ def test_a_default_run_passes_when_what_can_be_scanned_was(
     # Every enabled provider by default: LiqPay, ePay, IPN and operators' systems have no
     # list and never will; their rows say so, and the run (cron'd, scheduled) still passes.
     # Named, the same providers fail the run: they were asked for and not scanned.
-    only_stripe = with_section(rc_settings, GoCardlessSettings, access_token=None)
-    only_stripe = with_section(only_stripe, BraintreeSettings, keys=())
-    only_stripe = with_section(only_stripe, AuthorizeNetSettings, login_id=None)
-    only_stripe = with_section(only_stripe, ForteSettings, location_ids=())
+    only_stripe = without_lists(rc_settings, but=StripeSettings)
     assert run_reconcile(only_stripe, reconcile_args()) == 0
     assert run_reconcile(only_stripe, reconcile_args("stripe", "liqpay")) == 1
 
@@ -562,3 +577,21 @@ async def test_the_gauge_counts_payments_paid_over_30_minutes_ago_until_their_jo
     assert await gauge() == "payhooks_unapplied_payments 0.0"
     assert redis.zcard(redis_keys.UNAPPLIED) == 0  # nothing kept once jobs end
     assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+
+def test_the_readme_walk_through_recovers_paypal_and_spreedly_payments(
+    rc_settings: Settings, redis: Redis, sandbox: Any, sandbox_state: SandboxState, rc_context: Any
+) -> None:
+    """The README's PayPal and Spreedly steps: a capture and a purchase no webhook brought."""
+    payment = {"invoice": 43, "amount": "100.00", "currency": "EUR"}
+    assert httpx.post(f"{sandbox.url}/_sandbox/paypal/events", json=payment).is_success
+    payment = {"invoice": 44, "amount": "100.00", "currency": "EUR"}
+    assert httpx.post(f"{sandbox.url}/_sandbox/spreedly/transactions", json=payment).is_success
+    rows = reconcile_providers(rc_settings, redis, last(1), ["paypal", "spreedly"])
+    assert [(r["provider"], r["queued"], r["result"]) for r in rows] == [
+        ("paypal", 1, "ok"),
+        ("spreedly", 1, "ok"),
+    ]
+    drain(redis, rc_settings)
+    assert sandbox_state.invoices[43]["Paid"] is True
+    assert sandbox_state.invoices[44]["Paid"] is True

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
+
+import httpx
 
 from payhooks.domain.events import Normalised
 from payhooks.providers.kit.polling import PolledPage
-from payhooks.providers.kit.step_errors import ProviderLookupUnavailable
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.settings import Settings
 
 
@@ -58,6 +60,22 @@ class Lister(Protocol):
 
     def normalise(self, record: bytes) -> list[Normalised]:
         """The record's events, exactly as its webhook's normaliser gives them; pure."""
+
+
+def list_answer(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object a list call answered (after ``ProviderApi`` classified 429, 5xx and
+    refused credentials): another 4xx is a request the provider rejects (a person must
+    look), anything else without a JSON object is a passing fault (try again later)."""
+    status = response.status_code
+    if 400 <= status < 500:
+        raise ProviderLookupError(f"{what} rejected the request ({status})")
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if status != 200 or not isinstance(answer, dict):
+        raise ProviderLookupUnavailable(f"{what} answered {status} without its list")
+    return answer
 
 
 #: Builds a provider's lister from the settings, or raises ``NotListed``.

@@ -152,16 +152,23 @@ def redact_json(body: bytes) -> bytes | None:
     return json.dumps(_redact(json.loads(body))).encode()
 
 
-def _redact(value: Any) -> Any:
+def redact_json_fields(body: bytes, fields: frozenset[str]) -> bytes | None:
+    """As ``redact_json``, for a provider whose card fields have other names (Spreedly's)."""
+    data = json.loads(body)
+    redacted = _redact(data, fields)
+    return None if redacted == data else json.dumps(redacted).encode()
+
+
+def _redact(value: Any, fields: frozenset[str] = SENSITIVE_FIELDS) -> Any:
     if isinstance(value, dict):
         return {
             k: "[redacted]"
-            if (k in SENSITIVE_FIELDS or k.endswith("last4")) and v is not None
-            else _redact(v)
+            if (k in fields or k.endswith("last4")) and v is not None
+            else _redact(v, fields)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_redact(v) for v in value]
+        return [_redact(v, fields) for v in value]
     return value
 
 

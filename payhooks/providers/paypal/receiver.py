@@ -53,6 +53,7 @@ SIGNER_NAMES = frozenset(
     {"messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com"}
 )
 CACHE_SECONDS = 3600
+NAME = "paypal"
 MAX_CACHED_CERTIFICATES = 32
 
 
@@ -70,7 +71,7 @@ def signed_message(headers: Mapping[str, str], webhook_id: str, body: bytes) -> 
 
 
 class PayPalWebhook(ReceiverDefaults):
-    name = "paypal"
+    name = NAME
     signature_headers: tuple[str, ...] = (
         "PAYPAL-TRANSMISSION-ID",
         "PAYPAL-TRANSMISSION-TIME",
@@ -193,85 +194,91 @@ class PayPalWebhook(ReceiverDefaults):
         raise InvalidSignature("signature does not match")
 
     def normalise(self, body: bytes, headers: Mapping[str, str]) -> list[Normalised]:
-        event = load_json_object(body)
-        event_id, event_type = event.get("id"), event.get("event_type")
-        resource = event.get("resource")
-        if not isinstance(event_id, str) or not isinstance(event_type, str):
-            raise MalformedPayload("PayPal event without id or event_type")
-        if not isinstance(resource, dict):
-            raise MalformedPayload("PayPal event without resource")
-        family, _, status = event_type.removeprefix("PAYMENT.").partition(".")
-        kind = KINDS.get(status) if event_type.startswith("PAYMENT.") else None
-        if kind is None or family not in ("CAPTURE", "SALE"):
-            return [Ignored(event_id, event_type, "event type not handled")]
-        return [self._payment(event, resource, event_id, event_type, kind, family == "SALE")]
+        return normalise_event(body, provider_value=self._provider_value)
 
-    def _payment(
-        self,
-        event: dict[str, Any],
-        resource: dict[str, Any],
-        event_id: str,
-        event_type: str,
-        kind: PaymentKind,
-        sale: bool,
-    ) -> Normalised:
-        if sale:
-            reference = resource.get("invoice_number") or resource.get("custom")
-            value, currency = _money(resource, "total", "currency")
-            subscription = resource.get("billing_agreement_id")
-        else:
-            reference = resource.get("invoice_id") or resource.get("custom_id")
-            value, currency = _money(resource, "value", "currency_code")
-            subscription = None
-        invoice = InvoiceRef.from_text(str(reference or ""))
-        if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
-            return Ignored(event_id, event_type, "no invoice_id / custom_id on the payment")
-        amount = finite_amount(value)
-        token = str(resource.get("id"))
-        if kind is PaymentKind.REFUNDED:
-            # The resource is the refund; the token is the payment it undoes.
-            undone = _refunded_payment(resource, sale)
-            if undone is None:
-                # Money left and we cannot tell whose payment it was (PayPal's simulator
-                # sends PAYMENT.SALE.REVERSED with only the refund's `self` link). payhooks
-                # holds no PayPal API credentials to look it up: kept, listed and alerted on
-                # as unprocessed for a person, never acknowledged and forgotten.
-                raise MalformedPayload(
-                    f"PayPal {event_type}: the refund names no capture or sale (no sale_id, "
-                    "`up` or `sale` link), so the payment it undoes is unknown; find it in "
-                    "PayPal's dashboard by the refund's id"
-                )
-            token = undone
-            # v1 sale refunds state their total as a negative number: what left, positive.
-            amount = abs(amount) if amount is not None else None
-        elif amount is not None and amount < 0:
-            return Ignored(event_id, event_type, "a negative amount is not a payment")
-        elif kind is PaymentKind.PAID and (amount is None or not currency):
-            # A payment whose amount we cannot read is a body we cannot read: kept for a
-            # person and a replay once fixed, not a job bound to fail AmountMismatch.
-            raise MalformedPayload(f"PayPal {event_type} without a readable amount and currency")
-        provider = self._provider_value or (5 if subscription else 6)
-        try:
-            when = datetime.fromisoformat(
-                str(resource.get("create_time") or event.get("create_time"))
+
+def normalise_event(body: bytes, *, provider_value: int | None) -> list[Normalised]:
+    """A PayPal event's payment, read alike from a webhook and from PayPal's list of events
+    (the lister: the same event object, the same id); pure."""
+    event = load_json_object(body)
+    event_id, event_type = event.get("id"), event.get("event_type")
+    resource = event.get("resource")
+    if not isinstance(event_id, str) or not isinstance(event_type, str):
+        raise MalformedPayload("PayPal event without id or event_type")
+    if not isinstance(resource, dict):
+        raise MalformedPayload("PayPal event without resource")
+    family, _, status = event_type.removeprefix("PAYMENT.").partition(".")
+    kind = KINDS.get(status) if event_type.startswith("PAYMENT.") else None
+    if kind is None or family not in ("CAPTURE", "SALE"):
+        return [Ignored(event_id, event_type, "event type not handled")]
+    return [_payment(event, resource, event_id, event_type, kind, family == "SALE", provider_value)]
+
+
+def _payment(
+    event: dict[str, Any],
+    resource: dict[str, Any],
+    event_id: str,
+    event_type: str,
+    kind: PaymentKind,
+    sale: bool,
+    provider_value: int | None,
+) -> Normalised:
+    if sale:
+        reference = resource.get("invoice_number") or resource.get("custom")
+        value, currency = _money(resource, "total", "currency")
+        subscription = resource.get("billing_agreement_id")
+    else:
+        reference = resource.get("invoice_id") or resource.get("custom_id")
+        value, currency = _money(resource, "value", "currency_code")
+        subscription = None
+    invoice = InvoiceRef.from_text(str(reference or ""))
+    if not invoice and kind in (PaymentKind.PAID, PaymentKind.PENDING):
+        return Ignored(event_id, event_type, "no invoice_id / custom_id on the payment")
+    amount = finite_amount(value)
+    token = str(resource.get("id"))
+    if kind is PaymentKind.REFUNDED:
+        # The resource is the refund; the token is the payment it undoes.
+        undone = _refunded_payment(resource, sale)
+        if undone is None:
+            # Money left and we cannot tell whose payment it was (PayPal's simulator
+            # sends PAYMENT.SALE.REVERSED with only the refund's `self` link). The job
+            # does not look it up at PayPal (its client credentials, when set, serve
+            # reconciliation only): kept, listed and alerted on as unprocessed for a
+            # person, never acknowledged and forgotten.
+            raise MalformedPayload(
+                f"PayPal {event_type}: the refund names no capture or sale (no sale_id, "
+                "`up` or `sale` link), so the payment it undoes is unknown; find it in "
+                "PayPal's dashboard by the refund's id"
             )
-        except ValueError:
-            when = datetime.fromtimestamp(0, tz=UTC)
-        return PaymentEvent(
-            provider=self.name,
-            event_id=event_id,
-            event_type=event_type,
-            kind=kind,
-            token=token,
-            invoice=invoice,
-            amount=amount,
-            currency=str(currency).upper() if currency else None,
-            occurred_at=when,
-            object_id=str(resource.get("id")),
-            regular_payment_provider=RegularPaymentProvider(provider),
-            payment_method="paypal",
-            details={"billing_agreement": str(subscription)} if subscription else {},
-        )
+        token = undone
+        # v1 sale refunds state their total as a negative number: what left, positive.
+        amount = abs(amount) if amount is not None else None
+    elif amount is not None and amount < 0:
+        return Ignored(event_id, event_type, "a negative amount is not a payment")
+    elif kind is PaymentKind.PAID and (amount is None or not currency):
+        # A payment whose amount we cannot read is a body we cannot read: kept for a
+        # person and a replay once fixed, not a job bound to fail AmountMismatch.
+        raise MalformedPayload(f"PayPal {event_type} without a readable amount and currency")
+    provider = provider_value or (5 if subscription else 6)
+    try:
+        when = datetime.fromisoformat(str(resource.get("create_time") or event.get("create_time")))
+    except ValueError:
+        when = datetime.fromtimestamp(0, tz=UTC)
+    return PaymentEvent(
+        provider=NAME,
+        event_id=event_id,
+        event_type=event_type,
+        kind=kind,
+        token=token,
+        invoice=invoice,
+        amount=amount,
+        currency=str(currency).upper() if currency else None,
+        occurred_at=when,
+        object_id=str(resource.get("id")),
+        regular_payment_provider=RegularPaymentProvider(provider),
+        payment_method="paypal",
+        details={"billing_agreement": str(subscription)} if subscription else {},
+    )
 
 
 def _money(resource: dict[str, Any], value_key: str, currency_key: str) -> tuple[Any, Any]:

@@ -15,35 +15,17 @@ from urllib.parse import urlencode
 from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest, exported_or
 from payhooks.providers.paypal.ipn_formats import PAYPAL_TIME
 from payhooks.providers.paypal.receiver import signed_message
-from payhooks.providers.paypal.stand_in import CERT_PATH, PayPalState
+from payhooks.providers.paypal.stand_in import (
+    CERT_PATH,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    PayPalState,
+    capture_event,
+)
 
 # Not secrets: the webhook id and receiver address of `payhooks dev`.
 DEV_WEBHOOK_ID = "WH-PAYHOOKS-DEV-ONLY"
 DEV_RECEIVER_EMAIL = "billing@coworking.example"
-
-
-def capture_event(
-    *, invoice_id: str, amount: Decimal, currency: str = "EUR", status: str = "COMPLETED"
-) -> dict[str, Any]:
-    now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "id": f"WH-{secrets.token_hex(8).upper()}",
-        "event_version": "1.0",
-        "create_time": now,
-        "resource_type": "capture",
-        "event_type": f"PAYMENT.CAPTURE.{status}",
-        "summary": f"Payment {status.lower()}",
-        "resource": {
-            "id": secrets.token_hex(8).upper(),
-            "status": status,
-            "amount": {"currency_code": currency, "value": f"{amount:.2f}"},
-            "final_capture": True,
-            "invoice_id": invoice_id,
-            "custom_id": "",
-            "create_time": now,
-            "update_time": now,
-        },
-    }
 
 
 def headers_for(body: bytes, webhook_id: str, cert_url: str, signer: Any) -> dict[str, str]:
@@ -155,6 +137,10 @@ def dev_environment(sandbox: DevSandbox, env: Mapping[str, str]) -> dict[str, st
         "PAYPAL_WEBHOOK_IDS": exported_or(env, "PAYPAL_WEBHOOK_IDS", DEV_WEBHOOK_ID),
         "PAYPAL_CERT_URL_PREFIXES": f"{sandbox.url}/paypal/",
         "PAYPAL_CERT_TRUST_FILE": str(trust_file),
+        # The stand-in's REST app: `payhooks reconcile paypal` reads its events list.
+        "PAYPAL_CLIENT_ID": CLIENT_ID,
+        "PAYPAL_CLIENT_SECRET": CLIENT_SECRET,
+        "PAYPAL_API_BASE": sandbox.url,
     }
 
 

@@ -6,7 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from payhooks.settings.provider import ProviderSettings
-from payhooks.settings.reading import Rows, choice, count, items, setting, text, url, url_tokens
+from payhooks.settings.reading import (
+    Rows,
+    choice,
+    count,
+    is_set,
+    items,
+    require_https,
+    setting,
+    text,
+    url,
+    url_tokens,
+)
 
 #: Where PayPal's message-signing certificates may be fetched from.
 PAYPAL_CERT_URL_PREFIXES = (
@@ -33,6 +44,15 @@ class PayPalSettings(ProviderSettings):
     )
     cert_trust_file: str | None = setting("PAYPAL_CERT_TRUST_FILE", None, text)
     provider_value: int | None = setting("PAYPAL_PROVIDER_VALUE", None, _provider_value)
+    #: A REST app's client credentials (OAuth client_credentials): reconciliation reads
+    #: PayPal's list of webhook events with them; webhooks need none.
+    client_id: str | None = setting("PAYPAL_CLIENT_ID")
+    client_secret: str | None = setting("PAYPAL_CLIENT_SECRET", secret=True)
+    api_base: str = setting("PAYPAL_API_BASE", "https://api-m.paypal.com", url)
+
+    def check(self) -> None:
+        # The client secret and the bearer token travel to it.
+        require_https("PAYPAL_API_BASE", self.api_base)
 
     def rows(self) -> Rows:
         return [
@@ -40,6 +60,9 @@ class PayPalSettings(ProviderSettings):
             ("certificates from", ", ".join(self.cert_url_prefixes)),
             ("trusted roots", self.cert_trust_file or "the certifi bundle"),
             ("provider value", str(self.provider_value or "auto")),
+            ("client id", is_set(self.client_id)),
+            ("client secret", is_set(self.client_secret)),
+            ("API", self.api_base),
         ]
 
 

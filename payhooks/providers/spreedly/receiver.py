@@ -83,35 +83,32 @@ class SpreedlyWebhook(SectionReceiver[SpreedlySettings]):
             transactions = verify_transactions(body, self._settings.signing_secrets)
         except CallbackRefused as exc:
             raise MalformedPayload(f"Spreedly callback: {exc}") from None
-        provider = RegularPaymentProvider(self._settings.provider_value)
-        found: list[Normalised] = []
-        for signed in transactions:
-            kind_of_type = signed.transaction_type
-            event_id = f"{signed.token}:{signed.state}"
-            event_type = f"{kind_of_type}.{signed.state}"
-            if kind_of_type not in PURCHASES | CREDITS:
-                found.append(Ignored(event_id, event_type, "moves no money payhooks records"))
-                continue
-            if signed.values.get("on_test_gateway") == "true" and not (
-                self._settings.allow_test_gateway
-            ):
-                found.append(Ignored(event_id, event_type, "on Spreedly's test gateway"))
-                continue
-            found.append(
-                PaymentEvent(
-                    provider=NAME,
-                    event_id=event_id,
-                    event_type=event_type,
-                    # A hint: the job reads kind, money and invoice from Spreedly's API.
-                    kind=PaymentKind.REFUNDED if kind_of_type in CREDITS else PaymentKind.PENDING,
-                    token=signed.token,
-                    invoice=InvoiceRef(),
-                    amount=None,
-                    currency=None,
-                    occurred_at=callback_time(signed.values.get("updated_at")),
-                    object_id=signed.token,
-                    regular_payment_provider=provider,
-                    details={"transaction_type": kind_of_type},
-                )
-            )
-        return found
+        return [transaction_event(signed.values, self._settings) for signed in transactions]
+
+
+def transaction_event(values: Mapping[str, str], settings: SpreedlySettings) -> Normalised:
+    """One transaction's event, keyed by its token and state, from its fields' text: a
+    callback's signed fields, or the same fields of Spreedly's transactions list (the
+    lister). Its kind is a hint: the job reads kind, money and invoice from the API."""
+    token, state = values["token"], values["state"]
+    kind_of_type = values["transaction_type"]
+    event_id = f"{token}:{state}"
+    event_type = f"{kind_of_type}.{state}"
+    if kind_of_type not in PURCHASES | CREDITS:
+        return Ignored(event_id, event_type, "moves no money payhooks records")
+    if values.get("on_test_gateway") == "true" and not settings.allow_test_gateway:
+        return Ignored(event_id, event_type, "on Spreedly's test gateway")
+    return PaymentEvent(
+        provider=NAME,
+        event_id=event_id,
+        event_type=event_type,
+        kind=PaymentKind.REFUNDED if kind_of_type in CREDITS else PaymentKind.PENDING,
+        token=token,
+        invoice=InvoiceRef(),
+        amount=None,
+        currency=None,
+        occurred_at=callback_time(values.get("updated_at")),
+        object_id=token,
+        regular_payment_provider=RegularPaymentProvider(settings.provider_value),
+        details={"transaction_type": kind_of_type},
+    )

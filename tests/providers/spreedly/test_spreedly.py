@@ -75,12 +75,6 @@ PUBLISHED_2021 = (
 )
 
 
-@pytest.fixture
-def spreedly_state() -> SpreedlyState:
-    """The Spreedly stand-in's transactions (the sandbox fixture serves it)."""
-    return SpreedlyState()
-
-
 def purchase(state: SpreedlyState, token: str, invoice: str = "42", **record: object) -> bytes:
     """Spreedly knows the transaction; its callback, signed with the dev secret."""
     state.transactions[token] = transaction_record(
