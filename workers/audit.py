@@ -36,6 +36,7 @@ from workers.errors import JobError
 from workers.invoice_ledger import InvoiceLedger, payment_key
 from workers.nexudus import NexudusClient, Record
 from workers.reconcile import fetch_patiently
+from workers.reversals import Reversed
 
 #: The share of NEXUDUS_CALLS_PER_MINUTE an audit may take; the rest is the workers'.
 AUDIT_CALL_SHARE = 0.5
@@ -277,7 +278,7 @@ class Auditor:
         """A verdict our records give without asking Nexudus: money that went back, a
         guard's (or any) failure, a purge, a job that found the payment none of ours."""
         undone = self._ledger.reversals.of(event.payment_source, event.token)
-        if undone is not None and undone.net(event.amount or Decimal(0), event.currency) <= 0:
+        if undone is not None and self._all_went_back(event, undone):
             return Finding(**base, status=Status.REVERSED, why=undone.describe())
         stage = str(last.get("stage", "")) if last else ""
         if last is not None and stage == "failed":
@@ -290,6 +291,29 @@ class Auditor:
         if stage in _NOT_OURS:
             return Finding(**base, status=Status.NOT_OURS, why=f"its job's outcome: {stage}")
         return None
+
+    def _all_went_back(self, event: PaymentEvent, undone: Reversed) -> bool:
+        """Whether nothing of the payment is left to apply. Many lists carry no amount
+        (GoCardless's events, Authorize.Net's, Forte's, Spreedly's: the job reads it), so
+        the amount is the event's, else the one our ledger counted; a partial reversal of
+        a payment whose amount neither knows leaves it to be checked, never "reversed"."""
+        if undone.amount is None:
+            return True  # all of it, or another currency's
+        invoice_id = event.invoice.invoice_id or self._ledger.bound_invoice(
+            event.payment_source, event.token
+        )
+        counted = (
+            None
+            if invoice_id is None
+            else self._ledger.counted(invoice_id, payment_key(event.payment_source, event.token))
+        )
+        if event.amount is not None:
+            amount, currency = event.amount, event.currency
+        elif counted is not None:
+            amount, currency = counted.amount, counted.currency
+        else:
+            return False
+        return undone.net(amount, currency) <= 0
 
     def _never_received(
         self, base: dict[str, Any], event: PaymentEvent, invoice: Record | None

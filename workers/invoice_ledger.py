@@ -70,6 +70,14 @@ class InvoiceLedger:
         """Whether the payment was counted on the invoice (refunded or not)."""
         return bool(self._redis.hexists(redis_keys.invoice_applied(invoice_id), payment))
 
+    def counted(self, invoice_id: int, payment: str) -> AppliedPayment | None:
+        """What the payment was counted at on the invoice, before anything went back."""
+        raw = self._redis.hget(redis_keys.invoice_applied(invoice_id), payment)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return AppliedPayment(Decimal(data["amount"]), data["currency"])
+
     def bound_invoice(self, provider: str, token: str) -> int | None:
         bound = self._redis.get(redis_keys.payment_binding(provider, token))
         return None if bound is None else int(text(bound))

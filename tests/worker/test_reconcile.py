@@ -35,7 +35,7 @@ from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.braintree.settings import BraintreeSettings
 from payhooks.providers.forte.settings import ForteSettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
-from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record
+from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record, refund_record
 from payhooks.providers.kit.listing import Window
 from payhooks.providers.paypal.settings import PayPalSettings
 from payhooks.providers.spreedly.settings import SpreedlySettings
@@ -595,3 +595,52 @@ def test_the_readme_walk_through_recovers_paypal_and_spreedly_payments(
     drain(redis, rc_settings)
     assert sandbox_state.invoices[43]["Paid"] is True
     assert sandbox_state.invoices[44]["Paid"] is True
+
+
+def test_the_audit_never_takes_a_partial_refund_for_a_whole_payment_it_cannot_price(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    gocardless_state: GoCardlessState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GoCardless's events carry no amount: 10.00 refunded of a 100.00 payment that was
+    never applied leaves 90.00 kept and invoice 42 unpaid, which the audit must report,
+    not count as "reversed" (all of it went back)."""
+    listed = gocardless_confirmed(gocardless_state, 7, 42)  # its webhook never came
+    gocardless_state.refunds["RF000007"] = refund_record(
+        "RF000007", payment_id=str(listed["links"]["payment"]), amount_minor=1000, currency="EUR"
+    )
+    refund = {
+        **copy.deepcopy(GC_LIST["events"][0]),
+        "id": "EV900007",
+        "resource_type": "refunds",
+        "action": "created",
+        "links": {"refund": "RF000007"},
+    }
+    deliver(rc_settings, "gocardless", {"events": [refund]})
+    drain(redis, rc_settings)  # the refund's job: 10.00 EUR of PM000007 went back
+
+    soon = last(1).until.isoformat()
+    assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 1
+    report = json.loads(capsys.readouterr().out)
+    [found] = report["discrepancies"]
+    assert (found["event"], found["status"]) == (f"gocardless:{listed['id']}", "never_received")
+    assert report["counts"]["reversed"] == 0
+    assert sandbox_state.invoices[42]["PaidOn"] is None
+
+    # Recovered, it counts 90.00 of 100.00: partial. Refunded the rest, the ledger's
+    # 100.00 tells the audit that all of it went back.
+    reconcile_providers(rc_settings, redis, last(1), ["gocardless"])
+    drain(redis, rc_settings)
+    assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["partial"] == 1
+    gocardless_state.refunds["RF000008"] = refund_record(
+        "RF000008", payment_id=str(listed["links"]["payment"]), amount_minor=9000, currency="EUR"
+    )
+    rest = {**refund, "id": "EV900008", "links": {"refund": "RF000008"}}
+    deliver(rc_settings, "gocardless", {"events": [rest]})
+    drain(redis, rc_settings)
+    assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["reversed"] == 1
