@@ -26,7 +26,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.timeouts import BaseTimeoutException
 
-from payhooks.domain.events import PaymentEvent
+from payhooks.domain.events import PaymentEvent, PaymentKind
 from payhooks.domain.paid_dates import paid_date
 from payhooks.storage import redis_keys, unapplied
 from payhooks.storage.jobs import JobFactory, event_from_fields
@@ -62,6 +62,7 @@ def apply_payment_event(event_key: str | None = None) -> dict[str, Any]:
         fields["event_key"] = event_key
         fields.update(kind=event.kind.value, invoice=event.invoice.describe())
         provider_step = ctx.provider_steps.get(event.provider)
+        hinted = event.kind
         if provider_step is not None:
             event = provider_step(event)
             fields.update(invoice=event.invoice.describe())
@@ -73,6 +74,8 @@ def apply_payment_event(event_key: str | None = None) -> dict[str, Any]:
         event = event.with_changes(
             occurred_at=paid_date(event.occurred_at, received, now=datetime.now(tz=UTC))
         )
+        if hinted is not PaymentKind.PAID and event.kind is PaymentKind.PAID:
+            _entered(ctx, event)
         # The job's own timeout (-1 or none: unlimited, so the worker's setting bounds it).
         own = job.timeout if job is not None else None
         limit = int(own) if own is not None and own > 0 else ctx.settings.job_timeout_seconds
@@ -203,6 +206,14 @@ def retry_in_place(
             )
             sleep(wait)
     raise AssertionError("unreachable")
+
+
+def _entered(ctx: context.WorkerContext, event: PaymentEvent) -> None:
+    """Read paid by the provider's step, not at hand-off: counted unapplied from now."""
+    try:
+        unapplied.entered(ctx.redis, event, ttl_seconds=ctx.settings.event_ttl_seconds)
+    except RedisError:
+        log.warning("unapplied.unavailable", extra={"event_key": event.key})
 
 
 def _ended(ctx: context.WorkerContext, event_key: str | None) -> None:

@@ -2,7 +2,9 @@
 
 A paid event enters a sorted set (``payhooks:unapplied``) as it is handed off (by the
 record-once script, whichever door brought it: a webhook, a poll, a reconcile scan),
-scored by when the provider says it was paid, and leaves it when its job ends: applied,
+scored by when the provider says it was paid (or, when its hand-off could only hint that
+it was pending, as Forte's webhooks do, once its job has read it paid: ``entered``), and
+leaves it when its job ends: applied,
 counted, found none of ours, or failed for a person (the failed-job registry and its
 alert take it from there). A job retrying stays in it. So how many members are older than
 30 minutes is how many payments were paid that long ago and are still not in Nexudus,
@@ -33,6 +35,15 @@ def score(event: PaymentEvent, *, ttl_seconds: int, now: float | None = None) ->
     now = time.time() if now is None else now
     paid = event.occurred_at.timestamp()
     return f"{paid if now - ttl_seconds < paid <= now else now:.0f}"
+
+
+def entered(redis: Redis, event: PaymentEvent, *, ttl_seconds: int) -> None:
+    """A payment its hand-off could not know was paid (its webhook only hinted: Forte's
+    names neither card nor eCheck, so its ``ready`` is pending until the job reads the
+    sale) enters once its job has read it paid; it leaves as its job ends, as any other."""
+    paid = score(event, ttl_seconds=ttl_seconds)
+    if paid:
+        redis.zadd(redis_keys.UNAPPLIED, {event.key: float(paid)}, nx=True)
 
 
 def ended(redis: Redis, event_key: str, *, ttl_seconds: int, now: float | None = None) -> None:

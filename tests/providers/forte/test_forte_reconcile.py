@@ -34,10 +34,13 @@ from payhooks.providers.forte.stand_in import (
 )
 from payhooks.providers.kit.listing import Window
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory
 from payhooks.storage.record_once import RecordOnce
 from payhooks.storage.trail import Trail
+from payhooks.storage.unapplied import overdue_before
 from tests.support.delivery import deliver, queued_job
+from tests.support.money import requeue_scheduled
 from tests.support.processes import RunWorker
 from tests.support.settings import with_section
 from workers.reconcile import WindowCursor, scan
@@ -231,3 +234,32 @@ def test_a_list_answering_429_is_waited_for_not_hammered(
     assert counts(row) == (1, 0, 1, "ok")
     assert waits == [0.0, 0.0]  # Forte's Retry-After
     assert len(forte_state.list_requests) == 4  # 2 refused, then both lists once
+
+
+def test_a_sale_its_webhook_brought_counts_as_unapplied_while_nexudus_is_down(
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    sandbox_state: SandboxState,
+    forte_state: ForteState,
+    run_worker: RunWorker,
+) -> None:
+    """Forte's webhook names neither card nor eCheck, so its ``ready`` is only a pending
+    hint at hand-off: the payment enters the unapplied gauge once its job has read it paid,
+    and stays there while it cannot be applied (a reconcile scan then finds it seen)."""
+    paid = sale(forte_state, "trn_stuck", 42, received_date=forte_date(45 / 1440))
+    webhook_for(settings, paid)
+    sandbox_state.faults.append(Fault("GET", INVOICES, 503, times=1000))
+
+    run_worker()  # retried in place, then left to RQ's backoff
+
+    overdue = redis.zcount(redis_keys.UNAPPLIED, "-inf", overdue_before())
+    assert overdue == 1  # paid 45 minutes ago, not applied
+    assert counts(reconcile(settings, redis)) == (1, 1, 0, "ok")  # the job has it
+    # The outage over: no more faults, and its breaker closed.
+    sandbox_state.faults.clear()
+    redis.delete(*redis.keys(redis_keys.breaker("nexudus") + "*"))
+    requeue_scheduled(redis, queue)
+    run_worker()
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
+    assert redis.zcard(redis_keys.UNAPPLIED) == 0
