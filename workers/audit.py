@@ -251,14 +251,17 @@ class Auditor:
                 why=f"could not read Nexudus: {exc}",
                 action="run the audit again",
             )
-        if not was_recorded:
-            return self._never_received(base, event, invoice)
+        # What Nexudus shows comes first: the payment may have been applied under an event
+        # key no list gives back (an Authorize.Net notification's id, a Forte sale's
+        # earlier status), which the listed event's own records know nothing of.
         paid_on = invoice.get("PaidOn") if invoice is not None else None
         if on_invoice and paid_on:
             return Finding(**base, status=Status.APPLIED)
         counted = self._ledger.counts(invoice_id, payment_key(source, token))
         if on_invoice and counted and invoice is not None and self._still_due(invoice_id, invoice):
             return Finding(**base, status=Status.PARTIAL, why="counted; the invoice is still due")
+        if not was_recorded:
+            return self._never_received(base, event, invoice)
         if stage in _DONE:
             missing = (
                 "the invoice" if invoice is None else ("its token" if not on_invoice else "PaidOn")

@@ -9,6 +9,7 @@ getTransactionList (as reproduced in stymiee/authnetjson's examples; the file sa
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from redis import Redis
 from rq import Queue
 
+from payhooks.cli.audit import run_audit
 from payhooks.cli.reconcile import reconcile_providers
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import Ignored, InvoiceRef, PaymentEvent, PaymentKind
@@ -275,3 +277,29 @@ def test_the_kept_record_names_neither_the_cardholder_nor_the_card(settings: Set
     assert b"Bignotti" not in kept
     assert b"XXXX4444" not in kept
     assert json.loads(kept)["transId"] == "2162566217"
+
+
+def test_the_audit_finds_a_payment_its_notification_applied_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A notification is keyed by its notificationId, which no list gives back: the
+    payment it applied is on the invoice all the same, which is what the audit asks."""
+    sandbox_state.invoices[43]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7003", "43")
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7003"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+    assert sandbox_state.invoices[43]["PaidOn"] is not None
+
+    window = argparse.Namespace(
+        providers=["authorizenet"], since="1d", until=last().until.isoformat(), json=True
+    )
+    assert run_audit(settings, window) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["counts"]["applied"], report["discrepancies"]) == (1, [])
