@@ -1,14 +1,16 @@
 """Forte's record of what happened: each configured location's transactions, and its eCheck
-returns, through REST API v3 (Forte has no event log, and sends no webhook when an eCheck
-is funded or returned, or a card sale held in ``review`` is released).
+settlements, through REST API v3 (Forte has no event log, and sends no webhook when an
+eCheck is funded or returned, or a card sale held in ``review`` is released).
 
 ``GET {api}/organizations/{org}/locations/{loc}/transactions`` filtered by
 ``start_received_date``/``end_received_date``, then ``…/settlements`` filtered by
-``start_settle_date``/``end_settle_date`` and ``settle_type`` ``reject`` (an ACH return),
-each paged by ``page_size``/``page_index``, location after location. Forte's filters take
-dates, in its own time zone: the window is widened by a day each side (what was seen
-before is seen, not queued again). Each sale is the event of its status,
-``trn_…:<status>:listed``; a return, the event of its transaction ``rejected``. The job
+``start_settle_date``/``end_settle_date`` (``settle_type`` ``reject``: an ACH return;
+``deposit``: the money received, dated the day it came, so an eCheck funded days after
+the sale's own date is found), each paged by ``page_size``/``page_index``, location after
+location. Forte's filters take dates, in its own time zone: the window is widened by a day
+each side (what was seen before is seen, not queued again). Each sale is the event of its
+status, ``trn_…:<status>:listed``; a return, the event of its transaction ``rejected``, a
+deposit its ``funded`` (``settled`` for a card). The job
 reads the transaction back from Forte as for a webhook (step.py), and marks the status it
 confirmed as listed, so a sale a webhook brought is seen here, not queued twice.
 """
@@ -34,6 +36,7 @@ PAGE_SIZE = 1000  # Forte's largest
 #: The lists read per location, in order, with the filter each takes.
 LISTS = ("transactions", "settlements")
 RETURNED = "rejected"  # the status of an eCheck sale returned before it was funded
+FUNDED = "funded"  # an eCheck sale's once the money came (its settlement a deposit)
 
 
 class ForteLister:
@@ -115,10 +118,9 @@ class ForteLister:
         if listing == "transactions":
             terms = f"start_received_date eq '{since}' and end_received_date eq '{until}'"
         else:
-            terms = (
-                f"start_settle_date eq '{since}' and end_settle_date eq '{until}'"
-                " and settle_type eq 'reject'"
-            )
+            # Every type: a ``reject`` is a return, a ``deposit`` the money received (an
+            # eCheck funded days after the date its sale is listed by).
+            terms = f"start_settle_date eq '{since}' and end_settle_date eq '{until}'"
         response = forte_get(
             self._section,
             f"/locations/{location}/{listing}",
@@ -133,16 +135,21 @@ class ForteLister:
 
 
 def _settlement(listed: dict[str, Any], transaction_id: str) -> Normalised:
-    """A settlement of type ``reject`` is an ACH return: its transaction's ``rejected``."""
-    event_id = listed_event_id(transaction_id, RETURNED)
+    """A settlement is its sale's status as of that day: a ``reject`` (an ACH return) its
+    ``rejected``, a ``deposit`` (the money received) its ``funded``, or ``settled`` for a
+    card; the same event as the transactions list gives for that status."""
     settle_type = str(listed.get("settle_type") or "")
-    if settle_type != "reject":
-        return Ignored(event_id, f"settlement.{settle_type[:40]}", "not a return")
-    # The settlement names an eCheck sale; when it settled stands in for when it was made
-    # (a hint: the job takes Forte's record of the sale).
+    card = str(listed.get("method") or "").lower() == "card"
+    status = {"reject": RETURNED, "deposit": "settled" if card else FUNDED}.get(settle_type)
+    if status is None:
+        event_id = listed_event_id(transaction_id, f"settlement-{settle_type[:20]}")
+        return Ignored(event_id, f"settlement.{settle_type[:40]}", "not a deposit or return")
+    # When it settled stands in for when it was made (a hint: the job takes Forte's
+    # record of the sale).
     sale: dict[str, Any] = {
         "transaction_id": transaction_id,
-        "echeck": {},
+        "card" if card else "echeck": {},
         "received_date": listed.get("settle_date"),
     }
-    return sale_event(sale, event_id=event_id, status=RETURNED, location=listed.get("location_id"))
+    event_id = listed_event_id(transaction_id, status)
+    return sale_event(sale, event_id=event_id, status=status, location=listed.get("location_id"))

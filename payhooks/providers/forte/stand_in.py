@@ -7,7 +7,7 @@ shaped like Forte's (``response.response_code`` ``A01`` when approved). The list
 reconciliation reads them: ``GET …/locations/{loc}/transactions`` and ``…/settlements``
 with a ``filter`` of ``name eq 'value'`` terms joined by ``and``
 (``start_received_date``/``end_received_date``, dates, both included; for settlements
-``start_settle_date``/``end_settle_date`` and ``settle_type``), ``page_size`` (at most
+``start_settle_date``/``end_settle_date``, and ``settle_type`` if given), ``page_size`` (at most
 1000) and ``page_index`` (from 0), newest first, answered as
 ``{"number_results", "search_criteria", "results"}``.
 Control: ``POST /_sandbox/forte/transactions`` adds a transaction.

@@ -263,3 +263,32 @@ def test_a_sale_its_webhook_brought_counts_as_unapplied_while_nexudus_is_down(
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is not None
     assert redis.zcard(redis_keys.UNAPPLIED) == 0
+
+
+def test_an_echeck_funded_after_the_window_of_its_sale_is_found_by_its_deposit(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    forte_state: ForteState,
+    run_worker: RunWorker,
+) -> None:
+    """Forte sends no webhook when an eCheck is funded, and lists transactions by the date
+    it received them: one funded six days after its sale (a weekend, a bank holiday) is
+    outside every scheduled window of the transactions list. Its settlement of type
+    ``deposit`` ("payment received", developers.forte.net Settlements) is dated the day the
+    money came, so the scan reads deposits as well as returns."""
+    echeck = sale(forte_state, "trn_late", 44, echeck=True, received_date=forte_date(6))
+    webhook_for(settings, echeck)
+    run_worker()
+    assert sandbox_state.invoices[44]["PaidOn"] is None  # ready: pending
+    echeck["status"] = "funded"
+    forte_state.settlements.append(
+        settlement_record(echeck, settle_type="deposit", settle_date=forte_date())
+    )
+
+    assert counts(reconcile(settings, redis, last(hours=3 * 24))) == (1, 0, 1, "ok")
+    run_worker()
+
+    assert sandbox_state.invoices[44]["PaidOn"] is not None
+    assert stages(redis, "forte:trn_late:funded:listed")[-1] == "applied"
+    assert counts(reconcile(settings, redis, last(hours=3 * 24))) == (1, 1, 0, "ok")
