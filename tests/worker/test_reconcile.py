@@ -45,7 +45,7 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.task_lease import TaskLease
 from payhooks.storage.trail import Trail
-from payhooks.storage.worker_metrics import WorkerMetrics
+from payhooks.storage.worker_metrics import RECONCILE_LAST_SUCCESS, WorkerMetrics
 from tests.support import money
 from tests.support.delivery import api_calls, deliver
 from tests.support.paths import FIXTURES
@@ -644,3 +644,23 @@ def test_the_audit_never_takes_a_partial_refund_for_a_whole_payment_it_cannot_pr
     drain(redis, rc_settings)
     assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 0
     assert json.loads(capsys.readouterr().out)["counts"]["reversed"] == 1
+
+
+def test_a_scheduled_scan_that_could_not_read_a_record_is_not_a_success(
+    rc_settings: Settings, redis: Redis, stripe_state: StripeState, rc_context: Any
+) -> None:
+    """A record the normaliser cannot read may be a payment no webhook brought: as for
+    `payhooks reconcile` (exit 1), the provider's last success is not moved, so
+    PayhooksReconcileStale says so instead of a counter nobody alerts on."""
+    unreadable = stripe_paid(stripe_state, 42)
+    unreadable["data"]["object"]["amount_received"] = "100.00"  # not minor units
+    task = rc_context.tasks[reconcile_task("stripe", thorough=False)]
+    lease = TaskLease(redis, task.name, seconds=10, cursor_ttl_seconds=60)
+
+    ran = run(task, lease, WorkerMetrics(redis))
+
+    assert (ran["scanned"], ran["errors"], ran["queued"]) == (1, 1, 0)
+    assert redis.hget(RECONCILE_LAST_SUCCESS, "stripe") is None
+    stripe_state.events.clear()
+    assert run(task, lease, WorkerMetrics(redis))["errors"] == 0
+    assert redis.hget(RECONCILE_LAST_SUCCESS, "stripe") is not None
