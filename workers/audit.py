@@ -251,13 +251,14 @@ class Auditor:
                 why=f"could not read Nexudus: {exc}",
                 action="run the audit again",
             )
-        # What Nexudus shows comes first: the payment may have been applied under an event
-        # key no list gives back (an Authorize.Net notification's id, a Forte sale's
-        # earlier status), which the listed event's own records know nothing of.
+        # A payment our ledger counted may have been applied under an event key no list
+        # gives back (an Authorize.Net notification's id, a Forte sale's earlier status),
+        # which the listed event's own records know nothing of. Not counted, its token on
+        # a paid invoice may be a double payment's, held under such a key: not applied.
         paid_on = invoice.get("PaidOn") if invoice is not None else None
-        if on_invoice and paid_on:
-            return Finding(**base, status=Status.APPLIED)
         counted = self._ledger.counts(invoice_id, payment_key(source, token))
+        if on_invoice and paid_on and (was_recorded or counted):
+            return Finding(**base, status=Status.APPLIED)
         if on_invoice and counted and invoice is not None and self._still_due(invoice_id, invoice):
             return Finding(**base, status=Status.PARTIAL, why="counted; the invoice is still due")
         if not was_recorded:

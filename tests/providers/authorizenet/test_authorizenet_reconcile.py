@@ -291,15 +291,21 @@ def test_the_audit_finds_a_payment_its_notification_applied_applied(
     payment it applied is on the invoice all the same, which is what the audit asks."""
     sandbox_state.invoices[43]["CurrencyCode"] = "USD"
     captured(authorizenet_state, "7003", "43")
-    deliver(
-        settings, "authorizenet", samples.signed(samples.notification("7003"), AUTHORIZENET_KEY)
-    )
-    run_worker()
+    # A second payment of invoice 43: its token is recorded with a note, its job fails
+    # (InvoiceAlreadyPaid). The token and PaidOn are there, yet it is not applied.
+    captured(authorizenet_state, "7004", "43")
+    for transaction in ("7003", "7004"):
+        sent = samples.signed(samples.notification(transaction), AUTHORIZENET_KEY)
+        deliver(settings, "authorizenet", sent)
+        run_worker()
     assert sandbox_state.invoices[43]["PaidOn"] is not None
+    assert [t["Token"] for t in sandbox_state.tokens.values()] == ["7003", "7004"]
 
     window = argparse.Namespace(
         providers=["authorizenet"], since="1d", until=last().until.isoformat(), json=True
     )
-    assert run_audit(settings, window) == 0
+    assert run_audit(settings, window) == 1
     report = json.loads(capsys.readouterr().out)
-    assert (report["counts"]["applied"], report["discrepancies"]) == (1, [])
+    assert report["counts"]["applied"] == 1
+    [double] = report["discrepancies"]
+    assert double["event"] == "authorizenet:transaction-7004-paid"
