@@ -319,7 +319,12 @@ class TestAppliedEvent:
         assert "status     finished" in out
         code, out, _ = cli("trace", event["id"], "--json")
         assert code == 0
-        assert [e["stage"] for e in json.loads(out)[key]] == ["received", "enqueued", "applied"]
+        trail = json.loads(out)[key]
+        assert [e["stage"] for e in trail] == ["received", "enqueued", "applied"]
+        # Kept EVENT_RETENTION_DAYS, so nothing said twice: the job id is the event key's,
+        # and empty outcome fields are left out.
+        assert set(trail[1]) == {"at", "stage"}
+        assert [k for k, v in trail[2].items() if v in ("", [], None)] == []
 
         code, out, _ = cli("replay-event", key)
         assert (code, out.strip()) == (0, f"{key}: queued as {job_id(event)}")
