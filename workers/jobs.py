@@ -105,7 +105,12 @@ def apply_payment_event(event_key: str | None = None) -> dict[str, Any]:
     log.info(f"billing.{outcome.result}", extra={**fields, **outcome.as_dict()})
     ctx.metrics.job(outcome.result)
     _ended(ctx, event_key)
-    details = {k: v for k, v in outcome.as_dict().items() if k not in ("result", "invoice_id")}
+    # Empty values are left out: each trail entry is kept EVENT_RETENTION_DAYS.
+    details = {
+        k: v
+        for k, v in outcome.as_dict().items()
+        if k not in ("result", "invoice_id") and v not in ("", [], (), None)
+    }
     _note(ctx, event_key, outcome.result, invoice_id=outcome.invoice_id, **details)
     # What RQ keeps as the job's result: a few bytes. The whole outcome is in the trail.
     return {"result": outcome.result}

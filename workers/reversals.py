@@ -98,8 +98,8 @@ class Reversals:
 
     def hold(self, provider: str, token: str, event: PaymentEvent) -> None:
         """Remember a paid event of the payment that its reversals held back, and the event
-        itself, where a job queued again reads it (its own job, which holds it, is kept
-        an hour once finished)."""
+        itself, where a job queued again reads it (its own job, which holds it, is deleted
+        as it finishes)."""
         key = redis_keys.payment_held_events(provider, token)
         with self._redis.pipeline() as pipe:
             pipe.sadd(key, event.key)

@@ -65,6 +65,18 @@ RUN_STAGES = frozenset(
 )
 
 
+#: Run stages that end a job well: RQ then deletes it (jobs.RESULT_TTL_SECONDS).
+FINISHED_STAGES = RUN_STAGES - {"retrying", "failed"}
+
+
+def ended_as(trail: list[dict[str, Any]]) -> str:
+    """The status of a job no longer kept, from its event's trail: "finished" if its last
+    run ended well; else "expired" (a failed job past FAILED_JOB_RETENTION_DAYS, or a
+    job that never ran)."""
+    runs = [str(item.get("stage")) for item in trail if item.get("stage") in RUN_STAGES]
+    return "finished" if runs and runs[-1] in FINISHED_STAGES else "expired"
+
+
 @dataclass(frozen=True, slots=True)
 class JobHistory:
     """A job as it stands now, and what happened to it, from the event's trail."""
@@ -236,21 +248,42 @@ class Ops:
             self.trail.append(event_key, stage, **fields)
 
     def history(self, job_id: str) -> JobHistory:
-        """The job's status now and its story: runs, failures and replays from the trail."""
-        job = Job.fetch(job_id, connection=self.redis)
+        """The job's status now and its story: runs, failures and replays from the trail.
+        A finished job is not kept (RQ deletes it as it finishes: jobs.RESULT_TTL_SECONDS),
+        so a job that is gone but whose event's trail is kept is told from the trail;
+        NoSuchJobError when neither is."""
+        try:
+            job = Job.fetch(job_id, connection=self.redis)
+        except NoSuchJobError:
+            event_key = self.event_of_job(job_id)
+            if event_key is None:
+                raise
+            trail = self.trail.history(event_key)
+            return self._history(job_id, event_key, ended_as(trail), trail, None)
         status = job.get_status()
         event_key = event_key_of(job) or ""
         trail = self.trail.history(event_key) if event_key else []
+        return self._history(
+            job.id, event_key, status.value if status else "unknown", trail, describe(job)
+        )
+
+    @staticmethod
+    def _history(
+        job_id: str,
+        event_key: str,
+        status: str,
+        trail: list[dict[str, Any]],
+        described: FailedJob | None,
+    ) -> JobHistory:
         stages = [str(item.get("stage")) for item in trail]
-        described = describe(job)
-        invoice = described.invoice or next(
+        invoice = (described.invoice if described else "") or next(
             (str(i["invoice_id"]) for i in reversed(trail) if i.get("invoice_id") is not None),
             "",
         )
         return JobHistory(
-            job_id=job.id,
+            job_id=job_id,
             event_key=event_key,
-            status=status.value if status else "unknown",
+            status=status,
             invoice=invoice,
             runs=sum(stage in RUN_STAGES for stage in stages),
             failures=stages.count("failed"),

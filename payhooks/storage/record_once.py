@@ -67,7 +67,8 @@ SCRIPT_ARGS = (
 # was once queued (or replayed) is a duplicate for as long as its trail is kept. It is
 # written after the job: Redis does not undo a script's earlier writes when a later
 # command fails, and a record without its job would turn every redelivery away. The
-# enqueued entry is the JSON trail.entry_at writes (a job id is JSON-safe as it is).
+# enqueued entry is the JSON trail.entry_at writes; it does not name the job, whose id is
+# the event key's (redis_keys.job_id): each entry is kept EVENT_RETENTION_DAYS.
 _RECORD_AND_ENQUEUE = """
 if fence_key ~= '' and redis.call('GET', fence_key) ~= fence_token then
     return -1
@@ -96,8 +97,7 @@ redis.call('HSET', job_key, 'data', DATA, 'description', job_description,
            unpack(cjson.decode(event)))
 redis.call('SADD', %(queues_key)s, %(queue_key)s)
 redis.call('RPUSH', %(queue_key)s, job_id)
-redis.call('RPUSH', trail_key, trail_arrival,
-           '{"at":"' .. at .. '","stage":"enqueued","job_id":"' .. job_id .. '"}')
+redis.call('RPUSH', trail_key, trail_arrival, '{"at":"' .. at .. '","stage":"enqueued"}')
 redis.call('EXPIRE', trail_key, TTL)
 if invoice_score ~= '' then
     redis.call('ZADD', invoice_index, 'NX', invoice_score, event_name)

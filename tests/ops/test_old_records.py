@@ -1,9 +1,11 @@
-"""Records written by payhooks 0.1.0 stay readable and replayable after the storage changes
-of issue 21 (bodies compressed, small job results).
+"""Records written by earlier versions stay readable and replayable after the storage changes
+of issue 21 (bodies compressed, small job results, finished jobs not kept).
 
 tests/fixtures/records_0_1_0/records.json holds what 0.1.0's own code wrote to Redis (its
 capture.py, run with that commit): two queued Stripe events, one of them with card details
-(kept redacted), and a verified webhook kept as unprocessed. Here they are restored as they
+(kept redacted), and a verified webhook kept as unprocessed. records_60fe52f/records.json
+holds the same, written by the release of issue 21's first pass (main 60fe52f: one string
+per webhook, zstd bodies, the event in its job's hash). Here they are restored as they
 were, and the ops commands and the worker of this version use them.
 """
 
@@ -24,14 +26,18 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.paths import FIXTURES
 
-RECORDS = FIXTURES / "records_0_1_0" / "records.json"
+#: Each set of records, by the version that wrote it.
+RECORDS = {
+    "0.1.0": FIXTURES / "records_0_1_0" / "records.json",
+    "60fe52f": FIXTURES / "records_60fe52f" / "records.json",
+}
 PAID = "stripe:evt_0_2_paid"
 CARD = "stripe:evt_0_2_card"
 INVOICE = 4201
 
 
-def restore(redis: Redis) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = json.loads(RECORDS.read_text())["records"]
+def restore(redis: Redis, version: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = json.loads(RECORDS[version].read_text())["records"]
 
     def raw(value: str) -> bytes:
         return base64.b64decode(value)
@@ -51,10 +57,12 @@ def restore(redis: Redis) -> list[dict[str, Any]]:
     return records
 
 
-@pytest.fixture
-def old_records(redis: Redis, sandbox_state: SandboxState) -> list[dict[str, Any]]:
+@pytest.fixture(params=sorted(RECORDS))
+def old_records(
+    request: pytest.FixtureRequest, redis: Redis, sandbox_state: SandboxState
+) -> list[dict[str, Any]]:
     sandbox_state.invoices[INVOICE] = invoice_record(INVOICE)
-    return restore(redis)
+    return restore(redis, request.param)
 
 
 @pytest.fixture

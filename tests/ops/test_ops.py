@@ -23,7 +23,7 @@ from payhooks.providers.stripe.sample import paid_event
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from tests.support.delivery import deliver, writes
+from tests.support.delivery import deliver, finished, writes
 from tests.support.processes import (
     PAYHOOKS,
     RunWorker,
@@ -83,7 +83,7 @@ class TestTransientFailures:
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert len(sandbox_state.tokens) == 1
-        assert Job.fetch(job_id(event), connection=queue.connection).get_status() == "finished"
+        assert finished(queue.connection, f"stripe:{event['id']}") == "applied"
 
 
 class TestPermanentFailures:
@@ -418,7 +418,7 @@ def test_worker_killed_mid_job_is_recovered_not_lost(
     run_worker()
     assert len(sandbox_state.tokens) == 1  # the landed POST was found, not repeated
     assert sandbox_state.invoices[42]["PaidOn"] is not None
-    assert Job.fetch(job_id(event), connection=redis).get_status() == "finished"
+    assert finished(redis, f"stripe:{event['id']}") == "applied"
 
 
 class TestReplaySafety:

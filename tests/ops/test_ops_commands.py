@@ -283,6 +283,59 @@ class TestShow:
         assert json.loads(out)["error"]["code"] == "not_found"
 
 
+class TestAppliedEvent:
+    """A finished job is not kept (RQ deletes it and writes no result: RESULT_TTL_SECONDS in
+    payhooks/storage/jobs.py): the ops commands read an applied event from its trail and
+    its kept body."""
+
+    def test_shown_traced_and_replayed_from_its_trail(
+        self,
+        settings: Settings,
+        run_worker: RunWorker,
+        cli: Any,
+        redis: Redis,
+        sandbox_state: SandboxState,
+    ) -> None:
+        event = paid_event(42)
+        key = f"stripe:{event['id']}"
+        deliver(settings, "stripe", event)
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+        # Nothing of the finished job is left: its hash, RQ's result stream, its registry entry.
+        assert redis.exists(f"rq:job:{job_id(event)}", f"rq:results:{job_id(event)}") == 0
+        assert len(Queue(settings.queue_name, connection=redis).finished_job_registry) == 0
+        for reference in (job_id(event), event["id"], key):
+            code, out, _ = cli("failed", "show", reference, "--json")
+            assert code == 0, reference
+            shown = json.loads(out)
+            assert (shown["status"], shown["event_key"], shown["current_failure"]) == (
+                "finished",
+                key,
+                None,
+            )
+            assert (shown["runs"], shown["failures"], shown["replays"]) == (1, 0, 0)
+        code, out, _ = cli("failed", "show", key)
+        assert code == 0
+        assert "status     finished" in out
+        code, out, _ = cli("trace", event["id"], "--json")
+        assert code == 0
+        trail = json.loads(out)[key]
+        assert [e["stage"] for e in trail] == ["received", "enqueued", "applied"]
+        # Kept EVENT_RETENTION_DAYS, so nothing said twice: the job id is the event key's,
+        # and empty outcome fields are left out.
+        assert set(trail[1]) == {"at", "stage"}
+        assert [k for k, v in trail[2].items() if v in ("", [], None)] == []
+
+        code, out, _ = cli("replay-event", key)
+        assert (code, out.strip()) == (0, f"{key}: queued as {job_id(event)}")
+        run_worker()
+        assert len(sandbox_state.tokens) == 1
+        stages = [e["stage"] for e in json.loads(cli("trace", key, "--json")[1])[key]]
+        assert stages[-2:] == ["replayed", "already_applied"]
+        shown = json.loads(cli("failed", "show", key, "--json")[1])
+        assert (shown["status"], shown["runs"], shown["replays"]) == ("finished", 2, 1)
+
+
 class TestMessages:
     def test_trace_says_how_long_events_are_kept_by_value(self, cli: Any) -> None:
         code, _, err = cli("trace", "evt_unknown")

@@ -10,11 +10,12 @@ from typing import Any
 from redis import Redis
 from rq.job import Job
 
+from payhooks.cli.ops import RUN_STAGES, Ops
 from payhooks.devtools.samples.deliver import deliver_bodies
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect, redis_keys
-from payhooks.storage.trail import StoredWebhook
+from payhooks.storage.trail import StoredWebhook, Trail
 from service.inbox import Accepted
 from service.quarantine import Quarantine
 
@@ -63,3 +64,23 @@ def writes(state: SandboxState, method: str | None = None) -> list[tuple[str, st
 def queued_job(redis: Redis, event_key: str) -> Job:
     """The RQ job the receiver queued for ``event_key`` (``<provider>:<event id>``)."""
     return Job.fetch(redis_keys.job_id(event_key), connection=redis)
+
+
+def outcome_of(redis: Redis, event_key: str) -> str:
+    """How the last run of ``event_key``'s job ended, as its trail says ("" if none ran):
+    a finished job is not kept, its outcome is in the trail."""
+    stages = [str(e.get("stage")) for e in Trail(redis, ttl_seconds=60).history(event_key)]
+    return next((stage for stage in reversed(stages) if stage in RUN_STAGES), "")
+
+
+def replay_event(settings: Settings, redis: Redis, event_key: str) -> str:
+    """What `payhooks replay-event` does: the event re-normalised from its kept body, its
+    job queued again (how a finished event is run again: its job is not kept)."""
+    return Ops(settings, redis).replay_event(event_key)
+
+
+def finished(redis: Redis, event_key: str) -> str:
+    """The outcome of ``event_key``'s job if it finished (RQ then deleted it); else why not."""
+    if redis.exists(Job.key_for(redis_keys.job_id(event_key))):
+        return f"not finished: {queued_job(redis, event_key).get_status()}"
+    return outcome_of(redis, event_key)

@@ -18,7 +18,7 @@ from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.money import to_minor_units
 from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
-from tests.support.delivery import queued_job
+from tests.support.delivery import outcome_of, queued_job
 from tests.support.processes import PAYHOOKS, worker_env
 
 
@@ -68,9 +68,10 @@ def replay(redis: Redis, queue: Queue, job: Job) -> None:
     queue.enqueue_job(Job.fetch(job.id, connection=redis))
 
 
-def result_of(job: Job) -> str:
-    job.refresh()
-    return str((job.return_value() or {}).get("result"))
+def result_of(redis: Redis, event: dict[str, Any]) -> str:
+    """How the last run of a Stripe event's job ended (its trail says: the finished job is
+    not kept)."""
+    return outcome_of(redis, f"stripe:{event['id']}")
 
 
 def refunded(payment: dict[str, Any], amount: str | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.inbox import Accepted
-from tests.support.delivery import deliver, writes
+from tests.support.delivery import deliver, replay_event, writes
 from tests.support.money import (
     intent,
     job_of,
@@ -265,9 +265,8 @@ class TestPartialPayments:
         ]
         deliver(settings, "stripe", *events)
         run_worker()
-        queue = Queue(settings.queue_name, connection=redis)
-        for event in events:  # each job run again, as a replay by a person would
-            queue.enqueue_job(job_of(redis, event))
+        for event in events:  # each event run again, as a replay by a person would
+            replay_event(settings, redis, f"stripe:{event['id']}")
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
         assert len(tokens_of(sandbox_state, 42)) == 1

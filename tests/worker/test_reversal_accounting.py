@@ -131,7 +131,7 @@ class TestOneRefundStatedTwice:
         event = succeeded(payment)
         deliver(settings, "stripe", event)
         run_worker()
-        assert result_of(job_of(redis, event)) == "partially_paid"
+        assert result_of(redis, event) == "partially_paid"
         [token] = tokens_of(sandbox_state, 42)
         assert "running total 70.00 of 100.00 EUR, 30.00 still due" in token["Notes"]
 
@@ -163,7 +163,7 @@ def test_a_refund_after_our_late_put_landed_is_flagged_once(
     assert job_of(redis, back).meta["failure"]["error_class"] == "PaymentReversed"
     requeue_scheduled(redis, queue)
     run_worker()
-    assert result_of(job_of(redis, event)) == "reversed"
+    assert result_of(redis, event) == "reversed"
     # The job's result is only its outcome's name; the note is in the trail.
     assert f"already flagged for a person by stripe:{back['id']}" in last_note(redis, event)
     assert len(FailedJobRegistry(queue=queue)) == 1
@@ -206,13 +206,13 @@ class TestMoneyThatCameBack:
         event = succeeded(payment)
         deliver(settings, "stripe", event)
         run_worker()
-        assert result_of(job_of(redis, event)) == "reversed"
+        assert result_of(redis, event) == "reversed"
         assert sandbox_state.invoices[42]["PaidOn"] is None
         back = dispute(payment, won[0], won[1], "100.00")
         deliver(settings, "stripe", back)
         run_worker()  # the reinstatement queues the held payment again, which applies
-        assert result_of(job_of(redis, back)) == "no_write"
-        assert result_of(job_of(redis, event)) == "applied"
+        assert result_of(redis, back) == "no_write"
+        assert result_of(redis, event) == "applied"
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert [t["Token"] for t in tokens_of(sandbox_state, 42)] == [payment["id"]]
         # A late redelivery of the dispute's first events changes nothing now.
@@ -256,10 +256,10 @@ class TestMoneyThatCameBack:
         event = succeeded(payment)
         deliver(settings, "stripe", event)
         run_worker()
-        assert result_of(job_of(redis, event)) == "partially_paid"
+        assert result_of(redis, event) == "partially_paid"
         deliver(settings, "stripe", dispute(payment, "charge.dispute.closed", "won", "40.00"))
         run_worker()
-        assert result_of(job_of(redis, event)) == "applied"
+        assert result_of(redis, event) == "applied"
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert counted(redis) == (Decimal("100.00"), Decimal(0))
 
@@ -277,7 +277,7 @@ class TestMoneyThatCameBack:
         event = succeeded(payment)
         deliver(settings, "stripe", event)
         run_worker()
-        assert result_of(job_of(redis, event)) == "reversed"
+        assert result_of(redis, event) == "reversed"
         # Stripe: the refund failed (the card was closed). Stripe states it with the
         # refund's own events only; the charge's running total is not stated again.
         deliver(
@@ -287,7 +287,7 @@ class TestMoneyThatCameBack:
             refund(payment, "re_A", "100.00", "refund.failed", status="failed"),
         )
         run_worker()
-        assert result_of(job_of(redis, event)) == "applied"
+        assert result_of(redis, event) == "applied"
         assert sandbox_state.invoices[42]["PaidOn"] is not None
 
     def test_braintree_dispute_won_applies_the_payment_it_stopped(
@@ -371,7 +371,7 @@ def test_a_stripe_inquiry_takes_no_money_and_stops_nothing(
     event = succeeded(payment)
     deliver(settings, "stripe", event)
     run_worker()
-    assert result_of(job_of(redis, event)) == "applied"
+    assert result_of(redis, event) == "applied"
     assert sandbox_state.invoices[42]["PaidOn"] is not None
 
 
@@ -429,7 +429,7 @@ def test_a_payment_the_previous_release_settled_is_read_as_applied_and_its_refun
     again = succeeded(payment)
     deliver(settings, "stripe", again)
     run_worker()
-    assert result_of(job_of(redis, again)) == "already_applied"
+    assert result_of(redis, again) == "already_applied"
     assert writes(sandbox_state) == []
     back = refunded(payment, "40.00")
     deliver(settings, "stripe", back)
@@ -447,6 +447,6 @@ def test_a_partial_payment_of_the_previous_release_settles_once_the_rest_is_reco
     again = succeeded(payment)
     deliver(settings, "stripe", again)
     run_worker()
-    assert result_of(job_of(redis, again)) == "applied"
+    assert result_of(redis, again) == "applied"
     assert writes(sandbox_state, "POST") == []  # its token was there already
     assert sandbox_state.invoices[42]["PaidOn"] is not None

@@ -25,7 +25,7 @@ from payhooks.providers.liqpay import sample as liqpay_samples
 from payhooks.providers.paypal import sample as paypal_samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from tests.support.delivery import deliver, queued_job, writes
+from tests.support.delivery import deliver, finished, replay_event, writes
 from tests.support.money import (
     dispute,
     intent,
@@ -212,10 +212,10 @@ class TestRefundBeforeTheRetry:
         refund = refunded(payment)
         deliver(settings, "stripe", refund)
         run_worker()
-        assert result_of(job_of(redis, refund)) == "no_write"
+        assert result_of(redis, refund) == "no_write"
         requeue_scheduled(redis, queue)
         run_worker()
-        assert result_of(job_of(redis, event)) == "reversed"
+        assert result_of(redis, event) == "reversed"
         assert sandbox_state.invoices[42]["PaidOn"] is None
         assert len(tokens_of(sandbox_state, 42)) == (1 if failing == "PUT" else 0)
         assert writes(sandbox_state, "PUT") == []
@@ -240,7 +240,7 @@ class TestRefundBeforeTheRetry:
         run_worker()
         replay(redis, queue, job_of(redis, event))
         run_worker()
-        assert result_of(job_of(redis, event)) == "reversed"
+        assert result_of(redis, event) == "reversed"
         assert sandbox_state.invoices[42]["PaidOn"] is None
         assert writes(sandbox_state, "PUT") == []
 
@@ -292,7 +292,7 @@ class TestRefundBeforeTheRetry:
         refund = refunded(payment)
         deliver(settings, "stripe", refund)
         run_worker()
-        assert result_of(job_of(redis, refund)) == "no_write"
+        assert result_of(redis, refund) == "no_write"
         wait_for(lambda: sandbox_state.puts_applied[42] == 1, 10, "the late PUT")
         requeue_scheduled(redis, queue)
         run_worker()
@@ -324,10 +324,10 @@ class TestRefundBeforeTheRetry:
         refund = refunded(payment)
         deliver(settings, "stripe", refund)
         run_worker()
-        assert result_of(job_of(redis, refund)) == "no_write"
+        assert result_of(redis, refund) == "no_write"
         Queue(settings.queue_name, connection=redis).enqueue_job(job_of(redis, event))
         run_worker()
-        assert result_of(job_of(redis, event)) == "reversed"
+        assert result_of(redis, event) == "reversed"
         assert sandbox_state.invoices[42]["PaidOn"] is None
         assert len(tokens_of(sandbox_state, 42)) == 1
         assert sandbox_state.puts_applied[42] == 0
@@ -346,12 +346,12 @@ class TestRefundedMoneyLeavesTheLedger:
         refund = refunded(first)
         deliver(settings, "stripe", refund)
         run_worker()
-        assert result_of(job_of(redis, refund)) == "no_write"
+        assert result_of(redis, refund) == "no_write"
         again = succeeded(second)
         deliver(settings, "stripe", again)
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is None
-        assert result_of(job_of(redis, again)) == "partially_paid"
+        assert result_of(redis, again) == "partially_paid"
         notes = {t["Token"]: t["Notes"] for t in tokens_of(sandbox_state, 42)}
         assert "running total 50.00 of 100.00 EUR, 50.00 still due" in notes[second["id"]]
         assert list(InvoiceLedger(redis).applied(42)) == [f"stripe:{second['id']}"]
@@ -381,7 +381,7 @@ class TestRefundedMoneyLeavesTheLedger:
         deliver(settings, "stripe", refund)
         run_worker()
         if refund_the == "second":
-            assert result_of(job_of(redis, refund)) == "no_write"
+            assert result_of(redis, refund) == "no_write"
             assert sandbox_state.invoices[42]["PaidOn"] == paid_on
             return
         assert job_of(redis, refund).meta["failure"]["error_class"] == "PaymentReversed"
@@ -389,7 +389,7 @@ class TestRefundedMoneyLeavesTheLedger:
         sandbox_state.invoices[42].update(PaidOn=None, Paid=False, PaidAmount=0.0)  # reopened
         replay(redis, queue, job_of(redis, b_paid))
         run_worker()
-        assert result_of(job_of(redis, b_paid)) == "applied"
+        assert result_of(redis, b_paid) == "applied"
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert list(InvoiceLedger(redis).applied(42)) == [f"stripe:{b['id']}"]
 
@@ -402,7 +402,7 @@ class TestRefundedMoneyLeavesTheLedger:
         event = succeeded(payment)
         deliver(settings, "stripe", event)
         run_worker()
-        assert result_of(job_of(redis, event)) == "partially_paid"
+        assert result_of(redis, event) == "partially_paid"
         assert sandbox_state.invoices[42]["PaidOn"] is None
         [token] = tokens_of(sandbox_state, 42)
         assert "30.00 EUR went back" in token["Notes"]
@@ -433,10 +433,12 @@ def test_a_reversal_job_replayed_records_nothing_twice(
     refund = refund_created(payment, "40.00")
     deliver(settings, "stripe", refund)
     run_worker()
-    Queue(settings.queue_name, connection=redis).enqueue_job(job_of(redis, refund))
+    assert replay_event(settings, redis, f"stripe:{refund['id']}").endswith(
+        "queued as " + redis_keys.job_id(f"stripe:{refund['id']}")
+    )
     run_worker()
     deliver(settings, "stripe", succeeded(payment))
     run_worker()
     [token] = tokens_of(sandbox_state, 42)
     assert "running total 60.00 of 100.00 EUR" in token["Notes"]
-    assert queued_job(redis, f"stripe:{refund['id']}").get_status() == "finished"
+    assert finished(redis, f"stripe:{refund['id']}") == "no_write"

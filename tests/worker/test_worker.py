@@ -16,7 +16,8 @@ from payhooks.providers.stripe import sample as samples
 from payhooks.providers.stripe.sample import paid_event
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from tests.support.delivery import api_calls, deliver, queued_job, writes
+from payhooks.storage.trail import Trail
+from tests.support.delivery import api_calls, deliver, finished, replay_event, writes
 from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import with_settings
 
@@ -93,13 +94,12 @@ class TestPaid:
         event = paid_event(42)
         deliver(settings, "stripe", event)
         run_worker()
-        # Replaying the same job (as ops would) after it was applied.
+        # Replaying the same event (as ops would) after it was applied.
         sandbox_state.calls.clear()
-        job = queued_job(redis, f"stripe:{event['id']}")
-        job.requeue() if job.get_status() == "failed" else Queue(
-            settings.queue_name, connection=redis
-        ).enqueue_job(job)
+        key = f"stripe:{event['id']}"
+        assert replay_event(settings, redis, key) == f"{key}: queued as {redis_keys.job_id(key)}"
         run_worker()
+        assert finished(redis, key) == "already_applied"
         assert writes(sandbox_state) == []
         assert len(sandbox_state.tokens) == 1
 
@@ -159,11 +159,12 @@ class TestPendingFailedRefunded:
         intent = samples.payment_intent(invoice_id=44, amount=Decimal("100.00"))
         obj = samples.charge(intent) if event_type.startswith("charge") else intent
         obj["amount_refunded"] = obj["amount"]
-        deliver(settings, "stripe", samples.event(event_type, obj))
+        event = samples.event(event_type, obj)
+        deliver(settings, "stripe", event)
         run_worker()
         assert sandbox_state.calls == []
         assert sandbox_state.invoices[44]["PaidOn"] == "2026-11-02T10:00:00Z"
-        assert len(queue.finished_job_registry) == 1
+        assert finished(queue.connection, f"stripe:{event['id']}") == "no_write"
 
 
 class TestAmountGuard:
@@ -179,9 +180,7 @@ class TestAmountGuard:
             "partial payment: running total 60.00 of 100.00 EUR, 40.00 still due"
             in (token["Notes"])
         )
-        job = queued_job(queue.connection, f"stripe:{event['id']}")
-        assert job.get_status() == "finished"
-        assert job.return_value()["result"] == "partially_paid"
+        assert finished(queue.connection, f"stripe:{event['id']}") == "partially_paid"
 
     def test_partly_paid_invoice_needs_only_the_rest(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
@@ -255,9 +254,12 @@ class TestNexudusFailures:
         deliver(patient, "stripe", event)
         run_burst_worker(patient, redis, queue)
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = queued_job(queue.connection, f"stripe:{event['id']}")
-        assert job.get_status() == "finished"
-        assert job.retries_left == settings.job_max_attempts - 1  # RQ never had to retry
+        key = f"stripe:{event['id']}"
+        assert finished(queue.connection, key) == "applied"
+        # RQ never had to retry: one run, which applied it.
+        stages = [e["stage"] for e in Trail(redis, ttl_seconds=60).history(key)]
+        assert "retrying" not in stages
+        assert stages.count("applied") == 1
 
     def test_post_that_may_have_landed_is_searched_not_repeated(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker
@@ -400,7 +402,7 @@ class TestOnePaymentOneInvoice:
         deliver(settings, "stripe", event)
         run_worker()
         assert writes(sandbox_state) == []
-        assert len(queue.finished_job_registry) == 1
+        assert finished(queue.connection, f"stripe:{event['id']}") == "already_applied"
 
     def test_one_payment_cannot_settle_two_invoices(
         self, settings: Settings, sandbox_state: SandboxState, run_worker: RunWorker, queue: Queue
@@ -442,5 +444,4 @@ class TestSlowNexudus:
         run_burst_worker(slow, redis, queue)
         assert len(sandbox_state.tokens) == 1
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = queued_job(redis, f"stripe:{event['id']}")
-        assert job.get_status() == "finished"
+        assert finished(redis, f"stripe:{event['id']}") == "applied"

@@ -18,7 +18,7 @@ from payhooks.providers.epay.settings import EPaySettings
 from payhooks.providers.epay.stand_in import EPayState
 from payhooks.providers.kit.receiver_errors import InvalidSignature
 from payhooks.settings import Settings
-from tests.support.delivery import deliver, queued_job
+from tests.support.delivery import deliver, finished, queued_job
 from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import EPAY_SECRET, with_section
 
@@ -127,9 +127,7 @@ def test_an_authorisation_not_captured_is_pending_not_paid(
     [token] = sandbox_state.tokens.values()
     assert token["Token"] == parameters[0][1]
     assert sandbox_state.invoices[42]["PaidOn"] is None
-    job = queued_job(queue.connection, f"epay:{parameters[0][1]}")
-    assert job.get_status() == "finished"
-    assert job.return_value()["result"] == "token_only"
+    assert finished(queue.connection, f"epay:{parameters[0][1]}") == "token_only"
 
 
 def test_a_partial_capture_counts_what_was_captured(

@@ -39,7 +39,7 @@ from payhooks.storage.jobs import queued_event
 from payhooks.storage.task_lease import TaskLease
 from payhooks.storage.trail import Trail
 from payhooks.storage.worker_metrics import WorkerMetrics
-from tests.support.delivery import queued_job
+from tests.support.delivery import finished, queued_job
 from tests.support.paths import FIXTURES
 from tests.support.settings import with_section
 from workers import context
@@ -257,14 +257,14 @@ def test_a_dishonour_of_a_payment_never_seen_settled_is_a_failure_with_the_banks
 ) -> None:
     payment_id = register(ezidebit_state, 44, status="F", reason="Account Closed")
     assert run_poll(worker_context, redis)["queued"] == 1
-    drain(queue, redis)
-    assert sandbox_state.invoices[44]["Paid"] is False
-    job = queued_job(redis, f"ezidebit:{payment_id}-F")
-    assert job.is_finished
-    stored = queued_event(redis, f"ezidebit:{payment_id}-F")  # as its job holds it
+    key = f"ezidebit:{payment_id}-F"
+    stored = queued_event(redis, key)  # as its job holds it (until it finishes)
     assert stored is not None
     assert stored.kind == "failed"
     assert stored.details["bank_reason"] == "Account Closed"
+    drain(queue, redis)
+    assert sandbox_state.invoices[44]["Paid"] is False
+    assert finished(redis, key) == "no_write"
     assert not redis.exists(redis_keys.payment_reversals("ezidebit", payment_id))
 
 

@@ -22,7 +22,7 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.app import create_app
 from tests.support.client import post_webhook
-from tests.support.delivery import deliver, queued_job, writes
+from tests.support.delivery import deliver, finished, queued_job, writes
 from tests.support.paths import FIXTURES
 from tests.support.processes import RunWorker
 from tests.support.provider_payloads import add_payment, add_refund
@@ -234,8 +234,7 @@ class TestWorker:
         deliver(settings, "gocardless", {"events": [event]})
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        job = queued_job(queue.connection, f"gocardless:{event['id']}")
-        assert job.get_status() == "finished"
+        assert finished(queue.connection, f"gocardless:{event['id']}") == "applied"
 
     def test_payment_that_does_not_exist_fails_with_a_reason(
         self, settings: Settings, run_worker: RunWorker, queue: Queue
@@ -287,10 +286,11 @@ class TestWorker:
         queue: Queue,
     ) -> None:
         payment = add_payment(gocardless_state, None)
-        deliver(settings, "gocardless", {"events": [samples.payment_event(payment)]})
+        event = samples.payment_event(payment)
+        deliver(settings, "gocardless", {"events": [event]})
         run_worker()
         assert sandbox_state.calls == []
-        assert len(queue.finished_job_registry) == 1
+        assert finished(queue.connection, f"gocardless:{event['id']}") == "ignored"
 
     def test_refund_carries_its_payments_token_and_a_positive_amount(
         self, settings: Settings, gocardless_state: GoCardlessState
@@ -337,4 +337,5 @@ class TestWorker:
         deliver(settings, "gocardless", {"events": [event]})
         run_worker()
         assert sandbox_state.calls == []
-        assert len(queue.finished_job_registry) == 1  # applied as no write, not failed
+        # Applied as no write, not failed.
+        assert finished(queue.connection, f"gocardless:{event['id']}") == "no_write"

@@ -35,7 +35,7 @@ from payhooks.providers.spreedly.step import SpreedlyStep
 from payhooks.settings import ConfigError, Settings
 from payhooks.storage.trail import Trail
 from tests.support.client import post_webhook
-from tests.support.delivery import queued_job
+from tests.support.delivery import finished
 from tests.support.settings import with_section
 
 XML = {"Content-Type": "application/xml"}
@@ -135,7 +135,7 @@ async def test_a_signed_purchase_is_confirmed_with_the_api_and_pays_its_invoice(
     (token,) = [t for t in sandbox_state.tokens.values() if t["CoworkerInvoiceId"] == 42]
     assert (token["RegularPaymentProvider"], token["Token"]) == (1, "PurchaseToken0000000000001")
     assert spreedly_state.lookups == 1
-    assert queued_job(queue.connection, "spreedly:PurchaseToken0000000000001:succeeded").is_finished
+    assert finished(queue.connection, "spreedly:PurchaseToken0000000000001:succeeded") == "applied"
 
 
 def _tampered_amount() -> bytes:

@@ -1,0 +1,65 @@
+"""A kept webhook (or polled record) as one Redis string, read back whichever release wrote it."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from payhooks.storage import bodies
+from payhooks.storage.trail import (
+    ORIGIN_RECORD,
+    ORIGIN_RECORD_1,
+    StoredPoll,
+    StoredWebhook,
+    read_record,
+)
+from tests.support.paths import FIXTURES
+
+BODY = (FIXTURES / "gocardless_webhook_body.json").read_bytes()
+AT = "2026-12-06T23:05:08.240403Z"
+
+
+@pytest.mark.parametrize(
+    ("headers", "redacted"),
+    [({"Webhook-Signature": 'abc\nd"e'}, b'{"redacted":true}'), ({}, None)],
+    ids=["headers, redacted", "neither"],
+)
+def test_read_back_as_kept(headers: dict[str, str], redacted: bytes | None) -> None:
+    webhook = StoredWebhook.of("gocardless", BODY, headers, redacted)
+    assert read_record(webhook.record(AT)) == {
+        "provider": "gocardless",
+        "body": redacted or BODY,
+        "headers": headers,
+        "redacted": redacted is not None,
+        "received_at": AT,
+    }
+
+
+def test_the_head_names_only_what_is_there_briefly() -> None:
+    # Kept EVENT_RETENTION_DAYS: the line before the body is about 60 bytes, not 120.
+    record = StoredPoll.of("ezidebit", b"<Payment/>", None).record(AT)
+    head = record[len(ORIGIN_RECORD) :].partition(b"\n")[0]
+    assert orjson.loads(head) == {"p": "ezidebit", "t": AT}
+    assert len(head) < 60
+
+
+def test_a_record_of_the_release_before_is_read() -> None:
+    # As main 60fe52f wrote it: the fields named in full.
+    stored, encoding = bodies.pack(BODY)
+    head = {
+        "provider": "gocardless",
+        "headers": {"Webhook-Signature": "abc"},
+        "redacted": False,
+        "encoding": encoding,
+        "received_at": AT,
+    }
+    old = ORIGIN_RECORD_1 + orjson.dumps(head) + b"\n" + stored
+    assert read_record(old) == {
+        "provider": "gocardless",
+        "body": BODY,
+        "headers": {"Webhook-Signature": "abc"},
+        "redacted": False,
+        "received_at": AT,
+    }
+    with pytest.raises(ValueError, match="not a kept webhook"):
+        read_record(b"payhooks-origin/9 {}\n")
