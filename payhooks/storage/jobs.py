@@ -38,12 +38,15 @@ from payhooks.storage import redis_keys
 from payhooks.storage.redis_keys import text
 
 JOB_FUNCTION = "workers.jobs.apply_payment_event"
-#: How long a finished job and its result stay: not at all (RQ deletes the job as it
-#: finishes and writes no result). The outcome is in the event's trail for the retention
-#: period, which `trace`, `failed show` and the dedupe read; RQ's result stream alone took
-#: about 4.7 KB per job (a stream's first node), more than twice the webhook's body.
+#: How long a finished job and its result stay: a second. The outcome is in the event's
+#: trail for the retention period, which `trace`, `failed show` and the dedupe read; RQ's
+#: result stream alone took about 4.7 KB per job (a stream's first node), more than twice
+#: the webhook's body. Not 0: RQ then deletes the job as it finishes, and RQ 2.12 cannot
+#: delete a job whose earlier run was abandoned (a killed worker's execution, expired,
+#: is still in its registry: Execution.fetch raises), so the applied job failed and was
+#: run again on every retry. With a TTL, RQ lets the job and its result expire instead.
 #: Failed jobs are kept by ``failure_ttl`` (FAILED_JOB_RETENTION_DAYS) as before.
-RESULT_TTL_SECONDS = 0
+RESULT_TTL_SECONDS = 1
 #: Fields that differ from one job to the next; every other field is the template's.
 VARIABLE_FIELDS = ("data", "description", "created_at", "enqueued_at")
 #: A description longer than this is cut (a longer value would unpack the whole hash).

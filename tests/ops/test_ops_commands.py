@@ -25,6 +25,7 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from service.app import create_app
 from tests.support.delivery import deliver, keep_unprocessed
+from tests.support.money import wait_for
 from tests.support.processes import PAYHOOKS, RunWorker, worker_env
 from tests.support.settings import (
     AUTHORIZENET_KEY,
@@ -284,8 +285,8 @@ class TestShow:
 
 
 class TestAppliedEvent:
-    """A finished job is not kept (RQ deletes it and writes no result: RESULT_TTL_SECONDS in
-    payhooks/storage/jobs.py): the ops commands read an applied event from its trail and
+    """A finished job is not kept (RQ lets it and its result expire in a second:
+    RESULT_TTL_SECONDS in payhooks/storage/jobs.py): the ops commands read an applied event from its trail and
     its kept body."""
 
     def test_shown_traced_and_replayed_from_its_trail(
@@ -301,8 +302,13 @@ class TestAppliedEvent:
         deliver(settings, "stripe", event)
         run_worker()
         assert sandbox_state.invoices[42]["PaidOn"] is not None
-        # Nothing of the finished job is left: its hash, RQ's result stream, its registry entry.
-        assert redis.exists(f"rq:job:{job_id(event)}", f"rq:results:{job_id(event)}") == 0
+        # Nothing of the finished job is left a second later: its hash, RQ's result stream,
+        # its registry entry.
+        wait_for(
+            lambda: redis.exists(f"rq:job:{job_id(event)}", f"rq:results:{job_id(event)}") == 0,
+            10,
+            "the finished job and its result to expire",
+        )
         assert len(Queue(settings.queue_name, connection=redis).finished_job_registry) == 0
         for reference in (job_id(event), event["id"], key):
             code, out, _ = cli("failed", "show", reference, "--json")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from payhooks.cli.ops import RUN_STAGES, Ops
 from payhooks.devtools.samples.deliver import deliver_bodies
@@ -80,7 +80,10 @@ def replay_event(settings: Settings, redis: Redis, event_key: str) -> str:
 
 
 def finished(redis: Redis, event_key: str) -> str:
-    """The outcome of ``event_key``'s job if it finished (RQ then deleted it); else why not."""
+    """The outcome of ``event_key``'s job if it finished (RQ then lets it expire in a
+    second); else why not."""
     if redis.exists(Job.key_for(redis_keys.job_id(event_key))):
-        return f"not finished: {queued_job(redis, event_key).get_status()}"
+        status = queued_job(redis, event_key).get_status()
+        if status != JobStatus.FINISHED:
+            return f"not finished: {status}"
     return outcome_of(redis, event_key)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from redis import Redis
 from rq import Queue
+from rq.executions import Execution
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
@@ -18,6 +19,7 @@ from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.trail import Trail
 from tests.support.delivery import api_calls, deliver, finished, replay_event, writes
+from tests.support.money import wait_for
 from tests.support.processes import RunWorker, run_burst_worker
 from tests.support.settings import with_settings
 
@@ -445,3 +447,29 @@ class TestSlowNexudus:
         assert len(sandbox_state.tokens) == 1
         assert sandbox_state.invoices[42]["PaidOn"] is not None
         assert finished(redis, f"stripe:{event['id']}") == "applied"
+
+
+def test_a_job_whose_earlier_run_was_abandoned_still_finishes(
+    settings: Settings, sandbox_state: SandboxState, redis: Redis, run_worker: RunWorker
+) -> None:
+    # What a worker killed mid-job leaves behind once its heartbeat lapses: an execution
+    # in the job's registry whose record has expired. RQ 2.12 cannot delete such a job
+    # (Execution.fetch raises), so a job deleted as it finishes (result_ttl=0) failed after
+    # its payment was applied, and every retry ran it again (bench.fault caught it).
+    event = paid_event(42)
+    deliver(settings, "stripe", event)
+    event_key = f"stripe:{event['id']}"
+    job = Job.fetch(redis_keys.job_id(event_key), connection=redis)
+    # Taken from the queue by a worker that started it (its execution, with a heartbeat
+    # TTL) and was then killed.
+    Queue(settings.queue_name, connection=redis).remove(job)
+    with redis.pipeline() as pipeline:
+        abandoned = Execution.create(job, ttl=1, pipeline=pipeline)
+        pipeline.execute()
+    wait_for(lambda: not redis.exists(abandoned.key), 10, "the abandoned execution to expire")
+
+    run_worker()  # its registry clean-up finds the job abandoned and runs it again
+
+    assert finished(redis, event_key) == "applied"
+    assert FailedJobRegistry(settings.queue_name, connection=redis).get_job_ids() == []
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
