@@ -26,7 +26,7 @@ from typing import Any
 from redis import Redis
 
 from payhooks.domain.events import PaymentEvent, PaymentKind
-from payhooks.providers.kit.listing import Lister, Window
+from payhooks.providers.kit.listing import ConfirmsFromList, Lister, Window
 from payhooks.providers.kit.receiver_errors import MalformedPayload
 from payhooks.storage.record_once import recorded
 from payhooks.storage.trail import Trail
@@ -193,6 +193,13 @@ class Auditor:
                     done.unreadable += 1
                     continue
                 for item in normalised:
+                    if (
+                        isinstance(item, PaymentEvent)
+                        and item.kind is not PaymentKind.PAID
+                        and isinstance(lister, ConfirmsFromList)
+                    ):
+                        # A hint (Spreedly's "changed"): the listed record says what it is.
+                        item = lister.confirm(body, item) or item
                     if isinstance(item, PaymentEvent) and item.kind is PaymentKind.PAID:
                         by_payment.setdefault((item.payment_source, item.token), []).append(item)
             cursor = page.cursor

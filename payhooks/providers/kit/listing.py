@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from payhooks.domain.events import Normalised
+from payhooks.domain.events import Normalised, PaymentEvent
 from payhooks.providers.kit.polling import PolledPage
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.settings import Settings
@@ -60,6 +60,17 @@ class Lister(Protocol):
 
     def normalise(self, record: bytes) -> list[Normalised]:
         """The record's events, exactly as its webhook's normaliser gives them; pure."""
+
+
+@runtime_checkable
+class ConfirmsFromList(Protocol):
+    """A lister whose records are the provider's own answer about a transaction (what its
+    job would read back), for events whose webhook only hints at their kind (Spreedly's
+    callback says "a transaction changed"; its list says it succeeded, for how much)."""
+
+    def confirm(self, record: bytes, event: PaymentEvent) -> PaymentEvent | None:
+        """``event`` (one of ``normalise(record)``'s) as the record confirms it, or None
+        when the record cannot say; pure."""
 
 
 def list_answer(response: httpx.Response, what: str) -> dict[str, Any]:

@@ -29,11 +29,11 @@ from payhooks.providers.kit.listing import (
 )
 from payhooks.providers.kit.receiver_errors import MalformedPayload
 from payhooks.providers.kit.receiving import redact_json_fields
-from payhooks.providers.kit.step_errors import ProviderLookupUnavailable
+from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.providers.spreedly.formats import NAME, PURCHASES
 from payhooks.providers.spreedly.receiver import CARD_FIELDS, transaction_event
 from payhooks.providers.spreedly.settings import SpreedlySettings
-from payhooks.providers.spreedly.step import API, CREDENTIALS
+from payhooks.providers.spreedly.step import API, CREDENTIALS, confirmed_event
 from payhooks.settings import Settings
 
 #: Spreedly's page of an unbounded list (its "order and pagination" page).
@@ -115,6 +115,13 @@ class SpreedlyLister:
             # bring: one without an order id pays no Nexudus invoice.
             return [Ignored(event.event_id, event.event_type, "no order_id (no invoice)")]
         return [event]
+
+    def confirm(self, record: bytes, event: PaymentEvent) -> PaymentEvent | None:
+        # The list holds the same transaction record the job reads back (the audit asks).
+        try:
+            return confirmed_event(event, json.loads(record), self._section)
+        except (ProviderLookupError, ValueError, AttributeError):
+            return None
 
     def _list(self, params: dict[str, str]) -> list[dict[str, Any]]:
         response = API.send(

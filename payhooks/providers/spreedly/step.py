@@ -34,48 +34,7 @@ class SpreedlyStep(SectionStep[SpreedlySettings]):
     SECTION = SpreedlySettings
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
-        record = self._fetch(event.object_id)
-        transaction_type = str(record.get("transaction_type") or "")
-        state = str(record.get("state") or "")
-        if transaction_type != event.details.get("transaction_type"):
-            raise ProviderLookupError(
-                f"Spreedly's API says transaction {event.object_id} is a "
-                f"{transaction_type[:40]!r}, not what its callback said: nothing recorded"
-            )
-        if record.get("on_test_gateway") is not False and not self._settings.allow_test_gateway:
-            raise ProviderLookupError(
-                f"Spreedly transaction {event.object_id} ran on the test gateway (no money): "
-                "nothing recorded (SPREEDLY_ALLOW_TEST_GATEWAY=true applies such transactions)"
-            )
-        kind = kind_of(transaction_type, state, record.get("succeeded") is True)
-        if kind is None:
-            raise ProviderLookupError(
-                f"Spreedly transaction {event.object_id} is {transaction_type} in state "
-                f"{state[:40]!r}, which payhooks cannot read: nothing recorded"
-            )
-        money = amount_of(record)
-        if money is None and kind in (PaymentKind.PAID, PaymentKind.REFUNDED):
-            raise ProviderLookupError(
-                f"Spreedly transaction {event.object_id} has no readable amount and currency"
-            )
-        token = event.token
-        if kind is PaymentKind.REFUNDED and transaction_type in CREDITS:
-            token = str(record.get("reference_token") or "")
-            if not token:
-                raise ProviderLookupError(
-                    f"Spreedly {transaction_type} {event.object_id} names no purchase "
-                    "(reference_token): find the payment it returns"
-                )
-        when = callback_time(record.get("updated_at") or record.get("created_at"))
-        return event.with_changes(
-            kind=kind,
-            token=token,
-            invoice=InvoiceRef.from_text(str(record.get("order_id") or "")),
-            amount=None if money is None else money[0],
-            currency=None if money is None else money[1],
-            occurred_at=paid_date(when, event.occurred_at, now=datetime.now(tz=UTC)),
-            payment_method=_payment_method(record),
-        )
+        return confirmed_event(event, self._fetch(event.object_id), self._settings)
 
     def _fetch(self, token: str) -> dict[str, Any]:
         section = self._settings
@@ -105,6 +64,55 @@ class SpreedlyStep(SectionStep[SpreedlySettings]):
                 f"Spreedly's API answered for another transaction than {token}"
             )
         return record
+
+
+def confirmed_event(
+    event: PaymentEvent, record: dict[str, Any], settings: SpreedlySettings
+) -> PaymentEvent:
+    """``event`` as Spreedly's own record of its transaction says it is (the API's answer
+    to the step's lookup, or the same record in its transactions list); pure. Raises
+    ``ProviderLookupError`` for a record payhooks must not record money from."""
+    transaction_type = str(record.get("transaction_type") or "")
+    state = str(record.get("state") or "")
+    if transaction_type != event.details.get("transaction_type"):
+        raise ProviderLookupError(
+            f"Spreedly's API says transaction {event.object_id} is a "
+            f"{transaction_type[:40]!r}, not what its callback said: nothing recorded"
+        )
+    if record.get("on_test_gateway") is not False and not settings.allow_test_gateway:
+        raise ProviderLookupError(
+            f"Spreedly transaction {event.object_id} ran on the test gateway (no money): "
+            "nothing recorded (SPREEDLY_ALLOW_TEST_GATEWAY=true applies such transactions)"
+        )
+    kind = kind_of(transaction_type, state, record.get("succeeded") is True)
+    if kind is None:
+        raise ProviderLookupError(
+            f"Spreedly transaction {event.object_id} is {transaction_type} in state "
+            f"{state[:40]!r}, which payhooks cannot read: nothing recorded"
+        )
+    money = amount_of(record)
+    if money is None and kind in (PaymentKind.PAID, PaymentKind.REFUNDED):
+        raise ProviderLookupError(
+            f"Spreedly transaction {event.object_id} has no readable amount and currency"
+        )
+    token = event.token
+    if kind is PaymentKind.REFUNDED and transaction_type in CREDITS:
+        token = str(record.get("reference_token") or "")
+        if not token:
+            raise ProviderLookupError(
+                f"Spreedly {transaction_type} {event.object_id} names no purchase "
+                "(reference_token): find the payment it returns"
+            )
+    when = callback_time(record.get("updated_at") or record.get("created_at"))
+    return event.with_changes(
+        kind=kind,
+        token=token,
+        invoice=InvoiceRef.from_text(str(record.get("order_id") or "")),
+        amount=None if money is None else money[0],
+        currency=None if money is None else money[1],
+        occurred_at=paid_date(when, event.occurred_at, now=datetime.now(tz=UTC)),
+        payment_method=_payment_method(record),
+    )
 
 
 def _payment_method(record: dict[str, Any]) -> str | None:

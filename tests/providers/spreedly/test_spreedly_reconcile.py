@@ -10,14 +10,17 @@ and a test-gateway ``Purchase`` with a card, both ignored as their callbacks wou
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from payhooks.cli.audit import run_audit
 from payhooks.cli.reconcile import reconcile_providers
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.providers.kit.listing import Window
@@ -172,3 +175,35 @@ def test_refused_credentials_are_reported_without_the_secret(
     spreedly_state.list_faults = [502]
     [row] = reconcile_providers(settings, redis, last(), ["spreedly"])
     assert row["result"] == "unavailable: Spreedly's API answered 502"
+
+
+def test_the_audit_sees_spreedly_purchases_missed_and_applied(
+    settings: Settings,
+    redis: Redis,
+    worker_context: Any,
+    sandbox_state: SandboxState,
+    spreedly_state: SpreedlyState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A callback only says "this transaction changed" (a pending hint the job confirms), so
+    # the audit reads what Spreedly's list says of it: a succeeded purchase, for how much.
+    missed = purchase(spreedly_state, "MissedPurchase000000000001", 42)
+    audit_args = argparse.Namespace(
+        providers=["spreedly"], since="2h", until=None, dry_run=False, json=True
+    )
+
+    assert run_audit(settings, audit_args) == 1
+    report = json.loads(capsys.readouterr().out)
+    [finding] = report["discrepancies"]
+    assert (finding["event"], finding["status"], finding["invoice"], finding["amount"]) == (
+        f"spreedly:{missed['token']}:succeeded",
+        "never_received",
+        "42",
+        "100.00 EUR",
+    )
+
+    reconcile_providers(settings, redis, last(), ["spreedly"])
+    drain(redis, settings)
+    assert run_audit(settings, audit_args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["counts"]["applied"], report["discrepancies"]) == (1, [])
