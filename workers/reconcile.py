@@ -33,7 +33,7 @@ from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.providers.kit.listing import ListedPage, Lister, RateLimited, Window
 from payhooks.providers.kit.polling import PollIntake
 from payhooks.providers.kit.receiver_errors import MalformedPayload
-from payhooks.providers.listers import build_listers
+from payhooks.providers.listers import ON_DEMAND_ONLY, build_listers
 from payhooks.providers.pollers import build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
@@ -393,7 +393,8 @@ def scheduled_tasks(
 ) -> dict[str, Task]:
     """Every scheduled task the settings turn on: providers' polls and reconcile scans."""
     listers, _ = build_listers(settings)
+    scheduled = {name: lister for name, lister in listers.items() if name not in ON_DEMAND_ONLY}
     return {
         **build_tasks(settings, redis, metrics, build_pollers(settings, pollers)),
-        **build_reconcile_tasks(settings, redis, metrics, listers),
+        **build_reconcile_tasks(settings, redis, metrics, scheduled),
     }

@@ -73,6 +73,10 @@ def run_audit(
     return 0 if report.clean else 1
 
 
+def plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
 def _as_json(report: AuditReport, skipped: dict[str, str]) -> dict[str, Any]:
     return {
         "since": report.window.since.isoformat(),
@@ -101,10 +105,12 @@ def _render(report: AuditReport, skipped: dict[str, str], out: TextIO) -> None:
     summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
     span = f"{report.window.since.isoformat()} to {report.window.until.isoformat()}"
     found = report.discrepancies
-    verdict = f"{len(found)} discrepancies" if found else "no discrepancies"
+    verdict = f"{len(found)} {plural(len(found), 'discrepancy', 'discrepancies')}"
+    verdict = verdict if found else "no discrepancies"
     print(
         wrapped(
-            f"Audit {span}: {checked} payments ({summary or 'none'}), {verdict}; "
+            f"Audit {span}: {checked} {plural(checked, 'payment', 'payments')} "
+            f"({summary or 'none'}), {verdict}; "
             f"{report.nexudus_calls} Nexudus calls"
         ),
         file=out,

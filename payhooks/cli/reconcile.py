@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from payhooks.cli.cli_output import CommandError, emit, redis_unreachable, report_error
 from payhooks.cli.ops import parse_since
-from payhooks.cli.tables import table
+from payhooks.cli.tables import left_for, table, wrap
 from payhooks.providers.kit.listing import Lister, Window
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.providers.listers import build_listers
@@ -74,7 +74,10 @@ def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sy
             f"{window.since.isoformat()} to {window.until.isoformat()}",
             file=out,
         )
-        table(rows, COLUMNS, out, widths={"result": 70})
+        # Fits 100 columns: the result (a skipped provider's reason) wraps, never cut.
+        width = left_for(rows, COLUMNS, "result")
+        shown = [{**row, "result": "\n".join(wrap(str(row["result"]), width))} for row in rows]
+        table(shown, COLUMNS, out)
         if failed and not args.dry_run:
             names = " ".join(str(row["provider"]) for row in failed)
             print(

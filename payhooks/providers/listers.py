@@ -21,7 +21,7 @@ from payhooks.providers.spreedly.lister import SpreedlyLister
 from payhooks.providers.stripe.lister import StripeLister
 from payhooks.settings import Settings
 
-__all__ = ["LISTERS", "UNLISTED", "build_listers"]
+__all__ = ["LISTERS", "ON_DEMAND_ONLY", "UNLISTED", "build_listers"]
 
 LISTERS: Mapping[str, ListerFactory] = {
     "stripe": StripeLister.from_settings,
@@ -30,10 +30,13 @@ LISTERS: Mapping[str, ListerFactory] = {
     "authorizenet": AuthorizeNetLister.from_settings,
     "paypal": PayPalLister.from_settings,
     "spreedly": SpreedlyLister.from_settings,
-    # On demand only (`payhooks reconcile ezidebit`): its poll is scheduled already.
     "ezidebit": EziDebitLister.from_settings,
     "forte": ForteLister.from_settings,
 }
+
+#: Listers run when asked (`payhooks reconcile`, `payhooks audit`), never scheduled: the
+#: provider's poll already reads an overlapping week every run.
+ON_DEMAND_ONLY = frozenset({"ezidebit"})
 
 #: Why a provider without a lister is skipped: what its API allows.
 UNLISTED: Mapping[str, str] = {
@@ -51,7 +54,8 @@ def build_listers(
 ) -> tuple[dict[str, Lister], dict[str, str]]:
     """The listers of ``names`` (default: every provider the settings enable), and, for
     each that cannot be reconciled here, why."""
-    enabled = [name.partition("/")[0] for name in settings.enabled_providers()]
+    # Every provider with an intake on: a poll-only one (EziDebit) has a list too.
+    enabled = [name.partition("/")[0] for name in settings.configured_providers()]
     wanted = list(dict.fromkeys(names if names is not None else enabled))
     listers: dict[str, Lister] = {}
     skipped: dict[str, str] = {}

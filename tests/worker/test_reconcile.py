@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import io
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from payhooks.cli.reconcile import reconcile_providers, run_reconcile
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.braintree.settings import BraintreeSettings
+from payhooks.providers.ezidebit.settings import EziDebitSettings
 from payhooks.providers.forte.settings import ForteSettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.gocardless.stand_in import GoCardlessState, payment_record, refund_record
@@ -266,6 +268,7 @@ LIST_CREDENTIALS: dict[type[Any], dict[str, Any]] = {
     ForteSettings: {"location_ids": ()},
     PayPalSettings: {"client_id": None},
     SpreedlySettings: {"environment_key": None},
+    EziDebitSettings: {"digital_key": None},
 }
 
 
@@ -300,7 +303,13 @@ def test_a_default_run_passes_when_what_can_be_scanned_was(
     # list and never will; their rows say so, and the run (cron'd, scheduled) still passes.
     # Named, the same providers fail the run: they were asked for and not scanned.
     only_stripe = without_lists(rc_settings, but=StripeSettings)
-    assert run_reconcile(only_stripe, reconcile_args()) == 0
+    said = io.StringIO()
+    assert run_reconcile(only_stripe, reconcile_args(json=False), out=said) == 0
+    # Fits 100 columns, each skipped provider's reason wrapped whole, never cut.
+    lines = said.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "…" not in said.getvalue()
+    assert "reconcile PayPal's REST events)" in " ".join(" ".join(lines).split())
     assert run_reconcile(only_stripe, reconcile_args("stripe", "liqpay")) == 1
 
 

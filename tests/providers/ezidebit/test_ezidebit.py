@@ -44,6 +44,7 @@ from tests.support.paths import FIXTURES
 from tests.support.settings import with_section
 from workers import context
 from workers.polls import poll_task
+from workers.reconcile import reconcile_task
 from workers.scheduler import Scheduler
 from workers.tasks import run
 
@@ -345,3 +346,11 @@ def test_reconcile_reads_the_window_asked_for_beyond_the_polls_week(
     # Asked again: seen, never a second job.
     [again] = reconcile_providers(settings, redis, window, ["ezidebit"])
     assert (again["seen"], again["queued"]) == (1, 0)
+    # No provider named means every one configured, the poll-only EziDebit too (it is no
+    # webhook URL)...
+    rows = reconcile_providers(settings, redis, window, None)
+    assert [(r["seen"], r["result"]) for r in rows if r["provider"] == "ezidebit"] == [(1, "ok")]
+    # ...but never scheduled: its poll reads an overlapping week already.
+    scheduled = set(worker_context.tasks)
+    assert reconcile_task("braintree", thorough=True) in scheduled  # scans are scheduled here
+    assert not {reconcile_task("ezidebit", thorough=t) for t in (True, False)} & scheduled
