@@ -24,10 +24,14 @@ from enum import StrEnum
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
 from payhooks.domain.events import PaymentEvent, PaymentKind
 from payhooks.providers.kit.listing import ConfirmsFromList, Lister, Window
 from payhooks.providers.kit.receiver_errors import MalformedPayload
+from payhooks.storage import redis_keys
 from payhooks.storage.record_once import recorded
 from payhooks.storage.trail import Trail
 from payhooks.storage.unapplied import OVERDUE_AFTER_SECONDS
@@ -283,6 +287,16 @@ class Auditor:
             )
         return self._in_flight(base, event, last)
 
+    def _failed_on(self, event_key: str) -> int | None:
+        """The invoice the event's failed job was working on (its failure's record), if
+        the job is still kept."""
+        try:
+            job = Job.fetch(redis_keys.job_id(event_key), connection=self._redis)
+        except (NoSuchJobError, RedisError):
+            return None
+        value = str((job.meta.get("failure") or {}).get("invoice_id"))
+        return int(value) if value.isdigit() else None
+
     def _settled_by_our_records(
         self, event: PaymentEvent, last: dict[str, Any] | None, base: dict[str, Any]
     ) -> Finding | None:
@@ -296,6 +310,9 @@ class Auditor:
             error_class = str(last.get("error_class"))
             action = _GUARD_ACTIONS.get(error_class, f"`payhooks failed show {event.key}`")
             why = f"{error_class}: {last.get('reason')}"
+            held_on = self._failed_on(event.key)
+            if held_on is not None and event.invoice.invoice_id is None:
+                base = {**base, "invoice": str(held_on)}  # the invoice its job found
             return Finding(**base, status=Status.HELD, why=why, action=action)
         if stage == "purged":
             return Finding(**base, status=Status.HANDLED, why="its failed job was purged")

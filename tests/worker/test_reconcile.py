@@ -673,3 +673,29 @@ def test_a_scheduled_scan_that_could_not_read_a_record_is_not_a_success(
     stripe_state.events.clear()
     assert run(task, lease, WorkerMetrics(redis))["errors"] == 0
     assert redis.hget(RECONCILE_LAST_SUCCESS, "stripe") is not None
+
+
+def test_a_held_payment_whose_event_names_no_invoice_is_shown_on_the_invoice_its_job_found(
+    rc_settings: Settings,
+    redis: Redis,
+    rc_context: Any,
+    sandbox_state: SandboxState,
+    gocardless_state: GoCardlessState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GoCardless's event names only the payment; its job reads the invoice from the API.
+    # Held by the amount guard (EUR paid, a GBP invoice), the row names that invoice.
+    sandbox_state.invoices[60] = invoice_record(60, CurrencyCode="GBP")
+    held = gocardless_confirmed(gocardless_state, 8, 60)
+    reconcile_providers(rc_settings, redis, last(), ["gocardless"])
+    drain(redis, rc_settings)
+
+    soon = last(1).until.isoformat()  # GoCardless dates events to the millisecond
+    assert run_audit(rc_settings, reconcile_args("gocardless", until=soon)) == 1
+    [finding] = json.loads(capsys.readouterr().out)["discrepancies"]
+    assert (finding["event"], finding["status"], finding["invoice"]) == (
+        f"gocardless:{held['id']}",
+        "held",
+        "60",
+    )
+    assert finding["why"].startswith("AmountMismatch: ")
