@@ -41,7 +41,9 @@ from payhooks.providers.gocardless.stand_in import add_gocardless_routes
 from payhooks.providers.kit.probes import Probe, probe_of
 from payhooks.providers.kit.samples import DevSandbox, Sample, SampleRequest
 from payhooks.providers.liqpay import sample as liqpay_sample
+from payhooks.providers.paypal import probe as paypal_probe
 from payhooks.providers.paypal import sample as paypal_sample
+from payhooks.providers.paypal.settings import PayPalSettings
 from payhooks.providers.paypal.stand_in import add_paypal_routes
 from payhooks.providers.spreedly import probe as spreedly_probe
 from payhooks.providers.spreedly import sample as spreedly_sample
@@ -93,7 +95,10 @@ TOOLS: Mapping[str, ProviderTools] = {
         probe=probe_of(AuthorizeNetSettings, authorizenet_probe.checks),
     ),
     "paypal": ProviderTools(
-        paypal_sample.for_send_test, paypal_sample.dev_environment, sample_uses_sandbox=True
+        paypal_sample.for_send_test,
+        paypal_sample.dev_environment,
+        sample_uses_sandbox=True,
+        probe=probe_of(PayPalSettings, paypal_probe.checks),
     ),
     "paypal-ipn": ProviderTools(paypal_sample.ipn_for_send_test, paypal_sample.ipn_dev_environment),
     "liqpay": ProviderTools(liqpay_sample.for_send_test, liqpay_sample.dev_environment),

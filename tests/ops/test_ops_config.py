@@ -19,6 +19,8 @@ from payhooks.providers.epay.settings import EPaySettings
 from payhooks.providers.gocardless.settings import GoCardlessSettings
 from payhooks.providers.gocardless.stand_in import ACCESS_TOKEN
 from payhooks.providers.paypal.settings import PAYPAL_CERT_URL_PREFIXES, PayPalSettings
+from payhooks.providers.paypal.stand_in import CLIENT_ID as PAYPAL_CLIENT_ID
+from payhooks.providers.paypal.stand_in import CLIENT_SECRET as PAYPAL_CLIENT_SECRET
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.providers.stripe.stand_in import API_KEY as STRIPE_KEY
 from payhooks.settings import Settings
@@ -68,6 +70,13 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
         BraintreeSettings,
         keys=(),
     )
+    configured = with_section(
+        configured,
+        PayPalSettings,
+        client_id=PAYPAL_CLIENT_ID,
+        client_secret=PAYPAL_CLIENT_SECRET,
+        api_base=sandbox.url,
+    )
     code = check_config(configured, role="all", probe=True, env={})
     out, err = capsys.readouterr()
     assert code == 0, out + err
@@ -78,6 +87,7 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
         "Stripe API key",
         "GoCardless access token",
         "Authorize.Net API login",
+        "PayPal REST client id and secret",
     ):
         assert " ok " in rows[target], rows
     # ePay answers a wrong merchant as it answers the right one: it answered, nothing more.
@@ -94,6 +104,7 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
         STRIPE_KEY,
         ACCESS_TOKEN,
         settings.provider(AuthorizeNetSettings).transaction_key,
+        PAYPAL_CLIENT_SECRET,
     )
     for secret in secrets:
         assert secret is not None
@@ -101,12 +112,19 @@ def test_probe_reaches_each_api_read_only_and_prints_no_secret(
 
 
 def test_probe_reports_refused_credentials_and_unreachable_services(
-    settings: Settings, capsys: Captured
+    settings: Settings, sandbox: ThreadedServer, capsys: Captured
 ) -> None:
     wrong = with_settings(settings, nexudus_password="not-the-password")
     wrong = with_section(wrong, GoCardlessSettings, access_token="not-the-token")
     wrong = with_section(wrong, AuthorizeNetSettings, transaction_key="not-the-key")
     wrong = with_section(wrong, BraintreeSettings, keys=())
+    wrong = with_section(
+        wrong,
+        PayPalSettings,
+        client_id=PAYPAL_CLIENT_ID,
+        client_secret="not-the-secret",
+        api_base=sandbox.url,
+    )
     assert check_config(wrong, role="all", probe=True, as_json=True, env={}) == 1
     report = json.loads(capsys.readouterr().out)
     results = {r["target"]: r for r in report["probe"]}
@@ -114,6 +132,7 @@ def test_probe_reports_refused_credentials_and_unreachable_services(
     assert "invalid_grant" in results["Nexudus"]["detail"]
     assert results["GoCardless access token"]["detail"] == "token refused"
     assert "E00007" in results["Authorize.Net API login"]["detail"]
+    assert results["PayPal REST client id and secret"]["detail"] == "client id or secret refused"
     assert results["Redis"]["result"] == "ok"
     assert report["valid"] is False
     assert "not-the-" not in json.dumps(report)
