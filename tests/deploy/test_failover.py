@@ -391,7 +391,15 @@ def test_a_worker_rides_through_failovers_in_a_row_and_applies_each_payment_once
     # Restarted if it exits, as Kubernetes would: it must not need to be.
     # A job whose work horse itself lost Redis mid-job is recovered by RQ's maintenance
     # once its heartbeat lapses (WORKER_MAINTENANCE_SECONDS + 15): at the minimum here.
-    env = {**worker_env(settings), "REDIS_URL": topology.url, "WORKER_MAINTENANCE_SECONDS": "10"}
+    # A work horse that lost Redis as it ended cannot release its invoice lock, which then
+    # holds for the job's timeout (plus a margin) before the job's re-run may take it: a
+    # short timeout here keeps that within each wait below (the default is 300 s).
+    env = {
+        **worker_env(settings),
+        "REDIS_URL": topology.url,
+        "WORKER_MAINTENANCE_SECONDS": "10",
+        "JOB_TIMEOUT_SECONDS": "15",
+    }
     worker = SupervisedWorker(env, log)
     invoices = [100 + n for n in range(FAILOVERS)]
     started_at = time.monotonic()
