@@ -30,6 +30,7 @@ from tests.support.paths import FIXTURES
 RECORDS = {
     "0.1.0": FIXTURES / "records_0_1_0" / "records.json",
     "60fe52f": FIXTURES / "records_60fe52f" / "records.json",
+    "8cd8f52": FIXTURES / "records_8cd8f52" / "records.json",
 }
 PAID = "stripe:evt_0_2_paid"
 CARD = "stripe:evt_0_2_card"
