@@ -51,8 +51,7 @@ SCRIPT_KEYS = (
 SCRIPT_ARGS = (
     "job_description",
     "timestamp",  # created_at and enqueued_at of the job
-    "at",  # the time of its enqueued entry
-    "trail_arrival",  # the "received" or "polled" entry
+    "trail_arrival",  # the "received+enqueued" or "polled+enqueued" entry
     "trail_duplicate",
     "invoice_score",  # '' when the event names no invoice id
     "event_name",  # the event key, as the invoice index's member
@@ -66,9 +65,12 @@ SCRIPT_ARGS = (
 # by 0.1.0, or as unprocessed). The event's trail is its dedupe record: an event whose job
 # was once queued (or replayed) is a duplicate for as long as its trail is kept. It is
 # written after the job: Redis does not undo a script's earlier writes when a later
-# command fails, and a record without its job would turn every redelivery away. The
-# enqueued entry is the JSON trail.entry_at writes; it does not name the job, whose id is
-# the event key's (redis_keys.job_id): each entry is kept EVENT_RETENTION_DAYS.
+# command fails, and a record without its job would turn every redelivery away. Arrival
+# and hand-off are one entry (trail.entry_at: "received+enqueued", read back as two); it
+# does not name the job, whose id is the event key's (redis_keys.job_id): each entry is
+# kept EVENT_RETENTION_DAYS. Whether an entry says queued is read as trail.read_entry
+# reads it: one written as JSON (up to main 8cd8f52) by its stage's text, one written
+# since by its stage, or stages ("<Unix ms> <stage>[+<stage>][ <fields>]").
 _RECORD_AND_ENQUEUE = """
 if fence_key ~= '' and redis.call('GET', fence_key) ~= fence_token then
     return -1
@@ -76,11 +78,24 @@ end
 if webhook ~= '' and redis.call('TYPE', webhook_key).ok ~= 'hash' then
     redis.call('SET', webhook_key, webhook, 'EX', TTL)
 end
+local QUEUED = {%(queued_stages)s}
+local function says_queued(entry)
+    if string.sub(entry, 1, 1) == '{' then
+        return string.find(entry, %(queued)s, 1, true)
+            or string.find(entry, %(replayed)s, 1, true)
+    end
+    local stages = string.match(entry, '^%%d+ ([^ ]+)')
+    for stage in string.gmatch(stages or '', '[^+]+') do
+        if QUEUED[stage] then
+            return true
+        end
+    end
+    return false
+end
 local seen = redis.call('EXISTS', event_key) == 1 or redis.call('EXISTS', job_key) == 1
 if not seen then
     for _, entry in ipairs(redis.call('LRANGE', trail_key, 0, -1)) do
-        if string.find(entry, %(queued)s, 1, true)
-           or string.find(entry, %(replayed)s, 1, true) then
+        if says_queued(entry) then
             seen = true
             break
         end
@@ -97,7 +112,7 @@ redis.call('HSET', job_key, 'data', DATA, 'description', job_description,
            unpack(cjson.decode(event)))
 redis.call('SADD', %(queues_key)s, %(queue_key)s)
 redis.call('RPUSH', %(queue_key)s, job_id)
-redis.call('RPUSH', trail_key, trail_arrival, '{"at":"' .. at .. '","stage":"enqueued"}')
+redis.call('RPUSH', trail_key, trail_arrival)
 redis.call('EXPIRE', trail_key, TTL)
 if invoice_score ~= '' then
     redis.call('ZADD', invoice_index, 'NX', invoice_score, event_name)
@@ -110,9 +125,11 @@ return 1
 """
 
 
-#: What a trail entry holds once its event's job was queued (or queued again by a replay):
-#: an event whose trail holds either was recorded before.
-QUEUED_MARKS = ('"stage":"enqueued"', '"stage":"replayed"')
+#: The stages that say an event's job was queued (or queued again by a replay): an event
+#: whose trail holds either was recorded before.
+QUEUED_STAGES = ("enqueued", "replayed")
+#: The same, as entries written as JSON (up to main 8cd8f52) hold them.
+QUEUED_MARKS = tuple(f'"stage":"{stage}"' for stage in QUEUED_STAGES)
 
 
 def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
@@ -126,9 +143,7 @@ def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
         answers = pipe.execute()
     return [
         bool(answers[2 * n])
-        or any(
-            mark in redis_keys.text(entry) for entry in answers[2 * n + 1] for mark in QUEUED_MARKS
-        )
+        or any(step["stage"] in QUEUED_STAGES for step in trail.read_entries(answers[2 * n + 1]))
         for n in range(len(event_keys))
     ]
 
@@ -177,6 +192,7 @@ def record_and_enqueue_script(jobs: JobFactory, ttl: int) -> str:
             "queues_key": _lua_string(Queue.redis_queues_keys),
             "queued": _lua_string(QUEUED_MARKS[0]),
             "replayed": _lua_string(QUEUED_MARKS[1]),
+            "queued_stages": ", ".join(f"[{_lua_string(s)}] = true" for s in QUEUED_STAGES),
             "unapplied_key": _lua_string(redis_keys.UNAPPLIED),
         }
     )
@@ -223,7 +239,7 @@ class RecordOnce:
         fence: Fence | None = None,
     ) -> list[list[Any]]:
         """Keep the origin, queue a job per new event, note ignored ones in the trail."""
-        at = trail.now_iso()
+        at = trail.now_ms()
         stamp = utc_timestamp()
         # The first event's script stores the origin; without events, a plain SET does
         # (NX: never over a hash of the same body, kept by 0.1.0 or as unprocessed).
@@ -232,7 +248,7 @@ class RecordOnce:
             for n, event in enumerate(events)
         ]
         if not events:
-            calls.append(["SET", webhook.key, webhook.record(at), "NX"])
+            calls.append(["SET", webhook.key, webhook.record(), "NX"])
             calls.append(["EXPIRE", webhook.key, self._ttl])
         for item in ignored:
             trail_key = redis_keys.trail(f"{webhook.provider}:{item.event_id}")
@@ -256,16 +272,16 @@ class RecordOnce:
         self,
         event: PaymentEvent,
         webhook: StoredOrigin,
-        at: str,
+        at: int,
         stamp: str,
         *,
         store_webhook: bool,
         fence: Fence | None,
     ) -> list[Any]:
         job = self._jobs.fields(event.key, short_description(event), stamp)
-        # trail.entry_at's JSON, written out: the time, stage and field name are ours and
-        # the key is hex (redis_keys.webhook/polled), so nothing needs escaping.
-        origin = f'"{webhook.TRAIL_FIELD}":"{webhook.key}"'
+        # trail.entry_at's entries, written out: the time, stages and field name are ours
+        # and the digest is hex, so nothing needs escaping.
+        origin = f'{{"{trail.FIELD_NAMES[webhook.TRAIL_FIELD]}":"{webhook.digest}"}}'
         invoice_id = event.invoice.invoice_id
         script_keys = {
             "event_key": redis_keys.event(event.key),
@@ -278,15 +294,14 @@ class RecordOnce:
         script_args = {
             "job_description": job.description,
             "timestamp": job.timestamp,
-            "at": at,
             # What the body says (the event's type) is not repeated: the job holds it while
             # it lives, the kept origin for as long as the trail. Which delivery (or poll)
             # a duplicate was: its body is kept too, under that key.
-            "trail_arrival": f'{{"at":"{at}","stage":"{webhook.ARRIVAL}",{origin}}}',
-            "trail_duplicate": f'{{"at":"{at}","stage":"duplicate",{origin}}}',
+            "trail_arrival": f"{at} {webhook.ARRIVAL}+enqueued {origin}",
+            "trail_duplicate": f"{at} duplicate {origin}",
             "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
             "event_name": event.key,
-            "webhook": webhook.record(job.timestamp) if store_webhook else "",
+            "webhook": webhook.record() if store_webhook else "",
             "event": orjson.dumps([item for pair in event_fields(event).items() for item in pair]),
             "fence_token": fence.token if fence else "",
             "unapplied_score": unapplied.score(event, ttl_seconds=self._ttl),

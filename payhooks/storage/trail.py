@@ -1,15 +1,19 @@
 """The event trail: what happened to every verified provider event, kept in Redis.
 
-Per event, a list of JSON entries (``payhooks:trail:<provider>:<event id>``):
-received (a webhook) or polled (a poll of the provider's API) -> enqueued | duplicate |
-ignored -> (retrying ...) -> applied | ignored | failed. An event's trail is also its dedupe
-record (payhooks/storage/record_once.py). Each event's origin is kept, zstd-compressed:
-per webhook request, its verified body and signature headers (``payhooks:webhook:<sha256>``),
+Per event, a list of entries (``payhooks:trail:<provider>:<event id>``): received (a
+webhook) or polled (a poll of the provider's API) -> enqueued | duplicate | ignored ->
+(retrying ...) -> applied | ignored | failed. An event's trail is also its dedupe record
+(payhooks/storage/record_once.py). Each event's origin is kept, zstd-compressed: per
+webhook request, its verified body and signature headers (``payhooks:webhook:<digest>``),
 so the event can be re-verified or re-normalised; per polled record, the record as the
-provider's API gave it (``payhooks:polled:<sha256>``). Each is one string
-(``StoredOrigin.record``); a webhook kept as unprocessed, or by 0.1.0, is a hash. Card and
-bank details are redacted before storing (then only re-normalisation is possible).
+provider's API gave it (``payhooks:polled:<digest>``); the digest is the first 128 bits of
+the SHA-256 of what came (``origin_digest``; all 256 before this release). Each is one
+string (``StoredOrigin.record``); a webhook kept as unprocessed, or by 0.1.0, is a hash.
+Card and bank details are redacted before storing (then only re-normalisation is possible).
 Per invoice, the events that named it. Everything expires after EVENT_RETENTION_DAYS.
+
+Every entry is kept that long, so it is written short (``entry_at``) and read back, by
+every reader, through ``read_entry``, which reads entries written before alike.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -36,13 +41,87 @@ def now_iso() -> str:
     return utc_text(time.time())
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+#: How an entry names its fields in Redis: briefly, for those most entries carry (a
+#: payment's outcome, an event's origin); other fields by their own name. ``read_entry``
+#: gives every field its name back.
+FIELD_NAMES = {
+    "webhook": "w",
+    "origin": "o",
+    "event_type": "et",
+    "token_id": "ti",
+    "token_created": "tc",
+    "paid_on_set": "ps",
+    "note": "n",
+    "reason": "r",
+    "job_id": "j",
+    "source": "s",
+}
+_FIELD_OF = {short: name for name, short in FIELD_NAMES.items()}
+#: The fields that name an origin, and its key from the digest an entry keeps (the field
+#: says which kind: an entry never repeats the key's prefix).
+ORIGIN_FIELDS: dict[str, Callable[[str], str]] = {
+    "webhook": redis_keys.webhook,
+    "origin": redis_keys.polled,
+}
+
+
 def entry(stage: str, **fields: Any) -> str:
-    return entry_at(now_iso(), stage, **fields)
+    return entry_at(now_ms(), stage, **fields)
 
 
-def entry_at(at: str, stage: str, **fields: Any) -> str:
-    """One trail entry as JSON (compact, in this order: at, stage, then the fields)."""
-    return orjson.dumps({"at": at, "stage": stage, **fields}).decode()
+def entry_at(at_ms: int, stage: str, **fields: Any) -> str:
+    """One trail entry as Redis keeps it: ``<Unix ms> <stage>``, then, if it has fields, a
+    space and a JSON object of them (named as FIELD_NAMES says; an origin by its digest
+    alone). ``stage`` may be two, ``received+enqueued``: what one script wrote at once,
+    read back as two entries (the fields are the first's)."""
+    line = f"{at_ms} {stage}"
+    if not fields:
+        return line
+    short: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in _FIELD_OF:
+            raise ValueError(f"trail field {name!r} is the short name of another")
+        if name in ORIGIN_FIELDS and isinstance(value, str):
+            value = value.rpartition(":")[2]
+        short[FIELD_NAMES.get(name, name)] = value
+    return line + " " + orjson.dumps(short).decode()
+
+
+def read_entry(raw: bytes | str) -> list[dict[str, Any]]:
+    """A trail entry as every reader sees it, whichever release wrote it: a dict per step
+    (``at``: ISO 8601 UTC to the millisecond, ``stage``, then the fields by their full
+    names; an origin by its key). Releases up to main 8cd8f52 wrote a JSON object per
+    step, as this reads it, and named an origin by its key."""
+    line = text(raw)
+    if line.startswith("{"):
+        return [json.loads(line)]
+    at_ms, _, rest = line.partition(" ")
+    stage, _, fields_json = rest.partition(" ")
+    fields = {_FIELD_OF.get(k, k): v for k, v in orjson.loads(fields_json or "{}").items()}
+    for name, key_of in ORIGIN_FIELDS.items():
+        if name in fields:
+            fields[name] = key_of(fields[name])
+    seconds, millis = divmod(int(at_ms), 1000)
+    at = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
+    first, *then = stage.split("+")
+    return [{"at": at, "stage": first, **fields}, *({"at": at, "stage": s} for s in then)]
+
+
+def read_entries(raw: list[Any]) -> list[dict[str, Any]]:
+    """A trail as Redis keeps it (LRANGE's answer), as every reader sees it."""
+    return [step for item in raw for step in read_entry(item)]
+
+
+def origin_digest(content: bytes) -> str:
+    """What names a kept origin: 128 bits of the SHA-256 of the body (or record) as it came,
+    in hex. Content-addressed (a redelivered body is the same record); two bodies that
+    differ collide with odds of about n**2 / 2**129 for n bodies (1 in 10**20 for a
+    billion), and a body is verified before it is kept."""
+    return hashlib.sha256(content).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +147,19 @@ class StoredOrigin:
     def headers_json(self) -> str:
         return orjson.dumps(self.headers).decode()
 
-    def record(self, received_at: str) -> bytes:
+    @property
+    def digest(self) -> str:
+        """What names it (``origin_digest``): its key without the prefix."""
+        return self.key.rpartition(":")[2]
+
+    def record(self) -> bytes:
         """The origin as one Redis string: a JSON line saying what it is, then the body
         as stored (a hash would take a few hundred bytes more: its body is over the 64
         bytes a compact hash holds). The line's fields are named by a letter and left out
         when empty: it is kept EVENT_RETENTION_DAYS, and a body kept with the dictionary
-        is often smaller than a line with the names spelt out."""
-        head: dict[str, Any] = {"p": self.provider, "t": received_at}
+        is often smaller than a line with the names spelt out. When it came is not in
+        it: each of its events' trails says that."""
+        head: dict[str, Any] = {"p": self.provider}
         if self.encoding:
             head["e"] = self.encoding
         if self.headers:
@@ -104,12 +189,11 @@ class StoredWebhook(StoredOrigin):
     def of(
         cls, provider: str, body: bytes, headers: dict[str, str], redacted_body: bytes | None
     ) -> StoredWebhook:
-        digest = hashlib.sha256(body).hexdigest()
         kept = body if redacted_body is None else redacted_body
         stored, encoding = bodies.pack(kept)
         return cls(
             provider=provider,
-            key=redis_keys.webhook(digest),
+            key=redis_keys.webhook(origin_digest(body)),
             body=kept,
             headers=headers,
             redacted=redacted_body is not None,
@@ -132,7 +216,7 @@ class StoredPoll(StoredOrigin):
         stored, encoding = bodies.pack(kept)
         return cls(
             provider=provider,
-            key=redis_keys.polled(hashlib.sha256(record).hexdigest()),
+            key=redis_keys.polled(origin_digest(record)),
             body=kept,
             headers={},
             redacted=redacted is not None,
@@ -142,8 +226,8 @@ class StoredPoll(StoredOrigin):
 
 
 #: What an origin kept as one string starts with (and its format's version): 2 names the
-#: head's fields by a letter (``StoredOrigin.record``); 1, written by the release before
-#: (main 60fe52f), spelt them out, and is still read.
+#: head's fields by a letter (``StoredOrigin.record``; up to main 8cd8f52 it also held when
+#: it came, ``t``); 1, written by main 60fe52f, spelt them out, and is still read.
 ORIGIN_RECORD = b"payhooks-origin/2 "
 ORIGIN_RECORD_1 = b"payhooks-origin/1 "
 
@@ -157,7 +241,8 @@ def read_record(record: bytes) -> dict[str, Any]:
             "body": bodies.unpack(stored, short.get("e", "")),
             "headers": short.get("h", {}),
             "redacted": bool(short.get("r")),
-            "received_at": short["t"],
+            # Kept by releases up to main 8cd8f52; its events' trails say it since.
+            "received_at": short.get("t", ""),
         }
     if record.startswith(ORIGIN_RECORD_1):
         head, _, stored = record[len(ORIGIN_RECORD_1) :].partition(b"\n")
@@ -193,7 +278,7 @@ class Trail:
             pipe.execute()
 
     def history(self, event_key: str) -> list[dict[str, Any]]:
-        return [json.loads(item) for item in self._redis.lrange(redis_keys.trail(event_key), 0, -1)]
+        return read_entries(self._redis.lrange(redis_keys.trail(event_key), 0, -1))
 
     def events_for_invoice(self, invoice_id: int) -> list[str]:
         members = self._redis.zrange(redis_keys.invoice_events(invoice_id), 0, -1)

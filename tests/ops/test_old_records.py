@@ -6,24 +6,33 @@ capture.py, run with that commit): two queued Stripe events, one of them with ca
 (kept redacted), and a verified webhook kept as unprocessed. records_60fe52f/records.json
 holds the same, written by the release of issue 21's first pass (main 60fe52f: one string
 per webhook, zstd bodies, the event in its job's hash). Here they are restored as they
-were, and the ops commands and the worker of this version use them.
+were, and the ops commands and the worker of this version use them; a trail they began
+is continued by this version's entries (written shorter) and reads as one history, and an
+event they recorded is a duplicate when delivered again to this version.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from redis import Redis
+from rq import Queue
+from rq.job import Job
 
 from payhooks.cli.ops import Ops
+from payhooks.cli.ops_render import print_trail
 from payhooks.cli.unprocessed import UnprocessedWebhooks
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.record_once import Accepted, recorded
+from payhooks.storage.trail import origin_digest
+from tests.support.delivery import deliver
 from tests.support.paths import FIXTURES
 
 #: Each set of records, by the version that wrote it.
@@ -144,3 +153,50 @@ def test_an_old_unprocessed_webhook_is_listed_shown_and_replayed(ops: Ops) -> No
     assert not replayed
     assert "still cannot be normalised" in lines[0]
     assert [w.id for w in webhooks.listed()] == [listed.id]
+
+
+def test_an_old_trail_continued_by_this_release_reads_as_one_history(
+    old_records: list[dict[str, Any]], ops: Ops, run_worker: Callable[[], None], redis: Redis
+) -> None:
+    run_worker()
+    kept = redis.lrange(redis_keys.trail(PAID), 0, -1)
+    # Begun as JSON by the release that recorded it, continued in this release's lines.
+    assert [entry.startswith(b"{") for entry in kept] == [True, True, False]
+    history = ops.trail.history(PAID)
+    assert [e["stage"] for e in history] == ["received", "enqueued", "applied"]
+    assert [e["at"] for e in history] == sorted(e["at"] for e in history)
+    assert history[-1]["token_created"] is True
+    assert history[-1]["paid_on_set"] is True
+    shown = ops.history(redis_keys.job_id(PAID))
+    assert (shown.status, shown.runs, shown.trail) == ("finished", 1, history)
+    out = io.StringIO()
+    print_trail(ops.trails([PAID]), out, as_json=True)
+    assert json.loads(out.getvalue()) == {PAID: history}
+
+
+def test_an_old_event_delivered_again_to_this_release_is_a_duplicate(
+    old_records: list[dict[str, Any]],
+    ops: Ops,
+    run_worker: Callable[[], None],
+    redis: Redis,
+    settings: Settings,
+    queue: Queue,
+) -> None:
+    run_worker()
+    # Its job and 0.1.0's event record gone, as they expire: its trail alone says queued.
+    redis.delete(Job.key_for(redis_keys.job_id(PAID)), redis_keys.event(PAID))
+    body = webhook_of(ops, PAID)["body"]
+    assert recorded(redis, [PAID]) == [True]
+    assert deliver(settings, "stripe", body) == [Accepted.DUPLICATE]
+    assert queue.count == 0
+    received, *_, duplicate = ops.trail.history(PAID)
+    assert duplicate["stage"] == "duplicate"
+    # The old delivery's key (all 256 bits of the digest) next to this one's (128): both
+    # read back the same body.
+    old_reference, new_reference = received["webhook"], duplicate["webhook"]
+    assert len(old_reference) == len(redis_keys.webhook("")) + 64
+    assert new_reference == redis_keys.webhook(origin_digest(body))
+    for reference in (old_reference, new_reference):
+        assert (ops.trail.webhook(reference) or {})["body"] == body
+    # And replayed from either: the old entry names the body it came in.
+    assert ops.replay_event(PAID) == f"{PAID}: queued as {redis_keys.job_id(PAID)}"

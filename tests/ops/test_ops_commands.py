@@ -23,6 +23,7 @@ from payhooks.providers.stripe.sample import paid_event
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.trail import Trail
 from service.app import create_app
 from tests.support.delivery import deliver, keep_unprocessed
 from tests.support.money import wait_for
@@ -221,7 +222,7 @@ class TestPurge:
         code, _, _ = cli("failed", "purge", "--all", "--yes")
         assert code == 0
         event_key = f"generic/bank:{headers['webhook-id']}"
-        stages = [json.loads(e)["stage"] for e in redis.lrange(redis_keys.trail(event_key), 0, -1)]
+        stages = [e["stage"] for e in Trail(redis, ttl_seconds=60).history(event_key)]
         assert stages[-1] == "purged"
 
 

@@ -34,6 +34,7 @@ from payhooks.providers.paypal.stand_in import CERT_PATH, PayPalState
 from payhooks.providers.stripe import sample as stripe_samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.trail import origin_digest
 from service.app import create_app
 from tests.support.client import post_webhook
 from tests.support.delivery import keep_unprocessed
@@ -82,9 +83,7 @@ async def assert_not_lost(
         response = await client.post(path, data=body, headers=headers)
     assert response.status == 200, await response.text()
     outcome = str((await response.json())["status"])
-    stored = Ops(settings, redis).trail.webhook(
-        redis_keys.webhook(hashlib.sha256(body).hexdigest())
-    )
+    stored = Ops(settings, redis).trail.webhook(redis_keys.webhook(origin_digest(body)))
     assert stored is not None
     assert stored["body"] == body or stored["redacted"]
     listed = UnprocessedWebhooks(Ops(settings, redis)).listed()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 import pytest
 
-from payhooks.storage import bodies
+from payhooks.storage import bodies, redis_keys
 from payhooks.storage.trail import (
     ORIGIN_RECORD,
     ORIGIN_RECORD_1,
     StoredPoll,
     StoredWebhook,
+    origin_digest,
     read_record,
 )
 from tests.support.paths import FIXTURES
@@ -26,21 +29,46 @@ AT = "2026-12-06T23:05:08.240403Z"
 )
 def test_read_back_as_kept(headers: dict[str, str], redacted: bytes | None) -> None:
     webhook = StoredWebhook.of("gocardless", BODY, headers, redacted)
-    assert read_record(webhook.record(AT)) == {
+    assert read_record(webhook.record()) == {
         "provider": "gocardless",
         "body": redacted or BODY,
         "headers": headers,
         "redacted": redacted is not None,
-        "received_at": AT,
+        # When it came is its events' trails' to say.
+        "received_at": "",
     }
 
 
 def test_the_head_names_only_what_is_there_briefly() -> None:
-    # Kept EVENT_RETENTION_DAYS: the line before the body is about 60 bytes, not 120.
-    record = StoredPoll.of("ezidebit", b"<Payment/>", None).record(AT)
+    # Kept EVENT_RETENTION_DAYS: the line before the body is about 20 bytes, not 120.
+    record = StoredPoll.of("ezidebit", b"<Payment/>", None).record()
     head = record[len(ORIGIN_RECORD) :].partition(b"\n")[0]
-    assert orjson.loads(head) == {"p": "ezidebit", "t": AT}
-    assert len(head) < 60
+    assert orjson.loads(head) == {"p": "ezidebit"}
+    assert len(head) < 20
+
+
+def test_a_record_of_the_release_before_with_its_time_is_read() -> None:
+    # As main 8cd8f52 wrote it: the time it came in the head.
+    stored, encoding = bodies.pack(BODY)
+    head = {"p": "gocardless", "t": AT, "e": encoding, "h": {"Webhook-Signature": "abc"}}
+    old = ORIGIN_RECORD + orjson.dumps(head) + b"\n" + stored
+    assert read_record(old) == {
+        "provider": "gocardless",
+        "body": BODY,
+        "headers": {"Webhook-Signature": "abc"},
+        "redacted": False,
+        "received_at": AT,
+    }
+
+
+def test_an_origin_is_named_by_128_bits_of_its_digest() -> None:
+    # Content-addressed: the same body is the same record, whoever delivers it again.
+    webhook = StoredWebhook.of("gocardless", BODY, {}, None)
+    assert webhook.key == redis_keys.webhook(hashlib.sha256(BODY).hexdigest()[:32])
+    assert webhook.digest == origin_digest(BODY)
+    # Named by what came, not by what is kept (a redacted body names its delivery).
+    assert StoredWebhook.of("gocardless", BODY, {}, b"{}").key == webhook.key
+    assert StoredPoll.of("ezidebit", BODY, None).key == redis_keys.polled(webhook.digest)
 
 
 def test_a_record_of_the_release_before_is_read() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from redis import Redis
 from rq import Queue
 
@@ -17,7 +18,13 @@ from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect, redis_keys
 from payhooks.storage.jobs import JobFactory
-from payhooks.storage.record_once import Accepted, RecordOnce, record_events, run_async
+from payhooks.storage.record_once import (
+    Accepted,
+    RecordOnce,
+    record_events,
+    recorded,
+    run_async,
+)
 from payhooks.storage.trail import StoredWebhook, Trail
 from tests.support.processes import RunWorker
 
@@ -79,3 +86,32 @@ def test_the_sync_and_async_runners_write_the_same_records(
 
     assert written(first) == written(second)
     assert (Trail(redis, ttl_seconds=60).webhook(synced.key) or {})["body"] == synced.body
+
+
+#: Trails as each release leaves them, and whether they say the event was queued: entries
+#: written as JSON (up to main 8cd8f52), then as this release writes them.
+TRAILS = {
+    "json enqueued": (['{"at":"2026-12-07T01:48:21.478Z","stage":"enqueued"}'], True),
+    "json replayed": (['{"at":"x","stage":"replayed","job_id":"j"}'], True),
+    "json ignored": (['{"at":"x","stage":"ignored","reason":"\\"stage\\":\\"enqueued\\""}'], False),
+    "received+enqueued": (['1796607846585 received+enqueued {"w":"3c26"}'], True),
+    "polled+enqueued": (['1796607846585 polled+enqueued {"o":"3c26"}'], True),
+    "enqueued by another": (['1796607846585 enqueued {"by":"forte:x"}'], True),
+    "replayed": (['1796607846585 replayed {"j":"j","s":"stored webhook"}'], True),
+    "received, ignored": (
+        ['1796607846585 received {"w":"3c26"}', '1796607846585 ignored {"r":"enqueued"}'],
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(("entries", "queued"), TRAILS.values(), ids=TRAILS.keys())
+def test_the_script_and_recorded_read_the_trail_alike(
+    settings: Settings, redis: Redis, queue: Queue, entries: list[str], queued: bool
+) -> None:
+    webhook, [event] = stripe_event(settings, 42)
+    redis.rpush(redis_keys.trail(event.key), *entries)
+    assert recorded(redis, [event.key]) == [queued]
+    expected = Accepted.DUPLICATE if queued else Accepted.QUEUED
+    assert record_events(redis, recorder(settings), webhook, [event]) == [expected]
+    assert queue.count == (0 if queued else 1)
