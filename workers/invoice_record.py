@@ -8,8 +8,8 @@ marker (workers/markers.py) and, once the payment is counted on the invoice's ru
 One field rather than a marker field and an amount field: the payment's name is most of a
 field's bytes, and the record is kept 400 days. A hash of at most 128 fields whose names
 and values are at most 64 bytes stays in Redis's compact encoding (a listpack): about
-140 B for an invoice paid once, where the release before kept 3 keys (a marker, the
-ledger's hash, 300 B).
+140 B for an invoice paid once, where the release before kept 2 keys (a marker, the
+ledger's hash: 296 B).
 
 The release before kept the marker as a key of its own (``payhooks:payment-token:...``,
 and before 0.2 ``payhooks:token:<invoice>:<token>``) and the ledger as a hash of JSON values
