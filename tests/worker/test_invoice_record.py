@@ -14,11 +14,11 @@ from decimal import Decimal
 import pytest
 from redis import Redis
 
-from payhooks.devtools.sandbox.nexudus import TOKENS, Fault, SandboxState
+from payhooks.devtools.sandbox.nexudus import TOKENS, Fault, SandboxState, invoice_record
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from tests.support.delivery import deliver, outcome_of, writes
-from tests.support.money import intent, succeeded, tokens_of
+from tests.support.money import intent, refund_created, succeeded, tokens_of
 from workers.invoice_ledger import InvoiceLedger
 from workers.invoice_record import InvoiceRecord
 from workers.markers import COUNTED, MARKER_TTL_SECONDS, SETTLED, Markers, TokenState
@@ -218,3 +218,36 @@ def test_reads_see_the_record_before_what_the_release_before_kept(redis: Redis) 
     entry = InvoiceRecord(redis, ttl_seconds=60).entry(42, "stripe:pi_both")
     assert (entry.marker, entry.amount) == ("900001:settled", Decimal("50.00"))
     assert InvoiceLedger(redis).applied(42)["stripe:pi_both"].amount == Decimal("50.00")
+
+
+def test_a_refund_of_a_payment_the_release_before_counted_comes_off_the_running_total(
+    settings: Settings, redis: Redis, sandbox_state: SandboxState, run_worker: Callable[[], None]
+) -> None:
+    # Invoice of 200.00: the release before counted 100.00 of it, then 30.00 is refunded
+    # (recorded, and read against the old ledger by this release), then this release counts
+    # two more payments: 70.00 + 100.00 is still due 30.00; 30.00 more settles it.
+    sandbox_state.invoices[42] = invoice_record(42, TotalAmount=200.0)
+    first = intent(42, "100.00")
+    token_id = next(sandbox_state.next_token_id)
+    sandbox_state.tokens[token_id] = {"Id": token_id, "CoworkerInvoiceId": 42, "Token": first["id"]}
+    old_payment(redis, 42, first["id"], f"{token_id}:counted", "100.00")
+    redis.set(redis_keys.payment_binding("stripe", first["id"]), "42")
+    back = refund_created(first, "30.00")
+    deliver(settings, "stripe", back)
+    run_worker()
+    assert outcome_of(redis, f"stripe:{back['id']}") == "no_write"
+    second, third = succeeded(intent(42, "100.00")), succeeded(intent(42, "30.00"))
+    deliver(settings, "stripe", second)
+    run_worker()
+    assert outcome_of(redis, f"stripe:{second['id']}") == "partially_paid"
+    assert sandbox_state.invoices[42]["PaidOn"] is None
+    deliver(settings, "stripe", third)
+    run_worker()
+    assert outcome_of(redis, f"stripe:{third['id']}") == "applied"
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
+    counted = sorted((p.amount, p.reversed) for p in InvoiceLedger(redis).applied(42).values())
+    assert counted == [
+        (Decimal("30.00"), Decimal(0)),
+        (Decimal("70.00"), Decimal("30.00")),
+        (Decimal("100.00"), Decimal(0)),
+    ]
