@@ -9,8 +9,12 @@ RQ worker against the Nexudus sandbox, and Redis is measured three times, by
 - queued: after the receiver stored them;
 - applied: right after the worker applied them (a finished job is deleted as it ends);
 - kept: once what expires within a day has (locks, the breaker's window): what
-  EVENT_RETENTION_DAYS holds, and, of it, what is kept 400 days (the money path's markers:
-  a payment's token and invoice, an invoice's ledger).
+  EVENT_RETENTION_DAYS holds, and, of it, what is kept 400 days (the money path's records,
+  classed by their TTL: a payment's invoice, an invoice's money record of its payments'
+  token markers and amounts).
+
+Per-invoice keys are kinds of their own: ``payhooks:invoice`` (the money record) and
+``payhooks:invoice:events`` (the invoice's event index, kept EVENT_RETENTION_DAYS).
 
 Not per event: the queue's own keys, worker registrations, the Nexudus token, metrics
 counters and the rate limiter's windows, whose size Nexudus's limits bound (at most
@@ -106,11 +110,16 @@ def stripe_body(invoice_id: int) -> bytes:
 
 
 def kind_of(key: str) -> str:
-    """A key's kind: its prefix up to the part that names one thing."""
+    """A key's kind: its prefix up to the part that names one thing; an invoice's keys by
+    what follows its id (``payhooks:invoice:events``), its money record alone."""
     parts = key.split(":")
-    if parts[0] == "rq":
-        return ":".join(parts[:2])
+    if parts[:2] == ["payhooks", "invoice"] and len(parts) > 3:
+        return ":".join([*parts[:2], *parts[3:]])
     return ":".join(parts[:2])
+
+
+def per_invoice(kind: str) -> bool:
+    return kind.startswith("payhooks:invoice")
 
 
 def usage(redis: Redis) -> tuple[Counter[str], Counter[str], int]:
@@ -126,6 +135,24 @@ def usage(redis: Redis) -> tuple[Counter[str], Counter[str], int]:
         if kind_of(name) not in SHARED and redis.ttl(key) > LONG_TTL:
             size["long"] += used
     return size, keys, int(redis.info("memory")["used_memory"])
+
+
+def used_memory_by_kind(redis: Redis, events: int) -> dict[str, float]:
+    """used_memory per event that each kind's keys hold (all but the shared ones), measured
+    by deleting them kind by kind: what MEMORY USAGE leaves out (the key's entry in the
+    keyspace and in the expires table, the allocator's rounding) included. Deletes them."""
+    found: dict[str, list[bytes]] = {}
+    for key in redis.scan_iter(count=1000):
+        kind = kind_of(key.decode())
+        if kind not in SHARED:
+            found.setdefault(kind, []).append(key)
+    freed = {}
+    for kind, keys in sorted(found.items()):
+        before = int(redis.info("memory")["used_memory"])
+        for start in range(0, len(keys), 500):
+            redis.delete(*keys[start : start + 500])
+        freed[kind] = (before - int(redis.info("memory")["used_memory"])) / events
+    return freed
 
 
 def expire_within(redis: Redis, seconds: int) -> None:
@@ -168,10 +195,9 @@ def report(
 ) -> float:
     size, keys, used = measured
     per_event = {k: v / events for k, v in size.items() if k not in shared | {"long"}}
-    per_invoice = {k for k in per_event if k == "payhooks:invoice"}
     total = sum(per_event.values())
-    key_count = sum(v for k, v in keys.items() if k not in shared | per_invoice) / events
-    invoice_keys = sum(v for k, v in keys.items() if k in per_invoice) / events
+    key_count = sum(v for k, v in keys.items() if k not in shared and not per_invoice(k)) / events
+    invoice_keys = sum(v for k, v in keys.items() if per_invoice(k)) / events
     ratio = total / body
     target = TARGETS[stage]
     print(
@@ -271,7 +297,7 @@ def main() -> None:
             queued = report("queued", measured, before, n, body, SHARED)
             job_bytes = measured[0]["rq:job"] / n
             queued_keys = (
-                sum(v for k, v in measured[1].items() if k not in SHARED | {"payhooks:invoice"}) / n
+                sum(v for k, v in measured[1].items() if k not in SHARED and not per_invoice(k)) / n
             )
             ctx = context.build_context(settings)
             context.install(ctx)
@@ -306,6 +332,11 @@ def main() -> None:
                 )
             )
             sizing(kept, long, job_bytes, rate_bound)
+            freed = used_memory_by_kind(redis, n)
+            print(
+                "\nused_memory by kind, kept (B/event, freed by deleting each kind's keys): "
+                + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(freed.items(), key=lambda i: -i[1]))
+            )
         finally:
             redis.close()
             sandbox.stop()

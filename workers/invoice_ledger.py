@@ -1,8 +1,8 @@
 """The money this service applied to each invoice, in Redis.
 
 The applied payments of an invoice (provider, token -> amount, currency) are its running
-total: a payment is added once (HSETNX), whatever how often its events are delivered or
-replayed, and the invoice is marked paid when its PaidAmount plus that total covers it.
+total, kept in the invoice's money record (workers/invoice_record.py): a payment is added
+once, whatever how often its events are delivered or replayed, and the invoice is marked paid when its PaidAmount plus that total covers it.
 Money that went back (workers/reversals.py) is taken off as the total is read: a payment
 refunded in full no longer counts, nor names itself a payer of the invoice. The same
 record says which payments settled a paid invoice; any other paid payment for it is a
@@ -15,8 +15,6 @@ currency, a paid or void invoice) unties it, so that a corrected match can apply
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -25,8 +23,11 @@ from redis import Redis
 from payhooks.storage import redis_keys
 from payhooks.storage.redis_keys import text
 from workers.errors import PaymentAlreadyApplied
+from workers.invoice_record import InvoiceRecord, payment_key
 from workers.markers import MARKER_TTL_SECONDS
 from workers.reversals import Reversals
+
+__all__ = ["AppliedPayment", "InvoiceLedger", "payment_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,28 +38,20 @@ class AppliedPayment:
     reversed: Decimal = Decimal(0)
 
 
-def payment_key(provider: str, token: str) -> str:
-    """One payment: provider names hold no ':', so this cannot be mistaken for another."""
-    return f"{provider}:{token}"
-
-
 class InvoiceLedger:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._record = InvoiceRecord(redis, ttl_seconds=MARKER_TTL_SECONDS)
         self.reversals = Reversals(redis)
 
     def applied(self, invoice_id: int) -> dict[str, AppliedPayment]:
         """The payments this service counted on the invoice, by ``payment_key``."""
-        raw: Mapping[bytes | str, bytes | str] = self._redis.hgetall(
-            redis_keys.invoice_applied(invoice_id)
-        )
-        counted = {text(name): json.loads(value) for name, value in raw.items()}
+        counted = self._record.counted(invoice_id)
         reversals = self.reversals.of_payments(
             (provider, token) for provider, _, token in (n.partition(":") for n in counted)
         )
         payments = {}
-        for name, data in counted.items():
-            amount, currency = Decimal(data["amount"]), data["currency"]
+        for name, (amount, currency) in counted.items():
             provider, _, token = name.partition(":")
             undone = reversals.get((provider, token))
             net = amount if undone is None else undone.net(amount, currency)
@@ -68,15 +61,14 @@ class InvoiceLedger:
 
     def counts(self, invoice_id: int, payment: str) -> bool:
         """Whether the payment was counted on the invoice (refunded or not)."""
-        return bool(self._redis.hexists(redis_keys.invoice_applied(invoice_id), payment))
+        return self._record.entry(invoice_id, payment).amount is not None
 
     def counted(self, invoice_id: int, payment: str) -> AppliedPayment | None:
         """What the payment was counted at on the invoice, before anything went back."""
-        raw = self._redis.hget(redis_keys.invoice_applied(invoice_id), payment)
-        if raw is None:
+        entry = self._record.entry(invoice_id, payment)
+        if entry.amount is None or entry.currency is None:
             return None
-        data = json.loads(raw)
-        return AppliedPayment(Decimal(data["amount"]), data["currency"])
+        return AppliedPayment(entry.amount, entry.currency)
 
     def bound_invoice(self, provider: str, token: str) -> int | None:
         bound = self._redis.get(redis_keys.payment_binding(provider, token))
@@ -84,16 +76,11 @@ class InvoiceLedger:
 
     def uncount(self, invoice_id: int, payment: str) -> None:
         """Take back a payment counted on an invoice that it turned out not to pay."""
-        self._redis.hdel(redis_keys.invoice_applied(invoice_id), payment)
+        self._record.uncount(invoice_id, payment)
 
     def record_applied(self, invoice_id: int, payment: str, amount: Decimal, currency: str) -> None:
         """Count a payment on the invoice, once: a second call changes nothing."""
-        key = redis_keys.invoice_applied(invoice_id)
-        value = json.dumps({"amount": str(amount), "currency": currency})
-        with self._redis.pipeline() as pipe:
-            pipe.hsetnx(key, payment, value)
-            pipe.expire(key, MARKER_TTL_SECONDS)
-            pipe.execute()
+        self._record.count(invoice_id, payment, amount, currency)
 
     def bind_payment(self, provider: str, token: str, invoice_id: int) -> None:
         """Tie a payment to one invoice: its events may not name another while it is."""

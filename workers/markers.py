@@ -16,6 +16,9 @@ payment got on the invoice, never going back:
   needs no call at all (and a redelivery cannot undo what someone changed in Nexudus since).
 "<id>:paid", written by versions before partial payments were told apart, is read as
 "counted": such a payment is assessed once more, then marked settled if it is.
+
+The marker is kept in the invoice's money record, beside what the payment was counted at
+(workers/invoice_record.py, which also reads the markers older releases kept as keys).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from redis import Redis
 from redis.lock import Lock
 
 from payhooks.storage import redis_keys
-from payhooks.storage.redis_keys import text
 from workers.errors import InvoiceLockLost
+from workers.invoice_record import InvoiceRecord, payment_key
 
 PENDING = "pending"
 COUNTED = "counted"
@@ -105,6 +108,7 @@ class Markers:
     def __init__(self, redis: Redis, *, lock_seconds: int) -> None:
         self._redis = redis
         self._lock_seconds = lock_seconds
+        self._record = InvoiceRecord(redis, ttl_seconds=MARKER_TTL_SECONDS)
 
     def lock(self, invoice_id: int, *, seconds: int | None = None) -> InvoiceLock:
         """The invoice's lock, held for ``seconds`` (the job's timeout) plus a margin.
@@ -122,12 +126,8 @@ class Markers:
         return InvoiceLock(lock, invoice_id)
 
     def token_state(self, invoice_id: int, provider: str, token: str) -> TokenState:
-        current, legacy = self._redis.mget(
-            redis_keys.token_marker(invoice_id, provider, token),
-            redis_keys.legacy_token_marker(invoice_id, token),
-        )
-        value = current if current is not None else legacy
-        return TokenState.parse(None if value is None else text(value))
+        entry = self._record.entry(invoice_id, payment_key(provider, token))
+        return TokenState.parse(entry.marker)
 
     def mark_pending(self, invoice_id: int, provider: str, token: str) -> None:
         self._set_marker(invoice_id, provider, token, PENDING)
@@ -149,12 +149,8 @@ class Markers:
         self._set_marker(invoice_id, provider, token, f"{token_id}:{stage}")
 
     def _set_marker(self, invoice_id: int, provider: str, token: str, value: str) -> None:
-        key = redis_keys.token_marker(invoice_id, provider, token)
-        self._redis.set(key, value, ex=MARKER_TTL_SECONDS)
+        self._record.set_marker(invoice_id, payment_key(provider, token), value)
 
     def forget(self, invoice_id: int, provider: str, token: str) -> None:
         """The POST was refused, so nothing was written."""
-        self._redis.delete(
-            redis_keys.token_marker(invoice_id, provider, token),
-            redis_keys.legacy_token_marker(invoice_id, token),
-        )
+        self._record.set_marker(invoice_id, payment_key(provider, token), None)

@@ -46,10 +46,16 @@ def invoice_lock(invoice_id: int) -> str:
     return f"{PREFIX}:lock:invoice:{invoice_id}"
 
 
-def token_marker(invoice_id: int, provider: str, token: str) -> str:
-    """Whether we created, or may have created, this payment's token on this invoice.
+def invoice_record(invoice_id: int) -> str:
+    """The invoice's money record: per payment, its token marker and the amount counted
+    (workers/invoice_record.py)."""
+    return f"{PREFIX}:invoice:{invoice_id}"
 
-    Keyed by provider too: two providers' payments may carry the same token text.
+
+def token_marker(invoice_id: int, provider: str, token: str) -> str:
+    """Whether we created, or may have created, this payment's token on this invoice, as
+    releases before the invoice's record kept it; read while the record has nothing for the
+    payment. Keyed by provider too: two providers' payments may carry the same token text.
     """
     return f"{PREFIX}:payment-token:{invoice_id}:{provider}:{token}"
 
@@ -60,7 +66,8 @@ def legacy_token_marker(invoice_id: int, token: str) -> str:
 
 
 def invoice_applied(invoice_id: int) -> str:
-    """The payments this service counted on an invoice: its running total."""
+    """The payments counted on an invoice (JSON amounts), as releases before the invoice's
+    record kept them; read for the payments the record has nothing for."""
     return f"{PREFIX}:invoice:{invoice_id}:applied"
 
 
