@@ -20,7 +20,7 @@ left in an old key cannot come back after the new one was forgotten, nor an old 
 after it was taken back.
 
 Writes are made under the invoice's lock; every write only raises the record's TTL, never
-lowers it.
+lowers it, and the old ledger's alike while it holds other payments' amounts.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def _counted_before(value: bytes | str) -> tuple[Decimal, str]:
 # KEYS: the record, the payment's marker key and legacy marker key, the old ledger.
 # ARGV: the payment, what to do ("marker", "count", "uncount"), its value, the TTL.
 # The TTL is read before the write: -2, the record is new; -1, someone made it permanent.
+# The old ledger still holds the invoice's other payments counted by the release before,
+# which kept it 400 days from the invoice's last count: it is kept as long as the record,
+# or their amounts would drop out of the running total while the invoice is still due.
 _UPDATE = """
 local record, payment, what, value = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local ttl = tonumber(ARGV[4])
@@ -105,6 +108,10 @@ else
 end
 if left == -2 or (left >= 0 and left < ttl) then
     redis.call('EXPIRE', record, ttl)
+end
+local before_left = redis.call('TTL', KEYS[4])
+if before_left >= 0 and before_left < ttl then
+    redis.call('EXPIRE', KEYS[4], ttl)
 end
 """
 

@@ -251,3 +251,25 @@ def test_a_refund_of_a_payment_the_release_before_counted_comes_off_the_running_
         (Decimal("70.00"), Decimal("30.00")),
         (Decimal("100.00"), Decimal(0)),
     ]
+
+
+def test_what_the_release_before_counted_lives_as_long_as_the_invoices_record(
+    settings: Settings, redis: Redis, sandbox_state: SandboxState, run_worker: Callable[[], None]
+) -> None:
+    # The release before counted 60.00 of invoice 42's 100.00 long ago: its ledger has a day
+    # left. The release before kept that ledger 400 days from the invoice's last count; a
+    # count made here goes into the record, and must keep the 60.00 counted as long, or the
+    # payment that settles the invoice finds 60.00 missing and leaves it due.
+    first = intent(42, "60.00")
+    token_id = next(sandbox_state.next_token_id)
+    sandbox_state.tokens[token_id] = {"Id": token_id, "CoworkerInvoiceId": 42, "Token": first["id"]}
+    old_payment(redis, 42, first["id"], f"{token_id}:counted", "60.00")
+    redis.expire(redis_keys.invoice_applied(42), DAY)
+    redis.set(redis_keys.payment_binding("stripe", first["id"]), "42")
+    second = succeeded(intent(42, "20.00"))
+    deliver(settings, "stripe", second)
+    run_worker()
+    assert outcome_of(redis, f"stripe:{second['id']}") == "partially_paid"
+    assert redis.ttl(redis_keys.invoice_applied(42)) > 399 * DAY
+    assert redis.ttl(redis_keys.invoice_record(42)) > 399 * DAY
+    assert sum(p.amount for p in InvoiceLedger(redis).applied(42).values()) == Decimal("80.00")
