@@ -64,7 +64,12 @@ def build_context(settings: Settings, pollers: Mapping[str, PollIntake] = POLLER
         redis=redis,
         nexudus=nexudus,
         ledger=InvoiceLedger(redis),
-        markers=Markers(redis, lock_seconds=settings.job_timeout_seconds),
+        markers=Markers(
+            redis,
+            lock_seconds=settings.job_timeout_seconds,
+            ack_replicas=settings.redis_ack_replicas,
+            ack_timeout_ms=settings.redis_ack_timeout_ms,
+        ),
         provider_steps=build_steps(settings, redis, trail),
         http=http,
         trail=trail,

@@ -97,6 +97,11 @@ class InvoiceLockLost(TransientError):
     """The per-invoice lock expired before a write; nothing was written."""
 
 
+class MarkerNotReplicated(TransientError):
+    """A marker written before a Nexudus write reached fewer replicas than
+    REDIS_ACK_REPLICAS in time; the write was not sent."""
+
+
 class InvoiceNotFound(PermanentError):
     def __init__(self, reference: str) -> None:
         super().__init__(

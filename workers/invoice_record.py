@@ -152,9 +152,19 @@ class InvoiceRecord:
                 payments[text(name)] = (entry.amount, entry.currency)
         return payments
 
-    def set_marker(self, invoice_id: int, payment: str, marker: str | None) -> None:
-        """The payment's token marker; None forgets it."""
-        self._write(invoice_id, payment, "marker", marker or "")
+    def set_marker(
+        self,
+        invoice_id: int,
+        payment: str,
+        marker: str | None,
+        *,
+        replicas: int = 0,
+        timeout_ms: int = 0,
+    ) -> int:
+        """The payment's token marker; None forgets it. With ``replicas``, then waits up to
+        ``timeout_ms`` for that many replicas to hold it (WAIT, on the write's own
+        connection) and returns how many did."""
+        return self._write(invoice_id, payment, "marker", marker or "", replicas, timeout_ms)
 
     def count(self, invoice_id: int, payment: str, amount: Decimal, currency: str) -> None:
         """Count the payment at ``amount``, once: counted already, it keeps its amount."""
@@ -163,7 +173,15 @@ class InvoiceRecord:
     def uncount(self, invoice_id: int, payment: str) -> None:
         self._write(invoice_id, payment, "uncount", "")
 
-    def _write(self, invoice_id: int, payment: str, what: str, value: str) -> None:
+    def _write(
+        self,
+        invoice_id: int,
+        payment: str,
+        what: str,
+        value: str,
+        replicas: int = 0,
+        timeout_ms: int = 0,
+    ) -> int:
         provider, _, token = payment.partition(":")
         keys = [
             redis_keys.invoice_record(invoice_id),
@@ -171,4 +189,10 @@ class InvoiceRecord:
             redis_keys.legacy_token_marker(invoice_id, token),
             redis_keys.invoice_applied(invoice_id),
         ]
-        self._update(keys=keys, args=[payment, what, value, self._ttl])
+        if not replicas:
+            self._update(keys=keys, args=[payment, what, value, self._ttl])
+            return 0
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._update(keys=keys, args=[payment, what, value, self._ttl], client=pipe)
+            pipe.wait(replicas, timeout_ms)
+            return int(pipe.execute()[-1])

@@ -29,7 +29,7 @@ from redis import Redis
 from redis.lock import Lock
 
 from payhooks.storage import redis_keys
-from workers.errors import InvoiceLockLost
+from workers.errors import InvoiceLockLost, MarkerNotReplicated
 from workers.invoice_record import InvoiceRecord, payment_key
 
 PENDING = "pending"
@@ -105,10 +105,19 @@ LOCK_MARGIN_SECONDS = 5
 class Markers:
     """The invoice locks and the token markers of one Redis."""
 
-    def __init__(self, redis: Redis, *, lock_seconds: int) -> None:
+    def __init__(
+        self, redis: Redis, *, lock_seconds: int, ack_replicas: int = 0, ack_timeout_ms: int = 500
+    ) -> None:
         self._redis = redis
         self._lock_seconds = lock_seconds
         self._record = InvoiceRecord(redis, ttl_seconds=MARKER_TTL_SECONDS)
+        # REDIS_ACK_REPLICAS: a marker written before a Nexudus write must be on that many
+        # replicas before the write is sent. Replication is asynchronous: a failover that
+        # lost "pending" would let the job's next run POST the token a second time (no
+        # marker: no search), one that lost "put" would take our own PaidOn for another
+        # payer's.
+        self._ack_replicas = ack_replicas
+        self._ack_timeout_ms = ack_timeout_ms
 
     def lock(self, invoice_id: int, *, seconds: int | None = None) -> InvoiceLock:
         """The invoice's lock, held for ``seconds`` (the job's timeout) plus a margin.
@@ -130,7 +139,8 @@ class Markers:
         return TokenState.parse(entry.marker)
 
     def mark_pending(self, invoice_id: int, provider: str, token: str) -> None:
-        self._set_marker(invoice_id, provider, token, PENDING)
+        """Before the token's POST: on REDIS_ACK_REPLICAS replicas, or nothing is sent."""
+        self._set_replicated(invoice_id, provider, token, PENDING)
 
     def mark_created(self, invoice_id: int, provider: str, token: str, token_id: int) -> None:
         self._set_marker(invoice_id, provider, token, str(token_id))
@@ -142,7 +152,11 @@ class Markers:
         marker already further on is left alone. Called under the invoice's lock."""
         current = self.token_state(invoice_id, provider, token)
         if STAGES.index(current.stage) < STAGES.index(stage) or current.token_id != token_id:
-            self._set_marker(invoice_id, provider, token, f"{token_id}:{stage}")
+            value = f"{token_id}:{stage}"
+            if stage == PUT_SENT:  # before the PUT: on the replicas, or nothing is sent
+                self._set_replicated(invoice_id, provider, token, value)
+            else:
+                self._set_marker(invoice_id, provider, token, value)
 
     def reset(self, invoice_id: int, provider: str, token: str, token_id: int, stage: str) -> None:
         """Set the stage back: a PUT marked as sent turned out never to have gone."""
@@ -150,6 +164,24 @@ class Markers:
 
     def _set_marker(self, invoice_id: int, provider: str, token: str, value: str) -> None:
         self._record.set_marker(invoice_id, payment_key(provider, token), value)
+
+    def _set_replicated(self, invoice_id: int, provider: str, token: str, value: str) -> None:
+        if not self._ack_replicas:
+            self._set_marker(invoice_id, provider, token, value)
+            return
+        held = self._record.set_marker(
+            invoice_id,
+            payment_key(provider, token),
+            value,
+            replicas=self._ack_replicas,
+            timeout_ms=self._ack_timeout_ms,
+        )
+        if held < self._ack_replicas:
+            raise MarkerNotReplicated(
+                f"the marker of invoice {invoice_id}'s payment reached {held} of "
+                f"{self._ack_replicas} replicas within {self._ack_timeout_ms} ms "
+                "(REDIS_ACK_REPLICAS); nothing was sent to Nexudus, the job will run again"
+            )
 
     def forget(self, invoice_id: int, provider: str, token: str) -> None:
         """The POST was refused, so nothing was written."""

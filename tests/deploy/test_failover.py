@@ -29,20 +29,25 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis import Redis
 from redis.exceptions import RedisError
+from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from payhooks.devtools.embedded_redis import free_port, redis_server_binary
 from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState, invoice_record
-from payhooks.devtools.sandbox.server import wait_until_ready
+from payhooks.devtools.sandbox.server import ThreadedServer, wait_until_ready
 from payhooks.providers.stripe import sample as samples
 from payhooks.providers.stripe.settings import StripeSettings
 from payhooks.settings import ConfigError, Settings, redact_url
 from payhooks.storage import redis_connect, redis_keys
+from payhooks.storage.trail import Trail
 from service.app import create_app
 from tests.support.delivery import deliver
+from tests.support.money import requeue_scheduled
 from tests.support.paths import REPO
-from tests.support.processes import worker_env
+from tests.support.processes import run_burst_worker, worker_env
 from tests.support.settings import STRIPE_SECRET
+from workers.errors import MarkerNotReplicated
+from workers.markers import COUNTED, PUT_SENT, Markers
 
 PAYHOOKS = str(Path(sys.executable).parent / "payhooks")
 MASTER = "payhooks"
@@ -469,6 +474,62 @@ async def test_receiver_answers_503_until_a_replica_confirms(topology: Topology)
     with Redis(port=topology.replica_ports[0]) as replica:
         assert stored(replica, [event_key, fresh_key]) == {event_key, fresh_key}
         assert replica.llen("rq:queue:payhooks") == 2  # the retry queued nothing twice
+
+
+def test_no_nexudus_write_is_sent_before_a_replica_holds_its_marker(
+    topology: Topology, sandbox: ThreadedServer, sandbox_state: SandboxState
+) -> None:
+    """REDIS_ACK_REPLICAS in the worker: the "pending" marker written before the token's
+    POST must be on a replica first. Replication is asynchronous: a failover that lost it
+    would let the job's next run POST the token a second time (no marker, no search)."""
+    topology.start_primary()
+    queued_by = Settings(
+        redis_url=f"redis://127.0.0.1:{topology.primary_port}/0",
+        nexudus_base_url=sandbox.url,
+        nexudus_username=sandbox_state.username,
+        nexudus_password=sandbox_state.password,
+        nexudus_writes_per_minute=10_000,
+        nexudus_calls_per_minute=10_000,
+        nexudus_min_interval_ms=0,
+        job_retry_base_seconds=60,  # RQ's retry waits: the test queues it again by hand
+        job_retry_in_place_first_ms=5,
+        providers=(StripeSettings(webhook_secrets=(STRIPE_SECRET,)),),
+    )
+    worker = dataclasses.replace(queued_by, redis_ack_replicas=1, redis_ack_timeout_ms=50)
+    payment = samples.paid_event(invoice_id=42)
+    deliver(queued_by, "stripe", payment)
+    redis = Redis(port=topology.primary_port)
+    queue = Queue(queued_by.queue_name, connection=redis)
+    run_burst_worker(worker, redis, queue)  # no replica yet
+    assert not [c for c in sandbox_state.calls if c.write], "nothing sent to Nexudus"
+    reason = outcome_reason(redis, f"stripe:{payment['id']}")
+    assert "reached 0 of 1 replicas" in reason, reason
+
+    topology.add_replica()
+    requeue_scheduled(redis, queue)
+    run_burst_worker(worker, redis, queue)
+    assert sandbox_state.invoices[42]["PaidOn"]
+    assert [c.method for c in sandbox_state.calls if c.write] == ["POST", "PUT"]
+
+
+def test_the_marker_before_the_put_waits_for_a_replica_too(topology: Topology) -> None:
+    """Lost in a failover, "put" would make the job's next run take our own PaidOn for
+    another payer's; the stages before it send nothing to Nexudus, so need no wait."""
+    topology.start_primary()
+    redis = Redis(port=topology.primary_port)
+    markers = Markers(redis, lock_seconds=60, ack_replicas=1, ack_timeout_ms=20)
+    markers.advance(42, "stripe", "pi_1", 901, COUNTED)
+    with pytest.raises(MarkerNotReplicated):
+        markers.advance(42, "stripe", "pi_1", 901, PUT_SENT)
+    topology.add_replica()
+    markers.advance(42, "stripe", "pi_1", 901, PUT_SENT)
+    assert markers.token_state(42, "stripe", "pi_1").put_sent
+
+
+def outcome_reason(redis: Redis, event_key: str) -> str:
+    """Why the event's last run did not apply it, as its trail says."""
+    entries = Trail(redis, ttl_seconds=60).history(event_key)
+    return next(str(e.get("reason", "")) for e in reversed(entries) if e.get("reason"))
 
 
 # -- failover under load ----------------------------------------------------------------
