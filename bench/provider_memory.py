@@ -34,6 +34,7 @@ from rq import Queue, SimpleWorker
 from bench.redis_bytes import (
     DAY,
     MARKER_DAYS,
+    MAX_KEYS_QUEUED,
     SHARED,
     TARGETS,
     expire_within,
@@ -231,8 +232,10 @@ def print_table(rows: list[Measured], events: int, seconds: float) -> None:
     print(
         f"\nper provider ({seconds:.0f} s): {events} events each, its send-test sample (each "
         "paying its own invoice), queued as the receiver queues it once verified, applied by "
-        "a real worker against the sandbox's stand-ins; B per event and x the raw body. "
-        "MEMORY USAGE, and used_memory freed by deleting each kind's keys:"
+        "a real worker against the sandbox's stand-ins (applied: a second on, when a finished "
+        "job has expired); B per event and x the raw body, MEMORY USAGE and used_memory freed "
+        "by deleting each kind's keys; keys per queued event (target <= "
+        f"{MAX_KEYS_QUEUED}), the invoice's left out:"
     )
     print(
         f"{'':<13}{'':>6}  {'MEMORY USAGE':<41}  {'used_memory':<27}"
