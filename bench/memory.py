@@ -7,7 +7,8 @@ RQ worker against the Nexudus sandbox, and Redis is measured three times, by
 ``MEMORY USAGE`` of every key (grouped by kind) and by ``INFO memory``'s used_memory:
 
 - queued: after the receiver stored them;
-- applied: right after the worker applied them (a finished job is deleted as it ends);
+- applied: right after the worker applied them (a finished job and its result are kept a
+  second, RESULT_TTL_SECONDS: those of the run's last second may still be counted);
 - kept: once what expires within a day has (locks, the breaker's window): what
   EVENT_RETENTION_DAYS holds, and, of it, what is kept 400 days (the money path's records,
   classed by their TTL: a payment's invoice, an invoice's money record of its payments'
@@ -21,10 +22,16 @@ counters and the rate limiter's windows, whose size Nexudus's limits bound (at m
 60 + 5,000 + 120 entries, whatever the number of events; the probe lifts the limits, so
 its windows hold every call: printed apart).
 
-Also: how providers' published bodies compress (tests/fixtures), as kept (zstd with the
-dictionary d1), with zstd alone and with zlib; bodies not in the dictionary marked.
+The bodies are queued without the ``Stripe-Signature`` header the receiver keeps with
+them (measured apart: 110 B more per event kept), as the README's figures since the first
+pass were; the per-provider table keeps each provider's signature headers.
 
-Usage: python -m bench.memory [--events 1000]
+Then the same per provider, on each provider's own `send-test` sample, queued, applied and
+kept (bench/provider_memory.py); and how providers' published bodies compress
+(tests/fixtures), as kept (zstd with the dictionary d1), with zstd alone and with zlib;
+bodies not in the dictionary marked.
+
+Usage: python -m bench.memory [--events 1000] [--per-provider 100]
 """
 
 from __future__ import annotations
@@ -42,6 +49,20 @@ import zstandard
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from bench.provider_memory import per_provider
+from bench.redis_bytes import (
+    DAY,
+    MARKER_DAYS,
+    MAX_KEYS_QUEUED,
+    MONTHS_OF_MARKERS,
+    SHARED,
+    TARGETS,
+    expire_within,
+    per_invoice,
+    steady_state,
+    usage,
+    used_memory_by_kind,
+)
 from bench.worker import bench_settings
 from payhooks.devtools.embedded_redis import EmbeddedRedis
 from payhooks.devtools.samples.deliver import deliver_bodies
@@ -51,33 +72,8 @@ from payhooks.storage import bodies
 from workers import context
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
-#: Targets of issue 21, as multiples of the raw body per event.
-TARGETS = {"queued": 1.5, "applied": 1.0, "kept": 0.5}
-MAX_KEYS_QUEUED = 3
-DAY = 86400
-#: Keys that outlive EVENT_RETENTION_DAYS (30): the money path's markers (400 days).
-LONG_TTL = 31 * DAY
-MARKER_DAYS = 400
 #: The rate windows' bound: Nexudus's 60 writes a minute, 5,000 a day, 120 calls a minute.
 BOUND_ENTRIES = 60 + 5000 + 120
-#: Bounded by Nexudus's limits or fixed, not by the number of events.
-SHARED = frozenset(
-    {
-        "rq:queues",
-        "rq:workers",
-        "rq:worker",
-        "rq:queue",
-        "rq:finished",
-        "rq:wip",
-        "rq:started",
-        "rq:failed",
-        "rq:scheduled",
-        "payhooks:nexudus",
-        "payhooks:metrics",
-        "payhooks:breaker",
-        "payhooks:rate",
-    }
-)
 
 
 def stripe_body(invoice_id: int) -> bytes:
@@ -109,76 +105,19 @@ def stripe_body(invoice_id: int) -> bytes:
     return json.dumps(event, indent=2).encode()
 
 
-def kind_of(key: str) -> str:
-    """A key's kind: its prefix up to the part that names one thing; an invoice's keys by
-    what follows its id (``payhooks:invoice:events``), its money record alone."""
-    parts = key.split(":")
-    if parts[:2] == ["payhooks", "invoice"] and len(parts) > 3:
-        return ":".join([*parts[:2], *parts[3:]])
-    return ":".join(parts[:2])
-
-
-def per_invoice(kind: str) -> bool:
-    return kind.startswith("payhooks:invoice")
-
-
-def usage(redis: Redis) -> tuple[Counter[str], Counter[str], int]:
-    """(bytes by kind, keys by kind, used_memory); kinds kept beyond EVENT_RETENTION_DAYS
-    are also counted as "long"."""
-    size: Counter[str] = Counter()
-    keys: Counter[str] = Counter()
-    for key in redis.scan_iter(count=1000):
-        name = key.decode()
-        used = int(redis.memory_usage(key, samples=0) or 0)
-        size[kind_of(name)] += used
-        keys[kind_of(name)] += 1
-        if kind_of(name) not in SHARED and redis.ttl(key) > LONG_TTL:
-            size["long"] += used
-    return size, keys, int(redis.info("memory")["used_memory"])
-
-
-def used_memory_by_kind(redis: Redis, events: int) -> dict[str, float]:
-    """used_memory per event that each kind's keys hold (all but the shared ones), measured
-    by deleting them kind by kind: what MEMORY USAGE leaves out (the key's entry in the
-    keyspace and in the expires table, the allocator's rounding) included. Deletes them."""
-    found: dict[str, list[bytes]] = {}
-    for key in redis.scan_iter(count=1000):
-        kind = kind_of(key.decode())
-        if kind not in SHARED:
-            found.setdefault(kind, []).append(key)
-    freed = {}
-    for kind, keys in sorted(found.items()):
-        before = int(redis.info("memory")["used_memory"])
-        for start in range(0, len(keys), 500):
-            redis.delete(*keys[start : start + 500])
-        freed[kind] = (before - int(redis.info("memory")["used_memory"])) / events
-    return freed
-
-
-def expire_within(redis: Redis, seconds: int) -> None:
-    """What Redis would have expired ``seconds`` from now (the probe cannot wait a day)."""
-    for key in list(redis.scan_iter(count=1000)):
-        ttl = redis.ttl(key)
-        if 0 <= ttl <= seconds:
-            redis.delete(key)
-
-
 def sizing(kept: float, long: float, job: float, rate_bound: float) -> None:
     """Redis memory, steady state, for a month's events: what EVENT_RETENTION_DAYS (30)
     keeps for a month of them, the 400-day markers for 400 days of them, the jobs of a
     tenth of the month queued at once (a billing run), and the limiter's windows at their
     bound."""
-    months_of_markers = MARKER_DAYS / (365 / 12)
     print(
         "\nsizing (steady state: EVENT_RETENTION_DAYS=30 of events at the kept bytes above "
-        f"less the markers, {months_of_markers:.1f} months of markers, a tenth of a month "
+        f"less the markers, {MONTHS_OF_MARKERS:.1f} months of markers, a tenth of a month "
         "queued at once, the rate windows at their bound):"
     )
     print(f"{'events/month':>13} {'Redis':>10} {'+1 replica':>11} {'+2 replicas':>12}")
     for month in (10_000, 100_000, 1_000_000):
-        total = (
-            month * (kept - long) + months_of_markers * month * long + month / 10 * job + rate_bound
-        )
+        total = steady_state(month, kept, long, job) + rate_bound
         print(
             f"{month:>13,} {total / 2**20:>7,.0f} MB {2 * total / 2**20:>8,.0f} MB "
             f"{3 * total / 2**20:>9,.0f} MB"
@@ -267,6 +206,13 @@ def rate_windows(redis: Redis) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument(
+        "--per-provider",
+        type=int,
+        default=100,
+        metavar="N",
+        help="events of each provider for the per-provider table (0: none)",
+    )
     args = parser.parse_args()
     n = args.events
     with EmbeddedRedis() as redis_server:
@@ -340,6 +286,8 @@ def main() -> None:
         finally:
             redis.close()
             sandbox.stop()
+        if args.per_provider:
+            per_provider(redis_server.url, args.per_provider)
     compression()
 
 

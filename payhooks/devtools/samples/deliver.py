@@ -6,7 +6,7 @@ For tests and benchmarks that exercise the worker without going through HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.providers.receivers import build_providers
@@ -23,15 +23,25 @@ def deliver_bodies(
     bodies: list[bytes],
     headers: dict[str, str] | None = None,
 ) -> list[Accepted]:
+    return deliver_webhooks(settings, provider_name, [(body, headers or {}) for body in bodies])
+
+
+def deliver_webhooks(
+    settings: Settings,
+    provider_name: str,
+    webhooks: Sequence[tuple[bytes, Mapping[str, str]]],
+) -> list[Accepted]:
+    """Each body with its own headers (a signed request's are not the next one's), in one
+    go: the headers given are those kept with the body."""
     provider = build_providers(settings)[provider_name]
     return queue_events(
         settings,
         [
             (
-                StoredWebhook.of(provider_name, body, headers or {}, provider.redact(body)),
-                provider.normalise(body, headers or {}),
+                StoredWebhook.of(provider_name, body, dict(headers), provider.redact(body)),
+                provider.normalise(body, headers),
             )
-            for body in bodies
+            for body, headers in webhooks
         ],
     )
 
