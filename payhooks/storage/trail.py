@@ -135,9 +135,8 @@ class StoredOrigin:
     body: bytes
     headers: dict[str, str]
     redacted: bool
-    #: ``body`` as Redis keeps it, and how (payhooks/storage/bodies.py).
-    stored_body: bytes = b""
-    encoding: str = ""
+    #: The origin as Redis keeps it (``record``), made once.
+    stored: bytes = b""
 
     #: How its events' trails begin, and the field that names it there.
     ARRIVAL: ClassVar[str] = "received"
@@ -153,28 +152,33 @@ class StoredOrigin:
         return self.key.rpartition(":")[2]
 
     def record(self) -> bytes:
-        """The origin as one Redis string: a JSON line saying what it is, then the body
-        as stored (a hash would take a few hundred bytes more: its body is over the 64
-        bytes a compact hash holds). The line's fields are named by a letter and left out
-        when empty: it is kept EVENT_RETENTION_DAYS, and a body kept with the dictionary
-        is often smaller than a line with the names spelt out. When it came is not in
-        it: each of its events' trails says that."""
-        head: dict[str, Any] = {"p": self.provider}
-        if self.encoding:
-            head["e"] = self.encoding
-        if self.headers:
-            head["h"] = self.headers
-        if self.redacted:
+        """The origin as one Redis string (a hash would take a few hundred bytes more: its
+        body is over the 64 bytes a compact hash holds)."""
+        return self.stored
+
+    @staticmethod
+    def pack(provider: str, kept: bytes, headers: dict[str, str], redacted: bool) -> bytes:
+        """``ORIGIN_RECORD``, how the rest is kept (bodies.py: the dictionary's name, or
+        nothing), a newline, then a JSON line saying what it is (its fields named by a
+        letter, left out when empty) and the body, compressed together: a signature
+        header's name is in the dictionary, and its digits cost half as much compressed.
+        When it came is not in it: each of its events' trails says that."""
+        head: dict[str, Any] = {"p": provider}
+        if headers:
+            head["h"] = headers
+        if redacted:
             head["r"] = 1
-        return ORIGIN_RECORD + orjson.dumps(head) + b"\n" + self.stored_body
+        stored, encoding = bodies.pack(orjson.dumps(head) + b"\n" + kept)
+        return ORIGIN_RECORD + encoding.encode() + b"\n" + stored
 
     def mapping(self) -> dict[str, str | bytes]:
         """The origin as a hash: how 0.1.0 kept every webhook, and how an unprocessed one is
         kept (its hash also holds why)."""
+        stored, encoding = bodies.pack(self.body)
         return {
             "provider": self.provider,
-            "body": self.stored_body,
-            "encoding": self.encoding,
+            "body": stored,
+            "encoding": encoding,
             "headers": self.headers_json,
             "redacted": "1" if self.redacted else "0",
             "received_at": now_iso(),
@@ -190,15 +194,14 @@ class StoredWebhook(StoredOrigin):
         cls, provider: str, body: bytes, headers: dict[str, str], redacted_body: bytes | None
     ) -> StoredWebhook:
         kept = body if redacted_body is None else redacted_body
-        stored, encoding = bodies.pack(kept)
+        redacted = redacted_body is not None
         return cls(
             provider=provider,
             key=redis_keys.webhook(origin_digest(body)),
             body=kept,
             headers=headers,
-            redacted=redacted_body is not None,
-            stored_body=stored,
-            encoding=encoding,
+            redacted=redacted,
+            stored=cls.pack(provider, kept, headers, redacted),
         )
 
 
@@ -213,28 +216,39 @@ class StoredPoll(StoredOrigin):
     @classmethod
     def of(cls, provider: str, record: bytes, redacted: bytes | None) -> StoredPoll:
         kept = record if redacted is None else redacted
-        stored, encoding = bodies.pack(kept)
         return cls(
             provider=provider,
             key=redis_keys.polled(origin_digest(record)),
             body=kept,
             headers={},
             redacted=redacted is not None,
-            stored_body=stored,
-            encoding=encoding,
+            stored=cls.pack(provider, kept, {}, redacted is not None),
         )
 
 
-#: What an origin kept as one string starts with (and its format's version): 2 names the
-#: head's fields by a letter (``StoredOrigin.record``; up to main 8cd8f52 it also held when
-#: it came, ``t``); 1, written by main 60fe52f, spelt them out, and is still read.
-ORIGIN_RECORD = b"payhooks-origin/2 "
+#: What an origin kept as one string starts with (and its format's version): 3 compresses
+#: the head line with the body (``StoredOrigin.pack``); 2 (up to issue 21's third pass)
+#: kept the head line apart, uncompressed, its fields named by a letter (up to main
+#: 8cd8f52 with when it came, ``t``); 1, written by main 60fe52f, spelt them out. All read.
+ORIGIN_RECORD = b"po/3 "
+ORIGIN_RECORD_2 = b"payhooks-origin/2 "
 ORIGIN_RECORD_1 = b"payhooks-origin/1 "
 
 
 def read_record(record: bytes) -> dict[str, Any]:
     if record.startswith(ORIGIN_RECORD):
-        head, _, stored = record[len(ORIGIN_RECORD) :].partition(b"\n")
+        encoding, _, stored = record[len(ORIGIN_RECORD) :].partition(b"\n")
+        head, _, body = bodies.unpack(stored, encoding.decode()).partition(b"\n")
+        short = orjson.loads(head)
+        return {
+            "provider": short["p"],
+            "body": body,
+            "headers": short.get("h", {}),
+            "redacted": bool(short.get("r")),
+            "received_at": "",
+        }
+    if record.startswith(ORIGIN_RECORD_2):
+        head, _, stored = record[len(ORIGIN_RECORD_2) :].partition(b"\n")
         short = orjson.loads(head)
         return {
             "provider": short["p"],
@@ -273,7 +287,7 @@ class Trail:
             pipe.expire(trail_key, self._ttl)
             if invoice_id is not None:
                 index = redis_keys.invoice_events(invoice_id)
-                pipe.zadd(index, {event_key: time.time()}, nx=True)
+                pipe.zadd(index, {event_key: now_ms()}, nx=True)
                 pipe.expire(index, self._ttl)
             pipe.execute()
 
