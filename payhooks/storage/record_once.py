@@ -16,7 +16,9 @@ write alongside the next one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.job import Job
 
@@ -377,11 +380,21 @@ async def _round_trip(redis: AsyncRedis, commands: list[list[Any]]) -> list[Any]
     async def exchange() -> list[Any]:
         await connection.send_packed_command(payload)
         replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as exc:  # read on: the connection must stay in step
-                replies.append(exc)
+        # One deadline, the connection's read timeout, for all the replies: left to
+        # itself, read_response sets one up for each reply (an asyncio timeout, its
+        # timer), which cost more per event than reading the reply. math.inf: no
+        # deadline of its own (redis-py >= 8.1).
+        try:
+            async with asyncio.timeout(connection.socket_timeout):
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # read on: the connection must stay in step
+                        replies.append(exc)
+        except TimeoutError:
+            # As read_response's own deadline would: the client's retry policy takes it.
+            await connection.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout reading the replies") from None
         return replies
 
     async def reconnect(error: Exception) -> None:
