@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 import hiredis
@@ -35,8 +36,9 @@ from rq import Queue
 from rq.job import Job
 
 from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.logs import utc_text
 from payhooks.storage import redis_keys, trail, unapplied
-from payhooks.storage.jobs import JobFactory, event_fields, short_description, utc_timestamp
+from payhooks.storage.jobs import JobFactory, event_fields, short_description
 from payhooks.storage.trail import StoredOrigin
 
 # The script's inputs, by name: the Lua reads them into locals of these names (as arq
@@ -136,6 +138,11 @@ def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
     ]
 
 
+#: The script's inputs in their order, from the dicts naming them (one C call each).
+_KEYS = itemgetter(*SCRIPT_KEYS)
+_ARGS = itemgetter(*SCRIPT_ARGS)
+
+
 def _named_inputs() -> str:
     keys_ = "".join(f"local {name} = KEYS[{n}]\n" for n, name in enumerate(SCRIPT_KEYS, 1))
     args = "".join(f"local {name} = ARGV[{n}]\n" for n, name in enumerate(SCRIPT_ARGS, 1))
@@ -226,12 +233,15 @@ class RecordOnce:
         fence: Fence | None = None,
     ) -> list[list[Any]]:
         """Keep the origin, queue a job per new event, note ignored ones in the trail."""
-        at = trail.now_iso()
-        stamp = utc_timestamp()
+        # One clock reading for the batch: the trail's time (trail.now_iso's), the jobs'
+        # (jobs.utc_timestamp's, as RQ writes it) and the scores.
+        now = time.time()
+        at = utc_text(now)
+        stamp = utc_text(now, 6)
         # The first event's script stores the origin; without events, a plain SET does
         # (NX: never over a hash of the same body, kept by 0.1.0 or as unprocessed).
         calls: list[list[Any]] = [
-            self._call(event, webhook, at, stamp, store_webhook=n == 0, fence=fence)
+            self._call(event, webhook, now, at, stamp, store_webhook=n == 0, fence=fence)
             for n, event in enumerate(events)
         ]
         if not events:
@@ -259,6 +269,7 @@ class RecordOnce:
         self,
         event: PaymentEvent,
         webhook: StoredOrigin,
+        now: float,
         at: str,
         stamp: str,
         *,
@@ -287,20 +298,14 @@ class RecordOnce:
             # a duplicate was: its body is kept too, under that key.
             "trail_arrival": f'{{"at":"{at}","stage":"{webhook.ARRIVAL}",{origin}}}',
             "trail_duplicate": f'{{"at":"{at}","stage":"duplicate",{origin}}}',
-            "invoice_score": "" if invoice_id is None else f"{time.time():.3f}",
+            "invoice_score": "" if invoice_id is None else f"{now:.3f}",
             "event_name": event.key,
             "webhook": webhook.record(job.timestamp) if store_webhook else "",
             "event": orjson.dumps([item for pair in event_fields(event).items() for item in pair]),
             "fence_token": fence.token if fence else "",
-            "unapplied_score": unapplied.score(event, ttl_seconds=self._ttl),
+            "unapplied_score": unapplied.score(event, ttl_seconds=self._ttl, now=now),
         }
-        return [
-            "EVALSHA",
-            self.sha,
-            len(SCRIPT_KEYS),
-            *(script_keys[name] for name in SCRIPT_KEYS),
-            *(script_args[name] for name in SCRIPT_ARGS),
-        ]
+        return ["EVALSHA", self.sha, len(SCRIPT_KEYS), *_KEYS(script_keys), *_ARGS(script_args)]
 
 
 def run_sync(
