@@ -6,6 +6,7 @@ connections, a warm-up first, then the counters are zeroed (``callgrind_control 
 the measured webhooks sent, and the counts dumped (``-d``) and divided by them.
 
 Usage: python -m bench.callgrind [--webhooks 3000] [--warmup 600] [--stacks payhooks,bare]
+                                [--log-level INFO]
 Needs valgrind (callgrind_control) on PATH. Each stack takes a minute or two.
 """
 
@@ -71,7 +72,7 @@ def measure(stack: str, args: argparse.Namespace) -> float:
             **os.environ,
             "STRIPE_WEBHOOK_SECRETS": SECRET,
             "LOG_FORMAT": "json",
-            "LOG_LEVEL": "INFO",
+            "LOG_LEVEL": args.log_level,
             "REDIS_URL": redis.url,
         }
         out = out_dir / "callgrind.out"
@@ -105,6 +106,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=600)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--stacks", default="payhooks,bare")
+    parser.add_argument(
+        "--log-level", default="INFO", help="payhooks' (WARNING: no line per webhook)"
+    )
     args = parser.parse_args()
     measured = {stack: measure(stack, args) for stack in args.stacks.split(",")}
     if "payhooks" in measured and "bare" in measured:

@@ -12,17 +12,24 @@ import logging
 import sys
 import time
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import orjson
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+#: How many attributes LogRecord.__init__ sets, first: a record's own fields (``extra``)
+#: come after them.
+_SET_BY_INIT = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
-    # One pass over the record's attributes (the receiver logs a line per event).
+    # One pass over what follows the attributes every record has (the receiver logs a
+    # line per event); still filtered, for anything a handler added (``message``).
     return {
-        k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+        k: v
+        for k, v in islice(record.__dict__.items(), _SET_BY_INIT, None)
+        if k not in _STANDARD and not k.startswith("_")
     }
 
 
