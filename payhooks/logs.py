@@ -60,7 +60,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        data.update(_fields(record))
+        # _fields, inline (a line per event): no dict of its own to copy from.
+        for k, v in islice(record.__dict__.items(), _SET_BY_INIT, None):
+            if k not in _STANDARD and not k.startswith("_"):
+                data[k] = v
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(data, default=str).decode()
