@@ -16,29 +16,15 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench import loadgen
-from bench.receiver import ROOT, SECRET, build_requests
+from bench.receiver import ROOT, SECRET, _wait_for_port, build_requests
 from payhooks.devtools.embedded_redis import EmbeddedRedis, free_port
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    import socket
-
-    deadline = time.monotonic() + 300  # Python starts 50 times slower under valgrind
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 def _send(port: int, requests: list[bytes], connections: int) -> int:
@@ -84,7 +70,7 @@ def measure(stack: str, args: argparse.Namespace) -> float:
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_for_port(port, server)
+            _wait_for_port(port, server, seconds=300)  # Python starts slowly under valgrind
             _send(port, requests[: args.warmup], args.connections)
             subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True, cwd=out_dir)
             sent = _send(port, requests[args.warmup :], args.connections)
@@ -96,6 +82,7 @@ def measure(stack: str, args: argparse.Namespace) -> float:
         finally:
             server.terminate()
             server.wait(timeout=120)
+            shutil.rmtree(out_dir, ignore_errors=True)
     print(f"{stack:<10} {sent} webhooks  {per_webhook / 1000:8.0f}k instructions per webhook")
     return per_webhook
 
