@@ -64,10 +64,10 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
     import socket
 
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")

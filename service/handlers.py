@@ -184,6 +184,9 @@ def _reject(name: str, exc: WebhookError) -> web.Response:
     return response
 
 
+_MESSAGES = {accepted: f"webhook.{accepted.value}" for accepted in Accepted}
+
+
 def _note_outcomes(
     name: str,
     events: list[PaymentEvent],
@@ -198,9 +201,9 @@ def _note_outcomes(
             queued += 1
         else:
             duplicates += 1
-        counters[result.value].inc()
+        counters[result].inc()  # a StrEnum: finds its value's key
         log.info(
-            f"webhook.{result.value}",
+            _MESSAGES[result],
             extra={
                 "provider": name,
                 "event_id": event.event_id,

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis import Redis
@@ -55,8 +54,9 @@ DESCRIPTION_CHARS = 64
 EVENT_FIELD = "event"
 
 
-@dataclass(frozen=True, slots=True)
-class JobFields:
+class JobFields(NamedTuple):
+    """Made once per event: a named tuple is made in half the time of a frozen dataclass."""
+
     job_id: str
     job_key: str
     data: bytes

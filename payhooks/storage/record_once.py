@@ -16,10 +16,14 @@ write alongside the next one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 import hiredis
@@ -27,12 +31,14 @@ import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.job import Job
 
 from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.logs import utc_text
 from payhooks.storage import redis_keys, trail, unapplied
-from payhooks.storage.jobs import JobFactory, event_fields, short_description, utc_timestamp
+from payhooks.storage.jobs import JobFactory, event_fields, short_description
 from payhooks.storage.trail import StoredOrigin
 
 # The script's inputs, by name: the Lua reads them into locals of these names (as arq
@@ -147,6 +153,11 @@ def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
     ]
 
 
+#: The script's inputs in their order, from the dicts naming them (one C call each).
+_KEYS = itemgetter(*SCRIPT_KEYS)
+_ARGS = itemgetter(*SCRIPT_ARGS)
+
+
 def _named_inputs() -> str:
     keys_ = "".join(f"local {name} = KEYS[{n}]\n" for n, name in enumerate(SCRIPT_KEYS, 1))
     args = "".join(f"local {name} = ARGV[{n}]\n" for n, name in enumerate(SCRIPT_ARGS, 1))
@@ -238,12 +249,15 @@ class RecordOnce:
         fence: Fence | None = None,
     ) -> list[list[Any]]:
         """Keep the origin, queue a job per new event, note ignored ones in the trail."""
-        at = trail.now_ms()
-        stamp = utc_timestamp()
+        # One clock reading for the batch: the trail's time (Unix ms, trail.now_ms's), the
+        # jobs' (jobs.utc_timestamp's, as RQ writes it) and the scores.
+        now = time.time()
+        at = int(now * 1000)
+        stamp = utc_text(now, 6)
         # The first event's script stores the origin; without events, a plain SET does
         # (NX: never over a hash of the same body, kept by 0.1.0 or as unprocessed).
         calls: list[list[Any]] = [
-            self._call(event, webhook, at, stamp, store_webhook=n == 0, fence=fence)
+            self._call(event, webhook, now, at, stamp, store_webhook=n == 0, fence=fence)
             for n, event in enumerate(events)
         ]
         if not events:
@@ -271,6 +285,7 @@ class RecordOnce:
         self,
         event: PaymentEvent,
         webhook: StoredOrigin,
+        now: float,
         at: int,
         stamp: str,
         *,
@@ -304,15 +319,9 @@ class RecordOnce:
             "webhook": webhook.record() if store_webhook else "",
             "event": orjson.dumps([item for pair in event_fields(event).items() for item in pair]),
             "fence_token": fence.token if fence else "",
-            "unapplied_score": unapplied.score(event, ttl_seconds=self._ttl),
+            "unapplied_score": unapplied.score(event, ttl_seconds=self._ttl, now=now),
         }
-        return [
-            "EVALSHA",
-            self.sha,
-            len(SCRIPT_KEYS),
-            *(script_keys[name] for name in SCRIPT_KEYS),
-            *(script_args[name] for name in SCRIPT_ARGS),
-        ]
+        return ["EVALSHA", self.sha, len(SCRIPT_KEYS), *_KEYS(script_keys), *_ARGS(script_args)]
 
 
 def run_sync(
@@ -392,11 +401,21 @@ async def _round_trip(redis: AsyncRedis, commands: list[list[Any]]) -> list[Any]
     async def exchange() -> list[Any]:
         await connection.send_packed_command(payload)
         replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as exc:  # read on: the connection must stay in step
-                replies.append(exc)
+        # One deadline, the connection's read timeout, for all the replies: left to
+        # itself, read_response sets one up for each reply (an asyncio timeout, its
+        # timer), which cost more per event than reading the reply. math.inf: no
+        # deadline of its own (redis-py >= 8.1).
+        try:
+            async with asyncio.timeout(connection.socket_timeout):
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # read on: the connection must stay in step
+                        replies.append(exc)
+        except TimeoutError:
+            # As read_response's own deadline would: the client's retry policy takes it.
+            await connection.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout reading the replies") from None
         return replies
 
     async def reconnect(error: Exception) -> None:

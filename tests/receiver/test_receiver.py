@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -12,10 +13,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from rq import Queue
 from rq.job import Job
 
-from payhooks.devtools.embedded_redis import free_port
+from payhooks.devtools.embedded_redis import EmbeddedRedis, free_port
 from payhooks.providers.stripe import sample as samples
 from payhooks.providers.stripe.sample import paid_event
 from payhooks.settings import Settings
@@ -173,6 +177,64 @@ async def test_redis_down_is_503_so_stripe_retries(
     assert (status, answer["error"]) == (503, "queue_unavailable")
     assert (await client.get("/readyz")).status == 503
     assert (await client.get("/healthz")).status == 200
+
+
+class TricklingRedis:
+    """A proxy in front of the real Redis that, once armed, hands back the replies one line
+    every ``gap`` seconds: a Redis that answers, but slowly."""
+
+    def __init__(self, port: int, gap: float) -> None:
+        self.port, self.gap, self.armed = port, gap, False
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        redis_in, redis_out = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def requests() -> None:
+            while data := await client_in.read(65536):
+                redis_out.write(data)
+
+        async def replies() -> None:
+            while line := await redis_in.readline():
+                if self.armed:
+                    await asyncio.sleep(self.gap)
+                client_out.write(line)
+
+        try:
+            await asyncio.gather(requests(), replies())
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            client_out.close()
+            redis_out.close()
+
+
+async def test_a_webhook_waits_for_redis_no_longer_than_the_read_timeout_in_all(
+    aiohttp_client: AiohttpClient, settings: Settings, redis_server: EmbeddedRedis
+) -> None:
+    """The read timeout bounds all of a webhook's replies together, not each one: a Redis
+    that answers each reply just within it cannot hold the webhook for several."""
+    proxy = TricklingRedis(redis_server.port, gap=0.4)
+    async with proxy as port:
+        slow = AsyncRedis(port=port, socket_timeout=1.0, retry=Retry(NoBackoff(), 0))
+        client = await aiohttp_client(create_app(settings, redis=slow))
+        proxy.armed = True
+        # An ignored event: four replies (its webhook kept, the trail's entries), 1.6 s in all.
+        event = samples.event("customer.updated", {"id": "cus_1", "object": "customer"})
+        started = time.monotonic()
+        status, answer = await post_webhook(client, "stripe", *samples.signed(event, STRIPE_SECRET))
+        assert (status, answer["error"]) == (503, "queue_unavailable")
+        assert time.monotonic() - started < 1.5
 
 
 async def test_errors_never_echo_the_secret(client: TestClient) -> None:

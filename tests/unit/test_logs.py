@@ -73,3 +73,20 @@ def test_errors_and_lines_outside_a_loop_are_written_at_once(
     assert asyncio.run(turn()) == ["webhook.queued", "webhook.unprocessed"]
     log.info("billing.applied")
     assert events(stream)[-1] == "billing.applied"
+
+
+def test_a_line_holds_every_field_given_and_none_of_the_records_own(
+    logged: tuple[logging.Logger, CountingStream],
+) -> None:
+    # The formatter reads a record's fields from after the attributes every record has.
+    log, stream = logged
+    fields = {"provider": "stripe", "event_id": "evt_1", "job_id": "stripe-evt_1-ab", "n": 2}
+    log.info("webhook.queued", extra=fields)
+    log.warning("webhook.rejected", extra={"provider": "stripe", "reason": "no signature"})
+    log.handlers[0].handle(logging.makeLogRecord({"msg": "made", "x": 1, "_private": 2}))
+    first, second, made = [json.loads(line) for line in stream.getvalue().splitlines()]
+    common = {"ts", "level", "logger", "event"}
+    assert first.keys() == common | fields.keys()
+    assert {k: first[k] for k in fields} == fields
+    assert second.keys() == common | {"provider", "reason"}
+    assert made.keys() == common | {"x"}

@@ -23,8 +23,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import stripe
 from prometheus_client import Counter
+
+# Bound once: ``stripe.WebhookSignature`` is a lazy module attribute that runs
+# import_module on every access, once per webhook.
+from stripe import SignatureVerificationError, WebhookSignature
 
 from payhooks.domain.events import (
     REFUNDED_TOTAL,
@@ -136,11 +139,11 @@ class StripeWebhook(SectionReceiver[StripeSettings]):
         # Several secrets are valid at once while an endpoint secret is rolled.
         for secret in self._settings.webhook_secrets:
             try:
-                stripe.WebhookSignature.verify_header(
+                WebhookSignature.verify_header(
                     payload, header, secret, self._settings.tolerance_seconds
                 )
                 return
-            except stripe.SignatureVerificationError as exc:
+            except SignatureVerificationError as exc:
                 message = str(exc)
                 if "tolerance" in message:
                     failure = "timestamp outside the tolerance window"
