@@ -11,7 +11,9 @@ the notification, gives the same key. A refund is a transaction of its own (a cr
 naming the sale in ``refunded_transaction_id``), keyed the same way by its own id
 (``transaction-<credit id>-refunded``). Braintree notifies no refund as such, so
 reconciliation finds them; a ``transaction_settled`` (or ``…_settlement_declined``) whose
-transaction is a credit (an ACH refund's) is read as that refund's, never as a payment. Disputes, and notifications without a transaction,
+transaction is a credit (an ACH refund's) is read as that refund's, never as a payment, and
+``refund_failed`` undoes its refund (``transaction-<credit id>-reinstated``, as a scan
+finding it declined says). Disputes, and notifications without a transaction,
 are keyed by (kind, timestamp, subject id): a transaction may be disputed more than once.
 """
 
@@ -183,9 +185,12 @@ class BraintreeWebhook(ReceiverDefaults):
             event_id = f"{kind}-{int(when.timestamp())}-{subject}"
         if payment_kind is None:
             return [Ignored(event_id, kind, why_not)]
-        if dispute is None and str(getattr(transaction, "type", "")) == CREDIT:
+        if dispute is None and (
+            kind == Kind.RefundFailed or str(getattr(transaction, "type", "")) == CREDIT
+        ):
             # A refund's own transaction (an ACH refund settles, or is declined, and is
-            # notified as a sale is): its money went back, or did not; never a payment.
+            # notified as a sale is; a refund failed): its money went back, or did not;
+            # never a payment.
             went_back = payment_kind is PaymentKind.PAID
             return [refund_event(transaction, went_back, kind, when, self._invoice_field)]
         if transaction is None and payment_kind in MONEY_MOVED:
@@ -263,7 +268,7 @@ def refund_event(
     event_id = outcome_event_id(str(credit.id), kind)
     sale_id = getattr(credit, "refunded_transaction_id", None)
     if not sale_id:
-        return Ignored(event_id, event_type, "a credit refunding no sale (a detached credit)")
+        return Ignored(event_id, event_type, "a credit naming no refunded sale")
     sale = _Refunded(
         id=str(sale_id),
         order_id=getattr(credit, "order_id", None),
@@ -308,6 +313,10 @@ def _kind(kind: str, dispute: Any) -> tuple[PaymentKind | None, str]:
         return PaymentKind.FAILED, ""
     if kind in NO_MONEY_LEFT:
         return None, NO_MONEY_LEFT[kind]
+    if kind == Kind.RefundFailed:
+        # The refund's money came back: it no longer counts (as when a scan finds it
+        # declined, with the same key).
+        return PaymentKind.REINSTATED, ""
     if kind == Kind.DisputeWon:
         # The money came back to the merchant: the dispute's reversal no longer counts.
         return PaymentKind.REINSTATED, ""

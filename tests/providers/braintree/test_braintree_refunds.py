@@ -341,3 +341,53 @@ def test_a_scan_cursor_of_the_release_before_resumes_in_its_own_search(
     assert json.loads(page.cursor) == {"phase": "settled"}
     done = lister.fetch(last(), json.dumps({"phase": 2}), thorough=True)
     assert (done.records, done.more) == ((), False)
+
+
+def refund_failed(refund_id: str, sale_id: str, amount: str) -> bytes:
+    """Braintree's ``refund_failed`` notification, as the SDK's sample has it
+    (webhook_testing_gateway.py, ``__refund_failed_sample_xml``: the refund's own id, its
+    amount, ``processor_declined``), naming its sale as a refund does."""
+    timestamp = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    xml = f"""<notification>
+        <timestamp type="datetime">{timestamp}</timestamp>
+        <kind>refund_failed</kind>
+        <subject>
+            <transaction>
+            <id>{refund_id}</id>
+            <type>credit</type>
+            <amount>{amount}</amount>
+            <currency-iso-code>EUR</currency-iso-code>
+            <status>processor_declined</status>
+            <refunded-transaction-id>{sale_id}</refunded-transaction-id>
+            </transaction>
+        </subject>
+    </notification>"""
+    return braintree_samples.signed(xml, BRAINTREE_PUBLIC, BRAINTREE_PRIVATE)[0]
+
+
+def test_a_refund_that_failed_no_longer_counts_and_its_payment_is_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    braintree_state: BraintreeState,
+    run_worker: RunWorker,
+) -> None:
+    """A refund counted once submitted, then declined: Braintree's ``refund_failed`` (or a
+    scan finding the credit declined: one event) undoes it, and the payment it held back is
+    queued again and applied."""
+    sale(braintree_state, "bt_kept", "42")
+    credit = refund_record(braintree_state, "bt_kept_back", "bt_kept")
+    reconcile_providers(settings, redis, last(), ["braintree"])
+    run_worker()
+    assert stages(redis, "braintree:transaction-bt_kept-paid")[-1] == "reversed"
+    assert sandbox_state.invoices[42]["PaidOn"] is None
+
+    deliver(settings, "braintree", refund_failed("bt_kept_back", "bt_kept", "100.00"))
+    run_worker()
+    assert stages(redis, "braintree:transaction-bt_kept_back-reinstated")[-1] == "no_write"
+    assert stages(redis, "braintree:transaction-bt_kept-paid")[-1] == "applied"
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
+
+    credit.update(status="processor_declined")
+    [row] = reconcile_providers(settings, redis, last(2), ["braintree"])
+    assert (row["queued"], row["seen"]) == (0, 3)  # the declined refund: the webhook's event
