@@ -251,11 +251,7 @@ class Auditor:
         for payment in payments:
             end = start + len(payment.keys)
             refunds_end = end + len(payment.refunds)
-            unseen = tuple(
-                refund
-                for refund, seen in zip(payment.refunds, answers[end:refunds_end], strict=True)
-                if not seen
-            )
+            unseen = self._unseen(payment, answers[end:refunds_end])
             was_recorded = any(answers[start:end])
             findings.append(
                 self._refunds_unseen(payment, was_recorded, unseen)
@@ -263,6 +259,17 @@ class Auditor:
             )
             start = refunds_end
         return findings
+
+    def _unseen(self, payment: _Payment, seen: list[bool]) -> tuple[PaymentEvent, ...]:
+        """The payment's listed refunds that never reached us: neither their event (by its
+        key) nor their reversal (by its object, as a notification keyed otherwise, an
+        Authorize.Net one, recorded it)."""
+        unseen = tuple(r for r, was in zip(payment.refunds, seen, strict=True) if not was)
+        if not unseen:
+            return ()
+        event = payment.event
+        known = self._ledger.reversals.recorded_objects(event.payment_source, event.token)
+        return tuple(refund for refund in unseen if reversal_object(refund) not in known)
 
     def _refunds_unseen(
         self, payment: _Payment, was_recorded: bool, unseen: tuple[PaymentEvent, ...]
