@@ -170,12 +170,18 @@ def reverse_payment(
     ledger.reversals.record(event)
     undone = ledger.reversals.of(provider, token)
     what = undone.describe() if undone is not None else "its money went back"
+    # A partial refund leaves the rest of the payment to be counted when its event comes.
+    later = (
+        "and will not be"
+        if undone is None or undone.amount is None
+        else "what is left of it, if any, will be"
+    )
     invoice_id = ledger.bound_invoice(provider, token)
     if invoice_id is None:
         return Outcome(
             "no_write",
             event.invoice.invoice_id,
-            note=f"{event.kind.value} event: {what}; the payment was not applied, and will not be",
+            note=f"{event.kind.value} event: {what}; the payment was not applied, {later}",
         )
     with _locked(markers, invoice_id, lock_seconds, nexudus):
         state = markers.token_state(invoice_id, provider, token)
@@ -184,7 +190,7 @@ def reverse_payment(
                 "no_write",
                 invoice_id,
                 note=f"{event.kind.value} event: {what}; the payment was not counted on the "
-                "invoice, and will not be",
+                f"invoice, {later}",
             )
         invoice = nexudus.get_invoice(invoice_id)
         if invoice is None:

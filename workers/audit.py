@@ -40,7 +40,7 @@ from workers.errors import JobError
 from workers.invoice_ledger import InvoiceLedger, payment_key
 from workers.nexudus import NexudusClient, Record
 from workers.reconcile import fetch_patiently
-from workers.reversals import Reversed
+from workers.reversals import Reversed, reversal_object
 
 #: The share of NEXUDUS_CALLS_PER_MINUTE an audit may take; the rest is the workers'.
 AUDIT_CALL_SHARE = 0.5
@@ -148,6 +148,33 @@ class _Payment:
 
     event: PaymentEvent
     keys: tuple[str, ...]
+    #: Its refunds the same list holds (one event per refund, none the list says failed).
+    refunds: tuple[PaymentEvent, ...] = ()
+
+
+class _Listed:
+    """A list's paid events by payment, with the refunds it holds of each (a refund the
+    list also says failed or was voided, REINSTATED, left out)."""
+
+    def __init__(self) -> None:
+        self._paid: dict[tuple[str, str], list[PaymentEvent]] = {}
+        self._refunds: dict[tuple[str, str], dict[str, PaymentEvent]] = {}
+        self._undone: set[tuple[str, str, str]] = set()
+
+    def add(self, event: PaymentEvent) -> None:
+        payment = (event.payment_source, event.token)
+        if event.kind is PaymentKind.PAID:
+            self._paid.setdefault(payment, []).append(event)
+        elif event.kind is PaymentKind.REFUNDED:
+            self._refunds.setdefault(payment, {})[reversal_object(event)] = event
+        elif event.kind is PaymentKind.REINSTATED:
+            self._undone.add((*payment, reversal_object(event)))
+
+    def payments(self) -> Iterator[_Payment]:
+        for payment, events in self._paid.items():
+            refunds = self._refunds.get(payment, {})
+            back = tuple(r for name, r in refunds.items() if (*payment, name) not in self._undone)
+            yield _Payment(events[0], tuple(event.key for event in events), back)
 
 
 class Auditor:
@@ -185,7 +212,7 @@ class Auditor:
     # -- what the provider says was paid ----------------------------------------------
 
     def _paid(self, lister: Lister, window: Window, done: ProviderAudit) -> Iterator[_Payment]:
-        by_payment: dict[tuple[str, str], list[PaymentEvent]] = {}
+        listed = _Listed()
         cursor: str | None = None
         while True:
             page = fetch_patiently(lister, window, cursor, thorough=True, sleep=self._sleep)
@@ -204,26 +231,83 @@ class Auditor:
                     ):
                         # A hint (Spreedly's "changed"): the listed record says what it is.
                         item = lister.confirm(body, item) or item
-                    if isinstance(item, PaymentEvent) and item.kind is PaymentKind.PAID:
-                        by_payment.setdefault((item.payment_source, item.token), []).append(item)
+                    if isinstance(item, PaymentEvent):
+                        listed.add(item)
             cursor = page.cursor
             if not page.more:
                 break
         if done.unreadable:
             done.result = f"{done.unreadable} record(s) unreadable: `payhooks reconcile` says which"
-        for events in by_payment.values():
-            yield _Payment(events[0], tuple(event.key for event in events))
+        yield from listed.payments()
 
     # -- what we and Nexudus say ------------------------------------------------------
 
     def _check_all(self, payments: list[_Payment]) -> list[Finding]:
-        answers = recorded(self._redis, [key for p in payments for key in p.keys])
+        answers = recorded(
+            self._redis,
+            [key for p in payments for key in (*p.keys, *(r.key for r in p.refunds))],
+        )
         findings, start = [], 0
         for payment in payments:
             end = start + len(payment.keys)
-            findings.append(self._check(payment, any(answers[start:end])))
-            start = end
+            refunds_end = end + len(payment.refunds)
+            unseen = self._unseen(payment, answers[end:refunds_end])
+            was_recorded = any(answers[start:end])
+            findings.append(
+                self._refunds_unseen(payment, was_recorded, unseen)
+                or self._check(payment, was_recorded)
+            )
+            start = refunds_end
         return findings
+
+    def _unseen(self, payment: _Payment, seen: list[bool]) -> tuple[PaymentEvent, ...]:
+        """The payment's listed refunds that never reached us: neither their event (by its
+        key) nor their reversal (by its object, as a notification keyed otherwise, an
+        Authorize.Net one, recorded it)."""
+        unseen = tuple(r for r, was in zip(payment.refunds, seen, strict=True) if not was)
+        if not unseen:
+            return ()
+        event = payment.event
+        known = self._ledger.reversals.recorded_objects(event.payment_source, event.token)
+        return tuple(refund for refund in unseen if reversal_object(refund) not in known)
+
+    def _refunds_unseen(
+        self, payment: _Payment, was_recorded: bool, unseen: tuple[PaymentEvent, ...]
+    ) -> Finding | None:
+        """The verdict on a payment whose refunds the list holds and no webhook, poll or
+        scan brought (Braintree notifies none): refunded in full before either reached
+        us, nothing is to be applied; otherwise, received, we still count what went back."""
+        if not unseen:
+            return None
+        event = payment.event
+        invoice_id = event.invoice.invoice_id or self._ledger.bound_invoice(
+            event.payment_source, event.token
+        )
+        base = {
+            "provider": event.provider,
+            "event": event.key,
+            "invoice": str(invoice_id) if invoice_id is not None else _invoice_text(event),
+            "amount": f"{event.amount} {event.currency}" if event.amount is not None else "-",
+        }
+        keys = ", ".join(refund.key for refund in unseen)
+        amounts = [refund.amount for refund in payment.refunds if refund.currency == event.currency]
+        if not was_recorded:
+            if (
+                event.amount is not None
+                and len(amounts) == len(payment.refunds)
+                and None not in amounts
+                and sum((a for a in amounts if a is not None), Decimal(0)) >= event.amount
+            ):
+                why = f"refunded in full at the provider ({keys}) before anything reached us"
+                return Finding(**base, status=Status.REVERSED, why=why)
+            return None  # a payment never received: its refunds come with it
+        return Finding(
+            **{**base, "event": unseen[0].key},
+            status=Status.NEVER_RECEIVED,
+            why=f"refunded at the provider ({keys}); no webhook, poll or scan brought the "
+            f"refund, so payhooks still counts {event.key}",
+            action=f"`payhooks reconcile {event.provider} --since ...` over its time",
+        )
 
     def _check(self, payment: _Payment, was_recorded: bool) -> Finding:
         event = payment.event

@@ -138,6 +138,10 @@ class Reversals:
         raw = self._redis.get(redis_keys.payment_reversal_flag(provider, token))
         return None if raw is None else str(json.loads(raw)["event"])
 
+    def recorded_objects(self, provider: str, token: str) -> set[str]:
+        """The reversals recorded for the payment, by object, counting or not (reinstated)."""
+        return {text(k) for k in self._redis.hkeys(redis_keys.payment_reversals(provider, token))}
+
     def of(self, provider: str, token: str) -> Reversed | None:
         return self.of_payments([(provider, token)]).get((provider, token))
 

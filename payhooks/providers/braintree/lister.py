@@ -5,19 +5,34 @@ its transactions by status-change time through the official SDK (``TransactionSe
 webhook would have given, keyed as the webhook's is (``transaction-<id>-paid``, receiver.py),
 so a payment a webhook brought is seen, not queued again.
 
-Two searches, one after the other: sales submitted for settlement in the window (a card
-payment is captured then; Braintree notifies only subscriptions' charges of it), then sales
-settled in it (an ACH payment is paid only once settled, as its ``transaction_settled``
-notification says). A transaction found by both is one event, seen the second time. A
-search's position is the index in its list of ids and the last id read: a resumed scan
-searches again and goes on after that id. Braintree answers at most 10,000 ids per search:
-a window with more is refused (reconcile shorter windows) rather than read in part.
+Three searches, one after the other: refunds (credit transactions) created in the window,
+then sales submitted for settlement in it (a card payment is captured then; Braintree
+notifies only subscriptions' charges of it), then sales settled in it (an ACH payment is
+paid only once settled, as its ``transaction_settled`` notification says). A transaction
+found by two searches is one event, seen the second time. A search's position is its
+name, the index in its list of ids and the last id read: a resumed scan searches again and
+goes on after that id. Braintree answers at most 10,000 ids per search: a window with more
+is refused (reconcile shorter windows) rather than read in part.
+
+Refunds: Braintree notifies none, so the list is the only way payhooks learns of them. A
+refund is a credit naming its sale (``refunded_transaction_id``); it is the REFUNDED
+event of the sale's payment (the sale's id is its token, as for the sale's own events), for
+the credit's amount, keyed by the credit (``transaction-<credit id>-refunded``, which no
+sale's key can be: transaction ids are unique across types), so several partial refunds
+add up and one refund read by overlapping scans counts once (workers/reversals.py). A
+refund counts once submitted for settlement; one voided or declined is the REINSTATED
+event of that refund (``transaction-<credit id>-reinstated``), which undoes it for good
+had an earlier scan counted it. Refunds are searched first, so that a sale refunded in the
+window is queued after its refunds: its job, run after theirs, counts what is left (none:
+no write) rather than settling the invoice with money that went back, which would be
+flagged for a person. A sale refunded in part or whole is still its paid event: the worker
+nets its refunds, whichever job runs first.
 
 Not reconciled: disputes (their notifications are keyed by the notification's time, which
-no search gives back, and a dispute search is another API) and refunds (Braintree notifies
-none, so no webhook's event exists to reproduce: a sale refunded in part or whole is
-ignored rather than recovered as paid); failed subscription charges, which write nothing
-to Nexudus, unless a transaction found is already ``settlement_declined``.
+no search gives back, and a dispute search is another API); failed subscription charges,
+which write nothing to Nexudus, unless a transaction found is already
+``settlement_declined``; a refund voided or declined after the windows that will read it
+again have passed (searched by creation time: its reversal keeps counting, the safe way).
 """
 
 from __future__ import annotations
@@ -37,6 +52,7 @@ from payhooks.domain.events import Ignored, Normalised, PaymentKind
 from payhooks.providers.braintree.receiver import (
     BraintreeWebhook,
     outcome_event_id,
+    refund_event,
     transaction_event,
 )
 from payhooks.providers.braintree.settings import BraintreeSettings
@@ -44,8 +60,14 @@ from payhooks.providers.kit.listing import ListedPage, NotListed, RateLimited, W
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.settings import Settings
 
-#: The searches a scan runs, in order: the time field each filters on.
-PHASES = ("submitted_for_settlement_at", "settled_at")
+#: The searches a scan runs, in order: (name, the time field it filters on, the type).
+PHASES = (
+    ("refunds", "created_at", braintree.Transaction.Type.Credit),
+    ("submitted", "submitted_for_settlement_at", braintree.Transaction.Type.Sale),
+    ("settled", "settled_at", braintree.Transaction.Type.Sale),
+)
+#: A cursor of the release before, numbering its two searches.
+FORMER_PHASES = ("submitted", "settled")
 #: The most ids one Braintree search returns.
 MAX_RESULTS = 10_000
 #: Transactions read per page: Braintree's own page size (the SDK fetches by its pages).
@@ -63,6 +85,8 @@ CAPTURED = frozenset(
 )
 #: The statuses of a subscription charge that failed (``subscription_charged_unsuccessfully``).
 CHARGE_FAILED = frozenset({"failed", "processor_declined", "gateway_rejected"})
+#: A refund whose money does not go back after all (voided before settling, declined).
+REFUND_UNDONE = CHARGE_FAILED | {"voided", "settlement_declined"}
 REFUSED = (bt.AuthenticationError, bt.AuthorizationError, bt.NotFoundError)
 
 
@@ -92,8 +116,10 @@ class BraintreeLister:
         return cls(settings.provider(BraintreeSettings))
 
     def fetch(self, window: Window, cursor: str | None, *, thorough: bool) -> ListedPage:
-        at = json.loads(cursor) if cursor else {"phase": 0, "at": 0}
-        phase = int(at["phase"])
+        at: dict[str, Any] = json.loads(cursor) if cursor else {"phase": PHASES[0][0]}
+        phase = _phase(at["phase"])
+        if phase == len(PHASES):
+            return ListedPage((), json.dumps({"phase": "done"}), more=False)
         ids = self._matching(window, phase)
         start = int(at.get("at", 0))
         last = str(at.get("last", ""))
@@ -101,10 +127,12 @@ class BraintreeLister:
             start = ids.index(last) + 1
         batch = ids[start : start + PAGE_SIZE]
         records = tuple(_record(transaction) for transaction in self._transactions(batch))
+        name = PHASES[phase][0]
         if start + len(batch) < len(ids):
-            position = {"phase": phase, "at": start + len(batch), "last": batch[-1]}
+            position = {"phase": name, "at": start + len(batch), "last": batch[-1]}
             return ListedPage(records, json.dumps(position), more=True)
-        return ListedPage(records, json.dumps({"phase": phase + 1}), more=phase + 1 < len(PHASES))
+        following = PHASES[phase + 1][0] if phase + 1 < len(PHASES) else "done"
+        return ListedPage(records, json.dumps({"phase": following}), more=following != "done")
 
     def redact(self, record: bytes) -> bytes | None:
         return None  # the record is ours, without card or bank details (_record)
@@ -114,11 +142,10 @@ class BraintreeLister:
         transaction = SimpleNamespace(**sale)
         status, ach = str(sale["status"]), sale.get("payment_instrument_type") == ACH
         subscription = sale.get("subscription_id")
-        if sale.get("refund_ids") and (status == "settled" or status in CAPTURED):
-            # Braintree notifies no refund, so its event could not be told: a refunded
-            # sale is not recovered as paid (one a webhook brought is applied already).
-            why = "refunded at Braintree (in part or whole): not recovered as a payment"
-            return [Ignored(f"transaction-{sale['id']}-refunded", status, why)]
+        if sale.get("type") == braintree.Transaction.Type.Credit:
+            return [self._refund(sale, transaction)]
+        # A sale refunded in part or whole is paid all the same: its refunds are events of
+        # their own (the refunds' search), netted by the worker whichever comes first.
         if status == "settled" or (status in CAPTURED and not ach):
             kind = PaymentKind.PAID
             event_type = _paid_kind(sale)
@@ -144,22 +171,36 @@ class BraintreeLister:
             )
         ]
 
+    def _refund(self, credit: dict[str, Any], transaction: Any) -> Normalised:
+        status = str(credit["status"])
+        if status in CAPTURED or status in REFUND_UNDONE:
+            went_back = status in CAPTURED
+            event_type = "transaction_refunded" if went_back else f"refund_{status}"
+            at = credit.get("created_at")
+            when = datetime.fromisoformat(at) if at else datetime.fromtimestamp(0, tz=UTC)
+            return refund_event(transaction, went_back, event_type, when, self._invoice_field)
+        return Ignored(f"transaction-{credit['id']}-{status}", status, f"refund {status}")
+
     def _matching(self, window: Window, phase: int) -> list[str]:
-        """The ids of the sales whose ``PHASES[phase]`` time falls in the window, searched
+        """The ids of the transactions ``PHASES[phase]`` finds in the window, searched
         once per window and phase."""
         key = (phase, window.since, window.until)
         if self._search is None or self._search[0] != key:
-            field = getattr(TransactionSearch, PHASES[phase])
-            collection = self._call(
-                lambda: self._gateway.transaction.search(
-                    field.between(_naive_utc(window.since), _naive_utc(window.until)),
-                    TransactionSearch.type == braintree.Transaction.Type.Sale,
-                )
-            )
+            _, name, kind = PHASES[phase]
+            field = getattr(TransactionSearch, name)
+            criteria = [
+                field.between(_naive_utc(window.since), _naive_utc(window.until)),
+                TransactionSearch.type == kind,
+            ]
+            if kind == braintree.Transaction.Type.Credit:
+                # Refunds only: a detached credit (``Transaction.credit``) refunds no sale.
+                criteria.append(TransactionSearch.refund == True)
+            collection = self._call(lambda: self._gateway.transaction.search(*criteria))
             ids = [str(i) for i in collection.ids]
             if len(ids) >= MAX_RESULTS:
+                what = "refunds" if kind == braintree.Transaction.Type.Credit else "sales"
                 raise ProviderLookupError(
-                    f"Braintree's search of sales by {PHASES[phase]} reached its limit of"
+                    f"Braintree's search of {what} by {name} reached its limit of"
                     f" {MAX_RESULTS} results: reconcile shorter windows"
                 )
             self._search = (key, ids)
@@ -202,6 +243,15 @@ def _environment(section: BraintreeSettings) -> braintree.Environment:
     return braintree.Environment("payhooks", parts.hostname, port, "", secure, certificate)
 
 
+def _phase(named: object) -> int:
+    """The index in PHASES of a cursor's search (by its name, or by the number the release
+    before gave it), or len(PHASES) once every search was read."""
+    if isinstance(named, int):
+        named = FORMER_PHASES[named] if named < len(FORMER_PHASES) else "done"
+    names = [name for name, _, _ in PHASES]
+    return names.index(str(named)) if named in names else len(PHASES)
+
+
 def _naive_utc(at: datetime) -> datetime:
     # The SDK writes a datetime's fields followed by "Z": they must be UTC's.
     return at.astimezone(UTC).replace(tzinfo=None)
@@ -226,6 +276,7 @@ def _record(transaction: Any) -> bytes:
             "payment_instrument_type": getattr(transaction, "payment_instrument_type", None),
             "subscription_id": getattr(transaction, "subscription_id", None),
             "refund_ids": [str(i) for i in getattr(transaction, "refund_ids", None) or []],
+            "refunded_transaction_id": getattr(transaction, "refunded_transaction_id", None),
             "payment_method_token": getattr(card, "token", None),
             "status_history": [
                 {"status": str(event.status), "timestamp": _iso(event.timestamp)}

@@ -7,7 +7,13 @@ is answered with ``webhook_notification.verify``. Braintree notifications carry 
 id. A transaction's payment or failure is keyed by the transaction and the outcome
 (``transaction-<id>-paid``), whichever kind announced it and whenever: a transaction is
 paid (or fails) once, and reconciliation (lister.py), which finds the transaction and never
-the notification, gives the same key. Disputes, and notifications without a transaction,
+the notification, gives the same key. A refund is a transaction of its own (a credit,
+naming the sale in ``refunded_transaction_id``), keyed the same way by its own id
+(``transaction-<credit id>-refunded``). Braintree notifies no refund as such, so
+reconciliation finds them; a ``transaction_settled`` (or ``…_settlement_declined``) whose
+transaction is a credit (an ACH refund's) is read as that refund's, never as a payment, and
+``refund_failed`` undoes its refund (``transaction-<credit id>-reinstated``, as a scan
+finding it declined says). Disputes, and notifications without a transaction,
 are keyed by (kind, timestamp, subject id): a transaction may be disputed more than once.
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -60,6 +67,8 @@ MONEY_LEFT = frozenset(
         Kind.DisputeExpired,
     }
 )
+#: A refund's own transaction type (``refunded_transaction_id`` names the sale).
+CREDIT = braintree.Transaction.Type.Credit
 MONEY_MOVED = (PaymentKind.PAID, PaymentKind.REFUNDED, PaymentKind.REINSTATED)
 #: A transaction's own outcomes, keyed by the transaction alone (see the module's doc).
 OUTCOMES = (PaymentKind.PAID, PaymentKind.FAILED)
@@ -176,6 +185,14 @@ class BraintreeWebhook(ReceiverDefaults):
             event_id = f"{kind}-{int(when.timestamp())}-{subject}"
         if payment_kind is None:
             return [Ignored(event_id, kind, why_not)]
+        if dispute is None and (
+            kind == Kind.RefundFailed or str(getattr(transaction, "type", "")) == CREDIT
+        ):
+            # A refund's own transaction (an ACH refund settles, or is declined, and is
+            # notified as a sale is; a refund failed): its money went back, or did not;
+            # never a payment.
+            went_back = payment_kind is PaymentKind.PAID
+            return [refund_event(transaction, went_back, kind, when, self._invoice_field)]
         if transaction is None and payment_kind in MONEY_MOVED:
             # Money moved and we cannot tell which payment: kept for a person, not dropped.
             raise MalformedPayload(f"Braintree {kind} without a transaction")
@@ -198,7 +215,8 @@ class BraintreeWebhook(ReceiverDefaults):
 
 
 def outcome_event_id(transaction_id: str, kind: PaymentKind) -> str:
-    """The event id of a transaction's payment or failure, however it was learnt of."""
+    """The event id of a transaction's outcome (a sale's payment or failure, a refund's
+    money gone back or not), however it was learnt of."""
     return f"transaction-{transaction_id}-{kind.value}"
 
 
@@ -238,6 +256,47 @@ def transaction_event(
     )
 
 
+def refund_event(
+    credit: Any, went_back: bool, event_type: str, occurred_at: datetime, invoice_field: str | None
+) -> Normalised:
+    """The event of a refund (a ``credit`` transaction, as a notification or a search gives
+    it): the refunded sale's payment (its token, as the sale's own events give it) lost the
+    credit's amount (``went_back``), or a refund counted before did not happen after all
+    (voided, declined: reinstated). Keyed by the credit's own id, which no sale shares, so
+    it is one event however it was learnt of, and several refunds of a sale add up."""
+    kind = PaymentKind.REFUNDED if went_back else PaymentKind.REINSTATED
+    event_id = outcome_event_id(str(credit.id), kind)
+    sale_id = getattr(credit, "refunded_transaction_id", None)
+    if not sale_id:
+        return Ignored(event_id, event_type, "a credit naming no refunded sale")
+    sale = _Refunded(
+        id=str(sale_id),
+        order_id=getattr(credit, "order_id", None),
+        custom_fields=getattr(credit, "custom_fields", None),
+        payment_instrument_type=getattr(credit, "payment_instrument_type", None),
+    )
+    return transaction_event(
+        sale,
+        event_id=event_id,
+        event_type=event_type,
+        kind=kind,
+        occurred_at=occurred_at,
+        invoice_field=invoice_field,
+        details={"refund": str(credit.id)},
+        money=credit,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Refunded:
+    """What a refund tells of the sale it refunds: its id (the payment's token)."""
+
+    id: str
+    order_id: Any
+    custom_fields: Any
+    payment_instrument_type: Any
+
+
 def invoice_of(transaction: Any, invoice_field: str | None) -> InvoiceRef:
     value = getattr(transaction, "order_id", None)
     if invoice_field:
@@ -254,6 +313,10 @@ def _kind(kind: str, dispute: Any) -> tuple[PaymentKind | None, str]:
         return PaymentKind.FAILED, ""
     if kind in NO_MONEY_LEFT:
         return None, NO_MONEY_LEFT[kind]
+    if kind == Kind.RefundFailed:
+        # The refund's money came back: it no longer counts (as when a scan finds it
+        # declined, with the same key).
+        return PaymentKind.REINSTATED, ""
     if kind == Kind.DisputeWon:
         # The money came back to the merchant: the dispute's reversal no longer counts.
         return PaymentKind.REINSTATED, ""

@@ -5,11 +5,19 @@ Serves what the official SDK calls, as the gateway answers it: XML over HTTP Bas
 ``POST …/transactions/advanced_search_ids`` answers ``<search-results>`` (the ids, newest
 first, and ``page-size`` 50), ``POST …/transactions/advanced_search`` with at most 50 of
 those ids answers ``<credit-card-transactions>``. Criteria: the time ranges
-``submitted_for_settlement_at``, ``settled_at`` and ``created_at``, ``type``, ``ids``;
-any other is refused (400), so a lister asking for more than the stand-in knows fails
-loudly. The transactions are shaped like the SDK's own samples (braintree-python's
-``webhook_testing_gateway.py``, its ``transaction_settled`` sample), with a status history.
-Control: ``POST /_sandbox/braintree/transactions`` adds a transaction.
+``submitted_for_settlement_at``, ``settled_at`` and ``created_at``, ``type``, ``refund``
+(a credit refunding a sale, or not), ``ids``; any other is refused (400), so a lister asking
+for more than the stand-in knows fails loudly. The transactions are shaped like the SDK's
+own samples (braintree-python's ``webhook_testing_gateway.py``, its ``transaction_settled``
+sample), with a status history. A refund is a credit as braintree-python's integration
+tests show one (tests/integration/test_transaction.py, ``test_successful_refund``,
+``test_multiple_successful_partial_refunds``, ``test_refund_returns_an_error_if_hard_declined``):
+``type`` credit, its own id and amount, ``refunded_transaction_id`` naming the sale, whose
+``refund_ids`` list it; ``submitted_for_settlement`` when made, ``processor_declined``
+when the card's processor refused it. As the gateway does, a refund is refused for a sale
+not settled (or settling), for a credit, and for more than is left of the sale.
+Control: ``POST /_sandbox/braintree/transactions`` adds a transaction,
+``POST /_sandbox/braintree/refunds`` (``{"id", "transaction", "amount"}``) refunds one.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -89,6 +98,67 @@ def transaction_record(
     }
 
 
+#: Where a sale may be refunded (else Braintree answers 91506, "Cannot refund a
+#: transaction unless it is settled").
+REFUNDABLE = ("settling", "settled")
+
+
+class RefundRefused(ValueError):
+    """What Braintree's gateway answers a refund it refuses (its validation error)."""
+
+
+def refund_record(
+    state: BraintreeState,
+    refund_id: str,
+    sale_id: str,
+    *,
+    amount: str | None = None,
+    status: str = "submitted_for_settlement",
+    at: datetime | None = None,
+    order_id: str = "",
+) -> dict[str, Any]:
+    """A refund of ``sale_id`` (all that is left of it by default), made as Braintree makes
+    it: a credit naming the sale, added to the sale's ``refund_ids``."""
+    sale = state.transactions.get(sale_id)
+    if sale is None:
+        raise RefundRefused(f"91503: no transaction {sale_id}")
+    if sale["type"] != "sale":
+        raise RefundRefused("91505: Cannot refund credit")
+    if sale["status"] not in REFUNDABLE:
+        raise RefundRefused("91506: Cannot refund a transaction unless it is settled")
+    refunded = sum(
+        (
+            Decimal(state.transactions[i]["amount"])
+            for i in sale["refund_ids"]
+            if state.transactions[i]["status"] not in ("processor_declined", "voided")
+        ),
+        Decimal(0),
+    )
+    left = Decimal(sale["amount"]) - refunded
+    wanted = Decimal(amount) if amount is not None else left
+    if left <= 0:
+        raise RefundRefused("91512: Transaction has already been completely refunded")
+    if wanted > left:
+        raise RefundRefused("91521: Refund amount is too large")
+    when = (at or datetime.now(tz=UTC)).astimezone(UTC).replace(microsecond=0)
+    record = {
+        **sale,
+        "id": refund_id,
+        "type": "credit",
+        "status": status,
+        "order_id": order_id,
+        "amount": f"{wanted:.2f}",
+        "subscription_id": None,
+        "refund_ids": [],
+        "refunded_transaction_id": sale_id,
+        "created_at": when,
+        "history": [(status, when)],
+    }
+    state.transactions[refund_id] = record
+    sale["refund_ids"].append(refund_id)
+    return record
+
+
 def _time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -124,7 +194,12 @@ def _xml(transaction: dict[str, Any]) -> str:
         f"<currency-iso-code>{transaction['currency_iso_code']}</currency-iso-code>"
         f"<amount>{transaction['amount']}</amount>"
         f"<order-id>{escape(transaction['order_id'])}</order-id>"
-        "<merchant-account-id>ogaotkivejpfayqfeaimuktty</merchant-account-id>"
+        + (
+            f"<refunded-transaction-id>{escape(refunded)}</refunded-transaction-id>"
+            if (refunded := transaction.get("refunded_transaction_id"))
+            else '<refunded-transaction-id nil="true"></refunded-transaction-id>'
+        )
+        + "<merchant-account-id>ogaotkivejpfayqfeaimuktty</merchant-account-id>"
         f"<payment-instrument-type>{instrument}</payment-instrument-type>"
         + (
             f"<subscription-id>{escape(subscription)}</subscription-id>"
@@ -169,7 +244,7 @@ async def _criteria(request: web.Request) -> dict[str, Any] | web.Response:
     if merchant != request.match_info["merchant"]:
         return web.Response(status=403)  # the keys belong to another merchant
     search = XmlUtil.dict_from_xml(await request.text()).get("search") or {}
-    unknown = set(search) - {*RANGES, "type", "ids"}
+    unknown = set(search) - {*RANGES, "type", "refund", "ids"}
     if unknown:
         raise web.HTTPBadRequest(text=f"the stand-in does not search by {sorted(unknown)}")
     return dict(search)
@@ -179,6 +254,10 @@ def _matches(transaction: dict[str, Any], search: dict[str, Any]) -> bool:
     if "type" in search and transaction["type"] not in search["type"]:
         return False
     if "ids" in search and transaction["id"] not in search["ids"]:
+        return False
+    if "refund" in search and bool(transaction.get("refunded_transaction_id")) != (
+        search["refund"] is True
+    ):
         return False
     for name in RANGES:
         if name not in search:
@@ -254,9 +333,25 @@ async def add_transaction(request: web.Request) -> web.Response:
     return web.json_response({"id": record["id"], "status": record["status"]})
 
 
+async def add_refund(request: web.Request) -> web.Response:
+    body = await request.json()
+    try:
+        record = refund_record(
+            request.app[BRAINTREE_STATE],
+            str(body["id"]),
+            str(body["transaction"]),
+            amount=None if body.get("amount") is None else str(body["amount"]),
+            status=str(body.get("status", "submitted_for_settlement")),
+        )
+    except RefundRefused as exc:
+        return web.json_response({"error": str(exc)}, status=422)
+    return web.json_response({"id": record["id"], "amount": record["amount"]})
+
+
 def add_braintree_routes(app: web.Application, state: BraintreeState | None = None) -> None:
     app[BRAINTREE_STATE] = state or BraintreeState()
     merchant = "/merchants/{merchant}/transactions"
     app.router.add_post(f"{merchant}/advanced_search_ids", search_ids)
     app.router.add_post(f"{merchant}/advanced_search", search)
     app.router.add_post("/_sandbox/braintree/transactions", add_transaction)
+    app.router.add_post("/_sandbox/braintree/refunds", add_refund)

@@ -269,6 +269,16 @@ def test_the_readme_walk_through_recovers_a_payment_from_each(
     assert sandbox_state.invoices[44]["PaidOn"] is not None
     assert stages(redis, "braintree:transaction-bt0001-paid")[-1] == "applied"
 
+    # Then the Braintree sale is refunded in part: the invoice was paid, so it is flagged.
+    refund = {"id": "bt0001r", "transaction": "bt0001", "amount": "30.00"}
+    assert httpx.post(f"{sandbox.url}/_sandbox/braintree/refunds", json=refund).is_success
+    [row] = reconcile_providers(settings, redis, last(), ["braintree"])
+    assert (row["queued"], row["result"]) == (1, "ok")
+    run_worker()
+    refunded = Trail(redis, ttl_seconds=60).history("braintree:transaction-bt0001r-refunded")[-1]
+    assert (refunded["stage"], refunded["error_class"]) == ("failed", "PaymentReversed")
+    assert sandbox_state.invoices[43]["PaidOn"] is not None
+
 
 def test_the_kept_record_names_neither_the_cardholder_nor_the_card(settings: Settings) -> None:
     [listed] = EXAMPLES["getTransactionListResponse"]["transactions"]

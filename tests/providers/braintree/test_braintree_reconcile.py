@@ -20,7 +20,11 @@ from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import PaymentEvent
 from payhooks.providers.braintree.lister import BraintreeLister
 from payhooks.providers.braintree.receiver import BraintreeWebhook
-from payhooks.providers.braintree.stand_in import BraintreeState, transaction_record
+from payhooks.providers.braintree.stand_in import (
+    BraintreeState,
+    refund_record,
+    transaction_record,
+)
 from payhooks.providers.kit.listing import Window
 from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
@@ -54,7 +58,9 @@ def test_a_listed_transaction_is_the_event_its_webhook_gives(
         braintree_paid(order_id="43", transaction_id="bt_same"), FORM
     )
     lister = BraintreeLister.from_settings(settings)
-    page = lister.fetch(last(), None, thorough=True)
+    refunds = lister.fetch(last(), None, thorough=True)  # the first search: no refund
+    assert (refunds.records, refunds.more) == ((), True)
+    page = lister.fetch(last(), refunds.cursor, thorough=True)
     [listed] = lister.normalise(page.records[0])
     assert isinstance(webhook, PaymentEvent)
     assert isinstance(listed, PaymentEvent)
@@ -63,6 +69,7 @@ def test_a_listed_transaction_is_the_event_its_webhook_gives(
     assert {f: getattr(listed, f) for f in same} == {f: getattr(webhook, f) for f in same}
     # The SDK's own calls: the ids matching the search, then the transactions by id.
     assert braintree_state.requests == [
+        "advanced_search_ids",  # refunds: none
         "advanced_search_ids",
         "advanced_search_ids",
         "advanced_search 1",
@@ -81,7 +88,8 @@ def test_a_missed_payment_is_recovered_and_one_seen_by_webhook_is_not_queued_twi
     sale(braintree_state, "bt_seen", "43", payment_instrument_type="us_bank_account")
     pending = sale(braintree_state, "bt_pending", "44", payment_instrument_type="us_bank_account")
     pending.update(status="settling", history=pending["history"][:-1])
-    sale(braintree_state, "bt_refunded", "44", refund_ids=("bt_refund",))
+    sale(braintree_state, "bt_refunded", "44")
+    refund_record(braintree_state, "bt_refund", "bt_refunded")
     deliver(settings, "braintree", braintree_paid(order_id="43", transaction_id="bt_seen"))
     run_worker()
     assert sandbox_state.invoices[43]["PaidOn"] is not None
@@ -89,18 +97,20 @@ def test_a_missed_payment_is_recovered_and_one_seen_by_webhook_is_not_queued_twi
 
     [row] = reconcile_providers(settings, redis, last(), ["braintree"])
 
-    # Both sales are found by both searches (submitted, then settled): one event each.
+    # The sales are found by both searches (submitted, then settled): one event each; the
+    # refund (a credit) by the first search, of refunds, so its job runs first.
     assert {k: row[k] for k in ("queued", "seen", "ignored", "result")} == {
-        "queued": 1,
-        "seen": 3,
-        # The ACH sale still settling (paid once settled), and the refunded sale twice:
-        # Braintree notifies no refund, so it is not recovered as paid.
-        "ignored": 3,
+        "queued": 3,
+        "seen": 4,
+        "ignored": 1,  # the ACH sale still settling (paid once settled)
         "result": "ok",
     }
     run_worker()
     assert sandbox_state.invoices[42]["PaidOn"] is not None
     assert sandbox_state.invoices[44]["PaidOn"] is None
+    # The sale refunded in full is recovered, and finds nothing left to apply.
+    assert stages(redis, "braintree:transaction-bt_refunded-paid")[-1] == "reversed"
+    assert stages(redis, "braintree:transaction-bt_refund-refunded")[-1] == "no_write"
     [token] = [t for t in sandbox_state.tokens.values() if t["Token"] == "bt_missed"]
     assert token["RegularPaymentProvider"] == 8
     assert stages(redis, "braintree:transaction-bt_missed-paid")[:2] == ["polled", "enqueued"]
@@ -116,7 +126,7 @@ def test_a_missed_payment_is_recovered_and_one_seen_by_webhook_is_not_queued_twi
     ]
 
     again = reconcile_providers(settings, redis, last(), ["braintree"])
-    assert (again[0]["queued"], again[0]["seen"]) == (0, 4)
+    assert (again[0]["queued"], again[0]["seen"]) == (0, 7)
     assert queue.count == 0
 
 
@@ -126,8 +136,9 @@ def test_pages_of_a_search_and_a_failure_mid_scan_resume_after_429s(
     for n in range(120):  # three pages of 50 in each search
         sale(braintree_state, f"bt{n:03d}", str(42 + n % 3))
     window = last()
-    # The search, two pages (each an ids search and a fetch), then the third page fails.
-    braintree_state.faults = [200, 200, 200, 200, 200, 503]
+    # The refunds' search (none), then the sales': two pages (each an ids search and a
+    # fetch), then the third page fails.
+    braintree_state.faults = [200, 200, 200, 200, 200, 200, 503]
     [first] = reconcile_providers(settings, redis, window, ["braintree"])
     assert first["result"].startswith("unavailable: Braintree's transaction search")
     assert first["queued"] == 100
