@@ -135,7 +135,11 @@ def read_entries(raw: list[Any]) -> list[dict[str, Any]]:
 #: the trail's TTL afresh, as RPUSH and EXPIRE did.
 TRAIL_LUA = """
 local function trail_entries(key)
-    if redis.call('TYPE', key).ok == 'string' then
+    local kind = redis.call('TYPE', key).ok
+    if kind == 'none' then
+        return {}
+    end
+    if kind == 'string' then
         local entries = {}
         for line in string.gmatch(redis.call('GET', key), '[^\\n]+') do
             entries[#entries + 1] = line

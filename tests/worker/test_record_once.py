@@ -26,7 +26,7 @@ from payhooks.storage.record_once import (
     run_async,
     run_sync,
 )
-from payhooks.storage.trail import StoredWebhook, Trail, entry_at, read_entries
+from payhooks.storage.trail import StoredWebhook, Trail, read_entries
 from tests.support.processes import RunWorker
 
 
@@ -181,11 +181,3 @@ def test_an_old_list_trail_stays_a_list_whoever_appends(settings: Settings, redi
     assert record_events(redis, recorder(settings), webhook, [event]) == [Accepted.DUPLICATE]
     assert (redis.type(key), redis.ttl(key)) == (b"list", settings.event_ttl_seconds)
     assert [s["stage"] for s in trail.history(event.key)] == ["received", "replayed", "duplicate"]
-
-
-def test_a_trail_entry_never_holds_a_newline() -> None:
-    line = entry_at(1796607846585, "ignored", reason="two\nlines")
-    assert "\n" not in line
-    assert read_entries([line])[0]["reason"] == "two\nlines"
-    with pytest.raises(ValueError, match="newline"):
-        entry_at(1796607846585, "ignored\nreceived")
