@@ -133,7 +133,7 @@ def read_entries(raw: list[Any]) -> list[dict[str, Any]]:
 #: room to grow, kept as long as the trail); a trail begun by an earlier release is a
 #: list, and stays one: its entries are pushed as they were. Either way the append sets
 #: the trail's TTL afresh, as RPUSH and EXPIRE did.
-TRAIL_LUA = """
+_READ_LUA = """
 local function trail_entries(key)
     local kind = redis.call('TYPE', key).ok
     if kind == 'none' then
@@ -148,6 +148,8 @@ local function trail_entries(key)
     end
     return redis.call('LRANGE', key, 0, -1)
 end
+"""
+_APPEND_LUA = """
 local function append_trail(key, ttl, entries)
     if redis.call('TYPE', key).ok == 'list' then
         redis.call('RPUSH', key, unpack(entries))
@@ -162,15 +164,18 @@ local function append_trail(key, ttl, entries)
     redis.call('SET', key, lines, 'EX', ttl)
 end
 """
-#: A trail's entries, whichever kind it is (KEYS[1]: the trail).
-READ_TRAIL = TRAIL_LUA + "return trail_entries(KEYS[1])\n"
+TRAIL_LUA = _READ_LUA + _APPEND_LUA
+#: A trail's entries, whichever kind it is (KEYS[1]: the trail). Each script holds only
+#: the function it needs: a reconcile scan sends it once per event it asks about.
+READ_TRAIL = _READ_LUA + "return trail_entries(KEYS[1])\n"
 #: Entries appended to a trail (KEYS[1]: the trail; ARGV: its TTL, then the entries).
-APPEND_TRAIL = TRAIL_LUA + "append_trail(KEYS[1], ARGV[1], {unpack(ARGV, 2)})\n"
+APPEND_TRAIL = _APPEND_LUA + "append_trail(KEYS[1], ARGV[1], {unpack(ARGV, 2)})\n"
 
 
 def append_call(trail_key: str, ttl_seconds: int, *entries: str) -> list[Any]:
     """The command that appends ``entries`` to a trail, for a pipeline or a batch of
-    calls. EVAL, not EVALSHA: the script is short, and no caller need load it first."""
+    calls. EVAL, not EVALSHA: the script is short (about 400 bytes), and no caller need
+    load it first or handle NOSCRIPT."""
     return ["EVAL", APPEND_TRAIL, 1, trail_key, ttl_seconds, *entries]
 
 
