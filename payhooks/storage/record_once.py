@@ -76,6 +76,8 @@ SCRIPT_ARGS = (
 # kept EVENT_RETENTION_DAYS. Whether an entry says queued is read as trail.read_entry
 # reads it: one written as JSON (up to main 8cd8f52) by its stage's text, one written
 # since by its stage, or stages ("<Unix ms> <stage>[+<stage>][ <fields>]").
+# The trail is read and appended to by trail.TRAIL_LUA's functions, as every reader and
+# writer of a trail does: a string of lines, or a list if an earlier release began it.
 _RECORD_AND_ENQUEUE = """
 if fence_key ~= '' and redis.call('GET', fence_key) ~= fence_token then
     return -1
@@ -99,7 +101,7 @@ local function says_queued(entry)
 end
 local seen = redis.call('EXISTS', event_key) == 1 or redis.call('EXISTS', job_key) == 1
 if not seen then
-    for _, entry in ipairs(redis.call('LRANGE', trail_key, 0, -1)) do
+    for _, entry in ipairs(trail_entries(trail_key)) do
         if says_queued(entry) then
             seen = true
             break
@@ -107,8 +109,7 @@ if not seen then
     end
 end
 if seen then
-    redis.call('RPUSH', trail_key, trail_duplicate)
-    redis.call('EXPIRE', trail_key, TTL)
+    append_trail(trail_key, TTL, {trail_duplicate})
     return 0
 end
 local job_id = string.sub(job_key, %(job_prefix)d)
@@ -117,8 +118,7 @@ redis.call('HSET', job_key, 'data', DATA, 'description', job_description,
            unpack(cjson.decode(event)))
 redis.call('SADD', %(queues_key)s, %(queue_key)s)
 redis.call('RPUSH', %(queue_key)s, job_id)
-redis.call('RPUSH', trail_key, trail_arrival)
-redis.call('EXPIRE', trail_key, TTL)
+append_trail(trail_key, TTL, {trail_arrival})
 if invoice_score ~= '' then
     redis.call('ZADD', invoice_index, 'NX', invoice_score, event_name)
     redis.call('EXPIRE', invoice_index, TTL)
@@ -144,7 +144,7 @@ def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
     with redis.pipeline(transaction=False) as pipe:
         for key in event_keys:
             pipe.exists(redis_keys.event(key), Job.key_for(redis_keys.job_id(key)))
-            pipe.lrange(redis_keys.trail(key), 0, -1)
+            pipe.execute_command(*trail.read_call(redis_keys.trail(key)))  # type: ignore[no-untyped-call]
         answers = pipe.execute()
     return [
         bool(answers[2 * n])
@@ -194,6 +194,7 @@ def record_and_enqueue_script(jobs: JobFactory, ttl: int) -> str:
     return (
         header
         + _named_inputs()
+        + trail.TRAIL_LUA
         + _RECORD_AND_ENQUEUE
         % {
             "constants": constants,
@@ -272,8 +273,7 @@ class RecordOnce:
                 **{webhook.TRAIL_FIELD: webhook.key},
             )
             ignored_entry = trail.entry_at(at, "ignored", reason=item.reason)
-            calls.append(["RPUSH", trail_key, received, ignored_entry])
-            calls.append(["EXPIRE", trail_key, self._ttl])
+            calls.append(trail.append_call(trail_key, self._ttl, received, ignored_entry))
         return calls
 
     @staticmethod

@@ -1,6 +1,6 @@
 """The event trail: what happened to every verified provider event, kept in Redis.
 
-Per event, a list of entries (``payhooks:trail:<provider>:<event id>``): received (a
+Per event, its entries (``payhooks:trail:<provider>:<event id>``): received (a
 webhook) or polled (a poll of the provider's API) -> enqueued | duplicate | ignored ->
 (retrying ...) -> applied | ignored | failed. An event's trail is also its dedupe record
 (payhooks/storage/record_once.py). Each event's origin is kept, zstd-compressed: per
@@ -13,7 +13,11 @@ Card and bank details are redacted before storing (then only re-normalisation is
 Per invoice, the events that named it. Everything expires after EVENT_RETENTION_DAYS.
 
 Every entry is kept that long, so it is written short (``entry_at``) and read back, by
-every reader, through ``read_entry``, which reads entries written before alike.
+every reader, through ``read_entry``, which reads entries written before alike. A trail is
+one string, its entries a line each (a list, as releases before this one kept it, costs
+about 80 bytes more per event: its quicklist and node): every writer appends through
+``TRAIL_LUA``'s ``append_trail`` and every reader reads through its ``trail_entries``, which
+take a trail of either kind (an old list stays a list, appended to as before).
 """
 
 from __future__ import annotations
@@ -79,8 +83,14 @@ def entry_at(at_ms: int, stage: str, **fields: Any) -> str:
     alone). ``stage`` may be two, ``received+enqueued``: what one script wrote at once,
     read back as two entries (the fields are the first's)."""
     line = f"{at_ms} {stage}"
-    if not fields:
-        return line
+    if fields:
+        line += " " + _fields_json(fields)
+    if "\n" in line:  # a trail kept as a string is split on it (orjson escapes the fields')
+        raise ValueError("a trail entry holds no newline")
+    return line
+
+
+def _fields_json(fields: dict[str, Any]) -> str:
     short: dict[str, Any] = {}
     for name, value in fields.items():
         if name in _FIELD_OF:
@@ -88,7 +98,7 @@ def entry_at(at_ms: int, stage: str, **fields: Any) -> str:
         if name in ORIGIN_FIELDS and isinstance(value, str):
             value = value.rpartition(":")[2]
         short[FIELD_NAMES.get(name, name)] = value
-    return line + " " + orjson.dumps(short).decode()
+    return orjson.dumps(short).decode()
 
 
 def read_entry(raw: bytes | str) -> list[dict[str, Any]]:
@@ -112,8 +122,66 @@ def read_entry(raw: bytes | str) -> list[dict[str, Any]]:
 
 
 def read_entries(raw: list[Any]) -> list[dict[str, Any]]:
-    """A trail as Redis keeps it (LRANGE's answer), as every reader sees it."""
+    """A trail's entries as Redis keeps them (``READ_TRAIL``'s answer), as every reader
+    sees them."""
     return [step for item in raw for step in read_entry(item)]
+
+
+#: The trail's two Lua functions, for every script that reads or writes one (this
+#: module's, and the record-once script in payhooks/storage/record_once.py). A trail is
+#: one string of lines, rewritten whole on each append (SET, never APPEND: APPEND leaves
+#: room to grow, kept as long as the trail); a trail begun by an earlier release is a
+#: list, and stays one: its entries are pushed as they were. Either way the append sets
+#: the trail's TTL afresh, as RPUSH and EXPIRE did.
+_READ_LUA = """
+local function trail_entries(key)
+    local kind = redis.call('TYPE', key).ok
+    if kind == 'none' then
+        return {}
+    end
+    if kind == 'string' then
+        local entries = {}
+        for line in string.gmatch(redis.call('GET', key), '[^\\n]+') do
+            entries[#entries + 1] = line
+        end
+        return entries
+    end
+    return redis.call('LRANGE', key, 0, -1)
+end
+"""
+_APPEND_LUA = """
+local function append_trail(key, ttl, entries)
+    if redis.call('TYPE', key).ok == 'list' then
+        redis.call('RPUSH', key, unpack(entries))
+        redis.call('EXPIRE', key, ttl)
+        return
+    end
+    local lines = table.concat(entries, '\\n')
+    local kept = redis.call('GET', key)
+    if kept then
+        lines = kept .. '\\n' .. lines
+    end
+    redis.call('SET', key, lines, 'EX', ttl)
+end
+"""
+TRAIL_LUA = _READ_LUA + _APPEND_LUA
+#: A trail's entries, whichever kind it is (KEYS[1]: the trail). Each script holds only
+#: the function it needs: a reconcile scan sends it once per event it asks about.
+READ_TRAIL = _READ_LUA + "return trail_entries(KEYS[1])\n"
+#: Entries appended to a trail (KEYS[1]: the trail; ARGV: its TTL, then the entries).
+APPEND_TRAIL = _APPEND_LUA + "append_trail(KEYS[1], ARGV[1], {unpack(ARGV, 2)})\n"
+
+
+def append_call(trail_key: str, ttl_seconds: int, *entries: str) -> list[Any]:
+    """The command that appends ``entries`` to a trail, for a pipeline or a batch of
+    calls. EVAL, not EVALSHA: the script is short (about 400 bytes), and no caller need
+    load it first or handle NOSCRIPT."""
+    return ["EVAL", APPEND_TRAIL, 1, trail_key, ttl_seconds, *entries]
+
+
+def read_call(trail_key: str) -> list[Any]:
+    """The command whose answer is a trail's entries (``read_entries`` reads them)."""
+    return ["EVAL", READ_TRAIL, 1, trail_key]
 
 
 def origin_digest(content: bytes) -> str:
@@ -283,8 +351,7 @@ class Trail:
     ) -> None:
         trail_key = redis_keys.trail(event_key)
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(trail_key, entry(stage, **fields))
-            pipe.expire(trail_key, self._ttl)
+            pipe.execute_command(*append_call(trail_key, self._ttl, entry(stage, **fields)))  # type: ignore[no-untyped-call]
             if invoice_id is not None:
                 index = redis_keys.invoice_events(invoice_id)
                 pipe.zadd(index, {event_key: now_ms()}, nx=True)
@@ -292,7 +359,8 @@ class Trail:
             pipe.execute()
 
     def history(self, event_key: str) -> list[dict[str, Any]]:
-        return read_entries(self._redis.lrange(redis_keys.trail(event_key), 0, -1))
+        raw = self._redis.execute_command(*read_call(redis_keys.trail(event_key)))  # type: ignore[no-untyped-call]
+        return read_entries(raw)
 
     def events_for_invoice(self, invoice_id: int) -> list[str]:
         members = self._redis.zrange(redis_keys.invoice_events(invoice_id), 0, -1)

@@ -28,6 +28,7 @@ from payhooks.cli.ops import Ops
 from payhooks.cli.ops_render import print_trail
 from payhooks.cli.unprocessed import UnprocessedWebhooks
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
+from payhooks.providers.stripe import sample as stripe_samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.record_once import Accepted, recorded
@@ -200,3 +201,26 @@ def test_an_old_event_delivered_again_to_this_release_is_a_duplicate(
         assert (ops.trail.webhook(reference) or {})["body"] == body
     # And replayed from either: the old entry names the body it came in.
     assert ops.replay_event(PAID) == f"{PAID}: queued as {redis_keys.job_id(PAID)}"
+
+
+def test_an_old_list_trail_stays_a_list_and_a_new_trail_is_a_string(
+    old_records: list[dict[str, Any]],
+    ops: Ops,
+    run_worker: Callable[[], None],
+    redis: Redis,
+    settings: Settings,
+    queue: Queue,
+) -> None:
+    run_worker()
+    redis.delete(Job.key_for(redis_keys.job_id(PAID)), redis_keys.event(PAID))
+    assert deliver(settings, "stripe", webhook_of(ops, PAID)["body"]) == [Accepted.DUPLICATE]
+    assert redis.type(redis_keys.trail(PAID)) == b"list"
+    stages = [e["stage"] for e in ops.trail.history(PAID)]
+    assert stages == ["received", "enqueued", "applied", "duplicate"]
+    # An event this release records first: one string, and a duplicate when delivered again.
+    fresh = stripe_samples.paid_event(INVOICE + 1)
+    assert deliver(settings, "stripe", fresh, fresh) == [Accepted.QUEUED, Accepted.DUPLICATE]
+    fresh_key = f"stripe:{fresh['id']}"
+    assert redis.type(redis_keys.trail(fresh_key)) == b"string"
+    assert recorded(redis, [PAID, fresh_key]) == [True, True]
+    assert queue.count == 1

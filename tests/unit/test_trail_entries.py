@@ -88,3 +88,11 @@ def test_any_field_reads_back_as_written() -> None:
 def test_a_field_named_as_another_is_kept_is_refused() -> None:
     with pytest.raises(ValueError, match="short name"):
         entry_at(AT_MS, "applied", ti=1)
+
+
+def test_a_trail_entry_never_holds_a_newline() -> None:
+    line = entry_at(AT_MS, "ignored", reason="two\nlines")
+    assert "\n" not in line
+    assert read_entries([line])[0]["reason"] == "two\nlines"
+    with pytest.raises(ValueError, match="newline"):
+        entry_at(AT_MS, "ignored\nreceived")

@@ -12,7 +12,7 @@ from redis import Redis
 from rq import Queue
 
 from payhooks.devtools.sandbox.nexudus import SandboxState
-from payhooks.domain.events import PaymentEvent
+from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.providers.receivers import build_providers
 from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
@@ -24,8 +24,9 @@ from payhooks.storage.record_once import (
     record_events,
     recorded,
     run_async,
+    run_sync,
 )
-from payhooks.storage.trail import StoredWebhook, Trail
+from payhooks.storage.trail import StoredWebhook, Trail, read_entries
 from tests.support.processes import RunWorker
 
 
@@ -105,13 +106,78 @@ TRAILS = {
 }
 
 
+def keep_trail(redis: Redis, key: str, kind: str, entries: list[str]) -> None:
+    """A trail as a release keeps it: a list (releases before issue 21's string trails),
+    or one string of lines (this release's)."""
+    if kind == "list":
+        redis.rpush(key, *entries)
+    else:
+        redis.set(key, "\n".join(entries))
+
+
+@pytest.mark.parametrize("kind", ["list", "string"])
 @pytest.mark.parametrize(("entries", "queued"), TRAILS.values(), ids=TRAILS.keys())
 def test_the_script_and_recorded_read_the_trail_alike(
-    settings: Settings, redis: Redis, queue: Queue, entries: list[str], queued: bool
+    settings: Settings, redis: Redis, queue: Queue, entries: list[str], queued: bool, kind: str
 ) -> None:
     webhook, [event] = stripe_event(settings, 42)
-    redis.rpush(redis_keys.trail(event.key), *entries)
+    key = redis_keys.trail(event.key)
+    keep_trail(redis, key, kind, entries)
     assert recorded(redis, [event.key]) == [queued]
     expected = Accepted.DUPLICATE if queued else Accepted.QUEUED
     assert record_events(redis, recorder(settings), webhook, [event]) == [expected]
     assert queue.count == (0 if queued else 1)
+    # Continued in its own kind, and read as one history, what was kept first.
+    assert redis.type(key) == kind.encode()
+    steps = Trail(redis, ttl_seconds=60).history(event.key)
+    assert steps[-1]["stage"] == ("duplicate" if queued else "enqueued")
+    assert len(steps) == len(read_entries(entries)) + (1 if queued else 2)
+
+
+def test_a_new_trail_is_one_string_every_writer_appends_to(
+    settings: Settings, redis: Redis, queue: Queue, run_worker: RunWorker
+) -> None:
+    webhook, [event] = stripe_event(settings, 42)
+    key = redis_keys.trail(event.key)
+    record = recorder(settings)
+    ttl = settings.event_ttl_seconds
+    assert record_events(redis, record, webhook, [event]) == [Accepted.QUEUED]
+    assert (redis.type(key), redis.ttl(key)) == (b"string", ttl)
+    # Each append sets the trail's TTL afresh, as RPUSH and EXPIRE did: the script's ...
+    redis.expire(key, 100)
+    assert record_events(redis, record, webhook, [event]) == [Accepted.DUPLICATE]
+    assert (redis.type(key), redis.ttl(key)) == (b"string", ttl)
+    assert recorded(redis, [event.key]) == [True]
+    # ... the worker's (Trail.append) ...
+    redis.expire(key, 100)
+    run_worker()
+    assert (redis.type(key), redis.ttl(key)) == (b"string", ttl)
+    # ... and an ignored event's, written beside the script's calls.
+    redis.expire(key, 100)
+    ignored = Ignored(event.key.partition(":")[2], "charge.updated", "not a payment")
+    run_sync(redis, record, record.calls(webhook, [], [ignored]))
+    assert (redis.type(key), redis.ttl(key)) == (b"string", ttl)
+    lines = (redis.get(key) or b"").split(b"\n")
+    steps = Trail(redis, ttl_seconds=60).history(event.key)
+    assert [s["stage"] for s in steps] == [
+        "received",
+        "enqueued",
+        "duplicate",
+        "applied",
+        "received",
+        "ignored",
+    ]
+    assert len(lines) == 5  # received+enqueued is one line
+    assert steps[-1]["reason"] == "not a payment"
+
+
+def test_an_old_list_trail_stays_a_list_whoever_appends(settings: Settings, redis: Redis) -> None:
+    webhook, [event] = stripe_event(settings, 42)
+    key = redis_keys.trail(event.key)
+    redis.rpush(key, '{"at":"2026-12-07T01:48:21.478Z","stage":"received"}')
+    trail = Trail(redis, ttl_seconds=60)
+    trail.append(event.key, "replayed", job_id="j")
+    assert (redis.type(key), redis.ttl(key)) == (b"list", 60)
+    assert record_events(redis, recorder(settings), webhook, [event]) == [Accepted.DUPLICATE]
+    assert (redis.type(key), redis.ttl(key)) == (b"list", settings.event_ttl_seconds)
+    assert [s["stage"] for s in trail.history(event.key)] == ["received", "replayed", "duplicate"]
