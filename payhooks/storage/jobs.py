@@ -48,8 +48,10 @@ JOB_FUNCTION = "workers.jobs.apply_payment_event"
 RESULT_TTL_SECONDS = 1
 #: Fields that differ from one job to the next; every other field is the template's.
 VARIABLE_FIELDS = ("data", "description", "created_at", "enqueued_at")
-#: A description longer than this is cut (a longer value would unpack the whole hash).
-DESCRIPTION_CHARS = 64
+#: A description longer than this many bytes is cut (a longer value would unpack the whole
+#: hash: Redis's compact encoding holds values of at most 64 bytes, not characters).
+DESCRIPTION_BYTES = 64
+_ELLIPSIS = "…"
 #: The job hash field holding the event key (the rest of the event: ``e.*``).
 EVENT_FIELD = "event"
 
@@ -71,7 +73,12 @@ def utc_timestamp() -> str:
 
 def short_description(event: PaymentEvent, note: str = "") -> str:
     text_ = f"{event.provider} {event.event_type} {event.event_id}{note}"
-    return text_ if len(text_) <= DESCRIPTION_CHARS else text_[: DESCRIPTION_CHARS - 1] + "…"
+    encoded = text_.encode()
+    if len(encoded) <= DESCRIPTION_BYTES:
+        return text_
+    room = DESCRIPTION_BYTES - len(_ELLIPSIS.encode())
+    # A character cut in two is dropped whole.
+    return encoded[:room].decode(errors="ignore") + _ELLIPSIS
 
 
 def event_fields(event: PaymentEvent) -> dict[str, str]:

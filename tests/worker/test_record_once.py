@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 
 import pytest
 from redis import Redis
@@ -27,6 +28,7 @@ from payhooks.storage.record_once import (
     run_sync,
 )
 from payhooks.storage.trail import StoredWebhook, Trail, read_entries
+from tests.support.delivery import deliver, queued_job
 from tests.support.processes import RunWorker
 
 
@@ -181,3 +183,20 @@ def test_an_old_list_trail_stays_a_list_whoever_appends(settings: Settings, redi
     assert record_events(redis, recorder(settings), webhook, [event]) == [Accepted.DUPLICATE]
     assert (redis.type(key), redis.ttl(key)) == (b"list", settings.event_ttl_seconds)
     assert [s["stage"] for s in trail.history(event.key)] == ["received", "replayed", "duplicate"]
+
+
+# Ids whose event key fits in 64 bytes (the job holds the key) and description does not.
+@pytest.mark.parametrize("event_id", ["evt_" + "é" * 20, "evt_" + "9" * 40], ids=["utf-8", "ascii"])
+def test_a_long_events_job_stays_in_redis_compact_encoding(
+    settings: Settings, redis: Redis, event_id: str
+) -> None:
+    # A description cut at 64 characters and ended by "…" (3 bytes) was 66 bytes, over
+    # the 64 a compact hash holds: Authorize.Net's and Spreedly's jobs took 2.8 KB for 0.9.
+    paid = samples.payment_intent(invoice_id=42, amount=Decimal("100.00"))
+    deliver(settings, "stripe", samples.event("payment_intent.succeeded", paid, event_id=event_id))
+    job = queued_job(redis, f"stripe:{event_id}")
+    description = redis.hget(job.key, "description")
+    assert description is not None
+    assert len(description) <= 64
+    assert description.decode().endswith("…")
+    assert redis.object("encoding", job.key) in (b"ziplist", b"listpack")
