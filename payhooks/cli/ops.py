@@ -333,11 +333,21 @@ class Ops:
         """Re-normalise the stored webhook (or polled record) with the current code and
         queue its job."""
         history = self.trail.history(event_key)
-        webhook_key = next((e.get("webhook") for e in history if e.get("webhook")), None)
-        polled_key = next((e.get("origin") for e in history if e.get("origin")), None)
-        origin = "stored webhook" if webhook_key or not polled_key else "polled record"
-        stored_key = webhook_key or polled_key
-        stored = self.trail.webhook(str(stored_key)) if stored_key else None
+        webhook_keys = [str(e["webhook"]) for e in history if e.get("webhook")]
+        polled_keys = [str(e["origin"]) for e in history if e.get("origin")]
+        webhook_key = webhook_keys[0] if webhook_keys else None
+        origin = "stored webhook" if webhook_keys or not polled_keys else "polled record"
+        # Newest first: each delivery's record lives EVENT_RETENTION_DAYS from its own
+        # arrival, and the trail as long from its last entry, so the first delivery's may
+        # be gone while a redelivery's is kept.
+        stored = next(
+            (
+                kept
+                for key in reversed(webhook_keys or polled_keys)
+                if (kept := self.trail.webhook(key)) is not None
+            ),
+            None,
+        )
         if stored is None:
             return (
                 f"{event_key}: the {origin} has expired "

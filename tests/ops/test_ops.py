@@ -281,6 +281,28 @@ class TestReplay:
         run_worker()
         assert sandbox_state.invoices[88]["PaidOn"] is not None
 
+    def test_replay_event_reads_a_redelivery_kept_after_the_first_delivery_expired(
+        self,
+        settings: Settings,
+        sandbox_state: SandboxState,
+        run_worker: RunWorker,
+        ops: Ops,
+        redis: Redis,
+    ) -> None:
+        # Each delivery's body is kept EVENT_RETENTION_DAYS from its own arrival; the trail
+        # as long from its last entry: the first body may be gone, a redelivery's kept.
+        event = paid_event(None, metadata={"invoice": "42"})
+        deliver(settings, "stripe", event)
+        deliver(settings, "stripe", json.dumps(event, indent=1).encode())  # another body
+        event_key = f"stripe:{event['id']}"
+        first, again = [e["webhook"] for e in ops.trail.history(event_key) if e.get("webhook")]
+        assert first != again
+        redis.delete(first)  # expired
+        fixed = Ops(with_settings(settings, invoice_metadata_key="invoice"), redis)
+        assert "queued" in fixed.replay_event(event_key)
+        run_worker()
+        assert sandbox_state.invoices[42]["PaidOn"] is not None
+
     def test_replay_event_renormalises_an_event_that_was_ignored(
         self,
         settings: Settings,
