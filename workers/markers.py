@@ -150,13 +150,24 @@ class Markers:
     ) -> None:
         """Note how far the payment got on the invoice (COUNTED, PUT_SENT, SETTLED); a
         marker already further on is left alone. Called under the invoice's lock."""
-        current = self.token_state(invoice_id, provider, token)
-        if STAGES.index(current.stage) < STAGES.index(stage) or current.token_id != token_id:
-            value = f"{token_id}:{stage}"
-            if stage == PUT_SENT:  # before the PUT: on the replicas, or nothing is sent
+        was = self._record.entry(invoice_id, payment_key(provider, token)).marker
+        current = TokenState.parse(was)
+        moves = STAGES.index(current.stage) < STAGES.index(stage) or current.token_id != token_id
+        value = f"{token_id}:{stage}"
+        if stage == PUT_SENT and (moves or current.stage == PUT_SENT):
+            # Before the PUT: on the replicas, or nothing is sent. A "put" there already
+            # may be one whose replicas never answered (a run stopped while waiting):
+            # written again and waited for. One that no replica confirmed is set back, as
+            # no PUT went: left, it would say one may have landed (a PaidOn someone else
+            # set taken for ours) and spare the next run the wait.
+            try:
                 self._set_replicated(invoice_id, provider, token, value)
-            else:
-                self._set_marker(invoice_id, provider, token, value)
+            except MarkerNotReplicated:
+                if moves:
+                    self._record.set_marker(invoice_id, payment_key(provider, token), was)
+                raise
+        elif moves:
+            self._set_marker(invoice_id, provider, token, value)
 
     def reset(self, invoice_id: int, provider: str, token: str, token_id: int, stage: str) -> None:
         """Set the stage back: a PUT marked as sent turned out never to have gone."""

@@ -109,7 +109,7 @@ if not seen then
     end
 end
 if seen then
-    append_trail(trail_key, TTL, {trail_duplicate})
+    note_trail(trail_key, TTL, {trail_duplicate})
     return 0
 end
 local job_id = string.sub(job_key, %(job_prefix)d)
@@ -273,7 +273,7 @@ class RecordOnce:
                 **{webhook.TRAIL_FIELD: webhook.key},
             )
             ignored_entry = trail.entry_at(at, "ignored", reason=item.reason)
-            calls.append(trail.append_call(trail_key, self._ttl, received, ignored_entry))
+            calls.append(trail.note_call(trail_key, self._ttl, received, ignored_entry))
         return calls
 
     @staticmethod

@@ -47,7 +47,7 @@ from tests.support.paths import REPO
 from tests.support.processes import run_burst_worker, worker_env
 from tests.support.settings import STRIPE_SECRET
 from workers.errors import MarkerNotReplicated
-from workers.markers import COUNTED, PUT_SENT, Markers
+from workers.markers import COUNTED, PUT_SENT, Markers, TokenState
 
 PAYHOOKS = str(Path(sys.executable).parent / "payhooks")
 MASTER = "payhooks"
@@ -519,6 +519,31 @@ def test_the_marker_before_the_put_waits_for_a_replica_too(topology: Topology) -
     redis = Redis(port=topology.primary_port)
     markers = Markers(redis, lock_seconds=60, ack_replicas=1, ack_timeout_ms=20)
     markers.advance(42, "stripe", "pi_1", 901, COUNTED)
+    with pytest.raises(MarkerNotReplicated):
+        markers.advance(42, "stripe", "pi_1", 901, PUT_SENT)
+    topology.add_replica()
+    markers.advance(42, "stripe", "pi_1", 901, PUT_SENT)
+    assert markers.token_state(42, "stripe", "pi_1").put_sent
+
+
+def test_a_put_marker_no_replica_confirmed_never_stands_for_a_put(topology: Topology) -> None:
+    """MarkerNotReplicated sends no PUT, yet "put" reached the primary: left there, it
+    said a PUT of ours may have landed. The job's next run then skipped the wait (the
+    marker was there already) and sent the PUT with "put" on no replica, and took a PaidOn
+    someone else set meanwhile for ours (workers/apply.py settle: PAID_BY_IT and put_sent),
+    a second payment never flagged. Nor may a "put" left by a run that stopped before its
+    replicas answered be trusted: it is written again, and waited for, before the PUT."""
+    topology.start_primary()
+    redis = Redis(port=topology.primary_port)
+    markers = Markers(redis, lock_seconds=60, ack_replicas=1, ack_timeout_ms=20)
+    markers.advance(42, "stripe", "pi_1", 901, COUNTED)
+    with pytest.raises(MarkerNotReplicated):
+        markers.advance(42, "stripe", "pi_1", 901, PUT_SENT)
+    assert markers.token_state(42, "stripe", "pi_1") == TokenState(901, stage=COUNTED)
+    with pytest.raises(MarkerNotReplicated):  # the retry waits for a replica again
+        markers.advance(42, "stripe", "pi_1", 901, PUT_SENT)
+
+    markers.reset(42, "stripe", "pi_1", 901, PUT_SENT)  # a run stopped before WAIT answered
     with pytest.raises(MarkerNotReplicated):
         markers.advance(42, "stripe", "pi_1", 901, PUT_SENT)
     topology.add_replica()

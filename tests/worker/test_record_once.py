@@ -17,7 +17,7 @@ from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.providers.receivers import build_providers
 from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
-from payhooks.storage import redis_connect, redis_keys
+from payhooks.storage import redis_connect, redis_keys, trail
 from payhooks.storage.jobs import JobFactory
 from payhooks.storage.record_once import (
     Accepted,
@@ -200,3 +200,28 @@ def test_a_long_events_job_stays_in_redis_compact_encoding(
     assert len(description) <= 64
     assert description.decode().endswith("…")
     assert redis.object("encoding", job.key) in (b"ziplist", b"listpack")
+
+
+def test_a_body_sent_again_and_again_grows_its_trails_only_so_far(
+    settings: Settings, redis: Redis, queue: Queue, sandbox_state: SandboxState
+) -> None:
+    """A verified body can be sent again at will (a signature with no time limit, or within
+    its limit). Each delivery noted on a string trail rewrote it whole, replicated and
+    written to the AOF whole: quadratic in the deliveries. Past NOTES_UNTIL_BYTES, notes (a
+    duplicate, an ignored event's arrival) only set the TTL afresh; what dedupe reads and
+    the outcomes are still written."""
+    webhook, events = stripe_event(settings, 42)
+    ignored = [Ignored("evt_ignored", "customer.created", "not a payment")]
+    record = recorder(settings)
+    calls = record.calls(webhook, events, ignored)
+    run_sync(redis, record, calls * 2_000)
+    assert queue.count == 1
+    limit = trail.NOTES_UNTIL_BYTES + 200  # the last note's lines
+    for key in (events[0].key, "stripe:evt_ignored"):
+        assert redis.strlen(redis_keys.trail(key)) < limit, key
+    redis.expire(redis_keys.trail(events[0].key), 60)
+    assert record_events(redis, record, webhook, events) == [Accepted.DUPLICATE]
+    assert redis.ttl(redis_keys.trail(events[0].key)) > 60  # the redelivery's TTL, still
+    Trail(redis, ttl_seconds=settings.event_ttl_seconds).append(events[0].key, "applied")
+    assert Trail(redis, ttl_seconds=60).history(events[0].key)[-1]["stage"] == "applied"
+    assert recorded(redis, [events[0].key]) == [True]

@@ -266,7 +266,11 @@ def refund_event(
     it is one event however it was learnt of, and several refunds of a sale add up."""
     kind = PaymentKind.REFUNDED if went_back else PaymentKind.REINSTATED
     event_id = outcome_event_id(str(credit.id), kind)
-    sale_id = getattr(credit, "refunded_transaction_id", None)
+    # A search's credit names its sale by ``refunded_transaction_id``; the SDK's own
+    # ``refund_failed`` sample (webhook_testing_gateway.py) by ``refunded_transaction_fk``.
+    sale_id = getattr(credit, "refunded_transaction_id", None) or getattr(
+        credit, "refunded_transaction_fk", None
+    )
     if not sale_id:
         return Ignored(event_id, event_type, "a credit naming no refunded sale")
     sale = _Refunded(

@@ -40,7 +40,12 @@ from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
 from tests.support.delivery import api_calls, deliver
 from tests.support.processes import RunWorker
-from tests.support.provider_payloads import BRAINTREE_PRIVATE, BRAINTREE_PUBLIC, braintree_paid
+from tests.support.provider_payloads import (
+    BRAINTREE_PRIVATE,
+    BRAINTREE_PUBLIC,
+    braintree_paid,
+    braintree_sdk_sample,
+)
 from workers.apply import reverse_payment
 from workers.context import WorkerContext
 from workers.invoice_ledger import InvoiceLedger
@@ -391,3 +396,26 @@ def test_a_refund_that_failed_no_longer_counts_and_its_payment_is_applied(
     credit.update(status="processor_declined")
     [row] = reconcile_providers(settings, redis, last(2), ["braintree"])
     assert (row["queued"], row["seen"]) == (0, 3)  # the declined refund: the webhook's event
+
+
+def test_the_sdks_own_refund_failed_sample_undoes_its_refund(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    braintree_state: BraintreeState,
+    run_worker: RunWorker,
+) -> None:
+    """The SDK's ``refund_failed`` sample (webhook_testing_gateway.py) names the refunded
+    sale by ``refunded-transaction-fk`` and states no type: read as naming no sale, it was
+    ignored, and the payment its refund held back was never applied."""
+    sale(braintree_state, "1", "42")  # the sample's refunded-transaction-fk
+    refund_record(braintree_state, "bt_kept_back", "1")
+    reconcile_providers(settings, redis, last(), ["braintree"])
+    run_worker()
+    assert stages(redis, "braintree:transaction-1-paid")[-1] == "reversed"
+
+    deliver(settings, "braintree", braintree_sdk_sample("refund_failed", "bt_kept_back"))
+    run_worker()
+    assert stages(redis, "braintree:transaction-bt_kept_back-reinstated")[-1] == "no_write"
+    assert stages(redis, "braintree:transaction-1-paid")[-1] == "applied"
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
