@@ -99,7 +99,18 @@ class InvoiceLockLost(TransientError):
 
 class MarkerNotReplicated(TransientError):
     """A marker written before a Nexudus write reached fewer replicas than
-    REDIS_ACK_REPLICAS in time; the write was not sent."""
+    REDIS_ACK_REPLICAS in time; the write was not sent.
+
+    Not counted as an attempt (as an open Nexudus breaker is not): a replica away for
+    longer than the job's attempts would otherwise fail every payment for a person to
+    replay. The job comes back every REPLICA_WAIT_SECONDS or so until a replica confirms;
+    the unapplied-payments gauge and its alert say how long."""
+
+    counts_as_attempt = False
+
+
+#: How long a job held by MarkerNotReplicated waits before its next run (with jitter).
+REPLICA_WAIT_SECONDS = 15.0
 
 
 class InvoiceNotFound(PermanentError):

@@ -29,7 +29,7 @@ from redis import Redis
 from redis.lock import Lock
 
 from payhooks.storage import redis_keys
-from workers.errors import InvoiceLockLost, MarkerNotReplicated
+from workers.errors import REPLICA_WAIT_SECONDS, InvoiceLockLost, MarkerNotReplicated
 from workers.invoice_record import InvoiceRecord, payment_key
 
 PENDING = "pending"
@@ -191,7 +191,8 @@ class Markers:
             raise MarkerNotReplicated(
                 f"the marker of invoice {invoice_id}'s payment reached {held} of "
                 f"{self._ack_replicas} replicas within {self._ack_timeout_ms} ms "
-                "(REDIS_ACK_REPLICAS); nothing was sent to Nexudus, the job will run again"
+                "(REDIS_ACK_REPLICAS); nothing was sent to Nexudus, the job will run again",
+                retry_after=REPLICA_WAIT_SECONDS,
             )
 
     def forget(self, invoice_id: int, provider: str, token: str) -> None:
