@@ -33,6 +33,7 @@ SHARED = frozenset(
         "payhooks:metrics",
         "payhooks:breaker",
         "payhooks:rate",
+        "payhooks:job-template",
     }
 )
 

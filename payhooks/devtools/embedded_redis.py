@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -42,8 +43,16 @@ def free_port() -> int:
 class EmbeddedRedis:
     """``with EmbeddedRedis() as server: server.url``; the data lives in a temp dir."""
 
-    def __init__(self, *, port: int | None = None, data_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        data_dir: str | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
+        #: What runs the server (a benchmark's ``valgrind --tool=callgrind``), if anything.
+        self._wrapper = list(wrapper)
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="payhooks-redis-")
         self._process: subprocess.Popen[bytes] | None = None
@@ -52,9 +61,17 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int:
+        """The server's process (valgrind's, when it runs under it: the same process)."""
+        if self._process is None:
+            raise RuntimeError("not started")
+        return self._process.pid
+
     def start(self) -> Self:
         self._process = subprocess.Popen(
             [
+                *self._wrapper,
                 redis_server_binary(),
                 "--port",
                 str(self.port),
@@ -78,7 +95,7 @@ class EmbeddedRedis:
             start_new_session=True,
         )
         client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + (120 if self._wrapper else 10)
         while True:
             try:
                 client.ping()

@@ -2,13 +2,18 @@
 
 The job's fields come from RQ's own ``Job.create(...).to_dict()``, so RQ's workers,
 registries, CLI and rq-dashboard understand it. It calls ``apply_payment_event`` with no
-argument: the event travels in the job's own hash, beside RQ's fields, one small field
-each (``event`` its key, ``e.kind``, ``e.token``, …; ``event_fields``). Plain text, never
-a pickled object, and no separate copy: the job is the event's only record besides the
-webhook's body. Every value stays under Redis's 64-byte listpack limit as a rule, so the
-hash is kept compact (a hash with one longer value takes about four times the memory);
-the description is short for the same reason. Jobs queued by 0.1.0 carry the event key
-as their argument and the event in ``payhooks:event:<key>``; the worker reads both.
+argument: the event travels in the job's own hash, beside RQ's fields, in a few small
+fields (``event`` its key, ``e.type``, ``e.token``, ``e`` its short values, …;
+``event_fields``). Plain text, never a pickled object, and no separate copy: the job is
+the event's only record besides the webhook's body. Every value stays under Redis's
+64-byte listpack limit as a rule, so the hash is kept compact (a hash with one longer
+value takes about four times the memory); the description is short for the same reason.
+Each field costs the shared Redis CPU per event (a compact hash is searched whole for
+each field set, and the AOF and every replica get each one), so RQ's fields that it
+writes empty are left out, and so are the event's that say nothing new. Jobs queued by
+0.1.0 carry the event key as their argument and the event in ``payhooks:event:<key>``;
+jobs queued up to issue 21's fourth pass hold a field per event value; the worker
+reads all three.
 
 Building a Job per webhook costs about as much as everything else the receiver does,
 and almost all of its fields are the same for every job. So a template job is built
@@ -52,8 +57,13 @@ VARIABLE_FIELDS = ("data", "description", "created_at", "enqueued_at")
 #: hash: Redis's compact encoding holds values of at most 64 bytes, not characters).
 DESCRIPTION_BYTES = 64
 _ELLIPSIS = "…"
-#: The job hash field holding the event key (the rest of the event: ``e.*``).
+#: The job hash field holding the event key (the rest of the event: ``e`` and ``e.*``).
 EVENT_FIELD = "event"
+#: The field holding the event's short values, one JSON array (``_PACKED``): each was a
+#: field of its own (``e.kind``, ``e.amount``, …) up to issue 21's fourth pass, and
+#: together they stay well under the 64 bytes of a compact hash's value.
+PACKED_FIELD = "e"
+_PACKED = ("e.kind", "e.amount", "e.currency", "e.invoice_id", "e.rpp")
 
 
 class JobFields(NamedTuple):
@@ -82,25 +92,29 @@ def short_description(event: PaymentEvent, note: str = "") -> str:
 
 
 def event_fields(event: PaymentEvent) -> dict[str, str]:
-    """The event as the job hash holds it; absent values are left out."""
+    """The event as the job hash holds it; absent values are left out, and so is the
+    object when it is the token (as a Stripe PaymentIntent's is)."""
+    invoice_id = event.invoice.invoice_id
+    rpp = event.regular_payment_provider
     fields = {
         EVENT_FIELD: event.key,
         "e.type": event.event_type,
-        "e.kind": event.kind.value,
         "e.token": event.token,
         "e.at": event.occurred_at.isoformat(),
-        "e.object": event.object_id,
+        PACKED_FIELD: orjson.dumps(
+            [
+                event.kind.value,
+                None if event.amount is None else str(event.amount),
+                event.currency,
+                invoice_id,
+                None if rpp is None else int(rpp),
+            ]
+        ).decode(),
     }
-    if event.invoice.invoice_id is not None:
-        fields["e.invoice_id"] = str(event.invoice.invoice_id)
+    if event.object_id != event.token:
+        fields["e.object"] = event.object_id
     if event.invoice.number is not None:
         fields["e.number"] = event.invoice.number
-    if event.amount is not None:
-        fields["e.amount"] = str(event.amount)
-    if event.currency is not None:
-        fields["e.currency"] = event.currency
-    if event.regular_payment_provider is not None:
-        fields["e.rpp"] = str(int(event.regular_payment_provider))
     if event.payment_method is not None:
         fields["e.method"] = event.payment_method
     if event.details:
@@ -109,13 +123,21 @@ def event_fields(event: PaymentEvent) -> dict[str, str]:
 
 
 def event_from_fields(raw: Mapping[Any, Any]) -> PaymentEvent | None:
-    """The event a job hash holds (``event_fields``), or None if it holds none (a job
-    queued by 0.1.0, or one whose hash has expired)."""
+    """The event a job hash holds (``event_fields``, or as jobs queued before issue 21's
+    fourth pass held it: a field per value), or None if it holds none (a job queued by
+    0.1.0, or one whose hash has expired)."""
     named = ((text(k), v) for k, v in raw.items())
-    fields = {k: text(v) for k, v in named if k == EVENT_FIELD or k.startswith("e.")}
+    fields = {k: text(v) for k, v in named if k in (EVENT_FIELD, PACKED_FIELD) or k[:2] == "e."}
     key = fields.get(EVENT_FIELD)
     if key is None:
         return None
+    packed = fields.get(PACKED_FIELD)
+    if packed is not None:
+        fields.update(
+            (name, str(value))
+            for name, value in zip(_PACKED, orjson.loads(packed), strict=True)
+            if value is not None
+        )
     provider, _, event_id = key.partition(":")
     invoice_id = fields.get("e.invoice_id")
     rpp = fields.get("e.rpp")
@@ -134,7 +156,7 @@ def event_from_fields(raw: Mapping[Any, Any]) -> PaymentEvent | None:
         amount=None if amount is None else Decimal(amount),
         currency=fields.get("e.currency"),
         occurred_at=datetime.fromisoformat(fields["e.at"]),
-        object_id=fields["e.object"],
+        object_id=fields.get("e.object", fields["e.token"]),
         regular_payment_provider=None if rpp is None else RegularPaymentProvider(int(rpp)),
         payment_method=fields.get("e.method"),
         details=dict(orjson.loads(details)) if details else {},
@@ -170,8 +192,14 @@ class JobFactory:
         #: its hash). Uncompressed: RQ reads data that is not zlib's as it is, and a
         #: payload this small only grows when compressed.
         self.data: bytes = self._serializer.dumps((JOB_FUNCTION, None, (), {}))
+        #: RQ's fields that are the same for every job, but for those it writes empty (no
+        #: callbacks, not started, no worker, no group): RQ reads an absent field as it
+        #: reads an empty one (``Job.restore``: ``if obj.get(name)``), and each field costs
+        #: Redis CPU per event (a compact hash is searched whole for every field set).
         self.constant_fields: dict[str, Any] = {
-            name: value for name, value in template.to_dict().items() if name not in VARIABLE_FIELDS
+            name: value
+            for name, value in template.to_dict().items()
+            if name not in VARIABLE_FIELDS and value != ""
         }
 
     def fields(self, event_key: str, description: str, timestamp: str | None = None) -> JobFields:

@@ -5,11 +5,11 @@ same writes follow, atomically, in one Lua script per event: the origin is kept 
 webhook's body and signature headers, or the polled record; compressed), the trail gets
 its entries ("received" or "polled"; the trail is the dedupe record: an event whose
 trail says it was queued is a duplicate), and, unless the event was recorded before, the
-one RQ job (what ``Queue.enqueue`` would write: job hash, queue set, push), holding the
-event itself (payhooks/storage/jobs.py). ``RecordOnce`` builds the script's calls for a
-batch; ``run_sync`` runs them with redis-py (a poll, a replay), ``run_async`` with
-redis.asyncio (the receiver, whose group commit in service/inbox.py sits on top of it). A
-poll's calls are fenced by its task's lease: each script first checks that the lease still
+one RQ job (what ``Queue.enqueue`` would write, as RQ reads it: job hash, queue set,
+push), holding the event itself (payhooks/storage/jobs.py). ``RecordOnce`` builds the
+script's calls for a batch; ``run_sync`` runs them with redis-py (a poll, a replay),
+``run_async`` with redis.asyncio (the receiver, whose group commit in service/inbox.py
+sits on top of it). A poll's calls are fenced by its task's lease: each script first checks that the lease still
 holds the run's token, and writes nothing if not, so a run that outlived its lease cannot
 write alongside the next one.
 """
@@ -78,6 +78,16 @@ SCRIPT_ARGS = (
 # since by its stage, or stages ("<Unix ms> <stage>[+<stage>][ <fields>]").
 # The trail is read and appended to by trail.TRAIL_LUA's functions, as every reader and
 # writer of a trail does: a string of lines, or a list if an earlier release began it.
+#
+# The script runs once per event on the Redis every receiver and worker shares, so it
+# does no work a new event does not need (issue 21's fourth pass): one EXISTS tells a new
+# event (none of its records there: almost every event) from one seen in some way, and
+# only the latter's trail is read; a new trail is written at once. The job's RQ fields
+# that are the same for every job are copied from a template hash (COPY duplicates its
+# compact encoding whole; a field set costs a search of the whole hash), which the first
+# script to miss it writes; the job's own fields follow. PERSIST: a template given a TTL
+# by hand must not pass it on to the jobs. The TTL is text: Redis formats a Lua number
+# with snprintf on every call.
 _RECORD_AND_ENQUEUE = """
 if fence_key ~= '' and redis.call('GET', fence_key) ~= fence_token then
     return -1
@@ -85,40 +95,50 @@ end
 if webhook ~= '' and redis.call('TYPE', webhook_key).ok ~= 'hash' then
     redis.call('SET', webhook_key, webhook, 'EX', TTL)
 end
-local QUEUED = {%(queued_stages)s}
-local function says_queued(entry)
-    if string.sub(entry, 1, 1) == '{' then
-        return string.find(entry, %(queued)s, 1, true)
-            or string.find(entry, %(replayed)s, 1, true)
-    end
-    local stages = string.match(entry, '^%%d+ ([^ ]+)')
-    for stage in string.gmatch(stages or '', '[^+]+') do
-        if QUEUED[stage] then
-            return true
+local fresh = redis.call('EXISTS', event_key, job_key, trail_key) == 0
+if not fresh then
+    local seen = redis.call('EXISTS', event_key, job_key) > 0
+    if not seen then
+        local QUEUED = {%(queued_stages)s}
+        for _, entry in ipairs(trail_entries(trail_key)) do
+            if string.sub(entry, 1, 1) == '{' then
+                seen = string.find(entry, %(queued)s, 1, true)
+                    or string.find(entry, %(replayed)s, 1, true)
+            else
+                local stages = string.match(entry, '^%%d+ ([^ ]+)')
+                for stage in string.gmatch(stages or '', '[^+]+') do
+                    if QUEUED[stage] then
+                        seen = true
+                        break
+                    end
+                end
+            end
+            if seen then
+                break
+            end
         end
     end
-    return false
-end
-local seen = redis.call('EXISTS', event_key) == 1 or redis.call('EXISTS', job_key) == 1
-if not seen then
-    for _, entry in ipairs(trail_entries(trail_key)) do
-        if says_queued(entry) then
-            seen = true
-            break
-        end
+    if seen then
+        note_trail(trail_key, TTL, {trail_duplicate})
+        return 0
     end
-end
-if seen then
-    note_trail(trail_key, TTL, {trail_duplicate})
-    return 0
 end
 local job_id = string.sub(job_key, %(job_prefix)d)
-redis.call('HSET', job_key, 'data', DATA, 'description', job_description,
-           'created_at', timestamp, 'enqueued_at', timestamp%(constants)s,
+if redis.call('COPY', %(template_key)s, job_key) == 0 then
+    redis.call('HSET', %(template_key)s, 'data', DATA%(constants)s)
+    redis.call('COPY', %(template_key)s, job_key)
+end
+redis.call('PERSIST', job_key)
+redis.call('HSET', job_key, 'description', job_description,
+           'created_at', timestamp, 'enqueued_at', timestamp,
            unpack(cjson.decode(event)))
 redis.call('SADD', %(queues_key)s, %(queue_key)s)
 redis.call('RPUSH', %(queue_key)s, job_id)
-append_trail(trail_key, TTL, {trail_arrival})
+if fresh then
+    redis.call('SET', trail_key, trail_arrival, 'EX', TTL)
+else
+    append_trail(trail_key, TTL, {trail_arrival})
+end
 if invoice_score ~= '' then
     redis.call('ZADD', invoice_index, 'NX', invoice_score, event_name)
     redis.call('EXPIRE', invoice_index, TTL)
@@ -190,7 +210,12 @@ def record_and_enqueue_script(jobs: JobFactory, ttl: int) -> str:
         f", {_lua_string(name)}, {_lua_string(value)}"
         for name, value in jobs.constant_fields.items()
     )
-    header = f"local TTL = {int(ttl)}\nlocal DATA = {_lua_string(jobs.data)}\n"
+    header = f"local TTL = '{int(ttl)}'\nlocal DATA = {_lua_string(jobs.data)}\n"
+    # Named by what it holds: another configuration (a job timeout changed while the old
+    # receivers still run) has a template of its own.
+    template = redis_keys.job_template(
+        hashlib.sha256((header + constants).encode()).hexdigest()[:16]
+    )
     return (
         header
         + _named_inputs()
@@ -198,6 +223,7 @@ def record_and_enqueue_script(jobs: JobFactory, ttl: int) -> str:
         + _RECORD_AND_ENQUEUE
         % {
             "constants": constants,
+            "template_key": _lua_string(template),
             "job_prefix": len(Job.key_for("")) + 1,
             "queue_key": _lua_string(jobs.queue_key),
             "queues_key": _lua_string(Queue.redis_queues_keys),

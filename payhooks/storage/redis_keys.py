@@ -37,6 +37,13 @@ def job_id(event_key: str) -> str:
     return f"{readable}-{digest}"
 
 
+def job_template(digest: str) -> str:
+    """The RQ fields every job shares, which the record-once script copies into each new
+    job (payhooks/storage/record_once.py); named by a digest of them. Kept without a TTL
+    (one is never passed on), and written again by the script if it is missing."""
+    return f"{PREFIX}:job-template:{digest}"
+
+
 def legacy_job_id(event_key: str) -> str:
     """The id jobs were queued under before 0.2 (not injective); only to find old jobs."""
     return _NOT_IN_JOB_ID.sub("-", event_key)

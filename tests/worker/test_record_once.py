@@ -18,7 +18,7 @@ from payhooks.providers.receivers import build_providers
 from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_connect, redis_keys, trail
-from payhooks.storage.jobs import JobFactory
+from payhooks.storage.jobs import JobFactory, queued_event
 from payhooks.storage.record_once import (
     Accepted,
     RecordOnce,
@@ -225,3 +225,70 @@ def test_a_body_sent_again_and_again_grows_its_trails_only_so_far(
     Trail(redis, ttl_seconds=settings.event_ttl_seconds).append(events[0].key, "applied")
     assert Trail(redis, ttl_seconds=60).history(events[0].key)[-1]["stage"] == "applied"
     assert recorded(redis, [events[0].key]) == [True]
+
+
+def test_a_new_event_runs_no_command_it_does_not_need(settings: Settings, redis: Redis) -> None:
+    """The script runs once per event on the Redis every receiver and worker shares, and
+    each command it runs costs that Redis CPU (issue 21's fourth pass): a new event of a
+    new webhook reads one EXISTS (and its webhook's TYPE), its job copies RQ's shared fields
+    from the template, and its trail is written without being read."""
+    record = recorder(settings)
+    first, events = stripe_event(settings, 41)
+    record_events(redis, record, first, events)  # the template is written
+    webhook, events = stripe_event(settings, 42)
+    redis.config_resetstat()
+    assert record_events(redis, record, webhook, events) == [Accepted.QUEUED]
+    stats = redis.info("commandstats")
+    calls = {
+        name.removeprefix("cmdstat_"): int(stat["calls"])
+        for name, stat in stats.items()
+        if name not in ("cmdstat_config", "cmdstat_info")
+    }
+    assert calls == {
+        "evalsha": 1,
+        "type": 1,  # the webhook: never written over a hash
+        "set": 2,  # the webhook, the trail
+        "exists": 1,
+        "copy": 1,
+        "persist": 1,
+        "hset": 1,
+        "sadd": 1,
+        "rpush": 1,
+        "zadd": 2,  # the invoice's events, the unapplied payments
+        "expire": 1,  # the invoice's events
+    }
+
+
+def test_a_job_holds_no_empty_field_and_its_event_in_few(settings: Settings, redis: Redis) -> None:
+    """Each field of the job hash costs Redis CPU per event (a compact hash is searched
+    whole for each one set, and each goes to the AOF and every replica): RQ's fields that
+    it writes empty are left out, and the event's short values are one field."""
+    webhook, [event] = stripe_event(settings, 42)
+    record_events(redis, recorder(settings), webhook, [event])
+    job = redis.hgetall(f"rq:job:{redis_keys.job_id(event.key)}")
+    assert b"" not in job.values()
+    # RQ's 11 that are not empty, and the event: its key, type, token, time, short values
+    # (kind, amount, currency, invoice, Nexudus provider), method and details.
+    assert len(job) == 11 + 7
+    assert queued_event(redis, event.key) == event
+
+
+def test_the_job_template_is_written_again_when_missing_and_passes_on_no_ttl(
+    settings: Settings, redis: Redis, queue: Queue
+) -> None:
+    record = recorder(settings)
+    jobs = []
+    for invoice in (41, 42, 43):
+        webhook, [event] = stripe_event(settings, invoice)
+        record_events(redis, record, webhook, [event])
+        jobs.append(f"rq:job:{redis_keys.job_id(event.key)}")
+        [template] = redis.scan_iter(match=redis_keys.job_template("*"))
+        if invoice == 41:
+            redis.delete(template)  # flushed by hand, say: the next event writes it again
+        elif invoice == 42:
+            redis.expire(template, 600)  # given a TTL by hand: a queued job must not expire
+    # Every job whole (RQ's fields and the event's), and none with a TTL.
+    fields = [set(redis.hkeys(job)) for job in jobs]
+    assert fields == [fields[0]] * 3
+    assert [redis.ttl(job) for job in jobs] == [-1] * 3
+    assert [job.get_status() for job in queue.get_jobs()] == ["queued"] * 3
