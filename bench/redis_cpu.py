@@ -9,11 +9,13 @@ gathers at 50 connections). A warm-up first (the unapplied set and the invoice i
 grow as they would), then ``CONFIG RESETSTAT`` and the measured webhooks; Redis's own
 figures are read: ``INFO commandstats`` (usec per EVALSHA and the commands inside it) and
 ``INFO cpu`` (used_cpu_sys + used_cpu_user of the whole server, and of its main thread),
-per webhook. The floor, as bench.receiver's bare app: one LPUSH of the raw body each, in
-the same batches.
+per webhook. The floor, as bench.receiver's bare app: one LPUSH of the raw body each, but
+in the same batches (the bare app sends one a round trip, so its Redis also pays a read
+and a write per webhook). With ``--callgrind``, Redis runs under valgrind and its
+instructions per webhook are counted, the figure a shared machine's load does not move.
 
 Usage: python -m bench.redis_cpu [--webhooks 20000] [--warmup 5000] [--batch 25]
-                                 [--rounds 3]
+                                 [--rounds 3] [--callgrind [--keep DIR]]
 """
 
 from __future__ import annotations
