@@ -18,7 +18,8 @@ reads all three.
 Building a Job per webhook costs about as much as everything else the receiver does,
 and almost all of its fields are the same for every job. So a template job is built
 once, at start-up, and only the fields that differ between jobs are computed per event.
-``full_mapping`` gives the whole hash, and a test holds it equal to RQ's own.
+``full_mapping`` gives the whole hash as RQ writes it, and a test holds the job RQ
+fetches from ours equal to it.
 """
 
 from __future__ import annotations
