@@ -12,7 +12,6 @@ Usage: python -m bench.receiver_stages [--webhooks 2000] [--rounds 7]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import logging
 import time
@@ -51,74 +50,96 @@ def _best(rounds: int, items: int, run: Callable[[], Any], before: Callable[[], 
     return best / items * 1e6
 
 
-def measure(webhooks: int, rounds: int) -> list[tuple[str, float]]:
-    settings = Settings.from_env({"STRIPE_WEBHOOK_SECRETS": SECRET})
-    provider = build_providers(settings)["stripe"]
-    record = RecordOnce(JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
-    name = provider.name
-    counters = {
-        outcome: metrics.EVENTS.labels(name, outcome)
-        for outcome in (*(a.value for a in Accepted), "ignored")
-    }
-    ack_seconds = metrics.ACK_SECONDS.labels(name)
-    requests = [
-        (body, CIMultiDictProxy(CIMultiDict(headers))) for body, headers in signed_webhooks(webhooks)
-    ]
-    stored = [handlers.stored_webhook(provider, body, headers) for body, headers in requests]
-    normalised = [provider.normalise(body, headers) for body, headers in requests]
-    events = [[e for e in items if isinstance(e, PaymentEvent)] for items in normalised]
-    ignored = [[e for e in items if isinstance(e, Ignored)] for items in normalised]
-    results = [[Accepted.QUEUED] * len(items) for items in events]
-    batch = list(zip(stored, events, ignored, strict=True))
-    outcomes = list(zip(events, results, ignored, strict=True))
+def _nothing() -> None:
+    pass
 
-    def nothing() -> None:
-        pass
 
+class Stages:
+    """The handler's steps over ``webhooks`` distinct webhooks, each step's inputs made by
+    the steps before it. Each step's results are dropped as it goes, as the server drops
+    them: kept, they would be the cyclic GC's to traverse, a cost the server does not have.
+    """
+
+    def __init__(self, webhooks: int) -> None:
+        settings = Settings.from_env({"STRIPE_WEBHOOK_SECRETS": SECRET})
+        self.provider = build_providers(settings)["stripe"]
+        self.record = RecordOnce(JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds)
+        self.name = name = self.provider.name
+        self.counters = {
+            outcome: metrics.EVENTS.labels(name, outcome)
+            for outcome in (*(a.value for a in Accepted), "ignored")
+        }
+        self.ack_seconds = metrics.ACK_SECONDS.labels(name)
+        self.requests = [
+            (body, CIMultiDictProxy(CIMultiDict(headers)))
+            for body, headers in signed_webhooks(webhooks)
+        ]
+        provider = self.provider
+        stored = [
+            handlers.stored_webhook(provider, body, headers) for body, headers in self.requests
+        ]
+        normalised = [provider.normalise(body, headers) for body, headers in self.requests]
+        events = [[e for e in items if isinstance(e, PaymentEvent)] for items in normalised]
+        ignored = [[e for e in items if isinstance(e, Ignored)] for items in normalised]
+        results = [[Accepted.QUEUED] * len(items) for items in events]
+        self.batch = list(zip(stored, events, ignored, strict=True))
+        self.outcomes = list(zip(events, results, ignored, strict=True))
+
+    def verify(self) -> None:
+        for body, headers in self.requests:
+            self.provider.verify(body, headers)
+
+    def redact(self) -> None:
+        for body, _ in self.requests:
+            self.provider.redact(body)
+
+    def store(self) -> None:
+        for body, headers in self.requests:
+            handlers.stored_webhook(self.provider, body, headers)
+
+    def normalise(self) -> None:
+        for body, headers in self.requests:
+            self.provider.normalise(body, headers)
+
+    def calls(self) -> None:
+        for webhook, events, ignored in self.batch:
+            self.record.calls(webhook, events, ignored)
+
+    def note(self) -> None:
+        for events, results, ignored in self.outcomes:
+            handlers._note_outcomes(self.name, events, results, ignored, self.counters)
+
+    def answer(self) -> None:
+        answer: dict[str, object] = {"status": "accepted", "queued": 1, "duplicates": 0}
+        for _ in self.requests:
+            handlers._json({**answer, "ignored": 0})
+
+    def observe(self) -> None:
+        for _ in self.requests:
+            self.ack_seconds.observe(0.002)
+
+    @staticmethod
     def fresh_job_ids() -> None:
         redis_keys.job_id.cache_clear()
 
-    def calls_then_cached() -> None:
-        # What the log line finds: each job id computed once already, by its calls.
+    def calls_then_cached(self) -> None:
+        """What the log line finds: each job id computed once already, by its calls."""
         redis_keys.job_id.cache_clear()
-        calls()
+        self.calls()
 
-    # Each stage's results are dropped as it goes, as the server drops them: kept, they
-    # would be the cyclic GC's to traverse, a cost the server does not have.
-    def verify() -> None:
-        for body, headers in requests:
-            provider.verify(body, headers)
 
-    def redact() -> None:
-        for body, _ in requests:
-            provider.redact(body)
-
-    def store() -> None:
-        for body, headers in requests:
-            handlers.stored_webhook(provider, body, headers)
-
-    def normalise() -> None:
-        for body, headers in requests:
-            provider.normalise(body, headers)
-
-    def calls() -> None:
-        for webhook, evs, ign in batch:
-            record.calls(webhook, evs, ign)
-
-    def note() -> None:
-        for evs, res, ign in outcomes:
-            handlers._note_outcomes(name, evs, res, ign, counters)
-
-    stages: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
-        ("verify (Stripe SDK)", verify, nothing),
-        ("redact (check only)", redact, nothing),
-        ("stored_webhook (redact, digest, zstd)", store, nothing),
-        ("normalise", normalise, nothing),
-        ("RecordOnce.calls", calls, fresh_job_ids),
-        ("_note_outcomes, no log line", note, calls_then_cached),
+def measure(webhooks: int, rounds: int) -> list[tuple[str, float]]:
+    stages = Stages(webhooks)
+    steps: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+        ("verify (Stripe SDK)", stages.verify, _nothing),
+        ("redact (check only)", stages.redact, _nothing),
+        ("stored_webhook (redact, digest, zstd)", stages.store, _nothing),
+        ("normalise", stages.normalise, _nothing),
+        ("RecordOnce.calls", stages.calls, stages.fresh_job_ids),
+        ("_note_outcomes, no log line", stages.note, stages.calls_then_cached),
     ]
     logging.getLogger().setLevel(logging.WARNING)
-    figures = [(label, _best(rounds, webhooks, run, before)) for label, run, before in stages]
+    figures = [(label, _best(rounds, webhooks, run, before)) for label, run, before in steps]
 
     # The log line as `payhooks serve` writes it: JSON, batched per turn of a uvloop loop.
     logs.configure("json", "INFO")
@@ -126,39 +147,21 @@ def measure(webhooks: int, rounds: int) -> list[tuple[str, float]]:
     assert isinstance(handler, logs.LoopBatchedHandler)
     handler.setStream(_Discard())
 
-    async def in_loop() -> float:
-        def note_and_write() -> None:
-            note()
-            handler.write_pending()
+    def note_and_write() -> None:
+        stages.note()
+        handler.write_pending()
 
-        return _best(rounds, webhooks, note_and_write, calls_then_cached)
+    async def in_loop() -> float:
+        return _best(rounds, webhooks, note_and_write, stages.calls_then_cached)
 
     loop = new_event_loop()
     try:
         figures.append(("_note_outcomes with the JSON line", loop.run_until_complete(in_loop())))
     finally:
         loop.close()
-    answer = {"status": "accepted", "queued": 1, "duplicates": 0, "ignored": 0}
-    figures.append(
-        ("the answer (_json)", _best(rounds, webhooks, lambda: _repeat(webhooks, answer), nothing))
-    )
-    figures.append(
-        (
-            "ack histogram observe",
-            _best(rounds, webhooks, lambda: _observe(webhooks, ack_seconds), nothing),
-        )
-    )
+    figures.append(("the answer (_json)", _best(rounds, webhooks, stages.answer, _nothing)))
+    figures.append(("ack histogram observe", _best(rounds, webhooks, stages.observe, _nothing)))
     return figures
-
-
-def _repeat(times: int, answer: dict[str, object]) -> None:
-    for _ in range(times):
-        handlers._json(answer)
-
-
-def _observe(times: int, histogram: Any) -> None:
-    for _ in range(times):
-        histogram.observe(0.002)
 
 
 def main() -> None:
