@@ -149,10 +149,14 @@ def test_a_line_per_event_goes_through_logging_when_anything_else_would_see_it(
 
     fields: dict[str, object] = {"provider": "stripe", "event_id": "evt_1"}
     json_handler = log.handlers[0]
+    second_stream = CountingStream()
+    second = LoopBatchedHandler(second_stream)
+    second.setFormatter(JsonFormatter())
     # Another handler (a test's caplog, an operator's), a filter on the logger or the
     # handler, a text formatter: each must see the record as logging makes it.
     changes: list[tuple[Callable[[], None], Callable[[], None]]] = [
         (lambda: log.addHandler(Keep()), lambda: log.removeHandler(log.handlers[-1])),
+        (lambda: log.addHandler(second), lambda: log.removeHandler(second)),
         (lambda: log.addFilter(_keep_all), lambda: log.removeFilter(_keep_all)),
         (lambda: json_handler.addFilter(_keep_all), lambda: json_handler.removeFilter(_keep_all)),
         (
@@ -168,12 +172,13 @@ def test_a_line_per_event_goes_through_logging_when_anything_else_would_see_it(
         finally:
             undo()
     assert [record.event_id for record in seen] == ["evt_1"]  # type: ignore[attr-defined]
-    assert len(stream.getvalue().splitlines()) == 4
+    assert len(second_stream.getvalue().splitlines()) == 1
+    assert len(stream.getvalue().splitlines()) == 5
     # Below the logger's level: nothing at all.
     quiet = logging.Logger("payhooks.webhook", logging.WARNING)  # noqa: LOG001
     quiet.addHandler(json_handler)
     logs.info_line(quiet, "webhook.queued", fields)
-    assert len(stream.getvalue().splitlines()) == 4
+    assert len(stream.getvalue().splitlines()) == 5
 
 
 def _keep_all(record: logging.LogRecord) -> bool:
