@@ -78,14 +78,22 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float =
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def build_requests(port: int, count: int) -> list[bytes]:
-    requests = []
+def signed_webhooks(count: int) -> list[tuple[bytes, dict[str, str]]]:
+    """(body, headers) of ``count`` distinct signed Stripe payment_intent.succeeded
+    webhooks (675 bytes each), as every receiver benchmark sends them."""
+    webhooks = []
     for n in range(count):
         intent = samples.payment_intent(invoice_id=1000 + n % 500, amount=Decimal("100.00"))
         body = json.dumps(samples.event("payment_intent.succeeded", intent)).encode()
-        _, headers = samples.signed(body, SECRET)
-        requests.append(loadgen.build_request("127.0.0.1", port, "/webhooks/stripe", body, headers))
-    return requests
+        webhooks.append(samples.signed(body, SECRET))
+    return webhooks
+
+
+def build_requests(port: int, count: int) -> list[bytes]:
+    return [
+        loadgen.build_request("127.0.0.1", port, "/webhooks/stripe", body, headers)
+        for body, headers in signed_webhooks(count)
+    ]
 
 
 def measure(

@@ -44,29 +44,43 @@ def utc_text(at: float, digits: int = 3) -> str:
     whole = int(at)
     if _second[0] != whole:
         _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    if digits == 3:  # a nested format spec costs a third of the call
+    # A nested format spec costs a third of the call: the usual widths are written out.
+    if digits == 3:
         return f"{_second[1]}.{int(at % 1 * 1000):03d}Z"
+    if digits == 6:
+        return f"{_second[1]}.{int(at % 1 * 1000000):06d}Z"
     return f"{_second[1]}.{int(at % 1 * 10**digits):0{digits}d}Z"
 
 
 _LEVELS = {n: logging.getLevelName(n).lower() for n in (10, 20, 30, 40, 50)}
 
 
+def _head(created: float, levelno: int, levelname: str, name: str, event: str) -> dict[str, object]:
+    """What every JSON line begins with, in this order; its fields follow."""
+    return {
+        "ts": utc_text(created),
+        "level": _LEVELS.get(levelno) or levelname.lower(),
+        "logger": name,
+        "event": event,
+    }
+
+
+def _json_line(data: dict[str, object]) -> str:
+    return orjson.dumps(data, default=str).decode()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, object] = {
-            "ts": utc_text(record.created),
-            "level": _LEVELS.get(record.levelno) or record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
+        data = _head(
+            record.created, record.levelno, record.levelname, record.name, record.getMessage()
+        )
         # _fields, inline (a line per event): no dict of its own to copy from.
         for k, v in islice(record.__dict__.items(), _SET_BY_INIT, None):
             if k not in _STANDARD and not k.startswith("_"):
                 data[k] = v
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(data, default=str).decode()
+        return _json_line(data)
 
 
 class TextFormatter(logging.Formatter):
@@ -95,14 +109,18 @@ class LoopBatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:  # noqa: BLE001 (logging's own policy: report, never raise)
             self.handleError(record)
             return
+        self.emit_line(line, record.levelno)
+
+    def emit_line(self, line: str, levelno: int) -> None:
+        """A formatted line, written as ``emit`` writes a record's (under the lock)."""
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if not self._pending and loop is not None and record.levelno < logging.ERROR:
+        if not self._pending and loop is not None and levelno < logging.ERROR:
             loop.call_soon(self.write_pending)
         self._pending.append(line)
-        if loop is None or record.levelno >= logging.ERROR:
+        if loop is None or levelno >= logging.ERROR:
             self._write()
 
     def write_pending(self) -> None:
@@ -125,6 +143,53 @@ class LoopBatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:
             self._write()
         super().flush()
+
+
+def info_line(logger: logging.Logger, event: str, fields: dict[str, object]) -> None:
+    """``logger.info(event, extra=fields)``, for a line per event (the receiver's): when the
+    line would reach only the JSON handler ``configure`` sets up, that handler is handed
+    the very line its formatter would write (``_head``, the fields, ``_json_line``) without
+    the LogRecord, the handler lookup and the formatter's pass over the record, which cost
+    most of the line; otherwise (text logs, a test's handler, a filter) through logging.
+    ``fields`` must hold none of a LogRecord's own names (``extra`` refuses them)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _json_handler_alone(logger)
+    if handler is None:
+        logger.info(event, extra=fields)
+        return
+    data = _head(time.time(), logging.INFO, "INFO", logger.name, event)
+    data.update(fields)
+    try:
+        line = _json_line(data)
+    except Exception:  # noqa: BLE001 (as emit: logging's policy is to report, never raise)
+        logger.info(event, extra=fields)
+        return
+    with handler.lock:  # type: ignore[union-attr]
+        handler.emit_line(line, logging.INFO)
+
+
+def _json_handler_alone(logger: logging.Logger) -> LoopBatchedHandler | None:
+    """The handler an INFO record of ``logger`` would reach, if it reaches exactly one, a
+    LoopBatchedHandler with the JsonFormatter and no filter (Logger.callHandlers' walk);
+    None if anything else could see or change the record."""
+    if logger.filters:  # a logger's own filters apply, not its ancestors'
+        return None
+    found: LoopBatchedHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if (
+                found is not None
+                or type(handler) is not LoopBatchedHandler
+                or type(handler.formatter) is not JsonFormatter
+                or handler.filters
+                or handler.level > logging.INFO
+            ):
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    return found
 
 
 def configure(log_format: str, level: str) -> None:

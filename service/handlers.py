@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from payhooks.domain.events import Ignored, PaymentEvent
+from payhooks.logs import info_line
 from payhooks.providers.kit.receiver_errors import (
     BodyTooLarge,
     InvalidPayload,
@@ -202,9 +203,10 @@ def _note_outcomes(
         else:
             duplicates += 1
         counters[result].inc()  # a StrEnum: finds its value's key
-        log.info(
+        info_line(
+            log,
             _MESSAGES[result],
-            extra={
+            {
                 "provider": name,
                 "event_id": event.event_id,
                 "event_type": event.event_type,
@@ -215,9 +217,10 @@ def _note_outcomes(
         )
     for item in ignored:
         counters["ignored"].inc()
-        log.info(
+        info_line(
+            log,
             "webhook.ignored",
-            extra={
+            {
                 "provider": name,
                 "event_id": item.event_id,
                 "event_type": item.event_type,

@@ -105,7 +105,13 @@ async def read_body(request: web.Request, limits: ReadLimits, budget: PendingBod
         raise _closing(BodyTooLarge("body over 1 MiB"))
     content = request.content
     if content.is_eof():  # the whole body came with the headers: the usual webhook
-        return await request.read()
+        # All of it is buffered already: taken in one call (request.read() loops over
+        # readany and copies it twice), held to the same limit (a chunked body declares
+        # no length).
+        body = content.read_nowait()
+        if len(body) > limits.max_body_bytes:
+            raise BodyTooLarge("body over 1 MiB")
+        return body
     reserved = max((declared or 0) - limits.free_bytes, 0)
     if not budget.reserve(reserved):
         raise _closing(ReceiverBusy("too many large bodies arriving at once; retry later"))

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -318,15 +319,16 @@ class RecordOnce:
         store_webhook: bool,
         fence: Fence | None,
     ) -> list[Any]:
-        job = self._jobs.fields(event.key, short_description(event), stamp)
+        key = event.key  # a property, made afresh on each read
+        job = self._jobs.fields(key, short_description(event), stamp)
         # trail.entry_at's entries, written out: the time, stages and field name are ours
         # and the digest is hex, so nothing needs escaping.
         origin = f'{{"{trail.FIELD_NAMES[webhook.TRAIL_FIELD]}":"{webhook.digest}"}}'
         invoice_id = event.invoice.invoice_id
         script_keys = {
-            "event_key": redis_keys.event(event.key),
+            "event_key": redis_keys.event(key),
             "job_key": job.job_key,
-            "trail_key": redis_keys.trail(event.key),
+            "trail_key": redis_keys.trail(key),
             "invoice_index": redis_keys.invoice_events(invoice_id if invoice_id is not None else 0),
             "webhook_key": webhook.key,
             "fence_key": fence.key if fence else "",
@@ -341,9 +343,9 @@ class RecordOnce:
             "trail_duplicate": f"{at} duplicate {origin}",
             # Unix ms, a whole number: Redis keeps it in 6 bytes less than the float.
             "invoice_score": "" if invoice_id is None else str(at),
-            "event_name": event.key,
+            "event_name": key,
             "webhook": webhook.record() if store_webhook else "",
-            "event": orjson.dumps([item for pair in event_fields(event).items() for item in pair]),
+            "event": orjson.dumps(list(chain.from_iterable(event_fields(event).items()))),
             "fence_token": fence.token if fence else "",
             "unapplied_score": unapplied.score(event, ttl_seconds=self._ttl, now=now),
         }

@@ -6,10 +6,12 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from payhooks import logs
 from payhooks.logs import JsonFormatter, LoopBatchedHandler
 
 
@@ -90,3 +92,102 @@ def test_a_line_holds_every_field_given_and_none_of_the_records_own(
     assert {k: first[k] for k in fields} == fields
     assert second.keys() == common | {"provider", "reason"}
     assert made.keys() == common | {"x"}
+
+
+@pytest.fixture
+def alone() -> tuple[logging.Logger, CountingStream]:
+    """A logger whose only handler is the JSON one, as `payhooks serve` configures it (a
+    logger of its own: pytest's capture handlers are on the loggers it knows)."""
+    stream = CountingStream()
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.Logger("payhooks.webhook")  # noqa: LOG001 (unknown to pytest)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return log, stream
+
+
+def test_a_line_per_event_is_the_line_logging_writes(
+    alone: tuple[logging.Logger, CountingStream],
+) -> None:
+    # info_line hands the JSON handler its line itself when that handler alone would see
+    # it: the same keys, order and values as the formatter's line for the same record.
+    log, stream = alone
+    fields: dict[str, object] = {
+        "provider": "stripe",
+        "event_id": "evt_1",
+        "event_type": "payment_intent.succeeded",
+        "job_id": "stripe-evt_1-ab",
+        "kind": "paid",
+        "invoice": "invoice number 'INV-7'",
+    }
+    assert logs._json_handler_alone(log) is log.handlers[0]
+    before = time.time()
+    logs.info_line(log, "webhook.queued", fields)
+    after = time.time()
+    [fast] = stream.getvalue().splitlines()
+    stamp = json.loads(fast)["ts"]
+    assert logs.utc_text(before) <= stamp <= logs.utc_text(after)
+    # The record logging makes for log.info(..., extra=fields), at the line's own time.
+    record = log.makeRecord(log.name, logging.INFO, "", 0, "webhook.queued", (), None, extra=fields)
+    seconds, _, millis = stamp.removesuffix("Z").partition(".")
+    at = time.mktime(time.strptime(seconds, "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    record.created = at + int(millis) / 1000 + 0.0005
+    assert log.handlers[0].format(record) == fast
+
+
+def test_a_line_per_event_goes_through_logging_when_anything_else_would_see_it(
+    alone: tuple[logging.Logger, CountingStream],
+) -> None:
+    log, stream = alone
+    assert logs._json_handler_alone(log) is log.handlers[0]
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    fields: dict[str, object] = {"provider": "stripe", "event_id": "evt_1"}
+    json_handler = log.handlers[0]
+    second_stream = CountingStream()
+    second = LoopBatchedHandler(second_stream)
+    second.setFormatter(JsonFormatter())
+    # Another handler (a test's caplog, an operator's), a filter on the logger or the
+    # handler, a text formatter: each must see the record as logging makes it.
+    changes: list[tuple[Callable[[], None], Callable[[], None]]] = [
+        (lambda: log.addHandler(Keep()), lambda: log.removeHandler(log.handlers[-1])),
+        (lambda: log.addHandler(second), lambda: log.removeHandler(second)),
+        (lambda: log.addFilter(_keep_all), lambda: log.removeFilter(_keep_all)),
+        (lambda: json_handler.addFilter(_keep_all), lambda: json_handler.removeFilter(_keep_all)),
+        (
+            lambda: json_handler.setFormatter(logs.TextFormatter()),
+            lambda: json_handler.setFormatter(logs.JsonFormatter()),
+        ),
+    ]
+    for change, undo in changes:
+        change()
+        try:
+            assert logs._json_handler_alone(log) is None
+            logs.info_line(log, "webhook.queued", fields)
+        finally:
+            undo()
+    assert [record.event_id for record in seen] == ["evt_1"]  # type: ignore[attr-defined]
+    assert len(second_stream.getvalue().splitlines()) == 1
+    assert len(stream.getvalue().splitlines()) == 5
+    # Below the logger's level: nothing at all.
+    quiet = logging.Logger("payhooks.webhook", logging.WARNING)  # noqa: LOG001
+    quiet.addHandler(json_handler)
+    logs.info_line(quiet, "webhook.queued", fields)
+    assert len(stream.getvalue().splitlines()) == 5
+
+
+def _keep_all(record: logging.LogRecord) -> bool:
+    return True
+
+
+@pytest.mark.parametrize("digits", [3, 6])
+def test_utc_text_writes_the_usual_widths_as_any_other(digits: int) -> None:
+    # 3 and 6 digits are written out (no nested format spec): the same text.
+    for at in (0.0, 1796616963.0005, 1796616963.999999, 1796616963.123456789, 1e9 + 0.5):
+        whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(at)))
+        assert logs.utc_text(at, digits) == f"{whole}.{int(at % 1 * 10**digits):0{digits}d}Z"
