@@ -87,8 +87,12 @@ SCRIPT_ARGS = (
 # that are the same for every job are copied from a template hash (COPY duplicates its
 # compact encoding whole; a field set costs a search of the whole hash), which the first
 # script to miss it writes; the job's own fields follow. PERSIST: a template given a TTL
-# by hand must not pass it on to the jobs. The TTL is text: Redis formats a Lua number
-# with snprintf on every call.
+# by hand must not pass it on to the jobs. A template that is no hash (set by hand) is
+# copied all the same, and the job's fields then fail WRONGTYPE: that copy is deleted
+# and the template written again before the job is, as a script's earlier writes stay
+# when a later command fails, and a job key left without its job would make the event a
+# duplicate for good (pcall, not a TYPE per event: the usual event pays nothing for it).
+# The TTL is text: Redis formats a Lua number with snprintf on every call.
 _RECORD_AND_ENQUEUE = """
 if fence_key ~= '' and redis.call('GET', fence_key) ~= fence_token then
     return -1
@@ -130,9 +134,17 @@ if redis.call('COPY', %(template_key)s, job_key) == 0 then
     redis.call('COPY', %(template_key)s, job_key)
 end
 redis.call('PERSIST', job_key)
-redis.call('HSET', job_key, 'description', job_description,
-           'created_at', timestamp, 'enqueued_at', timestamp,
-           unpack(cjson.decode(event)))
+local own = redis.pcall('HSET', job_key, 'description', job_description,
+                        'created_at', timestamp, 'enqueued_at', timestamp,
+                        unpack(cjson.decode(event)))
+if type(own) == 'table' and own.err then
+    redis.call('DEL', job_key, %(template_key)s)
+    redis.call('HSET', %(template_key)s, 'data', DATA%(constants)s)
+    redis.call('COPY', %(template_key)s, job_key)
+    redis.call('HSET', job_key, 'description', job_description,
+               'created_at', timestamp, 'enqueued_at', timestamp,
+               unpack(cjson.decode(event)))
+end
 redis.call('SADD', %(queues_key)s, %(queue_key)s)
 redis.call('RPUSH', %(queue_key)s, job_id)
 if fresh then

@@ -292,3 +292,28 @@ def test_the_job_template_is_written_again_when_missing_and_passes_on_no_ttl(
     assert fields == [fields[0]] * 3
     assert [redis.ttl(job) for job in jobs] == [-1] * 3
     assert [job.get_status() for job in queue.get_jobs()] == ["queued"] * 3
+
+
+def test_a_template_that_is_no_hash_is_written_again_and_leaves_no_job_key_behind(
+    settings: Settings, redis: Redis, queue: Queue
+) -> None:
+    """The template set by hand to another type is copied all the same, and the job's own
+    fields then fail. A script's earlier writes stay when a later command fails: a job key
+    left holding that copy would make every delivery of the event a duplicate (and the
+    reconcile scan take it as recorded), so the event would never be queued."""
+    record = recorder(settings)
+    webhook, events = stripe_event(settings, 41)
+    record_events(redis, record, webhook, events)
+    [template] = redis.scan_iter(match=redis_keys.job_template("*"))
+    jobs = [f"rq:job:{redis_keys.job_id(events[0].key)}"]
+    for invoice, spoil in ((42, redis.set), (43, redis.rpush)):
+        redis.delete(template)
+        spoil(template, "set by hand")
+        webhook, events = stripe_event(settings, invoice)
+        assert record_events(redis, record, webhook, events) == [Accepted.QUEUED]
+        assert record_events(redis, record, webhook, events) == [Accepted.DUPLICATE]
+        jobs.append(f"rq:job:{redis_keys.job_id(events[0].key)}")
+        assert redis.type(template) == b"hash"
+    fields = [set(redis.hkeys(job)) for job in jobs]
+    assert fields == [fields[0]] * 3
+    assert [job.get_status() for job in queue.get_jobs()] == ["queued"] * 3
