@@ -29,7 +29,7 @@ from payhooks.providers.listers import build_listers
 from payhooks.providers.pollers import POLLERS, build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from payhooks.storage.jobs import JobFactory, event_fields, event_key_of, short_description
+from payhooks.storage.jobs import JobFactory, event_key_of, replace_event, short_description
 from payhooks.storage.trail import Trail
 
 
@@ -412,7 +412,7 @@ class Ops:
                     ex=self.settings.event_ttl_seconds,
                 )
             else:
-                self.redis.hset(Job.key_for(job_id), mapping=event_fields(event))  # type: ignore[arg-type]
+                replace_event(self.redis, Job.key_for(job_id), event)
             return f"{event.key}: job {job_id} is already {status.value}; it will use the new event"
         if status is JobStatus.STARTED:
             return (

@@ -123,6 +123,32 @@ def event_fields(event: PaymentEvent) -> dict[str, str]:
     return fields
 
 
+#: Every field a job's event is held in, now or by jobs queued before (a field per value).
+_EVENT_FIELD_NAMES = (
+    EVENT_FIELD,
+    PACKED_FIELD,
+    *_PACKED,
+    "e.type",
+    "e.token",
+    "e.at",
+    "e.object",
+    "e.number",
+    "e.method",
+    "e.details",
+)
+
+
+def replace_event(redis: Redis, job_key: str, event: PaymentEvent) -> None:
+    """Write ``event`` over the one a queued job holds, whole: absent values are not
+    written (nor the object when it is the token), and a job queued before issue 21's
+    fourth pass holds a field per value, so an old field left beside the new ones would be
+    read back as part of the event. One transaction: a worker reads the one or the other."""
+    with redis.pipeline() as pipe:
+        pipe.hdel(job_key, *_EVENT_FIELD_NAMES)
+        pipe.hset(job_key, mapping=event_fields(event))  # type: ignore[arg-type]
+        pipe.execute()
+
+
 def event_from_fields(raw: Mapping[Any, Any]) -> PaymentEvent | None:
     """The event a job hash holds (``event_fields``, or as jobs queued before issue 21's
     fourth pass held it: a field per value), or None if it holds none (a job queued by

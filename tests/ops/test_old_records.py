@@ -28,9 +28,11 @@ from payhooks.cli.ops import Ops
 from payhooks.cli.ops_render import print_trail
 from payhooks.cli.unprocessed import UnprocessedWebhooks
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
+from payhooks.providers.receivers import build_providers
 from payhooks.providers.stripe import sample as stripe_samples
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.jobs import queued_event
 from payhooks.storage.record_once import Accepted, recorded
 from payhooks.storage.trail import origin_digest
 from tests.support.delivery import deliver
@@ -224,3 +226,21 @@ def test_an_old_list_trail_stays_a_list_and_a_new_trail_is_a_string(
     assert redis.type(redis_keys.trail(fresh_key)) == b"string"
     assert recorded(redis, [PAID, fresh_key]) == [True, True]
     assert queue.count == 1
+
+
+def test_replay_event_over_a_queued_old_job_leaves_none_of_its_old_event_behind(
+    ops: Ops, redis: Redis, settings: Settings
+) -> None:
+    """A job queued before issue 21's fourth pass holds its event a field per value; since,
+    the object is left out when it is the token, and absent values always were. So
+    `replay-event` of a queued job, writing the event as the current code reads it over
+    the old one, must drop the old fields the new event does not write, or the job runs
+    with a mix of both (here, what an older normaliser read as the object and a number)."""
+    restore(redis, "60fe52f")
+    job_key = Job.key_for(redis_keys.job_id(PAID))
+    redis.hset(job_key, mapping={"e.object": "ch_read_by_an_older_release", "e.number": "INV-9"})
+    answer = ops.replay_event(PAID)
+    assert answer.endswith("is already queued; it will use the new event"), answer
+    stored = webhook_of(ops, PAID)
+    [current] = build_providers(settings)["stripe"].normalise(stored["body"], stored["headers"])
+    assert queued_event(redis, PAID) == current
