@@ -19,6 +19,7 @@ from rq import Queue
 from payhooks.devtools.embedded_redis import free_port
 from payhooks.providers.stripe import sample as samples
 from payhooks.settings import Settings
+from payhooks.storage.jobs import event_from_fields
 from service.app import create_app
 from service.intake import ReadLimits
 from service.server import serve
@@ -233,3 +234,42 @@ async def test_a_chunked_body_over_the_limit_that_came_whole_is_413(
     async with serving(settings, ReadLimits(max_body_bytes=len(body))) as port:
         assert await status_of(port, request) == 200
     assert queue.count == 1
+
+
+async def test_pipelined_webhooks_each_get_their_own_body(port: int, queue: Queue) -> None:
+    """A body that came whole is taken from its request's own buffer (service/intake.py):
+    webhooks pipelined on one keep-alive connection, in one write and split across writes,
+    with Content-Length or chunked, each verify and queue their own body; a forged one
+    between them is refused without touching its neighbours."""
+
+    def pipelined(invoice_id: int, *, chunked: bool = False, forged: bool = False) -> bytes:
+        request = webhook_request(invoice_id).replace(b"Connection: close\r\n", b"")
+        head, _, body = request.partition(b"\r\n\r\n")
+        if forged:
+            body = body.replace(b'"%d"' % invoice_id, b'"%d"' % (invoice_id + 50))
+        if chunked:
+            head = head.replace(b"Content-Length: %d" % len(body), b"Transfer-Encoding: chunked")
+            halves = (body[:100], body[100:])
+            body = b"".join(b"%x\r\n%s\r\n" % (len(h), h) for h in halves) + b"0\r\n\r\n"
+        return head + b"\r\n\r\n" + body
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        whole = pipelined(42) + pipelined(43, chunked=True) + pipelined(44, forged=True)
+        split = pipelined(45) + pipelined(46, chunked=True)
+        for part in (whole + split[:60], split[60:300], split[300:]):
+            writer.write(part)
+            await writer.drain()
+        statuses = []
+        for _ in range(5):
+            statuses.append(int((await asyncio.wait_for(reader.readline(), 5)).split()[1]))
+            length = 0
+            while (line := await reader.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.partition(b":")[2])
+            await reader.readexactly(length)
+    finally:
+        writer.close()
+    assert statuses == [200, 200, 400, 200, 200]
+    queued = [event_from_fields(queue.connection.hgetall(job.key)) for job in queue.get_jobs()]
+    assert sorted(e.invoice.invoice_id for e in queued if e is not None) == [42, 43, 45, 46]
