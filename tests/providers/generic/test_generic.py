@@ -82,6 +82,18 @@ class TestReceiver:
         assert "BANK-TX" not in text  # the body is not echoed back
         assert queue.count == 0
 
+    @pytest.mark.parametrize("invoice_id", [2**63, 2**64 - 1])
+    async def test_an_invoice_id_past_a_signed_64_bit_integer_is_422_not_kept_unprocessed(
+        self, client: TestClient, queue: Queue, invoice_id: int
+    ) -> None:
+        # No Nexudus id is that large, and a job cannot hold it (orjson reads such a number
+        # but writes none past 2**63 - 1 into the job): the sender is told, not answered 200.
+        huge = samples.notification(invoice_id=invoice_id, amount="100.00")
+        status, answer = await post_webhook(client, BANK, *samples.signed(huge, GENERIC_SECRET))
+        assert (status, answer["error"]) == (422, "invalid_payload")
+        assert any(error.startswith("invoice_id:") for error in answer["errors"])
+        assert queue.count == 0
+
     async def test_unknown_source_is_404(self, client: TestClient) -> None:
         body, headers = samples.signed(
             samples.notification(invoice_id=42, amount="1.00"), GENERIC_SECRET
