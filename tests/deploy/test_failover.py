@@ -126,6 +126,7 @@ class Topology:
                 f"sentinel monitor {MASTER} 127.0.0.1 {self.primary_port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
+                f"logfile {self.workdir / f'sentinel-{n}.log'}\n"  # what it saw, on a failure
             )
             process, _ = start_redis(self.workdir, str(config), "--sentinel", port=port)
             self.processes[port] = process
@@ -163,14 +164,24 @@ class Topology:
         self.primary_port = self.primary()
         self.replica_ports.remove(self.primary_port)
         port = self.add_replica()
-        for sentinel in self.sentinel_ports:
-            wait_for(
-                lambda s=sentinel: any(
-                    int(r["port"]) == port and r["flags"] == "slave"
-                    for r in on(s, "SENTINEL", "REPLICAS", MASTER)
-                ),
-                timeout=60,
-            )
+        for n, sentinel in enumerate(self.sentinel_ports):
+            try:
+                wait_for(
+                    lambda s=sentinel: any(
+                        int(r["port"]) == port and r["flags"] == "slave"
+                        for r in on(s, "SENTINEL", "REPLICAS", MASTER)
+                    ),
+                    timeout=60,
+                )
+            except TimeoutError:
+                replicas = [
+                    (r["port"], r["flags"]) for r in on(sentinel, "SENTINEL", "REPLICAS", MASTER)
+                ]
+                log = (self.workdir / f"sentinel-{n}.log").read_text()[-3000:]
+                raise TimeoutError(
+                    f"Sentinel {sentinel} did not list replica {port} of primary "
+                    f"{self.primary_port} as a replica within 60 s: {replicas}\n{log}"
+                ) from None
         return self.primary_port
 
     def stop(self) -> None:
