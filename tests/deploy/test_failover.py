@@ -146,6 +146,19 @@ class Topology:
         _, port = on(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
         return int(port)
 
+    def agreed_primary(self, dead: int) -> int | None:
+        """The primary every Sentinel names, once they all name the same one (not ``dead``),
+        none of them is still failing over, and it answers as a primary. The first Sentinel
+        switching is not enough: another may be electing a second primary meanwhile (a new
+        epoch, seen under load), and a replica added to the first would then hang below it,
+        unknown to the Sentinels."""
+        views = [on(s, "SENTINEL", "MASTER", MASTER) for s in self.sentinel_ports]
+        ports = {int(view["port"]) for view in views}
+        if len(ports) != 1 or dead in ports or any(v["flags"] != "master" for v in views):
+            return None
+        [port] = ports
+        return port if on(port, "INFO", "replication")["role"] == "master" else None
+
     def kill(self, port: int) -> None:
         self.processes[port].send_signal(signal.SIGKILL)
         self.processes[port].wait()
@@ -160,8 +173,10 @@ class Topology:
         # Generous bounds: on a loaded 2-core machine the Sentinels' election and their
         # discovery of the new replica (INFO every 10 s) take longer; nothing waits longer
         # than it must.
-        wait_for(lambda: self.primary() != dead, timeout=60)
-        self.primary_port = self.primary()
+        wait_for(lambda: self.agreed_primary(dead) is not None, timeout=60)
+        primary = self.agreed_primary(dead)
+        assert primary is not None
+        self.primary_port = primary
         self.replica_ports.remove(self.primary_port)
         port = self.add_replica()
         for n, sentinel in enumerate(self.sentinel_ports):
