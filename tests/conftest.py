@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis import Redis
 from rq import Queue, SimpleWorker
+from xdist.scheduler import LoadScopeScheduling
 
 from payhooks.devtools.dev_environment import dev_environment
 from payhooks.devtools.embedded_redis import EmbeddedRedis
@@ -54,6 +56,23 @@ from tests.support.settings import (
     with_section,
 )
 from workers import context
+
+#: Modules whose tests each start a dozen processes (Sentinel topologies; the fault script's
+#: receiver and workers) and time elections and heartbeats. `scripts/test` runs the suite in
+#: two pytest-xdist workers: these run one after another in one of them, never beside each
+#: other, while every other test goes to whichever worker is free. (xdist's own
+#: ``--dist loadgroup`` marks do not take with pytest 9: their nodeid suffix is lost.)
+PROCESS_HEAVY = ("tests/deploy/test_fault.py::", "tests/deploy/test_failover.py::")
+
+
+class ProcessHeavyApart(LoadScopeScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+        return "process-heavy" if nodeid.startswith(PROCESS_HEAVY) else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    """For ``-n N`` (xdist's "load"); another ``--dist`` asked for is left to xdist."""
+    return ProcessHeavyApart(config, log) if config.getoption("dist") == "load" else None
 
 
 @pytest.fixture(scope="session")

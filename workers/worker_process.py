@@ -37,6 +37,13 @@ from workers.errors import JobError
 
 log = logging.getLogger("payhooks.worker")
 
+#: How often a worker renews the heartbeat of the job its work horse runs. RQ keeps a
+#: job's heartbeat for this plus 60 s (its own margin), so a job whose worker died is
+#: found abandoned at most 65 s after its last heartbeat, not RQ's default of 90 s. The
+#: margin a live worker has to ride through a time without Redis (heartbeats skipped) is
+#: RQ's 60 s either way: it is the interval that made the wait for a dead one longer.
+HEARTBEAT_SECONDS = 5
+
 #: What workers/jobs.py classifies (and logs) before letting it reach RQ.
 CLASSIFIED: tuple[type[BaseException], ...] = (JobError, RedisError, BaseTimeoutException)
 
@@ -185,6 +192,7 @@ def _payment_worker(settings: Settings, connection: Redis) -> PaymentWorker:
         connection=connection,
         maintenance_interval=settings.worker_maintenance_seconds,
         worker_ttl=settings.worker_maintenance_seconds + 15,
+        job_monitoring_interval=HEARTBEAT_SECONDS,
     )
 
 

@@ -126,6 +126,7 @@ class Topology:
                 f"sentinel monitor {MASTER} 127.0.0.1 {self.primary_port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
+                f"logfile {self.workdir / f'sentinel-{n}.log'}\n"  # what it saw, on a failure
             )
             process, _ = start_redis(self.workdir, str(config), "--sentinel", port=port)
             self.processes[port] = process
@@ -145,6 +146,19 @@ class Topology:
         _, port = on(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
         return int(port)
 
+    def agreed_primary(self, dead: int) -> int | None:
+        """The primary every Sentinel names, once they all name the same one (not ``dead``),
+        none of them is still failing over, and it answers as a primary. The first Sentinel
+        switching is not enough: another may be electing a second primary meanwhile (a new
+        epoch, seen under load), and a replica added to the first would then hang below it,
+        unknown to the Sentinels."""
+        views = [on(s, "SENTINEL", "MASTER", MASTER) for s in self.sentinel_ports]
+        ports = {int(view["port"]) for view in views}
+        if len(ports) != 1 or dead in ports or any(v["flags"] != "master" for v in views):
+            return None
+        [port] = ports
+        return port if on(port, "INFO", "replication")["role"] == "master" else None
+
     def kill(self, port: int) -> None:
         self.processes[port].send_signal(signal.SIGKILL)
         self.processes[port].wait()
@@ -159,18 +173,30 @@ class Topology:
         # Generous bounds: on a loaded 2-core machine the Sentinels' election and their
         # discovery of the new replica (INFO every 10 s) take longer; nothing waits longer
         # than it must.
-        wait_for(lambda: self.primary() != dead, timeout=60)
-        self.primary_port = self.primary()
+        wait_for(lambda: self.agreed_primary(dead) is not None, timeout=60)
+        primary = self.agreed_primary(dead)
+        assert primary is not None
+        self.primary_port = primary
         self.replica_ports.remove(self.primary_port)
         port = self.add_replica()
-        for sentinel in self.sentinel_ports:
-            wait_for(
-                lambda s=sentinel: any(
-                    int(r["port"]) == port and r["flags"] == "slave"
-                    for r in on(s, "SENTINEL", "REPLICAS", MASTER)
-                ),
-                timeout=60,
-            )
+        for n, sentinel in enumerate(self.sentinel_ports):
+            try:
+                wait_for(
+                    lambda s=sentinel: any(
+                        int(r["port"]) == port and r["flags"] == "slave"
+                        for r in on(s, "SENTINEL", "REPLICAS", MASTER)
+                    ),
+                    timeout=60,
+                )
+            except TimeoutError:
+                replicas = [
+                    (r["port"], r["flags"]) for r in on(sentinel, "SENTINEL", "REPLICAS", MASTER)
+                ]
+                log = (self.workdir / f"sentinel-{n}.log").read_text()[-3000:]
+                raise TimeoutError(
+                    f"Sentinel {sentinel} did not list replica {port} of primary "
+                    f"{self.primary_port} as a replica within 60 s: {replicas}\n{log}"
+                ) from None
         return self.primary_port
 
     def stop(self) -> None:

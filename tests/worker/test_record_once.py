@@ -136,6 +136,12 @@ def test_the_script_and_recorded_read_the_trail_alike(
     assert len(steps) == len(read_entries(entries)) + (1 if queued else 2)
 
 
+def type_and_fresh_ttl(redis: Redis, key: str, ttl: int) -> tuple[bytes, bool]:
+    """The key's type, and whether its TTL was just set to ``ttl``: Redis counts it down
+    meanwhile, a second or more on a busy machine (a worker's run between)."""
+    return redis.type(key), ttl - 5 <= redis.ttl(key) <= ttl
+
+
 def test_a_new_trail_is_one_string_every_writer_appends_to(
     settings: Settings, redis: Redis, queue: Queue, run_worker: RunWorker
 ) -> None:
@@ -144,21 +150,21 @@ def test_a_new_trail_is_one_string_every_writer_appends_to(
     record = recorder(settings)
     ttl = settings.event_ttl_seconds
     assert record_events(redis, record, webhook, [event]) == [Accepted.QUEUED]
-    assert (redis.type(key), redis.ttl(key)) == (b"string", ttl)
+    assert type_and_fresh_ttl(redis, key, ttl) == (b"string", True)
     # Each append sets the trail's TTL afresh, as RPUSH and EXPIRE did: the script's ...
     redis.expire(key, 100)
     assert record_events(redis, record, webhook, [event]) == [Accepted.DUPLICATE]
-    assert (redis.type(key), redis.ttl(key)) == (b"string", ttl)
+    assert type_and_fresh_ttl(redis, key, ttl) == (b"string", True)
     assert recorded(redis, [event.key]) == [True]
     # ... the worker's (Trail.append) ...
     redis.expire(key, 100)
     run_worker()
-    assert (redis.type(key), redis.ttl(key)) == (b"string", ttl)
+    assert type_and_fresh_ttl(redis, key, ttl) == (b"string", True)
     # ... and an ignored event's, written beside the script's calls.
     redis.expire(key, 100)
     ignored = Ignored(event.key.partition(":")[2], "charge.updated", "not a payment")
     run_sync(redis, record, record.calls(webhook, [], [ignored]))
-    assert (redis.type(key), redis.ttl(key)) == (b"string", ttl)
+    assert type_and_fresh_ttl(redis, key, ttl) == (b"string", True)
     lines = (redis.get(key) or b"").split(b"\n")
     steps = Trail(redis, ttl_seconds=60).history(event.key)
     assert [s["stage"] for s in steps] == [
@@ -179,9 +185,9 @@ def test_an_old_list_trail_stays_a_list_whoever_appends(settings: Settings, redi
     redis.rpush(key, '{"at":"2026-12-07T01:48:21.478Z","stage":"received"}')
     trail = Trail(redis, ttl_seconds=60)
     trail.append(event.key, "replayed", job_id="j")
-    assert (redis.type(key), redis.ttl(key)) == (b"list", 60)
+    assert type_and_fresh_ttl(redis, key, 60) == (b"list", True)
     assert record_events(redis, recorder(settings), webhook, [event]) == [Accepted.DUPLICATE]
-    assert (redis.type(key), redis.ttl(key)) == (b"list", settings.event_ttl_seconds)
+    assert type_and_fresh_ttl(redis, key, settings.event_ttl_seconds) == (b"list", True)
     assert [s["stage"] for s in trail.history(event.key)] == ["received", "replayed", "duplicate"]
 
 
