@@ -89,6 +89,22 @@ def signed_webhooks(count: int) -> list[tuple[bytes, dict[str, str]]]:
     return webhooks
 
 
+def _wait_until_settled(pid: int, seconds: float = 30) -> None:
+    """Until the server's processes have finished starting: a port answers as soon as one
+    process listens, while the others of ``--workers 2`` or gunicorn's may still be
+    importing, on the cores the load then needs. Settled: under a tenth of a core used
+    over a quarter of a second."""
+    deadline = time.monotonic() + seconds
+    before = _cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _cpu_seconds(pid)
+        if now - before < 0.025:
+            return
+        before = now
+    raise RuntimeError(f"server {pid} still busy {seconds:.0f} s after it began listening")
+
+
 def build_requests(port: int, count: int) -> list[bytes]:
     return [
         loadgen.build_request("127.0.0.1", port, "/webhooks/stripe", body, headers)
@@ -114,6 +130,7 @@ def measure(
     )
     try:
         _wait_for_port(port, server)
+        _wait_until_settled(server.pid)
         redis_pid = redis._process.pid if redis._process else 0
         cpu_before, redis_before = _cpu_seconds(server.pid), _cpu_seconds(redis_pid)
         result = asyncio.run(
