@@ -70,6 +70,7 @@ class ProcessHeavyApart(LoadScopeScheduling):
         return "process-heavy" if nodeid.startswith(PROCESS_HEAVY) else nodeid
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: `-p no:xdist` runs without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
     """For ``-n N`` (xdist's "load"); another ``--dist`` asked for is left to xdist."""
     return ProcessHeavyApart(config, log) if config.getoption("dist") == "load" else None

@@ -223,12 +223,12 @@ def record_and_enqueue_script(jobs: JobFactory, ttl: int) -> str:
         f", {_lua_string(name)}, {_lua_string(value)}"
         for name, value in jobs.constant_fields.items()
     )
-    header = f"local TTL = '{int(ttl)}'\nlocal DATA = {_lua_string(jobs.data)}\n"
-    # Named by what it holds: another configuration (a job timeout changed while the old
-    # receivers still run) has a template of its own.
-    template = redis_keys.job_template(
-        hashlib.sha256((header + constants).encode()).hexdigest()[:16]
-    )
+    data = _lua_string(jobs.data)
+    header = f"local TTL = '{int(ttl)}'\nlocal DATA = {data}\n"
+    # Named by what it holds, and by nothing else: another job configuration (a job
+    # timeout changed while the old receivers still run) has a template of its own, while
+    # another EVENT_RETENTION_DAYS (not in the template) leaves none behind.
+    template = redis_keys.job_template(hashlib.sha256((data + constants).encode()).hexdigest()[:16])
     return (
         header
         + _named_inputs()

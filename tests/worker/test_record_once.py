@@ -30,6 +30,7 @@ from payhooks.storage.record_once import (
 from payhooks.storage.trail import StoredWebhook, Trail, read_entries
 from tests.support.delivery import deliver, queued_job
 from tests.support.processes import RunWorker
+from tests.support.settings import with_settings
 
 
 def stripe_event(settings: Settings, invoice: int) -> tuple[StoredWebhook, list[PaymentEvent]]:
@@ -298,6 +299,22 @@ def test_the_job_template_is_written_again_when_missing_and_passes_on_no_ttl(
     assert fields == [fields[0]] * 3
     assert [redis.ttl(job) for job in jobs] == [-1] * 3
     assert [job.get_status() for job in queue.get_jobs()] == ["queued"] * 3
+
+
+def test_one_job_template_whatever_the_retention_and_one_per_job_configuration(
+    settings: Settings, redis: Redis
+) -> None:
+    """The template holds RQ's fields, not the events' TTL: a retention changed leaves no
+    template behind (it has no TTL of its own), a job timeout changed makes another."""
+    for invoice, days in ((41, 30), (42, 90)):
+        webhook, events = stripe_event(settings, invoice)
+        changed = with_settings(settings, event_retention_days=days)
+        record_events(redis, recorder(changed), webhook, events)
+    assert len(list(redis.scan_iter(match=redis_keys.job_template("*")))) == 1
+    webhook, events = stripe_event(settings, 43)
+    longer = with_settings(settings, job_timeout_seconds=settings.job_timeout_seconds + 60)
+    record_events(redis, recorder(longer), webhook, events)
+    assert len(list(redis.scan_iter(match=redis_keys.job_template("*")))) == 2
 
 
 def test_a_template_that_is_no_hash_is_written_again_and_leaves_no_job_key_behind(
