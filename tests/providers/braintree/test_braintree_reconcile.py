@@ -9,7 +9,6 @@ is the SDK-signed notification of tests/support/provider_payloads.py.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
@@ -23,31 +22,12 @@ from payhooks.providers.braintree.receiver import BraintreeWebhook
 from payhooks.providers.braintree.stand_in import (
     BraintreeState,
     refund_record,
-    transaction_record,
 )
-from payhooks.providers.kit.listing import Window
 from payhooks.settings import Settings
-from payhooks.storage.trail import Trail
+from tests.support.braintree_searches import FORM, last, sale, stages
 from tests.support.delivery import api_calls, deliver
 from tests.support.processes import RunWorker
 from tests.support.provider_payloads import braintree_paid
-
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def last(hours: float = 1) -> Window:
-    now = datetime.now(tz=UTC).replace(microsecond=0)
-    return Window(now - timedelta(hours=hours), now + timedelta(seconds=5))
-
-
-def sale(state: BraintreeState, transaction_id: str, order_id: str, **kw: Any) -> dict[str, Any]:
-    record = transaction_record(transaction_id, order_id=order_id, amount="100.00", **kw)
-    state.transactions[transaction_id] = record
-    return record
-
-
-def stages(redis: Redis, event_key: str) -> list[str]:
-    return [str(e["stage"]) for e in Trail(redis, ttl_seconds=60).history(event_key)]
 
 
 def test_a_listed_transaction_is_the_event_its_webhook_gives(

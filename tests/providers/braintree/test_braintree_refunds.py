@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +38,7 @@ from payhooks.providers.braintree.stand_in import (
 from payhooks.providers.kit.listing import Window
 from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
+from tests.support.braintree_searches import FORM, last, sale, stages
 from tests.support.delivery import api_calls, deliver
 from tests.support.processes import RunWorker
 from tests.support.provider_payloads import (
@@ -50,27 +51,9 @@ from workers.apply import reverse_payment
 from workers.context import WorkerContext
 from workers.invoice_ledger import InvoiceLedger
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def last(hours: float = 1) -> Window:
-    now = datetime.now(tz=UTC).replace(microsecond=0)
-    return Window(now - timedelta(hours=hours), now + timedelta(seconds=5))
-
-
-def sale(state: BraintreeState, sale_id: str, order_id: str, **kw: Any) -> dict[str, Any]:
-    kw.setdefault("amount", "100.00")
-    record = transaction_record(sale_id, order_id=order_id, **kw)
-    state.transactions[sale_id] = record
-    return record
-
 
 def history(redis: Redis, event_key: str) -> list[dict[str, Any]]:
     return Trail(redis, ttl_seconds=60).history(event_key)
-
-
-def stages(redis: Redis, event_key: str) -> list[str]:
-    return [str(e["stage"]) for e in history(redis, event_key)]
 
 
 def listed(settings: Settings, window: Window) -> list[Any]:
