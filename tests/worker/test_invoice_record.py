@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -39,6 +40,23 @@ def old_payment(
             json.dumps({"amount": amount, "currency": "EUR"}),
         )
         redis.expire(redis_keys.invoice_applied(invoice_id), MARKER_TTL_SECONDS)
+
+
+def old_counted_payment(
+    redis: Redis, sandbox_state: SandboxState, payment: dict[str, Any], amount: str
+) -> int:
+    """A payment of invoice 42 the release before applied and counted: its token in
+    Nexudus (the token's id returned), its marker, its ledger entry and its binding to the
+    invoice."""
+    token_id = next(sandbox_state.next_token_id)
+    sandbox_state.tokens[token_id] = {
+        "Id": token_id,
+        "CoworkerInvoiceId": 42,
+        "Token": payment["id"],
+    }
+    old_payment(redis, 42, payment["id"], f"{token_id}:counted", amount)
+    redis.set(redis_keys.payment_binding("stripe", payment["id"]), "42")
+    return token_id
 
 
 def old_keys(redis: Redis, invoice_id: int, token: str) -> list[bool]:
@@ -143,10 +161,7 @@ def test_a_payment_counted_by_the_release_before_and_one_by_this_one_are_summed_
 ) -> None:
     # The release before counted 60.00 of invoice 42 (a partial payment, its token posted).
     first = intent(42, "60.00")
-    token_id = next(sandbox_state.next_token_id)
-    sandbox_state.tokens[token_id] = {"Id": token_id, "CoworkerInvoiceId": 42, "Token": first["id"]}
-    old_payment(redis, 42, first["id"], f"{token_id}:counted", "60.00")
-    redis.set(redis_keys.payment_binding("stripe", first["id"]), "42")
+    token_id = old_counted_payment(redis, sandbox_state, first, "60.00")
     # This release counts the 40.00 that settles it.
     second = intent(42, "40.00")
     settling = succeeded(second)
@@ -228,10 +243,7 @@ def test_a_refund_of_a_payment_the_release_before_counted_comes_off_the_running_
     # two more payments: 70.00 + 100.00 is still due 30.00; 30.00 more settles it.
     sandbox_state.invoices[42] = invoice_record(42, TotalAmount=200.0)
     first = intent(42, "100.00")
-    token_id = next(sandbox_state.next_token_id)
-    sandbox_state.tokens[token_id] = {"Id": token_id, "CoworkerInvoiceId": 42, "Token": first["id"]}
-    old_payment(redis, 42, first["id"], f"{token_id}:counted", "100.00")
-    redis.set(redis_keys.payment_binding("stripe", first["id"]), "42")
+    old_counted_payment(redis, sandbox_state, first, "100.00")
     back = refund_created(first, "30.00")
     deliver(settings, "stripe", back)
     run_worker()
@@ -261,11 +273,8 @@ def test_what_the_release_before_counted_lives_as_long_as_the_invoices_record(
     # count made here goes into the record, and must keep the 60.00 counted as long, or the
     # payment that settles the invoice finds 60.00 missing and leaves it due.
     first = intent(42, "60.00")
-    token_id = next(sandbox_state.next_token_id)
-    sandbox_state.tokens[token_id] = {"Id": token_id, "CoworkerInvoiceId": 42, "Token": first["id"]}
-    old_payment(redis, 42, first["id"], f"{token_id}:counted", "60.00")
+    old_counted_payment(redis, sandbox_state, first, "60.00")
     redis.expire(redis_keys.invoice_applied(42), DAY)
-    redis.set(redis_keys.payment_binding("stripe", first["id"]), "42")
     second = succeeded(intent(42, "20.00"))
     deliver(settings, "stripe", second)
     run_worker()
