@@ -15,6 +15,15 @@ listed transaction is keyed by itself (``transaction-<transId>-paid``): a paymen
 by webhook too is queued a second time, and its job writes nothing to Nexudus, since the
 invoice's marker for (authorizenet, transId) says it is applied (README, "How it stays
 exactly-once"); a refund or void counts once under its own object, as the webhook's does.
+
+Money that goes back without a notification is found here only: an eCheck returned by the
+bank (``returnedItem``) or a card charged back (``chargeback``), statuses of the payment's
+own transaction (Authorize.Net's transactionStatusEnum, AnetApiSchema.xsd). Each is told as
+a reversal of all of the payment (the list says that it went back, not how much), under the
+payment itself, so one chargeback counts once however often it is listed: a payment not yet
+applied is held, one applied is flagged for a person. A chargeback won back
+(``chargebackReversal``) is the payment's again: it is told as paid (so that a payment whose
+notification never came is still applied) and as that chargeback reinstated.
 """
 
 from __future__ import annotations
@@ -33,7 +42,15 @@ from payhooks.domain.events import (
 )
 from payhooks.providers.authorizenet.receiver import PREFIX, AuthorizeNetWebhook
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
-from payhooks.providers.authorizenet.step import CAPTURED, REFUNDED, Refused, call
+from payhooks.providers.authorizenet.step import (
+    CAPTURED,
+    CHARGEBACK_REVERSED,
+    CHARGED_BACK,
+    REFUNDED,
+    RETURNED,
+    Refused,
+    call,
+)
 from payhooks.providers.kit.listing import ListedPage, NotListed, Window
 from payhooks.providers.kit.receiving import redact_json
 from payhooks.providers.kit.step_errors import ProviderLookupError
@@ -42,16 +59,28 @@ from payhooks.settings import Settings
 PAGE_SIZE = 1000  # the API's largest
 #: Settlement dates per getSettledBatchList call: the API takes at most 31 days.
 PART = timedelta(days=30)
-#: Each listed status, as the notification that tells it (and the event's kind).
-TOLD_AS = {
-    **{status: ("authcapture.created", PaymentKind.PAID) for status in CAPTURED},
-    **{status: ("refund.created", PaymentKind.REFUNDED) for status in REFUNDED},
-    "voided": ("void.created", PaymentKind.REFUNDED),
+#: The event type of a status no notification tells: ours, named after the status.
+LISTED_ONLY = "authorizenet.transaction."
+_PAID = ("paid", PREFIX + "authcapture.created", PaymentKind.PAID)
+#: Each listed status, as the events that tell it: what the event id says of it (a void is
+#: money returned, told apart from a refund), the notification that would tell it (or
+#: LISTED_ONLY's type), and the kind.
+TOLD_AS: dict[str, tuple[tuple[str, str, PaymentKind], ...]] = {
+    **{status: (_PAID,) for status in CAPTURED},
+    **{
+        status: (("refunded", PREFIX + "refund.created", PaymentKind.REFUNDED),)
+        for status in REFUNDED
+    },
+    "voided": (("voided", PREFIX + "void.created", PaymentKind.REFUNDED),),
+    RETURNED: (("returned", LISTED_ONLY + RETURNED, PaymentKind.REFUNDED),),
+    CHARGED_BACK: (("chargeback", LISTED_ONLY + CHARGED_BACK, PaymentKind.REFUNDED),),
+    CHARGEBACK_REVERSED: (
+        _PAID,
+        ("chargeback-reversed", LISTED_ONLY + CHARGEBACK_REVERSED, PaymentKind.REINSTATED),
+    ),
 }
 #: What the transaction lists say of the card and its holder.
 CARDHOLDER_FIELDS = ("firstName", "lastName", "accountNumber")
-#: What the event id says of each kind (a void is money returned, told apart from a refund).
-OUTCOME = {"authcapture.created": "paid", "refund.created": "refunded", "void.created": "voided"}
 
 
 class AuthorizeNetLister:
@@ -111,32 +140,36 @@ class AuthorizeNetLister:
         status = str(transaction.get("transactionStatus", ""))
         told = TOLD_AS.get(status)
         if told is None:
-            why = f"{status or 'no status'}: not a capture, refund or void"
+            why = f"{status or 'no status'}: not a capture, refund, void or chargeback"
             return [Ignored(f"transaction-{transaction_id}-{status}", status, why)]
-        notification, kind = told
-        event_id = f"transaction-{transaction_id}-{OUTCOME[notification]}"
         invoice = InvoiceRef.from_text(str(transaction.get("invoiceNumber") or ""))
-        if kind is PaymentKind.PAID and not invoice:
-            return [Ignored(event_id, PREFIX + notification, "no invoiceNumber")]
-        # As the notification's event: the job reads the amount, the invoice and, for a
-        # refund, the payment it returns, with getTransactionDetails.
-        return [
-            PaymentEvent(
-                provider=self.name,
-                event_id=event_id,
-                event_type=PREFIX + notification,
-                kind=kind,
-                token=transaction_id,
-                invoice=invoice,
-                amount=None,
-                currency=None,
-                occurred_at=_utc(transaction.get("submitTimeUTC")),
-                object_id=transaction_id,
-                regular_payment_provider=RegularPaymentProvider.AUTHORIZE_NET_SUBSCRIPTION,
-                payment_method="card",
-                details={"listed": status},
+        normalised: list[Normalised] = []
+        for outcome, event_type, kind in told:
+            event_id = f"transaction-{transaction_id}-{outcome}"
+            if kind is PaymentKind.PAID and not invoice:
+                normalised.append(Ignored(event_id, event_type, "no invoiceNumber"))
+                continue
+            # As the notification's event: the job reads the amount, the invoice and, for
+            # a refund, the payment it returns, with getTransactionDetails. A return or a
+            # chargeback has no amount (all of it) and is the payment's own transaction.
+            normalised.append(
+                PaymentEvent(
+                    provider=self.name,
+                    event_id=event_id,
+                    event_type=event_type,
+                    kind=kind,
+                    token=transaction_id,
+                    invoice=invoice,
+                    amount=None,
+                    currency=None,
+                    occurred_at=_utc(transaction.get("submitTimeUTC")),
+                    object_id=transaction_id,
+                    regular_payment_provider=RegularPaymentProvider.AUTHORIZE_NET_SUBSCRIPTION,
+                    payment_method="card",
+                    details={"listed": status},
+                )
             )
-        ]
+        return normalised
 
     def _unsettled(self, page: int) -> ListedPage:
         answer = self._call("getUnsettledTransactionListRequest", _paged(page))

@@ -22,6 +22,13 @@ from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLook
 
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
 REFUNDED = frozenset({"refundPendingSettlement", "refundSettledSuccessfully"})
+#: A payment's own status once its money went back with no notification: an eCheck the
+#: bank returned, a card charged back; and a chargeback the merchant won back.
+RETURNED = "returnedItem"
+CHARGED_BACK = "chargeback"
+CHARGEBACK_REVERSED = "chargebackReversal"
+#: The statuses in which the money of a payment is the merchant's.
+PAID = CAPTURED | {CHARGEBACK_REVERSED}
 NOT_FOUND = "E00040"
 #: "An error occurred during processing. Please try again."
 TRY_AGAIN = "E00001"
@@ -42,7 +49,12 @@ class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
             return event
         transaction = self._fetch(event.token)
         status = str(transaction.get("transactionStatus", ""))
-        if status not in CAPTURED:
+        if status in (RETURNED, CHARGED_BACK):
+            raise ProviderLookupError(
+                f"Authorize.Net transaction {event.token} is {status}: its money went back "
+                "before the payment was recorded, and no money is recorded"
+            )
+        if status not in PAID:
             raise ProviderLookupError(
                 f"Authorize.Net transaction {event.token} is {status or 'of unknown status'}, "
                 "not captured: no money is recorded"

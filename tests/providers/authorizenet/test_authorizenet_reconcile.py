@@ -319,3 +319,140 @@ def test_the_audit_finds_a_payment_its_notification_applied_applied(
     assert report["counts"]["applied"] == 1
     [double] = report["discrepancies"]
     assert double["event"] == "authorizenet:transaction-7004-paid"
+
+
+def _listed_as(state: AuthorizeNetState, transaction_id: str, status: str) -> None:
+    """The payment's own transaction, settled, then in ``status`` (a return or chargeback
+    changes it; Authorize.Net sends no notification of either)."""
+    settle(state, f"B{transaction_id}", [transaction_id])
+    state.transactions[transaction_id]["transactionStatus"] = status
+
+
+@pytest.mark.parametrize(
+    ("status", "outcomes"),
+    [
+        ("returnedItem", [("returned", PaymentKind.REFUNDED)]),
+        ("chargeback", [("chargeback", PaymentKind.REFUNDED)]),
+        (
+            "chargebackReversal",
+            [("paid", PaymentKind.PAID), ("chargeback-reversed", PaymentKind.REINSTATED)],
+        ),
+    ],
+)
+def test_money_gone_back_without_a_notification_reads_as_a_reversal_of_the_whole_payment(
+    settings: Settings, status: str, outcomes: list[tuple[str, PaymentKind]]
+) -> None:
+    # The published list example, in each status of AnetApiSchema.xsd's
+    # transactionStatusEnum that no notification tells.
+    [listed] = EXAMPLES["getTransactionListResponse"]["transactions"]
+    record = json.dumps({**listed, "transactionStatus": status}).encode()
+    events = AuthorizeNetLister.from_settings(settings).normalise(record)
+    told = [e for e in events if isinstance(e, PaymentEvent)]
+    assert [(e.key, e.kind) for e in told] == [
+        (f"authorizenet:transaction-2162566217-{outcome}", kind) for outcome, kind in outcomes
+    ]
+    for event in told:
+        # The payment itself, all of it: one chargeback listed twice counts once.
+        assert (event.token, event.object_id, event.amount) == ("2162566217", "2162566217", None)
+
+
+def test_a_chargeback_found_by_the_scan_flags_the_payment_its_notification_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7020", "42")
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7020"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    assert paid_on is not None
+    _listed_as(authorizenet_state, "7020", "chargeback")
+    calls_before = len(api_calls(sandbox_state))
+
+    [row] = reconcile_providers(settings, redis, last(), ["authorizenet"])
+    assert (row["scanned"], row["queued"], row["result"]) == (1, 1, "ok")
+    run_worker()
+
+    # Flagged for a person; the invoice is never un-paid behind the operator's back.
+    flagged = Trail(redis, ttl_seconds=60).history("authorizenet:transaction-7020-chargeback")[-1]
+    assert (flagged["stage"], flagged["error_class"]) == ("failed", "PaymentReversed")
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+    again = reconcile_providers(settings, redis, last(), ["authorizenet"])
+    assert (again[0]["queued"], again[0]["seen"]) == (0, 1)
+
+    # Then the merchant wins it back: the chargeback no longer counts, nothing is written
+    # (the payment is applied already), and the audit finds the payment where it should be.
+    authorizenet_state.transactions["7020"]["transactionStatus"] = "chargebackReversal"
+    [won] = reconcile_providers(settings, redis, last(), ["authorizenet"])
+    assert (won["queued"], won["result"]) == (2, "ok")
+    failed_before = len(queue.failed_job_registry)
+    run_worker()
+    assert len(queue.failed_job_registry) == failed_before
+    assert stages(redis, "authorizenet:transaction-7020-paid")[-1] == "already_applied"
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+
+
+def test_a_chargeback_won_back_is_applied_when_its_notification_never_came(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    sandbox_state.invoices[44]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7022", "44")
+    _listed_as(authorizenet_state, "7022", "chargebackReversal")
+
+    [row] = reconcile_providers(settings, redis, last(), ["authorizenet"])
+    assert (row["queued"], row["result"]) == (2, "ok")
+    run_worker()
+    assert len(queue.failed_job_registry) == 0
+    assert sandbox_state.invoices[44]["PaidOn"] is not None
+    assert stages(redis, "authorizenet:transaction-7022-paid")[-1] == "applied"
+
+
+@pytest.mark.parametrize("scan_first", [True, False], ids=["scan-first", "payment-job-first"])
+@pytest.mark.parametrize("status", ["returnedItem", "chargeback"])
+def test_a_payment_whose_money_went_back_before_its_job_ran_is_never_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    status: str,
+    scan_first: bool,
+) -> None:
+    """The notification queued the payment, its job had not run (a Nexudus outage, a
+    backlog) when the bank returned the eCheck or the card was charged back; whichever of
+    the two jobs runs first, invoice 43 is not paid and a person is told why."""
+    sandbox_state.invoices[43]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7021", "43")
+    notification = samples.signed(samples.notification("7021"), AUTHORIZENET_KEY)
+    if not scan_first:
+        deliver(settings, "authorizenet", notification)
+    _listed_as(authorizenet_state, "7021", status)
+    [row] = reconcile_providers(settings, redis, last(), ["authorizenet"])
+    assert row["queued"] == 1
+    if scan_first:
+        run_worker()
+        deliver(settings, "authorizenet", notification)
+    run_worker()
+
+    assert sandbox_state.invoices[43]["PaidOn"] is None
+    assert [t for t in sandbox_state.tokens.values() if t["Token"] == "7021"] == []
+    [payment_key] = [
+        k.decode().removeprefix("payhooks:trail:")
+        for k in redis.scan_iter(match="payhooks:trail:authorizenet:*")
+        if b"transaction-7021" not in k
+    ]
+    failed = Trail(redis, ttl_seconds=60).history(payment_key)[-1]
+    assert failed["stage"] == "failed"
+    assert f"is {status}: its money went back" in str(failed["reason"])
