@@ -206,3 +206,6 @@ def configure(log_format: str, level: str) -> None:
     root.setLevel(level)
     # aiohttp's access log repeats what webhook.* lines already say, at a cost per request.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # httpx's line per request (every provider lookup and poll, with its URL) says nothing
+    # the job's and task's own lines do not; it is there when asked for with DEBUG.
+    logging.getLogger("httpx").setLevel(logging.WARNING if root.level > logging.DEBUG else level)

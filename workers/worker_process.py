@@ -79,6 +79,9 @@ def classified(exc: BaseException | None) -> bool:
 class PaymentWorker(Worker):
     #: The job this worker took from its queue last (its id, and the queue's key).
     held: tuple[str, str] | None = None
+    #: RQ's "result is kept for N seconds" after every job: the same for every job of a
+    #: kind (jobs.RESULT_TTL_SECONDS, scheduler.RESULT_TTL_SECONDS), a line each all the same.
+    log_result_lifespan = False
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         # Held until RQ is done with it: if Redis is lost meanwhile, run_worker recovers it.

@@ -191,3 +191,33 @@ def test_utc_text_writes_the_usual_widths_as_any_other(digits: int) -> None:
     for at in (0.0, 1796616963.0005, 1796616963.999999, 1796616963.123456789, 1e9 + 0.5):
         whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(at)))
         assert logs.utc_text(at, digits) == f"{whole}.{int(at % 1 * 10**digits):0{digits}d}Z"
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    httpx_level = logging.getLogger("httpx").level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.getLogger("httpx").setLevel(httpx_level)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_provider_api_requests_are_not_a_line_each_unless_debugging() -> None:
+    """`payhooks dev` polled EziDebit every 5 s and logged httpx's request line each time,
+    and so does a worker for every provider lookup: the job's own line says what it did."""
+    logs.configure("text", "INFO")
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    logs.configure("text", "DEBUG")
+    assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
+
+
+def test_a_worker_does_not_log_each_jobs_result_lifespan() -> None:
+    from workers.worker_process import PaymentWorker
+
+    assert PaymentWorker.log_result_lifespan is False
