@@ -24,12 +24,13 @@ from payhooks.providers.kit.receiver_errors import (
     WebhookError,
 )
 from payhooks.providers.kit.receiving import WebhookProvider
+from payhooks.providers.kit.unreadable import reason_of
 from payhooks.storage import redis_keys
 from payhooks.storage.trail import StoredWebhook
 from service import metrics
 from service.inbox import Accepted, EventInbox
 from service.intake import PendingBodies, ReadLimits, read_body
-from service.quarantine import Quarantine, reason_of
+from service.quarantine import Quarantine
 
 log = logging.getLogger("payhooks.webhook")
 

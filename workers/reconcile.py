@@ -33,6 +33,7 @@ from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.providers.kit.listing import ListedPage, Lister, RateLimited, Window
 from payhooks.providers.kit.polling import PollIntake
 from payhooks.providers.kit.receiver_errors import MalformedPayload
+from payhooks.providers.kit.unreadable import reason_of
 from payhooks.providers.listers import ON_DEMAND_ONLY, build_listers
 from payhooks.providers.pollers import build_pollers
 from payhooks.settings import Settings
@@ -41,6 +42,7 @@ from payhooks.storage.jobs import JobFactory
 from payhooks.storage.record_once import Accepted, Fence, RecordOnce, recorded, run_sync
 from payhooks.storage.task_lease import LeaseLost, TaskLease
 from payhooks.storage.trail import StoredPoll
+from payhooks.storage.unprocessed import READ_BY_LIST, queue_keep
 from payhooks.storage.worker_metrics import WorkerMetrics
 from workers.polls import Task, build_tasks
 
@@ -253,8 +255,11 @@ def _record_page(
     *,
     dry_run: bool = False,
 ) -> None:
-    """Record the page's unseen events; count the rest."""
-    found = _events_of(lister, records, done)
+    """Record the page's unseen events, keep what could not be read; count the rest."""
+    found, unreadable = _events_of(lister, records, done)
+    if unreadable and not dry_run:
+        _keep_unreadable(lister, unreadable, redis, record.ttl_seconds)
+        done.redis_round_trips += 1
     if not found:
         return
     # One round trip says which were recorded before: those are written nothing at all.
@@ -288,23 +293,46 @@ def _record_page(
 
 def _events_of(
     lister: Lister, records: tuple[bytes, ...], done: ScanCounts
-) -> list[tuple[bytes, list[PaymentEvent]]]:
-    """Each record's events, as its webhook would have given them; the rest counted."""
+) -> tuple[list[tuple[bytes, list[PaymentEvent]]], list[tuple[bytes, str]]]:
+    """Each record's events, as its webhook would have given them, and the records that
+    could not be read, with why; the rest counted."""
     found = []
+    unreadable = []
     for body in records:
         done.scanned += 1
         try:
             normalised = lister.normalise(body)
-        except (MalformedPayload, ValueError):
-            # Kept for a person by the error count and the exit status; the scan goes on.
+        except (MalformedPayload, ValueError) as exc:
+            # It may be a payment no webhook brought: kept for a person, counted (the exit
+            # status, the stale alert), and the scan goes on.
             done.errors += 1
-            log.warning("reconcile.unreadable", extra={"provider": lister.name})
+            reason = reason_of(exc)
+            log.warning("reconcile.unreadable", extra={"provider": lister.name, "reason": reason})
+            unreadable.append((body, reason))
             continue
         done.ignored += sum(isinstance(item, Ignored) for item in normalised)
         events = [item for item in normalised if isinstance(item, PaymentEvent)]
         if events:
             found.append((body, events))
-    return found
+    return found, unreadable
+
+
+def _keep_unreadable(
+    lister: Lister, unreadable: list[tuple[bytes, str]], redis: Redis, ttl_seconds: int
+) -> None:
+    """Each record kept and listed as unprocessed (`payhooks unprocessed`), where a person
+    sees it and, once the code reads it, replays it: a later scan's window may no longer
+    reach it."""
+    now = time.time()
+    with redis.pipeline(transaction=False) as pipe:
+        for body, reason in unreadable:
+            try:
+                redacted = lister.redact(body)
+            except Exception:  # noqa: BLE001 (too broken to redact: kept as listed, as a webhook is)
+                redacted = None
+            origin = StoredPoll.of(lister.name, body, redacted)
+            queue_keep(pipe, origin, reason, ttl_seconds=ttl_seconds, now=now, read_by=READ_BY_LIST)
+        pipe.execute()
 
 
 def window_ending(now: float, seconds: int) -> Window:

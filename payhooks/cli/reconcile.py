@@ -159,7 +159,11 @@ def _scan_one(
         if not dry_run:
             metrics.reconciled(done.results(), lister.name)
     if result == "ok" and done.errors:
-        result = f"{done.errors} record(s) unreadable: see the log"
+        result = f"{done.errors} record(s) unreadable: " + (
+            "see the log (a dry run keeps nothing)"
+            if dry_run
+            else "kept, see `payhooks unprocessed list`"
+        )
     elif result == "ok" and not dry_run:
         metrics.reconcile_success(lister.name, time.time())
     return {

@@ -72,7 +72,7 @@ def _list(webhooks: UnprocessedWebhooks, *, as_json: bool) -> int:
         print("no unprocessed webhooks")
         return 0
     rows = [{**asdict(w), "id": w.id[:SHORT_ID]} for w in found]
-    columns = ("id", "provider", "received_at", "reason")
+    columns = ("id", "provider", "source", "received_at", "reason")
     # Within 100 columns, the reason wrapped under itself, never cut (--json: one line).
     width = left_for(rows, columns, "reason")
     for row in rows:

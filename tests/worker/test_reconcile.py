@@ -19,6 +19,7 @@ import copy
 import io
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from rq import Queue, SimpleWorker
 from payhooks.cli.audit import run_audit
 from payhooks.cli.ops import Ops
 from payhooks.cli.reconcile import reconcile_providers, run_reconcile
+from payhooks.cli.unprocessed import UnprocessedWebhooks
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.braintree.settings import BraintreeSettings
@@ -46,7 +48,8 @@ from payhooks.providers.stripe.stand_in import API_KEY, StripeState
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.task_lease import TaskLease
-from payhooks.storage.trail import Trail
+from payhooks.storage.trail import StoredPoll, Trail
+from payhooks.storage.unprocessed import READ_BY_LIST, queue_keep
 from payhooks.storage.worker_metrics import RECONCILE_LAST_SUCCESS, WorkerMetrics
 from tests.support import money
 from tests.support.delivery import api_calls, deliver
@@ -699,3 +702,69 @@ def test_a_held_payment_whose_event_names_no_invoice_is_shown_on_the_invoice_its
         "60",
     )
     assert finding["why"].startswith("AmountMismatch: ")
+
+
+def test_a_listed_record_nothing_can_read_is_kept_for_a_person(
+    rc_settings: Settings, redis: Redis, stripe_state: StripeState
+) -> None:
+    """It may be a payment no webhook brought, and the next scans' windows pass it by: it
+    is kept and listed with the receiver's unreadable webhooks, where a person sees it."""
+    unreadable = stripe_paid(stripe_state, 42)
+    unreadable["data"]["object"]["amount_received"] = "100.00"  # not minor units
+    stripe_paid(stripe_state, 43)
+
+    [scanned] = reconcile_providers(rc_settings, redis, last(), ["stripe"])
+
+    assert (scanned["queued"], scanned["errors"]) == (1, 1)
+    assert scanned["result"] == "1 record(s) unreadable: kept, see `payhooks unprocessed list`"
+    kept_ones = UnprocessedWebhooks(Ops(rc_settings, redis))
+    [kept] = kept_ones.listed()
+    assert (kept.provider, kept.source) == ("stripe", "list")
+    assert "amount" in kept.reason
+    assert json.loads(kept_ones.stored(kept)["body"])["id"] == unreadable["id"]
+    # Listed again by the next scan: one entry still.
+    reconcile_providers(rc_settings, redis, last(), ["stripe"])
+    assert [k.id for k in kept_ones.listed()] == [kept.id]
+    # The current code still cannot read it: the replay says why, and it stays listed.
+    replayed, lines = kept_ones.replay(kept)
+    assert not replayed
+    assert "still cannot be normalised" in lines[0]
+    assert [k.id for k in kept_ones.listed()] == [kept.id]
+
+
+def test_a_kept_listed_record_the_code_now_reads_is_replayed_and_applied_once(
+    rc_settings: Settings,
+    redis: Redis,
+    stripe_state: StripeState,
+    sandbox_state: SandboxState,
+    rc_context: Any,
+) -> None:
+    # As a scan of a release that could not read it kept it; this release reads it.
+    event = money.succeeded(money.intent(44, "100.00"))
+    body = json.dumps(event).encode()
+    with redis.pipeline() as pipe:
+        queue_keep(
+            pipe,
+            StoredPoll.of("stripe", body, None),
+            "MalformedPayload in payhooks/providers/stripe/receiver.py:1 (x)",
+            ttl_seconds=600,
+            now=time.time(),
+            read_by=READ_BY_LIST,
+        )
+        pipe.execute()
+    kept_ones = UnprocessedWebhooks(Ops(rc_settings, redis))
+    [kept] = kept_ones.listed()
+
+    replayed, lines = kept_ones.replay(kept)
+    assert replayed, lines
+    drain(redis, rc_settings)
+
+    assert sandbox_state.invoices[44]["PaidOn"] is not None
+    assert stages(redis, f"stripe:{event['id']}") == ["polled", "replayed", "applied"]
+    origin = Trail(redis, ttl_seconds=60).history(f"stripe:{event['id']}")[0]
+    assert origin["origin"] == kept.key
+    assert kept_ones.listed() == []
+    # Listed again by a scan now: seen, no second job.
+    stripe_state.events.append(event)
+    [again] = reconcile_providers(rc_settings, redis, last(), ["stripe"])
+    assert (again["queued"], again["seen"]) == (0, 1)
