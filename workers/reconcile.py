@@ -38,7 +38,7 @@ from payhooks.providers.pollers import build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory
-from payhooks.storage.record_once import Accepted, Fence, RecordOnce, recorded, run_sync
+from payhooks.storage.record_once import Accepted, Fence, RecordOnce, Seen, run_sync, seen_before
 from payhooks.storage.task_lease import LeaseLost, TaskLease
 from payhooks.storage.trail import StoredPoll
 from payhooks.storage.worker_metrics import WorkerMetrics
@@ -61,6 +61,11 @@ class ScanCounts:
     queued: int = 0  # events recorded now, each with its one job
     ignored: int = 0  # records whose webhook would have been ignored too
     errors: int = 0  # records the normaliser could not read (each needs a person)
+    # Events whose trail holds an entry that cannot be read, and nothing readable says
+    # were queued: handed to record-once all the same (its script, then the job's invoice
+    # marker, turn a true duplicate away; a skip could drop a payment), and each logged
+    # (trail.unreadable) for a person, counted in seen or queued as record-once decides.
+    unreadable_trails: int = 0
     pages: int = 0
     rate_limit_waits: int = 0
     # Every one the scan made: each page's seen-before check, its record-once batch (and
@@ -258,12 +263,14 @@ def _record_page(
     if not found:
         return
     # One round trip says which were recorded before: those are written nothing at all.
-    answers = iter(recorded(redis, [event.key for _, events in found for event in events]))
+    answers = iter(seen_before(redis, [event.key for _, events in found for event in events]))
     done.redis_round_trips += 1
     calls: list[list[object]] = []
     spans: list[int] = []
     for body, events in found:
-        unseen = [event for event in events if not next(answers)]
+        judged = [(event, next(answers)) for event in events]
+        done.unreadable_trails += sum(seen is Seen.UNREADABLE for _, seen in judged)
+        unseen = [event for event, seen in judged if seen is not Seen.YES]
         done.seen += len(events) - len(unseen)
         if dry_run:
             done.queued += len(unseen)
