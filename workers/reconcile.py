@@ -25,12 +25,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar
 
 from redis import Redis
 
 from payhooks.domain.events import Ignored, PaymentEvent
-from payhooks.providers.kit.listing import ListedPage, Lister, RateLimited, Window
+from payhooks.providers.kit.listing import (
+    ListedPage,
+    Lister,
+    RateLimited,
+    RereadsUnsettled,
+    Window,
+)
 from payhooks.providers.kit.polling import PollIntake
 from payhooks.providers.kit.receiver_errors import MalformedPayload
 from payhooks.providers.listers import ON_DEMAND_ONLY, build_listers
@@ -41,10 +48,12 @@ from payhooks.storage.jobs import JobFactory
 from payhooks.storage.record_once import Accepted, Fence, RecordOnce, Seen, run_sync, seen_before
 from payhooks.storage.task_lease import LeaseLost, TaskLease
 from payhooks.storage.trail import StoredPoll
+from payhooks.storage.unsettled import Unsettled
 from payhooks.storage.worker_metrics import WorkerMetrics
 from workers.polls import Task, build_tasks
 
 log = logging.getLogger("payhooks.reconcile")
+T = TypeVar("T")
 
 #: How many times one page is asked for again after a 429 before the scan gives up.
 MAX_RATE_LIMIT_WAITS = 6
@@ -66,6 +75,9 @@ class ScanCounts:
     # marker, turn a true duplicate away; a skip could drop a payment), and each logged
     # (trail.unreadable) for a person, counted in seen or queued as record-once decides.
     unreadable_trails: int = 0
+    # Records read again by id (a lister's unsettled ones: Braintree's refunds), counted
+    # in scanned and in their events' results too.
+    reread: int = 0
     pages: int = 0
     rate_limit_waits: int = 0
     # Every one the scan made: each page's seen-before check, its record-once batch (and
@@ -200,13 +212,16 @@ def scan(
     run writes nothing (no event, no cursor) and counts as queued what it would queue."""
     done = counts or ScanCounts()
     before = place.round_trips
+    read: set[str] = set()  # the unsettled records this scan read already
     try:
         cursor = None if dry_run else place.cursor()
         while True:
             page = fetch_patiently(
                 lister, window, cursor, thorough=thorough, sleep=sleep, done=done
             )
-            _record_page(lister, page.records, place, redis, record, done, dry_run=dry_run)
+            _record_page(
+                lister, page.records, place, redis, record, done, dry_run=dry_run, read=read
+            )
             if not dry_run:
                 place.commit(page.cursor)
             cursor = page.cursor
@@ -214,6 +229,8 @@ def scan(
             if progress is not None:
                 progress(done)
             if not page.more:
+                if isinstance(lister, RereadsUnsettled):
+                    _reread(lister, place, redis, record, done, read, sleep=sleep, dry_run=dry_run)
                 if not dry_run:
                     place.finish()
                 return done
@@ -232,9 +249,16 @@ def fetch_patiently(
 ) -> ListedPage:
     """The page after ``cursor``; a 429 waited out (its Retry-After, else a growing
     backoff) MAX_RATE_LIMIT_WAITS times, then raised."""
+    return patiently(lambda: lister.fetch(window, cursor, thorough=thorough), sleep, done)
+
+
+def patiently(
+    call: Callable[[], T], sleep: Callable[[float], None], done: ScanCounts | None = None
+) -> T:
+    """``call``'s answer; a 429 waited out as ``fetch_patiently`` says."""
     for attempt in range(MAX_RATE_LIMIT_WAITS + 1):
         try:
-            return lister.fetch(window, cursor, thorough=thorough)
+            return call()
         except RateLimited as exc:
             if attempt == MAX_RATE_LIMIT_WAITS:
                 raise
@@ -242,6 +266,36 @@ def fetch_patiently(
                 done.rate_limit_waits += 1
             sleep(exc.retry_after if exc.retry_after is not None else _backoff(attempt))
     raise AssertionError("unreachable")
+
+
+#: Ids read again per call to a lister's ``reread`` (Braintree's page: one search each).
+REREAD_BATCH = 50
+
+
+def _reread(
+    lister: Lister,
+    place: ScanCursor,
+    redis: Redis,
+    record: RecordOnce,
+    done: ScanCounts,
+    read: set[str],
+    *,
+    sleep: Callable[[float], None],
+    dry_run: bool,
+) -> None:
+    """Read again the records the lister said may still change (those this scan has not
+    just read in its window), and record what they say now as any listed record: a refund
+    voided after every window listing it is its reinstatement, queued as the window would
+    have queued it; one now final is forgotten."""
+    assert isinstance(lister, RereadsUnsettled)
+    store = Unsettled(redis, lister.name, ttl_seconds=record.ttl_seconds)
+    wanted = [record_id for record_id in store.ids() if record_id not in read]
+    done.redis_round_trips += 1
+    for start in range(0, len(wanted), REREAD_BATCH):
+        batch = wanted[start : start + REREAD_BATCH]
+        records = patiently(partial(lister.reread, batch), sleep, done)
+        done.reread += len(records)
+        _record_page(lister, records, place, redis, record, done, dry_run=dry_run, read=read)
 
 
 def _backoff(attempt: int) -> float:
@@ -257,9 +311,57 @@ def _record_page(
     done: ScanCounts,
     *,
     dry_run: bool = False,
+    read: set[str] | None = None,
 ) -> None:
-    """Record the page's unseen events; count the rest."""
+    """Record the page's unseen events; count the rest. A lister's unsettled records are
+    remembered (open) or forgotten (final) once their events are recorded."""
     found = _events_of(lister, records, done)
+    _record_events(lister, found, place, redis, record, done, dry_run=dry_run)
+    if isinstance(lister, RereadsUnsettled):
+        seen = read if read is not None else set()
+        _note_unsettled(lister, records, redis, record, done, seen, dry_run=dry_run)
+
+
+def _note_unsettled(
+    lister: Lister,
+    records: tuple[bytes, ...],
+    redis: Redis,
+    record: RecordOnce,
+    done: ScanCounts,
+    read: set[str],
+    *,
+    dry_run: bool,
+) -> None:
+    """Remember the page's unsettled records still open, forget those now final (after
+    their events were recorded: a void is never forgotten before its reinstatement is)."""
+    assert isinstance(lister, RereadsUnsettled)
+    states = []
+    for body in records:
+        try:
+            state = lister.unsettled(body)
+        except ValueError:  # counted in errors by _events_of
+            continue
+        if state is not None:
+            states.append(state)
+            read.add(state.record_id)
+    if not states or dry_run:
+        return
+    store = Unsettled(redis, lister.name, ttl_seconds=record.ttl_seconds)
+    done.redis_round_trips += store.note(
+        [s.record_id for s in states if s.open], [s.record_id for s in states if not s.open]
+    )
+
+
+def _record_events(
+    lister: Lister,
+    found: list[tuple[bytes, list[PaymentEvent]]],
+    place: ScanCursor,
+    redis: Redis,
+    record: RecordOnce,
+    done: ScanCounts,
+    *,
+    dry_run: bool,
+) -> None:
     if not found:
         return
     # One round trip says which were recorded before: those are written nothing at all.

@@ -310,6 +310,11 @@ class RecordOnce:
         self.source = record_and_enqueue_script(jobs, event_ttl_seconds)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 (Redis's script id)
 
+    @property
+    def ttl_seconds(self) -> int:
+        """How long what it records is kept (EVENT_RETENTION_DAYS)."""
+        return self._ttl
+
     def calls(
         self,
         webhook: StoredOrigin,
