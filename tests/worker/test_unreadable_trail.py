@@ -97,6 +97,7 @@ def test_trace_and_failed_show_print_an_unreadable_entry_beside_the_good_ones(
     code, out, _ = cli("failed", "show", listed)
     assert code == 0
     assert "status     expired" in out
+    assert "last       unreadable\n" in out
     assert "unreadable  raw=" + CUT_JSON.decode() in out
 
 

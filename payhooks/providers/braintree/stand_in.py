@@ -16,6 +16,9 @@ tests show one (tests/integration/test_transaction.py, ``test_successful_refund`
 ``refund_ids`` list it; ``submitted_for_settlement`` when made, ``processor_declined``
 when the card's processor refused it. As the gateway does, a refund is refused for a sale
 not settled (or settling), for a credit, and for more than is left of the sale.
+``void_transaction`` voids a transaction (a refund too) as the gateway does, only while
+voidable ("Transaction: Void": authorized, submitted for settlement, or for PayPal
+settlement pending; else 91504), and ``settle_transaction`` settles one.
 Control: ``POST /_sandbox/braintree/transactions`` adds a transaction,
 ``POST /_sandbox/braintree/refunds`` (``{"id", "transaction", "amount"}``) refunds one.
 """
@@ -104,7 +107,8 @@ REFUNDABLE = ("settling", "settled")
 
 
 class RefundRefused(ValueError):
-    """What Braintree's gateway answers a refund it refuses (its validation error)."""
+    """What Braintree's gateway answers a refund (or a void) it refuses: its validation
+    error."""
 
 
 def refund_record(
