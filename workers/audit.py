@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -32,8 +32,8 @@ from payhooks.domain.events import PaymentEvent, PaymentKind
 from payhooks.providers.kit.listing import ConfirmsFromList, Lister, Window
 from payhooks.providers.kit.receiver_errors import MalformedPayload
 from payhooks.storage import redis_keys
-from payhooks.storage.record_once import recorded
-from payhooks.storage.trail import Trail
+from payhooks.storage.record_once import Seen, seen_before
+from payhooks.storage.trail import Trail, unreadable
 from payhooks.storage.unapplied import OVERDUE_AFTER_SECONDS
 from workers.apply import resolve_invoice_id
 from workers.errors import JobError
@@ -63,11 +63,22 @@ class Status(StrEnum):
     OVERDUE = "overdue"  # queued or retrying, paid more than 30 minutes ago
     MISSING = "missing"  # our records say applied; Nexudus does not show it
     UNCHECKED = "unchecked"  # Nexudus could not be read for it
+    UNREADABLE = "unreadable"  # a trail entry of its events cannot be read
 
 
 DISCREPANCIES = frozenset(
-    {Status.NEVER_RECEIVED, Status.HELD, Status.OVERDUE, Status.MISSING, Status.UNCHECKED}
+    {
+        Status.NEVER_RECEIVED,
+        Status.HELD,
+        Status.OVERDUE,
+        Status.MISSING,
+        Status.UNCHECKED,
+        Status.UNREADABLE,
+    }
 )
+#: Verdicts Nexudus itself confirms (the token on the invoice), whatever a damaged trail
+#: entry said: the rest rest on our records, so one that cannot be read leaves them open.
+_CONFIRMED_BY_NEXUDUS = frozenset({Status.APPLIED, Status.PARTIAL})
 
 #: What to do about a guard's failure, by its error class.
 _GUARD_ACTIONS = {
@@ -243,7 +254,7 @@ class Auditor:
     # -- what we and Nexudus say ------------------------------------------------------
 
     def _check_all(self, payments: list[_Payment]) -> list[Finding]:
-        answers = recorded(
+        answers = seen_before(
             self._redis,
             [key for p in payments for key in (*p.keys, *(r.key for r in p.refunds))],
         )
@@ -251,12 +262,19 @@ class Auditor:
         for payment in payments:
             end = start + len(payment.keys)
             refunds_end = end + len(payment.refunds)
-            unseen = self._unseen(payment, answers[end:refunds_end])
-            was_recorded = any(answers[start:end])
-            findings.append(
-                self._refunds_unseen(payment, was_recorded, unseen)
-                or self._check(payment, was_recorded)
+            refunds_seen = [seen is Seen.YES for seen in answers[end:refunds_end]]
+            unseen = self._unseen(payment, refunds_seen)
+            was_recorded = any(seen is Seen.YES for seen in answers[start:end])
+            histories = {key: self._trail.history(key) for key in payment.keys}
+            finding = self._refunds_unseen(payment, was_recorded, unseen) or self._check(
+                payment, was_recorded, histories
             )
+            damaged = [key for key, history in histories.items() if unreadable(history)] + [
+                refund.key
+                for refund, seen in zip(payment.refunds, answers[end:refunds_end], strict=True)
+                if seen is Seen.UNREADABLE
+            ]
+            findings.append(_unreadable(finding, damaged) if damaged else finding)
             start = refunds_end
         return findings
 
@@ -309,7 +327,9 @@ class Auditor:
             action=f"`payhooks reconcile {event.provider} --since ...` over its time",
         )
 
-    def _check(self, payment: _Payment, was_recorded: bool) -> Finding:
+    def _check(
+        self, payment: _Payment, was_recorded: bool, histories: dict[str, list[dict[str, Any]]]
+    ) -> Finding:
         event = payment.event
         source, token = event.payment_source, event.token
         invoice_id = event.invoice.invoice_id or self._ledger.bound_invoice(source, token)
@@ -319,7 +339,7 @@ class Auditor:
             "invoice": str(invoice_id) if invoice_id is not None else _invoice_text(event),
             "amount": f"{event.amount} {event.currency}" if event.amount is not None else "-",
         }
-        last = _last_outcome([self._trail.history(key) for key in payment.keys])
+        last = _last_outcome(histories.values())
         settled = self._settled_by_our_records(event, last, base)
         if settled is not None:
             return settled
@@ -487,6 +507,23 @@ def _last_outcome(histories: Iterable[list[dict[str, Any]]]) -> dict[str, Any] |
         if entry.get("stage") in _DONE | _NOT_OURS | {"failed", "purged", "retrying", "replayed"}
     ]
     return max(entries, key=lambda entry: str(entry.get("at", ""))) if entries else None
+
+
+def _unreadable(finding: Finding, damaged: list[str]) -> Finding:
+    """A finding whose events' trails hold an entry that cannot be read (which might have
+    been the outcome, or the record that the payment or its refund came): unless Nexudus
+    itself confirms it, its verdict is left to a person, who is told what it would be."""
+    if finding.status in _CONFIRMED_BY_NEXUDUS:
+        return finding
+    said = f"{finding.status.value.replace('_', ' ')}" + (f": {finding.why}" if finding.why else "")
+    return replace(
+        finding,
+        status=Status.UNREADABLE,
+        why=f"the trail of {', '.join(damaged)} holds an entry that cannot be read; without "
+        f"it, {said}",
+        action=f"`payhooks trace {damaged[0]}` shows it; decide by the provider's and "
+        "Nexudus's records",
+    )
 
 
 def _invoice_text(event: PaymentEvent) -> str:

@@ -25,12 +25,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar
 
 from redis import Redis
 
 from payhooks.domain.events import Ignored, PaymentEvent
-from payhooks.providers.kit.listing import ListedPage, Lister, RateLimited, Window
+from payhooks.providers.kit.listing import (
+    ListedPage,
+    Lister,
+    RateLimited,
+    RereadsUnsettled,
+    Window,
+)
 from payhooks.providers.kit.polling import PollIntake
 from payhooks.providers.kit.receiver_errors import MalformedPayload
 from payhooks.providers.kit.unreadable import reason_of
@@ -39,14 +46,16 @@ from payhooks.providers.pollers import build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory
-from payhooks.storage.record_once import Accepted, Fence, RecordOnce, recorded, run_sync
+from payhooks.storage.record_once import Accepted, Fence, RecordOnce, Seen, run_sync, seen_before
 from payhooks.storage.task_lease import LeaseLost, TaskLease
 from payhooks.storage.trail import StoredPoll
 from payhooks.storage.unprocessed import READ_BY_LIST, queue_keep
+from payhooks.storage.unsettled import Unsettled
 from payhooks.storage.worker_metrics import WorkerMetrics
 from workers.polls import Task, build_tasks
 
 log = logging.getLogger("payhooks.reconcile")
+T = TypeVar("T")
 
 #: How many times one page is asked for again after a 429 before the scan gives up.
 MAX_RATE_LIMIT_WAITS = 6
@@ -63,6 +72,14 @@ class ScanCounts:
     queued: int = 0  # events recorded now, each with its one job
     ignored: int = 0  # records whose webhook would have been ignored too
     errors: int = 0  # records the normaliser could not read (each needs a person)
+    # Events whose trail holds an entry that cannot be read, and nothing readable says
+    # were queued: handed to record-once all the same (its script, then the job's invoice
+    # marker, turn a true duplicate away; a skip could drop a payment), and each logged
+    # (trail.unreadable) for a person, counted in seen or queued as record-once decides.
+    unreadable_trails: int = 0
+    # Records read again by id (a lister's unsettled ones: Braintree's refunds), counted
+    # in scanned and in their events' results too.
+    reread: int = 0
     pages: int = 0
     rate_limit_waits: int = 0
     # Every one the scan made: each page's seen-before check, its record-once batch (and
@@ -197,13 +214,16 @@ def scan(
     run writes nothing (no event, no cursor) and counts as queued what it would queue."""
     done = counts or ScanCounts()
     before = place.round_trips
+    read: set[str] = set()  # the unsettled records this scan read already
     try:
         cursor = None if dry_run else place.cursor()
         while True:
             page = fetch_patiently(
                 lister, window, cursor, thorough=thorough, sleep=sleep, done=done
             )
-            _record_page(lister, page.records, place, redis, record, done, dry_run=dry_run)
+            _record_page(
+                lister, page.records, place, redis, record, done, dry_run=dry_run, read=read
+            )
             if not dry_run:
                 place.commit(page.cursor)
             cursor = page.cursor
@@ -211,6 +231,8 @@ def scan(
             if progress is not None:
                 progress(done)
             if not page.more:
+                if isinstance(lister, RereadsUnsettled):
+                    _reread(lister, place, redis, record, done, read, sleep=sleep, dry_run=dry_run)
                 if not dry_run:
                     place.finish()
                 return done
@@ -229,9 +251,16 @@ def fetch_patiently(
 ) -> ListedPage:
     """The page after ``cursor``; a 429 waited out (its Retry-After, else a growing
     backoff) MAX_RATE_LIMIT_WAITS times, then raised."""
+    return patiently(lambda: lister.fetch(window, cursor, thorough=thorough), sleep, done)
+
+
+def patiently(
+    call: Callable[[], T], sleep: Callable[[float], None], done: ScanCounts | None = None
+) -> T:
+    """``call``'s answer; a 429 waited out as ``fetch_patiently`` says."""
     for attempt in range(MAX_RATE_LIMIT_WAITS + 1):
         try:
-            return lister.fetch(window, cursor, thorough=thorough)
+            return call()
         except RateLimited as exc:
             if attempt == MAX_RATE_LIMIT_WAITS:
                 raise
@@ -239,6 +268,36 @@ def fetch_patiently(
                 done.rate_limit_waits += 1
             sleep(exc.retry_after if exc.retry_after is not None else _backoff(attempt))
     raise AssertionError("unreachable")
+
+
+#: Ids read again per call to a lister's ``reread`` (Braintree's page: one search each).
+REREAD_BATCH = 50
+
+
+def _reread(
+    lister: Lister,
+    place: ScanCursor,
+    redis: Redis,
+    record: RecordOnce,
+    done: ScanCounts,
+    read: set[str],
+    *,
+    sleep: Callable[[float], None],
+    dry_run: bool,
+) -> None:
+    """Read again the records the lister said may still change (those this scan has not
+    just read in its window), and record what they say now as any listed record: a refund
+    voided after every window listing it is its reinstatement, queued as the window would
+    have queued it; one now final is forgotten."""
+    assert isinstance(lister, RereadsUnsettled)
+    store = Unsettled(redis, lister.name, ttl_seconds=record.ttl_seconds)
+    wanted = [record_id for record_id in store.ids() if record_id not in read]
+    done.redis_round_trips += 1
+    for start in range(0, len(wanted), REREAD_BATCH):
+        batch = wanted[start : start + REREAD_BATCH]
+        records = patiently(partial(lister.reread, batch), sleep, done)
+        done.reread += len(records)
+        _record_page(lister, records, place, redis, record, done, dry_run=dry_run, read=read)
 
 
 def _backoff(attempt: int) -> float:
@@ -254,21 +313,72 @@ def _record_page(
     done: ScanCounts,
     *,
     dry_run: bool = False,
+    read: set[str] | None = None,
 ) -> None:
-    """Record the page's unseen events, keep what could not be read; count the rest."""
+    """Record the page's unseen events, keep what could not be read; count the rest. A
+    lister's unsettled records are remembered (open) or forgotten (final) once their events
+    are recorded."""
     found, unreadable = _events_of(lister, records, done)
     if unreadable and not dry_run:
         _keep_unreadable(lister, unreadable, redis, record.ttl_seconds)
         done.redis_round_trips += 1
+    _record_events(lister, found, place, redis, record, done, dry_run=dry_run)
+    if isinstance(lister, RereadsUnsettled):
+        seen = read if read is not None else set()
+        _note_unsettled(lister, records, redis, record, done, seen, dry_run=dry_run)
+
+
+def _note_unsettled(
+    lister: Lister,
+    records: tuple[bytes, ...],
+    redis: Redis,
+    record: RecordOnce,
+    done: ScanCounts,
+    read: set[str],
+    *,
+    dry_run: bool,
+) -> None:
+    """Remember the page's unsettled records still open, forget those now final (after
+    their events were recorded: a void is never forgotten before its reinstatement is)."""
+    assert isinstance(lister, RereadsUnsettled)
+    states = []
+    for body in records:
+        try:
+            state = lister.unsettled(body)
+        except ValueError:  # counted in errors by _events_of
+            continue
+        if state is not None:
+            states.append(state)
+            read.add(state.record_id)
+    if not states or dry_run:
+        return
+    store = Unsettled(redis, lister.name, ttl_seconds=record.ttl_seconds)
+    done.redis_round_trips += store.note(
+        [s.record_id for s in states if s.open], [s.record_id for s in states if not s.open]
+    )
+
+
+def _record_events(
+    lister: Lister,
+    found: list[tuple[bytes, list[PaymentEvent]]],
+    place: ScanCursor,
+    redis: Redis,
+    record: RecordOnce,
+    done: ScanCounts,
+    *,
+    dry_run: bool,
+) -> None:
     if not found:
         return
     # One round trip says which were recorded before: those are written nothing at all.
-    answers = iter(recorded(redis, [event.key for _, events in found for event in events]))
+    answers = iter(seen_before(redis, [event.key for _, events in found for event in events]))
     done.redis_round_trips += 1
     calls: list[list[object]] = []
     spans: list[int] = []
     for body, events in found:
-        unseen = [event for event in events if not next(answers)]
+        judged = [(event, next(answers)) for event in events]
+        done.unreadable_trails += sum(seen is Seen.UNREADABLE for _, seen in judged)
+        unseen = [event for event, seen in judged if seen is not Seen.YES]
         done.seen += len(events) - len(unseen)
         if dry_run:
             done.queued += len(unseen)

@@ -104,7 +104,9 @@ def print_history(history: JobHistory, out: TextIO) -> None:
     else:
         last = next((e for e in reversed(history.trail) if e.get("stage") != "replayed"), None)
         if last is not None:
-            fields.append(("last", f"{last['stage']} at {last['at']}"))
+            # An unreadable entry has no time (payhooks/storage/trail.py, UNREADABLE).
+            when = f" at {last['at']}" if last["at"] else ""
+            fields.append(("last", f"{last['stage']}{when}"))
     for name, value in fields:
         print(labelled(name, value, width=10), file=out)
     print(file=out)

@@ -28,6 +28,12 @@ from payhooks.storage.record_once import RecordOnce
 from payhooks.storage.worker_metrics import WorkerMetrics
 from workers.reconcile import ScanCounts, WindowCursor, scan
 
+#: A scan that read its whole window, but met events whose trail holds an entry that
+#: cannot be read: each was handed to record-once (nothing lost), and a person looks.
+UNREADABLE_TRAILS = (
+    "event(s) with an unreadable trail entry, each handed to record-once: "
+    "`payhooks trace` them (the log names them)"
+)
 COLUMNS = ("provider", "scanned", "seen", "queued", "ignored", "errors", "result")
 
 
@@ -78,8 +84,9 @@ def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sy
         width = left_for(rows, COLUMNS, "result")
         shown = [{**row, "result": "\n".join(wrap(str(row["result"]), width))} for row in rows]
         table(shown, COLUMNS, out)
-        if failed and not args.dry_run:
-            names = " ".join(str(row["provider"]) for row in failed)
+        resume = [row for row in failed if not str(row["result"]).endswith(UNREADABLE_TRAILS)]
+        if resume and not args.dry_run:
+            names = " ".join(str(row["provider"]) for row in resume)
             print(
                 f"\nRun again to resume where each stopped: payhooks reconcile {names} "
                 f"--since {window.since.isoformat()} --until {window.until.isoformat()}",
@@ -164,6 +171,9 @@ def _scan_one(
             if dry_run
             else "kept, see `payhooks unprocessed list`"
         )
+    elif result == "ok" and done.unreadable_trails:
+        # Nothing lost (each went to record-once), but a record of ours is damaged.
+        result = f"{done.unreadable_trails} {UNREADABLE_TRAILS}"
     elif result == "ok" and not dry_run:
         metrics.reconcile_success(lister.name, time.time())
     return {

@@ -170,20 +170,50 @@ QUEUED_STAGES = ("enqueued", "replayed")
 QUEUED_MARKS = tuple(f'"stage":"{stage}"' for stage in QUEUED_STAGES)
 
 
-def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
+class Seen(StrEnum):
+    """Whether an event was recorded before, as ``seen_before`` reads it."""
+
+    YES = "seen"
+    NO = "unseen"
+    #: Nothing readable says it was queued, and its trail holds an entry that cannot be
+    #: read (trail.UNREADABLE), which might have: not known.
+    UNREADABLE = "unreadable"
+
+
+def seen_before(redis: Redis, event_keys: Sequence[str]) -> list[Seen]:
     """Whether each event was recorded before, as the script decides it (its job, a trail
-    saying it was queued, or 0.1.0's event record), in one round trip; for callers that
-    would rather write nothing for what was (a reconcile scan, a provider's step)."""
+    saying it was queued, or 0.1.0's event record), in one round trip. An entry that
+    cannot be read never says queued: an event that nothing else says was is
+    ``Seen.UNREADABLE``, each caller deciding what that means for it (logged here)."""
     with redis.pipeline(transaction=False) as pipe:
         for key in event_keys:
             pipe.exists(redis_keys.event(key), Job.key_for(redis_keys.job_id(key)))
             pipe.execute_command(*trail.read_call(redis_keys.trail(key)))  # type: ignore[no-untyped-call]
         answers = pipe.execute()
     return [
-        bool(answers[2 * n])
-        or any(step["stage"] in QUEUED_STAGES for step in trail.read_entries(answers[2 * n + 1]))
-        for n in range(len(event_keys))
+        _seen(key, bool(answers[2 * n]), answers[2 * n + 1]) for n, key in enumerate(event_keys)
     ]
+
+
+def _seen(event_key: str, exists: bool, entries: list[Any]) -> Seen:
+    if exists:
+        return Seen.YES
+    steps = trail.read_entries(entries)
+    if any(step["stage"] in QUEUED_STAGES for step in steps):
+        return Seen.YES
+    if trail.unreadable(steps):
+        trail.log_unreadable(event_key, steps)
+        return Seen.UNREADABLE
+    return Seen.NO
+
+
+def recorded(redis: Redis, event_keys: Sequence[str]) -> list[bool]:
+    """``seen_before`` as yes or no, for callers that would rather write nothing for what
+    was (a reconcile scan, a provider's step): an event whose trail cannot be read is not
+    known to be recorded, so it is handed to the script, whose own check (and, past it,
+    the job's invoice marker) turns a true duplicate away, rather than skipped, which
+    could drop a payment."""
+    return [seen is Seen.YES for seen in seen_before(redis, event_keys)]
 
 
 #: The script's inputs in their order, from the dicts naming them (one C call each).

@@ -147,6 +147,12 @@ def rate_bucket(name: str) -> str:
     return f"{PREFIX}:rate:{name}"
 
 
+def unsettled(provider: str) -> str:
+    """The provider's listed records that may still change what was counted, by id, each
+    scored by when it was first remembered (payhooks/storage/unsettled.py)."""
+    return f"{PREFIX}:unsettled:{provider}"
+
+
 def reconcile_cursor(provider: str, since: int, until: int) -> str:
     """Where a `payhooks reconcile` of one provider's window got to (Unix seconds), so a
     run of the same window after a failure resumes there."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from redis import Redis
 from payhooks.logs import utc_text
 from payhooks.storage import bodies, redis_keys
 from payhooks.storage.redis_keys import text
+
+log = logging.getLogger("payhooks.trail")
 
 
 def _glob_escape(value: str) -> str:
@@ -101,30 +104,80 @@ def _fields_json(fields: dict[str, Any]) -> str:
     return orjson.dumps(short).decode()
 
 
+#: The stage an entry no release could have written reads as (truncated, hand-edited,
+#: corrupted): each reader decides what it means for the event (README, "Inspecting").
+UNREADABLE = "unreadable"
+#: How much of an unreadable entry a person is shown (``raw``): enough to recognise it.
+UNREADABLE_SHOWN_CHARS = 60
+
+
 def read_entry(raw: bytes | str) -> list[dict[str, Any]]:
     """A trail entry as every reader sees it, whichever release wrote it: a dict per step
     (``at``: ISO 8601 UTC to the millisecond, ``stage``, then the fields by their full
     names; an origin by its key). Releases up to main 8cd8f52 wrote a JSON object per
-    step, as this reads it, and named an origin by its key."""
+    step, as this reads it, and named an origin by its key. One that neither release
+    could have written is one step, ``UNREADABLE`` (``unreadable_step``), never an error:
+    one bad entry must not stop a trace, a reconcile scan or an audit."""
+    try:
+        return _read_entry(raw)
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        return [unreadable_step(raw)]
+
+
+def _read_entry(raw: bytes | str) -> list[dict[str, Any]]:
     line = text(raw)
     if line.startswith("{"):
-        return [json.loads(line)]
+        step = json.loads(line)
+        if not isinstance(step.get("stage"), str) or not isinstance(step.get("at"), str):
+            raise ValueError("an entry names its stage and time")
+        return [step]
     at_ms, _, rest = line.partition(" ")
     stage, _, fields_json = rest.partition(" ")
+    if not at_ms.isascii() or not at_ms.isdigit() or not stage:
+        raise ValueError("an entry begins with its time and stage")
     fields = {_FIELD_OF.get(k, k): v for k, v in orjson.loads(fields_json or "{}").items()}
     for name, key_of in ORIGIN_FIELDS.items():
         if name in fields:
-            fields[name] = key_of(fields[name])
+            fields[name] = key_of(str(fields[name]))
     seconds, millis = divmod(int(at_ms), 1000)
     at = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
     first, *then = stage.split("+")
     return [{"at": at, "stage": first, **fields}, *({"at": at, "stage": s} for s in then)]
 
 
+def unreadable_step(raw: bytes | str) -> dict[str, Any]:
+    """An entry that cannot be read, as a person is shown it: its first
+    UNREADABLE_SHOWN_CHARS characters (anything unprintable, or not UTF-8, as ``?``) and its size. It
+    has no time: nothing in it can be trusted."""
+    data = raw.encode(errors="replace") if isinstance(raw, str) else bytes(raw)
+    shown = "".join(
+        ch if ch.isprintable() and ch != "\ufffd" else "?"
+        for ch in data[: UNREADABLE_SHOWN_CHARS * 4].decode(errors="replace")
+    )
+    if len(shown) > UNREADABLE_SHOWN_CHARS:
+        shown = shown[:UNREADABLE_SHOWN_CHARS] + "…"
+    return {"at": "", "stage": UNREADABLE, "raw": shown, "bytes": len(data)}
+
+
 def read_entries(raw: list[Any]) -> list[dict[str, Any]]:
     """A trail's entries as Redis keeps them (``READ_TRAIL``'s answer), as every reader
     sees them."""
     return [step for item in raw for step in read_entry(item)]
+
+
+def unreadable(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps of a trail that could not be read."""
+    return [step for step in steps if step["stage"] == UNREADABLE]
+
+
+def log_unreadable(event_key: str, steps: list[dict[str, Any]]) -> None:
+    """One log line for an event whose trail holds unreadable entries: the event and the
+    entries' sizes, never their text (it may hold anything)."""
+    if bad := unreadable(steps):
+        log.warning(
+            "trail.unreadable",
+            extra={"event_key": event_key, "entries": len(bad), "bytes": [s["bytes"] for s in bad]},
+        )
 
 
 #: The trail's two Lua functions, for every script that reads or writes one (this
@@ -384,7 +437,9 @@ class Trail:
 
     def history(self, event_key: str) -> list[dict[str, Any]]:
         raw = self._redis.execute_command(*read_call(redis_keys.trail(event_key)))  # type: ignore[no-untyped-call]
-        return read_entries(raw)
+        steps = read_entries(raw)
+        log_unreadable(event_key, steps)
+        return steps
 
     def events_for_invoice(self, invoice_id: int) -> list[str]:
         members = self._redis.zrange(redis_keys.invoice_events(invoice_id), 0, -1)

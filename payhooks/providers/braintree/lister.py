@@ -31,8 +31,13 @@ nets its refunds, whichever job runs first.
 Not reconciled: disputes (their notifications are keyed by the notification's time, which
 no search gives back, and a dispute search is another API); failed subscription charges,
 which write nothing to Nexudus, unless a transaction found is already
-``settlement_declined``; a refund voided or declined after the windows that will read it
-again have passed (searched by creation time: its reversal keeps counting, the safe way).
+``settlement_declined``.
+
+A refund voided or declined after every window listing it has passed (searched by creation
+time, no window lists it again) is read again by id (``RereadsUnsettled``): the scan
+remembers each refund it lists that is not final yet (``unsettled``: neither settled nor
+undone) and, after each window, reads those again (``reread``) and records their events as
+for any listed refund, until they are final (payhooks/storage/unsettled.py).
 """
 
 from __future__ import annotations
@@ -56,7 +61,13 @@ from payhooks.providers.braintree.receiver import (
     transaction_event,
 )
 from payhooks.providers.braintree.settings import BraintreeSettings
-from payhooks.providers.kit.listing import ListedPage, NotListed, RateLimited, Window
+from payhooks.providers.kit.listing import (
+    ListedPage,
+    NotListed,
+    RateLimited,
+    Unsettled,
+    Window,
+)
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
 from payhooks.settings import Settings
 
@@ -87,6 +98,9 @@ CAPTURED = frozenset(
 CHARGE_FAILED = frozenset({"failed", "processor_declined", "gateway_rejected"})
 #: A refund whose money does not go back after all (voided before settling, declined).
 REFUND_UNDONE = CHARGE_FAILED | {"voided", "settlement_declined"}
+#: A refund whose state no longer changes what was counted: settled (its money went
+#: back for good), or undone (its reinstatement was recorded). Any other is read again.
+REFUND_FINAL = REFUND_UNDONE | {"settled", "authorization_expired"}
 REFUSED = (bt.AuthenticationError, bt.AuthorizationError, bt.NotFoundError)
 
 
@@ -170,6 +184,25 @@ class BraintreeLister:
                 details=details,
             )
         ]
+
+    def unsettled(self, record: bytes) -> Unsettled | None:
+        """A refund (a credit naming its sale) and whether it may still be voided or
+        declined; a sale is final once paid (its refunds are transactions of their own)."""
+        credit = json.loads(record)
+        if credit.get("type") != braintree.Transaction.Type.Credit:
+            return None
+        if not credit.get("refunded_transaction_id"):
+            return None
+        return Unsettled(str(credit["id"]), open=str(credit["status"]) not in REFUND_FINAL)
+
+    def reread(self, record_ids: list[str]) -> tuple[bytes, ...]:
+        """The refunds by id, as the window's searches read them (``ids`` in batches of
+        PAGE_SIZE: one ``advanced_search_ids`` and one ``advanced_search`` each)."""
+        found: list[bytes] = []
+        for start in range(0, len(record_ids), PAGE_SIZE):
+            batch = record_ids[start : start + PAGE_SIZE]
+            found += [_record(transaction) for transaction in self._transactions(batch)]
+        return tuple(found)
 
     def _refund(self, credit: dict[str, Any], transaction: Any) -> Normalised:
         status = str(credit["status"])

@@ -16,6 +16,9 @@ tests show one (tests/integration/test_transaction.py, ``test_successful_refund`
 ``refund_ids`` list it; ``submitted_for_settlement`` when made, ``processor_declined``
 when the card's processor refused it. As the gateway does, a refund is refused for a sale
 not settled (or settling), for a credit, and for more than is left of the sale.
+``void_transaction`` voids a transaction (a refund too) as the gateway does, only while
+voidable ("Transaction: Void": authorized, submitted for settlement, or for PayPal
+settlement pending; else 91504), and ``settle_transaction`` settles one.
 Control: ``POST /_sandbox/braintree/transactions`` adds a transaction,
 ``POST /_sandbox/braintree/refunds`` (``{"id", "transaction", "amount"}``) refunds one.
 """
@@ -104,7 +107,8 @@ REFUNDABLE = ("settling", "settled")
 
 
 class RefundRefused(ValueError):
-    """What Braintree's gateway answers a refund it refuses (its validation error)."""
+    """What Braintree's gateway answers a refund (or a void) it refuses: its validation
+    error."""
 
 
 def refund_record(
@@ -156,6 +160,41 @@ def refund_record(
     }
     state.transactions[refund_id] = record
     sale["refund_ids"].append(refund_id)
+    return record
+
+
+#: Where a transaction may be voided ("Transaction: Void", Braintree's API reference:
+#: authorized, submitted for settlement, or, for PayPal, settlement pending); a refund is
+#: a transaction, so one not settled yet may be voided as well.
+VOIDABLE = ("authorized", "submitted_for_settlement")
+VOIDABLE_PAYPAL = "settlement_pending"
+
+
+def void_transaction(
+    state: BraintreeState, transaction_id: str, *, at: datetime | None = None
+) -> dict[str, Any]:
+    """``transaction.void``: the transaction (a sale, a refund) ``voided`` at ``at``, as
+    the gateway voids it, or refused (91504) once it is past voiding."""
+    record = state.transactions[transaction_id]
+    paypal = record["payment_instrument_type"] == "paypal_account"
+    if record["status"] not in VOIDABLE and not (paypal and record["status"] == VOIDABLE_PAYPAL):
+        raise RefundRefused(
+            "91504: Transaction can only be voided if status is authorized, "
+            "submitted_for_settlement, or - for PayPal - settlement_pending"
+        )
+    return _moved(record, "voided", at)
+
+
+def settle_transaction(
+    state: BraintreeState, transaction_id: str, *, at: datetime | None = None
+) -> dict[str, Any]:
+    """The transaction ``settled`` at ``at``, as Braintree's settlement batch leaves it."""
+    return _moved(state.transactions[transaction_id], "settled", at)
+
+
+def _moved(record: dict[str, Any], status: str, at: datetime | None) -> dict[str, Any]:
+    when = (at or datetime.now(tz=UTC)).astimezone(UTC).replace(microsecond=0)
+    record.update(status=status, history=[*record["history"], (status, when)])
     return record
 
 

@@ -19,7 +19,7 @@ from payhooks.providers.ezidebit.formats import LATE, NAME, PAID
 from payhooks.providers.kit.step_errors import ProviderLookupError
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
-from payhooks.storage.record_once import recorded
+from payhooks.storage.record_once import Seen, seen_before
 from payhooks.storage.trail import Trail
 
 
@@ -39,8 +39,11 @@ class EziDebitStep:
         paid_event = f"{NAME}:{payment_id}-{PAID}"
         if self._redis.exists(redis_keys.payment_binding(NAME, payment_id)):
             return True
-        [seen] = recorded(self._redis, [paid_event])
-        return seen
+        # A trail that cannot be read may have said settled: a reversal then, the safe
+        # reading (it counts less, and flags a paid invoice for a person), never a bare
+        # failure that would leave an invoice paid by money the bank took back.
+        [seen] = seen_before(self._redis, [paid_event])
+        return seen is not Seen.NO
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
         if event.kind is not PaymentKind.FAILED:

@@ -73,6 +73,31 @@ class ConfirmsFromList(Protocol):
         when the record cannot say; pure."""
 
 
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """A listed record that its provider may still change: its id, and whether it is still
+    open (else final: settled, voided, declined)."""
+
+    record_id: str
+    open: bool
+
+
+@runtime_checkable
+class RereadsUnsettled(Protocol):
+    """A lister some of whose records may change what was counted after every window that
+    lists them has passed (a Braintree refund: listed by when it was made, voided or
+    declined days later). The scan remembers those still open (payhooks/storage/
+    unsettled.py) and reads them again by id on each run until they are final, each time
+    recording their events as for any listed record."""
+
+    def unsettled(self, record: bytes) -> Unsettled | None:
+        """The record's id and whether it is still open, if it is such a record; pure."""
+
+    def reread(self, record_ids: list[str]) -> tuple[bytes, ...]:
+        """The records of those ids as the provider has them now (any it no longer has
+        left out). Raises as ``Lister.fetch`` does."""
+
+
 def list_answer(response: httpx.Response, what: str) -> dict[str, Any]:
     """The JSON object a list call answered (after ``ProviderApi`` classified 429, 5xx and
     refused credentials): another 4xx is a request the provider rejects (a person must
