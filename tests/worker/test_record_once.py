@@ -340,3 +340,61 @@ def test_a_template_that_is_no_hash_is_written_again_and_leaves_no_job_key_behin
     fields = [set(redis.hkeys(job)) for job in jobs]
     assert fields == [fields[0]] * 3
     assert [job.get_status() for job in queue.get_jobs()] == ["queued"] * 3
+
+
+def _batch_with_a_load_between(
+    settings: Settings, redis: Redis
+) -> tuple[RecordOnce, list[list[object]], list[PaymentEvent]]:
+    """Two events' calls on a Redis without the script, another client's SCRIPT LOAD
+    between them (Redis runs other clients' commands between a batch's): the first call
+    answers NOSCRIPT, the second runs and queues its event."""
+    redis.script_flush()
+    record = recorder(settings)
+    first_webhook, [first] = stripe_event(settings, 42)
+    second_webhook, [second] = stripe_event(settings, 43)
+    calls = [
+        *record.calls(first_webhook, [first]),
+        ["SCRIPT", "LOAD", record.source],
+        *record.calls(second_webhook, [second]),
+    ]
+    return record, calls, [first, second]
+
+
+def _stages(redis: Redis, event: PaymentEvent) -> list[str]:
+    return [str(e["stage"]) for e in Trail(redis, ttl_seconds=60).history(event.key)]
+
+
+def test_a_batch_that_meets_the_script_loaded_midway_says_queued_for_each_event(
+    settings: Settings, redis: Redis, queue: Queue
+) -> None:
+    """Two scans at once on a Redis that had lost its scripts: the calls of one that ran
+    after the other loaded it queued their events, and ran again they said duplicate (a
+    scan counted 155 of 250 events queued, each queued once)."""
+    record, calls, events = _batch_with_a_load_between(settings, redis)
+    trips: list[int] = []
+
+    answers = run_sync(redis, record, calls, round_trips=trips.append)
+
+    assert record.accepted([answers[0], answers[2]], 2) == [Accepted.QUEUED, Accepted.QUEUED]
+    assert queue.count == 2
+    assert [_stages(redis, e) for e in events] == [["received", "enqueued"]] * 2
+    assert trips == [3]
+
+
+def test_the_receivers_batch_that_meets_the_script_loaded_midway_answers_queued(
+    settings: Settings, redis: Redis, queue: Queue
+) -> None:
+    record, calls, events = _batch_with_a_load_between(settings, redis)
+
+    async def run() -> list[object]:
+        client = redis_connect.async_client(settings)
+        try:
+            return await run_async(client, record, calls)
+        finally:
+            await client.aclose()
+
+    answers = asyncio.run(run())
+
+    assert record.accepted([answers[0], answers[2]], 2) == [Accepted.QUEUED, Accepted.QUEUED]
+    assert queue.count == 2
+    assert [_stages(redis, e) for e in events] == [["received", "enqueued"]] * 2
