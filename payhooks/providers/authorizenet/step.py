@@ -22,8 +22,9 @@ from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLook
 
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
 REFUNDED = frozenset({"refundPendingSettlement", "refundSettledSuccessfully"})
-#: A payment's own status once its money went back with no notification: an eCheck the
-#: bank returned, a card charged back; and a chargeback the merchant won back.
+#: The statuses of money that went back with no notification: an eCheck the bank
+#: returned, one charged back (unauthorised), and that chargeback reversed. Authorize.Net
+#: gives them to the return's own transaction (lister.py); a payment so listed is refused.
 RETURNED = "returnedItem"
 CHARGED_BACK = "chargeback"
 CHARGEBACK_REVERSED = "chargebackReversal"

@@ -27,6 +27,7 @@ from payhooks.providers.authorizenet.lister import AuthorizeNetLister
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.authorizenet.stand_in import (
     AuthorizeNetState,
+    return_item,
     settle,
     transaction_record,
 )
@@ -333,10 +334,8 @@ def _listed_as(state: AuthorizeNetState, transaction_id: str, status: str) -> No
     [
         ("returnedItem", [("returned", PaymentKind.REFUNDED)]),
         ("chargeback", [("chargeback", PaymentKind.REFUNDED)]),
-        (
-            "chargebackReversal",
-            [("paid", PaymentKind.PAID), ("chargeback-reversed", PaymentKind.REINSTATED)],
-        ),
+        # Never paid: the reversal's own transaction is no payment (see below).
+        ("chargebackReversal", [("chargeback-reversed", PaymentKind.REINSTATED)]),
     ],
 )
 def test_money_gone_back_without_a_notification_reads_as_a_reversal_of_the_whole_payment(
@@ -388,18 +387,22 @@ def test_a_chargeback_found_by_the_scan_flags_the_payment_its_notification_appli
     assert (again[0]["queued"], again[0]["seen"]) == (0, 1)
 
     # Then the merchant wins it back: the chargeback no longer counts, nothing is written
-    # (the payment is applied already), and the audit finds the payment where it should be.
+    # (the payment is applied already), and the flag is said to be moot.
     authorizenet_state.transactions["7020"]["transactionStatus"] = "chargebackReversal"
     [won] = reconcile_providers(settings, redis, last(), ["authorizenet"])
-    assert (won["queued"], won["result"]) == (2, "ok")
+    assert (won["queued"], won["result"]) == (1, "ok")
     failed_before = len(queue.failed_job_registry)
     run_worker()
     assert len(queue.failed_job_registry) == failed_before
-    assert stages(redis, "authorizenet:transaction-7020-paid")[-1] == "already_applied"
+    [reinstated] = Trail(redis, ttl_seconds=60).history(
+        "authorizenet:transaction-7020-chargeback-reversed"
+    )[-1:]
+    assert reinstated["stage"] == "no_write"
+    assert "moot" in str(reinstated["note"])
     assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
 
 
-def test_a_chargeback_won_back_is_applied_when_its_notification_never_came(
+def test_a_payment_won_back_is_applied_by_its_notification_not_by_the_scan(
     settings: Settings,
     redis: Redis,
     sandbox_state: SandboxState,
@@ -407,16 +410,22 @@ def test_a_chargeback_won_back_is_applied_when_its_notification_never_came(
     run_worker: RunWorker,
     queue: Queue,
 ) -> None:
+    """A transaction listed as chargebackReversal is never told as paid (it may be the
+    reversal's own transaction); a payment's own notification in that status is."""
     sandbox_state.invoices[44]["CurrencyCode"] = "USD"
     captured(authorizenet_state, "7022", "44")
     _listed_as(authorizenet_state, "7022", "chargebackReversal")
 
     [row] = reconcile_providers(settings, redis, last(), ["authorizenet"])
-    assert (row["queued"], row["result"]) == (2, "ok")
+    assert (row["queued"], row["result"]) == (1, "ok")
+    run_worker()
+    assert sandbox_state.invoices[44]["PaidOn"] is None
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7022"), AUTHORIZENET_KEY)
+    )
     run_worker()
     assert len(queue.failed_job_registry) == 0
     assert sandbox_state.invoices[44]["PaidOn"] is not None
-    assert stages(redis, "authorizenet:transaction-7022-paid")[-1] == "applied"
 
 
 @pytest.mark.parametrize("scan_first", [True, False], ids=["scan-first", "payment-job-first"])
@@ -456,3 +465,104 @@ def test_a_payment_whose_money_went_back_before_its_job_ran_is_never_applied(
     failed = Trail(redis, ttl_seconds=60).history(payment_key)[-1]
     assert failed["stage"] == "failed"
     assert f"is {status}: its money went back" in str(failed["reason"])
+
+
+# What Authorize.Net publishes of a return: the payment keeps its status
+# (settledSuccessfully) and names the return in getTransactionDetails' ``returnedItems``
+# (AuthorizeNet/sdk-dotnet's ReportingGatewayTest, Reporting_GetTransactionDetailsTest_
+# WithReturnedItems: eCheck 2148382212 settledSuccessfully, returned item 2148382213, R03),
+# its list entry says ``hasReturnedItems`` (AnetApiSchema.xsd, transactionSummaryType), and
+# "eCheck returns generate their own transactions with this status [returnedItem]"
+# (Authorize.Net developer community, message 16374). The stand-in's return_item does so.
+
+
+def test_a_payment_the_list_flags_as_returned_is_flagged_once_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+) -> None:
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7030", "42")
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7030"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    assert paid_on is not None
+    settle(authorizenet_state, "B7030", ["7030"])
+    return_item(authorizenet_state, "7030", "7031")
+    assert authorizenet_state.transactions["7030"]["transactionStatus"] == "settledSuccessfully"
+    calls_before = len(api_calls(sandbox_state))
+
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+
+    flagged = Trail(redis, ttl_seconds=60).history("authorizenet:transaction-7030-returned")[-1]
+    assert (flagged["stage"], flagged["error_class"]) == ("failed", "PaymentReversed")
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+    # Listed again (the weekly scan): one return, one flag.
+    again = reconcile_providers(settings, redis, last(), ["authorizenet"])
+    assert again[0]["queued"] == 0
+
+
+def test_a_returned_payment_the_scan_finds_first_is_never_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+) -> None:
+    """Its notification comes (or is replayed) after the scan: the return is recorded
+    before the payment's own listed event runs, and holds both it and the notification."""
+    sandbox_state.invoices[43]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7032", "43")
+    settle(authorizenet_state, "B7032", ["7032"])
+    return_item(authorizenet_state, "7032", "7033")
+
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7032"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+
+    assert sandbox_state.invoices[43]["PaidOn"] is None
+    assert [t for t in sandbox_state.tokens.values() if t["Token"] == "7032"] == []
+    assert stages(redis, "authorizenet:transaction-7032-paid")[-1] == "reversed"
+
+
+def test_a_chargeback_reversal_of_its_own_is_never_counted_as_a_payment(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    """An eCheck charged back, then the chargeback reversed: each its own transaction in
+    a batch of its day, naming the order's invoice. The reversal is not a second payment
+    of invoice 44 (no token, no PaidOn from it); the payment stays flagged for a person."""
+    sandbox_state.invoices[44]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7040", "44")
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7040"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+    settle(authorizenet_state, "B7040", ["7040"])
+    return_item(authorizenet_state, "7040", "7041", status="chargeback", code="R10")
+    return_item(authorizenet_state, "7040", "7042", status="chargebackReversal", code="R10")
+    calls_before = len(api_calls(sandbox_state))
+
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+    assert [t for t in sandbox_state.tokens.values() if t["Token"] == "7042"] == []
+    assert not redis.exists("payhooks:trail:authorizenet:transaction-7042-paid")
+    [failed] = [queue.fetch_job(j) for j in queue.failed_job_registry.get_job_ids()]
+    assert failed is not None
+    flagged = Trail(redis, ttl_seconds=60).history("authorizenet:transaction-7040-returned")[-1]
+    assert (flagged["stage"], flagged["error_class"]) == ("failed", "PaymentReversed")
