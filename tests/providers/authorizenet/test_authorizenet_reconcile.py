@@ -566,3 +566,43 @@ def test_a_chargeback_reversal_of_its_own_is_never_counted_as_a_payment(
     assert failed is not None
     flagged = Trail(redis, ttl_seconds=60).history("authorizenet:transaction-7040-returned")[-1]
     assert (flagged["stage"], flagged["error_class"]) == ("failed", "PaymentReversed")
+
+
+@pytest.mark.parametrize("scanned", [False, True], ids=["before-the-scan", "after-the-scan"])
+def test_the_audit_sees_the_return_of_a_payment_its_notification_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    capsys: pytest.CaptureFixture[str],
+    scanned: bool,
+) -> None:
+    """The notification's key is no listed key, so nothing the list names was recorded:
+    the payment our ledger counted was received all the same, and its return, listed and
+    never brought to us, is a finding until a scan records it (then: reversed)."""
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7050", "42")
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7050"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+    settle(authorizenet_state, "B7050", ["7050"])
+    return_item(authorizenet_state, "7050", "7051")
+    if scanned:
+        reconcile_providers(settings, redis, last(), ["authorizenet"])
+        run_worker()
+
+    window = argparse.Namespace(
+        providers=["authorizenet"], since="1d", until=last().until.isoformat(), json=True
+    )
+    run_audit(settings, window)
+    report = json.loads(capsys.readouterr().out)
+    [finding] = [f for f in report["discrepancies"] if "7050" in f["event"]] or [None]
+    if scanned:
+        assert finding is None
+        assert report["counts"].get("reversed") == 1
+    else:
+        assert finding is not None
+        assert finding["event"] == "authorizenet:transaction-7050-returned"
+        assert finding["status"] == "never_received"
