@@ -20,7 +20,7 @@ from rq import Queue
 
 from payhooks.cli.audit import run_audit
 from payhooks.cli.reconcile import reconcile_providers
-from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState
 from payhooks.domain.events import Ignored, InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.providers.authorizenet import sample as samples
 from payhooks.providers.authorizenet.lister import AuthorizeNetLister
@@ -37,8 +37,8 @@ from payhooks.settings import Settings
 from payhooks.storage.trail import Trail
 from tests.support.delivery import api_calls, deliver
 from tests.support.paths import FIXTURES
-from tests.support.processes import RunWorker
-from tests.support.settings import AUTHORIZENET_KEY, with_section
+from tests.support.processes import RunWorker, run_burst_worker
+from tests.support.settings import AUTHORIZENET_KEY, with_section, with_settings
 
 EXAMPLES = json.loads((FIXTURES / "authorizenet_list_examples.json").read_text())
 #: The Nexudus calls that pay invoice 42, and nothing else.
@@ -439,9 +439,11 @@ def test_a_payment_whose_money_went_back_before_its_job_ran_is_never_applied(
     status: str,
     scan_first: bool,
 ) -> None:
-    """The notification queued the payment, its job had not run (a Nexudus outage, a
-    backlog) when the bank returned the eCheck or the card was charged back; whichever of
-    the two jobs runs first, invoice 43 is not paid and a person is told why."""
+    """Were the status the payment's own (Authorize.Net publishes returns as transactions
+    of their own, below): the notification queued the payment, its job had not run (a
+    Nexudus outage, a backlog) when the eCheck was returned or charged back; whichever of
+    the two jobs runs first, invoice 43 is not paid, the payment held back, and the
+    chargeback won back applies it."""
     sandbox_state.invoices[43]["CurrencyCode"] = "USD"
     captured(authorizenet_state, "7021", "43")
     notification = samples.signed(samples.notification("7021"), AUTHORIZENET_KEY)
@@ -462,9 +464,15 @@ def test_a_payment_whose_money_went_back_before_its_job_ran_is_never_applied(
         for k in redis.scan_iter(match="payhooks:trail:authorizenet:*")
         if b"transaction-7021" not in k
     ]
-    failed = Trail(redis, ttl_seconds=60).history(payment_key)[-1]
-    assert failed["stage"] == "failed"
-    assert f"is {status}: its money went back" in str(failed["reason"])
+    held = Trail(redis, ttl_seconds=60).history(payment_key)[-1]
+    assert held["stage"] == "reversed"
+    assert "all of it went back" in str(held["note"])
+    if status == "chargeback":
+        authorizenet_state.transactions["7021"]["transactionStatus"] = "chargebackReversal"
+        reconcile_providers(settings, redis, last(), ["authorizenet"])
+        run_worker()
+        assert sandbox_state.invoices[43]["PaidOn"] is not None
+        assert stages(redis, payment_key)[-1] == "applied"
 
 
 # What Authorize.Net publishes of a return: the payment keeps its status
@@ -606,3 +614,48 @@ def test_the_audit_sees_the_return_of_a_payment_its_notification_applied(
         assert finding is not None
         assert finding["event"] == "authorizenet:transaction-7050-returned"
         assert finding["status"] == "never_received"
+
+
+@pytest.mark.parametrize("returned", ["as-published", "as-the-payment's-status"])
+def test_a_retry_after_a_put_that_landed_and_a_return_flags_the_payment_once(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    queue: Queue,
+    returned: str,
+) -> None:
+    """The notification's PUT lands but its answer is lost: its retry waits (backoff).
+    Meanwhile the scan finds the eCheck returned. The retry finds PaidOn, which is our own
+    write, and the return: one PaymentReversed for a person, and no second failure telling
+    that no money was recorded."""
+    patient = with_settings(settings, job_retry_base_seconds=60)
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7060", "42")
+    sandbox_state.faults.append(Fault("PUT", INVOICES, 500, after_apply=True))
+    deliver(patient, "authorizenet", samples.signed(samples.notification("7060"), AUTHORIZENET_KEY))
+    run_burst_worker(patient, redis, queue)
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    assert paid_on is not None  # landed
+    [retry] = queue.scheduled_job_registry.get_job_ids()
+    if returned == "as-published":
+        settle(authorizenet_state, "B7060", ["7060"])
+        return_item(authorizenet_state, "7060", "7061")
+    else:
+        _listed_as(authorizenet_state, "7060", "returnedItem")
+
+    reconcile_providers(patient, redis, last(), ["authorizenet"])
+    run_burst_worker(patient, redis, queue)
+    queue.scheduled_job_registry.requeue(retry)
+    run_burst_worker(patient, redis, queue)
+
+    failures = [
+        Trail(redis, ttl_seconds=60).history(key)[-1]
+        for key in (
+            k.decode().removeprefix("payhooks:trail:")
+            for k in redis.scan_iter(match="payhooks:trail:authorizenet:*")
+        )
+    ]
+    failed = [(f["stage"], f.get("error_class")) for f in failures if f["stage"] == "failed"]
+    assert failed == [("failed", "PaymentReversed")]
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
