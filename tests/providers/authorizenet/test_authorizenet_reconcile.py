@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ from payhooks.providers.authorizenet.stand_in import (
 from payhooks.providers.braintree.stand_in import BraintreeState
 from payhooks.providers.kit.listing import Window
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from payhooks.storage.trail import Trail
 from tests.support.delivery import api_calls, deliver
 from tests.support.paths import FIXTURES
@@ -60,6 +62,15 @@ def captured(
     record = transaction_record(transaction_id, invoice_number=invoice, amount="100.00", **kw)
     state.transactions[transaction_id] = record
     return record
+
+
+def _notified(
+    settings: Settings, state: AuthorizeNetState, transaction_id: str, invoice: str
+) -> None:
+    """A payment of ``invoice`` captured, and its notification delivered (not yet run)."""
+    captured(state, transaction_id, invoice)
+    sent = samples.signed(samples.notification(transaction_id), AUTHORIZENET_KEY)
+    deliver(settings, "authorizenet", sent)
 
 
 def stages(redis: Redis, event_key: str) -> list[str]:
@@ -364,10 +375,7 @@ def test_a_chargeback_found_by_the_scan_flags_the_payment_its_notification_appli
     queue: Queue,
 ) -> None:
     sandbox_state.invoices[42]["CurrencyCode"] = "USD"
-    captured(authorizenet_state, "7020", "42")
-    deliver(
-        settings, "authorizenet", samples.signed(samples.notification("7020"), AUTHORIZENET_KEY)
-    )
+    _notified(settings, authorizenet_state, "7020", "42")
     run_worker()
     paid_on = sandbox_state.invoices[42]["PaidOn"]
     assert paid_on is not None
@@ -492,10 +500,7 @@ def test_a_payment_the_list_flags_as_returned_is_flagged_once_applied(
     run_worker: RunWorker,
 ) -> None:
     sandbox_state.invoices[42]["CurrencyCode"] = "USD"
-    captured(authorizenet_state, "7030", "42")
-    deliver(
-        settings, "authorizenet", samples.signed(samples.notification("7030"), AUTHORIZENET_KEY)
-    )
+    _notified(settings, authorizenet_state, "7030", "42")
     run_worker()
     paid_on = sandbox_state.invoices[42]["PaidOn"]
     assert paid_on is not None
@@ -554,10 +559,7 @@ def test_a_chargeback_reversal_of_its_own_is_never_counted_as_a_payment(
     a batch of its day, naming the order's invoice. The reversal is not a second payment
     of invoice 44 (no token, no PaidOn from it); the payment stays flagged for a person."""
     sandbox_state.invoices[44]["CurrencyCode"] = "USD"
-    captured(authorizenet_state, "7040", "44")
-    deliver(
-        settings, "authorizenet", samples.signed(samples.notification("7040"), AUTHORIZENET_KEY)
-    )
+    _notified(settings, authorizenet_state, "7040", "44")
     run_worker()
     settle(authorizenet_state, "B7040", ["7040"])
     return_item(authorizenet_state, "7040", "7041", status="chargeback", code="R10")
@@ -590,10 +592,7 @@ def test_the_audit_sees_the_return_of_a_payment_its_notification_applied(
     the payment our ledger counted was received all the same, and its return, listed and
     never brought to us, is a finding until a scan records it (then: reversed)."""
     sandbox_state.invoices[42]["CurrencyCode"] = "USD"
-    captured(authorizenet_state, "7050", "42")
-    deliver(
-        settings, "authorizenet", samples.signed(samples.notification("7050"), AUTHORIZENET_KEY)
-    )
+    _notified(settings, authorizenet_state, "7050", "42")
     run_worker()
     settle(authorizenet_state, "B7050", ["7050"])
     return_item(authorizenet_state, "7050", "7051")
@@ -659,3 +658,81 @@ def test_a_retry_after_a_put_that_landed_and_a_return_flags_the_payment_once(
     failed = [(f["stage"], f.get("error_class")) for f in failures if f["stage"] == "failed"]
     assert failed == [("failed", "PaymentReversed")]
     assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+
+
+def test_a_chargeback_reversed_before_its_chargeback_job_runs_flags_nothing(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    """Were the status the payment's own: two scans a week apart find the chargeback,
+    then its reversal, while the chargeback's job waits (a backlog, a retry): the
+    reinstatement runs first, and for good; the chargeback's job then counts nothing."""
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    _notified(settings, authorizenet_state, "7070", "42")
+    run_worker()
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    _listed_as(authorizenet_state, "7070", "chargeback")
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    authorizenet_state.transactions["7070"]["transactionStatus"] = "chargebackReversal"
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    chargeback = redis_keys.job_id("authorizenet:transaction-7070-chargeback")
+    assert redis.lrem(queue.key, 0, chargeback) == 1
+    redis.rpush(queue.key, chargeback)  # behind the reinstatement
+    calls_before = len(api_calls(sandbox_state))
+
+    run_worker()
+
+    assert len(queue.failed_job_registry) == 0
+    assert stages(redis, "authorizenet:transaction-7070-chargeback-reversed")[-1] == "no_write"
+    assert stages(redis, "authorizenet:transaction-7070-chargeback")[-1] == "no_write"
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+
+
+def test_a_return_of_a_payment_refunded_in_part_flags_it_again_for_all_of_it(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    """100.00 paid invoice 42; 30.00 refunded (flagged: the invoice is paid); then the
+    bank returns the rest. Everything went back: flagged once more, as more money went
+    back than was flagged; the refund, listed too, counts once."""
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    _notified(settings, authorizenet_state, "7080", "42")
+    run_worker()
+    authorizenet_state.transactions["7081"] = transaction_record(
+        "7081",
+        invoice_number="42",
+        amount="30.00",
+        status="refundPendingSettlement",
+        refunds="7080",
+    )
+    refund = samples.notification("7081", amount=Decimal("30.00"), event="refund.created")
+    deliver(settings, "authorizenet", samples.signed(refund, AUTHORIZENET_KEY))
+    run_worker()
+    settle(authorizenet_state, "B7080", ["7080", "7081"])
+    return_item(authorizenet_state, "7080", "7082")
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    calls_before = len(api_calls(sandbox_state))
+
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+
+    reasons = [
+        str(job.meta["failure"]["reason"])
+        for job in (queue.fetch_job(i) for i in queue.failed_job_registry.get_job_ids())
+        if job is not None
+    ]
+    assert len(reasons) == 2
+    assert any("30.0 USD went back (7081)" in r for r in reasons)
+    assert any("all of it went back (7080, 7081)" in r for r in reasons)
+    assert stages(redis, "authorizenet:transaction-7081-refunded")[-1] == "no_write"
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
