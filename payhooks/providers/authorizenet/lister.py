@@ -20,8 +20,8 @@ Money that goes back without a notification is found here only: an eCheck the ba
 returned, or charged back (an unauthorised-debit return; card chargebacks are the
 merchant's processor's, which Authorize.Net neither handles nor reports). Authorize.Net
 records a return as a transaction of its own (status ``returnedItem``, ``chargeback``,
-``chargebackReversal``, AnetApiSchema.xsd's transactionStatusEnum), in the batch of the day
-it came back, and flags the payment it returns with ``hasReturnedItems`` in the lists (its
+``chargebackReversal``, AnetApiSchema.xsd's transactionStatusEnum; in which batch the lists
+give it, it does not say), and flags the payment it returns with ``hasReturnedItems`` (its
 getTransactionDetails names the returns in ``returnedItems``), the payment keeping its
 status. Neither names how much (the return's own transaction names its payment in no
 field Authorize.Net documents), so a payment so flagged is told as a reversal of all of

@@ -235,7 +235,8 @@ def return_item(
     published material shows it: the payment keeps its status and names the return in
     ``returnedItems`` (getTransactionDetails; the lists say ``hasReturnedItems``), and the
     return is a transaction of its own, ``return_id``, in ``status`` (returnedItem,
-    chargeback, chargebackReversal), settled in a batch of its own day."""
+    chargeback, chargebackReversal), here settled in a batch of its own (where the real
+    lists give it, Authorize.Net does not say)."""
     payment = state.transactions[payment_id]
     at = _time(datetime.now(tz=UTC))
     payment.setdefault("returnedItems", []).append(
