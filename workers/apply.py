@@ -36,7 +36,7 @@ from typing import Any
 
 from redis.exceptions import LockError
 
-from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
+from payhooks.domain.events import WENT_BACK, InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.domain.money import exponent
 from workers.errors import (
     AmountMismatch,
@@ -120,6 +120,16 @@ def apply_event(
         # not for a Nexudus invoice is none of our business.
         return Outcome("ignored", note="the payment names no Nexudus invoice")
 
+    if event.details.get(WENT_BACK):
+        # Recorded as the payment's reversal (its own object, all of it: the one its
+        # reversal event, if any, records too), so the payment is held back, and kept to
+        # be queued again should the money come back; a retry whose PUT may have landed
+        # flags it (workers/reversals.py).
+        ledger.reversals.record(
+            event.with_changes(
+                kind=PaymentKind.REFUNDED, amount=None, currency=None, object_id=event.token
+            )
+        )
     invoice_id = resolve_invoice_id(event.invoice, nexudus)
     with _locked(markers, invoice_id, lock_seconds, nexudus) as lock:
         try:

@@ -309,7 +309,13 @@ class Auditor:
         }
         keys = ", ".join(refund.key for refund in unseen)
         amounts = [refund.amount for refund in payment.refunds if refund.currency == event.currency]
-        if not was_recorded:
+        # Received under a key no list gives back (an Authorize.Net notification's id) is
+        # received all the same: our ledger counted it.
+        received = was_recorded or (
+            invoice_id is not None
+            and self._ledger.counts(invoice_id, payment_key(event.payment_source, event.token))
+        )
+        if not received:
             if (
                 event.amount is not None
                 and len(amounts) == len(payment.refunds)

@@ -56,6 +56,10 @@ REFUNDS_OF = "refunds_of"
 #: ... and, on an event stating all that was refunded of it so far (Stripe's
 #: ``charge.refunded``), "true": such a figure already holds the refunds stated one by one.
 REFUNDED_TOTAL = "refunded_total"
+#: On a paid event: the provider says all of this payment's money went back, by a status
+#: of the payment itself that no reversal event of ours may have told yet (the value: that
+#: status). The worker records it as the payment's reversal before applying the event.
+WENT_BACK = "went_back"
 
 
 @dataclass(frozen=True, slots=True)

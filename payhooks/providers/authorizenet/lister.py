@@ -16,14 +16,22 @@ by webhook too is queued a second time, and its job writes nothing to Nexudus, s
 invoice's marker for (authorizenet, transId) says it is applied (README, "How it stays
 exactly-once"); a refund or void counts once under its own object, as the webhook's does.
 
-Money that goes back without a notification is found here only: an eCheck returned by the
-bank (``returnedItem``) or a card charged back (``chargeback``), statuses of the payment's
-own transaction (Authorize.Net's transactionStatusEnum, AnetApiSchema.xsd). Each is told as
-a reversal of all of the payment (the list says that it went back, not how much), under the
-payment itself, so one chargeback counts once however often it is listed: a payment not yet
-applied is held, one applied is flagged for a person. A chargeback won back
-(``chargebackReversal``) is the payment's again: it is told as paid (so that a payment whose
-notification never came is still applied) and as that chargeback reinstated.
+Money that goes back without a notification is found here only: an eCheck the bank
+returned, or charged back (an unauthorised-debit return; card chargebacks are the
+merchant's processor's, which Authorize.Net neither handles nor reports). Authorize.Net
+records a return as a transaction of its own (status ``returnedItem``, ``chargeback``,
+``chargebackReversal``, AnetApiSchema.xsd's transactionStatusEnum; in which batch the lists
+give it, it does not say), and flags the payment it returns with ``hasReturnedItems`` (its
+getTransactionDetails names the returns in ``returnedItems``), the payment keeping its
+status. Neither names how much (the return's own transaction names its payment in no
+field Authorize.Net documents), so a payment so flagged is told as a reversal of all of
+it (``transaction-<transId>-returned``), before its paid event, so a scan that finds both
+holds the payment: not yet applied, it is held; applied, it is flagged for a person.
+
+A transaction listed in one of those statuses is told as a reversal of itself under its
+own id (for a return of its own it takes back nothing; were it ever the payment's own
+status, it is that payment's reversal), and ``chargebackReversal`` as that undone; never
+as paid: the reversal's own transaction, counted as a payment, would pay its invoice twice.
 """
 
 from __future__ import annotations
@@ -75,10 +83,11 @@ TOLD_AS: dict[str, tuple[tuple[str, str, PaymentKind], ...]] = {
     RETURNED: (("returned", LISTED_ONLY + RETURNED, PaymentKind.REFUNDED),),
     CHARGED_BACK: (("chargeback", LISTED_ONLY + CHARGED_BACK, PaymentKind.REFUNDED),),
     CHARGEBACK_REVERSED: (
-        _PAID,
         ("chargeback-reversed", LISTED_ONLY + CHARGEBACK_REVERSED, PaymentKind.REINSTATED),
     ),
 }
+#: A payment the lists flag with ``hasReturnedItems``: all of it went back, told first.
+_RETURNED = ("returned", LISTED_ONLY + RETURNED, PaymentKind.REFUNDED)
 #: What the transaction lists say of the card and its holder.
 CARDHOLDER_FIELDS = ("firstName", "lastName", "accountNumber")
 
@@ -142,6 +151,8 @@ class AuthorizeNetLister:
         if told is None:
             why = f"{status or 'no status'}: not a capture, refund, void or chargeback"
             return [Ignored(f"transaction-{transaction_id}-{status}", status, why)]
+        if status in CAPTURED and transaction.get("hasReturnedItems") in (True, "true"):
+            told = (_RETURNED, *told)
         invoice = InvoiceRef.from_text(str(transaction.get("invoiceNumber") or ""))
         normalised: list[Normalised] = []
         for outcome, event_type, kind in told:

@@ -136,8 +136,12 @@ def _listed(transaction: dict[str, Any]) -> dict[str, Any]:
         "settleAmount": transaction["settleAmount"],
         "marketType": "eCommerce",
         "product": "Card Not Present",
-        "hasReturnedItemsSpecified": False,
+        # A payment an eCheck return or chargeback went back on is flagged here
+        # (transactionSummaryType.hasReturnedItems); the return is a transaction of its own.
+        "hasReturnedItemsSpecified": bool(transaction.get("returnedItems")),
     }
+    if transaction.get("returnedItems"):
+        item["hasReturnedItems"] = True
     if transaction.get("subscription"):
         item["subscription"] = transaction["subscription"]
     return item
@@ -216,6 +220,39 @@ def settle(
             "capturedPendingSettlement": "settledSuccessfully",
             "refundPendingSettlement": "refundSettledSuccessfully",
         }.get(transaction["transactionStatus"], transaction["transactionStatus"])
+
+
+def return_item(
+    state: AuthorizeNetState,
+    payment_id: str,
+    return_id: str,
+    *,
+    status: str = "returnedItem",
+    code: str = "R03",
+    description: str = "No account/unable to locate account",
+) -> None:
+    """The bank returns payment ``payment_id`` (or charges it back), as Authorize.Net's
+    published material shows it: the payment keeps its status and names the return in
+    ``returnedItems`` (getTransactionDetails; the lists say ``hasReturnedItems``), and the
+    return is a transaction of its own, ``return_id``, in ``status`` (returnedItem,
+    chargeback, chargebackReversal), here settled in a batch of its own (where the real
+    lists give it, Authorize.Net does not say)."""
+    payment = state.transactions[payment_id]
+    at = _time(datetime.now(tz=UTC))
+    payment.setdefault("returnedItems", []).append(
+        {
+            "id": return_id,
+            "dateUTC": at,
+            "dateLocal": at.rstrip("Z"),
+            "code": code,
+            "description": description,
+        }
+    )
+    invoice = (payment.get("order") or {}).get("invoiceNumber") or ""
+    state.transactions[return_id] = transaction_record(
+        return_id, invoice_number=invoice, amount=str(payment["settleAmount"]), status=status
+    )
+    settle(state, f"B{return_id}", [return_id])
 
 
 async def add_transaction(request: web.Request) -> web.Response:

@@ -1,7 +1,9 @@
 """Confirms an Authorize.Net transaction with the API before any money is recorded.
 
 ``getTransactionDetails`` gives the transaction's status, amount, ``order.invoiceNumber``
-and subscription. A paid notification whose transaction is not captured is not trusted.
+and subscription. A paid notification whose transaction is not captured is not trusted;
+one whose status says its money went back (returnedItem, chargeback) is told so
+(``WENT_BACK``), and the worker holds the payment.
 
 A refund is a transaction of its own: ``refund.created`` names the refund, not the payment
 it returns, so the refund is read for ``refTransId`` (the payment) and its amount, and the
@@ -14,7 +16,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from payhooks.domain.events import InvoiceRef, PaymentEvent, PaymentKind
+from payhooks.domain.events import WENT_BACK, InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.kit.provider_api import ProviderApi
 from payhooks.providers.kit.section_step import SectionStep
@@ -22,13 +24,18 @@ from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLook
 
 CAPTURED = frozenset({"capturedPendingSettlement", "settledSuccessfully"})
 REFUNDED = frozenset({"refundPendingSettlement", "refundSettledSuccessfully"})
-#: A payment's own status once its money went back with no notification: an eCheck the
-#: bank returned, a card charged back; and a chargeback the merchant won back.
+#: The statuses of money that went back with no notification: an eCheck the bank
+#: returned, one charged back (unauthorised), and that chargeback reversed. Authorize.Net
+#: gives them to the return's own transaction (lister.py); were they a payment's own, its
+#: paid event is held (WENT_BACK_STATUSES).
 RETURNED = "returnedItem"
 CHARGED_BACK = "chargeback"
 CHARGEBACK_REVERSED = "chargebackReversal"
-#: The statuses in which the money of a payment is the merchant's.
+#: The statuses in which the money of a payment is the merchant's ...
 PAID = CAPTURED | {CHARGEBACK_REVERSED}
+#: ... and those in which it went back: a payment's own (README, Reconciliation), told
+#: to the worker as all of it gone back.
+WENT_BACK_STATUSES = frozenset({RETURNED, CHARGED_BACK})
 NOT_FOUND = "E00040"
 #: "An error occurred during processing. Please try again."
 TRY_AGAIN = "E00001"
@@ -49,12 +56,7 @@ class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
             return event
         transaction = self._fetch(event.token)
         status = str(transaction.get("transactionStatus", ""))
-        if status in (RETURNED, CHARGED_BACK):
-            raise ProviderLookupError(
-                f"Authorize.Net transaction {event.token} is {status}: its money went back "
-                "before the payment was recorded, and no money is recorded"
-            )
-        if status not in PAID:
+        if status not in PAID and status not in WENT_BACK_STATUSES:
             raise ProviderLookupError(
                 f"Authorize.Net transaction {event.token} is {status or 'of unknown status'}, "
                 "not captured: no money is recorded"
@@ -62,6 +64,11 @@ class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
         order = transaction.get("order") or {}
         invoice = InvoiceRef.from_text(str(order.get("invoiceNumber") or ""))
         details = dict(event.details)
+        # Its money went back: the worker holds the payment (or flags it, should an earlier
+        # attempt of this event have reached Nexudus). Won back, a replay applies it.
+        details.pop(WENT_BACK, None)
+        if status in WENT_BACK_STATUSES:
+            details[WENT_BACK] = status
         subscription = transaction.get("subscription") or {}
         if subscription.get("id"):
             details["subscription"] = str(subscription["id"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -20,24 +21,26 @@ from rq import Queue
 
 from payhooks.cli.audit import run_audit
 from payhooks.cli.reconcile import reconcile_providers
-from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.devtools.sandbox.nexudus import INVOICES, Fault, SandboxState
 from payhooks.domain.events import Ignored, InvoiceRef, PaymentEvent, PaymentKind
 from payhooks.providers.authorizenet import sample as samples
 from payhooks.providers.authorizenet.lister import AuthorizeNetLister
 from payhooks.providers.authorizenet.settings import AuthorizeNetSettings
 from payhooks.providers.authorizenet.stand_in import (
     AuthorizeNetState,
+    return_item,
     settle,
     transaction_record,
 )
 from payhooks.providers.braintree.stand_in import BraintreeState
 from payhooks.providers.kit.listing import Window
 from payhooks.settings import Settings
+from payhooks.storage import redis_keys
 from payhooks.storage.trail import Trail
 from tests.support.delivery import api_calls, deliver
 from tests.support.paths import FIXTURES
-from tests.support.processes import RunWorker
-from tests.support.settings import AUTHORIZENET_KEY, with_section
+from tests.support.processes import RunWorker, run_burst_worker
+from tests.support.settings import AUTHORIZENET_KEY, with_section, with_settings
 
 EXAMPLES = json.loads((FIXTURES / "authorizenet_list_examples.json").read_text())
 #: The Nexudus calls that pay invoice 42, and nothing else.
@@ -59,6 +62,15 @@ def captured(
     record = transaction_record(transaction_id, invoice_number=invoice, amount="100.00", **kw)
     state.transactions[transaction_id] = record
     return record
+
+
+def _notified(
+    settings: Settings, state: AuthorizeNetState, transaction_id: str, invoice: str
+) -> None:
+    """A payment of ``invoice`` captured, and its notification delivered (not yet run)."""
+    captured(state, transaction_id, invoice)
+    sent = samples.signed(samples.notification(transaction_id), AUTHORIZENET_KEY)
+    deliver(settings, "authorizenet", sent)
 
 
 def stages(redis: Redis, event_key: str) -> list[str]:
@@ -333,10 +345,8 @@ def _listed_as(state: AuthorizeNetState, transaction_id: str, status: str) -> No
     [
         ("returnedItem", [("returned", PaymentKind.REFUNDED)]),
         ("chargeback", [("chargeback", PaymentKind.REFUNDED)]),
-        (
-            "chargebackReversal",
-            [("paid", PaymentKind.PAID), ("chargeback-reversed", PaymentKind.REINSTATED)],
-        ),
+        # Never paid: the reversal's own transaction is no payment (see below).
+        ("chargebackReversal", [("chargeback-reversed", PaymentKind.REINSTATED)]),
     ],
 )
 def test_money_gone_back_without_a_notification_reads_as_a_reversal_of_the_whole_payment(
@@ -365,10 +375,7 @@ def test_a_chargeback_found_by_the_scan_flags_the_payment_its_notification_appli
     queue: Queue,
 ) -> None:
     sandbox_state.invoices[42]["CurrencyCode"] = "USD"
-    captured(authorizenet_state, "7020", "42")
-    deliver(
-        settings, "authorizenet", samples.signed(samples.notification("7020"), AUTHORIZENET_KEY)
-    )
+    _notified(settings, authorizenet_state, "7020", "42")
     run_worker()
     paid_on = sandbox_state.invoices[42]["PaidOn"]
     assert paid_on is not None
@@ -388,18 +395,22 @@ def test_a_chargeback_found_by_the_scan_flags_the_payment_its_notification_appli
     assert (again[0]["queued"], again[0]["seen"]) == (0, 1)
 
     # Then the merchant wins it back: the chargeback no longer counts, nothing is written
-    # (the payment is applied already), and the audit finds the payment where it should be.
+    # (the payment is applied already), and the flag is said to be moot.
     authorizenet_state.transactions["7020"]["transactionStatus"] = "chargebackReversal"
     [won] = reconcile_providers(settings, redis, last(), ["authorizenet"])
-    assert (won["queued"], won["result"]) == (2, "ok")
+    assert (won["queued"], won["result"]) == (1, "ok")
     failed_before = len(queue.failed_job_registry)
     run_worker()
     assert len(queue.failed_job_registry) == failed_before
-    assert stages(redis, "authorizenet:transaction-7020-paid")[-1] == "already_applied"
+    [reinstated] = Trail(redis, ttl_seconds=60).history(
+        "authorizenet:transaction-7020-chargeback-reversed"
+    )[-1:]
+    assert reinstated["stage"] == "no_write"
+    assert "moot" in str(reinstated["note"])
     assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
 
 
-def test_a_chargeback_won_back_is_applied_when_its_notification_never_came(
+def test_a_payment_won_back_is_applied_by_its_notification_not_by_the_scan(
     settings: Settings,
     redis: Redis,
     sandbox_state: SandboxState,
@@ -407,16 +418,22 @@ def test_a_chargeback_won_back_is_applied_when_its_notification_never_came(
     run_worker: RunWorker,
     queue: Queue,
 ) -> None:
+    """A transaction listed as chargebackReversal is never told as paid (it may be the
+    reversal's own transaction); a payment's own notification in that status is."""
     sandbox_state.invoices[44]["CurrencyCode"] = "USD"
     captured(authorizenet_state, "7022", "44")
     _listed_as(authorizenet_state, "7022", "chargebackReversal")
 
     [row] = reconcile_providers(settings, redis, last(), ["authorizenet"])
-    assert (row["queued"], row["result"]) == (2, "ok")
+    assert (row["queued"], row["result"]) == (1, "ok")
+    run_worker()
+    assert sandbox_state.invoices[44]["PaidOn"] is None
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7022"), AUTHORIZENET_KEY)
+    )
     run_worker()
     assert len(queue.failed_job_registry) == 0
     assert sandbox_state.invoices[44]["PaidOn"] is not None
-    assert stages(redis, "authorizenet:transaction-7022-paid")[-1] == "applied"
 
 
 @pytest.mark.parametrize("scan_first", [True, False], ids=["scan-first", "payment-job-first"])
@@ -430,9 +447,11 @@ def test_a_payment_whose_money_went_back_before_its_job_ran_is_never_applied(
     status: str,
     scan_first: bool,
 ) -> None:
-    """The notification queued the payment, its job had not run (a Nexudus outage, a
-    backlog) when the bank returned the eCheck or the card was charged back; whichever of
-    the two jobs runs first, invoice 43 is not paid and a person is told why."""
+    """Were the status the payment's own (Authorize.Net publishes returns as transactions
+    of their own, below): the notification queued the payment, its job had not run (a
+    Nexudus outage, a backlog) when the eCheck was returned or charged back; whichever of
+    the two jobs runs first, invoice 43 is not paid, the payment held back, and the
+    chargeback won back applies it."""
     sandbox_state.invoices[43]["CurrencyCode"] = "USD"
     captured(authorizenet_state, "7021", "43")
     notification = samples.signed(samples.notification("7021"), AUTHORIZENET_KEY)
@@ -453,6 +472,267 @@ def test_a_payment_whose_money_went_back_before_its_job_ran_is_never_applied(
         for k in redis.scan_iter(match="payhooks:trail:authorizenet:*")
         if b"transaction-7021" not in k
     ]
-    failed = Trail(redis, ttl_seconds=60).history(payment_key)[-1]
-    assert failed["stage"] == "failed"
-    assert f"is {status}: its money went back" in str(failed["reason"])
+    held = Trail(redis, ttl_seconds=60).history(payment_key)[-1]
+    assert held["stage"] == "reversed"
+    assert "all of it went back" in str(held["note"])
+    if status == "chargeback":
+        authorizenet_state.transactions["7021"]["transactionStatus"] = "chargebackReversal"
+        reconcile_providers(settings, redis, last(), ["authorizenet"])
+        run_worker()
+        assert sandbox_state.invoices[43]["PaidOn"] is not None
+        assert stages(redis, payment_key)[-1] == "applied"
+
+
+# What Authorize.Net publishes of a return: the payment keeps its status
+# (settledSuccessfully) and names the return in getTransactionDetails' ``returnedItems``
+# (AuthorizeNet/sdk-dotnet's ReportingGatewayTest, Reporting_GetTransactionDetailsTest_
+# WithReturnedItems: eCheck 2148382212 settledSuccessfully, returned item 2148382213, R03),
+# its list entry says ``hasReturnedItems`` (AnetApiSchema.xsd, transactionSummaryType), and
+# "eCheck returns generate their own transactions with this status [returnedItem]"
+# (Authorize.Net developer community, message 16374). The stand-in's return_item does so.
+
+
+def test_a_payment_the_list_flags_as_returned_is_flagged_once_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+) -> None:
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    _notified(settings, authorizenet_state, "7030", "42")
+    run_worker()
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    assert paid_on is not None
+    settle(authorizenet_state, "B7030", ["7030"])
+    return_item(authorizenet_state, "7030", "7031")
+    assert authorizenet_state.transactions["7030"]["transactionStatus"] == "settledSuccessfully"
+    calls_before = len(api_calls(sandbox_state))
+
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+
+    flagged = Trail(redis, ttl_seconds=60).history("authorizenet:transaction-7030-returned")[-1]
+    assert (flagged["stage"], flagged["error_class"]) == ("failed", "PaymentReversed")
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+    # Listed again (the weekly scan): one return, one flag.
+    again = reconcile_providers(settings, redis, last(), ["authorizenet"])
+    assert again[0]["queued"] == 0
+
+
+def test_a_returned_payment_the_scan_finds_first_is_never_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+) -> None:
+    """Its notification comes (or is replayed) after the scan: the return is recorded
+    before the payment's own listed event runs, and holds both it and the notification."""
+    sandbox_state.invoices[43]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7032", "43")
+    settle(authorizenet_state, "B7032", ["7032"])
+    return_item(authorizenet_state, "7032", "7033")
+
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+    deliver(
+        settings, "authorizenet", samples.signed(samples.notification("7032"), AUTHORIZENET_KEY)
+    )
+    run_worker()
+
+    assert sandbox_state.invoices[43]["PaidOn"] is None
+    assert [t for t in sandbox_state.tokens.values() if t["Token"] == "7032"] == []
+    assert stages(redis, "authorizenet:transaction-7032-paid")[-1] == "reversed"
+
+
+def test_a_chargeback_reversal_of_its_own_is_never_counted_as_a_payment(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    """An eCheck charged back, then the chargeback reversed: each its own transaction in
+    a batch of its day, naming the order's invoice. The reversal is not a second payment
+    of invoice 44 (no token, no PaidOn from it); the payment stays flagged for a person."""
+    sandbox_state.invoices[44]["CurrencyCode"] = "USD"
+    _notified(settings, authorizenet_state, "7040", "44")
+    run_worker()
+    settle(authorizenet_state, "B7040", ["7040"])
+    return_item(authorizenet_state, "7040", "7041", status="chargeback", code="R10")
+    return_item(authorizenet_state, "7040", "7042", status="chargebackReversal", code="R10")
+    calls_before = len(api_calls(sandbox_state))
+
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+    assert [t for t in sandbox_state.tokens.values() if t["Token"] == "7042"] == []
+    assert not redis.exists("payhooks:trail:authorizenet:transaction-7042-paid")
+    [failed] = [queue.fetch_job(j) for j in queue.failed_job_registry.get_job_ids()]
+    assert failed is not None
+    flagged = Trail(redis, ttl_seconds=60).history("authorizenet:transaction-7040-returned")[-1]
+    assert (flagged["stage"], flagged["error_class"]) == ("failed", "PaymentReversed")
+
+
+@pytest.mark.parametrize("scanned", [False, True], ids=["before-the-scan", "after-the-scan"])
+def test_the_audit_sees_the_return_of_a_payment_its_notification_applied(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    capsys: pytest.CaptureFixture[str],
+    scanned: bool,
+) -> None:
+    """The notification's key is no listed key, so nothing the list names was recorded:
+    the payment our ledger counted was received all the same, and its return, listed and
+    never brought to us, is a finding until a scan records it (then: reversed)."""
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    _notified(settings, authorizenet_state, "7050", "42")
+    run_worker()
+    settle(authorizenet_state, "B7050", ["7050"])
+    return_item(authorizenet_state, "7050", "7051")
+    if scanned:
+        reconcile_providers(settings, redis, last(), ["authorizenet"])
+        run_worker()
+
+    window = argparse.Namespace(
+        providers=["authorizenet"], since="1d", until=last().until.isoformat(), json=True
+    )
+    run_audit(settings, window)
+    report = json.loads(capsys.readouterr().out)
+    [finding] = [f for f in report["discrepancies"] if "7050" in f["event"]] or [None]
+    if scanned:
+        assert finding is None
+        assert report["counts"].get("reversed") == 1
+    else:
+        assert finding is not None
+        assert finding["event"] == "authorizenet:transaction-7050-returned"
+        assert finding["status"] == "never_received"
+
+
+@pytest.mark.parametrize("returned", ["as-published", "as-the-payment's-status"])
+def test_a_retry_after_a_put_that_landed_and_a_return_flags_the_payment_once(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    queue: Queue,
+    returned: str,
+) -> None:
+    """The notification's PUT lands but its answer is lost: its retry waits (backoff).
+    Meanwhile the scan finds the eCheck returned. The retry finds PaidOn, which is our own
+    write, and the return: one PaymentReversed for a person, and no second failure telling
+    that no money was recorded."""
+    patient = with_settings(settings, job_retry_base_seconds=60)
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    captured(authorizenet_state, "7060", "42")
+    sandbox_state.faults.append(Fault("PUT", INVOICES, 500, after_apply=True))
+    deliver(patient, "authorizenet", samples.signed(samples.notification("7060"), AUTHORIZENET_KEY))
+    run_burst_worker(patient, redis, queue)
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    assert paid_on is not None  # landed
+    [retry] = queue.scheduled_job_registry.get_job_ids()
+    if returned == "as-published":
+        settle(authorizenet_state, "B7060", ["7060"])
+        return_item(authorizenet_state, "7060", "7061")
+    else:
+        _listed_as(authorizenet_state, "7060", "returnedItem")
+
+    reconcile_providers(patient, redis, last(), ["authorizenet"])
+    run_burst_worker(patient, redis, queue)
+    queue.scheduled_job_registry.requeue(retry)
+    run_burst_worker(patient, redis, queue)
+
+    failures = [
+        Trail(redis, ttl_seconds=60).history(key)[-1]
+        for key in (
+            k.decode().removeprefix("payhooks:trail:")
+            for k in redis.scan_iter(match="payhooks:trail:authorizenet:*")
+        )
+    ]
+    failed = [(f["stage"], f.get("error_class")) for f in failures if f["stage"] == "failed"]
+    assert failed == [("failed", "PaymentReversed")]
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+
+
+def test_a_chargeback_reversed_before_its_chargeback_job_runs_flags_nothing(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    """Were the status the payment's own: two scans a week apart find the chargeback,
+    then its reversal, while the chargeback's job waits (a backlog, a retry): the
+    reinstatement runs first, and for good; the chargeback's job then counts nothing."""
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    _notified(settings, authorizenet_state, "7070", "42")
+    run_worker()
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    _listed_as(authorizenet_state, "7070", "chargeback")
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    authorizenet_state.transactions["7070"]["transactionStatus"] = "chargebackReversal"
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    chargeback = redis_keys.job_id("authorizenet:transaction-7070-chargeback")
+    assert redis.lrem(queue.key, 0, chargeback) == 1
+    redis.rpush(queue.key, chargeback)  # behind the reinstatement
+    calls_before = len(api_calls(sandbox_state))
+
+    run_worker()
+
+    assert len(queue.failed_job_registry) == 0
+    assert stages(redis, "authorizenet:transaction-7070-chargeback-reversed")[-1] == "no_write"
+    assert stages(redis, "authorizenet:transaction-7070-chargeback")[-1] == "no_write"
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+
+
+def test_a_return_of_a_payment_refunded_in_part_flags_it_again_for_all_of_it(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+    queue: Queue,
+) -> None:
+    """100.00 paid invoice 42; 30.00 refunded (flagged: the invoice is paid); then the
+    bank returns the rest. Everything went back: flagged once more, as more money went
+    back than was flagged; the refund, listed too, counts once."""
+    sandbox_state.invoices[42]["CurrencyCode"] = "USD"
+    _notified(settings, authorizenet_state, "7080", "42")
+    run_worker()
+    authorizenet_state.transactions["7081"] = transaction_record(
+        "7081",
+        invoice_number="42",
+        amount="30.00",
+        status="refundPendingSettlement",
+        refunds="7080",
+    )
+    refund = samples.notification("7081", amount=Decimal("30.00"), event="refund.created")
+    deliver(settings, "authorizenet", samples.signed(refund, AUTHORIZENET_KEY))
+    run_worker()
+    settle(authorizenet_state, "B7080", ["7080", "7081"])
+    return_item(authorizenet_state, "7080", "7082")
+    paid_on = sandbox_state.invoices[42]["PaidOn"]
+    calls_before = len(api_calls(sandbox_state))
+
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+
+    reasons = [
+        str(job.meta["failure"]["reason"])
+        for job in (queue.fetch_job(i) for i in queue.failed_job_registry.get_job_ids())
+        if job is not None
+    ]
+    assert len(reasons) == 2
+    assert any("30.0 USD went back (7081)" in r for r in reasons)
+    assert any("all of it went back (7080, 7081)" in r for r in reasons)
+    assert stages(redis, "authorizenet:transaction-7081-refunded")[-1] == "no_write"
+    assert sandbox_state.invoices[42]["PaidOn"] == paid_on
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
