@@ -11,8 +11,9 @@ and forgets it only once that is done, so a scan that fails in between loses not
 
 Bounded twice, and neither bound is silent: an id older than the watch's age is
 forgotten (the caller counts and logs it, so a person can look), and the set holds at
-most ``cap`` ids (the oldest go first, returned to be logged). The set's own TTL is the
-age: a provider no longer scanned leaves nothing behind.
+most ``cap`` ids (the oldest go first, returned to be logged). The set's own TTL is twice
+the age from its last addition: a provider no longer scanned leaves nothing behind, and
+one scanned again after a pause gives up what aged meanwhile out loud, not by expiry.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class PendingWatch:
             return []
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._key, young, nx=True)
-            pipe.expire(self._key, self._max_age)
+            pipe.expire(self._key, 2 * self._max_age)
             pipe.zcard(self._key)
             *_, watched = pipe.execute()
         self.round_trips += 1
