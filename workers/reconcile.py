@@ -103,6 +103,8 @@ class ScanCounts:
             "queued": self.queued,
             "ignored": self.ignored,
             "errors": self.errors,
+            # Still pending when the watch gave it up: a person looks (an alert says so).
+            "given_up": self.given_up,
         }
 
     def as_fields(self) -> dict[str, int]:

@@ -40,7 +40,7 @@ from payhooks.storage.pending_watch import PendingWatch
 from payhooks.storage.record_once import RecordOnce
 from payhooks.storage.task_lease import TaskLease
 from payhooks.storage.trail import Trail
-from payhooks.storage.worker_metrics import WorkerMetrics
+from payhooks.storage.worker_metrics import RECONCILED_EVENTS, WorkerMetrics
 from tests.support.delivery import deliver, writes
 from tests.support.paths import FIXTURES
 from workers.reconcile import ScanCounts, reconcile_task, scheduled_scan
@@ -229,11 +229,17 @@ def test_a_scan_stopped_between_reading_and_recording_loses_nothing(
     for token in (TOKEN, other["token"]):
         assert stages(redis, f"spreedly:{token}:succeeded") == []
 
+    now = time.time()
+    window = Window(datetime.fromtimestamp(now - 7200, tz=UTC), datetime.fromtimestamp(now, tz=UTC))
+    # A dry run reads them back and counts them, and writes nothing.
+    [dry] = reconcile_providers(settings, redis, window, ["spreedly"], dry_run=True)
+    assert (dry["result"], dry["queued"]) == ("ok", 2)
+    assert watched(redis, settings) == [TOKEN, other["token"]]
+    assert stages(redis, f"spreedly:{TOKEN}:succeeded") == []
+
     # The next scan (`payhooks reconcile` here) finds both; a 429 is waited out.
     spreedly_state.lookup_faults = [429]
     waits: list[float] = []
-    now = time.time()
-    window = Window(datetime.fromtimestamp(now - 7200, tz=UTC), datetime.fromtimestamp(now, tz=UTC))
     [row] = reconcile_providers(settings, redis, window, ["spreedly"], sleep=waits.append)
     assert (row["result"], row["queued"], row["seen"]) == ("ok", 2, 0)
     assert waits == [1.0]
@@ -266,6 +272,7 @@ def test_the_watch_is_bounded_by_age_and_by_count(
     assert watched(redis, settings) == []
     [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_given_up"]
     assert told.transactions == [TOKEN]  # type: ignore[attr-defined]
+    assert redis.hget(RECONCILED_EVENTS, "spreedly|given_up") == b"1"  # alerted on
 
     # At most ``cap`` watched: the oldest go first, named for the log.
     watch = PendingWatch(redis, "spreedly", max_age_seconds=int(30 * DAY), cap=3)
