@@ -242,7 +242,7 @@ def scan(
             _record_page(lister, page.records, place, redis, record, done, dry_run=dry_run)
             if watch is not None and not dry_run:
                 # Before the page's commit: a scan stopped here lists it again.
-                _watch(lister, page.records, watch, now())
+                _watch(lister, page.records, watch, now(), done)
             if not dry_run:
                 place.commit(page.cursor)
             cursor = page.cursor
@@ -263,13 +263,16 @@ def scan(
             done.redis_round_trips += watch.round_trips
 
 
-def _watch(lister: Lister, records: tuple[bytes, ...], watch: PendingWatch, now: float) -> None:
+def _watch(
+    lister: Lister, records: tuple[bytes, ...], watch: PendingWatch, now: float, done: ScanCounts
+) -> None:
     """Keep the page's pending transactions for later scans to read back."""
     assert isinstance(lister, FollowsPending)
     found = [lister.pending(body) for body in records]
     pending = [(p.transaction_id, p.created.timestamp()) for p in found if p is not None]
     dropped = watch.remember(pending, now=now)
     if dropped:
+        done.given_up += len(dropped)
         log.warning(
             "reconcile.pending_dropped",
             extra={"provider": lister.name, "count": len(dropped), "transactions": dropped},

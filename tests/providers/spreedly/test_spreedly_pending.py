@@ -283,3 +283,22 @@ def test_the_watch_is_bounded_by_age_and_by_count(
     # One already too old is not watched at all.
     assert watch.remember([("Ancient", now - 31 * DAY)], now=now) == []
     assert "Ancient" not in watch.watched()
+
+
+def test_a_watched_purchase_spreedly_no_longer_knows_is_an_error_and_forgotten(
+    settings: Settings,
+    redis: Redis,
+    spreedly_state: SpreedlyState,
+    pending: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduled(settings, redis, MADE + 60)
+    del spreedly_state.transactions[TOKEN]  # its lookup answers 404
+
+    with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
+        now = scheduled(settings, redis, time.time())
+
+    assert (now.errors, now.queued) == (1, 0)  # not a success: the stale alert can tell
+    assert watched(redis, settings) == []
+    [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_unknown"]
+    assert told.transaction == TOKEN  # type: ignore[attr-defined]
