@@ -175,7 +175,7 @@ def _reconciled(events: dict[bytes, bytes], successes: dict[bytes, bytes]) -> li
     """What reconcile scans found per provider, and when each provider's last scan ended."""
     found = CounterMetricFamily(
         "payhooks_reconcile_events",
-        "Events reconcile scans read from providers' lists: seen, queued, ignored, errors.",
+        "Events reconcile scans read from providers' lists: seen, queued, ignored, errors, given_up.",
         labels=["provider", "result"],
     )
     for field, count in events.items():

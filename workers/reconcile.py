@@ -15,6 +15,13 @@ Scheduled, a scan is a task (workers/tasks.py) per provider and schedule, under 
 task's lease: a quick one (every RECONCILE_EVERY_SECONDS over the last
 RECONCILE_WINDOW_SECONDS, only what the provider failed to deliver where its API can say)
 and a thorough one (every RECONCILE_FULL_EVERY_SECONDS over RECONCILE_FULL_WINDOW_SECONDS).
+
+A provider that lists by creation time only (a lister that ``FollowsPending``: Spreedly)
+would never list again a purchase created pending and settled after every window: a scan
+keeps the ids of those it lists pending (payhooks/storage/pending_watch.py), and each scan
+then reads back by itself every one created before its own window, recording a settled
+one as its listed record would be (same event, same dedupe) and forgetting it only once
+recorded; one still pending after RECONCILE_PENDING_DAYS is forgotten, counted and logged.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from redis import Redis
 
 from payhooks.domain.events import Ignored, PaymentEvent
 from payhooks.providers.kit.listing import (
+    FollowsPending,
     ListedPage,
     Lister,
     RateLimited,
@@ -46,6 +54,7 @@ from payhooks.providers.pollers import build_pollers
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
 from payhooks.storage.jobs import JobFactory
+from payhooks.storage.pending_watch import PendingWatch
 from payhooks.storage.record_once import Accepted, Fence, RecordOnce, Seen, run_sync, seen_before
 from payhooks.storage.task_lease import LeaseLost, TaskLease
 from payhooks.storage.trail import StoredPoll
@@ -61,6 +70,11 @@ T = TypeVar("T")
 MAX_RATE_LIMIT_WAITS = 6
 #: The longest single wait when the provider does not say how long (Retry-After).
 MAX_BACKOFF_SECONDS = 60.0
+#: Pending transactions read back before what they settled into is recorded, and they
+#: are forgotten: what a scan loses when it stops in between is at most these reads.
+READ_BACK_BATCH = 20
+#: RECONCILE_PENDING_DAYS's default, for callers without settings.
+PENDING_DAYS = 30
 
 
 @dataclass
@@ -81,6 +95,10 @@ class ScanCounts:
     # in scanned and in their events' results too.
     reread: int = 0
     pages: int = 0
+    # Transactions listed pending before, read back by themselves (counted in scanned too),
+    # and those given up still pending (too old, or over the watch's cap: logged).
+    read_back: int = 0
+    given_up: int = 0
     rate_limit_waits: int = 0
     # Every one the scan made: each page's seen-before check, its record-once batch (and
     # the script's load when Redis lacked it), and the cursor's reads and commits.
@@ -96,6 +114,8 @@ class ScanCounts:
             "queued": self.queued,
             "ignored": self.ignored,
             "errors": self.errors,
+            # Still pending when the watch gave it up: a person looks (an alert says so).
+            "given_up": self.given_up,
         }
 
     def as_fields(self) -> dict[str, int]:
@@ -209,12 +229,22 @@ def scan(
     progress: Callable[[ScanCounts], None] | None = None,
     counts: ScanCounts | None = None,
     dry_run: bool = False,
+    pending_days: int = PENDING_DAYS,
+    read_back: bool = True,
+    now: Callable[[], float] = time.time,
 ) -> ScanCounts:
-    """Read ``window`` of the provider's list from ``place``'s cursor to its end. A dry
-    run writes nothing (no event, no cursor) and counts as queued what it would queue."""
+    """Read ``window`` of the provider's list from ``place``'s cursor to its end, watching
+    the pending transactions it lists, then (``read_back``) read back those watched. A dry
+    run writes nothing (no event, no cursor, no watch) and counts as queued what it would
+    queue."""
     done = counts or ScanCounts()
     before = place.round_trips
     read: set[str] = set()  # the unsettled records this scan read already
+    watch = (
+        PendingWatch(redis, lister.name, max_age_seconds=pending_days * 86400)
+        if isinstance(lister, FollowsPending)
+        else None
+    )
     try:
         cursor = None if dry_run else place.cursor()
         while True:
@@ -224,6 +254,9 @@ def scan(
             _record_page(
                 lister, page.records, place, redis, record, done, dry_run=dry_run, read=read
             )
+            if watch is not None and not dry_run:
+                # Before the page's commit: a scan stopped here lists it again.
+                _watch(lister, page.records, watch, now(), done)
             if not dry_run:
                 place.commit(page.cursor)
             cursor = page.cursor
@@ -235,9 +268,81 @@ def scan(
                     _reread(lister, place, redis, record, done, read, sleep=sleep, dry_run=dry_run)
                 if not dry_run:
                     place.finish()
+                if watch is not None and read_back:
+                    _read_back_pending(
+                        lister, window, watch, place, redis, record, done, sleep, now(), dry_run
+                    )
                 return done
     finally:
         done.redis_round_trips += place.round_trips - before
+        if watch is not None:
+            done.redis_round_trips += watch.round_trips
+
+
+def _watch(
+    lister: Lister, records: tuple[bytes, ...], watch: PendingWatch, now: float, done: ScanCounts
+) -> None:
+    """Keep the page's pending transactions for later scans to read back."""
+    assert isinstance(lister, FollowsPending)
+    found = [lister.pending(body) for body in records]
+    pending = [(p.transaction_id, p.created.timestamp()) for p in found if p is not None]
+    dropped = watch.remember(pending, now=now)
+    if dropped:
+        done.given_up += len(dropped)
+        log.warning(
+            "reconcile.pending_dropped",
+            extra={"provider": lister.name, "count": len(dropped), "transactions": dropped},
+        )
+
+
+def _read_back_pending(
+    lister: Lister,
+    window: Window,
+    watch: PendingWatch,
+    place: ScanCursor,
+    redis: Redis,
+    record: RecordOnce,
+    done: ScanCounts,
+    sleep: Callable[[float], None],
+    now: float,
+    dry_run: bool,
+) -> None:
+    """Read back each watched transaction created before ``window`` (the list shows the
+    rest); record those settled as their listed records would be, then forget them."""
+    assert isinstance(lister, FollowsPending)
+    due, aged = watch.due(window.since.timestamp(), now=now)
+    if aged and not dry_run:
+        # Still pending after RECONCILE_PENDING_DAYS: a person must look at each one.
+        log.warning(
+            "reconcile.pending_given_up",
+            extra={"provider": lister.name, "count": len(aged), "transactions": aged},
+        )
+        done.given_up += len(aged)
+        watch.forget(aged)
+    for start in range(0, len(due), READ_BACK_BATCH):
+        settled: list[str] = []
+        bodies: list[bytes] = []
+        for transaction_id in due[start : start + READ_BACK_BATCH]:
+            body = patiently(partial(lister.read_back, transaction_id), sleep, done)
+            done.read_back += 1
+            if body is None:
+                # Listed once, unknown now: nothing to read back, ever.
+                log.warning(
+                    "reconcile.pending_unknown",
+                    extra={"provider": lister.name, "transaction": transaction_id},
+                )
+                done.errors += 1
+                settled.append(transaction_id)
+            elif lister.pending(body) is None:
+                settled.append(transaction_id)
+                bodies.append(body)
+        # Recorded first, forgotten second: a scan stopped in between reads them again.
+        _record_page(lister, tuple(bodies), place, redis, record, done, dry_run=dry_run)
+        if not dry_run:
+            watch.forget(settled)
+            # The window stays finished; a scheduled run's lease is renewed (and a run that
+            # lost it stops here), as a page's commit does.
+            place.finish()
 
 
 def fetch_patiently(
@@ -479,7 +584,14 @@ def build_reconcile_tasks(
                 seconds: int = seconds,
             ) -> Mapping[str, int]:
                 return scheduled_scan(
-                    lister, lease, redis, record, metrics, thorough=thorough, seconds=seconds
+                    lister,
+                    lease,
+                    redis,
+                    record,
+                    metrics,
+                    thorough=thorough,
+                    seconds=seconds,
+                    pending_days=settings.reconcile_pending_days,
                 ).as_fields()
 
             name = reconcile_task(lister.name, thorough=thorough)
@@ -496,16 +608,27 @@ def scheduled_scan(
     *,
     thorough: bool,
     seconds: int,
+    pending_days: int = PENDING_DAYS,
     now: Callable[[], float] = time.time,
 ) -> ScanCounts:
     """One run of a scheduled scan: the window an earlier run left unfinished, then the
-    last ``seconds``; counted per provider whatever happens."""
+    last ``seconds`` and the pending transactions it watches; counted per provider
+    whatever happens."""
     done = ScanCounts()
     try:
         unfinished = ScheduledCursor.unfinished(lease)
         if unfinished is not None:
             scan(
-                lister, unfinished.window, unfinished, redis, record, thorough=thorough, counts=done
+                lister,
+                unfinished.window,
+                unfinished,
+                redis,
+                record,
+                thorough=thorough,
+                counts=done,
+                pending_days=pending_days,
+                read_back=False,  # once, after the run's own window
+                now=now,
             )
         window = window_ending(now(), seconds)
         scan(
@@ -516,6 +639,8 @@ def scheduled_scan(
             record,
             thorough=thorough,
             counts=done,
+            pending_days=pending_days,
+            now=now,
         )
     finally:
         metrics.reconciled(done.results(), lister.name)

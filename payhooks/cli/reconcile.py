@@ -121,7 +121,18 @@ def reconcile_providers(
     metrics = WorkerMetrics(redis)
     rows = []
     for lister in listers.values():
-        rows.append(_scan_one(lister, window, redis, record, metrics, dry_run=dry_run, sleep=sleep))
+        rows.append(
+            _scan_one(
+                lister,
+                window,
+                redis,
+                record,
+                metrics,
+                dry_run=dry_run,
+                sleep=sleep,
+                pending_days=settings.reconcile_pending_days,
+            )
+        )
     for name, reason in skipped.items():
         rows.append(
             {"provider": name, **dict.fromkeys(COLUMNS[1:6], "-"), "result": f"skipped: {reason}"}
@@ -138,6 +149,7 @@ def _scan_one(
     *,
     dry_run: bool,
     sleep: Callable[[float], None],
+    pending_days: int,
 ) -> dict[str, Any]:
     done = ScanCounts()
     place = WindowCursor(redis, lister.name, window, ttl_seconds=record_ttl(window))
@@ -155,6 +167,7 @@ def _scan_one(
             progress=progress,
             counts=done,
             dry_run=dry_run,
+            pending_days=pending_days,
         )
     except ProviderLookupUnavailable as exc:
         result = f"unavailable: {exc}"

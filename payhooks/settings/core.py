@@ -122,6 +122,9 @@ class Settings:
     reconcile_full_window_seconds: int = setting(
         "RECONCILE_FULL_WINDOW_SECONDS", 259200, whole(minimum=60)
     )
+    #: How long a transaction listed pending is read back by later scans (a provider that
+    #: lists by creation time only: Spreedly) before it is given up, told, and forgotten.
+    reconcile_pending_days: int = setting("RECONCILE_PENDING_DAYS", 30, whole(minimum=1))
 
     log_format: str = setting("LOG_FORMAT", "json", choice("json", "text"))
     log_level: str = setting("LOG_LEVEL", "INFO", upper)

@@ -157,3 +157,9 @@ def reconcile_cursor(provider: str, since: int, until: int) -> str:
     """Where a `payhooks reconcile` of one provider's window got to (Unix seconds), so a
     run of the same window after a failure resumes there."""
     return f"{PREFIX}:reconcile:{provider}:{since}-{until}:cursor"
+
+
+def reconcile_pending(provider: str) -> str:
+    """The provider's transactions a scan listed still pending, to read back until they
+    settle (a sorted set of their ids, scored by creation time, Unix seconds)."""
+    return f"{PREFIX}:reconcile:{provider}:pending"

@@ -85,7 +85,7 @@ class WorkerMetrics:
                 log.debug("metrics.unavailable")
 
     def reconciled(self, counts: dict[str, int], provider: str) -> None:
-        """Events a reconcile scan found, by result: seen, queued, ignored, errors."""
+        """Events a reconcile scan found, by result: seen, queued, ignored, errors, given_up."""
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 for result, count in counts.items():

@@ -682,7 +682,11 @@ def test_every_variable_is_in_env_example_and_readme() -> None:
 
 
 def test_alerts_and_dashboard_use_only_exported_metrics(
-    settings: Settings, redis: object, sandbox_state: SandboxState, run_worker: object
+    settings: Settings,
+    redis: object,
+    sandbox_state: SandboxState,
+    run_worker: object,
+    gocardless_state: Any,
 ) -> None:
     import asyncio
 
@@ -698,8 +702,21 @@ def test_alerts_and_dashboard_use_only_exported_metrics(
         ),
     )
     run_worker()  # type: ignore[operator]
-    # A reconcile scan of GoCardless's stand-in (empty): its last success is exported.
+    # A reconcile scan of GoCardless's stand-in, which lists one payment event no webhook
+    # brought: its last success and its events are exported.
     from datetime import UTC, datetime, timedelta
+
+    gocardless_state.events.append(
+        {
+            "id": "EV0000000001",
+            "created_at": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "resource_type": "payments",
+            "action": "confirmed",
+            "details": {"origin": "gocardless", "cause": "payment_confirmed"},
+            "metadata": {},
+            "links": {"payment": "PM0000000001"},
+        }
+    )
 
     from payhooks.cli.reconcile import reconcile_providers
     from payhooks.providers.kit.listing import Window

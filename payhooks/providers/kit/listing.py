@@ -98,6 +98,31 @@ class RereadsUnsettled(Protocol):
         left out). Raises as ``Lister.fetch`` does."""
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A listed transaction not settled yet, whose later state its webhook would tell."""
+
+    #: The provider's id for it, which ``read_back`` takes.
+    transaction_id: str
+    created: datetime
+
+
+@runtime_checkable
+class FollowsPending(Protocol):
+    """A lister whose provider lists by creation time only: a transaction listed while
+    pending, and settled after every scan's window has passed it, is read back by itself
+    (its id kept by the scan, payhooks/storage/pending_watch.py) until it settles."""
+
+    def pending(self, record: bytes) -> Pending | None:
+        """The record's transaction, when it is still pending and one of its later states
+        would be an event (a purchase that pays an invoice); else None. Pure."""
+
+    def read_back(self, transaction_id: str) -> bytes | None:
+        """The transaction as the provider holds it now, in the form its list gives it
+        (for ``normalise``), or None when the provider knows no such transaction. Raises
+        as ``Lister.fetch`` does."""
+
+
 def list_answer(response: httpx.Response, what: str) -> dict[str, Any]:
     """The JSON object a list call answered (after ``ProviderApi`` classified 429, 5xx and
     refused credentials): another 4xx is a request the provider rejects (a person must

@@ -10,13 +10,19 @@ before the window's start. Pages may overlap (a page fetched from a token that i
 last one read repeats records): the cursor keeps the oldest ``created_at`` read and the
 tokens read at that instant, so a repeated record is dropped, and a page that adds nothing
 ends the scan. A quick scan and a thorough one read the same: Spreedly records no
-delivery of its callbacks. HTTP Basic with ``SPREEDLY_ENVIRONMENT_KEY`` and
+delivery of its callbacks.
+
+The list says nothing of a purchase's later state: one created pending (offsite, 3-D
+Secure, ACH) that succeeds after every window has passed its creation is listed by no
+later scan. So a purchase listed pending is ``pending`` (kept by the scan) and read back
+by itself (``read_back``, the job's own lookup) by later scans until it settles. HTTP Basic with ``SPREEDLY_ENVIRONMENT_KEY`` and
 ``SPREEDLY_ACCESS_SECRET``, as the job's lookup.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -24,22 +30,30 @@ from payhooks.domain.events import Ignored, Normalised, PaymentEvent
 from payhooks.providers.kit.listing import (
     ListedPage,
     NotListed,
+    Pending,
     Window,
     list_answer,
 )
 from payhooks.providers.kit.receiver_errors import MalformedPayload
 from payhooks.providers.kit.receiving import redact_json_fields
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
-from payhooks.providers.spreedly.formats import NAME, PURCHASES
+from payhooks.providers.spreedly.formats import NAME, PENDING_STATES, PURCHASES
 from payhooks.providers.spreedly.receiver import CARD_FIELDS, transaction_event
 from payhooks.providers.spreedly.settings import SpreedlySettings
-from payhooks.providers.spreedly.step import API, CREDENTIALS, confirmed_event
+from payhooks.providers.spreedly.step import (
+    API,
+    CREDENTIALS,
+    confirmed_event,
+    read_transaction,
+)
 from payhooks.settings import Settings
 
 #: Spreedly's page of an unbounded list (its "order and pagination" page).
 PAGE_SIZE = 20
 #: The fields ``transaction_event`` reads, as a callback signs them.
 FIELDS = ("token", "state", "transaction_type", "on_test_gateway", "updated_at", "order_id")
+#: A token as Spreedly makes them; only such a one is kept and put in a lookup's path.
+TOKEN = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 class SpreedlyLister:
@@ -122,6 +136,38 @@ class SpreedlyLister:
             return confirmed_event(event, json.loads(record), self._section)
         except (ProviderLookupError, ValueError, AttributeError):
             return None
+
+    def pending(self, record: bytes) -> Pending | None:
+        try:
+            transaction = json.loads(record)
+        except ValueError:
+            return None
+        if not isinstance(transaction, dict):
+            return None
+        token = _text(transaction.get("token"))
+        created = _instant(transaction.get("created_at"))
+        if (
+            _text(transaction.get("transaction_type")) not in PURCHASES
+            or _text(transaction.get("state")) not in PENDING_STATES
+            or created is None
+            or not TOKEN.fullmatch(token)
+        ):
+            return None
+        # Only one whose settling would be recorded: with an order id, not on the test
+        # gateway (unless applied), as ``normalise`` decides it.
+        try:
+            events = self.normalise(record)
+        except MalformedPayload:
+            return None
+        if not any(isinstance(event, PaymentEvent) for event in events):
+            return None
+        return Pending(token, created)
+
+    def read_back(self, transaction_id: str) -> bytes | None:
+        transaction = read_transaction(self._section, transaction_id)
+        if transaction is None:
+            return None
+        return json.dumps(transaction, separators=(",", ":")).encode()
 
     def _list(self, params: dict[str, str]) -> list[dict[str, Any]]:
         response = API.send(

@@ -7,7 +7,8 @@ units. The list answers ``{"transactions": [...]}``, 20 a page, ordered by ``cre
 then token, oldest first (``order=desc``: newest first), the page after ``since_token``'s
 record (developer.spreedly.com/reference/order-and-pagination). ``overlap`` (0 unless a
 test sets it) starts each later page that many records early, as a list fetched from a
-token short of a page's last repeats records. Control: ``POST /_sandbox/spreedly/transactions`` adds one (``invoice``, ``amount``
+token short of a page's last repeats records; ``list_faults`` and ``lookup_faults`` make
+the list or the lookup answer 429 or 5xx. Control: ``POST /_sandbox/spreedly/transactions`` adds one (``invoice``, ``amount``
 in major units, optional ``currency`` (EUR), ``transaction_type`` (Purchase), ``state``
 (succeeded), ``token``, ``reference_token``, ``on_test_gateway``); answers the record.
 """
@@ -44,6 +45,8 @@ class SpreedlyState(TransactionBook):
     list_faults: list[int] = field(default_factory=list)
     #: Each call to the list, as ``GET path?query``.
     requests: list[str] = field(default_factory=list)
+    #: Statuses the per-transaction lookup answers next, as ``list_faults`` the list's.
+    lookup_faults: list[int] = field(default_factory=list)
 
 
 SPREEDLY_STATE = web.AppKey("spreedly_state", SpreedlyState)
@@ -95,10 +98,9 @@ def _refused(request: web.Request) -> web.Response | None:
     )
 
 
-async def list_transactions(request: web.Request) -> web.Response:
-    state = request.app[SPREEDLY_STATE]
-    state.requests.append(f"GET {request.path_qs}")
-    status = state.list_faults.pop(0) if state.list_faults else 200
+def _fault(faults: list[int]) -> web.Response | None:
+    """The next status of ``faults`` as Spreedly would answer it; None for 200 (or none)."""
+    status = faults.pop(0) if faults else 200
     if status == 429:
         return web.json_response(
             {"errors": [{"key": "errors.too_many_requests", "message": "Too many requests"}]},
@@ -106,6 +108,15 @@ async def list_transactions(request: web.Request) -> web.Response:
         )
     if status != 200:
         return web.json_response({"errors": [{"key": "errors.internal"}]}, status=status)
+    return None
+
+
+async def list_transactions(request: web.Request) -> web.Response:
+    state = request.app[SPREEDLY_STATE]
+    state.requests.append(f"GET {request.path_qs}")
+    fault = _fault(state.list_faults)
+    if fault is not None:
+        return fault
     refused = _refused(request)
     if refused is not None:
         return refused
@@ -123,6 +134,9 @@ async def list_transactions(request: web.Request) -> web.Response:
 async def transaction(request: web.Request) -> web.Response:
     state = request.app[SPREEDLY_STATE]
     state.lookups += 1
+    fault = _fault(state.lookup_faults)
+    if fault is not None:
+        return fault
     refused = _refused(request)
     if refused is not None:
         return refused

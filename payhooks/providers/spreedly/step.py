@@ -34,36 +34,41 @@ class SpreedlyStep(SectionStep[SpreedlySettings]):
     SECTION = SpreedlySettings
 
     def __call__(self, event: PaymentEvent) -> PaymentEvent:
-        return confirmed_event(event, self._fetch(event.object_id), self._settings)
-
-    def _fetch(self, token: str) -> dict[str, Any]:
-        section = self._settings
-        if not (section.environment_key and section.access_secret):
-            raise ProviderLookupError(f"{CREDENTIALS} are needed to confirm Spreedly transactions")
-        response = API.send(
-            "GET",
-            f"{section.api_url.rstrip('/')}/v1/transactions/{token}.json",
-            auth=(section.environment_key, section.access_secret),
-            headers={"Accept": "application/json"},
-        )
-        if response.status_code == 404:
+        token = event.object_id
+        record = read_transaction(self._settings, token)
+        if record is None:
             raise ProviderLookupUnavailable(f"Spreedly has no transaction {token} (yet)")
-        try:
-            answer = response.json()
-        except ValueError:
-            raise ProviderLookupUnavailable(
-                f"Spreedly's API answered {response.status_code} without JSON"
-            ) from None
-        record = answer.get("transaction") if isinstance(answer, dict) else None
-        if response.status_code != 200 or not isinstance(record, dict):
-            raise ProviderLookupError(
-                f"Spreedly's API refused the lookup of {token} ({response.status_code})"
-            )
-        if record.get("token") != token:
-            raise ProviderLookupError(
-                f"Spreedly's API answered for another transaction than {token}"
-            )
-        return record
+        return confirmed_event(event, record, self._settings)
+
+
+def read_transaction(section: SpreedlySettings, token: str) -> dict[str, Any] | None:
+    """``GET /v1/transactions/{token}.json``'s transaction; None when Spreedly has none
+    (404). Raises as ``ProviderApi.send`` does, and ``ProviderLookupError`` for an answer
+    that is not that transaction."""
+    if not (section.environment_key and section.access_secret):
+        raise ProviderLookupError(f"{CREDENTIALS} are needed to confirm Spreedly transactions")
+    response = API.send(
+        "GET",
+        f"{section.api_url.rstrip('/')}/v1/transactions/{token}.json",
+        auth=(section.environment_key, section.access_secret),
+        headers={"Accept": "application/json"},
+    )
+    if response.status_code == 404:
+        return None
+    try:
+        answer = response.json()
+    except ValueError:
+        raise ProviderLookupUnavailable(
+            f"Spreedly's API answered {response.status_code} without JSON"
+        ) from None
+    record = answer.get("transaction") if isinstance(answer, dict) else None
+    if response.status_code != 200 or not isinstance(record, dict):
+        raise ProviderLookupError(
+            f"Spreedly's API refused the lookup of {token} ({response.status_code})"
+        )
+    if record.get("token") != token:
+        raise ProviderLookupError(f"Spreedly's API answered for another transaction than {token}")
+    return record
 
 
 def confirmed_event(
