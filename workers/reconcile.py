@@ -16,12 +16,14 @@ task's lease: a quick one (every RECONCILE_EVERY_SECONDS over the last
 RECONCILE_WINDOW_SECONDS, only what the provider failed to deliver where its API can say)
 and a thorough one (every RECONCILE_FULL_EVERY_SECONDS over RECONCILE_FULL_WINDOW_SECONDS).
 
-A provider that lists by creation time only (a lister that ``FollowsPending``: Spreedly)
-would never list again a purchase created pending and settled after every window: a scan
-keeps the ids of those it lists pending (payhooks/storage/pending_watch.py), and each scan
-then reads back by itself every one created before its own window, recording a settled
-one as its listed record would be (same event, same dedupe) and forgetting it only once
-recorded; one still pending after RECONCILE_PENDING_DAYS is forgotten, counted and logged.
+A provider that lists by creation time only never lists again a record that changes
+after every window has passed it (a Spreedly purchase that succeeds days later, a
+Braintree refund voided days later). For a lister that ``FollowsPending``, a scan keeps
+the ids of those it lists still open (payhooks/storage/pending_watch.py) before the page's
+cursor commits, and after its window reads back every one kept that it did not list
+itself, recording each as any listed record (same event, same dedupe) and forgetting one
+now final only once recorded; one still open after RECONCILE_PENDING_DAYS (or over the
+lister's cap) is given up: forgotten, counted, logged and alerted on.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -42,8 +44,8 @@ from payhooks.providers.kit.listing import (
     FollowsPending,
     ListedPage,
     Lister,
+    Pending,
     RateLimited,
-    RereadsUnsettled,
     Window,
 )
 from payhooks.providers.kit.polling import PollIntake
@@ -59,7 +61,6 @@ from payhooks.storage.record_once import Accepted, Fence, RecordOnce, Seen, run_
 from payhooks.storage.task_lease import LeaseLost, TaskLease
 from payhooks.storage.trail import StoredPoll
 from payhooks.storage.unprocessed import READ_BY_LIST, queue_keep
-from payhooks.storage.unsettled import Unsettled
 from payhooks.storage.worker_metrics import WorkerMetrics
 from workers.polls import Task, build_tasks
 
@@ -70,9 +71,10 @@ T = TypeVar("T")
 MAX_RATE_LIMIT_WAITS = 6
 #: The longest single wait when the provider does not say how long (Retry-After).
 MAX_BACKOFF_SECONDS = 60.0
-#: Pending transactions read back before what they settled into is recorded, and they
-#: are forgotten: what a scan loses when it stops in between is at most these reads.
-READ_BACK_BATCH = 20
+#: Pending records read back before what they say is recorded, and those final are
+#: forgotten: what a scan loses when it stops in between is at most these reads (a
+#: multiple of Braintree's search page, 50 ids).
+READ_BACK_BATCH = 50
 #: RECONCILE_PENDING_DAYS's default, for callers without settings.
 PENDING_DAYS = 30
 
@@ -91,12 +93,10 @@ class ScanCounts:
     # marker, turn a true duplicate away; a skip could drop a payment), and each logged
     # (trail.unreadable) for a person, counted in seen or queued as record-once decides.
     unreadable_trails: int = 0
-    # Records read again by id (a lister's unsettled ones: Braintree's refunds), counted
-    # in scanned and in their events' results too.
-    reread: int = 0
     pages: int = 0
-    # Transactions listed pending before, read back by themselves (counted in scanned too),
-    # and those given up still pending (too old, or over the watch's cap: logged).
+    # Records listed pending before, read back by id (those the provider returned are
+    # counted in scanned too), and those given up still pending (too old, or over the
+    # watch's cap: logged).
     read_back: int = 0
     given_up: int = 0
     rate_limit_waits: int = 0
@@ -114,7 +114,7 @@ class ScanCounts:
             "queued": self.queued,
             "ignored": self.ignored,
             "errors": self.errors,
-            # Still pending when the watch gave it up: a person looks (an alert says so).
+            # Still open when the watch gave it up: a person looks (an alert says so).
             "given_up": self.given_up,
         }
 
@@ -234,29 +234,23 @@ def scan(
     now: Callable[[], float] = time.time,
 ) -> ScanCounts:
     """Read ``window`` of the provider's list from ``place``'s cursor to its end, watching
-    the pending transactions it lists, then (``read_back``) read back those watched. A dry
-    run writes nothing (no event, no cursor, no watch) and counts as queued what it would
-    queue."""
+    the records it lists still pending, then (``read_back``) read back those watched. A
+    dry run writes nothing (no event, no cursor, no watch) and counts as queued what it
+    would queue."""
     done = counts or ScanCounts()
     before = place.round_trips
-    read: set[str] = set()  # the unsettled records this scan read already
-    watch = (
-        PendingWatch(redis, lister.name, max_age_seconds=pending_days * 86400)
-        if isinstance(lister, FollowsPending)
-        else None
-    )
+    watch = _watch_of(lister, redis, record, pending_days)
+    listed: dict[str, bool] = {}  # the pending records this scan listed: still open?
     try:
         cursor = None if dry_run else place.cursor()
         while True:
             page = fetch_patiently(
                 lister, window, cursor, thorough=thorough, sleep=sleep, done=done
             )
-            _record_page(
-                lister, page.records, place, redis, record, done, dry_run=dry_run, read=read
-            )
-            if watch is not None and not dry_run:
+            _record_page(lister, page.records, place, redis, record, done, dry_run=dry_run)
+            if watch is not None:
                 # Before the page's commit: a scan stopped here lists it again.
-                _watch(lister, page.records, watch, now(), done)
+                _watch(lister, page.records, watch, now(), done, listed, dry_run=dry_run)
             if not dry_run:
                 place.commit(page.cursor)
             cursor = page.cursor
@@ -264,13 +258,11 @@ def scan(
             if progress is not None:
                 progress(done)
             if not page.more:
-                if isinstance(lister, RereadsUnsettled):
-                    _reread(lister, place, redis, record, done, read, sleep=sleep, dry_run=dry_run)
                 if not dry_run:
                     place.finish()
                 if watch is not None and read_back:
                     _read_back_pending(
-                        lister, window, watch, place, redis, record, done, sleep, now(), dry_run
+                        lister, watch, listed, place, redis, record, done, sleep, now(), dry_run
                     )
                 return done
     finally:
@@ -279,26 +271,66 @@ def scan(
             done.redis_round_trips += watch.round_trips
 
 
-def _watch(
-    lister: Lister, records: tuple[bytes, ...], watch: PendingWatch, now: float, done: ScanCounts
-) -> None:
-    """Keep the page's pending transactions for later scans to read back."""
+def _watch_of(
+    lister: Lister, redis: Redis, record: RecordOnce, pending_days: int
+) -> PendingWatch | None:
+    """The lister's watch, if it follows pending records. Never past EVENT_RETENTION_DAYS:
+    the events a late change would act on (a refund's, that its void undoes) are gone."""
+    if not isinstance(lister, FollowsPending):
+        return None
+    age = min(pending_days * 86400, record.ttl_seconds)
+    return PendingWatch(redis, lister.name, max_age_seconds=age, cap=lister.most_pending)
+
+
+def _pending_of(lister: Lister, records: Iterable[bytes]) -> list[Pending]:
     assert isinstance(lister, FollowsPending)
-    found = [lister.pending(body) for body in records]
-    pending = [(p.transaction_id, p.created.timestamp()) for p in found if p is not None]
-    dropped = watch.remember(pending, now=now)
-    if dropped:
-        done.given_up += len(dropped)
-        log.warning(
-            "reconcile.pending_dropped",
-            extra={"provider": lister.name, "count": len(dropped), "transactions": dropped},
-        )
+    found = []
+    for body in records:
+        try:
+            state = lister.pending(body)
+        except (MalformedPayload, ValueError):  # unreadable: kept and counted as an error
+            continue
+        if state is not None:
+            found.append(state)
+    return found
+
+
+def _watch(
+    lister: Lister,
+    records: tuple[bytes, ...],
+    watch: PendingWatch,
+    now: float,
+    done: ScanCounts,
+    listed: dict[str, bool],
+    *,
+    dry_run: bool,
+) -> None:
+    """Keep the page's records still open for later scans to read back (their events are
+    recorded by now), and note what the page said of each."""
+    states = _pending_of(lister, records)
+    listed.update((state.record_id, state.open) for state in states)
+    kept = [(s.record_id, s.created.timestamp()) for s in states if s.open]
+    if dry_run or not kept:
+        return
+    _given_up(lister, "reconcile.pending_dropped", watch.remember(kept, now=now), watch, done)
+
+
+def _given_up(
+    lister: Lister, why: str, ids: list[str], watch: PendingWatch, done: ScanCounts
+) -> None:
+    """Open records no longer followed: if one changes now, nothing will record it, so
+    each is counted (the alert PayhooksReconcileGaveUpPending) and named for a person."""
+    if not ids:
+        return
+    done.given_up += len(ids)
+    log.warning(why, extra={"provider": lister.name, "count": len(ids), "transactions": ids})
+    watch.forget(ids)
 
 
 def _read_back_pending(
     lister: Lister,
-    window: Window,
     watch: PendingWatch,
+    listed: dict[str, bool],
     place: ScanCursor,
     redis: Redis,
     record: RecordOnce,
@@ -307,39 +339,37 @@ def _read_back_pending(
     now: float,
     dry_run: bool,
 ) -> None:
-    """Read back each watched transaction created before ``window`` (the list shows the
-    rest); record those settled as their listed records would be, then forget them."""
+    """Read back each watched record this scan did not list (those it listed final are
+    just forgotten); record what they say now as any listed record, then forget those
+    final (settled, voided, declined, failed) or that the provider no longer knows."""
     assert isinstance(lister, FollowsPending)
-    due, aged = watch.due(window.since.timestamp(), now=now)
-    if aged and not dry_run:
-        # Still pending after RECONCILE_PENDING_DAYS: a person must look at each one.
-        log.warning(
-            "reconcile.pending_given_up",
-            extra={"provider": lister.name, "count": len(aged), "transactions": aged},
-        )
-        done.given_up += len(aged)
-        watch.forget(aged)
+    due, aged = watch.due(now=now)
+    if not dry_run:
+        # Still open after RECONCILE_PENDING_DAYS: a person must look at each one.
+        _given_up(lister, "reconcile.pending_given_up", aged, watch, done)
+        watch.forget([record_id for record_id in due if listed.get(record_id) is False])
+    due = [record_id for record_id in due if record_id not in listed]
     for start in range(0, len(due), READ_BACK_BATCH):
-        settled: list[str] = []
-        bodies: list[bytes] = []
-        for transaction_id in due[start : start + READ_BACK_BATCH]:
-            body = patiently(partial(lister.read_back, transaction_id), sleep, done)
-            done.read_back += 1
-            if body is None:
-                # Listed once, unknown now: nothing to read back, ever.
-                log.warning(
-                    "reconcile.pending_unknown",
-                    extra={"provider": lister.name, "transaction": transaction_id},
-                )
-                done.errors += 1
-                settled.append(transaction_id)
-            elif lister.pending(body) is None:
-                settled.append(transaction_id)
-                bodies.append(body)
+        batch = due[start : start + READ_BACK_BATCH]
+        found: dict[str, bytes] = {}
+        for at in range(0, len(batch), lister.read_back_batch):
+            ids = batch[at : at + lister.read_back_batch]
+            found |= patiently(partial(lister.read_back, ids), sleep, done)
+            done.read_back += len(ids)
+        unknown = [record_id for record_id in batch if record_id not in found]
+        for record_id in unknown:
+            # Listed once, unknown now: nothing to read back, ever.
+            log.warning(
+                "reconcile.pending_unknown",
+                extra={"provider": lister.name, "transaction": record_id},
+            )
+        done.errors += len(unknown)
+        records = tuple(found[record_id] for record_id in batch if record_id in found)
+        still_open = {state.record_id for state in _pending_of(lister, records) if state.open}
         # Recorded first, forgotten second: a scan stopped in between reads them again.
-        _record_page(lister, tuple(bodies), place, redis, record, done, dry_run=dry_run)
+        _record_page(lister, records, place, redis, record, done, dry_run=dry_run)
         if not dry_run:
-            watch.forget(settled)
+            watch.forget([record_id for record_id in batch if record_id not in still_open])
             # The window stays finished; a scheduled run's lease is renewed (and a run that
             # lost it stops here), as a page's commit does.
             place.finish()
@@ -375,36 +405,6 @@ def patiently(
     raise AssertionError("unreachable")
 
 
-#: Ids read again per call to a lister's ``reread`` (Braintree's page: one search each).
-REREAD_BATCH = 50
-
-
-def _reread(
-    lister: Lister,
-    place: ScanCursor,
-    redis: Redis,
-    record: RecordOnce,
-    done: ScanCounts,
-    read: set[str],
-    *,
-    sleep: Callable[[float], None],
-    dry_run: bool,
-) -> None:
-    """Read again the records the lister said may still change (those this scan has not
-    just read in its window), and record what they say now as any listed record: a refund
-    voided after every window listing it is its reinstatement, queued as the window would
-    have queued it; one now final is forgotten."""
-    assert isinstance(lister, RereadsUnsettled)
-    store = Unsettled(redis, lister.name, ttl_seconds=record.ttl_seconds)
-    wanted = [record_id for record_id in store.ids() if record_id not in read]
-    done.redis_round_trips += 1
-    for start in range(0, len(wanted), REREAD_BATCH):
-        batch = wanted[start : start + REREAD_BATCH]
-        records = patiently(partial(lister.reread, batch), sleep, done)
-        done.reread += len(records)
-        _record_page(lister, records, place, redis, record, done, dry_run=dry_run, read=read)
-
-
 def _backoff(attempt: int) -> float:
     return min(2.0**attempt, MAX_BACKOFF_SECONDS)
 
@@ -418,49 +418,13 @@ def _record_page(
     done: ScanCounts,
     *,
     dry_run: bool = False,
-    read: set[str] | None = None,
 ) -> None:
-    """Record the page's unseen events, keep what could not be read; count the rest. A
-    lister's unsettled records are remembered (open) or forgotten (final) once their events
-    are recorded."""
+    """Record the page's unseen events, keep what could not be read; count the rest."""
     found, unreadable = _events_of(lister, records, done)
     if unreadable and not dry_run:
         _keep_unreadable(lister, unreadable, redis, record.ttl_seconds)
         done.redis_round_trips += 1
     _record_events(lister, found, place, redis, record, done, dry_run=dry_run)
-    if isinstance(lister, RereadsUnsettled):
-        seen = read if read is not None else set()
-        _note_unsettled(lister, records, redis, record, done, seen, dry_run=dry_run)
-
-
-def _note_unsettled(
-    lister: Lister,
-    records: tuple[bytes, ...],
-    redis: Redis,
-    record: RecordOnce,
-    done: ScanCounts,
-    read: set[str],
-    *,
-    dry_run: bool,
-) -> None:
-    """Remember the page's unsettled records still open, forget those now final (after
-    their events were recorded: a void is never forgotten before its reinstatement is)."""
-    assert isinstance(lister, RereadsUnsettled)
-    states = []
-    for body in records:
-        try:
-            state = lister.unsettled(body)
-        except ValueError:  # counted in errors by _events_of
-            continue
-        if state is not None:
-            states.append(state)
-            read.add(state.record_id)
-    if not states or dry_run:
-        return
-    store = Unsettled(redis, lister.name, ttl_seconds=record.ttl_seconds)
-    done.redis_round_trips += store.note(
-        [s.record_id for s in states if s.open], [s.record_id for s in states if not s.open]
-    )
 
 
 def _record_events(

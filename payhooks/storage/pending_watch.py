@@ -1,19 +1,22 @@
-"""The transactions reconciliation listed while still pending, kept so that later scans read
-each back by itself until it settles.
+"""The records reconciliation listed still open, kept so that later scans read each back
+by id until it is final: one sorted set per provider (``payhooks:reconcile:<provider>:
+pending``), for every lister that ``FollowsPending`` (payhooks/providers/kit/listing.py).
 
-A provider whose list is ordered by creation time only (Spreedly) never lists again a
-purchase created before a scan's window: one left pending for days (offsite, 3-D Secure,
-ACH) that succeeds after every window has passed it, its callback lost, would be found by
-nothing. Its id is kept here instead, in a sorted set per provider scored by its creation
-time (Unix seconds): a later scan reads back those created before its own window (the
-list still shows the rest), records a settled one as its listed record would have been,
-and forgets it only once that is done, so a scan that fails in between loses nothing.
+A provider whose list is ordered by creation time never lists again a record created
+before a scan's window: a Spreedly purchase left pending for days (offsite, 3-D Secure,
+ACH) that succeeds after every window has passed it, or a Braintree refund voided days
+after it was made, would be found by nothing. Its id is kept here instead, scored by its
+creation time (Unix seconds): each later scan reads back those it did not list itself,
+records them as its listed records are, and forgets one only once it is final and that
+is done, so a scan that fails in between loses nothing.
 
-Bounded twice, and neither bound is silent: an id older than the watch's age is
-forgotten (the caller counts and logs it, so a person can look), and the set holds at
-most ``cap`` ids (the oldest go first, returned to be logged). The set's own TTL is twice
-the age from its last addition: a provider no longer scanned leaves nothing behind, and
-one scanned again after a pause gives up what aged meanwhile out loud, not by expiry.
+Bounded twice, and neither bound is silent (giving up on an open record can lose money
+either way): an id older than the watch's age is given up (``due`` returns it, the
+caller counts, logs and forgets it, and an alert sees the count), and the set holds at
+most ``cap`` ids (the oldest go first, returned to be counted and logged the same way).
+The set's own TTL is twice the age from its last addition: a provider no longer scanned
+leaves nothing behind, and one scanned again after a pause gives up what aged meanwhile
+out loud, not by expiry.
 """
 
 from __future__ import annotations
@@ -24,17 +27,11 @@ from redis import Redis
 
 from payhooks.storage import redis_keys
 
-#: The most ids watched per provider: far above what a provider leaves pending for weeks
-#: (each costs one lookup per scan), low enough that the set stays a few hundred kB.
-MAX_WATCHED = 10_000
-
 
 class PendingWatch:
     """One provider's watched ids; ``round_trips`` counts the Redis round trips made."""
 
-    def __init__(
-        self, redis: Redis, provider: str, *, max_age_seconds: int, cap: int = MAX_WATCHED
-    ) -> None:
+    def __init__(self, redis: Redis, provider: str, *, max_age_seconds: int, cap: int) -> None:
         self._redis = redis
         self._key = redis_keys.reconcile_pending(provider)
         self._max_age = max_age_seconds
@@ -61,13 +58,13 @@ class PendingWatch:
         )
         return [redis_keys.text(tid) for tid, _ in popped]
 
-    def due(self, before: float, *, now: float) -> tuple[list[str], list[str]]:
-        """The ids created before ``before`` (Unix seconds) to read back, oldest first,
-        and those too old to watch any longer (not forgotten yet: ``forget`` them)."""
+    def due(self, *, now: float) -> tuple[list[str], list[str]]:
+        """The ids to read back, oldest first, and those too old to watch any longer (not
+        forgotten yet: ``forget`` them once counted)."""
         oldest = now - self._max_age
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrangebyscore(self._key, "-inf", oldest)
-            pipe.zrangebyscore(self._key, f"({oldest}", f"({before}")
+            pipe.zrangebyscore(self._key, f"({oldest}", "+inf")
             aged, due = pipe.execute()
         self.round_trips += 1
         return [redis_keys.text(t) for t in due], [redis_keys.text(t) for t in aged]

@@ -147,12 +147,6 @@ def rate_bucket(name: str) -> str:
     return f"{PREFIX}:rate:{name}"
 
 
-def unsettled(provider: str) -> str:
-    """The provider's listed records that may still change what was counted, by id, each
-    scored by when it was first remembered (payhooks/storage/unsettled.py)."""
-    return f"{PREFIX}:unsettled:{provider}"
-
-
 def reconcile_cursor(provider: str, since: int, until: int) -> str:
     """Where a `payhooks reconcile` of one provider's window got to (Unix seconds), so a
     run of the same window after a failure resumes there."""
@@ -160,6 +154,7 @@ def reconcile_cursor(provider: str, since: int, until: int) -> str:
 
 
 def reconcile_pending(provider: str) -> str:
-    """The provider's transactions a scan listed still pending, to read back until they
-    settle (a sorted set of their ids, scored by creation time, Unix seconds)."""
+    """The provider's records a scan listed still open, to read back until they are final
+    (a sorted set of their ids, scored by creation time, Unix seconds:
+    payhooks/storage/pending_watch.py)."""
     return f"{PREFIX}:reconcile:{provider}:pending"

@@ -34,15 +34,17 @@ which write nothing to Nexudus, unless a transaction found is already
 ``settlement_declined``.
 
 A refund voided or declined after every window listing it has passed (searched by creation
-time, no window lists it again) is read again by id (``RereadsUnsettled``): the scan
-remembers each refund it lists that is not final yet (``unsettled``: neither settled nor
-undone) and, after each window, reads those again (``reread``) and records their events as
-for any listed refund, until they are final (payhooks/storage/unsettled.py).
+time, no window lists it again) is read back by id (the lister ``FollowsPending``): the
+scan keeps each refund it lists that is not final yet (``pending``: neither settled nor
+undone) and, after each window, reads those back (``read_back``, through the same
+searches, ``PAGE_SIZE`` ids at a time) and records their events as for any listed
+refund, until they are final (payhooks/storage/pending_watch.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -64,8 +66,8 @@ from payhooks.providers.braintree.settings import BraintreeSettings
 from payhooks.providers.kit.listing import (
     ListedPage,
     NotListed,
+    Pending,
     RateLimited,
-    Unsettled,
     Window,
 )
 from payhooks.providers.kit.step_errors import ProviderLookupError, ProviderLookupUnavailable
@@ -106,6 +108,10 @@ REFUSED = (bt.AuthenticationError, bt.AuthorizationError, bt.NotFoundError)
 
 class BraintreeLister:
     name = BraintreeWebhook.name
+    #: Refunds still open at once: each scan reads them all back (two search calls per
+    #: PAGE_SIZE), so 1,000 cost a scan at most 40 calls.
+    most_pending = 1_000
+    read_back_batch = PAGE_SIZE
 
     def __init__(self, section: BraintreeSettings) -> None:
         if not section.keys or not section.merchant_id:
@@ -185,24 +191,27 @@ class BraintreeLister:
             )
         ]
 
-    def unsettled(self, record: bytes) -> Unsettled | None:
+    def pending(self, record: bytes) -> Pending | None:
         """A refund (a credit naming its sale) and whether it may still be voided or
         declined; a sale is final once paid (its refunds are transactions of their own)."""
         credit = json.loads(record)
-        if credit.get("type") != braintree.Transaction.Type.Credit:
+        if not isinstance(credit, dict) or credit.get("type") != braintree.Transaction.Type.Credit:
             return None
-        if not credit.get("refunded_transaction_id"):
-            return None
-        return Unsettled(str(credit["id"]), open=str(credit["status"]) not in REFUND_FINAL)
+        created = credit.get("created_at")
+        if not (credit.get("id") and credit.get("refunded_transaction_id") and created):
+            return None  # a refund names its sale, and Braintree dates every transaction
+        still_open = str(credit.get("status")) not in REFUND_FINAL
+        when = datetime.fromisoformat(str(created))
+        return Pending(str(credit["id"]), open=still_open, created=when)
 
-    def reread(self, record_ids: list[str]) -> tuple[bytes, ...]:
+    def read_back(self, record_ids: Sequence[str]) -> dict[str, bytes]:
         """The refunds by id, as the window's searches read them (``ids`` in batches of
         PAGE_SIZE: one ``advanced_search_ids`` and one ``advanced_search`` each)."""
-        found: list[bytes] = []
+        found: dict[str, bytes] = {}
         for start in range(0, len(record_ids), PAGE_SIZE):
-            batch = record_ids[start : start + PAGE_SIZE]
-            found += [_record(transaction) for transaction in self._transactions(batch)]
-        return tuple(found)
+            batch = list(record_ids[start : start + PAGE_SIZE])
+            found |= {str(t.id): _record(t) for t in self._transactions(batch)}
+        return found
 
     def _refund(self, credit: dict[str, Any], transaction: Any) -> Normalised:
         status = str(credit["status"])

@@ -10,7 +10,7 @@ and what was seen before is a duplicate, never a second job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -74,53 +74,40 @@ class ConfirmsFromList(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Unsettled:
-    """A listed record that its provider may still change: its id, and whether it is still
-    open (else final: settled, voided, declined)."""
-
-    record_id: str
-    open: bool
-
-
-@runtime_checkable
-class RereadsUnsettled(Protocol):
-    """A lister some of whose records may change what was counted after every window that
-    lists them has passed (a Braintree refund: listed by when it was made, voided or
-    declined days later). The scan remembers those still open (payhooks/storage/
-    unsettled.py) and reads them again by id on each run until they are final, each time
-    recording their events as for any listed record."""
-
-    def unsettled(self, record: bytes) -> Unsettled | None:
-        """The record's id and whether it is still open, if it is such a record; pure."""
-
-    def reread(self, record_ids: list[str]) -> tuple[bytes, ...]:
-        """The records of those ids as the provider has them now (any it no longer has
-        left out). Raises as ``Lister.fetch`` does."""
-
-
-@dataclass(frozen=True, slots=True)
 class Pending:
-    """A listed transaction not settled yet, whose later state its webhook would tell."""
+    """A listed record that its provider may still change after every window listing it
+    has passed (a Braintree refund voided days later, a Spreedly purchase that succeeds
+    days later): its id, whether it is still open (else final: settled, voided, declined,
+    failed), and when the provider created it (what its list is ordered by)."""
 
     #: The provider's id for it, which ``read_back`` takes.
-    transaction_id: str
+    record_id: str
+    open: bool
     created: datetime
 
 
 @runtime_checkable
 class FollowsPending(Protocol):
-    """A lister whose provider lists by creation time only: a transaction listed while
-    pending, and settled after every scan's window has passed it, is read back by itself
-    (its id kept by the scan, payhooks/storage/pending_watch.py) until it settles."""
+    """A lister whose provider lists by creation time only, some of whose records may
+    still change what is recorded once no window lists them again. The scan keeps the id
+    of each it lists still open (payhooks/storage/pending_watch.py) and, after its window,
+    reads those back by id on every run, recording them as any listed record, until they
+    are final (forgotten only once their events are recorded) or too old (given up)."""
+
+    #: The most ids kept: each costs lookups on every scan.
+    most_pending: int
+    #: The most ids one ``read_back`` call takes (one lookup for them all, or one each).
+    read_back_batch: int
 
     def pending(self, record: bytes) -> Pending | None:
-        """The record's transaction, when it is still pending and one of its later states
-        would be an event (a purchase that pays an invoice); else None. Pure."""
+        """The record's id, state and creation time, when it is a record a later change of
+        which would be an event (an open one is kept, a final one forgotten); else None.
+        Pure; may raise ValueError for a record it cannot read."""
 
-    def read_back(self, transaction_id: str) -> bytes | None:
-        """The transaction as the provider holds it now, in the form its list gives it
-        (for ``normalise``), or None when the provider knows no such transaction. Raises
-        as ``Lister.fetch`` does."""
+    def read_back(self, record_ids: Sequence[str]) -> Mapping[str, bytes]:
+        """The records of those ids as the provider holds them now, by id, in the form
+        its list gives them (for ``normalise``); an id the provider no longer knows is
+        left out. Raises as ``Lister.fetch`` does."""
 
 
 def list_answer(response: httpx.Response, what: str) -> dict[str, Any]:

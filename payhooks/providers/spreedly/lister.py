@@ -14,8 +14,9 @@ delivery of its callbacks.
 
 The list says nothing of a purchase's later state: one created pending (offsite, 3-D
 Secure, ACH) that succeeds after every window has passed its creation is listed by no
-later scan. So a purchase listed pending is ``pending`` (kept by the scan) and read back
-by itself (``read_back``, the job's own lookup) by later scans until it settles. HTTP Basic with ``SPREEDLY_ENVIRONMENT_KEY`` and
+later scan. So the lister ``FollowsPending``: a purchase listed pending is kept by the
+scan (``pending``) and read back by itself, one at a time (``read_back``, the job's own
+lookup), by later scans until it settles. HTTP Basic with ``SPREEDLY_ENVIRONMENT_KEY`` and
 ``SPREEDLY_ACCESS_SECRET``, as the job's lookup.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +60,11 @@ TOKEN = re.compile(r"[A-Za-z0-9]{1,64}")
 
 class SpreedlyLister:
     name = NAME
+    #: Far above what a provider leaves pending for weeks (each costs one lookup per
+    #: scan), low enough that the watch stays a few hundred kB.
+    most_pending = 10_000
+    #: One lookup per transaction: a 429 waited out asks again for that one only.
+    read_back_batch = 1
 
     def __init__(self, section: SpreedlySettings) -> None:
         if not (section.environment_key and section.access_secret):
@@ -148,12 +155,13 @@ class SpreedlyLister:
         created = _instant(transaction.get("created_at"))
         if (
             _text(transaction.get("transaction_type")) not in PURCHASES
-            or _text(transaction.get("state")) not in PENDING_STATES
             or created is None
             or not TOKEN.fullmatch(token)
         ):
             return None
-        # Only one whose settling would be recorded: with an order id, not on the test
+        if _text(transaction.get("state")) not in PENDING_STATES:
+            return Pending(token, open=False, created=created)
+        # Kept only when its settling would be recorded: with an order id, not on the test
         # gateway (unless applied), as ``normalise`` decides it.
         try:
             events = self.normalise(record)
@@ -161,13 +169,15 @@ class SpreedlyLister:
             return None
         if not any(isinstance(event, PaymentEvent) for event in events):
             return None
-        return Pending(token, created)
+        return Pending(token, open=True, created=created)
 
-    def read_back(self, transaction_id: str) -> bytes | None:
-        transaction = read_transaction(self._section, transaction_id)
-        if transaction is None:
-            return None
-        return json.dumps(transaction, separators=(",", ":")).encode()
+    def read_back(self, record_ids: Sequence[str]) -> dict[str, bytes]:
+        found = {}
+        for token in record_ids:
+            transaction = read_transaction(self._section, token)
+            if transaction is not None:
+                found[token] = json.dumps(transaction, separators=(",", ":")).encode()
+        return found
 
     def _list(self, params: dict[str, str]) -> list[dict[str, Any]]:
         response = API.send(

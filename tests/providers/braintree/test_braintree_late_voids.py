@@ -1,6 +1,7 @@
 """A Braintree refund voided or declined after every window that lists it has passed: the
-scan searches refunds by when they were made, so only the refunds it remembered as not
-yet final (payhooks/storage/unsettled.py), read again by id on each run, can tell it.
+scan searches refunds by when they were made, so only the refunds it kept as not yet
+final (payhooks/storage/pending_watch.py, as Spreedly's pending purchases), read back by id
+on each run, can tell it.
 Each test scans a window 5 days after the refund's, through the stand-in's search, and a
 real RQ worker applies what it queued to the Nexudus sandbox.
 
@@ -12,6 +13,8 @@ submitted for settlement, or, for PayPal, settlement pending: the stand-in's
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +23,7 @@ from redis import Redis
 
 from payhooks.cli.reconcile import reconcile_providers
 from payhooks.devtools.sandbox.nexudus import SandboxState
+from payhooks.providers.braintree.lister import BraintreeLister
 from payhooks.providers.braintree.stand_in import (
     BraintreeState,
     RefundRefused,
@@ -30,12 +34,17 @@ from payhooks.providers.braintree.stand_in import (
 from payhooks.providers.kit.listing import Window
 from payhooks.settings import Settings
 from payhooks.storage import redis_keys
+from payhooks.storage.jobs import JobFactory
+from payhooks.storage.pending_watch import PendingWatch
+from payhooks.storage.record_once import RecordOnce
+from payhooks.storage.task_lease import TaskLease
 from payhooks.storage.trail import Trail
-from payhooks.storage.unsettled import Unsettled
+from payhooks.storage.worker_metrics import RECONCILED_EVENTS, WorkerMetrics
 from tests.support.braintree_searches import last, sale, stages
 from tests.support.delivery import deliver
 from tests.support.processes import RunWorker
 from tests.support.provider_payloads import braintree_paid
+from workers.reconcile import reconcile_task, scheduled_scan
 
 PAID = "braintree:transaction-bt_late-paid"
 REINSTATED = "braintree:transaction-bt_late_back-reinstated"
@@ -49,7 +58,7 @@ def days_on(days: int) -> Window:
 
 def remembered(redis: Redis) -> list[str]:
     return sorted(
-        redis_keys.text(m) for m in redis.zrange(redis_keys.unsettled("braintree"), 0, -1)
+        redis_keys.text(m) for m in redis.zrange(redis_keys.reconcile_pending("braintree"), 0, -1)
     )
 
 
@@ -156,14 +165,59 @@ def test_a_refund_that_settles_is_forgotten_and_still_counts(
     assert sandbox_state.invoices[42]["PaidOn"] is None
 
 
+def test_a_refund_still_open_after_the_pending_days_is_given_up_out_loud(
+    settings: Settings,
+    redis: Redis,
+    braintree_state: BraintreeState,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A void after this would reinstate a payment nobody applies: a person must look.
+    a_paypal_refund(braintree_state)
+    reconcile_providers(settings, redis, last(), ["braintree"])
+    assert remembered(redis) == ["bt_late_back"]
+    searches = len(braintree_state.requests)
+
+    later = time.time() + settings.reconcile_pending_days * 86400 + 60
+    task = reconcile_task("braintree", thorough=True)
+    lease = TaskLease(redis, task, seconds=10, cursor_ttl_seconds=60)
+    assert lease.acquire()
+    try:
+        with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
+            done = scheduled_scan(
+                BraintreeLister.from_settings(settings),
+                lease,
+                redis,
+                RecordOnce(JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds),
+                WorkerMetrics(redis),
+                thorough=True,
+                seconds=3600,
+                pending_days=settings.reconcile_pending_days,
+                now=lambda: later,
+            )
+    finally:
+        lease.release()
+
+    assert (done.given_up, done.read_back) == (1, 0)
+    assert remembered(redis) == []
+    [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_given_up"]
+    assert told.transactions == ["bt_late_back"]  # type: ignore[attr-defined]
+    assert redis.hget(RECONCILED_EVENTS, "braintree|given_up") == b"1"  # alerted on
+    # Not read back: the window (a month on) lists nothing, so no search fetched a record.
+    assert braintree_state.requests[searches:] == ["advanced_search_ids"] * 3
+
+
 def test_what_is_remembered_is_bounded_oldest_first_and_by_age(redis: Redis) -> None:
-    kept = Unsettled(redis, "braintree", ttl_seconds=3600, most=3)
-    for n in range(5):
-        kept.note([f"r{n}"], [])
-    assert kept.ids() == ["r2", "r3", "r4"]
-    kept.note(["r2", "r5"], ["r3"])  # r2 keeps its place; r3 is final
-    assert kept.ids() == ["r2", "r4", "r5"]
-    assert 0 < redis.ttl(redis_keys.unsettled("braintree")) <= 3600
-    # Past the retention, an id is gone (its events, that a change would act on, are).
-    redis.zadd(redis_keys.unsettled("braintree"), {"r2": 0})
-    assert kept.ids() == ["r4", "r5"]
+    kept = PendingWatch(redis, "braintree", max_age_seconds=3600, cap=3)
+    now = time.time()
+    dropped = []
+    for n in range(5):  # made a second apart, r0 first
+        dropped += kept.remember([(f"r{n}", now - 100 + n)], now=now)
+    assert dropped == ["r0", "r1"]
+    assert kept.watched() == ["r2", "r3", "r4"]
+    kept.forget(["r3"])  # final
+    assert kept.remember([("r2", now - 98), ("r5", now - 95)], now=now) == []
+    assert kept.watched() == ["r2", "r4", "r5"]  # r2 kept its place
+    assert 0 < redis.ttl(redis_keys.reconcile_pending("braintree")) <= 2 * 3600
+    # Past the age, an id is due no more but given up (the caller counts it).
+    redis.zadd(redis_keys.reconcile_pending("braintree"), {"r2": now - 7200})
+    assert kept.due(now=now) == (["r4", "r5"], ["r2"])

@@ -100,7 +100,8 @@ def drain(redis: Redis, settings: Settings) -> None:
 
 def watched(redis: Redis, settings: Settings) -> list[str]:
     days = settings.reconcile_pending_days
-    return PendingWatch(redis, "spreedly", max_age_seconds=int(days * DAY)).watched()
+    cap = SpreedlyLister.most_pending
+    return PendingWatch(redis, "spreedly", max_age_seconds=int(days * DAY), cap=cap).watched()
 
 
 def stages(redis: Redis, event_key: str) -> list[str]:
