@@ -44,7 +44,7 @@ from tests.support.braintree_searches import last, sale, stages
 from tests.support.delivery import deliver
 from tests.support.processes import RunWorker
 from tests.support.provider_payloads import braintree_paid
-from workers.reconcile import reconcile_task, scheduled_scan
+from workers.reconcile import ScanCounts, reconcile_task, scheduled_scan
 
 PAID = "braintree:transaction-bt_late-paid"
 REINSTATED = "braintree:transaction-bt_late_back-reinstated"
@@ -67,6 +67,28 @@ def a_paypal_refund(braintree_state: BraintreeState) -> dict[str, Any]:
     so for days, and may be voided meanwhile)."""
     sale(braintree_state, "bt_late", "42", payment_instrument_type="paypal_account")
     return refund_record(braintree_state, "bt_late_back", "bt_late", status="settlement_pending")
+
+
+def scheduled(settings: Settings, redis: Redis, lister: BraintreeLister, at: float) -> ScanCounts:
+    """One run of the scheduled thorough scan over the last hour, its clock at ``at``."""
+    lease = TaskLease(
+        redis, reconcile_task("braintree", thorough=True), seconds=10, cursor_ttl_seconds=60
+    )
+    assert lease.acquire()
+    try:
+        return scheduled_scan(
+            lister,
+            lease,
+            redis,
+            RecordOnce(JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds),
+            WorkerMetrics(redis),
+            thorough=True,
+            seconds=3600,
+            pending_days=settings.reconcile_pending_days,
+            now=lambda: at,
+        )
+    finally:
+        lease.release()
 
 
 def tokens_of(sandbox_state: SandboxState, invoice_id: int) -> list[dict[str, Any]]:
@@ -178,24 +200,8 @@ def test_a_refund_still_open_after_the_pending_days_is_given_up_out_loud(
     searches = len(braintree_state.requests)
 
     later = time.time() + settings.reconcile_pending_days * 86400 + 60
-    task = reconcile_task("braintree", thorough=True)
-    lease = TaskLease(redis, task, seconds=10, cursor_ttl_seconds=60)
-    assert lease.acquire()
-    try:
-        with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
-            done = scheduled_scan(
-                BraintreeLister.from_settings(settings),
-                lease,
-                redis,
-                RecordOnce(JobFactory(settings), event_ttl_seconds=settings.event_ttl_seconds),
-                WorkerMetrics(redis),
-                thorough=True,
-                seconds=3600,
-                pending_days=settings.reconcile_pending_days,
-                now=lambda: later,
-            )
-    finally:
-        lease.release()
+    with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
+        done = scheduled(settings, redis, BraintreeLister.from_settings(settings), later)
 
     assert (done.given_up, done.read_back) == (1, 0)
     assert remembered(redis) == []
@@ -204,6 +210,29 @@ def test_a_refund_still_open_after_the_pending_days_is_given_up_out_loud(
     assert redis.hget(RECONCILED_EVENTS, "braintree|given_up") == b"1"  # alerted on
     # Not read back: the window (a month on) lists nothing, so no search fetched a record.
     assert braintree_state.requests[searches:] == ["advanced_search_ids"] * 3
+
+
+def test_refunds_over_the_cap_are_given_up_oldest_first_out_loud(
+    settings: Settings,
+    redis: Redis,
+    braintree_state: BraintreeState,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    for n, made in ((1, now - timedelta(minutes=10)), (2, now - timedelta(minutes=5))):
+        sale(braintree_state, f"bt_s{n}", f"4{n}", payment_instrument_type="paypal_account")
+        refund_record(braintree_state, f"bt_r{n}", f"bt_s{n}", status="settlement_pending", at=made)
+    lister = BraintreeLister.from_settings(settings)
+    lister.most_pending = 1
+
+    with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
+        done = scheduled(settings, redis, lister, time.time())
+
+    assert (done.queued, done.given_up) == (4, 1)  # two sales, two refunds; one dropped
+    assert remembered(redis) == ["bt_r2"]
+    [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_dropped"]
+    assert told.transactions == ["bt_r1"]  # type: ignore[attr-defined]
+    assert redis.hget(RECONCILED_EVENTS, "braintree|given_up") == b"1"  # alerted on
 
 
 def test_what_is_remembered_is_bounded_oldest_first_and_by_age(redis: Redis) -> None:

@@ -149,6 +149,26 @@ def test_a_purchase_that_succeeds_after_every_window_is_applied_once(
     assert spreedly_state.lookups == lookups
 
 
+def test_one_a_later_window_lists_settled_is_forgotten_without_a_lookup(
+    settings: Settings,
+    redis: Redis,
+    worker_context: Any,
+    sandbox_state: SandboxState,
+    spreedly_state: SpreedlyState,
+    pending: dict[str, Any],
+) -> None:
+    made_pending_and_scanned(settings, redis, spreedly_state)
+    settle(pending, "succeeded")  # within the hour: its window still lists it
+
+    later = scheduled(settings, redis, MADE + 3600)
+
+    assert (later.scanned, later.queued, later.read_back) == (1, 1, 0)
+    assert watched(redis, settings) == []  # its event recorded, so forgotten
+    assert spreedly_state.lookups == 1  # the pending event's job's only
+    drain(redis, settings)
+    assert sandbox_state.invoices[INVOICE]["Paid"] is True
+
+
 def test_its_callback_arriving_too_means_one_nexudus_write(
     settings: Settings,
     redis: Redis,
