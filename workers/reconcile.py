@@ -576,7 +576,7 @@ def scheduled_scan(
     now: Callable[[], float] = time.time,
 ) -> ScanCounts:
     """One run of a scheduled scan: the window an earlier run left unfinished, then the
-    last ``seconds`` and the pending transactions it watches; counted per provider
+    last ``seconds`` and the pending records it watches; counted per provider
     whatever happens."""
     done = ScanCounts()
     try:
