@@ -161,8 +161,8 @@ class AuthorizeNetLister:
                 normalised.append(Ignored(event_id, event_type, "no invoiceNumber"))
                 continue
             # As the notification's event: the job reads the amount, the invoice and, for
-            # a refund, the payment it returns, with getTransactionDetails. A return or a
-            # chargeback has no amount (all of it) and is the payment's own transaction.
+            # a refund, the payment it returns, with getTransactionDetails. A return has no
+            # amount: the lists say that it went back, not how much (all of it).
             normalised.append(
                 PaymentEvent(
                     provider=self.name,
