@@ -34,7 +34,21 @@ UNREADABLE_TRAILS = (
     "event(s) with an unreadable trail entry, each handed to record-once: "
     "`payhooks trace` them (the log names them)"
 )
-COLUMNS = ("provider", "scanned", "seen", "queued", "ignored", "errors", "result")
+COLUMNS = (
+    "provider",
+    "scanned",
+    "seen",
+    "queued",
+    "ignored",
+    "errors",
+    # Records listed pending earlier, read back by id; and those given up still pending
+    # (older than RECONCILE_PENDING_DAYS, or over the watch's cap): each needs a person.
+    "read_back",
+    "given_up",
+    "result",
+)
+#: The counts, between the provider and the result.
+COUNTS = COLUMNS[1:-1]
 
 
 def run_reconcile(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -135,7 +149,7 @@ def reconcile_providers(
         )
     for name, reason in skipped.items():
         rows.append(
-            {"provider": name, **dict.fromkeys(COLUMNS[1:6], "-"), "result": f"skipped: {reason}"}
+            {"provider": name, **dict.fromkeys(COUNTS, "-"), "result": f"skipped: {reason}"}
         )
     return rows
 
@@ -191,7 +205,7 @@ def _scan_one(
         metrics.reconcile_success(lister.name, time.time())
     return {
         "provider": lister.name,
-        **{column: getattr(done, column) for column in COLUMNS[1:6]},
+        **{column: getattr(done, column) for column in COUNTS},
         "result": result,
     }
 

@@ -254,7 +254,7 @@ def test_a_scan_stopped_between_reading_and_recording_loses_nothing(
     window = Window(datetime.fromtimestamp(now - 7200, tz=UTC), datetime.fromtimestamp(now, tz=UTC))
     # A dry run reads them back and counts them, and writes nothing.
     [dry] = reconcile_providers(settings, redis, window, ["spreedly"], dry_run=True)
-    assert (dry["result"], dry["queued"]) == ("ok", 2)
+    assert (dry["result"], dry["queued"], dry["read_back"], dry["given_up"]) == ("ok", 2, 2, 0)
     assert watched(redis, settings) == [TOKEN, other["token"]]
     assert stages(redis, f"spreedly:{TOKEN}:succeeded") == []
 
@@ -262,7 +262,7 @@ def test_a_scan_stopped_between_reading_and_recording_loses_nothing(
     spreedly_state.lookup_faults = [429]
     waits: list[float] = []
     [row] = reconcile_providers(settings, redis, window, ["spreedly"], sleep=waits.append)
-    assert (row["result"], row["queued"], row["seen"]) == ("ok", 2, 0)
+    assert (row["result"], row["queued"], row["seen"], row["read_back"]) == ("ok", 2, 0, 2)
     assert waits == [1.0]
     assert watched(redis, settings) == []
     drain(redis, settings)
