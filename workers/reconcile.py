@@ -312,6 +312,9 @@ def _watch(
     kept = [(s.record_id, s.created.timestamp()) for s in states if s.open]
     if dry_run or not kept:
         return
+    # Listed open but past the watch's age already (a window reaching back further than
+    # RECONCILE_PENDING_DAYS): no later scan would follow it, so a person is told.
+    _given_up(lister, "reconcile.pending_given_up", watch.too_old(kept, now=now), watch, done)
     _given_up(lister, "reconcile.pending_dropped", watch.remember(kept, now=now), watch, done)
 
 

@@ -323,3 +323,29 @@ def test_a_watched_purchase_spreedly_no_longer_knows_is_an_error_and_forgotten(
     assert watched(redis, settings) == []
     [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_unknown"]
     assert told.transaction == TOKEN  # type: ignore[attr-defined]
+
+
+def test_one_listed_pending_already_past_the_pending_days_is_given_up_out_loud(
+    settings: Settings,
+    redis: Redis,
+    spreedly_state: SpreedlyState,
+    pending: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A scan by hand over a window reaching back further than RECONCILE_PENDING_DAYS (as
+    the README's upgrade step runs one) lists a purchase still pending that no later scan
+    will follow: given up as one that aged while watched is, never silently."""
+    made = time.time() - (settings.reconcile_pending_days + 1) * DAY
+    pending["created_at"] = pending["updated_at"] = stamp(made)
+    window = Window(
+        datetime.fromtimestamp(made - 3600, tz=UTC), datetime.fromtimestamp(time.time(), tz=UTC)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
+        [row] = reconcile_providers(settings, redis, window, ["spreedly"])
+
+    assert (row["scanned"], row["queued"]) == (1, 1)  # its pending event
+    assert watched(redis, settings) == []
+    [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_given_up"]
+    assert told.transactions == [TOKEN]  # type: ignore[attr-defined]
+    assert redis.hget(RECONCILED_EVENTS, "spreedly|given_up") == b"1"  # alerted on
