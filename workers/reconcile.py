@@ -344,14 +344,16 @@ def _read_back_pending(
 ) -> None:
     """Read back each watched record this scan did not list (those it listed final are
     just forgotten); record what they say now as any listed record, then forget those
-    final (settled, voided, declined, failed) or that the provider no longer knows."""
+    final (settled, voided, declined, failed) or that the provider no longer knows, and
+    give up those past RECONCILE_PENDING_DAYS still open."""
     assert isinstance(lister, FollowsPending)
     due, aged = watch.due(now=now)
     if not dry_run:
-        # Still open after RECONCILE_PENDING_DAYS: a person must look at each one.
-        _given_up(lister, "reconcile.pending_given_up", aged, watch, done)
-        watch.forget([record_id for record_id in due if listed.get(record_id) is False])
-    due = [record_id for record_id in due if record_id not in listed]
+        watch.forget([r for r in (*aged, *due) if listed.get(r) is False])
+    # Those past their age are read back once more, oldest first: one that became final
+    # since the last scan read it is recorded, not given up as still open.
+    due = [record_id for record_id in (*aged, *due) if record_id not in listed]
+    too_old = set(aged)
     for start in range(0, len(due), READ_BACK_BATCH):
         batch = due[start : start + READ_BACK_BATCH]
         found: dict[str, bytes] = {}
@@ -373,6 +375,9 @@ def _read_back_pending(
         _record_page(lister, records, place, redis, record, done, dry_run=dry_run)
         if not dry_run:
             watch.forget([record_id for record_id in batch if record_id not in still_open])
+            # Still open after RECONCILE_PENDING_DAYS: a person must look at each one.
+            aged_open = [record_id for record_id in batch if record_id in still_open & too_old]
+            _given_up(lister, "reconcile.pending_given_up", aged_open, watch, done)
             # The window stays finished; a scheduled run's lease is renewed (and a run that
             # lost it stops here), as a page's commit does.
             place.finish()

@@ -284,12 +284,12 @@ def test_the_watch_is_bounded_by_age_and_by_count(
     key = redis_keys.reconcile_pending("spreedly")
     assert 0 < redis.ttl(key) <= 2 * settings.reconcile_pending_days * DAY
 
-    # Still pending 30 days on: given up, told, forgotten, not asked about.
+    # Still pending 30 days on (read back once more to say so): given up, told, forgotten.
     lookups = spreedly_state.lookups
     with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
         late = scheduled(settings, redis, MADE + settings.reconcile_pending_days * DAY + 60)
-    assert (late.given_up, late.read_back) == (1, 0)
-    assert spreedly_state.lookups == lookups
+    assert (late.given_up, late.read_back) == (1, 1)
+    assert spreedly_state.lookups == lookups + 1
     assert watched(redis, settings) == []
     [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_given_up"]
     assert told.transactions == [TOKEN]  # type: ignore[attr-defined]
@@ -349,3 +349,27 @@ def test_one_listed_pending_already_past_the_pending_days_is_given_up_out_loud(
     [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_given_up"]
     assert told.transactions == [TOKEN]  # type: ignore[attr-defined]
     assert redis.hget(RECONCILED_EVENTS, "spreedly|given_up") == b"1"  # alerted on
+
+
+def test_one_that_succeeds_just_before_the_pending_days_end_is_applied_not_given_up(
+    settings: Settings,
+    redis: Redis,
+    worker_context: Any,
+    sandbox_state: SandboxState,
+    spreedly_state: SpreedlyState,
+    pending: dict[str, Any],
+) -> None:
+    """The last scan before RECONCILE_PENDING_DAYS read it back pending; it succeeded
+    before the next scan, which finds it past its age: read back once more, it is applied
+    (its callback lost), not given up as still pending with its invoice left unpaid."""
+    made_pending_and_scanned(settings, redis, spreedly_state)
+    limit = MADE + settings.reconcile_pending_days * DAY
+    assert scheduled(settings, redis, limit - 60).read_back == 1  # still pending
+    settle(pending, "succeeded")
+
+    late = scheduled(settings, redis, limit + 60)
+
+    assert (late.read_back, late.queued, late.given_up) == (1, 1, 0)
+    assert watched(redis, settings) == []
+    drain(redis, settings)
+    assert sandbox_state.invoices[INVOICE]["Paid"] is True
