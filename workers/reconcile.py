@@ -274,12 +274,34 @@ def scan(
 def _watch_of(
     lister: Lister, redis: Redis, record: RecordOnce, pending_days: int
 ) -> PendingWatch | None:
+    return _watch_for(lister, redis, record.ttl_seconds, pending_days)
+
+
+def _watch_for(
+    lister: Lister, redis: Redis, ttl_seconds: int, pending_days: int
+) -> PendingWatch | None:
     """The lister's watch, if it follows pending records. Never past EVENT_RETENTION_DAYS:
     the events a late change would act on (a refund's, that its void undoes) are gone."""
     if not isinstance(lister, FollowsPending):
         return None
-    age = min(pending_days * 86400, record.ttl_seconds)
+    age = min(pending_days * 86400, ttl_seconds)
     return PendingWatch(redis, lister.name, max_age_seconds=age, cap=lister.most_pending)
+
+
+def follow_replayed(
+    lister: Lister, body: bytes, redis: Redis, *, ttl_seconds: int, pending_days: int
+) -> tuple[bool, bool]:
+    """A listed record a scan could not read, replayed by hand once the code reads it
+    (`payhooks unprocessed replay`): watched, if still open, as the scan would have watched
+    it (else a purchase that succeeds, or a refund voided, after every window has passed
+    it is recorded by nothing), or given up out loud as a scan's would be. Whether it is
+    still open, and whether it was given up."""
+    watch = _watch_for(lister, redis, ttl_seconds, pending_days)
+    if watch is None:
+        return False, False
+    done, listed = ScanCounts(), dict[str, bool]()
+    _watch(lister, (body,), watch, time.time(), done, listed, dry_run=False)
+    return any(listed.values()), done.given_up > 0
 
 
 def _pending_of(lister: Lister, records: Iterable[bytes]) -> list[Pending]:

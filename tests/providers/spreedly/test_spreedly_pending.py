@@ -26,7 +26,9 @@ import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from payhooks.cli.ops import Ops
 from payhooks.cli.reconcile import reconcile_providers
+from payhooks.cli.unprocessed import UnprocessedWebhooks
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.providers.kit.listing import Window
 from payhooks.providers.kit.step_errors import ProviderLookupUnavailable
@@ -39,7 +41,8 @@ from payhooks.storage.jobs import JobFactory
 from payhooks.storage.pending_watch import PendingWatch
 from payhooks.storage.record_once import RecordOnce
 from payhooks.storage.task_lease import TaskLease
-from payhooks.storage.trail import Trail
+from payhooks.storage.trail import StoredPoll, Trail
+from payhooks.storage.unprocessed import READ_BY_LIST, queue_keep
 from payhooks.storage.worker_metrics import RECONCILED_EVENTS, WorkerMetrics
 from tests.support.delivery import deliver, writes
 from tests.support.paths import FIXTURES
@@ -371,5 +374,42 @@ def test_one_that_succeeds_just_before_the_pending_days_end_is_applied_not_given
 
     assert (late.read_back, late.queued, late.given_up) == (1, 1, 0)
     assert watched(redis, settings) == []
+    drain(redis, settings)
+    assert sandbox_state.invoices[INVOICE]["Paid"] is True
+
+
+def test_a_pending_purchase_a_scan_could_not_read_is_followed_once_replayed(
+    settings: Settings,
+    redis: Redis,
+    worker_context: Any,
+    sandbox_state: SandboxState,
+    spreedly_state: SpreedlyState,
+    pending: dict[str, Any],
+) -> None:
+    """Kept as unprocessed by a scan whose code could not read it, and replayed by hand
+    once this code reads it (after every window has passed it): watched then as the scan
+    would have watched it, so that its success, its callback lost, is still applied."""
+    with redis.pipeline() as pipe:
+        queue_keep(
+            pipe,
+            StoredPoll.of("spreedly", json.dumps(pending).encode(), None),
+            "MalformedPayload in payhooks/providers/spreedly/lister.py:1 (x)",
+            ttl_seconds=600,
+            now=MADE + 60,
+            read_by=READ_BY_LIST,
+        )
+        pipe.execute()
+    kept_ones = UnprocessedWebhooks(Ops(settings, redis))
+    [kept] = kept_ones.listed()
+
+    replayed, lines = kept_ones.replay(kept)
+
+    assert replayed, lines
+    assert watched(redis, settings) == [TOKEN]
+    assert lines[-1].endswith("still open: reconcile scans read it back")
+    drain(redis, settings)  # its pending event: nothing paid
+    settle(pending, "succeeded")
+    now = scheduled(settings, redis, time.time())
+    assert (now.read_back, now.queued) == (1, 1)
     drain(redis, settings)
     assert sandbox_state.invoices[INVOICE]["Paid"] is True
