@@ -274,12 +274,34 @@ def scan(
 def _watch_of(
     lister: Lister, redis: Redis, record: RecordOnce, pending_days: int
 ) -> PendingWatch | None:
+    return _watch_for(lister, redis, record.ttl_seconds, pending_days)
+
+
+def _watch_for(
+    lister: Lister, redis: Redis, ttl_seconds: int, pending_days: int
+) -> PendingWatch | None:
     """The lister's watch, if it follows pending records. Never past EVENT_RETENTION_DAYS:
     the events a late change would act on (a refund's, that its void undoes) are gone."""
     if not isinstance(lister, FollowsPending):
         return None
-    age = min(pending_days * 86400, record.ttl_seconds)
+    age = min(pending_days * 86400, ttl_seconds)
     return PendingWatch(redis, lister.name, max_age_seconds=age, cap=lister.most_pending)
+
+
+def follow_replayed(
+    lister: Lister, body: bytes, redis: Redis, *, ttl_seconds: int, pending_days: int
+) -> tuple[bool, bool]:
+    """A listed record a scan could not read, replayed by hand once the code reads it
+    (`payhooks unprocessed replay`): watched, if still open, as the scan would have watched
+    it (else a purchase that succeeds, or a refund voided, after every window has passed
+    it is recorded by nothing), or given up out loud as a scan's would be. Whether it is
+    still open, and whether it was given up."""
+    watch = _watch_for(lister, redis, ttl_seconds, pending_days)
+    if watch is None:
+        return False, False
+    done, listed = ScanCounts(), dict[str, bool]()
+    _watch(lister, (body,), watch, time.time(), done, listed, dry_run=False)
+    return any(listed.values()), done.given_up > 0
 
 
 def _pending_of(lister: Lister, records: Iterable[bytes]) -> list[Pending]:
@@ -312,6 +334,9 @@ def _watch(
     kept = [(s.record_id, s.created.timestamp()) for s in states if s.open]
     if dry_run or not kept:
         return
+    # Listed open but past the watch's age already (a window reaching back further than
+    # RECONCILE_PENDING_DAYS): no later scan would follow it, so a person is told.
+    _given_up(lister, "reconcile.pending_given_up", watch.too_old(kept, now=now), watch, done)
     _given_up(lister, "reconcile.pending_dropped", watch.remember(kept, now=now), watch, done)
 
 
@@ -341,14 +366,16 @@ def _read_back_pending(
 ) -> None:
     """Read back each watched record this scan did not list (those it listed final are
     just forgotten); record what they say now as any listed record, then forget those
-    final (settled, voided, declined, failed) or that the provider no longer knows."""
+    final (settled, voided, declined, failed) or that the provider no longer knows, and
+    give up those past RECONCILE_PENDING_DAYS still open."""
     assert isinstance(lister, FollowsPending)
     due, aged = watch.due(now=now)
     if not dry_run:
-        # Still open after RECONCILE_PENDING_DAYS: a person must look at each one.
-        _given_up(lister, "reconcile.pending_given_up", aged, watch, done)
-        watch.forget([record_id for record_id in due if listed.get(record_id) is False])
-    due = [record_id for record_id in due if record_id not in listed]
+        watch.forget([r for r in (*aged, *due) if listed.get(r) is False])
+    # Those past their age are read back once more, oldest first: one that became final
+    # since the last scan read it is recorded, not given up as still open.
+    due = [record_id for record_id in (*aged, *due) if record_id not in listed]
+    too_old = set(aged)
     for start in range(0, len(due), READ_BACK_BATCH):
         batch = due[start : start + READ_BACK_BATCH]
         found: dict[str, bytes] = {}
@@ -370,6 +397,9 @@ def _read_back_pending(
         _record_page(lister, records, place, redis, record, done, dry_run=dry_run)
         if not dry_run:
             watch.forget([record_id for record_id in batch if record_id not in still_open])
+            # Still open after RECONCILE_PENDING_DAYS: a person must look at each one.
+            aged_open = [record_id for record_id in batch if record_id in still_open & too_old]
+            _given_up(lister, "reconcile.pending_given_up", aged_open, watch, done)
             # The window stays finished; a scheduled run's lease is renewed (and a run that
             # lost it stops here), as a page's commit does.
             place.finish()

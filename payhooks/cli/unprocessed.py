@@ -16,12 +16,14 @@ from typing import Any
 
 from payhooks.cli.ops import Ops
 from payhooks.domain.events import Ignored, Normalised
+from payhooks.providers.kit.listing import Lister
 from payhooks.providers.kit.unreadable import reason_of
 from payhooks.providers.listers import build_listers
 from payhooks.providers.receivers import build_providers
 from payhooks.storage import redis_keys, trail
 from payhooks.storage.redis_keys import text
 from payhooks.storage.unprocessed import READ_BY_LIST
+from workers.reconcile import follow_replayed
 
 _PREFIXES = (redis_keys.webhook(""), redis_keys.polled(""))
 #: How many leading hex digits of the body's SHA-256 name a webhook in listings.
@@ -138,30 +140,52 @@ class UnprocessedWebhooks:
             )
             # The queueing half of `replay-event`: the same idempotent job, its own id.
             lines.append(self._ops._enqueue(item))
+        if listed:
+            lines += self._follow(webhook, stored["body"])
         self._resolve(webhook)
         return True, lines or [f"{webhook.id[:SHORT_ID]}: holds no events"]
 
     def _normaliser(self, webhook: UnprocessedWebhook) -> Callable[[bytes, Any], list[Normalised]]:
         """The current code's reader of what was kept: the provider's lister for a listed
         record, its receiver for a webhook."""
-        settings = self._ops.settings
         if webhook.source == READ_BY_LIST:
-            listers, skipped = build_listers(settings, [webhook.provider])
-            if webhook.provider not in listers:
-                raise ValueError(
-                    f"provider {webhook.provider} cannot be listed here "
-                    f"({skipped.get(webhook.provider, 'not configured')}); run with the "
-                    "workers' environment (its API credentials build the lister)"
-                )
-            lister = listers[webhook.provider]
+            lister = self._lister(webhook)
             return lambda body, headers: lister.normalise(body)
-        providers = build_providers(settings)
+        providers = build_providers(self._ops.settings)
         if webhook.provider not in providers:
             raise ValueError(
                 f"provider {webhook.provider} is not configured here; run with the receiver's "
                 "environment (its secrets build the normaliser)"
             )
         return providers[webhook.provider].normalise
+
+    def _lister(self, webhook: UnprocessedWebhook) -> Lister:
+        listers, skipped = build_listers(self._ops.settings, [webhook.provider])
+        if webhook.provider not in listers:
+            raise ValueError(
+                f"provider {webhook.provider} cannot be listed here "
+                f"({skipped.get(webhook.provider, 'not configured')}); run with the "
+                "workers' environment (its API credentials build the lister)"
+            )
+        return listers[webhook.provider]
+
+    def _follow(self, webhook: UnprocessedWebhook, body: bytes) -> list[str]:
+        """A listed record still open (a pending purchase, a refund not settled) is watched
+        as the scan that could not read it would have watched it: later scans read it
+        back until it is final."""
+        settings = self._ops.settings
+        still_open, given_up = follow_replayed(
+            self._lister(webhook),
+            body,
+            self._redis,
+            ttl_seconds=settings.event_ttl_seconds,
+            pending_days=settings.reconcile_pending_days,
+        )
+        if given_up:
+            return [f"{webhook.id[:SHORT_ID]}: still open and too old to follow: look it up"]
+        if still_open:
+            return [f"{webhook.id[:SHORT_ID]}: still open: reconcile scans read it back"]
+        return []
 
     def dismiss(self, webhook: UnprocessedWebhook) -> None:
         """Take it off the list (handled by hand); the body stays until it expires."""

@@ -38,9 +38,15 @@ class PendingWatch:
         self._cap = cap
         self.round_trips = 0
 
+    def too_old(self, pending: Sequence[tuple[str, float]], *, now: float) -> list[str]:
+        """The ids of these (id, creation time) pairs that ``remember`` would not watch,
+        being older than the watch's age already: the caller gives them up out loud."""
+        return [tid for tid, created in pending if created <= now - self._max_age]
+
     def remember(self, pending: Sequence[tuple[str, float]], *, now: float) -> list[str]:
-        """Watch these (id, creation time) pairs, but for those already too old; an id
-        watched before keeps its place. The ids dropped to keep the cap, oldest first."""
+        """Watch these (id, creation time) pairs, but for those already too old
+        (``too_old``); an id watched before keeps its place. The ids dropped to keep the
+        cap, oldest first."""
         young = {tid: created for tid, created in pending if created > now - self._max_age}
         if not young:
             return []

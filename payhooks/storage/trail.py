@@ -68,6 +68,8 @@ FIELD_NAMES = {
     "source": "s",
 }
 _FIELD_OF = {short: name for name, short in FIELD_NAMES.items()}
+#: What ``read_entry`` names an entry's own parts: no field of an entry is named so.
+_OWN_NAMES = frozenset({"at", "stage"})
 #: The fields that name an origin, and its key from the digest an entry keeps (the field
 #: says which kind: an entry never repeats the key's prefix).
 ORIGIN_FIELDS: dict[str, Callable[[str], str]] = {
@@ -96,8 +98,8 @@ def entry_at(at_ms: int, stage: str, **fields: Any) -> str:
 def _fields_json(fields: dict[str, Any]) -> str:
     short: dict[str, Any] = {}
     for name, value in fields.items():
-        if name in _FIELD_OF:
-            raise ValueError(f"trail field {name!r} is the short name of another")
+        if name in _FIELD_OF or name in _OWN_NAMES:
+            raise ValueError(f"trail field {name!r} is another's short name, or the entry's own")
         if name in ORIGIN_FIELDS and isinstance(value, str):
             value = value.rpartition(":")[2]
         short[FIELD_NAMES.get(name, name)] = value
@@ -136,6 +138,10 @@ def _read_entry(raw: bytes | str) -> list[dict[str, Any]]:
     if not at_ms.isascii() or not at_ms.isdigit() or not stage:
         raise ValueError("an entry begins with its time and stage")
     fields = {_FIELD_OF.get(k, k): v for k, v in orjson.loads(fields_json or "{}").items()}
+    if not _OWN_NAMES.isdisjoint(fields):
+        # No writer names a field so (entry_at): read as written, it would replace the
+        # entry's stage, and an event only received would read as queued.
+        raise ValueError("an entry's fields never name its stage or time")
     for name, key_of in ORIGIN_FIELDS.items():
         if name in fields:
             fields[name] = key_of(str(fields[name]))

@@ -173,3 +173,36 @@ def test_the_audit_leaves_a_payment_whose_trail_it_cannot_read_to_a_person(
         f"the trail of {held_key} holds an entry that cannot be read; without it, in flight"
     )
     assert finding["action"].startswith(f"`payhooks trace {held_key}` shows it")
+
+
+def test_an_entry_whose_fields_name_a_stage_or_time_is_unreadable_never_a_queued_one(
+    rc_settings: Settings,  # noqa: F811
+    redis: Redis,
+    rc_context: Any,  # noqa: F811
+    sandbox_state: SandboxState,
+    stripe_state: StripeState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No release writes a field named ``stage`` or ``at`` (they are the entry's own): one
+    that holds them was damaged. Read as they said, such a field replaced the stage, so a
+    payment whose trail said only "received" read as queued and a scan skipped it (the
+    record-once script, which reads the stage itself, would have queued it), and a stage
+    that is no text stopped the audit."""
+    missed = stripe_paid(stripe_state, 42)
+    missed_key = f"stripe:{missed['id']}"
+    string_trail(redis, missed_key, f'{now_ms()} received {{"stage":"enqueued"}}'.encode())
+
+    rows = reconcile_providers(rc_settings, redis, last(), ["stripe"])
+
+    stripe = row(rows, "stripe")
+    assert (stripe["scanned"], stripe["seen"], stripe["queued"]) == (1, 0, 1)
+    drain(redis, rc_settings)
+    assert sandbox_state.invoices[42]["PaidOn"] is not None
+    assert stages(redis, missed_key)[-1] == "applied"
+
+    # The audit reads the same trail with an entry whose stage is a list.
+    redis.append(redis_keys.trail(missed_key), f'\n{now_ms()} applied {{"stage":[1]}}'.encode())
+    capsys.readouterr()
+    assert run_audit(rc_settings, reconcile_args("stripe")) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"]["applied"] == 1

@@ -2,8 +2,9 @@
 
 ``getTransactionDetails`` gives the transaction's status, amount, ``order.invoiceNumber``
 and subscription. A paid notification whose transaction is not captured is not trusted;
-one whose status says its money went back (returnedItem, chargeback) is told so
-(``WENT_BACK``), and the worker holds the payment.
+one whose money went back (it names ``returnedItems``, as a returned eCheck does, or its
+status is returnedItem or chargeback) is told so (``WENT_BACK``), and the worker holds the
+payment, before any scan has listed the return.
 
 A refund is a transaction of its own: ``refund.created`` names the refund, not the payment
 it returns, so the refund is read for ``refTransId`` (the payment) and its amount, and the
@@ -69,6 +70,10 @@ class AuthorizeNetStep(SectionStep[AuthorizeNetSettings]):
         details.pop(WENT_BACK, None)
         if status in WENT_BACK_STATUSES:
             details[WENT_BACK] = status
+        elif transaction.get("returnedItems"):
+            # How Authorize.Net says it: the payment keeps its status and names its returns
+            # (the lists' hasReturnedItems), all of it gone back as the lister tells it.
+            details[WENT_BACK] = RETURNED
         subscription = transaction.get("subscription") or {}
         if subscription.get("id"):
             details["subscription"] = str(subscription["id"])

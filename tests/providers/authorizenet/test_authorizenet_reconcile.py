@@ -736,3 +736,37 @@ def test_a_return_of_a_payment_refunded_in_part_flags_it_again_for_all_of_it(
     assert stages(redis, "authorizenet:transaction-7081-refunded")[-1] == "no_write"
     assert sandbox_state.invoices[42]["PaidOn"] == paid_on
     assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+
+
+def test_a_notified_payment_returned_before_its_job_runs_is_held_without_a_scan(
+    settings: Settings,
+    redis: Redis,
+    sandbox_state: SandboxState,
+    authorizenet_state: AuthorizeNetState,
+    run_worker: RunWorker,
+) -> None:
+    """Its job ran late (a Nexudus outage, a backlog, a replay) after the bank returned the
+    eCheck, and no scan has listed the return yet: the job's own lookup names the return
+    (``returnedItems``, the payment keeping its status), so the payment is held, never
+    applied with money that went back."""
+    sandbox_state.invoices[43]["CurrencyCode"] = "USD"
+    _notified(settings, authorizenet_state, "7040", "43")
+    settle(authorizenet_state, "B7040", ["7040"])
+    return_item(authorizenet_state, "7040", "7041")
+
+    run_worker()
+
+    assert sandbox_state.invoices[43]["PaidOn"] is None
+    assert [t for t in sandbox_state.tokens.values() if t["Token"] == "7040"] == []
+    [payment_key] = [
+        k.decode().removeprefix("payhooks:trail:")
+        for k in redis.scan_iter(match="payhooks:trail:authorizenet:*")
+    ]
+    assert stages(redis, payment_key)[-1] == "reversed"
+    # The scan then lists the return: the same reversal, counted once, no write.
+    calls_before = len(api_calls(sandbox_state))
+    reconcile_providers(settings, redis, last(), ["authorizenet"])
+    run_worker()
+    assert stages(redis, "authorizenet:transaction-7040-returned")[-1] == "no_write"
+    assert [c for c in api_calls(sandbox_state)[calls_before:] if c[0] != "GET"] == []
+    assert sandbox_state.invoices[43]["PaidOn"] is None

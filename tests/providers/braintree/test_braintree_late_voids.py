@@ -203,13 +203,16 @@ def test_a_refund_still_open_after_the_pending_days_is_given_up_out_loud(
     with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
         done = scheduled(settings, redis, BraintreeLister.from_settings(settings), later)
 
-    assert (done.given_up, done.read_back) == (1, 0)
+    # Read back once more (still open), then given up.
+    assert (done.given_up, done.read_back) == (1, 1)
     assert remembered(redis) == []
     [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_given_up"]
     assert told.transactions == ["bt_late_back"]  # type: ignore[attr-defined]
     assert redis.hget(RECONCILED_EVENTS, "braintree|given_up") == b"1"  # alerted on
-    # Not read back: the window (a month on) lists nothing, so no search fetched a record.
-    assert braintree_state.requests[searches:] == ["advanced_search_ids"] * 3
+    # The window (a month on) lists nothing: its one record fetched is the read-back's.
+    assert braintree_state.requests[searches:] == ["advanced_search_ids"] * 4 + [
+        "advanced_search 1"
+    ]
 
 
 def test_refunds_over_the_cap_are_given_up_oldest_first_out_loud(

@@ -26,7 +26,9 @@ import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from payhooks.cli.ops import Ops
 from payhooks.cli.reconcile import reconcile_providers
+from payhooks.cli.unprocessed import UnprocessedWebhooks
 from payhooks.devtools.sandbox.nexudus import SandboxState, invoice_record
 from payhooks.providers.kit.listing import Window
 from payhooks.providers.kit.step_errors import ProviderLookupUnavailable
@@ -39,7 +41,8 @@ from payhooks.storage.jobs import JobFactory
 from payhooks.storage.pending_watch import PendingWatch
 from payhooks.storage.record_once import RecordOnce
 from payhooks.storage.task_lease import TaskLease
-from payhooks.storage.trail import Trail
+from payhooks.storage.trail import StoredPoll, Trail
+from payhooks.storage.unprocessed import READ_BY_LIST, queue_keep
 from payhooks.storage.worker_metrics import RECONCILED_EVENTS, WorkerMetrics
 from tests.support.delivery import deliver, writes
 from tests.support.paths import FIXTURES
@@ -284,12 +287,12 @@ def test_the_watch_is_bounded_by_age_and_by_count(
     key = redis_keys.reconcile_pending("spreedly")
     assert 0 < redis.ttl(key) <= 2 * settings.reconcile_pending_days * DAY
 
-    # Still pending 30 days on: given up, told, forgotten, not asked about.
+    # Still pending 30 days on (read back once more to say so): given up, told, forgotten.
     lookups = spreedly_state.lookups
     with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
         late = scheduled(settings, redis, MADE + settings.reconcile_pending_days * DAY + 60)
-    assert (late.given_up, late.read_back) == (1, 0)
-    assert spreedly_state.lookups == lookups
+    assert (late.given_up, late.read_back) == (1, 1)
+    assert spreedly_state.lookups == lookups + 1
     assert watched(redis, settings) == []
     [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_given_up"]
     assert told.transactions == [TOKEN]  # type: ignore[attr-defined]
@@ -323,3 +326,90 @@ def test_a_watched_purchase_spreedly_no_longer_knows_is_an_error_and_forgotten(
     assert watched(redis, settings) == []
     [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_unknown"]
     assert told.transaction == TOKEN  # type: ignore[attr-defined]
+
+
+def test_one_listed_pending_already_past_the_pending_days_is_given_up_out_loud(
+    settings: Settings,
+    redis: Redis,
+    spreedly_state: SpreedlyState,
+    pending: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A scan by hand over a window reaching back further than RECONCILE_PENDING_DAYS (as
+    the README's upgrade step runs one) lists a purchase still pending that no later scan
+    will follow: given up as one that aged while watched is, never silently."""
+    made = time.time() - (settings.reconcile_pending_days + 1) * DAY
+    pending["created_at"] = pending["updated_at"] = stamp(made)
+    window = Window(
+        datetime.fromtimestamp(made - 3600, tz=UTC), datetime.fromtimestamp(time.time(), tz=UTC)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="payhooks.reconcile"):
+        [row] = reconcile_providers(settings, redis, window, ["spreedly"])
+
+    assert (row["scanned"], row["queued"]) == (1, 1)  # its pending event
+    assert watched(redis, settings) == []
+    [told] = [r for r in caplog.records if r.getMessage() == "reconcile.pending_given_up"]
+    assert told.transactions == [TOKEN]  # type: ignore[attr-defined]
+    assert redis.hget(RECONCILED_EVENTS, "spreedly|given_up") == b"1"  # alerted on
+
+
+def test_one_that_succeeds_just_before_the_pending_days_end_is_applied_not_given_up(
+    settings: Settings,
+    redis: Redis,
+    worker_context: Any,
+    sandbox_state: SandboxState,
+    spreedly_state: SpreedlyState,
+    pending: dict[str, Any],
+) -> None:
+    """The last scan before RECONCILE_PENDING_DAYS read it back pending; it succeeded
+    before the next scan, which finds it past its age: read back once more, it is applied
+    (its callback lost), not given up as still pending with its invoice left unpaid."""
+    made_pending_and_scanned(settings, redis, spreedly_state)
+    limit = MADE + settings.reconcile_pending_days * DAY
+    assert scheduled(settings, redis, limit - 60).read_back == 1  # still pending
+    settle(pending, "succeeded")
+
+    late = scheduled(settings, redis, limit + 60)
+
+    assert (late.read_back, late.queued, late.given_up) == (1, 1, 0)
+    assert watched(redis, settings) == []
+    drain(redis, settings)
+    assert sandbox_state.invoices[INVOICE]["Paid"] is True
+
+
+def test_a_pending_purchase_a_scan_could_not_read_is_followed_once_replayed(
+    settings: Settings,
+    redis: Redis,
+    worker_context: Any,
+    sandbox_state: SandboxState,
+    spreedly_state: SpreedlyState,
+    pending: dict[str, Any],
+) -> None:
+    """Kept as unprocessed by a scan whose code could not read it, and replayed by hand
+    once this code reads it (after every window has passed it): watched then as the scan
+    would have watched it, so that its success, its callback lost, is still applied."""
+    with redis.pipeline() as pipe:
+        queue_keep(
+            pipe,
+            StoredPoll.of("spreedly", json.dumps(pending).encode(), None),
+            "MalformedPayload in payhooks/providers/spreedly/lister.py:1 (x)",
+            ttl_seconds=600,
+            now=MADE + 60,
+            read_by=READ_BY_LIST,
+        )
+        pipe.execute()
+    kept_ones = UnprocessedWebhooks(Ops(settings, redis))
+    [kept] = kept_ones.listed()
+
+    replayed, lines = kept_ones.replay(kept)
+
+    assert replayed, lines
+    assert watched(redis, settings) == [TOKEN]
+    assert lines[-1].endswith("still open: reconcile scans read it back")
+    drain(redis, settings)  # its pending event: nothing paid
+    settle(pending, "succeeded")
+    now = scheduled(settings, redis, time.time())
+    assert (now.read_back, now.queued) == (1, 1)
+    drain(redis, settings)
+    assert sandbox_state.invoices[INVOICE]["Paid"] is True
