@@ -252,6 +252,11 @@ def backoff_seconds(
 
 def _fail(error: JobError, fields: dict[str, Any], ctx: context.WorkerContext) -> None:
     job = get_current_job()
+    named = getattr(error, "invoice_id", None)
+    if fields.get("invoice_id") is None and isinstance(named, int):
+        # The invoice the job found on its way (a refund's, through its payment): what
+        # `failed list --invoice` and `trace <invoice>` look for.
+        fields = {**fields, "invoice_id": named}
     settings = ctx.settings
     counted = not (error.transient and not error.counts_as_attempt)
     if job is not None and not counted:

@@ -23,6 +23,7 @@ from redis import Redis
 from rq import Queue
 
 from payhooks.cli.audit import run_audit
+from payhooks.cli.ops import Filters, Ops
 from payhooks.cli.reconcile import reconcile_providers
 from payhooks.devtools.sandbox.nexudus import SandboxState
 from payhooks.domain.events import Ignored, PaymentEvent, PaymentKind
@@ -155,6 +156,11 @@ def test_a_refund_of_a_payment_that_settled_its_invoice_is_flagged_never_unpaid(
     assert failed["error_class"] == "PaymentReversed"
     assert "30.00 EUR went back (bt_back)" in str(failed["reason"])
     assert len(queue.failed_job_registry) == 1
+    # The refund names no invoice; its job found 43 through the payment, and says so to
+    # `failed list --invoice 43` and `trace 43`.
+    [listed], _ = Ops(settings, redis).failed_jobs(Filters(invoice="43"))
+    assert (listed.event_id, listed.invoice) == ("transaction-bt_back-refunded", "43")
+    assert refund in Trail(redis, ttl_seconds=60).events_for_invoice(43)
     # Never un-paid: one read of the invoice, no write.
     assert sandbox_state.invoices[43]["PaidOn"] == paid_on
     assert api_calls(sandbox_state)[calls_before:] == [
