@@ -267,6 +267,8 @@ def _page(records: list[dict[str, Any]], request: web.Request) -> web.Response:
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(CONTROLS):
+        return await _control(request, handler)
     if not request.path.startswith("/api/"):
         return await handler(request)
     state = request.app[STATE]
@@ -284,6 +286,23 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             )
         )
     return response
+
+
+#: Where the sandbox's own controls are (``payhooks dev``'s banner, the README's table).
+CONTROLS = "/_sandbox/"
+
+
+async def _control(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A control given a body it cannot use says which field, with a 400: not a 500 and
+    a traceback in the dev terminal."""
+    try:
+        return await handler(request)
+    except KeyError as exc:
+        reason = f"missing field {exc.args[0]!r}" if exc.args else "a field is missing"
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        # json.JSONDecodeError is a ValueError; Decimal("1,00") an InvalidOperation.
+        reason = f"{exc.__class__.__name__}: {str(exc)[:200] or 'a value it cannot use'}"
+    return web.json_response({"error": "bad_control_request", "reason": reason}, status=400)
 
 
 async def _guarded(
