@@ -239,7 +239,7 @@ def scan(
     would queue."""
     done = counts or ScanCounts()
     before = place.round_trips
-    watch = _watch_of(lister, redis, record, pending_days)
+    watch = _watch_for(lister, redis, record.ttl_seconds, pending_days)
     listed: dict[str, bool] = {}  # the pending records this scan listed: still open?
     try:
         cursor = None if dry_run else place.cursor()
@@ -269,12 +269,6 @@ def scan(
         done.redis_round_trips += place.round_trips - before
         if watch is not None:
             done.redis_round_trips += watch.round_trips
-
-
-def _watch_of(
-    lister: Lister, redis: Redis, record: RecordOnce, pending_days: int
-) -> PendingWatch | None:
-    return _watch_for(lister, redis, record.ttl_seconds, pending_days)
 
 
 def _watch_for(
